@@ -1,0 +1,1 @@
+"""Export tools: torch checkpoints -> verified ONNX graphs. The only place torch is used."""

@@ -1,0 +1,109 @@
+"""Export LiteMedSAM (the real lite_medsam.pth) to an encoder and a box decoder ONNX graph.
+
+    python -m export.litemedsam [--checkpoint PATH] [--out-dir DIR]
+
+Both graphs are checked right after export (ONNX checker, then ONNX Runtime against torch on
+inputs unlike the export dummies), and so is the chained pipeline image -> masks. Prints a JSON
+report with the errors and each file's sha256.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.onnx_export import GraphSpec, dice, export_graph
+from export.sam_modules import BoxDecoder, LiteMedSAM
+from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir
+from litemedsam.session import make_session
+
+
+def load_model(checkpoint: Path) -> LiteMedSAM:
+    model = LiteMedSAM()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state:  # training checkpoints wrap the weights
+        state = state["model"]
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def test_image(seed: int, size: int = 256) -> torch.Tensor:
+    """A structured [0, 1] image (ellipses on a smooth background with noise), zero-padded like real input."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = 0.3 + 0.2 * np.sin(6 * xx + rng.uniform(0, 3)) * np.cos(4 * yy)
+    for _ in range(4):
+        cx, cy, rx, ry = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2)
+        img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1] = rng.uniform(0.6, 1.0)
+    img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+    img[int(size * 0.8):] = 0  # padding rows, as for a non-square image
+    return torch.from_numpy(np.repeat(img[None, None], 3, axis=1).astype(np.float32))
+
+
+def main(argv=None) -> dict:
+    spec = MODELS["litemedsam"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the verified work_dir/lite_medsam.pth")
+    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
+    args = parser.parse_args(argv)
+    out_dir = args.out_dir or work_dir()
+    checkpoint = args.checkpoint or verified_path(CHECKPOINTS[spec.checkpoint], "litemedsam models fetch")
+
+    torch.manual_seed(0)
+    model = load_model(checkpoint)
+    decoder = BoxDecoder(model)
+    with torch.no_grad():
+        test_emb = model.image_encoder(test_image(1))
+    graphs = [
+        GraphSpec(
+            name="encoder",
+            module=model.image_encoder,
+            dummy=(torch.rand(1, 3, 256, 256),),
+            test=(torch.cat([test_image(2), test_image(3)]),),
+            input_names=["image"],
+            output_names=["image_embeddings"],
+            dynamic_axes={"image": {0: "batch"}, "image_embeddings": {0: "batch"}},
+        ),
+        GraphSpec(
+            name="decoder",
+            module=decoder,
+            dummy=(torch.randn(1, 256, 64, 64), torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 255.0, 255.0]])),
+            test=(test_emb, torch.tensor([[30.0, 40.0, 150.0, 160.0], [5.0, 5.0, 60.0, 200.0], [100.0, 10.0, 250.0, 190.0],
+                                          [0.0, 0.0, 256.0, 256.0], [77.0, 77.0, 78.0, 79.0]])),
+            input_names=["image_embeddings", "boxes"],
+            output_names=["low_res_logits", "iou_predictions"],
+            dynamic_axes={"boxes": {0: "num_boxes"}, "low_res_logits": {0: "num_boxes"}, "iou_predictions": {0: "num_boxes"}},
+            mask_outputs=("low_res_logits",),
+        ),
+    ]
+    paths = {"encoder": out_dir / spec.encoder.file, "decoder": out_dir / spec.decoder.file}
+    reports = [export_graph(g, paths[g.name]) for g in graphs]
+
+    # the chained pipeline: torch image -> masks vs ONNX Runtime image -> masks
+    image = test_image(4)
+    boxes = torch.tensor([[20.0, 30.0, 200.0, 180.0], [60.0, 60.0, 140.0, 150.0]])
+    with torch.no_grad():
+        ref, _ = decoder(model.image_encoder(image), boxes)
+    enc, dec = make_session(paths["encoder"]), make_session(paths["decoder"])
+    (emb,) = enc.run(None, {"image": image.numpy()})
+    got, _ = dec.run(None, {"image_embeddings": emb, "boxes": boxes.numpy()})
+    chain = {"max_abs_error": float(np.abs(ref.numpy() - got).max()), "mask_dice": dice(ref.numpy() > 0, got > 0)}
+    if chain["mask_dice"] < 0.999:
+        raise RuntimeError(f"encoder+decoder chain: mask Dice {chain['mask_dice']:.5f} < 0.999")
+
+    report = {
+        "checkpoint": str(checkpoint),
+        "graphs": reports,
+        "chain": chain,
+        "sha256": {p.name: sha256_of(p) for p in paths.values()},
+        "torch": torch.__version__,
+    }
+    print(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""One generic export function: export a module, check the graph, and compare ONNX Runtime with torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from litemedsam.session import make_session
+
+
+@dataclass
+class GraphSpec:
+    """What to export and how to check it.
+
+    ``dummy`` are the tracing inputs; ``test`` are different inputs (other values and other sizes
+    along the dynamic axes) on which ONNX Runtime must agree with torch.
+    """
+
+    name: str
+    module: torch.nn.Module
+    dummy: tuple
+    test: tuple
+    input_names: list
+    output_names: list
+    dynamic_axes: dict = field(default_factory=dict)
+    mask_outputs: tuple = ()  # logit outputs whose masks (> 0) must agree
+    min_dice: float = 0.999
+    max_abs_error: float = 1e-2  # sanity bound; the report gives the real number
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
+
+
+def export_graph(spec: GraphSpec, path: Path, opset: int = 17) -> dict:
+    """Export ``spec.module`` to ``path`` and verify it; returns a report, raises on disagreement."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    spec.module.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            spec.module,
+            spec.dummy,
+            str(tmp),
+            dynamo=False,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(tmp), full_check=True)
+
+    session = make_session(tmp)
+    feeds = {name: t.numpy() for name, t in zip(spec.input_names, spec.test)}
+    got = session.run(spec.output_names, feeds)
+    with torch.no_grad():
+        ref = spec.module(*spec.test)
+    ref = [r.numpy() for r in (ref if isinstance(ref, (tuple, list)) else (ref,))]
+
+    report = {"graph": spec.name, "file": path.name, "outputs": {}}
+    problems = []
+    for name, r, g in zip(spec.output_names, ref, got):
+        if r.shape != g.shape:
+            problems.append(f"{name}: shape {g.shape} from ONNX Runtime, {r.shape} from torch")
+            continue
+        entry = {"shape": list(g.shape), "max_abs_error": float(np.abs(r - g).max())}
+        if entry["max_abs_error"] > spec.max_abs_error:
+            problems.append(f"{name}: max abs error {entry['max_abs_error']:.3g}")
+        if name in spec.mask_outputs:
+            entry["mask_dice"] = dice(r > 0, g > 0)
+            if entry["mask_dice"] < spec.min_dice:
+                problems.append(f"{name}: mask Dice {entry['mask_dice']:.5f} < {spec.min_dice}")
+        report["outputs"][name] = entry
+    if problems:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{spec.name}: ONNX Runtime disagrees with torch: " + "; ".join(problems))
+    tmp.replace(path)
+    return report

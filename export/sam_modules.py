@@ -1,0 +1,445 @@
+"""Torch modules for LiteMedSAM: TinyViT image encoder, SAM prompt encoder and mask decoder.
+
+Written for export only. Module and parameter names follow the checkpoint layout of
+``lite_medsam.pth`` (bowang-lab/MedSAM, branch LiteMedSAM) so that the checkpoint loads
+strictly; the prompt encoder and mask decoder follow segment-anything's key names.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- common
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ConvBN(nn.Sequential):
+    """Bias-free convolution followed by batch norm (keys ``c`` and ``bn``)."""
+
+    def __init__(self, cin, cout, kernel=1, stride=1, pad=0, groups=1):
+        super().__init__()
+        self.add_module("c", nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False))
+        self.add_module("bn", nn.BatchNorm2d(cout))
+
+
+# ----------------------------------------------------------------------------- TinyViT
+
+
+class MBConv(nn.Module):
+    def __init__(self, dim: int, expand: float):
+        super().__init__()
+        hidden = int(dim * expand)
+        self.conv1 = ConvBN(dim, hidden)
+        self.conv2 = ConvBN(hidden, hidden, 3, 1, 1, groups=hidden)
+        self.conv3 = ConvBN(hidden, dim)
+
+    def forward(self, x):
+        y = F.gelu(self.conv1(x))
+        y = F.gelu(self.conv2(y))
+        y = self.conv3(y)
+        return F.gelu(x + y)
+
+
+class PatchMerging(nn.Module):
+    """Pointwise conv, depthwise 3x3 conv (stride 2 except into the 320-wide stage), pointwise conv."""
+
+    def __init__(self, resolution, dim: int, out_dim: int):
+        super().__init__()
+        self.resolution = resolution
+        stride = 1 if out_dim in (320, 448, 576) else 2
+        self.conv1 = ConvBN(dim, out_dim)
+        self.conv2 = ConvBN(out_dim, out_dim, 3, stride, 1, groups=out_dim)
+        self.conv3 = ConvBN(out_dim, out_dim)
+
+    def forward(self, x):
+        if x.dim() == 3:  # tokens (B, L, C) -> (B, C, H, W)
+            h, w = self.resolution
+            x = x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
+        x = F.gelu(self.conv1(x))
+        x = F.gelu(self.conv2(x))
+        x = self.conv3(x)
+        return x.flatten(2).transpose(1, 2)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention inside a window with a learned bias per (|dy|, |dx|) offset."""
+
+    def __init__(self, dim: int, num_heads: int, window: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        points = list(itertools.product(range(window), range(window)))
+        offsets: dict = {}
+        index = []
+        for p in points:
+            for q in points:
+                key = (abs(p[0] - q[0]), abs(p[1] - q[1]))
+                index.append(offsets.setdefault(key, len(offsets)))
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
+        self.register_buffer(
+            "bias_index", torch.tensor(index).view(len(points), len(points)), persistent=False
+        )
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        x = self.norm(x)
+        # per head the qkv projection is laid out as [q | k | v]
+        qkv = self.qkv(x).view(b, n, self.num_heads, 3 * self.head_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv.split(self.head_dim, dim=3)
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = attn + self.attention_biases[:, self.bias_index]
+        x = attn.softmax(dim=-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(b, n, -1))
+
+
+class TokenMlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+
+
+class TinyViTBlock(nn.Module):
+    def __init__(self, dim: int, resolution, num_heads: int, window: int, mlp_ratio: float):
+        super().__init__()
+        self.resolution = resolution
+        self.window = window
+        self.attn = WindowAttention(dim, num_heads, window)
+        self.mlp = TokenMlp(dim, int(dim * mlp_ratio))
+        self.local_conv = ConvBN(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x):
+        h, w = self.resolution
+        b, n, c = x.shape
+        ws = self.window
+        if h == ws and w == ws:
+            y = self.attn(x)
+        else:
+            y = x.view(b, h, w, c)
+            pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+            if pad_b or pad_r:  # zero tokens take part in attention, as upstream
+                y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
+            ph, pw = h + pad_b, w + pad_r
+            nh, nw = ph // ws, pw // ws
+            y = y.view(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(b * nh * nw, ws * ws, c)
+            y = self.attn(y)
+            y = y.view(b, nh, nw, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
+            y = y[:, :h, :w].reshape(b, n, c)
+        x = x + y
+        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).view(b, c, n).transpose(1, 2)
+        return x + self.mlp(x)
+
+
+class Stage(nn.Module):
+    """One TinyViT stage: ``blocks`` then an optional ``downsample``."""
+
+    def __init__(self, blocks, downsample=None):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x if self.downsample is None else self.downsample(x)
+
+
+class TinyViT(nn.Module):
+    """TinyViT as configured for LiteMedSAM: 256x256 input, 256x64x64 embedding."""
+
+    def __init__(
+        self,
+        img_size=256,
+        embed_dims=(64, 128, 160, 320),
+        depths=(2, 2, 6, 2),
+        num_heads=(2, 4, 5, 10),
+        window_sizes=(7, 7, 14, 7),
+        mlp_ratio=4.0,
+        mbconv_expand=4.0,
+        out_chans=256,
+    ):
+        super().__init__()
+        d0 = embed_dims[0]
+        self.patch_embed = nn.Module()
+        self.patch_embed.seq = nn.Sequential(ConvBN(3, d0 // 2), nn.GELU(), ConvBN(d0 // 2, d0))
+        self.layers = nn.ModuleList()
+        for i, dim in enumerate(embed_dims):
+            side = img_size // (2 ** (i - 1 if i == 3 else i))
+            res = (side, side)
+            last = i == len(embed_dims) - 1
+            down = None if last else PatchMerging(res, dim, embed_dims[i + 1])
+            if i == 0:
+                blocks = [MBConv(dim, mbconv_expand) for _ in range(depths[i])]
+            else:
+                blocks = [
+                    TinyViTBlock(dim, res, num_heads[i], window_sizes[i], mlp_ratio)
+                    for _ in range(depths[i])
+                ]
+            self.layers.append(Stage(blocks, down))
+        self.out_side = img_size // 4
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dims[-1], out_chans, 1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x):
+        x = self.patch_embed.seq(x)
+        for layer in self.layers:
+            x = layer(x)
+        b, _, c = x.shape
+        x = x.view(b, self.out_side, self.out_side, c).permute(0, 3, 1, 2)
+        return self.neck(x)
+
+
+# ----------------------------------------------------------------------------- SAM prompt encoder
+
+
+class RandomPositionEmbedding(nn.Module):
+    def __init__(self, num_feats: int = 128):
+        super().__init__()
+        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_feats))
+
+    def encode(self, coords):
+        """coords in [0, 1], (..., 2) as (x, y) -> (..., 2 * num_feats)."""
+        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix
+        coords = 2 * math.pi * coords
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
+
+    def grid(self, h: int, w: int):
+        ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        return self.encode(torch.stack([xx, yy], dim=-1)).permute(2, 0, 1)[None]
+
+
+class PromptEncoder(nn.Module):
+    def __init__(self, embed_dim=256, embedding_size=(64, 64), input_size=(256, 256), mask_chans=16):
+        super().__init__()
+        self.embedding_size = embedding_size
+        self.input_size = input_size
+        self.pe_layer = RandomPositionEmbedding(embed_dim // 2)
+        # 0/1: negative/positive point, 2/3: box top-left/bottom-right corner
+        self.point_embeddings = nn.ModuleList([nn.Embedding(1, embed_dim) for _ in range(4)])
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, mask_chans // 4, 2, 2),
+            LayerNorm2d(mask_chans // 4),
+            nn.GELU(),
+            nn.Conv2d(mask_chans // 4, mask_chans, 2, 2),
+            LayerNorm2d(mask_chans),
+            nn.GELU(),
+            nn.Conv2d(mask_chans, embed_dim, 1),
+        )
+        self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def dense_pe(self):
+        return self.pe_layer.grid(*self.embedding_size)
+
+    def embed_boxes(self, boxes):
+        """boxes (N, 4) as x0, y0, x1, y1 in input-image pixels -> sparse embeddings (N, 2, C)."""
+        corners = (boxes + 0.5).reshape(-1, 2, 2)
+        scale = torch.tensor([self.input_size[1], self.input_size[0]], dtype=boxes.dtype)
+        emb = self.pe_layer.encode(corners / scale)
+        corner_ids = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])
+        return emb + corner_ids[None]
+
+    def no_mask_dense(self):
+        h, w = self.embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+
+
+# ----------------------------------------------------------------------------- SAM mask decoder
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, downsample: int = 1):
+        super().__init__()
+        inner = dim // downsample
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, inner)
+        self.k_proj = nn.Linear(dim, inner)
+        self.v_proj = nn.Linear(dim, inner)
+        self.out_proj = nn.Linear(inner, dim)
+
+    def _heads(self, x):
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def forward(self, q, k, v):
+        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        attn = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        out = attn.softmax(dim=-1) @ v
+        b, h, n, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.lin1 = nn.Linear(dim, hidden)
+        self.lin2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.lin2(F.relu(self.lin1(x)))
+
+
+class TwoWayBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, skip_first_pe: bool):
+        super().__init__()
+        self.skip_first_pe = skip_first_pe
+        self.self_attn = Attention(dim, num_heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.cross_attn_token_to_image = Attention(dim, num_heads, 2)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLPBlock(dim, mlp_dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.norm4 = nn.LayerNorm(dim)
+        self.cross_attn_image_to_token = Attention(dim, num_heads, 2)
+
+    def forward(self, queries, keys, query_pe, key_pe):
+        if self.skip_first_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+        k = keys + key_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        queries = self.norm3(queries + self.mlp(queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, queries + query_pe, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    def __init__(self, depth=2, dim=256, num_heads=8, mlp_dim=2048):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [TwoWayBlock(dim, num_heads, mlp_dim, skip_first_pe=(i == 0)) for i in range(depth)]
+        )
+        self.final_attn_token_to_image = Attention(dim, num_heads, 2)
+        self.norm_final_attn = nn.LayerNorm(dim)
+
+    def forward(self, image, image_pe, tokens):
+        """image, image_pe: (B, C, H, W); tokens: (B, T, C) -> (tokens (B, T, C), image (B, HW, C))."""
+        keys = image.flatten(2).permute(0, 2, 1)
+        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        queries = tokens
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, tokens, key_pe)
+        out = self.final_attn_token_to_image(queries + tokens, keys + key_pe, keys)
+        return self.norm_final_attn(queries + out), keys
+
+
+class MLP(nn.Module):
+    def __init__(self, dim_in: int, hidden: int, dim_out: int, depth: int):
+        super().__init__()
+        dims = [dim_in] + [hidden] * (depth - 1) + [dim_out]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class MaskDecoder(nn.Module):
+    def __init__(self, dim=256, num_multimask=3, iou_depth=3, iou_hidden=256):
+        super().__init__()
+        self.num_masks = num_multimask + 1
+        self.transformer = TwoWayTransformer(dim=dim)
+        self.iou_token = nn.Embedding(1, dim)
+        self.mask_tokens = nn.Embedding(self.num_masks, dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, 2, 2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            [MLP(dim, dim, dim // 8, 3) for _ in range(self.num_masks)]
+        )
+        self.iou_prediction_head = MLP(dim, iou_hidden, self.num_masks, iou_depth)
+
+    def forward(self, image_embeddings, image_pe, sparse, dense):
+        """Single-mask output (SAM's ``multimask_output=False``) for each of the N prompts.
+
+        image_embeddings (1, C, h, w), image_pe (1, C, h, w), sparse (N, T, C), dense (1, C, h, w)
+        -> low-res logits (N, 1, 4h, 4w), predicted IoU (N, 1).
+        """
+        n = sparse.shape[0]
+        out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], dim=1)
+        _, c, h, w = image_embeddings.shape
+        src = (image_embeddings + dense).expand(n, -1, -1, -1)
+        pos = image_pe.expand(n, -1, -1, -1)
+        hs, src = self.transformer(src, pos, tokens)
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
+        hyper = self.output_hypernetworks_mlps[0](hs[:, 1, :])  # (N, C/8)
+        b, cu, hu, wu = upscaled.shape
+        masks = (hyper[:, None, :] @ upscaled.reshape(b, cu, hu * wu)).reshape(b, 1, hu, wu)
+        iou = self.iou_prediction_head(hs[:, 0, :])[:, :1]
+        return masks, iou
+
+
+# ----------------------------------------------------------------------------- LiteMedSAM
+
+
+class LiteMedSAM(nn.Module):
+    """Container with the checkpoint's three top-level keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.image_encoder = TinyViT()
+        self.prompt_encoder = PromptEncoder()
+        self.mask_decoder = MaskDecoder()
+
+
+class BoxDecoder(nn.Module):
+    """Export wrapper: image embedding + N boxes (256-pixel frame) -> N low-res logits and IoUs."""
+
+    def __init__(self, model: LiteMedSAM):
+        super().__init__()
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+
+    def forward(self, image_embeddings, boxes):
+        sparse = self.prompt_encoder.embed_boxes(boxes)
+        return self.mask_decoder(
+            image_embeddings,
+            self.prompt_encoder.dense_pe(),
+            sparse,
+            self.prompt_encoder.no_mask_dense(),
+        )

@@ -1,0 +1,153 @@
+"""Reading challenge cases and writing segmentations, with clear errors for bad files."""
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NAME_PATTERN = re.compile(r"^(2D|3D)Box_([^_]+)_")
+
+
+class CaseError(Exception):
+    """A case that cannot be processed; the message names the problem (the caller adds the file)."""
+
+
+@dataclass
+class Case:
+    path: Path
+    dim: str  # "2D" or "3D"
+    image: np.ndarray  # 2D: (H, W, 3) or (H, W) uint8; 3D: (D, H, W) uint8
+    boxes: np.ndarray  # 2D: (N, 4); 3D: (N, 6); int64, inclusive pixel indices, clipped to the image
+    skipped: list = field(default_factory=list)  # 1-based labels of boxes that could not be used
+    warnings: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def modality(name: str) -> str | None:
+    """The modality tag of a challenge file name, e.g. 'CT' for 2DBox_CT_..., else None."""
+    m = NAME_PATTERN.match(name)
+    return m.group(2) if m else None
+
+
+def _dimension(name: str, image: np.ndarray, boxes: np.ndarray) -> str:
+    """2D or 3D: from the name's 2DBox_/3DBox_ prefix, else the box width, else the image shape."""
+    m = NAME_PATTERN.match(name)
+    by_boxes = {4: "2D", 6: "3D"}.get(boxes.shape[1]) if boxes.size else None
+    if boxes.size and by_boxes is None:
+        raise CaseError(f"'boxes' must have 4 (2D) or 6 (3D) columns, got shape {boxes.shape}")
+    if m and by_boxes and m.group(1) != by_boxes:
+        raise CaseError(f"the name says {m.group(1)} but 'boxes' has {boxes.shape[1]} columns ({by_boxes})")
+    if m:
+        return m.group(1)
+    if by_boxes:
+        return by_boxes
+    return "2D" if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)) else "3D"
+
+
+def _image(image: np.ndarray, dim: str) -> np.ndarray:
+    if image.dtype == object or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+                                     or image.dtype == bool):
+        raise CaseError(f"'imgs' must be numeric, got dtype {image.dtype}")
+    if dim == "2D":
+        if image.ndim == 3 and image.shape[2] in (1, 4):
+            image = image[:, :, :3] if image.shape[2] == 4 else image[:, :, 0]
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+            raise CaseError(f"2D 'imgs' must be HxW or HxWx3, got shape {image.shape}")
+    elif image.ndim != 3:
+        raise CaseError(f"3D 'imgs' must be DxHxW, got shape {image.shape}")
+    if image.size == 0:
+        raise CaseError(f"'imgs' is empty, shape {image.shape}")
+    if image.dtype != np.uint8:
+        finite = np.isfinite(image).all() if np.issubdtype(image.dtype, np.floating) else True
+        lo, hi = (image.min(), image.max()) if finite else (None, None)
+        if not finite or lo < 0 or hi > 255:
+            raise CaseError(f"'imgs' must hold intensities 0-255 (uint8), got {image.dtype} "
+                            + ("with NaN or infinite values" if not finite else f"in [{lo}, {hi}]"))
+        image = np.rint(image).astype(np.uint8)
+    return image
+
+
+def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
+    """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning."""
+    boxes = np.asarray(raw)
+    if boxes.dtype == object or not (np.issubdtype(boxes.dtype, np.integer) or np.issubdtype(boxes.dtype, np.floating)):
+        raise CaseError(f"'boxes' must be numeric, got dtype {boxes.dtype}")
+    if boxes.ndim == 1 and boxes.size in (4, 6):
+        boxes = boxes[None]
+    if boxes.size == 0:
+        return np.zeros((0, 4 if dim == "2D" else 6), dtype=np.int64), [], []
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
+        raise CaseError(f"'boxes' must be an Nx4 (2D) or Nx6 (3D) array, got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise CaseError("'boxes' contains NaN or infinite values")
+    k = 2 if dim == "2D" else 3
+    # image extent per box axis, in box column order (x, y[, z])
+    extent = [shape[1], shape[0]] if dim == "2D" else [shape[2], shape[1], shape[0]]
+    boxes = np.rint(boxes).astype(np.int64)
+    lo, hi = boxes[:, :k].copy(), boxes[:, k:].copy()
+    skipped, warnings = [], []
+    for i in range(len(boxes)):
+        label = i + 1
+        if (lo[i] > hi[i]).any():
+            skipped.append(label)
+            warnings.append(f"box {label} {boxes[i].tolist()} has min > max; label {label} left empty")
+            continue
+        if (hi[i] < 0).any() or (lo[i] > np.array(extent) - 1).any():
+            skipped.append(label)
+            warnings.append(f"box {label} {boxes[i].tolist()} lies outside the image; label {label} left empty")
+            continue
+        clipped_lo, clipped_hi = np.maximum(lo[i], 0), np.minimum(hi[i], np.array(extent) - 1)
+        if (clipped_lo != lo[i]).any() or (clipped_hi != hi[i]).any():
+            warnings.append(f"box {label} {boxes[i].tolist()} extends beyond the image; clipped")
+        lo[i], hi[i] = clipped_lo, clipped_hi
+    return np.concatenate([lo, hi], axis=1), skipped, warnings
+
+
+def load_case(path: Path) -> Case:
+    """Read and validate a challenge .npz case; raises CaseError with a readable reason."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [k for k in ("imgs", "boxes") if k not in keys]
+            if missing:
+                raise CaseError(f"missing array(s) {', '.join(missing)}; found: {', '.join(sorted(keys)) or 'none'}")
+            image, raw_boxes = npz["imgs"], npz["boxes"]
+    except CaseError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
+        raise CaseError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
+    raw_boxes = np.asarray(raw_boxes)
+    if raw_boxes.ndim == 1 and raw_boxes.size in (4, 6):
+        raw_boxes = raw_boxes[None]
+    if raw_boxes.ndim != 2:
+        raise CaseError(f"'boxes' must be an Nx4 (2D) or Nx6 (3D) array, got shape {raw_boxes.shape}")
+    dim = _dimension(path.name, image, raw_boxes)
+    image = _image(image, dim)
+    boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape)
+    return Case(path, dim, image, boxes, skipped, warnings)
+
+
+def label_dtype(num_boxes: int):
+    """uint8 labels, or uint16 when there are more than 255 boxes."""
+    return np.uint8 if num_boxes <= 255 else np.uint16
+
+
+def save_segmentation(path: Path, segs: np.ndarray) -> None:
+    """Write ``segs`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, segs=segs)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,51 @@
+import sys
+from pathlib import Path
+
+import click
+
+from litemedsam.registry import MODELS, ModelError
+
+
+@click.command()
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder of challenge .npz cases (or one .npz file).")
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the segmentations (same file names) and efficiency.csv.")
+@click.option("--model", default="litemedsam", show_default=True, type=click.Choice(sorted(MODELS)))
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
+@click.option("--continue-prediction", "--continue_prediction", is_flag=True,
+              help="Skip cases whose output already exists.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+def infer(input_path, output_dir, model, threads, continue_prediction, debug):
+    """Segment every case of INPUT into OUTPUT; label k is the k-th box.
+
+    Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
+    2 when nothing could run (for example a missing or altered model file).
+    """
+    from litemedsam.runner import infer as run
+    from litemedsam.segmenter import Segmenter
+
+    if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
+        raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
+
+    def echo(line):
+        click.echo(line, err=line.startswith(("ERROR", "WARNING")))
+
+    try:
+        results = run(input_path, output_dir, lambda: Segmenter(model, threads=threads),
+                      continue_prediction=continue_prediction, echo=echo, debug=debug)
+    except ModelError as e:
+        click.echo(f"ERROR: {e}", err=True)
+        sys.exit(2)
+    failed = [r for r in results if r.status == "failed"]
+    done = sum(r.status == "ok" for r in results)
+    if not results:
+        click.echo(f"no .npz cases in {input_path}")
+    else:
+        total = sum(r.seconds for r in results)
+        click.echo(f"{done} segmented, {len(failed)} failed, "
+                   f"{len(results) - done - len(failed)} kept from before; {total:.1f} s -> {output_dir}")
+    if failed:
+        click.echo("failed: " + ", ".join(r.case for r in failed), err=True)
+        sys.exit(1)

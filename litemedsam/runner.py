@@ -1,0 +1,100 @@
+"""Running a folder of cases: one model load, one case at a time, a bad case never stops the others."""
+from __future__ import annotations
+
+import csv
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from litemedsam.cases import CaseError, load_case, save_segmentation
+from litemedsam.pipeline import segment_case
+from litemedsam.segmenter import Segmenter
+
+EFFICIENCY_CSV = "efficiency.csv"
+
+
+@dataclass
+class Result:
+    case: str
+    seconds: float
+    status: str  # "ok", "failed" or "existing" (kept from an earlier run)
+    message: str = ""
+
+
+def list_cases(input_path: Path) -> list[Path]:
+    """The .npz cases of a folder (sorted), or the single file given."""
+    if input_path.is_file():
+        return [input_path]
+    return sorted(p for p in input_path.iterdir() if p.suffix == ".npz" and p.is_file() and not p.name.startswith("."))
+
+
+def _read_times(path: Path) -> dict:
+    try:
+        with open(path, newline="") as handle:
+            return {row["case"]: row for row in csv.DictReader(handle)}
+    except (OSError, KeyError, csv.Error):
+        return {}
+
+
+def _write_times(path: Path, rows: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "time", "status"])
+        for case in sorted(rows):
+            writer.writerow([case, rows[case]["time"], rows[case]["status"]])
+    os.replace(tmp, path)
+
+
+def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segmenter],
+          continue_prediction: bool = False, echo: Callable[[str], None] = print,
+          debug: bool = False) -> list[Result]:
+    """Segment every case of ``input_path`` into ``output_dir`` (same file names).
+
+    Each output is written atomically when its case is done, and ``efficiency.csv`` (seconds per
+    case) is rewritten after every case, so an interrupted run keeps everything finished so far;
+    ``continue_prediction`` skips cases whose output already exists.
+    """
+    cases = list_cases(input_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    times_path = output_dir / EFFICIENCY_CSV
+    times = _read_times(times_path) if continue_prediction else {}
+    results: list[Result] = []
+    segmenter = None
+    width = len(str(len(cases)))
+    for n, path in enumerate(cases, 1):
+        target = output_dir / path.name
+        prefix = f"[{n:>{width}}/{len(cases)}] {path.name}"
+        if continue_prediction and target.exists():
+            results.append(Result(path.name, 0.0, "existing"))
+            echo(f"{prefix}: output exists, skipped (--continue-prediction)")
+            continue
+        if segmenter is None:
+            segmenter = make_segmenter()
+        start = time.perf_counter()
+        try:
+            case = load_case(path)
+            for warning in case.warnings:
+                echo(f"WARNING {path.name}: {warning}")
+            save_segmentation(target, segment_case(segmenter, case))
+            status, message = "ok", ""
+        except CaseError as e:
+            status, message = "failed", str(e)
+        except MemoryError:
+            status, message = "failed", "out of memory while segmenting this case"
+        except Exception as e:  # a bug of ours: report it, keep going with the other cases
+            status, message = "failed", f"internal error {type(e).__name__}: {e}"
+            if debug:
+                message += "\n" + traceback.format_exc()
+        seconds = time.perf_counter() - start
+        results.append(Result(path.name, seconds, status, message))
+        times[path.name] = {"time": f"{seconds:.4f}", "status": status}
+        _write_times(times_path, times)
+        if status == "ok":
+            echo(f"{prefix}: {seconds:.2f} s")
+        else:
+            echo(f"ERROR {path.name}: {message}")
+    return results

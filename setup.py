@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="litemedsam",
+    version="0.1.0",
+    description="Fast CPU box-prompted medical image segmentation with LiteMedSAM in ONNX Runtime",
+    packages=find_packages(include=["litemedsam", "litemedsam.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.24",
+        "onnxruntime>=1.17",
+        "opencv-python-headless>=4.8",
+        "click>=8.0",
+    ],
+    extras_require={
+        # pinned: the registry's checksums are those of exports made with these versions
+        "export": ["torch==2.13.0", "onnx==1.23.2"],
+        "eval": ["surface-distance==0.1", "scipy>=1.10"],
+        "test": ["pytest>=7", "surface-distance==0.1", "scipy>=1.10"],
+    },
+    entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
+)
