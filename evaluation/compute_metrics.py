@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import warnings
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+warnings.filterwarnings("ignore", "Please import", DeprecationWarning)  # surface-distance's scipy imports
 from surface_distance import compute_dice_coefficient, compute_surface_dice_at_tolerance, compute_surface_distances
 
 TOLERANCE = 2.0

@@ -268,8 +268,8 @@ class PromptEncoder(nn.Module):
     def embed_boxes(self, boxes):
         """boxes (N, 4) as x0, y0, x1, y1 in input-image pixels -> sparse embeddings (N, 2, C)."""
         corners = (boxes + 0.5).reshape(-1, 2, 2)
-        scale = torch.tensor([self.input_size[1], self.input_size[0]], dtype=boxes.dtype)
-        emb = self.pe_layer.encode(corners / scale)
+        h, w = self.input_size
+        emb = self.pe_layer.encode(torch.stack([corners[..., 0] / w, corners[..., 1] / h], dim=-1))
         corner_ids = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])
         return emb + corner_ids[None]
 
@@ -286,6 +286,7 @@ class Attention(nn.Module):
         super().__init__()
         inner = dim // downsample
         self.num_heads = num_heads
+        self.scale = (inner // num_heads) ** -0.5
         self.q_proj = nn.Linear(dim, inner)
         self.k_proj = nn.Linear(dim, inner)
         self.v_proj = nn.Linear(dim, inner)
@@ -297,7 +298,7 @@ class Attention(nn.Module):
 
     def forward(self, q, k, v):
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        attn = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        attn = (q @ k.transpose(-2, -1)) * self.scale
         out = attn.softmax(dim=-1) @ v
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))

@@ -69,7 +69,7 @@ MODELS = {
     "litemedsam": ModelSpec(
         name="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
-        decoder=ModelFile("litemedsam_decoder.onnx", "912b16a6bddb822e928d755f918101dc2a28d5ee616a4d7fc262f0b631a533de"),
+        decoder=ModelFile("litemedsam_decoder.onnx", "69b93fba9bda9b2131dcbb9360ed474c5009a1b64a9bc70e899a073eab4814c6"),
         checkpoint="lite_medsam.pth",
     ),
 }

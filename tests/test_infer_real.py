@@ -1,0 +1,128 @@
+"""litemedsam infer with the real LiteMedSAM ONNX graphs on real dev cases."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CASES_2D = ["2DBox_CT_SAMMed2D_s0114_111.npz", "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz",
+            "2DBox_US_MedScribble-CAMUS_train-patient0173_axis0_midslice.npz"]
+CASES_3D = ["3DBox_MR_pyradiomics_breast1.npz", "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "litemedsam", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def mean_dice(a, b):
+    scores = []
+    for label in range(1, int(max(a.max(), b.max())) + 1):
+        x, y = a == label, b == label
+        if x.sum() + y.sum():
+            scores.append(2 * (x & y).sum() / (x.sum() + y.sum()))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def link_cases(dev, names, folder):
+    folder.mkdir()
+    for name in names:
+        (folder / name).symlink_to(dev / "imgs" / name)
+    return folder
+
+
+def test_dev_cases_agree_with_the_official_baseline(dev_data, models_ready, tmp_path):
+    inp = link_cases(dev_data, CASES_2D + CASES_3D, tmp_path / "in")
+    out = tmp_path / "out"
+    done = cli("infer", "-i", inp, "-o", out)
+    assert done.returncode == 0, done.stderr
+    for name in CASES_2D + CASES_3D:
+        ours = np.load(out / name)["segs"]
+        base = np.load(dev_data / "baseline" / "segs" / name)["segs"]
+        assert ours.dtype == np.uint8 and ours.shape == base.shape
+        assert mean_dice(ours, base) >= 0.98, name
+    rows = list(csv.DictReader(open(out / "efficiency.csv")))
+    assert sorted(r["case"] for r in rows) == sorted(CASES_2D + CASES_3D)
+    assert all(float(r["time"]) > 0 and r["status"] == "ok" for r in rows)
+
+
+def test_bad_files_fail_alone_with_clear_messages(dev_data, models_ready, tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(dev_data / "imgs" / CASES_3D[0], inp / CASES_3D[0])
+    (inp / "2DBox_CT_truncated.npz").write_bytes((dev_data / "imgs" / CASES_2D[0]).read_bytes()[:1000])
+    np.savez(inp / "2DBox_CT_nanbox.npz", imgs=np.zeros((10, 10, 3), np.uint8), boxes=np.array([[0, 0, np.nan, 5]]))
+    with np.load(dev_data / "imgs" / CASES_3D[0]) as npz:
+        vol, box = npz["imgs"], npz["boxes"].copy()
+    box[0, 2] = box[0, 5] = 9  # an object on a single slice: the official script aborts the run
+    np.savez(inp / "3DBox_MR_oneslice.npz", imgs=vol, boxes=box, spacing=np.ones(3))
+    out = tmp_path / "out"
+    done = cli("infer", "-i", inp, "-o", out)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "ERROR 2DBox_CT_truncated.npz: not a readable .npz" in done.stderr
+    assert "ERROR 2DBox_CT_nanbox.npz: 'boxes' contains NaN" in done.stderr
+    assert sorted(p.name for p in out.glob("*.npz")) == sorted([CASES_3D[0], "3DBox_MR_oneslice.npz"])
+    one = np.load(out / "3DBox_MR_oneslice.npz")["segs"]
+    assert one[9].any() and not np.delete(one, 9, axis=0).any()
+    status = {r["case"]: r["status"] for r in csv.DictReader(open(out / "efficiency.csv"))}
+    assert status["2DBox_CT_truncated.npz"] == "failed" and status[CASES_3D[0]] == "ok"
+
+
+def test_continue_prediction_keeps_existing_outputs(dev_data, models_ready, tmp_path):
+    inp = link_cases(dev_data, [CASES_3D[0]], tmp_path / "in")
+    out = tmp_path / "out"
+    assert cli("infer", "-i", inp, "-o", out).returncode == 0
+    before = (out / CASES_3D[0]).stat().st_mtime_ns
+    done = cli("infer", "-i", inp, "-o", out, "--continue-prediction")
+    assert done.returncode == 0 and "skipped" in done.stdout
+    assert (out / CASES_3D[0]).stat().st_mtime_ns == before
+
+
+def test_empty_input_folder_is_not_an_error(models_ready, tmp_path):
+    (tmp_path / "in").mkdir()
+    done = cli("infer", "-i", tmp_path / "in", "-o", tmp_path / "out")
+    assert done.returncode == 0 and "no .npz cases" in done.stdout
+
+
+def test_altered_model_is_refused_with_rebuild_hint(models_ready, dev_data, tmp_path):
+    from litemedsam.registry import work_dir
+
+    fake = tmp_path / "models"
+    fake.mkdir()
+    shutil.copy(work_dir() / models_ready.encoder.file, fake)
+    data = bytearray((work_dir() / models_ready.decoder.file).read_bytes())
+    data[-10] ^= 0xFF
+    (fake / models_ready.decoder.file).write_bytes(bytes(data))
+    inp = link_cases(dev_data, [CASES_3D[0]], tmp_path / "in")
+    done = cli("infer", "-i", inp, "-o", tmp_path / "out", env={"LITEMEDSAM_WORK_DIR": str(fake)})
+    assert done.returncode == 2
+    assert models_ready.decoder.file in done.stderr and "rebuild" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_runtime_runs_without_torch(dev_data, models_ready, tmp_path):
+    inp = link_cases(dev_data, [CASES_2D[2]], tmp_path / "in")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from litemedsam.cli import main\n"
+        f"main(['infer', '-i', {str(inp)!r}, '-o', {str(tmp_path / 'out')!r}])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / CASES_2D[2]).is_file()
+
+
+def test_decoder_batches_like_single_calls(segmenter, dev_data):
+    with np.load(dev_data / "imgs" / CASES_2D[0]) as npz:
+        image, boxes = npz["imgs"], npz["boxes"]
+    emb = segmenter.encode(image)
+    boxes256 = segmenter.scale_boxes(emb, boxes)
+    together = segmenter.logits(emb, boxes256)
+    alone = np.concatenate([segmenter.logits(emb, b[None]) for b in boxes256])
+    assert together.shape == (len(boxes), 256, 256)
+    assert np.abs(together - alone).max() < 1e-3

@@ -1,0 +1,108 @@
+"""The 3D propagation logic, driven by a transparent stand-in for the network: it segments the
+bright pixels inside the prompt box. (The real graphs are exercised in test_infer_real.py.)"""
+import numpy as np
+
+from litemedsam import transforms as T
+from litemedsam.pipeline import segment_2d, segment_3d
+from litemedsam.segmenter import Embedding
+
+
+class ThresholdSegmenter:
+    size = 256
+    max_batch = 16
+
+    def __init__(self):
+        self.encoded = []  # slice images passed to encode, by identity of content
+        self.prompts = []  # (call number, boxes256)
+
+    def encode(self, image):
+        self.encoded.append(image.copy())
+        h, w = image.shape[:2]
+        return Embedding(image, T.resized_shape(h, w, self.size), (h, w))
+
+    def scale_boxes(self, emb, boxes):
+        return self.scale_boxes_hw(boxes, *emb.original_hw)
+
+    def scale_boxes_hw(self, boxes, h, w):
+        return T.scale_boxes(boxes, h, w, self.size)
+
+    def predict(self, emb, boxes256):
+        self.prompts.append(np.array(boxes256))
+        h, w = emb.original_hw
+        ratio = max(h, w) / self.size
+        out = np.zeros((len(boxes256), h, w), bool)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes256) * ratio):
+            x0, y0 = int(np.floor(x0)), int(np.floor(y0))
+            x1, y1 = int(np.ceil(x1)), int(np.ceil(y1))
+            out[i, y0:y1 + 1, x0:x1 + 1] = emb.features[y0:y1 + 1, x0:x1 + 1] > 100
+        return out
+
+
+def volume_with_cube(d=12, h=64, w=64, z=(2, 9), y=(20, 40), x=(10, 30)):
+    vol = np.zeros((d, h, w), np.uint8)
+    vol[z[0]:z[1] + 1, y[0]:y[1] + 1, x[0]:x[1] + 1] = 200
+    for k in range(d):
+        vol[k, 0, 0] = k  # make every slice distinct
+    return vol
+
+
+def test_slices_z_min_to_z_max_inclusive_each_encoded_once():
+    vol = volume_with_cube()
+    seg = ThresholdSegmenter()
+    # two overlapping boxes, one propagating up where the other propagates down
+    boxes = np.array([[10, 20, 2, 30, 40, 9], [10, 20, 5, 30, 40, 11]])
+    out = segment_3d(seg, vol, boxes)
+    encoded = [int(s[0, 0]) for s in seg.encoded]
+    assert sorted(encoded) == list(range(2, 12))  # every slice of the union, once
+    assert set(np.unique(out[2:5])) == {0, 1} and out[2:10, 30, 20].tolist() == [1, 1, 1, 2, 2, 2, 2, 2]
+    assert not out[:2].any() and not out[10:].any()  # nothing bright there
+
+
+def test_middle_slice_uses_given_box_then_previous_mask_box():
+    vol = volume_with_cube(z=(0, 11), y=(20, 40), x=(10, 30))
+    vol[7:, 20:41, 30:45] = 200  # the object grows outside the given box above slice 6
+    seg = ThresholdSegmenter()
+    out = segment_3d(seg, vol, np.array([[10, 20, 0, 30, 40, 11]]))
+    z_mid = 5
+    first = seg.prompts[0][0]
+    assert first.tolist() == T.scale_boxes(np.array([[10, 20, 30, 40]]), 64, 64, 256)[0].tolist()
+    # slice 6 is prompted with slice 5's mask box widened by 3 px in the 256 frame
+    assert seg.prompts[1][0].tolist() == T.box_from_mask(out[z_mid] > 0, 1, 256).tolist()
+    # propagation lets the mask follow the object beyond the given box (x1 = 30)
+    assert out[11, 30, 33] == 1 and out[5, 30, 33] == 0
+
+
+def test_empty_previous_mask_falls_back_to_given_box():
+    vol = np.zeros((5, 32, 32), np.uint8)
+    vol[2, 10:20, 10:20] = 200  # only the middle slice has the object
+    seg = ThresholdSegmenter()
+    segment_3d(seg, vol, np.array([[10, 10, 0, 19, 19, 4]]))
+    given = T.scale_boxes(np.array([[10, 10, 19, 19]]), 32, 32, 256)[0].tolist()
+    # slice 3 follows slice 2's mask; slice 4 follows an empty mask -> the given box
+    assert seg.prompts[2][0].tolist() == given
+
+
+def test_single_slice_box_is_segmented():
+    vol = volume_with_cube(z=(4, 4))
+    seg = ThresholdSegmenter()
+    out = segment_3d(seg, vol, np.array([[10, 20, 4, 30, 40, 4]]))
+    assert out[4].sum() == 21 * 21 and out.sum() == 21 * 21
+
+
+def test_highest_label_wins_where_boxes_overlap_and_skipped_boxes_stay_empty():
+    img = np.zeros((40, 40), np.uint8)
+    img[5:30, 5:30] = 200
+    seg = ThresholdSegmenter()
+    out = segment_2d(seg, img, np.array([[5, 5, 29, 29], [10, 10, 20, 20], [0, 0, 39, 39]]), skipped=[3])
+    assert len(seg.encoded) == 1 and len(seg.prompts) == 1  # one encode, one decoder call
+    assert out[15, 15] == 2 and out[6, 6] == 1 and out.max() == 2
+    vol = volume_with_cube()
+    out3 = segment_3d(ThresholdSegmenter(), vol, np.array([[10, 20, 2, 30, 40, 9], [10, 20, 2, 20, 30, 9]]))
+    assert out3[5, 25, 15] == 2 and out3[5, 35, 25] == 1
+
+
+def test_more_than_255_boxes_gives_uint16():
+    img = np.full((20, 20), 200, np.uint8)
+    boxes = np.array([[i % 20, 0, i % 20, 0] for i in range(300)])
+    out = segment_2d(ThresholdSegmenter(), img, boxes)
+    assert out.dtype == np.uint16 and out.max() > 255
