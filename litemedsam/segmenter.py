@@ -28,7 +28,7 @@ class Segmenter:
     """
 
     def __init__(self, model: str | ModelSpec = "litemedsam", threads: int | None = None,
-                 model_dir: Path | None = None, max_batch: int = 16):
+                 model_dir: Path | None = None, max_batch: int = 8):
         self.spec = get_model(model) if isinstance(model, str) else model
         build = self.spec.build
         self.encoder = make_session(verified_path(self.spec.encoder, build, model_dir), threads)
