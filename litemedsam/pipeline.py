@@ -10,6 +10,8 @@ from litemedsam.cases import Case, label_dtype
 from litemedsam.segmenter import Segmenter
 from litemedsam.transforms import box_from_mask
 
+MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
+
 
 def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
     """Write ``label`` where ``mask`` is set, unless a higher label is there: the highest box wins,
@@ -70,21 +72,20 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     cache: dict = {}
 
     def run_slice(z: int, active: list) -> None:
-        if z not in cache:
-            cache[z] = seg.encode(volume[z])
+        emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
             box = None if z == t.z_mid else box_from_mask(t.prev, t.label, size, margin)
             prompts.append(t.box256 if box is None else box)
-        masks = seg.predict(cache[z], np.stack(prompts))
+        masks = seg.predict(emb, np.stack(prompts))
         for t, mask in zip(active, masks):
             t.prev = mask
             if z == t.z_mid:
                 t.mid = mask
             paint(out[z], mask, t.label)
         uses[z] -= len(active)
-        if uses[z] == 0:
-            del cache[z]
+        if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
+            cache[z] = emb
 
     for z in sorted({z for t in tracks for z in t.up}):
         run_slice(z, [t for t in tracks if z in t.up])

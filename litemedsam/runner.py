@@ -85,6 +85,8 @@ def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segme
             status, message = "failed", str(e)
         except MemoryError:
             status, message = "failed", "out of memory while segmenting this case"
+        except OSError as e:  # reading is checked by load_case: this is the output side
+            status, message = "failed", f"cannot write {target}: {e.strerror or e}"
         except Exception as e:  # a bug of ours: report it, keep going with the other cases
             status, message = "failed", f"internal error {type(e).__name__}: {e}"
             if debug:

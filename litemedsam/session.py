@@ -1,19 +1,32 @@
 """The one place where ONNX Runtime sessions are made."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 
-def default_threads() -> int:
-    """Threads for one session: LITEMEDSAM_THREADS, else the CPUs this process may use."""
-    env = os.environ.get("LITEMEDSAM_THREADS")
-    if env:
-        return max(1, int(env))
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup v2 quota (docker run --cpus), if any."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def default_threads() -> int:
+    """Threads for one session: $LITEMEDSAM_THREADS, else the CPUs this process may use
+    (affinity mask and container CPU quota)."""
+    env = os.environ.get("LITEMEDSAM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return max(1, min(cpus, limit) if limit else cpus)
 
 
 def make_session(path: str | Path, threads: int | None = None):

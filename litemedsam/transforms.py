@@ -8,7 +8,7 @@ import numpy as np
 def resized_shape(h: int, w: int, target: int) -> tuple[int, int]:
     """Shape after scaling the longest side to ``target`` (rounded half up, as the reference)."""
     scale = target / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
 def resize_longest_side(image: np.ndarray, target: int) -> np.ndarray:

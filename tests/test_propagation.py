@@ -106,3 +106,15 @@ def test_more_than_255_boxes_gives_uint16():
     boxes = np.array([[i % 20, 0, i % 20, 0] for i in range(300)])
     out = segment_2d(ThresholdSegmenter(), img, boxes)
     assert out.dtype == np.uint16 and out.max() > 255
+
+
+def test_cache_cap_only_costs_time(monkeypatch):
+    vol = volume_with_cube()
+    boxes = np.array([[10, 20, 2, 30, 40, 9], [10, 20, 5, 30, 40, 11]])
+    full = segment_3d(ThresholdSegmenter(), vol, boxes)
+    import litemedsam.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_CACHED_SLICES", 0)
+    seg = ThresholdSegmenter()
+    assert np.array_equal(segment_3d(seg, vol, boxes), full)
+    assert len(seg.encoded) > 10  # slices shared by both passes were encoded twice

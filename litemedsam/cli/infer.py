@@ -38,6 +38,12 @@ def infer(input_path, output_dir, model, threads, continue_prediction, debug):
     except ModelError as e:
         click.echo(f"ERROR: {e}", err=True)
         sys.exit(2)
+    except OSError as e:  # the input folder or the output folder itself
+        click.echo(f"ERROR: {e.filename or ''}: {e.strerror or e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished cases are in {output_dir}; resume with --continue-prediction", err=True)
+        sys.exit(130)
     failed = [r for r in results if r.status == "failed"]
     done = sum(r.status == "ok" for r in results)
     if not results:
