@@ -20,15 +20,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
-    scores = []
-    for label in range(1, int(max(a.max(), b.max())) + 1):
-        x, y = a == label, b == label
-        if x.sum() + y.sum():
-            scores.append(2 * (x & y).sum() / (x.sum() + y.sum()))
-    return float(np.mean(scores)) if scores else 1.0
+sys.path.insert(0, str(REPO / "evaluation"))
+from compute_metrics import agreement  # noqa: E402
 
 
 def main() -> int:
@@ -87,7 +80,7 @@ def main() -> int:
                 print(f"mean {key.upper()} over {len(keys)} cases: ours {o:.2f}, baseline {b:.2f}, diff {o - b:+.2f}")
     base_segs = args.cases / "baseline" / "segs"
     if base_segs.is_dir():
-        agree = {n: mean_dice(np.load(segs / n)["segs"], np.load(base_segs / n)["segs"])
+        agree = {n: agreement(np.load(segs / n)["segs"], np.load(base_segs / n)["segs"])
                  for n in names if (base_segs / n).is_file() and (segs / n).is_file()}
         if agree:
             worst = min(agree, key=agree.get)

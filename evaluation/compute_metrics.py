@@ -48,6 +48,18 @@ def case_metrics(gts: np.ndarray, segs: np.ndarray, spacing) -> tuple[float, flo
     return dsc, nsd
 
 
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Dice over the labels present in either label map (1.0 when both are empty): how
+    closely two segmentations of the same case agree, e.g. ours and the official script's."""
+    scores = []
+    for label in range(1, int(max(a.max(), b.max())) + 1):
+        x, y = a == label, b == label
+        total = int(x.sum()) + int(y.sum())
+        if total:
+            scores.append(2 * int((x & y).sum()) / total)
+    return float(np.mean(scores)) if scores else 1.0
+
+
 def score_file(args) -> tuple[str, float, float, str]:
     gt_path, seg_path = args
     with np.load(gt_path) as npz:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
     boxes = np.asarray(raw)
     if boxes.dtype == object or not (np.issubdtype(boxes.dtype, np.integer) or np.issubdtype(boxes.dtype, np.floating)):
         raise CaseError(f"'boxes' must be numeric, got dtype {boxes.dtype}")
-    if boxes.ndim == 1 and boxes.size in (4, 6):
-        boxes = boxes[None]
     if boxes.size == 0:
         return np.zeros((0, 4 if dim == "2D" else 6), dtype=np.int64), [], []
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
@@ -114,7 +113,10 @@ def load_case(path: Path) -> Case:
     """Read and validate a challenge .npz case; raises CaseError with a readable reason."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CaseError("not an .npz archive (it holds a single array, as a .npy file does)")
+        with loaded as npz:
             keys = set(npz.files)
             missing = [k for k in ("imgs", "boxes") if k not in keys]
             if missing:
@@ -122,7 +124,7 @@ def load_case(path: Path) -> Case:
             image, raw_boxes = npz["imgs"], npz["boxes"]
     except CaseError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
         raise CaseError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
     raw_boxes = np.asarray(raw_boxes)
     if raw_boxes.ndim == 1 and raw_boxes.size in (4, 6):

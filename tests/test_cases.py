@@ -56,6 +56,23 @@ def test_3d_needs_a_volume(tmp_path):
         load_case(write(tmp_path / "3DBox_CT_bad.npz", imgs=np.zeros((5, 5), np.uint8), boxes=np.zeros((1, 6))))
 
 
+def test_npy_and_corrupt_deflate_data(tmp_path):
+    p = tmp_path / "2DBox_CT_npy.npz"
+    with open(p, "wb") as handle:
+        np.save(handle, np.zeros((4, 4)))
+    with pytest.raises(CaseError, match="single array"):
+        load_case(p)
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, imgs=np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8),
+                        boxes=np.zeros((1, 4)))
+    data = bytearray(good.read_bytes())
+    data[200:260] = bytes(60)  # damage the compressed stream, keep the zip directory intact
+    bad = tmp_path / "2DBox_CT_deflate.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CaseError, match="not a readable"):
+        load_case(bad)
+
+
 def test_pickled_objects_are_refused(tmp_path):
     p = tmp_path / "2DBox_CT_pickle.npz"
     np.savez(p, imgs=np.array([object()], dtype=object), boxes=np.zeros((1, 4)))
