@@ -60,6 +60,8 @@ def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segme
     """
     cases = list_cases(input_path)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise PermissionError(13, f"output folder is not writable by this user (uid {os.getuid()})", str(output_dir))
     times_path = output_dir / EFFICIENCY_CSV
     times = _read_times(times_path) if continue_prediction else {}
     results: list[Result] = []

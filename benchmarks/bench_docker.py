@@ -1,0 +1,60 @@
+"""Image size and wall seconds of `docker run` (container start included), as the challenge runs us:
+
+    python benchmarks/bench_docker.py [--image litemedsam:latest] [--repeat 3]
+
+Prints the image size, the median seconds of a run on an empty input folder (the container
+overhead), and of one 2D and one 3D dev case, next to `litemedsam infer` on the host.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEV = REPO.parent / "shared" / "data" / "cvpr24-dev" / "imgs"
+CASES = ["2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz", "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
+
+
+def timed(cmd) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default="litemedsam:latest")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", args.image],
+                              capture_output=True, text=True, check=True).stdout)
+    print(f"image {args.image}: {size / 1e6:.0f} MB")
+    for name in [None] + CASES:
+        docker, host = [], []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                inp, out = Path(tmp) / "in", Path(tmp) / "out"
+                inp.mkdir()
+                out.mkdir()
+                out.chmod(0o777)
+                if name:
+                    shutil.copy(DEV / name, inp / name)
+                docker.append(timed(["docker", "run", "--rm", "-m", "8G", "--network", "none",
+                                     "-v", f"{inp}:/workspace/inputs", "-v", f"{out}:/workspace/outputs",
+                                     args.image, "/bin/bash", "-c", "sh predict.sh"]))
+                host.append(timed([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "h")]))
+        label = name or "empty input folder"
+        print(f"{label:60s} docker run {statistics.median(docker):6.2f} s   host {statistics.median(host):6.2f} s"
+              f"   (median of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()

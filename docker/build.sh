@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build the litemedsam image with no network access during the build:
+#   bash docker/build.sh [--base IMAGE] [--tag TAG]
+# 1. models: exported and verified in work_dir/ (scripts/setup.sh) when missing;
+# 2. wheelhouse: docker/wheelhouse/ gets our wheel and the runtime dependencies (pip download, for
+#    CPython 3.11 on this architecture);
+# 3. docker build, FROM --base (default python:3.11.11-slim-bookworm; where no registry can be
+#    reached, make one with docker/build-base.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=python:3.11.11-slim-bookworm
+TAG=litemedsam:latest
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) BASE=$2; shift 2 ;;
+    --tag) TAG=$2; shift 2 ;;
+    *) echo "usage: bash docker/build.sh [--base IMAGE] [--tag TAG]" >&2; exit 2 ;;
+  esac
+done
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+if ! "$PY" -m litemedsam models verify >/dev/null 2>&1; then
+  bash scripts/setup.sh
+  PY=.venv/bin/python
+fi
+rm -rf docker/wheelhouse
+mkdir -p docker/wheelhouse
+"$PY" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w docker/wheelhouse . >&2
+"$PY" -m pip download --quiet --disable-pip-version-check -d docker/wheelhouse \
+  --only-binary=:all: --python-version 3.11 --implementation cp --platform "manylinux_2_28_$(uname -m)" \
+  docker/wheelhouse/litemedsam-*.whl >&2
+docker build --network none --build-arg "BASE=$BASE" -f docker/Dockerfile -t "$TAG" . >&2
+echo "$TAG"
