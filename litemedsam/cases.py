@@ -26,10 +26,6 @@ class Case:
     skipped: list = field(default_factory=list)  # 1-based labels of boxes that could not be used
     warnings: list = field(default_factory=list)
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
 
 def modality(name: str) -> str | None:
     """The modality tag of a challenge file name, e.g. 'CT' for 2DBox_CT_..., else None."""
