@@ -401,18 +401,25 @@ class MaskDecoder(nn.Module):
         -> low-res logits (N, 1, 4h, 4w), predicted IoU (N, 1).
         """
         n = sparse.shape[0]
-        out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], dim=1)
+        tokens = self.prompt_tokens(sparse)
         _, c, h, w = image_embeddings.shape
         src = (image_embeddings + dense).expand(n, -1, -1, -1)
         pos = image_pe.expand(n, -1, -1, -1)
         hs, src = self.transformer(src, pos, tokens)
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
-        hyper = self.output_hypernetworks_mlps[0](hs[:, 1, :])  # (N, C/8)
+        hyper, iou = self.heads(hs)
         b, cu, hu, wu = upscaled.shape
         masks = (hyper[:, None, :] @ upscaled.reshape(b, cu, hu * wu)).reshape(b, 1, hu, wu)
-        iou = self.iou_prediction_head(hs[:, 0, :])[:, :1]
         return masks, iou
+
+    def prompt_tokens(self, sparse):
+        """(N, T, C) prompt embeddings -> (N, 1 + masks + T, C): the IoU token, mask tokens, prompts."""
+        out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        return torch.cat([out_tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
+
+    def heads(self, hs):
+        """Transformer token outputs -> hypernetwork weights of the first mask (N, C/8), its IoU (N, 1)."""
+        return self.output_hypernetworks_mlps[0](hs[:, 1, :]), self.iou_prediction_head(hs[:, 0, :])[:, :1]
 
 
 # ----------------------------------------------------------------------------- LiteMedSAM
@@ -472,16 +479,13 @@ class FastBoxDecoder(BoxDecoder):
         pe, md = self.prompt_encoder, self.mask_decoder
         sparse = pe.embed_boxes(boxes)
         n = sparse.shape[0]
-        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse], dim=1)
         _, c, h, w = image_embeddings.shape
         src = image_embeddings + pe.no_mask_dense()  # (1, C, h, w): shared by all boxes
-        hs, keys = md.transformer(src, pe.dense_pe(), tokens)  # keys (N, hw, C) after the first block
+        hs, keys = md.transformer(src, pe.dense_pe(), md.prompt_tokens(sparse))  # keys: (N, hw, C)
         up0, norm, _, up1, _ = md.output_upscaling
         x = upconv2x2_channels_last(keys.reshape(n, h, w, c), up0)
         x = F.gelu(F.layer_norm(x, (up0.out_channels,), norm.weight, norm.bias, norm.eps))
         x = F.gelu(upconv2x2_channels_last(x, up1))  # (N, 4h, 4w, C/8)
-        hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])  # (N, C/8)
+        hyper, iou = md.heads(hs)
         masks = (x.reshape(n, 16 * h * w, -1) @ hyper[:, :, None]).reshape(n, 1, 4 * h, 4 * w)
-        iou = md.iou_prediction_head(hs[:, 0, :])[:, :1]
         return masks, iou

@@ -69,7 +69,7 @@ MODELS = {
     "litemedsam": ModelSpec(
         name="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
-        decoder=ModelFile("litemedsam_decoder.onnx", "f394b78d5d31d9421d33f1a033948fcce6c6d2964a3eae2605723975a44717a4"),
+        decoder=ModelFile("litemedsam_decoder.onnx", "3d9ced9394c692462ff44c6f307aa950267ae59df960e609b56ebb3663eaa7f4"),
         checkpoint="lite_medsam.pth",
     ),
 }
