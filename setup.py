@@ -5,12 +5,14 @@ setup(
     version="0.1.0",
     description="Fast CPU box-prompted medical image segmentation with LiteMedSAM in ONNX Runtime",
     packages=find_packages(include=["litemedsam", "litemedsam.*"]),
+    package_data={"litemedsam": ["router.toml"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
         "click>=8.0",
+        "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
         # pinned: the registry's checksums are those of exports made with these versions

@@ -1,6 +1,12 @@
 """Export LiteMedSAM (the real lite_medsam.pth) to an encoder and a box decoder ONNX graph.
 
     python -m export.litemedsam [--checkpoint PATH] [--out-dir DIR]
+    python -m export.litemedsam --model litemedsam-ft --checkpoint FINE_TUNED.pth   # the router's slot
+
+A fine-tuned checkpoint is accepted in lite_medsam.pth's layout (``image_encoder.*``,
+``prompt_encoder.*``, ``mask_decoder.*``; optionally wrapped in ``{"model": ...}`` as training
+scripts save it, keys optionally prefixed ``module.``). When it holds only ``image_encoder.*`` (an
+encoder-only fine-tune), the prompt encoder and mask decoder come from the verified lite_medsam.pth.
 
 Both graphs are checked right after export (ONNX checker, then ONNX Runtime against torch on
 inputs unlike the export dummies), and so is the chained pipeline image -> masks. The decoder is
@@ -18,15 +24,24 @@ import torch
 
 from export.onnx_export import GraphSpec, dice, export_graph
 from export.sam_modules import BoxDecoder, FastBoxDecoder, LiteMedSAM
-from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir
+from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
 from litemedsam.session import make_session
 
 
-def load_model(checkpoint: Path) -> LiteMedSAM:
-    model = LiteMedSAM()
+def read_state(checkpoint: Path) -> dict:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state:  # training checkpoints wrap the weights
         state = state["model"]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_model(checkpoint: Path, base: Path | None = None) -> LiteMedSAM:
+    """LiteMedSAM with all of ``checkpoint``'s weights (strict); parts it lacks come from ``base``."""
+    model = LiteMedSAM()
+    state = read_state(checkpoint)
+    parts = {k.split(".", 1)[0] for k in state}
+    if parts == {"image_encoder"} and base is not None:
+        state = {**{k: v for k, v in read_state(base).items() if not k.startswith("image_encoder.")}, **state}
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -45,16 +60,20 @@ def test_image(seed: int, size: int = 256) -> torch.Tensor:
 
 
 def main(argv=None) -> dict:
-    spec = MODELS["litemedsam"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["litemedsam", "litemedsam-ft"], default="litemedsam")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the verified work_dir/lite_medsam.pth")
     parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
     args = parser.parse_args(argv)
+    spec = MODELS[args.model]
     out_dir = args.out_dir or work_dir()
-    checkpoint = args.checkpoint or verified_path(CHECKPOINTS[spec.checkpoint], "litemedsam models fetch")
+    if args.model == "litemedsam-ft" and args.checkpoint is None:
+        parser.error("--model litemedsam-ft needs --checkpoint (your fine-tuned LiteMedSAM)")
+    base_path = work_dir() / CHECKPOINTS["lite_medsam.pth"].file
+    checkpoint = args.checkpoint or verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")
 
     torch.manual_seed(0)
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, base_path if base_path.is_file() else None)
     decoder = BoxDecoder(model)
     with torch.no_grad():
         test_emb = model.image_encoder(test_image(1))
@@ -103,6 +122,8 @@ def main(argv=None) -> dict:
         "sha256": {p.name: sha256_of(p) for p in paths.values()},
         "torch": torch.__version__,
     }
+    if not spec.pinned:
+        write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report)
     print(json.dumps(report, indent=1))
     return report
 

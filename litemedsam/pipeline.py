@@ -8,7 +8,6 @@ import numpy as np
 
 from litemedsam.cases import Case, label_dtype
 from litemedsam.segmenter import Segmenter
-from litemedsam.transforms import box_from_mask
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
 
@@ -59,7 +58,6 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     """
     d, h, w = volume.shape
     out = np.zeros(volume.shape, dtype=label_dtype(len(boxes)))
-    size = seg.size
     tracks = []
     for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
         if i + 1 in skipped:
@@ -75,7 +73,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
-            box = None if z == t.z_mid else box_from_mask(t.prev, t.label, size, margin)
+            box = None if z == t.z_mid else seg.box_from_mask(t.prev, t.label, margin)
             prompts.append(t.box256 if box is None else box)
         masks = seg.predict(emb, np.stack(prompts))
         for t, mask in zip(active, masks):
@@ -96,7 +94,35 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     return out
 
 
-def segment_case(seg: Segmenter, case: Case) -> np.ndarray:
+# The three orientations of multi-view segmentation: how to turn a (D, H, W) volume so that its slices
+# are the view's planes, and how its boxes' columns (x0, y0, z0, x1, y1, z1) move with it.
+VIEWS = {
+    "axial": ((0, 1, 2), [0, 1, 2, 3, 4, 5]),     # slices along z: (H, W) images, box (x, y, z)
+    "coronal": ((1, 0, 2), [0, 2, 1, 3, 5, 4]),   # slices along y: (D, W) images, box (x, z, y)
+    "sagittal": ((2, 0, 1), [1, 2, 0, 4, 5, 3]),  # slices along x: (D, H) images, box (y, z, x)
+}
+
+
+def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Per voxel, the label at least two of the three maps agree on; background where all differ."""
+    out = np.where((a == b) | (a == c), a, 0).astype(a.dtype)
+    np.copyto(out, b, where=(b == c) & (a != b))
+    return out
+
+
+def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3) -> np.ndarray:
+    """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
+    views = []
+    for axes, columns in VIEWS.values():
+        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin)
+        views.append(turned.transpose(np.argsort(axes)))
+    return majority_vote(*views)
+
+
+def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3) -> np.ndarray:
+    """One case with the strategy the router chose (2D cases always take one encoder call)."""
     if case.dim == "2D":
         return segment_2d(seg, case.image, case.boxes, case.skipped)
-    return segment_3d(seg, case.image, case.boxes, case.skipped)
+    if strategy == "multiview":
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin)

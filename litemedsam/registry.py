@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,26 +34,40 @@ class Checkpoint:
 @dataclass(frozen=True)
 class ModelFile:
     file: str
-    sha256: str
+    sha256: str | None = None  # None: built from weights the user supplies; checked against its manifest
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """An encoder/decoder ONNX pair and the contract for feeding it.
 
-    encoder: ``image`` (B, 3, S, S) float32 in [0, 1] -> ``image_embeddings`` (B, 256, S/4, S/4)
-    decoder: ``image_embeddings`` (1, 256, S/4, S/4), ``boxes`` (N, 4) float32 x0, y0, x1, y1 in the
-    resized S x S frame -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
+    family "litemedsam":
+      encoder: ``image`` (B, 3, S, S) float32 in [0, 1] -> ``image_embeddings`` (B, 256, S/4, S/4)
+      decoder: ``image_embeddings`` (1, 256, S/4, S/4), ``boxes`` (N, 4) float32 x0, y0, x1, y1 in the
+      resized S x S frame -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
+    family "efficientsam":
+      encoder: ``image`` (1, 3, H, W) float32 in [0, 1], any H, W (resized to S x S and normalised in
+      the graph) -> ``image_embeddings`` (1, 256, S/16, S/16)
+      decoder: ``image_embeddings``, ``points`` (N, P, 2) float32 in the S x S frame, ``point_labels``
+      (N, P) float32 (1 foreground, 2/3 box corners, -1 padding) -> ``low_res_logits`` (N, 1, S/4, S/4)
+      of the best of three masks by ``iou_predictions`` (N, 1)
     """
 
     name: str
     encoder: ModelFile
     decoder: ModelFile
-    checkpoint: str
-    image_size: int = 256  # longest side after resizing (INTER_AREA), then zero-padded to a square
+    source: str  # a checkpoint of CHECKPOINTS, or the kind of checkpoint the user supplies
+    family: str = "litemedsam"
+    image_size: int = 256
     preprocessing: str = "resize-longest-side-area, min-max to [0, 1], pad bottom/right"
     prompt: str = "boxes xyxy in the resized frame, truncated to integers"
     build: str = "litemedsam models setup"
+    quantized_from: str | None = None  # the float model this is an int8 version of
+
+    @property
+    def pinned(self) -> bool:
+        """True when the registry itself holds the checksums (models built from shipped weights)."""
+        return self.encoder.sha256 is not None
 
 
 CHECKPOINTS = {
@@ -65,12 +80,70 @@ CHECKPOINTS = {
     ),
 }
 
+_EFFICIENTSAM = dict(
+    family="efficientsam",
+    image_size=1024,
+    preprocessing="uint8 / 255 at the original size; the graph resizes to 1024 x 1024 (bilinear) and "
+                  "normalises with the ImageNet mean and std",
+    prompt="box as two corner points labelled 2 and 3 (plus the box centre labelled 1 with prompt "
+           "box+center), scaled to the 1024 frame; padded to 6 points",
+)
+
 MODELS = {
     "litemedsam": ModelSpec(
         name="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
         decoder=ModelFile("litemedsam_decoder.onnx", "3d9ced9394c692462ff44c6f307aa950267ae59df960e609b56ebb3663eaa7f4"),
-        checkpoint="lite_medsam.pth",
+        source="lite_medsam.pth",
+    ),
+    "litemedsam-int8": ModelSpec(
+        name="litemedsam-int8",
+        encoder=ModelFile("litemedsam_encoder.quant.onnx"),
+        decoder=ModelFile("litemedsam_decoder.quant.onnx"),
+        source="lite_medsam.pth",
+        quantized_from="litemedsam",
+        build="litemedsam models quantize litemedsam",
+    ),
+    "litemedsam-ft": ModelSpec(
+        name="litemedsam-ft",
+        encoder=ModelFile("litemedsam_ft_encoder.onnx"),
+        decoder=ModelFile("litemedsam_ft_decoder.onnx"),
+        source="a fine-tuned LiteMedSAM checkpoint in lite_medsam.pth's format",
+        build="litemedsam models export --model litemedsam-ft --checkpoint YOUR_CHECKPOINT.pth",
+    ),
+    "efficientsam-ti": ModelSpec(
+        name="efficientsam-ti",
+        encoder=ModelFile("efficientsam_ti_encoder.onnx"),
+        decoder=ModelFile("efficientsam_ti_decoder.onnx"),
+        source="efficient_sam_vitt.pt (yformer/EfficientSAM, ViT-Ti)",
+        build="litemedsam models export --model efficientsam-ti --checkpoint efficient_sam_vitt.pt",
+        **_EFFICIENTSAM,
+    ),
+    "efficientsam-s": ModelSpec(
+        name="efficientsam-s",
+        encoder=ModelFile("efficientsam_s_encoder.onnx"),
+        decoder=ModelFile("efficientsam_s_decoder.onnx"),
+        source="efficient_sam_vits.pt (yformer/EfficientSAM, ViT-S)",
+        build="litemedsam models export --model efficientsam-s --checkpoint efficient_sam_vits.pt",
+        **_EFFICIENTSAM,
+    ),
+    "efficientsam-ti-int8": ModelSpec(
+        name="efficientsam-ti-int8",
+        encoder=ModelFile("efficientsam_ti_encoder.quant.onnx"),
+        decoder=ModelFile("efficientsam_ti_decoder.quant.onnx"),
+        source="efficient_sam_vitt.pt (yformer/EfficientSAM, ViT-Ti)",
+        quantized_from="efficientsam-ti",
+        build="litemedsam models quantize efficientsam-ti",
+        **_EFFICIENTSAM,
+    ),
+    "efficientsam-s-int8": ModelSpec(
+        name="efficientsam-s-int8",
+        encoder=ModelFile("efficientsam_s_encoder.quant.onnx"),
+        decoder=ModelFile("efficientsam_s_decoder.quant.onnx"),
+        source="efficient_sam_vits.pt (yformer/EfficientSAM, ViT-S)",
+        quantized_from="efficientsam-s",
+        build="litemedsam models quantize efficientsam-s",
+        **_EFFICIENTSAM,
     ),
 }
 
@@ -87,18 +160,67 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: Path | None = None) -> Path:
-    """Path of a registered file after checking it exists and its sha256 matches the registry."""
+def manifest_path(spec: ModelSpec, directory: Path | None = None) -> Path:
+    """Where the checksums of a model built from user-supplied weights (or quantized here) are kept."""
+    return (directory or work_dir()) / f"{spec.name}.manifest.json"
+
+
+def write_manifest(spec: ModelSpec, directory: Path | None = None, **info) -> Path:
+    """Record the sha256 of a freshly built model's files (and how it was built) next to them."""
+    directory = directory or work_dir()
+    files = {e.file: sha256_of(directory / e.file) for e in (spec.encoder, spec.decoder)}
+    path = manifest_path(spec, directory)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"model": spec.name, "files": files, **info}, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(spec: ModelSpec, directory: Path | None = None) -> dict:
+    path = manifest_path(spec, directory)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"model {spec.name} is not built ({path} is missing); build it with: {spec.build}") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path} is unreadable ({e}); rebuild with: {spec.build}") from None
+
+
+def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: Path | None = None,
+                  expected: str | None = None) -> Path:
+    """Path of a registered file after checking it exists and its sha256 matches the registry
+    (or ``expected``, the manifest's checksum for models built from the user's weights)."""
     path = (directory or work_dir()) / entry.file
     if not path.is_file():
         raise ModelError(f"model file {path} is missing; build it with: {how_to_build}")
+    expected = expected or entry.sha256
     actual = sha256_of(path)
-    if actual != entry.sha256:
+    if actual != expected:
         raise ModelError(
-            f"model file {path} has sha256 {actual}, expected {entry.sha256}: it is not the "
+            f"model file {path} has sha256 {actual}, expected {expected}: it is not the "
             f"registered model; delete it and rebuild with: {how_to_build}"
         )
     return path
+
+
+def model_paths(spec: ModelSpec, directory: Path | None = None) -> tuple[Path, Path]:
+    """Verified (encoder, decoder) paths of a model: against the registry, or against its manifest."""
+    expected = {}
+    if not spec.pinned:
+        expected = read_manifest(spec, directory).get("files", {})
+    return tuple(verified_path(e, spec.build, directory, expected.get(e.file) or "(not in manifest)")
+                 if not spec.pinned else verified_path(e, spec.build, directory)
+                 for e in (spec.encoder, spec.decoder))
+
+
+def is_built(spec: ModelSpec, directory: Path | None = None) -> str | None:
+    """None when the model's files are in place (cheap check, no hashing), else what is missing."""
+    directory = directory or work_dir()
+    needed = [directory / e.file for e in (spec.encoder, spec.decoder)]
+    if not spec.pinned:
+        needed.append(manifest_path(spec, directory))
+    missing = [str(p) for p in needed if not p.is_file()]
+    return missing[0] if missing else None
 
 
 def get_model(name: str) -> ModelSpec:

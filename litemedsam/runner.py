@@ -11,7 +11,9 @@ from typing import Callable
 
 from litemedsam.cases import CaseError, load_case, save_segmentation
 from litemedsam.pipeline import segment_case
-from litemedsam.segmenter import Segmenter
+from litemedsam.registry import ModelError, get_model
+from litemedsam.router import Router, RouterError
+from litemedsam.segmenter import Segmenter, make_segmenter
 
 EFFICIENCY_CSV = "efficiency.csv"
 
@@ -22,6 +24,7 @@ class Result:
     seconds: float
     status: str  # "ok", "failed" or "existing" (kept from an earlier run)
     message: str = ""
+    model: str = ""
 
 
 def list_cases(input_path: Path) -> list[Path]:
@@ -49,15 +52,32 @@ def _write_times(path: Path, rows: dict) -> None:
     os.replace(tmp, path)
 
 
-def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segmenter],
-          continue_prediction: bool = False, echo: Callable[[str], None] = print,
-          debug: bool = False) -> list[Result]:
+class Segmenters:
+    """The segmenters of one run, made when a case first needs them (one session pair per model)."""
+
+    def __init__(self, threads: int | None = None, factory: Callable[[str], Segmenter] | None = None):
+        self.factory = factory or (lambda name: make_segmenter(name, threads=threads))
+        self.loaded: dict = {}
+
+    def get(self, name: str) -> Segmenter:
+        if name not in self.loaded:
+            self.loaded[name] = self.factory(name)
+        return self.loaded[name]
+
+
+def infer(input_path: Path, output_dir: Path, router: Router | None = None, segmenters: Segmenters | None = None,
+          model: str | None = None, modality: str | None = None, continue_prediction: bool = False,
+          echo: Callable[[str], None] = print, debug: bool = False) -> list[Result]:
     """Segment every case of ``input_path`` into ``output_dir`` (same file names).
 
-    Each output is written atomically when its case is done, and ``efficiency.csv`` (seconds per
-    case) is rewritten after every case, so an interrupted run keeps everything finished so far;
-    ``continue_prediction`` skips cases whose output already exists.
+    The router picks model and strategy per case (``model``/``modality`` override it). Each output
+    is written atomically when its case is done, and ``efficiency.csv`` (seconds per case) is
+    rewritten after every case, so an interrupted run keeps everything finished so far;
+    ``continue_prediction`` skips cases whose output already exists. A model file that is present
+    but altered raises ModelError (nothing can be trusted); a bad case only fails that case.
     """
+    router = router or Router.load()
+    segmenters = segmenters or Segmenters()
     cases = list_cases(input_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(output_dir, os.W_OK | os.X_OK):
@@ -65,7 +85,7 @@ def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segme
     times_path = output_dir / EFFICIENCY_CSV
     times = _read_times(times_path) if continue_prediction else {}
     results: list[Result] = []
-    segmenter = None
+    warned: set = set()
     width = len(str(len(cases)))
     for n, path in enumerate(cases, 1):
         target = output_dir / path.name
@@ -74,16 +94,29 @@ def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segme
             results.append(Result(path.name, 0.0, "existing"))
             echo(f"{prefix}: output exists, skipped (--continue-prediction)")
             continue
-        if segmenter is None:
-            segmenter = make_segmenter()
         start = time.perf_counter()
+        chosen = ""
         try:
             case = load_case(path)
             for warning in case.warnings:
                 echo(f"WARNING {path.name}: {warning}")
-            save_segmentation(target, segment_case(segmenter, case))
+            decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
+            for name, missing in decision.skipped:
+                if name not in warned:
+                    warned.add(name)
+                    echo(f"WARNING: model {name} is not built (missing {missing}); its cases fall back "
+                         f"along the router's chain. Build it with: {get_model(name).build}")
+            if decision.model is None:
+                raise ModelError(f"no model of rule {decision.rule!r} is built: "
+                                 + "; ".join(f"{m}: missing {x}" for m, x in decision.skipped))
+            chosen = decision.model
+            segmenter = segmenters.get(chosen)
+            segmenter.prompt = decision.prompt
+            save_segmentation(target, segment_case(segmenter, case, decision.strategy, decision.margin))
             status, message = "ok", ""
-        except CaseError as e:
+        except ModelError:
+            raise
+        except (CaseError, RouterError) as e:
             status, message = "failed", str(e)
         except MemoryError:
             status, message = "failed", "out of memory while segmenting this case"
@@ -94,11 +127,11 @@ def infer(input_path: Path, output_dir: Path, make_segmenter: Callable[[], Segme
             if debug:
                 message += "\n" + traceback.format_exc()
         seconds = time.perf_counter() - start
-        results.append(Result(path.name, seconds, status, message))
+        results.append(Result(path.name, seconds, status, message, chosen))
         times[path.name] = {"time": f"{seconds:.4f}", "status": status}
         _write_times(times_path, times)
         if status == "ok":
-            echo(f"{prefix}: {seconds:.2f} s")
+            echo(f"{prefix}: {seconds:.2f} s ({chosen})")
         else:
             echo(f"ERROR {path.name}: {message}")
     return results

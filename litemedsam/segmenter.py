@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from litemedsam import transforms
-from litemedsam.registry import ModelSpec, get_model, verified_path
+from litemedsam.registry import ModelSpec, get_model, model_paths
 from litemedsam.session import make_session
 
 
@@ -15,8 +16,8 @@ from litemedsam.session import make_session
 class Embedding:
     """An encoded image: features plus the geometry needed to map masks back."""
 
-    features: np.ndarray  # (1, 256, 64, 64) float32
-    resized_hw: tuple[int, int]
+    features: np.ndarray  # (1, 256, h, w) float32
+    resized_hw: tuple[int, int]  # the part of the low-res logits that covers the image
     original_hw: tuple[int, int]
 
 
@@ -30,11 +31,12 @@ class Segmenter:
     def __init__(self, model: str | ModelSpec = "litemedsam", threads: int | None = None,
                  model_dir: Path | None = None, max_batch: int = 8):
         self.spec = get_model(model) if isinstance(model, str) else model
-        build = self.spec.build
-        self.encoder = make_session(verified_path(self.spec.encoder, build, model_dir), threads)
-        self.decoder = make_session(verified_path(self.spec.decoder, build, model_dir), threads)
+        encoder, decoder = model_paths(self.spec, model_dir)
+        self.encoder = make_session(encoder, threads)
+        self.decoder = make_session(decoder, threads)
         self.size = self.spec.image_size
         self.max_batch = max_batch
+        self.prompt = "box"  # what the decoder is given per box; see EfficientSamSegmenter
 
     def encode(self, image: np.ndarray) -> Embedding:
         """uint8 (H, W) or (H, W, 3) image -> Embedding."""
@@ -51,6 +53,10 @@ class Segmenter:
         """(N, 4) boxes in pixels of an (h, w) image -> the model's resized frame."""
         return transforms.scale_boxes(boxes, h, w, self.size)
 
+    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
+        """Prompt box around a (H, W) mask of a neighbouring slice, in the model's frame."""
+        return transforms.box_from_mask(mask, label, self.size, margin)
+
     def logits(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
         """(N, 4) boxes in the resized frame -> (N, S, S) low-res logits."""
         boxes256 = np.asarray(boxes256, dtype=np.float32).reshape(-1, 4)
@@ -66,3 +72,72 @@ class Segmenter:
     def predict(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
         """(N, 4) boxes in the resized frame -> (N, H, W) bool masks at the original size."""
         return transforms.postprocess_masks(self.logits(emb, boxes256), emb.resized_hw, emb.original_hw)
+
+
+class EfficientSamSegmenter(Segmenter):
+    """EfficientSAM (yformer/EfficientSAM) behind the same interface.
+
+    The encoder takes the image at its own size in [0, 1] and resizes it to 1024 x 1024 in the
+    graph (no aspect-ratio padding), so the prompt frame is that square: x * 1024 / W, y * 1024 / H.
+    A box is two corner points labelled 2 and 3; with ``prompt = "box+center"`` the box centre is
+    added as a foreground point (label 1). Points are padded to 6 with label -1, as upstream.
+    """
+
+    MAX_POINTS = 6
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        h, w = image.shape[:2]
+        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+        (features,) = self.encoder.run(None, {"image": x})
+        low = self.size // 4
+        return Embedding(features, (low, low), (h, w))
+
+    def scale_boxes_hw(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+        scale = np.array([w, h, w, h], dtype=np.float64)
+        return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self.size / scale).astype(np.float32)
+
+    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            return None
+        h, w = mask.shape
+        # margin is given in pixels of a 256-pixel frame (LiteMedSAM's); keep it proportionate here
+        m = margin * max(h, w) / 256
+        box = np.array([[max(0, xs.min() - m), max(0, ys.min() - m), min(w - 1, xs.max() + m), min(h - 1, ys.max() + m)]])
+        return self.scale_boxes_hw(box, h, w)[0]
+
+    def prompts(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) boxes in the 1024 frame -> points (N, 6, 2) and labels (N, 6)."""
+        n = len(boxes)
+        corners = boxes.reshape(n, 2, 2)
+        labels = [2, 3]
+        if self.prompt == "box+center":
+            corners = np.concatenate([corners.mean(axis=1, keepdims=True), corners], axis=1)
+            labels = [1, 2, 3]
+        points = np.full((n, self.MAX_POINTS, 2), -1.0, dtype=np.float32)
+        point_labels = np.full((n, self.MAX_POINTS), -1.0, dtype=np.float32)
+        points[:, :len(labels)] = corners
+        point_labels[:, :len(labels)] = labels
+        return points, point_labels
+
+    def logits(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        out = []
+        for start in range(0, len(boxes), self.max_batch):
+            points, labels = self.prompts(boxes[start:start + self.max_batch])
+            masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "points": points, "point_labels": labels})
+            out.append(masks[:, 0])
+        low = self.size // 4
+        return np.concatenate(out) if out else np.zeros((0, low, low), dtype=np.float32)
+
+    def predict(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
+        """As upstream, the low-res logits are upsampled bicubically to the image size."""
+        return transforms.postprocess_masks(self.logits(emb, boxes), emb.resized_hw, emb.original_hw, cv2.INTER_CUBIC)
+
+
+def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None) -> Segmenter:
+    """The segmenter class for the model's family."""
+    spec = get_model(model) if isinstance(model, str) else model
+    cls = EfficientSamSegmenter if spec.family == "efficientsam" else Segmenter
+    return cls(spec, threads=threads, model_dir=model_dir)

@@ -58,12 +58,13 @@ def box_from_mask(mask: np.ndarray, label: int, target: int, margin: int = 3) ->
     )
 
 
-def postprocess_masks(logits: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int]) -> np.ndarray:
-    """(N, S, S) low-res logits -> (N, H, W) bool: crop the padding, bilinear upsample, threshold."""
+def postprocess_masks(logits: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int],
+                      interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """(N, S, S) low-res logits -> (N, H, W) bool: crop the padding, upsample (bilinear), threshold."""
     nh, nw = resized_hw
     h, w = original_hw
     out = np.empty((logits.shape[0], h, w), dtype=bool)
     for i, lowres in enumerate(logits):
-        up = cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=cv2.INTER_LINEAR)
+        up = cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=interpolation)
         np.greater(up, 0.0, out=out[i])
     return out

@@ -26,6 +26,9 @@ class ThresholdSegmenter:
     def scale_boxes_hw(self, boxes, h, w):
         return T.scale_boxes(boxes, h, w, self.size)
 
+    def box_from_mask(self, mask, label, margin):
+        return T.box_from_mask(mask, label, self.size, margin)
+
     def predict(self, emb, boxes256):
         self.prompts.append(np.array(boxes256))
         h, w = emb.original_hw

@@ -11,20 +11,27 @@ from litemedsam.registry import MODELS, ModelError
               help="Folder of challenge .npz cases (or one .npz file).")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the segmentations (same file names) and efficiency.csv.")
-@click.option("--model", default="litemedsam", show_default=True, type=click.Choice(sorted(MODELS)))
+@click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Router TOML file (default: the one shipped, see `litemedsam route --show`).")
+@click.option("--modality", default=None,
+              help="Treat every case as this modality (a spelling of the router's [modalities]) instead of "
+                   "reading it from the file name.")
+@click.option("--model", default=None, type=click.Choice(sorted(MODELS)),
+              help="Use this model for every case instead of the router's choice (no fallback).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
-def infer(input_path, output_dir, model, threads, continue_prediction, debug):
+def infer(input_path, output_dir, router_file, modality, model, threads, continue_prediction, debug):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
-    2 when nothing could run (for example a missing or altered model file).
+    2 when nothing could run (a missing or altered model file, an unusable router file).
     """
+    from litemedsam.router import Router, RouterError
+    from litemedsam.runner import Segmenters
     from litemedsam.runner import infer as run
-    from litemedsam.segmenter import Segmenter
 
     if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
         raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
@@ -33,9 +40,13 @@ def infer(input_path, output_dir, model, threads, continue_prediction, debug):
         click.echo(line, err=line.startswith(("ERROR", "WARNING")))
 
     try:
-        results = run(input_path, output_dir, lambda: Segmenter(model, threads=threads),
+        router = Router.load(router_file)
+        if modality and router.modality(modality) is None:
+            raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
+                              + ", ".join(sorted(set(router.spellings.values()))))
+        results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
                       continue_prediction=continue_prediction, echo=echo, debug=debug)
-    except ModelError as e:
+    except (ModelError, RouterError) as e:
         click.echo(f"ERROR: {e}", err=True)
         sys.exit(2)
     except OSError as e:  # the input folder or the output folder itself

