@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the litemedsam image with no network access during the build:
 #   bash docker/build.sh [--base IMAGE] [--tag TAG]
-# 1. models: exported and verified in work_dir/ (scripts/setup.sh) when missing;
+# 1. models: exported and verified in work_dir/ (scripts/setup.sh) when missing; LiteMedSAM and every
+#    other model built in work_dir/ (fine-tuned slot, EfficientSAM, int8 models that passed their
+#    gate) are staged in docker/models/ for the image, so its router finds them;
 # 2. wheelhouse: docker/wheelhouse/ gets our wheel and the runtime dependencies (pip download, for
 #    CPython 3.11 on this architecture);
 # 3. docker build, FROM --base (default python:3.11.11-slim-bookworm; where no registry can be
@@ -23,6 +25,20 @@ if ! "$PY" -m litemedsam models verify >/dev/null 2>&1; then
   bash scripts/setup.sh
   PY=.venv/bin/python
 fi
+rm -rf docker/models
+mkdir -p docker/models
+"$PY" - <<'PY' >&2
+import json, shutil
+from litemedsam.registry import MODELS, is_built, manifest_path, model_paths
+for spec in MODELS.values():
+    if not spec.pinned:
+        if is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:
+            continue
+        shutil.copy(manifest_path(spec), "docker/models/")
+    for path in model_paths(spec):  # verified copies only
+        shutil.copy(path, "docker/models/")
+    print(f"image model: {spec.name}")
+PY
 rm -rf docker/wheelhouse
 mkdir -p docker/wheelhouse
 "$PY" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w docker/wheelhouse . >&2

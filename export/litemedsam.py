@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from export.onnx_export import GraphSpec, dice, export_graph
-from export.sam_modules import BoxDecoder, FastBoxDecoder, LiteMedSAM
+from export.sam_modules import BoxDecoder, FastBoxDecoder, LiteMedSAM, PromptDecoder
 from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
 from litemedsam.session import make_session
 
@@ -100,7 +100,26 @@ def main(argv=None) -> dict:
             mask_outputs=("low_res_logits",),
         ),
     ]
-    paths = {"encoder": out_dir / spec.encoder.file, "decoder": out_dir / spec.decoder.file}
+    # the general prompt decoder: two prompts of 3 points, the second with a mask input
+    pts = torch.tensor([[[60.0, 70.0], [30.0, 40.0], [150.0, 160.0]], [[100.0, 50.0], [0.0, 0.0], [0.0, 0.0]]])
+    lab = torch.tensor([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0]])
+    with torch.no_grad():
+        prev, _ = decoder(test_emb, torch.tensor([[30.0, 40.0, 150.0, 160.0]]))
+    graphs.append(GraphSpec(
+        name="prompt_decoder",
+        module=PromptDecoder(model),
+        dummy=(torch.randn(1, 256, 64, 64), torch.rand(1, 2, 2) * 255, torch.tensor([[2.0, 3.0]]),
+               torch.zeros(1, 1, 256, 256), torch.zeros(1)),
+        test=(test_emb, pts, lab, torch.cat([torch.zeros(1, 1, 256, 256), prev]), torch.tensor([0.0, 1.0])),
+        input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+        output_names=["low_res_logits", "iou_predictions"],
+        dynamic_axes={"point_coords": {0: "num_prompts", 1: "num_points"}, "point_labels": {0: "num_prompts", 1: "num_points"},
+                      "mask_input": {0: "num_prompts"}, "has_mask_input": {0: "num_prompts"},
+                      "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"}},
+        mask_outputs=("low_res_logits",),
+    ))
+    paths = {"encoder": out_dir / spec.encoder.file, "decoder": out_dir / spec.decoder.file,
+             "prompt_decoder": out_dir / spec.prompt_decoder.file}
     reports = [export_graph(g, paths[g.name]) for g in graphs]
 
     # the chained pipeline: torch image -> masks vs ONNX Runtime image -> masks

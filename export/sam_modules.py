@@ -277,6 +277,23 @@ class PromptEncoder(nn.Module):
         h, w = self.embedding_size
         return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
 
+    def embed_points(self, points, labels):
+        """points (N, P, 2) in input-image pixels, labels (N, P): -1 padding, 0 negative, 1 positive,
+        2/3 box corners -> sparse embeddings (N, P, C) (SAM's rule: padding gets no position)."""
+        h, w = self.input_size
+        points = points + 0.5
+        emb = self.pe_layer.encode(torch.stack([points[..., 0] / w, points[..., 1] / h], dim=-1))
+        labels = labels[..., None]
+        emb = emb * (labels != -1).to(emb.dtype) + self.not_a_point_embed.weight * (labels == -1).to(emb.dtype)
+        for i, table in enumerate(self.point_embeddings):
+            emb = emb + table.weight * (labels == i).to(emb.dtype)
+        return emb
+
+    def embed_masks(self, masks, has_mask):
+        """masks (N, 1, 4h, 4w) low-res logits, has_mask (N,) 0/1 -> dense embeddings (N, C, h, w)."""
+        has = has_mask.reshape(-1, 1, 1, 1)
+        return has * self.mask_downscaling(masks) + (1 - has) * self.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
 
 # ----------------------------------------------------------------------------- SAM mask decoder
 
@@ -489,3 +506,21 @@ class FastBoxDecoder(BoxDecoder):
         hyper, iou = md.heads(hs)
         masks = (x.reshape(n, 16 * h * w, -1) @ hyper[:, :, None]).reshape(n, 1, 4 * h, 4 * w)
         return masks, iou
+
+
+class PromptDecoder(nn.Module):
+    """SAM's general prompt decoder on LiteMedSAM's weights (as segment-anything's SamOnnxModel):
+    image embedding + per prompt any points (a box is two points labelled 2 and 3) and an optional
+    previous low-res mask -> one low-res mask and its IoU per prompt. Used by self-prompting and
+    one-shot part-aware prompting, where prompts are points, boxes and masks together."""
+
+    def __init__(self, model: LiteMedSAM):
+        super().__init__()
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        pe = self.prompt_encoder
+        sparse = pe.embed_points(point_coords, point_labels)
+        dense = pe.embed_masks(mask_input, has_mask_input)
+        return self.mask_decoder(image_embeddings, pe.dense_pe(), sparse, dense)

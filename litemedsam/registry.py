@@ -63,6 +63,16 @@ class ModelSpec:
     prompt: str = "boxes xyxy in the resized frame, truncated to integers"
     build: str = "litemedsam models setup"
     quantized_from: str | None = None  # the float model this is an int8 version of
+    # LiteMedSAM only: SAM's general decoder (points, boxes as corner points, optional mask input):
+    # ``image_embeddings``, ``point_coords`` (N, P, 2) in the resized frame, ``point_labels`` (N, P)
+    # (-1 pad, 0 negative, 1 positive, 2/3 box corners), ``mask_input`` (N, 1, S, S) low-res logits,
+    # ``has_mask_input`` (N,) -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
+    prompt_decoder: ModelFile | None = None
+
+    @property
+    def files(self) -> tuple:
+        """Every ONNX file of the model (the prompt decoder is built with it but only some modes use it)."""
+        return (self.encoder, self.decoder) + ((self.prompt_decoder,) if self.prompt_decoder else ())
 
     @property
     def pinned(self) -> bool:
@@ -94,6 +104,7 @@ MODELS = {
         name="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
         decoder=ModelFile("litemedsam_decoder.onnx", "3d9ced9394c692462ff44c6f307aa950267ae59df960e609b56ebb3663eaa7f4"),
+        prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx", "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
         source="lite_medsam.pth",
     ),
     "litemedsam-int8": ModelSpec(
@@ -108,6 +119,7 @@ MODELS = {
         name="litemedsam-ft",
         encoder=ModelFile("litemedsam_ft_encoder.onnx"),
         decoder=ModelFile("litemedsam_ft_decoder.onnx"),
+        prompt_decoder=ModelFile("litemedsam_ft_prompt_decoder.onnx"),
         source="a fine-tuned LiteMedSAM checkpoint in lite_medsam.pth's format",
         build="litemedsam models export --model litemedsam-ft --checkpoint YOUR_CHECKPOINT.pth",
     ),
@@ -168,7 +180,7 @@ def manifest_path(spec: ModelSpec, directory: Path | None = None) -> Path:
 def write_manifest(spec: ModelSpec, directory: Path | None = None, **info) -> Path:
     """Record the sha256 of a freshly built model's files (and how it was built) next to them."""
     directory = directory or work_dir()
-    files = {e.file: sha256_of(directory / e.file) for e in (spec.encoder, spec.decoder)}
+    files = {e.file: sha256_of(directory / e.file) for e in spec.files if (directory / e.file).is_file()}
     path = manifest_path(spec, directory)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"model": spec.name, "files": files, **info}, indent=1) + "\n")
@@ -203,14 +215,13 @@ def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: P
     return path
 
 
-def model_paths(spec: ModelSpec, directory: Path | None = None) -> tuple[Path, Path]:
-    """Verified (encoder, decoder) paths of a model: against the registry, or against its manifest."""
-    expected = {}
-    if not spec.pinned:
-        expected = read_manifest(spec, directory).get("files", {})
-    return tuple(verified_path(e, spec.build, directory, expected.get(e.file) or "(not in manifest)")
-                 if not spec.pinned else verified_path(e, spec.build, directory)
-                 for e in (spec.encoder, spec.decoder))
+def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple | None = None) -> tuple:
+    """Verified paths of a model's files (default: encoder, decoder), against the registry or its manifest."""
+    entries = entries or (spec.encoder, spec.decoder)
+    if spec.pinned:
+        return tuple(verified_path(e, spec.build, directory) for e in entries)
+    expected = read_manifest(spec, directory).get("files", {})
+    return tuple(verified_path(e, spec.build, directory, expected.get(e.file) or "(not in manifest)") for e in entries)
 
 
 def is_built(spec: ModelSpec, directory: Path | None = None) -> str | None:

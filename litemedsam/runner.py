@@ -52,6 +52,10 @@ def _write_times(path: Path, rows: dict) -> None:
     os.replace(tmp, path)
 
 
+class _Done(Exception):
+    """A case finished by a mode other than the router's (self-prompting)."""
+
+
 class Segmenters:
     """The segmenters of one run, made when a case first needs them (one session pair per model)."""
 
@@ -67,7 +71,7 @@ class Segmenters:
 
 def infer(input_path: Path, output_dir: Path, router: Router | None = None, segmenters: Segmenters | None = None,
           model: str | None = None, modality: str | None = None, continue_prediction: bool = False,
-          echo: Callable[[str], None] = print, debug: bool = False) -> list[Result]:
+          echo: Callable[[str], None] = print, debug: bool = False, head=None) -> list[Result]:
     """Segment every case of ``input_path`` into ``output_dir`` (same file names).
 
     The router picks model and strategy per case (``model``/``modality`` override it). Each output
@@ -75,6 +79,8 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
     rewritten after every case, so an interrupted run keeps everything finished so far;
     ``continue_prediction`` skips cases whose output already exists. A model file that is present
     but altered raises ModelError (nothing can be trusted); a bad case only fails that case.
+    ``head`` (an ONNX Runtime session of a fit-head graph) switches to self-prompting: boxes are
+    ignored and the head's model segments the object it was fitted on (label 1).
     """
     router = router or Router.load()
     segmenters = segmenters or Segmenters()
@@ -100,6 +106,15 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
             case = load_case(path)
             for warning in case.warnings:
                 echo(f"WARNING {path.name}: {warning}")
+            if head is not None:
+                from litemedsam.selfprompt import head_metadata, segment_self
+
+                if case.dim != "2D":
+                    raise CaseError("self-prompting (--prompt self) segments 2D cases; 3D volumes need boxes")
+                chosen = head_metadata(head).get("model", "litemedsam")
+                segs, _ = segment_self(segmenters.get(chosen), head, case.image)
+                save_segmentation(target, segs)
+                raise _Done
             decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
             for name, missing in decision.skipped:
                 if name not in warned:
@@ -113,6 +128,8 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
             segmenter = segmenters.get(chosen)
             segmenter.prompt = decision.prompt
             save_segmentation(target, segment_case(segmenter, case, decision.strategy, decision.margin))
+            status, message = "ok", ""
+        except _Done:
             status, message = "ok", ""
         except ModelError:
             raise

@@ -37,6 +37,40 @@ class Segmenter:
         self.size = self.spec.image_size
         self.max_batch = max_batch
         self.prompt = "box"  # what the decoder is given per box; see EfficientSamSegmenter
+        self.model_dir = model_dir
+        self.threads = threads
+        self._prompt_decoder = None
+
+    @property
+    def prompt_decoder(self):
+        """SAM's general decoder (points, boxes as corners, mask input), loaded when first needed."""
+        if self._prompt_decoder is None:
+            if self.spec.prompt_decoder is None:
+                from litemedsam.registry import ModelError
+
+                raise ModelError(f"model {self.spec.name} has no point/mask decoder")
+            (path,) = model_paths(self.spec, self.model_dir, entries=(self.spec.prompt_decoder,))
+            self._prompt_decoder = make_session(path, self.threads)
+        return self._prompt_decoder
+
+    def predict_points(self, emb: Embedding, points: np.ndarray, labels: np.ndarray,
+                       mask_input: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Any prompt: points (N, P, 2) in the resized frame with labels (N, P) (1 foreground,
+        0 background, 2/3 box corners, -1 padding) and optional low-res mask logits (N, S, S) ->
+        (N, H, W) bool masks and (N, S, S) low-res logits (to feed back as ``mask_input``)."""
+        n = len(points)
+        has = np.zeros(n, np.float32) if mask_input is None else np.ones(n, np.float32)
+        mask_input = np.zeros((n, self.size, self.size), np.float32) if mask_input is None else mask_input
+        logits, _ = self.prompt_decoder.run(None, {
+            "image_embeddings": emb.features, "point_coords": np.asarray(points, np.float32),
+            "point_labels": np.asarray(labels, np.float32),
+            "mask_input": np.asarray(mask_input, np.float32)[:, None], "has_mask_input": has})
+        logits = logits[:, 0]
+        return transforms.postprocess_masks(logits, emb.resized_hw, emb.original_hw), logits
+
+    def scale_points_hw(self, points: np.ndarray, h: int, w: int) -> np.ndarray:
+        """(..., 2) pixel coordinates of an (h, w) image -> the resized frame (not truncated)."""
+        return (np.asarray(points, np.float64) * (self.size / max(h, w))).astype(np.float32)
 
     def encode(self, image: np.ndarray) -> Embedding:
         """uint8 (H, W) or (H, W, 3) image -> Embedding."""

@@ -22,7 +22,7 @@ def models_ready():
     """The registered ONNX models; a skip when absent, a failure when LITEMEDSAM_REQUIRE_MODELS=1 (CI)."""
     spec = MODELS["litemedsam"]
     try:
-        for entry in (spec.encoder, spec.decoder):
+        for entry in spec.files:
             verified_path(entry, spec.build)
     except ModelError as e:
         if os.environ.get("LITEMEDSAM_REQUIRE_MODELS") == "1":

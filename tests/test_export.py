@@ -27,4 +27,23 @@ def test_export_matches_torch_and_registry(checkpoint, tmp_path):
                 assert out["mask_dice"] >= 0.999
     assert report["chain"]["mask_dice"] >= 0.999
     spec = MODELS["litemedsam"]
-    assert report["sha256"] == {spec.encoder.file: spec.encoder.sha256, spec.decoder.file: spec.decoder.sha256}
+    assert report["sha256"] == {e.file: e.sha256 for e in spec.files}
+
+
+def test_prompt_decoder_with_box_corners_equals_box_decoder(models_ready):
+    """The general decoder given a box as corner points 2/3 and no mask reproduces the box decoder."""
+    import numpy as np
+
+    from litemedsam.registry import model_paths
+    from litemedsam.session import make_session
+
+    enc, dec, gen = (make_session(p) for p in model_paths(models_ready, entries=models_ready.files))
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 3, 256, 256), dtype=np.float32)
+    (emb,) = enc.run(None, {"image": image})
+    boxes = np.array([[30, 40, 150, 160], [5, 5, 60, 200]], dtype=np.float32)
+    a, _ = dec.run(None, {"image_embeddings": emb, "boxes": boxes})
+    b, _ = gen.run(None, {"image_embeddings": emb, "point_coords": boxes.reshape(2, 2, 2),
+                          "point_labels": np.array([[2, 3], [2, 3]], np.float32),
+                          "mask_input": np.zeros((2, 1, 256, 256), np.float32), "has_mask_input": np.zeros(2, np.float32)})
+    assert np.abs(a - b).max() < 1e-3

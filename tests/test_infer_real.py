@@ -119,3 +119,54 @@ def test_decoder_batches_like_single_calls(segmenter, dev_data):
     alone = np.concatenate([segmenter.logits(emb, b[None]) for b in boxes256])
     assert together.shape == (len(boxes), 256, 256)
     assert np.abs(together - alone).max() < 1e-3
+
+
+MICRO = "2DBox_Microscopy_MedScribble-WBC_004_axis0_midslice.npz"
+
+
+def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, tmp_path):
+    """With a model in the fine-tuned slot (here LiteMedSAM itself, exported to the slot's files),
+    microscopy goes to it; without, to LiteMedSAM with a warning naming the missing file."""
+    from litemedsam.registry import MODELS, work_dir, write_manifest
+
+    inp = link_cases(dev_data, [MICRO, CASES_2D[0]], tmp_path / "in")
+    slot = tmp_path / "models"
+    slot.mkdir()
+    ft = MODELS["litemedsam-ft"]
+    for entry, src in ((models_ready.encoder, ft.encoder), (models_ready.decoder, ft.decoder)):
+        shutil.copy(work_dir() / entry.file, slot / entry.file)
+        shutil.copy(work_dir() / entry.file, slot / src.file)
+    done = cli("infer", "-i", inp, "-o", tmp_path / "fallback", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: model litemedsam-ft is not built" in done.stderr and "litemedsam-ft.manifest.json" in done.stderr
+    assert f"{MICRO}: " in done.stdout and "(litemedsam)" in done.stdout
+    write_manifest(ft, slot, checkpoint="test: LiteMedSAM itself")
+    done = cli("infer", "-i", inp, "-o", tmp_path / "ft", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(MICRO in l and "(litemedsam-ft)" in l for l in lines)
+    assert any(CASES_2D[0] in l and "(litemedsam)" in l for l in lines)
+    for name in (MICRO, CASES_2D[0]):
+        with np.load(tmp_path / "fallback" / name) as a, np.load(tmp_path / "ft" / name) as b:
+            assert np.array_equal(a["segs"], b["segs"])
+    # a slot file altered after its export is refused like a registered one
+    data = bytearray((slot / ft.decoder.file).read_bytes())
+    data[-10] ^= 0xFF
+    (slot / ft.decoder.file).write_bytes(bytes(data))
+    done = cli("infer", "-i", inp, "-o", tmp_path / "bad", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    assert done.returncode == 2 and ft.decoder.file in done.stderr and "Traceback" not in done.stderr
+
+
+def test_multiview_on_a_real_volume(models_ready, dev_data, tmp_path):
+    """--modality PET sends a 3D case through three-view fusion; it stays close to axial propagation."""
+    name = CASES_3D[0]  # small: 21 x 120 x 45
+    inp = link_cases(dev_data, [name], tmp_path / "in")
+    assert cli("infer", "-i", inp, "-o", tmp_path / "axial").returncode == 0
+    done = cli("infer", "-i", inp, "-o", tmp_path / "multi", "--modality", "PET")
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "axial" / name) as a, np.load(tmp_path / "multi" / name) as m, \
+            np.load(dev_data / "gts" / name) as g:
+        axial, multi, gts = a["segs"], m["segs"], g["gts"]
+    assert multi.shape == gts.shape and set(np.unique(multi)) <= set(range(int(gts.max()) + 1))
+    assert agreement(axial, multi) > 0.7
+    assert agreement(gts, multi) > 0.5

@@ -2,6 +2,7 @@
 import click
 
 from litemedsam import __version__
+from litemedsam.cli.fit_head import fit_head
 from litemedsam.cli.infer import infer
 from litemedsam.cli.models import models
 from litemedsam.cli.route import route
@@ -16,3 +17,4 @@ def main():
 main.add_command(infer)
 main.add_command(models)
 main.add_command(route)
+main.add_command(fit_head)

@@ -18,12 +18,17 @@ from litemedsam.registry import MODELS, ModelError
                    "reading it from the file name.")
 @click.option("--model", default=None, type=click.Choice(sorted(MODELS)),
               help="Use this model for every case instead of the router's choice (no fallback).")
+@click.option("--prompt", type=click.Choice(["box", "self"]), default="box", show_default=True,
+              help="box: the cases' boxes prompt the model; self: a head from `litemedsam fit-head` finds the "
+                   "object and prompts the model itself (2D cases; boxes ignored).")
+@click.option("--head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The self-prompting head (.onnx) for --prompt self.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
-def infer(input_path, output_dir, router_file, modality, model, threads, continue_prediction, debug):
+def infer(input_path, output_dir, router_file, modality, model, prompt, head, threads, continue_prediction, debug):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -33,6 +38,8 @@ def infer(input_path, output_dir, router_file, modality, model, threads, continu
     from litemedsam.runner import Segmenters
     from litemedsam.runner import infer as run
 
+    if (prompt == "self") != (head is not None):
+        raise click.UsageError("--prompt self and --head HEAD go together")
     if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
         raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
 
@@ -44,8 +51,16 @@ def infer(input_path, output_dir, router_file, modality, model, threads, continu
         if modality and router.modality(modality) is None:
             raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
+        head_session = None
+        if head is not None:
+            from litemedsam.session import make_session
+
+            try:
+                head_session = make_session(head, threads)
+            except Exception as e:  # ONNX Runtime's own message says what is wrong with the file
+                raise RouterError(f"{head}: not a usable head ({str(e).splitlines()[0]})") from None
         results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
-                      continue_prediction=continue_prediction, echo=echo, debug=debug)
+                      continue_prediction=continue_prediction, echo=echo, debug=debug, head=head_session)
     except (ModelError, RouterError) as e:
         click.echo(f"ERROR: {e}", err=True)
         sys.exit(2)

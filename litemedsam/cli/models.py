@@ -30,7 +30,7 @@ def list_models():
         click.echo(f"{spec.name} ({spec.family}): input {spec.image_size}; {spec.preprocessing}; prompt: {spec.prompt}")
         click.echo(f"  from {spec.source}" + (f", int8 of {spec.quantized_from}" if spec.quantized_from else ""))
         if spec.pinned:
-            for entry in (CHECKPOINTS[spec.source], spec.encoder, spec.decoder):
+            for entry in (CHECKPOINTS[spec.source], *spec.files):
                 path = work_dir() / entry.file
                 state = "missing" if not path.is_file() else ("ok" if sha256_of(path) == entry.sha256 else "MODIFIED")
                 click.echo(f"  {entry.file:34s} {state:8s} sha256 {entry.sha256}")
@@ -108,7 +108,7 @@ def _verify(names=None):
         if names is None and not spec.pinned and is_built(spec):
             continue  # optional models that are not built are not an error
         try:
-            paths = model_paths(spec)
+            paths = model_paths(spec, entries=spec.files)
         except ModelError as e:
             hint = f"\nthe registered checksums come from exports made with {PINNED_EXPORT}" if spec.pinned else ""
             raise click.ClickException(f"{e}{hint}")

@@ -1,0 +1,68 @@
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from litemedsam.registry import MODELS, ModelError
+
+
+@click.command("fit-head")
+@click.argument("cases", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The head, e.g. polyp_head.onnx")
+@click.option("--gts", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of ground truths with the cases' names (default: gts/ beside the cases' folder).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Use the first k cases (sorted by name).")
+@click.option("--model", default="litemedsam", show_default=True,
+              type=click.Choice(sorted(n for n, s in MODELS.items() if s.prompt_decoder)))
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+def fit_head(cases, output, gts, k, model, threads):
+    """Fit a self-prompting head (linear pixel classifier on the image embedding) on labelled 2D cases.
+
+    CASES are .npz cases or folders of them; every label of a case's ground truth counts as foreground.
+    Then `litemedsam infer --prompt self --head OUTPUT` segments images with no boxes.
+    """
+    import numpy as np
+
+    from litemedsam.cases import CaseError, load_case
+    from litemedsam.segmenter import make_segmenter
+    from litemedsam.selfprompt import fit_logistic, save_head, training_pixels
+
+    files = []
+    for path in cases:
+        files += sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    files = files[:k] if k else files
+    start = time.perf_counter()
+    try:
+        seg = make_segmenter(model, threads=threads)
+    except ModelError as e:
+        click.echo(f"ERROR: {e}", err=True)
+        sys.exit(2)
+    xs, ys, used = [], [], []
+    for path in files:
+        gt_path = (gts or path.parent.parent / "gts") / path.name
+        try:
+            case = load_case(path)
+            if case.dim != "2D":
+                raise CaseError("self-prompting heads are fitted on 2D cases")
+            with np.load(gt_path) as npz:
+                mask = npz["gts"] > 0
+            if mask.shape != case.image.shape[:2]:
+                raise CaseError(f"ground truth {gt_path} has shape {mask.shape}, image {case.image.shape[:2]}")
+        except (CaseError, OSError, KeyError, ValueError) as e:
+            click.echo(f"ERROR {path.name}: {e}", err=True)
+            sys.exit(1)
+        x, y = training_pixels(seg, case.image, mask)
+        xs.append(x)
+        ys.append(y)
+        used.append(path.name)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if y.min() == y.max():
+        click.echo("ERROR: the ground truths give only one class; a head needs foreground and background", err=True)
+        sys.exit(1)
+    weights, bias = fit_logistic(x, y)
+    accuracy = float((((x @ weights + bias) > 0) == (y > 0)).mean())
+    save_head(output, weights, bias, {"model": model, "k": len(used), "cases": " ".join(used),
+                                      "train_pixel_accuracy": round(accuracy, 4)})
+    click.echo(f"{output}: head for {model} fitted on {len(used)} case(s), {len(y)} cells "
+               f"({y.mean():.1%} foreground), training accuracy {accuracy:.4f}, {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,135 @@
+"""Self-prompting (as in few-shot-self-prompt-SAM): a linear pixel classifier on the image embedding
+gives a coarse mask; its box (and/or the point deepest inside it) prompts the decoder. No box is
+needed at inference. LiteMedSAM was trained with box prompts only and all but ignores point prompts
+(DSC ~0 with a point alone on the Kvasir dev cases), so the default prompt is the box.
+
+The classifier is logistic regression on the 256 channels of each embedding cell (64 x 64 cells for
+LiteMedSAM), fitted on k labelled images, with L2 penalty 1/2 |w|^2 (scikit-learn's default C = 1)
+by Newton's method. It is saved as a tiny ONNX graph (1x1 convolution + sigmoid) that ONNX Runtime
+runs on the embedding.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from litemedsam import transforms
+from litemedsam.segmenter import Embedding, Segmenter
+
+KERNEL = np.ones((5, 5), np.uint8)
+
+
+def training_pixels(seg: Segmenter, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding cells of the image (n, 256) and their labels (n,): the mask resized like the image,
+    then to the embedding grid (nearest), as upstream does with SAM's 64 x 64 grid."""
+    emb = seg.encode(image)
+    grid = emb.features.shape[2]
+    small = np.zeros((seg.size, seg.size), np.uint8)
+    nh, nw = emb.resized_hw
+    small[:nh, :nw] = cv2.resize(mask.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+    labels = cv2.resize(small, (grid, grid), interpolation=cv2.INTER_NEAREST)
+    rows, cols = int(np.ceil(nh * grid / seg.size)), int(np.ceil(nw * grid / seg.size))
+    x = emb.features[0, :, :rows, :cols].reshape(emb.features.shape[1], -1).T
+    return x.astype(np.float64), labels[:rows, :cols].ravel().astype(np.float64)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 30) -> tuple[np.ndarray, float]:
+    """Weights (d,) and bias minimising sum of log-losses + l2/2 |w|^2, by Newton's method."""
+    n, d = x.shape
+    xb = np.concatenate([x, np.ones((n, 1))], axis=1)
+    w = np.zeros(d + 1)
+    penalty = np.full(d + 1, l2)
+    penalty[-1] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (p - y) + penalty * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return w[:-1], float(w[-1])
+
+
+def save_head(path: Path, weights: np.ndarray, bias: float, metadata: dict) -> None:
+    """The classifier as an ONNX graph: image_embeddings (1, C, h, w) -> probability (1, 1, h, w)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise RuntimeError("saving a head needs the onnx package (pip install onnx, or the export extra)") from None
+    c = len(weights)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image_embeddings", "weight", "bias"], ["logit"]),
+         helper.make_node("Sigmoid", ["logit"], ["probability"])],
+        "self_prompt_head",
+        [helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, [1, c, "h", "w"])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [1, 1, "h", "w"])],
+        [numpy_helper.from_array(weights.reshape(1, c, 1, 1).astype(np.float32), "weight"),
+         numpy_helper.from_array(np.array([bias], np.float32), "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="litemedsam fit-head")
+    model.ir_version = 8
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(model)
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+
+
+def head_metadata(session) -> dict:
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def coarse_mask(head, emb: Embedding, size: int) -> np.ndarray:
+    """The head's foreground (probability > 0.5) at the original image size (nearest, as upstream)."""
+    (prob,) = head.run(None, {"image_embeddings": emb.features})
+    grid = prob.shape[2]
+    nh, nw = emb.resized_hw
+    rows, cols = int(np.ceil(nh * grid / size)), int(np.ceil(nw * grid / size))
+    cellmask = (prob[0, 0] > 0.5).astype(np.uint8)
+    # cells -> resized frame -> crop padding -> original size
+    frame = cv2.resize(cellmask, (size, size), interpolation=cv2.INTER_NEAREST)[:nh, :nw]
+    h, w = emb.original_hw
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def self_prompts(mask: np.ndarray):
+    """Upstream's prompts from a coarse mask: the point deepest inside it (distance transform) and
+    the box of the mask after erosion (3 x) and dilation (5 x) with a 5 x 5 kernel. None if empty."""
+    if not mask.any():
+        return None
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    grown = cv2.dilate(cv2.erode(mask.astype(np.uint8), KERNEL, iterations=3), KERNEL, iterations=5)
+    if not grown.any():
+        grown = mask.astype(np.uint8)
+    ys, xs = np.nonzero(grown)
+    return np.array([x, y], np.float64), np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
+
+
+def segment_self(seg: Segmenter, head, image: np.ndarray, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:
+    """(H, W[, 3]) image -> (label map with 1 on the object, the head's coarse mask)."""
+    emb = seg.encode(image)
+    coarse = coarse_mask(head, emb, seg.size)
+    out = np.zeros(image.shape[:2], np.uint8)
+    prompts = self_prompts(coarse)
+    if prompts is None:
+        return out, coarse
+    point, box = prompts
+    h, w = emb.original_hw
+    if prompt == "point":
+        pts, labels = point[None], [1]
+    elif prompt == "box":
+        pts, labels = box.reshape(2, 2), [2, 3]
+    else:
+        pts, labels = np.concatenate([point[None], box.reshape(2, 2)]), [1, 2, 3]
+    scaled = seg.scale_points_hw(pts, h, w)
+    if prompt != "point":  # boxes are truncated to integers like every box prompt
+        scaled[-2:] = np.trunc(scaled[-2:])
+    masks, _ = seg.predict_points(emb, scaled[None], np.array([labels], np.float32))
+    out[masks[0]] = 1
+    return out, coarse
