@@ -35,7 +35,7 @@ for spec in MODELS.values():
         if is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:
             continue
         shutil.copy(manifest_path(spec), "docker/models/")
-    for path in model_paths(spec):  # verified copies only
+    for path in model_paths(spec, entries=spec.files):  # verified copies only
         shutil.copy(path, "docker/models/")
     print(f"image model: {spec.name}")
 PY

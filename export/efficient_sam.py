@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.onnx_export import GraphSpec, dice, export_graph
-from export.sam_modules import Attention, LayerNorm2d
+from export.sam_modules import Attention, LayerNorm2d, upconv2x2_channels_last
 
 VARIANTS = {
     "ti": dict(width=192, heads=3, model="efficientsam-ti"),
@@ -298,6 +298,35 @@ class DecoderGraph(nn.Module):
         return mask, torch.gather(iou, 1, best)
 
 
+class FastDecoderGraph(DecoderGraph):
+    """DecoderGraph's function arranged for speed on the CPU (the exported one; checked against
+    DecoderGraph): the image tokens enter the transformer once for all prompts (they are the same
+    for every prompt until the first image-to-token attention), and the upscaling runs
+    channels-last with its transposed convolutions as matrix products. Only the three multimask
+    outputs are upscaled-and-projected, and the best one is chosen before the projection."""
+
+    def forward(self, image_embeddings, points, point_labels):
+        pe, md = self.model.prompt_encoder, self.model.mask_decoder
+        sparse = pe(points, point_labels)
+        n = sparse.shape[0]
+        _, c, h, w = image_embeddings.shape
+        tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([tokens[None].expand(n, -1, -1), sparse], dim=1)
+        hs, keys = md.transformer(image_embeddings, pe.dense_pe(), tokens)  # keys: (N, hw, C)
+        iou = md.iou_prediction_head(hs[:, 0])[:, 1:]
+        best = iou.argmax(dim=1, keepdim=True)  # (N, 1) among the multimask outputs 1..3
+        hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)[:, 1:]
+        hyper = torch.gather(hyper, 1, best[:, :, None].expand(-1, -1, hyper.shape[2]))  # (N, 1, C/8)
+        (up0, norm, _), (up1, _, _) = md.final_output_upscaling_layers
+        x = upconv2x2_channels_last(keys.reshape(n, h, w, c), up0)  # (N, 2h, 2w, C/4)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+        x = F.gelu((x - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias)
+        x = F.gelu(upconv2x2_channels_last(x, up1))  # (N, 4h, 4w, C/8)
+        masks = (x.reshape(n, 16 * h * w, -1) @ hyper.transpose(1, 2)).reshape(n, 1, 4 * h, 4 * w)
+        return masks, torch.gather(iou, 1, best)
+
+
 # ----------------------------------------------------------------------------- loading and export
 
 
@@ -339,6 +368,7 @@ def export(model: EfficientSam, encoder_path: Path, decoder_path: Path) -> dict:
     model.eval()
     s = model.image_encoder.img_size
     enc, dec = EncoderGraph(model), DecoderGraph(model)
+    fast = FastDecoderGraph(model)
     image = torch.rand(1, 3, 300, 220)
     with torch.no_grad():
         emb = enc(image)
@@ -350,7 +380,7 @@ def export(model: EfficientSam, encoder_path: Path, decoder_path: Path) -> dict:
             dynamic_axes={"image": {2: "height", 3: "width"}},
         ),
         GraphSpec(
-            name="decoder", module=dec,
+            name="decoder", module=fast, reference=dec,
             dummy=(torch.randn_like(emb), *test_points(2, s, 1, False)),
             test=(emb, *test_points(5, s, 2, True)),
             input_names=["image_embeddings", "points", "point_labels"],
