@@ -71,7 +71,7 @@ class Segmenters:
 
 def infer(input_path: Path, output_dir: Path, router: Router | None = None, segmenters: Segmenters | None = None,
           model: str | None = None, modality: str | None = None, continue_prediction: bool = False,
-          echo: Callable[[str], None] = print, debug: bool = False, head=None) -> list[Result]:
+          echo: Callable[[str], None] = print, debug: bool = False, mode=None) -> list[Result]:
     """Segment every case of ``input_path`` into ``output_dir`` (same file names).
 
     The router picks model and strategy per case (``model``/``modality`` override it). Each output
@@ -79,8 +79,8 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
     rewritten after every case, so an interrupted run keeps everything finished so far;
     ``continue_prediction`` skips cases whose output already exists. A model file that is present
     but altered raises ModelError (nothing can be trusted); a bad case only fails that case.
-    ``head`` (an ONNX Runtime session of a fit-head graph) switches to self-prompting: boxes are
-    ignored and the head's model segments the object it was fitted on (label 1).
+    ``mode`` (selfprompt.SelfPrompt or oneshot.OneShot) replaces box prompting: boxes are ignored,
+    ``mode.model`` segments what the mode finds (label 1) in 2D cases.
     """
     router = router or Router.load()
     segmenters = segmenters or Segmenters()
@@ -106,14 +106,11 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
             case = load_case(path)
             for warning in case.warnings:
                 echo(f"WARNING {path.name}: {warning}")
-            if head is not None:
-                from litemedsam.selfprompt import head_metadata, segment_self
-
+            if mode is not None:
                 if case.dim != "2D":
-                    raise CaseError("self-prompting (--prompt self) segments 2D cases; 3D volumes need boxes")
-                chosen = head_metadata(head).get("model", "litemedsam")
-                segs, _ = segment_self(segmenters.get(chosen), head, case.image)
-                save_segmentation(target, segs)
+                    raise CaseError(f"{mode.name} segments 2D cases; 3D volumes need boxes")
+                chosen = mode.model
+                save_segmentation(target, mode.segment(segmenters.get(chosen), case.image))
                 raise _Done
             decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
             for name, missing in decision.skipped:

@@ -133,3 +133,16 @@ def segment_self(seg: Segmenter, head, image: np.ndarray, prompt: str = "box") -
     masks, _ = seg.predict_points(emb, scaled[None], np.array([labels], np.float32))
     out[masks[0]] = 1
     return out, coarse
+
+
+class SelfPrompt:
+    """infer --prompt self: the head's model, prompted by the head."""
+
+    name = "self-prompting (--prompt self)"
+
+    def __init__(self, head):
+        self.head = head
+        self.model = head_metadata(head).get("model", "litemedsam")
+
+    def segment(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
+        return segment_self(seg, self.head, image)[0]

@@ -23,12 +23,18 @@ from litemedsam.registry import MODELS, ModelError
                    "object and prompts the model itself (2D cases; boxes ignored).")
 @click.option("--head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The self-prompting head (.onnx) for --prompt self.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="One-shot mode: a 2D case whose mask (its 'gts', or --reference-mask, or ../gts/NAME) shows the "
+                   "object to find in every image (boxes ignored).")
+@click.option("--reference-mask", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The .npz holding 'gts' for --reference.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
-def infer(input_path, output_dir, router_file, modality, model, prompt, head, threads, continue_prediction, debug):
+def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, threads,
+          continue_prediction, debug):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -40,6 +46,8 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, th
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
+    if reference is not None and head is not None:
+        raise click.UsageError("choose one of --prompt self and --reference")
     if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
         raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
 
@@ -51,16 +59,24 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, th
         if modality and router.modality(modality) is None:
             raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
-        head_session = None
+        mode = None
         if head is not None:
+            from litemedsam.selfprompt import SelfPrompt
             from litemedsam.session import make_session
 
             try:
-                head_session = make_session(head, threads)
+                mode = SelfPrompt(make_session(head, threads))
             except Exception as e:  # ONNX Runtime's own message says what is wrong with the file
                 raise RouterError(f"{head}: not a usable head ({str(e).splitlines()[0]})") from None
+        if reference is not None:
+            from litemedsam.oneshot import OneShot, load_reference
+
+            try:
+                mode = OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
+            except ValueError as e:
+                raise RouterError(str(e)) from None
         results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
-                      continue_prediction=continue_prediction, echo=echo, debug=debug, head=head_session)
+                      continue_prediction=continue_prediction, echo=echo, debug=debug, mode=mode)
     except (ModelError, RouterError) as e:
         click.echo(f"ERROR: {e}", err=True)
         sys.exit(2)

@@ -1,0 +1,204 @@
+"""One-shot part-aware prompting (as in P2SAM): one reference image with its mask segments the same
+kind of object in other images, with no boxes.
+
+From the reference: the image-embedding cells under the mask (the mask resized like the image, then
+bilinearly to the grid, > 0.5) are the object's patches; k-means splits them into n parts whose
+normalised means are part prototypes. On a target image: each prototype's cosine similarity to the
+normalised target cells, upsampled to the image, gives one positive point at its maximum; the
+location least similar to the whole object (the mean prototype) is a negative point. The decoder
+then runs the cascade: points; points + the previous low-res mask; points + that mask's box + the
+mask. This is tried for n = 1..max_parts, and the n whose predicted object patches are closest to
+the reference patches (an entropic optimal-transport estimate of the Wasserstein distance between
+the two sets of cell features) is kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from litemedsam.segmenter import Embedding, Segmenter
+
+
+@dataclass
+class Reference:
+    patches: np.ndarray  # (n, C) embedding cells under the reference mask
+    prototypes: dict  # parts -> (parts, C) normalised prototypes
+
+
+def grid_mask(emb: Embedding, mask: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) mask -> (g, g) bool on the embedding grid: resized like the image, padded, bilinear to the grid."""
+    frame = np.zeros((size, size), np.float32)
+    nh, nw = emb.resized_hw
+    frame[:nh, :nw] = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
+    g = emb.features.shape[2]
+    return cv2.resize(frame, (g, g), interpolation=cv2.INTER_LINEAR) > 0.5
+
+
+def kmeans(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.ndarray:
+    """Labels (n,) of k-means with k-means++ seeding (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+        centres.append(x[rng.choice(len(x), p=d / d.sum())] if d.sum() > 0 else x[rng.integers(len(x))])
+    centres = np.array(centres)
+    labels = np.zeros(len(x), int)
+    for _ in range(iterations):
+        new = ((x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]).argmin(1)
+        if (new == labels).all() and _ > 0:
+            break
+        labels = new
+        for j in range(k):
+            if (labels == j).any():
+                centres[j] = x[labels == j].mean(0)
+    return labels
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def build_reference(seg: Segmenter, image: np.ndarray, mask: np.ndarray, max_parts: int = 3) -> Reference:
+    emb = seg.encode(image)
+    cells = grid_mask(emb, mask, seg.size)
+    patches = emb.features[0].transpose(1, 2, 0)[cells].astype(np.float64)  # (n, C)
+    if len(patches) == 0:
+        raise ValueError("the reference mask covers no embedding cell (empty or too small)")
+    prototypes = {}
+    for parts in range(1, max_parts + 1):
+        if len(patches) < parts:
+            break
+        if parts == 1:
+            prototypes[1] = normalise(patches.mean(0, keepdims=True))
+        else:
+            labels = kmeans(patches, parts)
+            prototypes[parts] = normalise(np.stack([patches[labels == j].mean(0) for j in range(parts) if (labels == j).any()]))
+    return Reference(patches, prototypes)
+
+
+def wasserstein(a: np.ndarray, b: np.ndarray, reg: float = 0.05, iterations: int = 100, most: int = 256) -> float:
+    """Entropic OT estimate of the 2-Wasserstein cost between point sets a (n, C), b (m, C), uniform
+    weights, squared Euclidean cost (scaled by its median), Sinkhorn iterations in the log domain.
+    Sets larger than ``most`` are evenly subsampled (deterministic)."""
+    a = a[np.linspace(0, len(a) - 1, most).astype(int)] if len(a) > most else a
+    b = b[np.linspace(0, len(b) - 1, most).astype(int)] if len(b) > most else b
+    cost = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+    scale = max(float(np.median(cost)), 1e-12)
+    k = -cost / (scale * reg)
+    log_a, log_b = -np.log(len(a)) * np.ones(len(a)), -np.log(len(b)) * np.ones(len(b))
+    f, g = np.zeros(len(a)), np.zeros(len(b))
+    for _ in range(iterations):
+        f = log_a - _logsumexp(k + g[None, :], axis=1)
+        g = log_b - _logsumexp(k + f[:, None], axis=0)
+    plan = np.exp(k + f[:, None] + g[None, :])
+    return float((plan * cost).sum())
+
+
+def _logsumexp(x, axis):
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def similarity_maps(emb: Embedding, prototypes: np.ndarray, size: int) -> np.ndarray:
+    """(parts, C) prototypes -> (parts, H, W) cosine similarity at the image size."""
+    feats = emb.features[0]
+    c, g, _ = feats.shape
+    cells = normalise(feats.reshape(c, -1).T)  # (g*g, C)
+    sims = (cells @ prototypes.T).T.reshape(-1, g, g).astype(np.float32)
+    nh, nw = emb.resized_hw
+    h, w = emb.original_hw
+    out = []
+    for s in sims:
+        frame = cv2.resize(s, (size, size), interpolation=cv2.INTER_LINEAR)[:nh, :nw]
+        out.append(cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR))
+    return np.stack(out)
+
+
+def segment_oneshot(seg: Segmenter, ref: Reference, image: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(H, W[, 3]) image -> (label map with 1 on the object, what was chosen). The part counts are
+    decoded together: one decoder call per cascade step, their points padded with label -1."""
+    emb = seg.encode(image)
+    h, w = emb.original_hw
+    whole = similarity_maps(emb, ref.prototypes[1], seg.size)[0]
+    negative = np.unravel_index(int(np.argmin(whole)), whole.shape)[::-1]
+    configs = []
+    for parts, protos in ref.prototypes.items():
+        sims = similarity_maps(emb, protos, seg.size)
+        pos = [np.unravel_index(int(np.argmax(s)), s.shape)[::-1] for s in sims]
+        configs.append((parts, np.array(pos + [negative], np.float64), [1.0] * len(pos) + [0.0]))
+    p = max(len(c[2]) for c in configs)
+    points = np.zeros((len(configs), p + 2, 2), np.float32)
+    labels = np.full((len(configs), p + 2), -1.0, np.float32)
+    for i, (_, pts, lab) in enumerate(configs):
+        points[i, :len(lab)] = seg.scale_points_hw(pts, h, w)
+        labels[i, :len(lab)] = lab
+    # step 1: points; step 2: points + mask; step 3: points + box of that mask + mask
+    masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p])
+    masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p], logits)
+    for i, mask in enumerate(masks):
+        if mask.any():
+            ys, xs = np.nonzero(mask)
+            box = np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]])
+            points[i, p:] = np.trunc(seg.scale_points_hw(box, h, w))
+            labels[i, p:] = [2, 3]
+    masks, logits = seg.predict_points(emb, points, labels, logits)
+    g = emb.features.shape[2]
+    best = None
+    for i, (parts, pts, _) in enumerate(configs):
+        predicted = cv2.resize(logits[i], (g, g), interpolation=cv2.INTER_LINEAR) > 0
+        patches = emb.features[0].transpose(1, 2, 0)[predicted].astype(np.float64)
+        score = wasserstein(ref.patches, patches) if len(patches) else np.inf
+        if best is None or score < best[0]:
+            best = (score, masks[i], {"parts": parts, "distance": score, "points": pts.tolist()})
+    out = np.zeros((h, w), np.uint8)
+    out[best[1]] = 1
+    return out, best[2]
+
+
+class OneShot:
+    """infer --reference: one reference image and mask prompt every target image."""
+
+    name = "one-shot prompting (--reference)"
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, model: str = "litemedsam", max_parts: int = 3):
+        self.image, self.mask, self.model, self.max_parts = image, mask, model, max_parts
+        self.reference = None
+
+    def segment(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
+        if self.reference is None:  # built with the run's segmenter, on first use
+            self.reference = build_reference(seg, self.image, self.mask, self.max_parts)
+        return segment_oneshot(seg, self.reference, image)[0]
+
+
+def load_reference(path, mask_path=None):
+    """A reference case: ``imgs`` (2D) and its mask, from ``gts`` in the same .npz, else from
+    ``mask_path``, else from ``../gts/<name>`` beside it. Raises ValueError naming the problem."""
+    from pathlib import Path
+
+    from litemedsam.cases import CaseError, load_case
+
+    path = Path(path)
+    try:
+        case = load_case(path)
+    except CaseError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if case.dim != "2D":
+        raise ValueError(f"{path}: the reference must be a 2D case")
+    candidates = [Path(mask_path)] if mask_path else [path, path.parent.parent / "gts" / path.name]
+    for candidate in candidates:
+        try:
+            with np.load(candidate) as npz:
+                if "gts" in npz.files:
+                    mask = npz["gts"] > 0
+                    break
+        except (OSError, ValueError):
+            continue
+    else:
+        raise ValueError(f"{path}: no reference mask ('gts' in {' or '.join(str(c) for c in candidates)})")
+    if mask.shape != case.image.shape[:2]:
+        raise ValueError(f"{path}: mask shape {mask.shape} differs from the image's {case.image.shape[:2]}")
+    if not mask.any():
+        raise ValueError(f"{path}: the reference mask is empty")
+    return case.image, mask
