@@ -102,6 +102,33 @@ def quantize(name, cases, min_dice, force):
         raise click.ClickException(f"{name}-int8 not made (see above)")
 
 
+@models.command()
+@click.argument("cases", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--gts", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Ground truths with the cases' names (default: gts/ beside the cases' folder).")
+@click.option("--rank", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+def finetune(cases, gts, rank, steps, lr):
+    """Train LoRA adapters on LiteMedSAM from labelled 2D CASES (CPU), save them in SAMed's layout
+    (work_dir/litemedsam_lora.pth), merge them and export the result into the litemedsam-ft slot."""
+    _need_export_tools()
+    lora = work_dir() / "litemedsam_lora.pth"
+    merged = work_dir() / "litemedsam_lora_merged.pth"
+    args = [*(str(c.resolve()) for c in cases), "--out", str(lora), "--rank", str(rank), "--steps", str(steps), "--lr", str(lr)]
+    if gts:
+        args += ["--gts", str(gts.resolve())]
+    for step in (["train", *args], ["merge", "--lora", str(lora), "--out", str(merged)]):
+        if subprocess.run([sys.executable, "-m", "export.lora", *step], cwd=REPO_ROOT).returncode != 0:
+            raise click.ClickException(f"LoRA {step[0]} failed (see above)")
+    done = subprocess.run([sys.executable, "-m", "export.litemedsam", "--model", "litemedsam-ft", "--checkpoint",
+                           str(merged), "--out-dir", str(work_dir())], cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise click.ClickException("export of the merged model failed (see above)")
+    _verify(["litemedsam-ft"])
+    click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); the router uses it for PET and microscopy")
+
+
 def _verify(names=None):
     for name in names or MODELS:
         spec = MODELS[name]

@@ -1,0 +1,247 @@
+"""LoRA adapters in SAMed's layout: merge them exactly into the base weights, and train them on the CPU.
+
+    python -m export.lora merge --lora LORA.pth [--base lite_medsam.pth] [--family litemedsam|sam] --out MERGED.pth
+    python -m export.lora train CASES... --gts GTS --out LORA.pth [--rank 4] [--steps 60] [--lr 2e-3]
+
+SAMed's layout (hitachinsk/SAMed ``LoRA_Sam.save_lora_parameters``): one ``torch.save``d dict with,
+for the i-th adapted attention block in model order, ``w_a_{2i:03d}`` (r, dim) and ``w_b_{2i:03d}``
+(dim, r) for q and ``w_a_{2i+1:03d}`` / ``w_b_{2i+1:03d}`` for v, plus the full ``prompt_encoder.*``
+and ``mask_decoder.*`` tensors. The adapted qkv computes ``qkv(x) + [B_q A_q x on the q rows,
+B_v A_v x on the v rows]`` with no scaling, so merging adds ``B_q @ A_q`` to the q rows and
+``B_v @ A_v`` to the v rows of ``qkv.weight``, exactly. q/v rows: SAM's ViT lays its qkv output out as
+[q | k | v] (``image_encoder.blocks.i.attn.qkv``); LiteMedSAM's TinyViT lays it out per head as
+[q_h | k_h | v_h] (``image_encoder.layers.{1,2,3}.blocks.j.attn.qkv``), and adapters trained here
+target those real q and v rows. The merged dict is a plain checkpoint of the base model; for
+LiteMedSAM, ``python -m export.litemedsam --model litemedsam-ft --checkpoint MERGED.pth`` exports it
+into the router's fine-tuned slot (``litemedsam models finetune`` does all of it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TINYVIT_HEADS = {1: 4, 2: 5, 3: 10}  # heads per TinyViT stage of LiteMedSAM (stage 0 is convolutional)
+
+
+def qkv_targets(state: dict, family: str) -> list:
+    """(qkv weight key, q row indices, v row indices) of every attention block, in model order."""
+    targets = []
+    if family == "sam":
+        keys = sorted((k for k in state if re.fullmatch(r"image_encoder\.blocks\.\d+\.attn\.qkv\.weight", k)),
+                      key=lambda k: int(k.split(".")[2]))
+        for key in keys:
+            dim = state[key].shape[1]
+            targets.append((key, np.arange(dim), np.arange(2 * dim, 3 * dim)))
+    elif family == "litemedsam":
+        pattern = re.compile(r"image_encoder\.layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.weight")
+        keys = sorted((k for k in state if pattern.fullmatch(k)),
+                      key=lambda k: tuple(int(g) for g in pattern.fullmatch(k).groups()))
+        for key in keys:
+            dim = state[key].shape[1]
+            heads = TINYVIT_HEADS[int(pattern.fullmatch(key).group(1))]
+            hd = dim // heads
+            starts = np.arange(heads) * 3 * hd
+            targets.append((key, (starts[:, None] + np.arange(hd)).ravel(), (starts[:, None] + 2 * hd + np.arange(hd)).ravel()))
+    else:
+        raise ValueError(f"unknown family {family!r} (sam or litemedsam)")
+    return targets
+
+
+def merge(base: dict, lora: dict, family: str, blocks: list | None = None) -> dict:
+    """Base state dict + SAMed-layout LoRA -> merged state dict (prompt encoder and mask decoder from
+    the LoRA file when it holds them). ``blocks``: indices of the adapted blocks (default: all)."""
+    targets = qkv_targets(base, family)
+    pairs = len([k for k in lora if re.fullmatch(r"w_a_\d{3}", k)])
+    blocks = list(range(len(targets))) if blocks is None else blocks
+    if pairs != 2 * len(blocks):
+        raise ValueError(f"the LoRA file has {pairs} A matrices; {len(blocks)} adapted blocks need {2 * len(blocks)} "
+                         f"(q and v each); give the adapted block indices")
+    merged = {k: v.clone() for k, v in base.items()}
+    for i, block in enumerate(blocks):
+        key, q_rows, v_rows = targets[block]
+        weight = merged[key]
+        for j, rows in ((2 * i, q_rows), (2 * i + 1, v_rows)):
+            a, b = lora[f"w_a_{j:03d}"].to(weight.dtype), lora[f"w_b_{j:03d}"].to(weight.dtype)
+            if a.shape[1] != weight.shape[1] or b.shape[0] != len(rows):
+                raise ValueError(f"w_a_{j:03d} {tuple(a.shape)} / w_b_{j:03d} {tuple(b.shape)} do not fit {key} {tuple(weight.shape)}")
+            weight[torch.as_tensor(rows)] += b @ a
+    for key, value in lora.items():
+        if key.startswith(("prompt_encoder.", "mask_decoder.")):
+            if key not in merged:
+                raise ValueError(f"{key} of the LoRA file is not a key of the base model")
+            merged[key] = value.clone()
+    return merged
+
+
+class LoRAQKV(nn.Module):
+    """A qkv Linear with rank-r adapters on its q and v rows (SAMed's _LoRA_qkv, generalised to any row layout)."""
+
+    def __init__(self, qkv: nn.Linear, q_rows, v_rows, rank: int):
+        super().__init__()
+        self.qkv = qkv
+        dim = qkv.in_features
+        self.register_buffer("q_rows", torch.as_tensor(q_rows), persistent=False)
+        self.register_buffer("v_rows", torch.as_tensor(v_rows), persistent=False)
+        self.a_q, self.b_q = nn.Linear(dim, rank, bias=False), nn.Linear(rank, len(q_rows), bias=False)
+        self.a_v, self.b_v = nn.Linear(dim, rank, bias=False), nn.Linear(rank, len(v_rows), bias=False)
+        for a, b in ((self.a_q, self.b_q), (self.a_v, self.b_v)):
+            nn.init.kaiming_uniform_(a.weight, a=5 ** 0.5)
+            nn.init.zeros_(b.weight)
+
+    def forward(self, x):
+        delta = torch.zeros(self.qkv.out_features, self.qkv.in_features, dtype=x.dtype)
+        delta = delta.index_add(0, self.q_rows, self.b_q.weight @ self.a_q.weight)
+        delta = delta.index_add(0, self.v_rows, self.b_v.weight @ self.a_v.weight)
+        return F.linear(x, self.qkv.weight + delta, self.qkv.bias)
+
+
+def add_lora(model, rank: int) -> list:
+    """Wrap every TinyViT attention qkv of a LiteMedSAM module; returns the wrappers in model order."""
+    targets = qkv_targets(model.state_dict(), "litemedsam")
+    wrappers = []
+    for key, q_rows, v_rows in targets:
+        attn = model.get_submodule(key.rsplit(".", 2)[0])
+        attn.qkv = LoRAQKV(attn.qkv, q_rows, v_rows, rank)
+        wrappers.append(attn.qkv)
+    return wrappers
+
+
+def lora_state(model, wrappers) -> dict:
+    """SAMed's layout: w_a/w_b pairs (q, v per block) + the prompt encoder and mask decoder tensors."""
+    out = {}
+    for i, w in enumerate(wrappers):
+        out[f"w_a_{2 * i:03d}"], out[f"w_b_{2 * i:03d}"] = w.a_q.weight.detach().clone(), w.b_q.weight.detach().clone()
+        out[f"w_a_{2 * i + 1:03d}"], out[f"w_b_{2 * i + 1:03d}"] = w.a_v.weight.detach().clone(), w.b_v.weight.detach().clone()
+    for key, value in model.state_dict().items():
+        if key.startswith(("prompt_encoder.", "mask_decoder.")):
+            out[key] = value.detach().clone()
+    return out
+
+
+def training_examples(cases: list, gts_dir: Path | None):
+    """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
+    import cv2
+
+    from litemedsam import transforms
+    from litemedsam.cases import load_case
+
+    examples = []
+    for path in cases:
+        case = load_case(path)
+        if case.dim != "2D":
+            continue
+        with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
+            gts = npz["gts"]
+        h, w = case.image.shape[:2]
+        nh, nw = transforms.resized_shape(h, w, 256)
+        labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped]
+        masks = np.zeros((len(labels), 256, 256), np.float32)
+        for n, label in enumerate(labels):
+            masks[n, :nh, :nw] = cv2.resize((gts == label).astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+        boxes = transforms.scale_boxes(case.boxes[np.array(labels) - 1], h, w, 256)
+        keep = masks.reshape(len(labels), -1).sum(1) > 0
+        examples.append((torch.from_numpy(transforms.preprocess(case.image, 256)), torch.from_numpy(boxes[keep]),
+                         torch.from_numpy(masks[keep])))
+    return examples
+
+
+def train(model, examples, rank: int = 4, steps: int = 60, lr: float = 2e-3, max_boxes: int = 16, seed: int = 0,
+          log=print) -> list:
+    """Fit LoRA adapters (only them) with Dice + BCE on the low-res masks; returns the wrappers."""
+    from export.sam_modules import BoxDecoder
+
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    wrappers = add_lora(model, rank)
+    params = [p for w in wrappers for p in (w.a_q.weight, w.b_q.weight, w.a_v.weight, w.b_v.weight)]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    decoder = BoxDecoder(model)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for step in range(steps):
+        image, boxes, masks = examples[step % len(examples)]
+        if len(boxes) > max_boxes:
+            pick = torch.as_tensor(rng.choice(len(boxes), max_boxes, replace=False))
+            boxes, masks = boxes[pick], masks[pick]
+        logits, _ = decoder(model.image_encoder(image), boxes)
+        logits = logits[:, 0]
+        prob = torch.sigmoid(logits)
+        dice = 1 - (2 * (prob * masks).sum((1, 2)) + 1) / (prob.sum((1, 2)) + masks.sum((1, 2)) + 1)
+        loss = dice.mean() + F.binary_cross_entropy_with_logits(logits, masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 0 or step == steps - 1:
+            log(f"step {step + 1}/{steps}: loss {loss.item():.4f}")
+    model.eval()
+    return wrappers
+
+
+def main(argv=None) -> int:
+    from litemedsam.registry import CHECKPOINTS, verified_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("merge", help="merge a SAMed-layout LoRA file into its base checkpoint")
+    m.add_argument("--lora", type=Path, required=True)
+    m.add_argument("--base", type=Path, default=None, help="default: the verified lite_medsam.pth")
+    m.add_argument("--family", choices=["litemedsam", "sam"], default="litemedsam")
+    m.add_argument("--blocks", default=None, help="adapted block indices, e.g. 0,1,2 (default: all)")
+    m.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("train", help="train LoRA adapters on LiteMedSAM from challenge cases")
+    t.add_argument("cases", nargs="+", type=Path)
+    t.add_argument("--gts", type=Path, default=None)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--rank", type=int, default=4)
+    t.add_argument("--steps", type=int, default=60)
+    t.add_argument("--lr", type=float, default=2e-3)
+    args = parser.parse_args(argv)
+
+    def read(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("model", state) if isinstance(state, dict) else state
+
+    if args.command == "merge":
+        base = read(args.base or verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch"))
+        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
+        try:
+            merged = merge(base, read(args.lora), args.family, blocks)
+        except (ValueError, KeyError) as e:
+            print(f"ERROR {args.lora}: {e}", file=sys.stderr)
+            return 1
+        torch.save(merged, args.out)
+        print(f"{args.out}: {args.lora} merged into {args.family} weights")
+        return 0
+
+    from export.litemedsam import load_model
+
+    files = []
+    for path in args.cases:
+        files += sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    examples = training_examples(files, args.gts)
+    if not examples:
+        print("ERROR: no 2D cases with ground truth to train on", file=sys.stderr)
+        return 1
+    model = load_model(verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch"))
+    start = time.perf_counter()
+    wrappers = train(model, examples, args.rank, args.steps, args.lr)
+    torch.save(lora_state(model, wrappers), args.out)
+    print(json.dumps({"lora": str(args.out), "cases": [f.name for f in files], "rank": args.rank, "steps": args.steps,
+                      "seconds": round(time.perf_counter() - start, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
