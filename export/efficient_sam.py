@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.onnx_export import GraphSpec, dice, export_graph
-from export.sam_modules import Attention, LayerNorm2d, upconv2x2_channels_last
+from export.sam_modules import Attention, LayerNorm2d, TwoWayTransformer, upconv2x2_channels_last
 
 VARIANTS = {
     "ti": dict(width=192, heads=3, model="efficientsam-ti"),
@@ -208,28 +208,11 @@ class TwoWayBlock(nn.Module):
         return queries, keys
 
 
-class TwoWayTransformer(nn.Module):
-    def __init__(self, depth: int, dim: int, heads: int, mlp_dim: int):
-        super().__init__()
-        self.layers = nn.ModuleList(TwoWayBlock(dim, heads, mlp_dim, i == 0) for i in range(depth))
-        self.final_attn_token_to_image = Attention(dim, heads, 2)
-        self.norm_final_attn = nn.LayerNorm(dim)
-
-    def forward(self, image, image_pe, tokens):
-        keys = image.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
-        queries = tokens
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, tokens, key_pe)
-        out = self.final_attn_token_to_image(queries + tokens, keys + key_pe, keys)
-        return self.norm_final_attn(queries + out), keys
-
-
 class MaskDecoder(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int, depth: int, iou_hidden: int = 256, num_multimask: int = 3):
         super().__init__()
         self.num_mask_tokens = num_multimask + 1
-        self.transformer = TwoWayTransformer(depth, dim, heads, mlp_dim)
+        self.transformer = TwoWayTransformer(depth, dim, heads, mlp_dim, block=TwoWayBlock)
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
         up = [dim // 4, dim // 8]  # upstream: [64, 32] for width 256

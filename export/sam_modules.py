@@ -359,11 +359,10 @@ class TwoWayBlock(nn.Module):
 
 
 class TwoWayTransformer(nn.Module):
-    def __init__(self, depth=2, dim=256, num_heads=8, mlp_dim=2048):
+    def __init__(self, depth=2, dim=256, num_heads=8, mlp_dim=2048, block=None):
         super().__init__()
-        self.layers = nn.ModuleList(
-            [TwoWayBlock(dim, num_heads, mlp_dim, skip_first_pe=(i == 0)) for i in range(depth)]
-        )
+        block = block or TwoWayBlock  # EfficientSAM passes its own block
+        self.layers = nn.ModuleList([block(dim, num_heads, mlp_dim, i == 0) for i in range(depth)])
         self.final_attn_token_to_image = Attention(dim, num_heads, 2)
         self.norm_final_attn = nn.LayerNorm(dim)
 

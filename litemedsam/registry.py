@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,14 +107,6 @@ MODELS = {
         prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx", "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
         source="lite_medsam.pth",
     ),
-    "litemedsam-int8": ModelSpec(
-        name="litemedsam-int8",
-        encoder=ModelFile("litemedsam_encoder.quant.onnx"),
-        decoder=ModelFile("litemedsam_decoder.quant.onnx"),
-        source="lite_medsam.pth",
-        quantized_from="litemedsam",
-        build="litemedsam models quantize litemedsam",
-    ),
     "litemedsam-ft": ModelSpec(
         name="litemedsam-ft",
         encoder=ModelFile("litemedsam_ft_encoder.onnx"),
@@ -123,41 +115,29 @@ MODELS = {
         source="a fine-tuned LiteMedSAM checkpoint in lite_medsam.pth's format",
         build="litemedsam models export --model litemedsam-ft --checkpoint YOUR_CHECKPOINT.pth",
     ),
-    "efficientsam-ti": ModelSpec(
-        name="efficientsam-ti",
-        encoder=ModelFile("efficientsam_ti_encoder.onnx"),
-        decoder=ModelFile("efficientsam_ti_decoder.onnx"),
-        source="efficient_sam_vitt.pt (yformer/EfficientSAM, ViT-Ti)",
-        build="litemedsam models export --model efficientsam-ti --checkpoint efficient_sam_vitt.pt",
-        **_EFFICIENTSAM,
-    ),
-    "efficientsam-s": ModelSpec(
-        name="efficientsam-s",
-        encoder=ModelFile("efficientsam_s_encoder.onnx"),
-        decoder=ModelFile("efficientsam_s_decoder.onnx"),
-        source="efficient_sam_vits.pt (yformer/EfficientSAM, ViT-S)",
-        build="litemedsam models export --model efficientsam-s --checkpoint efficient_sam_vits.pt",
-        **_EFFICIENTSAM,
-    ),
-    "efficientsam-ti-int8": ModelSpec(
-        name="efficientsam-ti-int8",
-        encoder=ModelFile("efficientsam_ti_encoder.quant.onnx"),
-        decoder=ModelFile("efficientsam_ti_decoder.quant.onnx"),
-        source="efficient_sam_vitt.pt (yformer/EfficientSAM, ViT-Ti)",
-        quantized_from="efficientsam-ti",
-        build="litemedsam models quantize efficientsam-ti",
-        **_EFFICIENTSAM,
-    ),
-    "efficientsam-s-int8": ModelSpec(
-        name="efficientsam-s-int8",
-        encoder=ModelFile("efficientsam_s_encoder.quant.onnx"),
-        decoder=ModelFile("efficientsam_s_decoder.quant.onnx"),
-        source="efficient_sam_vits.pt (yformer/EfficientSAM, ViT-S)",
-        quantized_from="efficientsam-s",
-        build="litemedsam models quantize efficientsam-s",
-        **_EFFICIENTSAM,
-    ),
+    **{
+        name: ModelSpec(
+            name=name,
+            encoder=ModelFile(f"{name.replace('-', '_')}_encoder.onnx"),
+            decoder=ModelFile(f"{name.replace('-', '_')}_decoder.onnx"),
+            source=f"{checkpoint} (yformer/EfficientSAM, ViT-{variant})",
+            build=f"litemedsam models export --model {name} --checkpoint {checkpoint}",
+            **_EFFICIENTSAM,
+        )
+        for name, checkpoint, variant in (("efficientsam-ti", "efficient_sam_vitt.pt", "Ti"),
+                                          ("efficientsam-s", "efficient_sam_vits.pt", "S"))
+    },
 }
+
+
+def _int8(spec: ModelSpec) -> ModelSpec:
+    """The dynamic-int8 version of a float model (made and gated by `litemedsam models quantize`)."""
+    quant = lambda entry: ModelFile(entry.file.replace(".onnx", ".quant.onnx"))  # noqa: E731
+    return replace(spec, name=f"{spec.name}-int8", encoder=quant(spec.encoder), decoder=quant(spec.decoder),
+                   prompt_decoder=None, quantized_from=spec.name, build=f"litemedsam models quantize {spec.name}")
+
+
+MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
 
 
 class ModelError(RuntimeError):
