@@ -26,7 +26,7 @@ from litemedsam.cases import load_case, save_segmentation  # noqa: E402
 from litemedsam.pipeline import segment_case  # noqa: E402
 from litemedsam.registry import get_model, is_built  # noqa: E402
 from litemedsam.router import Router  # noqa: E402
-from litemedsam.segmenter import make_segmenter  # noqa: E402
+from litemedsam.runner import Segmenters  # noqa: E402
 
 DEFAULT = ["float=litemedsam", "int8=litemedsam-int8", "multiview=litemedsam@multiview"]
 
@@ -48,7 +48,7 @@ def main() -> int:
             continue
         configs[name] = (model, strategy or None)
     paths = sorted(p for p in (args.cases / "imgs").glob("*.npz") if args.match in p.name)
-    segmenters = {}
+    segmenters = Segmenters()
     rows = []
     for path in paths:
         case = load_case(path)
@@ -56,7 +56,7 @@ def main() -> int:
         for name, (model, strategy) in configs.items():
             if strategy == "multiview" and case.dim != "3D":
                 continue
-            seg = segmenters.get(model) or segmenters.setdefault(model, make_segmenter(model))
+            seg = segmenters.get(model)
             start = time.perf_counter()
             out = segment_case(seg, case, strategy or "propagate", decision.margin)
             seconds = time.perf_counter() - start

@@ -16,51 +16,51 @@ from pathlib import Path
 
 import numpy as np
 
+from labelled import DEV, box_prompted, dice, labelled_cases
+from litemedsam.segmenter import make_segmenter
+from litemedsam.selfprompt import fit_logistic, save_head, segment_embedded, training_pixels
+from litemedsam.session import make_session
+
 REPO = Path(__file__).resolve().parent.parent
-from litemedsam.cases import load_case  # noqa: E402
-from litemedsam.pipeline import segment_2d  # noqa: E402
-from litemedsam.segmenter import make_segmenter  # noqa: E402
-from litemedsam.selfprompt import fit_logistic, save_head, segment_self, training_pixels  # noqa: E402
-from litemedsam.session import make_session  # noqa: E402
-
-
-def dice(a, b):
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2 * (a & b).sum() / total
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=REPO.parent / "shared" / "data" / "cvpr24-dev")
+    parser.add_argument("--cases", type=Path, default=DEV)
     parser.add_argument("--match", default="Kvasir")
     parser.add_argument("--train", type=int, default=5)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_selfprompt")
     args = parser.parse_args()
-    files = sorted(p for p in (args.cases / "imgs").glob("2DBox_*.npz") if args.match in p.name)
-    pool, test = files[:args.train], files[args.train:]
+    labelled = labelled_cases(args.cases, args.match)
+    names = list(labelled)
+    pool, test = names[:args.train], names[args.train:]
+    cases = {n: case for n, (case, _) in labelled.items()}
+    gts = {n: gt for n, (_, gt) in labelled.items()}
     seg = make_segmenter("litemedsam")
-    gts = {p.name: np.load(args.cases / "gts" / p.name)["gts"] > 0 for p in files}
-    cases = {p.name: load_case(p) for p in files}
-    box = [dice(segment_2d(seg, cases[p.name].image, cases[p.name].boxes) > 0, gts[p.name]) for p in test]
+    box = list(box_prompted(seg, labelled, test).values())
     print(f"{len(pool)} fitting pool, {len(test)} scored ({args.match}); box-prompted LiteMedSAM DSC {np.mean(box):.4f}")
     args.out.mkdir(parents=True, exist_ok=True)
     print("| k | fit s | head coarse DSC | self point DSC | self box DSC | self point+box DSC | box-prompted DSC |")
     print("|---|---|---|---|---|---|---|")
+    pixels, embeddings = {}, {}  # each image is encoded once for all k and prompts
     for k in args.k:
         start = time.perf_counter()
-        xs, ys = zip(*(training_pixels(seg, cases[p.name].image, gts[p.name]) for p in pool[:k]))
+        for n in pool[:k]:
+            pixels.setdefault(n, training_pixels(seg, cases[n].image, gts[n]))
+        xs, ys = zip(*(pixels[n] for n in pool[:k]))
         w, b = fit_logistic(np.concatenate(xs), np.concatenate(ys))
         head_path = args.out / f"head_k{k}.onnx"
         save_head(head_path, w, b, {"model": "litemedsam", "k": k})
         fit_s = time.perf_counter() - start
         head = make_session(head_path)
         scores = {"coarse": [], "point": [], "box": [], "point+box": []}
-        for p in test:
+        for n in test:
+            emb = embeddings.setdefault(n, seg.encode(cases[n].image))
             for prompt in ("point", "box", "point+box"):
-                out, coarse = segment_self(seg, head, cases[p.name].image, prompt)
-                scores[prompt].append(dice(out > 0, gts[p.name]))
-            scores["coarse"].append(dice(coarse > 0, gts[p.name]))
+                out, coarse = segment_embedded(seg, head, emb, prompt)
+                scores[prompt].append(dice(out, gts[n]))
+            scores["coarse"].append(dice(coarse, gts[n]))
         m = {key: np.mean(v) for key, v in scores.items()}
         print(f"| {k} | {fit_s:.1f} | {m['coarse']:.4f} | {m['point']:.4f} | {m['box']:.4f} | {m['point+box']:.4f} | {np.mean(box):.4f} |")
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.onnx_export import GraphSpec, dice, export_graph
-from export.sam_modules import Attention, LayerNorm2d, TwoWayTransformer, upconv2x2_channels_last
+from export.sam_modules import (Attention, LayerNorm2d, RandomPositionEmbedding, TwoWayTransformer,
+                                upconv2x2_channels_last)
 
 VARIANTS = {
     "ti": dict(width=192, heads=3, model="efficientsam-ti"),
@@ -122,22 +122,6 @@ class ImageEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------- prompt encoder
-
-
-class RandomPositionEmbedding(nn.Module):
-    def __init__(self, num_feats: int):
-        super().__init__()
-        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_feats))
-
-    def encode(self, coords):
-        coords = 2 * math.pi * ((2 * coords - 1) @ self.positional_encoding_gaussian_matrix)
-        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
-
-    def grid(self, h: int, w: int):
-        ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
-        xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        return self.encode(torch.stack([xx, yy], dim=-1)).permute(2, 0, 1)[None]
 
 
 class PromptEncoder(nn.Module):

@@ -129,8 +129,6 @@ def lora_state(model, wrappers) -> dict:
 
 def training_examples(cases: list, gts_dir: Path | None):
     """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
-    import cv2
-
     from litemedsam import transforms
     from litemedsam.cases import load_case
 
@@ -142,11 +140,12 @@ def training_examples(cases: list, gts_dir: Path | None):
         with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
             gts = npz["gts"]
         h, w = case.image.shape[:2]
-        nh, nw = transforms.resized_shape(h, w, 256)
+        resized = transforms.resized_shape(h, w, 256)
         labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped]
-        masks = np.zeros((len(labels), 256, 256), np.float32)
-        for n, label in enumerate(labels):
-            masks[n, :nh, :nw] = cv2.resize((gts == label).astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+        if not labels:
+            continue
+        # each label's mask in the padded 256 frame the low-res logits cover
+        masks = np.stack([transforms.image_to_grid(gts == label, resized, 256, 256) for label in labels])
         boxes = transforms.scale_boxes(case.boxes[np.array(labels) - 1], h, w, 256)
         keep = masks.reshape(len(labels), -1).sum(1) > 0
         examples.append((torch.from_numpy(transforms.preprocess(case.image, 256)), torch.from_numpy(boxes[keep]),

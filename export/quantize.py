@@ -77,12 +77,9 @@ def gate_images(cases_dir: Path | None, limit: int = 40):
 
 
 def compare(float_model: str, int8_model: str, images) -> dict:
+    from export.onnx_export import dice
     from litemedsam.pipeline import segment_2d
     from litemedsam.segmenter import make_segmenter
-
-    def dice(a, b):
-        total = a.sum() + b.sum()
-        return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
     ref, test = make_segmenter(float_model), make_segmenter(int8_model)
     dices, times = [], {"float": 0.0, "int8": 0.0}

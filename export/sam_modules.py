@@ -322,13 +322,16 @@ class Attention(nn.Module):
 
 
 class MLPBlock(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """segment-anything's MLPBlock: ReLU in the two-way transformer, GELU in the ViT encoder."""
+
+    def __init__(self, dim: int, hidden: int, act=F.relu):
         super().__init__()
+        self.act = act
         self.lin1 = nn.Linear(dim, hidden)
         self.lin2 = nn.Linear(hidden, dim)
 
     def forward(self, x):
-        return self.lin2(F.relu(self.lin1(x)))
+        return self.lin2(self.act(self.lin1(x)))
 
 
 class TwoWayBlock(nn.Module):

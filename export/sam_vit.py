@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.sam_modules import LayerNorm2d, MaskDecoder, PromptEncoder
+from export.sam_modules import LayerNorm2d, MaskDecoder, MLPBlock, PromptEncoder
 
 VIT_B = dict(img_size=1024, width=768, depth=12, heads=12, window=14, global_blocks=(2, 5, 8, 11))
 
@@ -59,16 +59,6 @@ class ViTAttention(nn.Module):
         return self.proj(out)
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.lin1 = nn.Linear(dim, hidden)
-        self.lin2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.lin2(F.gelu(self.lin1(x)))
-
-
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, window: int, grid: int):
         super().__init__()
@@ -76,7 +66,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = ViTAttention(dim, heads, window or grid)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, 4 * dim)
+        self.mlp = MLPBlock(dim, 4 * dim, act=F.gelu)
 
     def forward(self, x):
         y = self.norm1(x)

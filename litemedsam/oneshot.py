@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from litemedsam import transforms
 from litemedsam.segmenter import Embedding, Segmenter
 
 
@@ -25,15 +26,6 @@ from litemedsam.segmenter import Embedding, Segmenter
 class Reference:
     patches: np.ndarray  # (n, C) embedding cells under the reference mask
     prototypes: dict  # parts -> (parts, C) normalised prototypes
-
-
-def grid_mask(emb: Embedding, mask: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) mask -> (g, g) bool on the embedding grid: resized like the image, padded, bilinear to the grid."""
-    frame = np.zeros((size, size), np.float32)
-    nh, nw = emb.resized_hw
-    frame[:nh, :nw] = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
-    g = emb.features.shape[2]
-    return cv2.resize(frame, (g, g), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 def kmeans(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.ndarray:
@@ -60,9 +52,9 @@ def normalise(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def build_reference(seg: Segmenter, image: np.ndarray, mask: np.ndarray, max_parts: int = 3) -> Reference:
-    emb = seg.encode(image)
-    cells = grid_mask(emb, mask, seg.size)
+def build_reference(seg: Segmenter, emb: Embedding, mask: np.ndarray, max_parts: int = 3) -> Reference:
+    """Part prototypes of the object under ``mask`` in an encoded reference image."""
+    cells = transforms.image_to_grid(mask, emb.resized_hw, seg.size, emb.features.shape[2], cv2.INTER_LINEAR) > 0.5
     patches = emb.features[0].transpose(1, 2, 0)[cells].astype(np.float64)  # (n, C)
     if len(patches) == 0:
         raise ValueError("the reference mask covers no embedding cell (empty or too small)")
@@ -106,27 +98,22 @@ def similarity_maps(emb: Embedding, prototypes: np.ndarray, size: int) -> np.nda
     feats = emb.features[0]
     c, g, _ = feats.shape
     cells = normalise(feats.reshape(c, -1).T)  # (g*g, C)
-    sims = (cells @ prototypes.T).T.reshape(-1, g, g).astype(np.float32)
-    nh, nw = emb.resized_hw
-    h, w = emb.original_hw
-    out = []
-    for s in sims:
-        frame = cv2.resize(s, (size, size), interpolation=cv2.INTER_LINEAR)[:nh, :nw]
-        out.append(cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR))
-    return np.stack(out)
+    sims = (cells @ prototypes.T).T.reshape(-1, g, g)
+    return np.stack([transforms.grid_to_image(s, emb.resized_hw, emb.original_hw, size, cv2.INTER_LINEAR) for s in sims])
 
 
-def segment_oneshot(seg: Segmenter, ref: Reference, image: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(H, W[, 3]) image -> (label map with 1 on the object, what was chosen). The part counts are
+def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.ndarray, dict]:
+    """Encoded image -> (label map with 1 on the object, what was chosen). The part counts are
     decoded together: one decoder call per cascade step, their points padded with label -1."""
-    emb = seg.encode(image)
     h, w = emb.original_hw
-    whole = similarity_maps(emb, ref.prototypes[1], seg.size)[0]
-    negative = np.unravel_index(int(np.argmin(whole)), whole.shape)[::-1]
-    configs = []
+    # every prototype of every part count in one similarity computation; the first is the whole object
+    sims = similarity_maps(emb, np.concatenate(list(ref.prototypes.values())), seg.size)
+    peaks = [np.unravel_index(int(np.argmax(s)), s.shape)[::-1] for s in sims]
+    negative = np.unravel_index(int(np.argmin(sims[0])), sims[0].shape)[::-1]
+    configs, first = [], 0
     for parts, protos in ref.prototypes.items():
-        sims = similarity_maps(emb, protos, seg.size)
-        pos = [np.unravel_index(int(np.argmax(s)), s.shape)[::-1] for s in sims]
+        pos = peaks[first:first + len(protos)]
+        first += len(protos)
         configs.append((parts, np.array(pos + [negative], np.float64), [1.0] * len(pos) + [0.0]))
     p = max(len(c[2]) for c in configs)
     points = np.zeros((len(configs), p + 2, 2), np.float32)
@@ -168,8 +155,8 @@ class OneShot:
 
     def segment(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
         if self.reference is None:  # built with the run's segmenter, on first use
-            self.reference = build_reference(seg, self.image, self.mask, self.max_parts)
-        return segment_oneshot(seg, self.reference, image)[0]
+            self.reference = build_reference(seg, seg.encode(self.image), self.mask, self.max_parts)
+        return segment_oneshot(seg, self.reference, seg.encode(image))[0]
 
 
 def load_reference(path, mask_path=None):

@@ -1,11 +1,11 @@
 """The modality router: which model and strategy segment a case, from a declarative TOML file."""
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from litemedsam.cases import NAME_PATTERN
 from litemedsam.registry import MODELS, get_model, is_built
 
 if sys.version_info >= (3, 11):
@@ -14,7 +14,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
-NAME = re.compile(r"^(2D|3D)Box_([^_]+)_", re.IGNORECASE)
 STRATEGIES = ("propagate", "multiview")
 PROMPTS = ("box", "box+center")
 RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt"}
@@ -155,9 +154,9 @@ class Router:
                model: str | None = None, directory: Path | None = None) -> Decision:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
         (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain."""
-        m = NAME.match(Path(case).name)
+        m = NAME_PATTERN.match(Path(case).name)
         tag = modality or (m.group(2) if m else None)
-        dim = dim or (m.group(1).upper() if m else None)
+        dim = dim or (m.group(1) if m else None)
         canonical = self.modality(tag)
         rule = next((r for r in self.rules if r.matches(dim, canonical)), None)
         if rule is None:

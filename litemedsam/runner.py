@@ -52,10 +52,6 @@ def _write_times(path: Path, rows: dict) -> None:
     os.replace(tmp, path)
 
 
-class _Done(Exception):
-    """A case finished by a mode other than the router's (self-prompting)."""
-
-
 class Segmenters:
     """The segmenters of one run, made when a case first needs them (one session pair per model)."""
 
@@ -110,23 +106,22 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
                 if case.dim != "2D":
                     raise CaseError(f"{mode.name} segments 2D cases; 3D volumes need boxes")
                 chosen = mode.model
-                save_segmentation(target, mode.segment(segmenters.get(chosen), case.image))
-                raise _Done
-            decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
-            for name, missing in decision.skipped:
-                if name not in warned:
-                    warned.add(name)
-                    echo(f"WARNING: model {name} is not built (missing {missing}); its cases fall back "
-                         f"along the router's chain. Build it with: {get_model(name).build}")
-            if decision.model is None:
-                raise ModelError(f"no model of rule {decision.rule!r} is built: "
-                                 + "; ".join(f"{m}: missing {x}" for m, x in decision.skipped))
-            chosen = decision.model
-            segmenter = segmenters.get(chosen)
-            segmenter.prompt = decision.prompt
-            save_segmentation(target, segment_case(segmenter, case, decision.strategy, decision.margin))
-            status, message = "ok", ""
-        except _Done:
+                segs = mode.segment(segmenters.get(chosen), case.image)
+            else:
+                decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
+                for name, missing in decision.skipped:
+                    if name not in warned:
+                        warned.add(name)
+                        echo(f"WARNING: model {name} is not built (missing {missing}); its cases fall back "
+                             f"along the router's chain. Build it with: {get_model(name).build}")
+                if decision.model is None:
+                    raise ModelError(f"no model of rule {decision.rule!r} is built: "
+                                     + "; ".join(f"{m}: missing {x}" for m, x in decision.skipped))
+                chosen = decision.model
+                segmenter = segmenters.get(chosen)
+                segmenter.prompt = decision.prompt
+                segs = segment_case(segmenter, case, decision.strategy, decision.margin)
+            save_segmentation(target, segs)
             status, message = "ok", ""
         except ModelError:
             raise

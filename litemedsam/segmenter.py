@@ -28,6 +28,8 @@ class Segmenter:
     against that embedding, in chunks of ``max_batch`` boxes per decoder call.
     """
 
+    upsample = cv2.INTER_LINEAR  # how low-res logits are brought to the image size
+
     def __init__(self, model: str | ModelSpec = "litemedsam", threads: int | None = None,
                  model_dir: Path | None = None, max_batch: int = 8):
         self.spec = get_model(model) if isinstance(model, str) else model
@@ -91,21 +93,23 @@ class Segmenter:
         """Prompt box around a (H, W) mask of a neighbouring slice, in the model's frame."""
         return transforms.box_from_mask(mask, label, self.size, margin)
 
+    def decode(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
+        """One decoder call: (n, 4) float32 boxes in the model's frame -> (n, 1, s, s) low-res logits."""
+        masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "boxes": boxes})
+        return masks
+
     def logits(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes in the resized frame -> (N, S, S) low-res logits."""
+        """(N, 4) boxes in the resized frame -> (N, s, s) low-res logits, ``max_batch`` boxes per call."""
         boxes256 = np.asarray(boxes256, dtype=np.float32).reshape(-1, 4)
-        out = []
-        for start in range(0, len(boxes256), self.max_batch):
-            chunk = boxes256[start:start + self.max_batch]
-            masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "boxes": chunk})
-            out.append(masks[:, 0])
+        out = [self.decode(emb, boxes256[i:i + self.max_batch])[:, 0] for i in range(0, len(boxes256), self.max_batch)]
         if not out:
-            return np.zeros((0, self.size, self.size), dtype=np.float32)
+            low = emb.features.shape[2] * 4
+            return np.zeros((0, low, low), dtype=np.float32)
         return np.concatenate(out)
 
     def predict(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
         """(N, 4) boxes in the resized frame -> (N, H, W) bool masks at the original size."""
-        return transforms.postprocess_masks(self.logits(emb, boxes256), emb.resized_hw, emb.original_hw)
+        return transforms.postprocess_masks(self.logits(emb, boxes256), emb.resized_hw, emb.original_hw, self.upsample)
 
 
 class EfficientSamSegmenter(Segmenter):
@@ -118,6 +122,7 @@ class EfficientSamSegmenter(Segmenter):
     """
 
     MAX_POINTS = 6
+    upsample = cv2.INTER_CUBIC  # as upstream
 
     def encode(self, image: np.ndarray) -> Embedding:
         h, w = image.shape[:2]
@@ -155,19 +160,10 @@ class EfficientSamSegmenter(Segmenter):
         point_labels[:, :len(labels)] = labels
         return points, point_labels
 
-    def logits(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        out = []
-        for start in range(0, len(boxes), self.max_batch):
-            points, labels = self.prompts(boxes[start:start + self.max_batch])
-            masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "points": points, "point_labels": labels})
-            out.append(masks[:, 0])
-        low = self.size // 4
-        return np.concatenate(out) if out else np.zeros((0, low, low), dtype=np.float32)
-
-    def predict(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
-        """As upstream, the low-res logits are upsampled bicubically to the image size."""
-        return transforms.postprocess_masks(self.logits(emb, boxes), emb.resized_hw, emb.original_hw, cv2.INTER_CUBIC)
+    def decode(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
+        points, labels = self.prompts(boxes)
+        masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "points": points, "point_labels": labels})
+        return masks
 
 
 def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None) -> Segmenter:

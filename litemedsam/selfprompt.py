@@ -26,11 +26,8 @@ def training_pixels(seg: Segmenter, image: np.ndarray, mask: np.ndarray) -> tupl
     then to the embedding grid (nearest), as upstream does with SAM's 64 x 64 grid."""
     emb = seg.encode(image)
     grid = emb.features.shape[2]
-    small = np.zeros((seg.size, seg.size), np.uint8)
-    nh, nw = emb.resized_hw
-    small[:nh, :nw] = cv2.resize(mask.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
-    labels = cv2.resize(small, (grid, grid), interpolation=cv2.INTER_NEAREST)
-    rows, cols = int(np.ceil(nh * grid / seg.size)), int(np.ceil(nw * grid / seg.size))
+    labels = transforms.image_to_grid(mask, emb.resized_hw, seg.size, grid)
+    rows, cols = transforms.grid_cells(emb.resized_hw, seg.size, grid)
     x = emb.features[0, :, :rows, :cols].reshape(emb.features.shape[1], -1).T
     return x.astype(np.float64), labels[:rows, :cols].ravel().astype(np.float64)
 
@@ -87,14 +84,7 @@ def head_metadata(session) -> dict:
 def coarse_mask(head, emb: Embedding, size: int) -> np.ndarray:
     """The head's foreground (probability > 0.5) at the original image size (nearest, as upstream)."""
     (prob,) = head.run(None, {"image_embeddings": emb.features})
-    grid = prob.shape[2]
-    nh, nw = emb.resized_hw
-    rows, cols = int(np.ceil(nh * grid / size)), int(np.ceil(nw * grid / size))
-    cellmask = (prob[0, 0] > 0.5).astype(np.uint8)
-    # cells -> resized frame -> crop padding -> original size
-    frame = cv2.resize(cellmask, (size, size), interpolation=cv2.INTER_NEAREST)[:nh, :nw]
-    h, w = emb.original_hw
-    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
+    return transforms.grid_to_image(prob[0, 0] > 0.5, emb.resized_hw, emb.original_hw, size).astype(np.uint8)
 
 
 def self_prompts(mask: np.ndarray):
@@ -113,24 +103,28 @@ def self_prompts(mask: np.ndarray):
 
 def segment_self(seg: Segmenter, head, image: np.ndarray, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:
     """(H, W[, 3]) image -> (label map with 1 on the object, the head's coarse mask)."""
-    emb = seg.encode(image)
+    return segment_embedded(seg, head, seg.encode(image), prompt)
+
+
+def segment_embedded(seg: Segmenter, head, emb: Embedding, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:
+    """segment_self on an image already encoded; ``prompt``: box, point or point+box."""
     coarse = coarse_mask(head, emb, seg.size)
-    out = np.zeros(image.shape[:2], np.uint8)
+    out = np.zeros(emb.original_hw, np.uint8)
     prompts = self_prompts(coarse)
     if prompts is None:
         return out, coarse
     point, box = prompts
     h, w = emb.original_hw
+    box = seg.scale_boxes(emb, box[None])[0]  # truncated to integers like every box prompt
+    if prompt == "box":  # the box decoder (the general one gives the same masks, slower)
+        out[seg.predict(emb, box[None])[0]] = 1
+        return out, coarse
+    point = seg.scale_points_hw(point[None], h, w)
     if prompt == "point":
-        pts, labels = point[None], [1]
-    elif prompt == "box":
-        pts, labels = box.reshape(2, 2), [2, 3]
+        pts, labels = point, [1]
     else:
-        pts, labels = np.concatenate([point[None], box.reshape(2, 2)]), [1, 2, 3]
-    scaled = seg.scale_points_hw(pts, h, w)
-    if prompt != "point":  # boxes are truncated to integers like every box prompt
-        scaled[-2:] = np.trunc(scaled[-2:])
-    masks, _ = seg.predict_points(emb, scaled[None], np.array([labels], np.float32))
+        pts, labels = np.concatenate([point, box.reshape(2, 2)]), [1, 2, 3]
+    masks, _ = seg.predict_points(emb, pts[None], np.array([labels], np.float32))
     out[masks[0]] = 1
     return out, coarse
 

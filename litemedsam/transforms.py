@@ -68,3 +68,28 @@ def postprocess_masks(logits: np.ndarray, resized_hw: tuple[int, int], original_
         up = cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=interpolation)
         np.greater(up, 0.0, out=out[i])
     return out
+
+
+def image_to_grid(mask: np.ndarray, resized_hw: tuple[int, int], target: int, grid: int,
+                  interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
+    """(H, W) map of an image -> (grid, grid) float32 on the image embedding's cells: resized like the
+    image (longest side ``target``, padded bottom/right with 0), then to the grid."""
+    nh, nw = resized_hw
+    frame = np.zeros((target, target), np.float32)
+    frame[:nh, :nw] = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=interpolation)
+    return cv2.resize(frame, (grid, grid), interpolation=interpolation)
+
+
+def grid_to_image(grid_map: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int], target: int,
+                  interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
+    """(grid, grid) map on the embedding's cells -> (H, W): to the padded frame, crop the padding, resize."""
+    nh, nw = resized_hw
+    h, w = original_hw
+    frame = cv2.resize(np.asarray(grid_map, np.float32), (target, target), interpolation=interpolation)[:nh, :nw]
+    return cv2.resize(frame, (w, h), interpolation=interpolation)
+
+
+def grid_cells(resized_hw: tuple[int, int], target: int, grid: int) -> tuple[int, int]:
+    """Rows and columns of embedding cells that cover the image (the others cover only padding)."""
+    nh, nw = resized_hw
+    return int(np.ceil(nh * grid / target)), int(np.ceil(nw * grid / target))

@@ -6,6 +6,30 @@ import click
 from litemedsam.registry import MODELS, ModelError
 
 
+class Unusable(Exception):
+    """An input of the whole run (head, reference) that cannot be used: nothing runs, exit 2."""
+
+
+def prompt_mode(head, reference, reference_mask, model, threads):
+    """The box-free mode asked for (self-prompting or one-shot), or None for box prompts."""
+    if head is not None:
+        from litemedsam.selfprompt import SelfPrompt
+        from litemedsam.session import make_session
+
+        try:
+            return SelfPrompt(make_session(head, threads))
+        except Exception as e:  # ONNX Runtime's own message says what is wrong with the file
+            raise Unusable(f"{head}: not a usable head ({str(e).splitlines()[0]})") from None
+    if reference is not None:
+        from litemedsam.oneshot import OneShot, load_reference
+
+        try:
+            return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
+        except ValueError as e:
+            raise Unusable(str(e)) from None
+    return None
+
+
 @click.command()
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="Folder of challenge .npz cases (or one .npz file).")
@@ -59,25 +83,10 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         if modality and router.modality(modality) is None:
             raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
-        mode = None
-        if head is not None:
-            from litemedsam.selfprompt import SelfPrompt
-            from litemedsam.session import make_session
-
-            try:
-                mode = SelfPrompt(make_session(head, threads))
-            except Exception as e:  # ONNX Runtime's own message says what is wrong with the file
-                raise RouterError(f"{head}: not a usable head ({str(e).splitlines()[0]})") from None
-        if reference is not None:
-            from litemedsam.oneshot import OneShot, load_reference
-
-            try:
-                mode = OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
-            except ValueError as e:
-                raise RouterError(str(e)) from None
+        mode = prompt_mode(head, reference, reference_mask, model, threads)
         results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
                       continue_prediction=continue_prediction, echo=echo, debug=debug, mode=mode)
-    except (ModelError, RouterError) as e:
+    except (ModelError, RouterError, Unusable) as e:
         click.echo(f"ERROR: {e}", err=True)
         sys.exit(2)
     except OSError as e:  # the input folder or the output folder itself
