@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.onnx_export import GraphSpec, dice, export_graph
+from export import sam_modules
 from export.sam_modules import (Attention, LayerNorm2d, RandomPositionEmbedding, TwoWayTransformer,
                                 upconv2x2_channels_last)
 
@@ -165,21 +166,14 @@ class MLPBlock(nn.Module):
         return self.fc(x)
 
 
-class TwoWayBlock(nn.Module):
-    """EfficientSAM's block: unlike SAM's, the self-attention is always residual and, after the first
-    block, the query positions are added to the queries themselves."""
+class TwoWayBlock(sam_modules.TwoWayBlock):
+    """EfficientSAM's block: SAM's layers with a GELU MLP in upstream's MLPBlock layout; unlike SAM's,
+    the self-attention is always residual and, after the first block, the query positions are
+    added to the queries themselves."""
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, skip_first_pe: bool):
-        super().__init__()
-        self.skip_first_pe = skip_first_pe
-        self.self_attn = Attention(dim, heads)
-        self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn_token_to_image = Attention(dim, heads, 2)
-        self.norm2 = nn.LayerNorm(dim)
+        super().__init__(dim, heads, mlp_dim, skip_first_pe)
         self.mlp = MLPBlock(dim, mlp_dim, dim, 1)
-        self.norm3 = nn.LayerNorm(dim)
-        self.norm4 = nn.LayerNorm(dim)
-        self.cross_attn_image_to_token = Attention(dim, heads, 2)
 
     def forward(self, queries, keys, query_pe, key_pe):
         if not self.skip_first_pe:
