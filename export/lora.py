@@ -14,6 +14,16 @@ B_v A_v x on the v rows]`` with no scaling, so merging adds ``B_q @ A_q`` to the
 target those real q and v rows. The merged dict is a plain checkpoint of the base model; for
 LiteMedSAM, ``python -m export.litemedsam --model litemedsam-ft --checkpoint MERGED.pth`` exports it
 into the router's fine-tuned slot (``litemedsam models finetune`` does all of it).
+
+SAMed's variant with LoRA on the mask decoder too (``sam_lora_image_encoder_mask_decoder.py``) adds,
+for each two-way transformer layer l in order, ``sa_a_{2l:03d}``/``sa_b_{2l:03d}`` (q) and
+``sa_a_{2l+1:03d}``/``sa_b_{2l+1:03d}`` (v) of ``self_attn``, the same with ``cti_`` for
+``cross_attn_token_to_image`` and ``cit_`` for ``cross_attn_image_to_token``, and ``fati_qa``,
+``fati_qb``, ``fati_va``, ``fati_vb`` for ``final_attn_token_to_image``; each adapts a projection as
+``proj(x) + B A x``, so ``B @ A`` is added to ``q_proj.weight`` / ``v_proj.weight``. That file holds the
+mask decoder's tensors except the transformer's; a SAMed model for K classes has K + 1 mask tokens,
+hypernetwork MLPs and IoU outputs, so the decoder's head (everything of ``mask_decoder.`` outside
+``transformer.``) is taken whole from the LoRA file, replacing the base model's 4-token head.
 """
 from __future__ import annotations
 
@@ -56,9 +66,36 @@ def qkv_targets(state: dict, family: str) -> list:
     return targets
 
 
+DECODER_LORA = {"sa": "self_attn", "cti": "cross_attn_token_to_image", "cit": "cross_attn_image_to_token"}
+
+
+def _add_product(merged: dict, key: str, a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    weight = merged[key]
+    a, b = a.to(weight.dtype), b.to(weight.dtype)
+    if a.shape[1] != weight.shape[1] or b.shape[0] != weight.shape[0] or a.shape[0] != b.shape[1]:
+        raise ValueError(f"{names} {tuple(a.shape)} / {tuple(b.shape)} do not fit {key} {tuple(weight.shape)}")
+    merged[key] = weight + b @ a
+
+
+def merge_decoder(merged: dict, lora: dict) -> None:
+    """Add SAMed's mask-decoder adapters (sa_/cti_/cit_/fati_ keys) to the two-way transformer, in place."""
+    for prefix, attn in DECODER_LORA.items():
+        count = len([k for k in lora if re.fullmatch(rf"{prefix}_a_\d{{3}}", k)])
+        for j in range(count):
+            layer, proj = divmod(j, 2)
+            key = f"mask_decoder.transformer.layers.{layer}.{attn}.{'qv'[proj]}_proj.weight"
+            if key not in merged:
+                raise ValueError(f"{prefix}_a_{j:03d} adapts {key}, which the base model does not have")
+            _add_product(merged, key, lora[f"{prefix}_a_{j:03d}"], lora[f"{prefix}_b_{j:03d}"], f"{prefix}_a/b_{j:03d}")
+    for proj in "qv":
+        if f"fati_{proj}a" in lora:
+            key = f"mask_decoder.transformer.final_attn_token_to_image.{proj}_proj.weight"
+            _add_product(merged, key, lora[f"fati_{proj}a"], lora[f"fati_{proj}b"], f"fati_{proj}a/b")
+
+
 def merge(base: dict, lora: dict, family: str, blocks: list | None = None) -> dict:
-    """Base state dict + SAMed-layout LoRA -> merged state dict (prompt encoder and mask decoder from
-    the LoRA file when it holds them). ``blocks``: indices of the adapted blocks (default: all)."""
+    """Base state dict + SAMed-layout LoRA -> merged state dict (prompt encoder and mask decoder head
+    from the LoRA file when it holds them). ``blocks``: indices of the adapted blocks (default: all)."""
     targets = qkv_targets(base, family)
     pairs = len([k for k in lora if re.fullmatch(r"w_a_\d{3}", k)])
     blocks = list(range(len(targets))) if blocks is None else blocks
@@ -74,9 +111,14 @@ def merge(base: dict, lora: dict, family: str, blocks: list | None = None) -> di
             if a.shape[1] != weight.shape[1] or b.shape[0] != len(rows):
                 raise ValueError(f"w_a_{j:03d} {tuple(a.shape)} / w_b_{j:03d} {tuple(b.shape)} do not fit {key} {tuple(weight.shape)}")
             weight[torch.as_tensor(rows)] += b @ a
+    merge_decoder(merged, lora)
+    head = lambda k: k.startswith("mask_decoder.") and ".transformer." not in k  # noqa: E731
+    if "mask_decoder.mask_tokens.weight" in lora:  # a whole decoder head (K + 1 tokens) replaces the base one
+        for key in [k for k in merged if head(k)]:
+            del merged[key]
     for key, value in lora.items():
-        if key.startswith(("prompt_encoder.", "mask_decoder.")):
-            if key not in merged:
+        if key.startswith("prompt_encoder.") or head(key):
+            if key not in merged and "mask_decoder.mask_tokens.weight" not in lora:
                 raise ValueError(f"{key} of the LoRA file is not a key of the base model")
             merged[key] = value.clone()
     return merged

@@ -431,10 +431,32 @@ class MaskDecoder(nn.Module):
         masks = (hyper[:, None, :] @ upscaled.reshape(b, cu, hu * wu)).reshape(b, 1, hu, wu)
         return masks, iou
 
-    def prompt_tokens(self, sparse):
-        """(N, T, C) prompt embeddings -> (N, 1 + masks + T, C): the IoU token, mask tokens, prompts."""
-        out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        return torch.cat([out_tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
+    def prompt_tokens(self, sparse, token_shift=None):
+        """(N, T, C) prompt embeddings (None: no prompt) -> (N, 1 + masks + T, C): the IoU token, the
+        mask tokens (plus ``token_shift`` (N, masks, C) when given: ProMISe's pattern shift), prompts."""
+        if token_shift is None:  # (this arrangement is the one the pinned LiteMedSAM graphs were traced with)
+            out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)[None]
+            if sparse is None:
+                return out_tokens
+            return torch.cat([out_tokens.expand(sparse.shape[0], -1, -1), sparse], dim=1)
+        n = token_shift.shape[0]
+        mask_tokens = self.mask_tokens.weight[None] + token_shift
+        out_tokens = torch.cat([self.iou_token.weight[None].expand(n, -1, -1), mask_tokens], dim=1)
+        return out_tokens if sparse is None else torch.cat([out_tokens, sparse.expand(n, -1, -1)], dim=1)
+
+    def all_masks(self, image_embeddings, image_pe, sparse, dense, token_shift=None):
+        """Every mask token's low-res logits (N, masks, 4h, 4w) and IoUs (N, masks), as SAMed and ProMISe
+        use the decoder. ``sparse`` None: no prompt at all (one output, N = 1 unless a shift says so)."""
+        tokens = self.prompt_tokens(sparse, token_shift)
+        n = tokens.shape[0]
+        _, c, h, w = image_embeddings.shape
+        src = (image_embeddings + dense).expand(n, -1, -1, -1)
+        hs, src = self.transformer(src, image_pe.expand(n, -1, -1, -1), tokens)
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
+        hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+        b, cu, hu, wu = upscaled.shape
+        masks = (hyper @ upscaled.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
+        return masks, self.iou_prediction_head(hs[:, 0, :])
 
     def heads(self, hs):
         """Transformer token outputs -> hypernetwork weights of the first mask (N, C/8), its IoU (N, 1)."""

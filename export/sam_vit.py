@@ -1,17 +1,23 @@
 """SAM's ViT image encoder (segment-anything ``ImageEncoderViT``) with its checkpoint's key names, so that
-SAM ViT-B checkpoints, and SAMed checkpoints once their LoRA is merged (``export/lora.py``), export
-to ONNX like LiteMedSAM: encoder, box decoder and general prompt decoder, each checked against torch.
+SAM ViT-B checkpoints, and SAMed checkpoints with their LoRA merged in (``export/lora.py``), export to
+ONNX: encoder + box decoder + general prompt decoder (``sam-vit-b``), or encoder + SAMed's prompt-free
+semantic decoder (``samed``), each graph checked against torch.
 
-    python -m export.sam_vit --checkpoint sam_vit_b_01ec64.pth --out-dir DIR
+    python -m export.sam_vit --model sam-vit-b --checkpoint sam_vit_b_01ec64.pth
+    python -m export.sam_vit --model samed --checkpoint sam_vit_b_01ec64.pth --lora samed_lora.pth [--img-size 512]
 
 Layout (``image_encoder.``): ``patch_embed.proj`` (16x16 conv), ``pos_embed`` (1, S/16, S/16, C),
 ``blocks.i.{norm1, attn.qkv, attn.proj, attn.rel_pos_h, attn.rel_pos_w, norm2, mlp.lin1, mlp.lin2}``
 (windowed attention of 14 except the global blocks 2, 5, 8, 11; decomposed relative positions of
 length 2*14-1, or 2*S/16-1 for global blocks), ``neck.{0,1,2,3}``; ViT-B: width 768, 12 blocks,
-12 heads. ``prompt_encoder.*`` and ``mask_decoder.*`` are SAM's (export/sam_modules.py) at 1024.
-The encoder graph takes the image already resized (longest side S), normalised with SAM's pixel
-mean and std and zero-padded to S x S, as segment-anything's ``Sam.preprocess`` gives it.
-Not yet wired into ``litemedsam infer`` (no SAM weights can be had here).
+12 heads. ``prompt_encoder.*`` and ``mask_decoder.*`` are SAM's (export/sam_modules.py) at S.
+As SAMed's ``load_from``, a checkpoint made for another input size (SAM's 1024 for SAMed's 512) gets
+its ``pos_embed`` resized bilinearly and its global blocks' relative-position tables linearly.
+SAMed (hitachinsk/SAMed ``segment_anything/build_sam.py``, ``mask_decoder.py``): K classes make K + 1
+mask tokens; with no prompt (no sparse embedding, ``no_mask_embed`` as dense) every token's mask is
+returned, channel 0 the background, and the label map is their argmax.
+The encoder graph takes the image already resized, normalised and padded (``litemedsam.segmenter``
+does it: SAM's mean and std for ``sam-vit-b``; SAMed's [0, 1] with mean 0 and std 1).
 """
 from __future__ import annotations
 
@@ -96,11 +102,16 @@ class ImageEncoderViT(nn.Module):
         self.neck = nn.Sequential(nn.Conv2d(width, out, 1, bias=False), LayerNorm2d(out),
                                   nn.Conv2d(out, out, 3, padding=1, bias=False), LayerNorm2d(out))
 
-    def forward(self, x):
+    def forward(self, x, taps: tuple = ()):
+        """Image -> embedding; with ``taps`` (block indices) also those blocks' outputs as (B, C, h, w)."""
         x = self.patch_embed.proj(x).permute(0, 2, 3, 1) + self.pos_embed
-        for block in self.blocks:
+        tapped = []
+        for i, block in enumerate(self.blocks):
             x = block(x)
-        return self.neck(x.permute(0, 3, 1, 2))
+            if i in taps:
+                tapped.append(x.permute(0, 3, 1, 2))
+        out = self.neck(x.permute(0, 3, 1, 2))
+        return (out, tapped) if taps else out
 
 
 class SamModel(nn.Module):
@@ -115,16 +126,66 @@ class SamModel(nn.Module):
         self.mask_decoder = MaskDecoder(256, num_multimask)
 
 
-def load_model(checkpoint: Path, **vit) -> SamModel:
+def read_state(checkpoint: Path) -> dict:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
+    return state.get("model", state)
+
+
+def fit_to_size(state: dict, model: nn.Module) -> dict:
+    """SAMed's rule for a checkpoint of another input size: ``pos_embed`` bilinear, relative-position
+    tables linear along their length (align_corners=False), to the shapes of ``model``."""
+    target = model.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape:
+            continue
+        if key.endswith("pos_embed") and value.ndim == 4:
+            out[key] = F.interpolate(value.permute(0, 3, 1, 2), size=tuple(want.shape[1:3]), mode="bilinear",
+                                     align_corners=False).permute(0, 2, 3, 1)
+        elif "rel_pos" in key and value.ndim == 2:
+            out[key] = F.interpolate(value[None, None], size=tuple(want.shape), mode="bilinear", align_corners=False)[0, 0]
+    return out
+
+
+def vit_config(state: dict) -> dict:
+    """The encoder's shape read off a checkpoint: width, depth, heads, window and global blocks
+    (global blocks' relative-position tables span the whole grid, 2 * S/16 - 1)."""
+    grid, width = state["image_encoder.pos_embed"].shape[1], state["image_encoder.pos_embed"].shape[-1]
+    depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
+    tables = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"] for i in range(depth)]
+    global_blocks = tuple(i for i, t in enumerate(tables) if t.shape[0] == 2 * grid - 1)
+    windowed = [t.shape[0] for i, t in enumerate(tables) if i not in global_blocks]
+    return dict(img_size=16 * grid, width=width, depth=depth, heads=width // tables[0].shape[1],
+                window=(min(windowed) + 1) // 2 if windowed else 0, global_blocks=global_blocks)
+
+
+def load_model(checkpoint, **vit) -> SamModel:
+    """A SAM (or SAMed, merged) checkpoint (path or state dict) -> SamModel with the checkpoint's shape
+    (``vit`` overrides, e.g. ``img_size``); K + 1 mask tokens as the file has."""
+    state = read_state(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     mask_tokens = state["mask_decoder.mask_tokens.weight"].shape[0]
-    model = SamModel(num_multimask=mask_tokens - 1, **vit)
-    model.load_state_dict(state, strict=True)
+    model = SamModel(num_multimask=mask_tokens - 1, **{**vit_config(state), **vit})
+    model.load_state_dict(fit_to_size(state, model), strict=True)
     return model.eval()
 
 
-def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b") -> dict:
+class SemanticDecoder(nn.Module):
+    """SAMed's prompt-free decoder: image embedding -> low-res logits of background + K classes (1, K+1, 4g, 4g)."""
+
+    def __init__(self, model: SamModel):
+        super().__init__()
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+
+    def forward(self, image_embeddings):
+        pe = self.prompt_encoder
+        masks, _ = self.mask_decoder.all_masks(image_embeddings, pe.dense_pe(), None, pe.no_mask_dense())
+        return masks
+
+
+def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b", semantic: bool = False) -> dict:
+    """Encoder + box decoder + prompt decoder, or (``semantic``) encoder + SAMed's semantic decoder."""
     from export.onnx_export import GraphSpec, export_graph
     from export.sam_modules import BoxDecoder, FastBoxDecoder, PromptDecoder
 
@@ -135,32 +196,51 @@ def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b") -> dict:
         emb = model.image_encoder(torch.randn(1, 3, s, s))
     boxes = torch.tensor([[0.1, 0.2, 0.6, 0.7], [0.3, 0.1, 0.9, 0.5]]) * s
     pts = torch.tensor([[[0.3, 0.4], [0.1, 0.2], [0.6, 0.7]]]) * s
-    graphs = [
-        GraphSpec("encoder", model.image_encoder, (torch.randn(1, 3, s, s),), (torch.randn(1, 3, s, s),),
-                  ["image"], ["image_embeddings"]),
-        GraphSpec("decoder", FastBoxDecoder(model), (torch.randn(1, 256, g, g), boxes[:1]), (emb, boxes),
-                  ["image_embeddings", "boxes"], ["low_res_logits", "iou_predictions"],
-                  {"boxes": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
-                  reference=BoxDecoder(model), mask_outputs=("low_res_logits",)),
-        GraphSpec("prompt_decoder", PromptDecoder(model),
-                  (torch.randn(1, 256, g, g), pts[:, :2], torch.tensor([[2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
-                  (emb, pts, torch.tensor([[1.0, 2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
-                  ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
-                  ["low_res_logits", "iou_predictions"],
-                  {"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"}, "mask_input": {0: "n"},
-                   "has_mask_input": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
-                  mask_outputs=("low_res_logits",)),
-    ]
+    graphs = [GraphSpec("encoder", model.image_encoder, (torch.randn(1, 3, s, s),), (torch.randn(1, 3, s, s),),
+                        ["image"], ["image_embeddings"])]
+    if semantic:
+        graphs.append(GraphSpec("semantic_decoder", SemanticDecoder(model), (torch.randn(1, 256, g, g),), (emb,),
+                                ["image_embeddings"], ["low_res_logits"], mask_outputs=("low_res_logits",)))
+    else:
+        graphs += [
+            GraphSpec("decoder", FastBoxDecoder(model), (torch.randn(1, 256, g, g), boxes[:1]), (emb, boxes),
+                      ["image_embeddings", "boxes"], ["low_res_logits", "iou_predictions"],
+                      {"boxes": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
+                      reference=BoxDecoder(model), mask_outputs=("low_res_logits",)),
+            GraphSpec("prompt_decoder", PromptDecoder(model),
+                      (torch.randn(1, 256, g, g), pts[:, :2], torch.tensor([[2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
+                      (emb, pts, torch.tensor([[1.0, 2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
+                      ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+                      ["low_res_logits", "iou_predictions"],
+                      {"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"}, "mask_input": {0: "n"},
+                       "has_mask_input": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
+                      mask_outputs=("low_res_logits",)),
+        ]
     return {"graphs": [export_graph(spec, out_dir / f"{prefix}_{spec.name}.onnx") for spec in graphs]}
 
 
 def main(argv=None) -> dict:
+    from export.lora import merge
+    from litemedsam.registry import MODELS, work_dir, write_manifest
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="SAM ViT-B, or a SAMed checkpoint merged by export/lora.py")
-    parser.add_argument("--img-size", type=int, default=1024, help="SAMed uses 512")
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--model", choices=["sam-vit-b", "samed"], default="sam-vit-b")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="SAM ViT-B (sam_vit_b_01ec64.pth), or a checkpoint with a LoRA already merged")
+    parser.add_argument("--lora", type=Path, default=None, help="a SAMed LoRA file to merge into --checkpoint first")
+    parser.add_argument("--img-size", type=int, default=None, help="default: 1024 for sam-vit-b, 512 for samed")
+    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/ (with a checksum manifest)")
     args = parser.parse_args(argv)
-    report = export(load_model(args.checkpoint, img_size=args.img_size), args.out_dir)
+    state = read_state(args.checkpoint)
+    if args.lora is not None:
+        state = merge(state, read_state(args.lora), "sam")
+    size = args.img_size or (512 if args.model == "samed" else 1024)
+    out_dir = args.out_dir or work_dir()
+    spec = MODELS[args.model]
+    report = export(load_model(state, img_size=size), out_dir, spec.encoder.file.rsplit("_encoder", 1)[0],
+                    semantic=args.model == "samed")
+    write_manifest(spec, out_dir, checkpoint=str(args.checkpoint), lora=str(args.lora) if args.lora else None,
+                   img_size=size)
     print(json.dumps(report, indent=1))
     return report
 

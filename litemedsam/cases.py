@@ -105,8 +105,9 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
     return np.concatenate([lo, hi], axis=1), skipped, warnings
 
 
-def load_case(path: Path) -> Case:
-    """Read and validate a challenge .npz case; raises CaseError with a readable reason."""
+def load_case(path: Path, require_boxes: bool = True) -> Case:
+    """Read and validate a challenge .npz case; raises CaseError with a readable reason.
+    ``require_boxes`` False (prompt-free modes): a case without ``boxes`` has none."""
     path = Path(path)
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -114,10 +115,11 @@ def load_case(path: Path) -> Case:
             raise CaseError("not an .npz archive (it holds a single array, as a .npy file does)")
         with loaded as npz:
             keys = set(npz.files)
-            missing = [k for k in ("imgs", "boxes") if k not in keys]
+            missing = [k for k in ("imgs", "boxes") if k not in keys and (require_boxes or k == "imgs")]
             if missing:
                 raise CaseError(f"missing array(s) {', '.join(missing)}; found: {', '.join(sorted(keys)) or 'none'}")
-            image, raw_boxes = npz["imgs"], npz["boxes"]
+            image = npz["imgs"]
+            raw_boxes = npz["boxes"] if "boxes" in keys else np.zeros((0, 4))
     except CaseError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:

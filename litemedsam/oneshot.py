@@ -148,6 +148,7 @@ class OneShot:
     """infer --reference: one reference image and mask prompt every target image."""
 
     name = "one-shot prompting (--reference)"
+    dims = ("2D",)
 
     def __init__(self, image: np.ndarray, mask: np.ndarray, model: str = "litemedsam", max_parts: int = 3):
         self.image, self.mask, self.model, self.max_parts = image, mask, model, max_parts

@@ -45,6 +45,13 @@ class ModelSpec:
       encoder: ``image`` (B, 3, S, S) float32 in [0, 1] -> ``image_embeddings`` (B, 256, S/4, S/4)
       decoder: ``image_embeddings`` (1, 256, S/4, S/4), ``boxes`` (N, 4) float32 x0, y0, x1, y1 in the
       resized S x S frame -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
+    family "sam" (segment-anything ViT-B, or any checkpoint in its layout): as "litemedsam" but S = 1024,
+      the encoder takes the image resized (longest side S), normalised with SAM's pixel mean and std
+      and zero-padded; low-res logits are (N, 1, S/4, S/4); boxes are not truncated
+    family "samed" (prompt-free semantic segmentation): encoder as "sam" at S (512 for SAMed);
+      decoder: ``image_embeddings`` -> ``low_res_logits`` (1, K + 1, S/4, S/4), background and K classes
+    family "promise" (one graph, no decoder): ``image`` (1, 3, S, S) float32 in [0, 1] (resized to
+      S x S) -> ``low_res_logits`` (1, 1, S/4, S/4), ``points`` (1, P, 2) the prompts it gave itself
     family "efficientsam":
       encoder: ``image`` (1, 3, H, W) float32 in [0, 1], any H, W (resized to S x S and normalised in
       the graph) -> ``image_embeddings`` (1, 256, S/16, S/16)
@@ -55,7 +62,7 @@ class ModelSpec:
 
     name: str
     encoder: ModelFile
-    decoder: ModelFile
+    decoder: ModelFile | None  # None: a single graph (family "promise")
     source: str  # a checkpoint of CHECKPOINTS, or the kind of checkpoint the user supplies
     family: str = "litemedsam"
     image_size: int = 256
@@ -72,7 +79,12 @@ class ModelSpec:
     @property
     def files(self) -> tuple:
         """Every ONNX file of the model (the prompt decoder is built with it but only some modes use it)."""
-        return (self.encoder, self.decoder) + ((self.prompt_decoder,) if self.prompt_decoder else ())
+        return tuple(e for e in (self.encoder, self.decoder, self.prompt_decoder) if e is not None)
+
+    @property
+    def graphs(self) -> tuple:
+        """The files every use of the model needs (encoder, and decoder unless it is one graph)."""
+        return tuple(e for e in (self.encoder, self.decoder) if e is not None)
 
     @property
     def pinned(self) -> bool:
@@ -127,6 +139,43 @@ MODELS = {
         for name, checkpoint, variant in (("efficientsam-ti", "efficient_sam_vitt.pt", "Ti"),
                                           ("efficientsam-s", "efficient_sam_vits.pt", "S"))
     },
+    "sam-vit-b": ModelSpec(
+        name="sam-vit-b",
+        encoder=ModelFile("sam_vit_b_encoder.onnx"),
+        decoder=ModelFile("sam_vit_b_decoder.onnx"),
+        prompt_decoder=ModelFile("sam_vit_b_prompt_decoder.onnx"),
+        source="sam_vit_b_01ec64.pth (segment-anything ViT-B), or a SAM ViT-B checkpoint with a LoRA merged in",
+        family="sam",
+        image_size=1024,
+        preprocessing="resize the longest side to 1024 (bilinear; area when shrinking), (x - mean) / std with "
+                      "SAM's pixel mean and std, zero-pad bottom/right to 1024 x 1024",
+        prompt="boxes xyxy scaled to the resized frame (not truncated)",
+        build="python -m export.sam_vit --model sam-vit-b --checkpoint sam_vit_b_01ec64.pth",
+    ),
+    "samed": ModelSpec(
+        name="samed",
+        encoder=ModelFile("samed_encoder.onnx"),
+        decoder=ModelFile("samed_semantic_decoder.onnx"),
+        source="sam_vit_b_01ec64.pth + a SAMed LoRA checkpoint (hitachinsk/SAMed)",
+        family="samed",
+        image_size=512,
+        preprocessing="as SAMed's test: uint8 / 255, resized to 224 x 224 then to 512 x 512 (bicubic), three "
+                      "equal channels for a grey image, pixel mean 0 and std 1",
+        prompt="none: argmax over background and the K classes (bilinear to 512 x 512, nearest to the image)",
+        build="python -m export.sam_vit --model samed --checkpoint sam_vit_b_01ec64.pth --lora SAMED_LORA.pth",
+    ),
+    "promise": ModelSpec(
+        name="promise",
+        encoder=ModelFile("promise.onnx"),
+        decoder=None,
+        source="a ProMISe APM+IPS checkpoint (xinkunwang111/ProMISe, SAM_vit-b_APM_IPS_resnet)",
+        family="promise",
+        image_size=1024,
+        preprocessing="resize to 1024 x 1024 (bilinear), / 255; the graph normalises with the ImageNet mean and std",
+        prompt="none: the auto-prompting module gives its own points; mask token 1 >= 0 on the 256 x 256 "
+               "low-res grid, morphological opening (5 x 5), resized to the image",
+        build="python -m export.promise --checkpoint PROMISE_CHECKPOINT.pt",
+    ),
 }
 
 
@@ -197,7 +246,7 @@ def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: P
 
 def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple | None = None) -> tuple:
     """Verified paths of a model's files (default: encoder, decoder), against the registry or its manifest."""
-    entries = entries or (spec.encoder, spec.decoder)
+    entries = entries or spec.graphs
     if spec.pinned:
         return tuple(verified_path(e, spec.build, directory) for e in entries)
     expected = read_manifest(spec, directory).get("files", {})
@@ -207,7 +256,7 @@ def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple |
 def is_built(spec: ModelSpec, directory: Path | None = None) -> str | None:
     """None when the model's files are in place (cheap check, no hashing), else what is missing."""
     directory = directory or work_dir()
-    needed = [directory / e.file for e in (spec.encoder, spec.decoder)]
+    needed = [directory / e.file for e in spec.graphs]
     if not spec.pinned:
         needed.append(manifest_path(spec, directory))
     missing = [str(p) for p in needed if not p.is_file()]

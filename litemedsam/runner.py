@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from litemedsam.cases import CaseError, load_case, save_segmentation
 from litemedsam.pipeline import segment_case
 from litemedsam.registry import ModelError, get_model
@@ -75,8 +77,9 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
     rewritten after every case, so an interrupted run keeps everything finished so far;
     ``continue_prediction`` skips cases whose output already exists. A model file that is present
     but altered raises ModelError (nothing can be trusted); a bad case only fails that case.
-    ``mode`` (selfprompt.SelfPrompt or oneshot.OneShot) replaces box prompting: boxes are ignored,
-    ``mode.model`` segments what the mode finds (label 1) in 2D cases.
+    ``mode`` (selfprompt.SelfPrompt, oneshot.OneShot or promptless.Promptless) replaces box prompting:
+    boxes are ignored (and may be absent), ``mode.model`` segments what the mode finds in the cases
+    of ``mode.dims`` (3D volumes slice by slice).
     """
     router = router or Router.load()
     segmenters = segmenters or Segmenters()
@@ -99,14 +102,18 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
         start = time.perf_counter()
         chosen = ""
         try:
-            case = load_case(path)
+            case = load_case(path, require_boxes=mode is None)
             for warning in case.warnings:
                 echo(f"WARNING {path.name}: {warning}")
             if mode is not None:
-                if case.dim != "2D":
-                    raise CaseError(f"{mode.name} segments 2D cases; 3D volumes need boxes")
+                if case.dim not in mode.dims:
+                    raise CaseError(f"{mode.name} segments {' and '.join(mode.dims)} cases, not {case.dim}")
                 chosen = mode.model
-                segs = mode.segment(segmenters.get(chosen), case.image)
+                seg = segmenters.get(chosen)
+                if case.dim == "3D":  # slice by slice
+                    segs = np.stack([mode.segment(seg, image) for image in case.image])
+                else:
+                    segs = mode.segment(seg, case.image)
             else:
                 decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
                 for name, missing in decision.skipped:

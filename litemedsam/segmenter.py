@@ -126,8 +126,7 @@ class EfficientSamSegmenter(Segmenter):
 
     def encode(self, image: np.ndarray) -> Embedding:
         h, w = image.shape[:2]
-        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+        x = np.ascontiguousarray(rgb(image).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
         (features,) = self.encoder.run(None, {"image": x})
         low = self.size // 4
         return Embedding(features, (low, low), (h, w))
@@ -166,8 +165,59 @@ class EfficientSamSegmenter(Segmenter):
         return masks
 
 
-def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None) -> Segmenter:
-    """The segmenter class for the model's family."""
+SAM_PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+SAM_PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) -> (H, W, 3)."""
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
+def graph_size(session) -> int:
+    """The square input size an image graph was exported for."""
+    return int(session.get_inputs()[0].shape[-1])
+
+
+class SamSegmenter(Segmenter):
+    """SAM ViT (segment-anything's layout; SAM ViT-B or a LoRA-merged one) behind the same interface, as
+    segment-anything's SamPredictor feeds it: longest side to S (bilinear; area when shrinking), SAM's
+    pixel mean and std, zero padding; boxes scaled, not truncated; low-res logits cover S / 4."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.size = graph_size(self.encoder)
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        h, w = image.shape[:2]
+        nh, nw = transforms.resized_shape(h, w, self.size)
+        shrink = cv2.INTER_AREA if max(h, w) > self.size else cv2.INTER_LINEAR
+        small = cv2.resize(rgb(image), (nw, nh), interpolation=shrink).astype(np.float32)
+        x = np.zeros((1, 3, self.size, self.size), np.float32)
+        x[0, :, :nh, :nw] = ((small - SAM_PIXEL_MEAN) / SAM_PIXEL_STD).transpose(2, 0, 1)
+        (features,) = self.encoder.run(None, {"image": x})
+        return Embedding(features, (max(1, round(nh / 4)), max(1, round(nw / 4))), (h, w))
+
+    def scale_boxes_hw(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+        return (np.asarray(boxes, np.float64).reshape(-1, 4) * (self.size / max(h, w))).astype(np.float32)
+
+    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            return None
+        h, w = mask.shape
+        m = margin * max(h, w) / 256  # the margin is given in LiteMedSAM's 256 frame
+        box = np.array([[max(0, xs.min() - m), max(0, ys.min() - m), min(w - 1, xs.max() + m), min(h - 1, ys.max() + m)]])
+        return self.scale_boxes_hw(box, h, w)[0]
+
+
+def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None):
+    """The segmenter class for the model's family (prompt-free families: litemedsam.promptless)."""
     spec = get_model(model) if isinstance(model, str) else model
-    cls = EfficientSamSegmenter if spec.family == "efficientsam" else Segmenter
+    if spec.family in ("samed", "promise"):
+        from litemedsam.promptless import AutoPromptSegmenter, SemanticSegmenter
+
+        cls = SemanticSegmenter if spec.family == "samed" else AutoPromptSegmenter
+        return cls(spec, threads=threads, model_dir=model_dir)
+    cls = {"efficientsam": EfficientSamSegmenter, "sam": SamSegmenter}.get(spec.family, Segmenter)
     return cls(spec, threads=threads, model_dir=model_dir)

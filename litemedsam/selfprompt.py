@@ -133,6 +133,7 @@ class SelfPrompt:
     """infer --prompt self: the head's model, prompted by the head."""
 
     name = "self-prompting (--prompt self)"
+    dims = ("2D",)
 
     def __init__(self, head):
         self.head = head

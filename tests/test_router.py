@@ -27,7 +27,7 @@ def router():
 def built(directory, name):
     """Pretend model ``name`` is built in ``directory`` (routing checks presence, not content)."""
     spec = MODELS[name]
-    for entry in (spec.encoder, spec.decoder):
+    for entry in spec.graphs:
         (directory / entry.file).write_bytes(b"x")
     if not spec.pinned:
         (directory / f"{name}.manifest.json").write_text(json.dumps({"files": {}}))

@@ -10,8 +10,15 @@ class Unusable(Exception):
     """An input of the whole run (head, reference) that cannot be used: nothing runs, exit 2."""
 
 
-def prompt_mode(head, reference, reference_mask, model, threads):
-    """The box-free mode asked for (self-prompting or one-shot), or None for box prompts."""
+def prompt_mode(prompt, head, reference, reference_mask, model, threads):
+    """The box-free mode asked for (self-prompting, one-shot or prompt-free), or None for box prompts."""
+    if prompt == "none":
+        from litemedsam.promptless import Promptless
+
+        free = sorted(name for name, spec in MODELS.items() if spec.family in Promptless.families)
+        if model is None or MODELS[model].family not in Promptless.families:
+            raise Unusable(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
+        return Promptless(model)
     if head is not None:
         from litemedsam.selfprompt import SelfPrompt
         from litemedsam.session import make_session
@@ -42,9 +49,10 @@ def prompt_mode(head, reference, reference_mask, model, threads):
                    "reading it from the file name.")
 @click.option("--model", default=None, type=click.Choice(sorted(MODELS)),
               help="Use this model for every case instead of the router's choice (no fallback).")
-@click.option("--prompt", type=click.Choice(["box", "self"]), default="box", show_default=True,
+@click.option("--prompt", type=click.Choice(["box", "self", "none"]), default="box", show_default=True,
               help="box: the cases' boxes prompt the model; self: a head from `litemedsam fit-head` finds the "
-                   "object and prompts the model itself (2D cases; boxes ignored).")
+                   "object and prompts the model itself (2D cases; boxes ignored); none: a prompt-free --model "
+                   "(samed: a label map of its classes; promise: its auto-prompted mask), 2D and 3D slice by slice.")
 @click.option("--head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The self-prompting head (.onnx) for --prompt self.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -70,8 +78,10 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
-    if reference is not None and head is not None:
-        raise click.UsageError("choose one of --prompt self and --reference")
+    if model is not None and MODELS[model].family in ("samed", "promise") and prompt != "none":
+        raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
+    if reference is not None and prompt != "box":
+        raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
     if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
         raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
 
@@ -83,7 +93,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         if modality and router.modality(modality) is None:
             raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
-        mode = prompt_mode(head, reference, reference_mask, model, threads)
+        mode = prompt_mode(prompt, head, reference, reference_mask, model, threads)
         results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
                       continue_prediction=continue_prediction, echo=echo, debug=debug, mode=mode)
     except (ModelError, RouterError, Unusable) as e:
