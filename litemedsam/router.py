@@ -8,6 +8,8 @@ from pathlib import Path
 from litemedsam.cases import NAME_PATTERN
 from litemedsam.registry import MODELS, get_model, is_built
 
+PROMPT_FREE = ("samed", "promise")  # families whose models take no boxes
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -122,9 +124,13 @@ class Router:
             if "models" not in raw:
                 raise RouterError(f"{where}: 'models' (the fallback chain) is required")
             models = _list(raw["models"], "models", where)
+            boxed = sorted(name for name, spec in MODELS.items() if spec.family not in PROMPT_FREE)
             for m in models:
                 if m not in MODELS:
-                    raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(sorted(MODELS))}")
+                    raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
+                if MODELS[m].family in PROMPT_FREE:
+                    raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
+                                      f"box models: {', '.join(boxed)}")
             dim = raw.get("dim")
             if dim is not None and dim not in ("2D", "3D"):
                 raise RouterError(f"{where}: dim must be \"2D\" or \"3D\", got {dim!r}")

@@ -95,6 +95,7 @@ BAD = {
     "not toml": ("version = = 1", "not valid TOML"),
     "no version": ("[[rules]]\nmodels = ['litemedsam']", "version = 1"),
     "unknown model": ("version = 1\n[[rules]]\nmodels = ['sam-xxl']", "unknown model 'sam-xxl'"),
+    "prompt-free model": ("version = 1\n[[rules]]\nmodels = ['samed', 'litemedsam']", "samed takes no boxes"),
     "unknown key": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nmodel = 'x'", "unknown key(s) model"),
     "strategy": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstrategy = 'sideways'", "strategy must be"),
     "modality": ("version = 1\n[[rules]]\nmodality = ['CT']\nmodels = ['litemedsam']", "'CT' is not in [modalities]"),
