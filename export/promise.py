@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.sam_modules import MaskDecoder, PromptEncoder
+from export.sam_modules import MaskDecoder, MLPBlock, PromptEncoder
 from export.sam_vit import VIT_B, ImageEncoderViT, vit_config
 
 TAPS = (2, 5, 8, 11)  # blocks 3, 6, 9, 12
@@ -101,16 +101,6 @@ class ResNet34(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-class FFN(nn.Module):
-    def __init__(self, dim: int = 256, hidden: int = 1024, out: int = 1024):
-        super().__init__()
-        self.lin1 = nn.Linear(dim, hidden)
-        self.lin2 = nn.Linear(hidden, out)
-
-    def forward(self, x):
-        return self.lin2(F.gelu(self.lin1(x)))
-
-
 class ProMISe(nn.Module):
     """image (1, 3, S, S) in [0, 1] -> mask token 1's low-res logits (1, 1, S/4, S/4), points (1, P, 2)."""
 
@@ -123,7 +113,7 @@ class ProMISe(nn.Module):
         self.mask_decoder = MaskDecoder(256, 3)
         self.apm_feature_map = FeatureMap(3 * cfg["width"])
         self.apm_resnet = ResNet34(points)
-        self.ips_ffn = FFN()
+        self.ips_ffn = MLPBlock(256, 1024, F.gelu, out=1024)  # ProMISe's FFNBlock(256, 1024, 1024)
         labels = default_labels(points) if labels is None else list(labels)
         if len(labels) != points:
             raise ValueError(f"{len(labels)} point labels for {points} points")

@@ -322,13 +322,14 @@ class Attention(nn.Module):
 
 
 class MLPBlock(nn.Module):
-    """segment-anything's MLPBlock: ReLU in the two-way transformer, GELU in the ViT encoder."""
+    """segment-anything's MLPBlock: ReLU in the two-way transformer, GELU in the ViT encoder (and, with
+    another output width, ProMISe's FFNBlock)."""
 
-    def __init__(self, dim: int, hidden: int, act=F.relu):
+    def __init__(self, dim: int, hidden: int, act=F.relu, out: int | None = None):
         super().__init__()
         self.act = act
         self.lin1 = nn.Linear(dim, hidden)
-        self.lin2 = nn.Linear(hidden, dim)
+        self.lin2 = nn.Linear(hidden, out or dim)
 
     def forward(self, x):
         return self.lin2(self.act(self.lin1(x)))
