@@ -76,7 +76,6 @@ class Promptless:
 
     name = "prompt-free segmentation (--prompt none)"
     dims = ("2D", "3D")
-    families = ("samed", "promise")
 
     def __init__(self, model: str):
         self.model = model

@@ -92,6 +92,8 @@ class ModelSpec:
         return self.encoder.sha256 is not None
 
 
+PROMPT_FREE_FAMILIES = ("samed", "promise")  # models that take no boxes (infer --prompt none)
+
 CHECKPOINTS = {
     "lite_medsam.pth": Checkpoint(
         file="lite_medsam.pth",

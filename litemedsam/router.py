@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from litemedsam.cases import NAME_PATTERN
-from litemedsam.registry import MODELS, get_model, is_built
-
-PROMPT_FREE = ("samed", "promise")  # families whose models take no boxes
+from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES, get_model, is_built
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,11 +122,11 @@ class Router:
             if "models" not in raw:
                 raise RouterError(f"{where}: 'models' (the fallback chain) is required")
             models = _list(raw["models"], "models", where)
-            boxed = sorted(name for name, spec in MODELS.items() if spec.family not in PROMPT_FREE)
+            boxed = sorted(name for name, spec in MODELS.items() if spec.family not in PROMPT_FREE_FAMILIES)
             for m in models:
                 if m not in MODELS:
                     raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
-                if MODELS[m].family in PROMPT_FREE:
+                if MODELS[m].family in PROMPT_FREE_FAMILIES:
                     raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
                                       f"box models: {', '.join(boxed)}")
             dim = raw.get("dim")

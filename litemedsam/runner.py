@@ -103,7 +103,7 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
         chosen = ""
         try:
             case = load_case(path, require_boxes=mode is None)
-            for warning in case.warnings:
+            for warning in case.warnings if mode is None else ():  # (they are about boxes)
                 echo(f"WARNING {path.name}: {warning}")
             if mode is not None:
                 if case.dim not in mode.dims:

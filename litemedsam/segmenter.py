@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from litemedsam import transforms
-from litemedsam.registry import ModelSpec, get_model, model_paths
+from litemedsam.registry import PROMPT_FREE_FAMILIES, ModelSpec, get_model, model_paths
 from litemedsam.session import make_session
 
 
@@ -214,7 +214,7 @@ class SamSegmenter(Segmenter):
 def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None):
     """The segmenter class for the model's family (prompt-free families: litemedsam.promptless)."""
     spec = get_model(model) if isinstance(model, str) else model
-    if spec.family in ("samed", "promise"):
+    if spec.family in PROMPT_FREE_FAMILIES:
         from litemedsam.promptless import AutoPromptSegmenter, SemanticSegmenter
 
         cls = SemanticSegmenter if spec.family == "samed" else AutoPromptSegmenter

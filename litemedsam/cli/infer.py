@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.registry import MODELS, ModelError
+from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES, ModelError
 
 
 class Unusable(Exception):
@@ -15,8 +15,8 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
     if prompt == "none":
         from litemedsam.promptless import Promptless
 
-        free = sorted(name for name, spec in MODELS.items() if spec.family in Promptless.families)
-        if model is None or MODELS[model].family not in Promptless.families:
+        free = sorted(name for name, spec in MODELS.items() if spec.family in PROMPT_FREE_FAMILIES)
+        if model is None or MODELS[model].family not in PROMPT_FREE_FAMILIES:
             raise Unusable(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
         return Promptless(model)
     if head is not None:
@@ -78,7 +78,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
-    if model is not None and MODELS[model].family in ("samed", "promise") and prompt != "none":
+    if model is not None and MODELS[model].family in PROMPT_FREE_FAMILIES and prompt != "none":
         raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
     if reference is not None and prompt != "box":
         raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
