@@ -175,14 +175,16 @@ class TwoWayBlock(sam_modules.TwoWayBlock):
         super().__init__(dim, heads, mlp_dim, skip_first_pe)
         self.mlp = MLPBlock(dim, mlp_dim, dim, 1)
 
-    def forward(self, queries, keys, query_pe, key_pe):
+    def forward(self, queries, keys, query_pe, key_pe, token_to_image=None, image_to_token=None):
         if not self.skip_first_pe:
             queries = queries + query_pe
         queries = self.norm1(queries + self.self_attn(queries, queries, queries))
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        token_to_image = token_to_image or self.cross_attn_token_to_image
+        queries = self.norm2(queries + token_to_image(queries + query_pe, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, queries + query_pe, queries))
+        image_to_token = image_to_token or self.cross_attn_image_to_token
+        keys = self.norm4(keys + image_to_token(k, queries + query_pe, queries))
         return queries, keys
 
 
@@ -262,7 +264,8 @@ class DecoderGraph(nn.Module):
 class FastDecoderGraph(DecoderGraph):
     """DecoderGraph's function arranged for speed on the CPU (the exported one; checked against
     DecoderGraph): the image tokens enter the transformer once for all prompts (they are the same
-    for every prompt until the first image-to-token attention), and the upscaling runs
+    for every prompt until the first image-to-token attention), later attentions are factored
+    through the prompt tokens (TwoWayTransformer.fast), and the upscaling runs
     channels-last with its transposed convolutions as matrix products. Only the three multimask
     outputs are upscaled-and-projected, and the best one is chosen before the projection."""
 
@@ -273,7 +276,7 @@ class FastDecoderGraph(DecoderGraph):
         _, c, h, w = image_embeddings.shape
         tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
         tokens = torch.cat([tokens[None].expand(n, -1, -1), sparse], dim=1)
-        hs, keys = md.transformer(image_embeddings, pe.dense_pe(), tokens)  # keys: (N, hw, C)
+        hs, keys = md.transformer.fast(image_embeddings, pe.dense_pe(), tokens, outputs=1 + md.num_mask_tokens)
         iou = md.iou_prediction_head(hs[:, 0])[:, 1:]
         best = iou.argmax(dim=1, keepdim=True)  # (N, 1) among the multimask outputs 1..3
         hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)[:, 1:]

@@ -117,7 +117,7 @@ MODELS = {
     "litemedsam": ModelSpec(
         name="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
-        decoder=ModelFile("litemedsam_decoder.onnx", "3d9ced9394c692462ff44c6f307aa950267ae59df960e609b56ebb3663eaa7f4"),
+        decoder=ModelFile("litemedsam_decoder.onnx", "4b8acbc40998ed79a96b2804ed002b649e66e82f367d4424421e9cffb5688c77"),
         prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx", "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
         source="lite_medsam.pth",
     ),
