@@ -5,8 +5,8 @@
 MODEL is a float model of the registry (litemedsam, efficientsam-ti, efficientsam-s); the result is
 its ``-int8`` entry (``*.quant.onnx``). Steps, as ONNX Runtime recommends for dynamic quantization:
 ``quant_pre_process`` (shape inference and graph optimisation), then ``quantize_dynamic`` chosen by
-operator type (never by node name): MatMul only (those with a matrix as weight) (Conv quantized dynamically was slower and far less
-accurate on LiteMedSAM), weights per output channel and with 7-bit range (``reduce_range``: without
+operator type (never by node name): MatMul only, with a matrix as weight (Conv quantized dynamically
+was slower and far less accurate on LiteMedSAM), weights per output channel and with 7-bit range (``reduce_range``: without
 it, u8 x s8 products saturate on CPUs without VNNI and agreement drops).
 
 Gate: every box of the gate cases (2D cases; for 3D cases the middle slice of each box) is segmented

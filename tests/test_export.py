@@ -47,3 +47,25 @@ def test_prompt_decoder_with_box_corners_equals_box_decoder(models_ready):
                           "point_labels": np.array([[2, 3], [2, 3]], np.float32),
                           "mask_input": np.zeros((2, 1, 256, 256), np.float32), "has_mask_input": np.zeros(2, np.float32)})
     assert np.abs(a - b).max() < 1e-3
+
+
+def test_factored_attention_is_the_same_function():
+    """Attention.few_queries / few_keys (the fast decoder's arrangements) against forward(), with the
+    image side shared by all prompts (batch 1) or per prompt, and non-zero biases."""
+    torch = pytest.importorskip("torch")
+    from export.sam_modules import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, 2).eval()
+    for p in attn.parameters():
+        p.data.normal_(0, 0.3)
+    tokens, image, shared = torch.randn(3, 7, 32), torch.randn(3, 50, 32), torch.randn(1, 50, 32)
+    with torch.no_grad():
+        for img in (image, shared):
+            ref = attn(tokens, img, img + 1)
+            assert torch.allclose(attn.few_queries(tokens, img, img + 1), ref, atol=1e-5)
+            ref = attn(img, tokens, tokens + 1)
+            assert ref.shape == (3, 50, 32)
+            assert torch.allclose(attn.few_keys(img, tokens, tokens + 1), ref, atol=1e-5)
+        assert torch.allclose(attn.few_keys(shared, tokens, tokens + 1, shared_queries=True),
+                              attn(shared, tokens, tokens + 1), atol=1e-5)
