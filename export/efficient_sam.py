@@ -175,17 +175,10 @@ class TwoWayBlock(sam_modules.TwoWayBlock):
         super().__init__(dim, heads, mlp_dim, skip_first_pe)
         self.mlp = MLPBlock(dim, mlp_dim, dim, 1)
 
-    def forward(self, queries, keys, query_pe, key_pe, token_to_image=None, image_to_token=None):
+    def self_attention(self, queries, query_pe):
         if not self.skip_first_pe:
             queries = queries + query_pe
-        queries = self.norm1(queries + self.self_attn(queries, queries, queries))
-        k = keys + key_pe
-        token_to_image = token_to_image or self.cross_attn_token_to_image
-        queries = self.norm2(queries + token_to_image(queries + query_pe, k, keys))
-        queries = self.norm3(queries + self.mlp(queries))
-        image_to_token = image_to_token or self.cross_attn_image_to_token
-        keys = self.norm4(keys + image_to_token(k, queries + query_pe, queries))
-        return queries, keys
+        return self.norm1(queries + self.self_attn(queries, queries, queries))
 
 
 class MaskDecoder(nn.Module):

@@ -391,12 +391,7 @@ class TwoWayBlock(nn.Module):
     def forward(self, queries, keys, query_pe, key_pe, token_to_image=None, image_to_token=None):
         """``token_to_image``, ``image_to_token``: other arrangements of the two cross attentions (the
         same functions; see TwoWayTransformer.fast)."""
-        if self.skip_first_pe:
-            queries = self.self_attn(queries, queries, queries)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q, q, queries)
-        queries = self.norm1(queries)
+        queries = self.self_attention(queries, query_pe)
         k = keys + key_pe
         token_to_image = token_to_image or self.cross_attn_token_to_image
         queries = self.norm2(queries + token_to_image(queries + query_pe, k, keys))
@@ -404,6 +399,13 @@ class TwoWayBlock(nn.Module):
         image_to_token = image_to_token or self.cross_attn_image_to_token
         keys = self.norm4(keys + image_to_token(k, queries + query_pe, queries))
         return queries, keys
+
+    def self_attention(self, queries, query_pe):
+        """The prompt tokens' self-attention and norm1 (segment-anything's: no residual in the first block)."""
+        if self.skip_first_pe:
+            return self.norm1(self.self_attn(queries, queries, queries))
+        q = queries + query_pe
+        return self.norm1(queries + self.self_attn(q, q, queries))
 
 
 class TwoWayTransformer(nn.Module):
