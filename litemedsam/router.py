@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from litemedsam.cases import NAME_PATTERN
+from litemedsam.errors import RouterError, shown
 from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES, get_model, is_built
 
 if sys.version_info >= (3, 11):
@@ -16,11 +17,8 @@ else:  # pragma: no cover
 DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
 STRATEGIES = ("propagate", "multiview")
 PROMPTS = ("box", "box+center")
+MAX_ROUTER_BYTES = 1 << 20
 RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt"}
-
-
-class RouterError(ValueError):
-    """A router file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,18 @@ class Router:
     @classmethod
     def load(cls, path: Path | None = None) -> "Router":
         path = Path(path) if path else DEFAULT_CONFIG
-        source = str(path)
+        source = shown(path)
         try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+            if not path.is_file():  # a folder, FIFO or device would block or mislead
+                raise RouterError(f"{source}: not a regular file" if path.exists() else f"{source}: no such file")
+            if path.stat().st_size > MAX_ROUTER_BYTES:
+                raise RouterError(f"{source}: {path.stat().st_size} bytes; a router file is at most {MAX_ROUTER_BYTES}")
+            text = path.read_bytes().decode("utf-8")
+            data = tomllib.loads(text)
         except OSError as e:
             raise RouterError(f"{source}: cannot read it ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise RouterError(f"{source}: not a text file (not UTF-8); a router file is TOML text") from None
         except tomllib.TOMLDecodeError as e:
             raise RouterError(f"{source}: not valid TOML ({e})") from None
         return cls.from_dict(data, source)

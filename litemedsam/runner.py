@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
+import stat
 import time
 import traceback
 from dataclasses import dataclass
@@ -11,13 +13,16 @@ from typing import Callable
 
 import numpy as np
 
-from litemedsam.cases import CaseError, load_case, save_segmentation
+from litemedsam.cases import load_case, save_segmentation
+from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
 from litemedsam.pipeline import segment_case
-from litemedsam.registry import ModelError, get_model
-from litemedsam.router import Router, RouterError
+from litemedsam.registry import get_model
+from litemedsam.router import Router
+from litemedsam.safeio import remove_stale_temps, write_text
 from litemedsam.segmenter import Segmenter, make_segmenter
 
 EFFICIENCY_CSV = "efficiency.csv"
+MAX_TIMES_BYTES = 64 << 20  # an efficiency.csv larger than this is not ours
 
 
 @dataclass
@@ -29,29 +34,110 @@ class Result:
     model: str = ""
 
 
-def list_cases(input_path: Path) -> list[Path]:
-    """The .npz cases of a folder (sorted), or the single file given."""
-    if input_path.is_file():
-        return [input_path]
-    return sorted(p for p in input_path.iterdir() if p.suffix == ".npz" and p.is_file() and not p.name.startswith("."))
+def list_cases(input_path: Path) -> tuple[list, list]:
+    """The cases of a folder, sorted: its entries named *.npz in any letter case that are files, or symbolic
+    links (a broken link or a link loop is a case that fails with a message, so it is not lost silently);
+    and notices for the entries named *.npz that are skipped: hidden ones (a leading '.'), folders, FIFOs and
+    devices. A file given as the input is the only case."""
+    if not input_path.is_dir():
+        return [input_path], []
+    cases, skipped = [], {}
+    for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
+        if not entry.name.lower().endswith(".npz"):
+            continue
+        if entry.name.startswith("."):
+            skipped.setdefault(("hidden file", "hidden files"), []).append(entry.name)
+            continue
+        try:
+            mode = os.stat(entry.path).st_mode
+        except OSError:  # broken link or loop: reported as a failed case
+            cases.append(Path(entry.path))
+            continue
+        if stat.S_ISREG(mode):
+            cases.append(Path(entry.path))
+        else:
+            kind = (("folder", "folders") if stat.S_ISDIR(mode) else ("FIFO", "FIFOs") if stat.S_ISFIFO(mode)
+                    else ("special file", "special files"))
+            skipped.setdefault(kind, []).append(entry.name)
+    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *.npz: "
+               + ", ".join(shown(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+               + (" (names starting with '.' are not cases)" if kind[0] == "hidden file" else "")
+               for kind, names in skipped.items()]
+    return cases, notices
 
 
-def _read_times(path: Path) -> dict:
+def _same(a: Path, b: Path) -> bool:
     try:
-        with open(path, newline="") as handle:
-            return {row["case"]: row for row in csv.DictReader(handle)}
-    except (OSError, KeyError, csv.Error):
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_folders(input_path: Path, output_dir: Path) -> None:
+    """UsageError when outputs could replace inputs: the output folder is the input folder, or the folder of
+    the input file (through any symbolic link or hard link); each case is checked again when written."""
+    where = input_path if input_path.is_dir() else input_path.parent
+    if _same(where, output_dir):
+        what = "the input folder" if input_path.is_dir() else f"the folder of the input file {shown(input_path)}"
+        raise UsageError(f"the output folder {shown(output_dir)} is {what}: outputs take the input file names "
+                         f"and would replace the inputs; choose another output folder")
+
+
+def read_times(path: Path, echo: Callable[[str], None]) -> dict:
+    """The rows of an existing efficiency.csv, read tolerantly: columns other than case, time and status are
+    ignored (the challenge scripts write case,time). A file that cannot be read as such a table is moved
+    aside to efficiency.csv.unreadable[.N] with a warning; the run goes on without it."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
         return {}
+    except OSError as e:
+        echo(f"WARNING: {shown(path)} cannot be read ({e.strerror or e}); it will be rewritten")
+        return {}
+    problem = None
+    try:
+        if not stat.S_ISREG(info.st_mode):
+            problem = "it is not a regular file"
+        elif info.st_size > MAX_TIMES_BYTES:
+            problem = f"it is {info.st_size} bytes, too large for a table of times"
+        else:
+            text = path.read_bytes().decode("utf-8")
+            if "\0" in text:
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL character")
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+            if text.strip() and (not rows or "case" not in rows[0]):
+                problem = "it has no 'case' column"
+            else:
+                times = {}
+                for row in rows:
+                    case = row.get("case")
+                    if case:
+                        t = row.get("time") or ""
+                        times[case] = {"time": t, "status": row.get("status") or ("ok" if t else "")}
+                return times
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        problem = "it is not a UTF-8 text table" if isinstance(e, (UnicodeDecodeError, csv.Error)) else e.strerror
+    aside = path.with_name(path.name + ".unreadable")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        aside, n = path.with_name(f"{path.name}.unreadable.{n}"), n + 1
+    try:
+        os.rename(path, aside)
+        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}); moved aside to {shown(aside.name)}")
+    except OSError as e:
+        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}) and cannot be moved aside "
+             f"({e.strerror}); it will be replaced")
+    return {}
 
 
-def _write_times(path: Path, rows: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case", "time", "status"])
-        for case in sorted(rows):
-            writer.writerow([case, rows[case]["time"], rows[case]["status"]])
-    os.replace(tmp, path)
+def write_times(path: Path, rows: dict) -> None:
+    """Rewrite efficiency.csv atomically (case names that are not UTF-8 are kept as their bytes)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["case", "time", "status"])
+    for case in sorted(rows):
+        writer.writerow([case, rows[case]["time"], rows[case]["status"]])
+    write_text(path, out.getvalue())
 
 
 class Segmenters:
@@ -83,18 +169,30 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
     """
     router = router or Router.load()
     segmenters = segmenters or Segmenters()
-    cases = list_cases(input_path)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_folders(input_path, output_dir)
+    cases, notices = list_cases(input_path)
+    for notice in notices:
+        echo(f"WARNING: {notice}")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot make the output folder {shown(output_dir)} ({e.strerror or e})") from None
+    if not output_dir.is_dir():
+        raise UsageError(f"the output folder {shown(output_dir)} is not a folder")
     if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise PermissionError(13, f"output folder is not writable by this user (uid {os.getuid()})", str(output_dir))
+        raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
+    stale = remove_stale_temps(output_dir)
+    if stale:
+        echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
     times_path = output_dir / EFFICIENCY_CSV
-    times = _read_times(times_path) if continue_prediction else {}
+    times = read_times(times_path, echo) if continue_prediction else {}
     results: list[Result] = []
     warned: set = set()
     width = len(str(len(cases)))
     for n, path in enumerate(cases, 1):
+        name = shown(path.name)
         target = output_dir / path.name
-        prefix = f"[{n:>{width}}/{len(cases)}] {path.name}"
+        prefix = f"[{n:>{width}}/{len(cases)}] {name}"
         if continue_prediction and target.exists():
             results.append(Result(path.name, 0.0, "existing"))
             echo(f"{prefix}: output exists, skipped (--continue-prediction)")
@@ -102,9 +200,11 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
         start = time.perf_counter()
         chosen = ""
         try:
+            if _same(path, target):
+                raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
             case = load_case(path, require_boxes=mode is None)
             for warning in case.warnings if mode is None else ():  # (they are about boxes)
-                echo(f"WARNING {path.name}: {warning}")
+                echo(f"WARNING {name}: {warning}")
             if mode is not None:
                 if case.dim not in mode.dims:
                     raise CaseError(f"{mode.name} segments {' and '.join(mode.dims)} cases, not {case.dim}")
@@ -116,14 +216,14 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
                     segs = mode.segment(seg, case.image)
             else:
                 decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
-                for name, missing in decision.skipped:
-                    if name not in warned:
-                        warned.add(name)
-                        echo(f"WARNING: model {name} is not built (missing {missing}); its cases fall back "
-                             f"along the router's chain. Build it with: {get_model(name).build}")
+                for skipped, missing in decision.skipped:
+                    if skipped not in warned:
+                        warned.add(skipped)
+                        echo(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back "
+                             f"along the router's chain. Build it with: {get_model(skipped).build}")
                 if decision.model is None:
-                    raise ModelError(f"no model of rule {decision.rule!r} is built: "
-                                     + "; ".join(f"{m}: missing {x}" for m, x in decision.skipped))
+                    raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
+                        f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
                 chosen = decision.model
                 segmenter = segmenters.get(chosen)
                 segmenter.prompt = decision.prompt
@@ -132,22 +232,31 @@ def infer(input_path: Path, output_dir: Path, router: Router | None = None, segm
             status, message = "ok", ""
         except ModelError:
             raise
-        except (CaseError, RouterError) as e:
+        except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
             status, message = "failed", str(e)
         except MemoryError:
             status, message = "failed", "out of memory while segmenting this case"
-        except OSError as e:  # reading is checked by load_case: this is the output side
-            status, message = "failed", f"cannot write {target}: {e.strerror or e}"
         except Exception as e:  # a bug of ours: report it, keep going with the other cases
-            status, message = "failed", f"internal error {type(e).__name__}: {e}"
+            status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
             if debug:
                 message += "\n" + traceback.format_exc()
         seconds = time.perf_counter() - start
         results.append(Result(path.name, seconds, status, message, chosen))
         times[path.name] = {"time": f"{seconds:.4f}", "status": status}
-        _write_times(times_path, times)
         if status == "ok":
             echo(f"{prefix}: {seconds:.2f} s ({chosen})")
         else:
-            echo(f"ERROR {path.name}: {message}")
+            echo(f"ERROR {name}: {message}")
+        _record(times_path, times, echo, warned)
     return results
+
+
+def _record(path: Path, times: dict, echo: Callable[[str], None], warned: set) -> None:
+    """Rewrite efficiency.csv after a case; when it cannot be written (disk full), say so once per reason and
+    go on: the next case tries again, and every case's status is printed anyway."""
+    try:
+        write_times(path, times)
+    except LitemedsamError as e:
+        if str(e) not in warned:
+            warned.add(str(e))
+            echo(f"WARNING: {e}; the case times will be written when there is room again")

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from litemedsam import transforms
+from litemedsam.safeio import write_bytes
 from litemedsam.segmenter import Embedding, Segmenter
 
 KERNEL = np.ones((5, 5), np.uint8)
@@ -72,9 +73,7 @@ def save_head(path: Path, weights: np.ndarray, bias: float, metadata: dict) -> N
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(model)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    write_bytes(path, model.SerializeToString())
 
 
 def head_metadata(session) -> dict:

@@ -5,6 +5,8 @@ import math
 import os
 from pathlib import Path
 
+from litemedsam.errors import ModelError, UsageError, shown
+
 
 def _cgroup_cpu_limit() -> int | None:
     """CPUs allowed by a cgroup v2 quota (docker run --cpus), if any."""
@@ -15,18 +17,43 @@ def _cgroup_cpu_limit() -> int | None:
         return None
 
 
-def default_threads() -> int:
-    """Threads for one session: $LITEMEDSAM_THREADS, else the CPUs this process may use
-    (affinity mask and container CPU quota)."""
-    env = os.environ.get("LITEMEDSAM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
+MAX_THREADS = 1024  # more is never a thread count but a typo (ONNX Runtime would fail on every session)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask and the container's CPU quota."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     limit = _cgroup_cpu_limit()
     return max(1, min(cpus, limit) if limit else cpus)
+
+
+def resolve_threads(requested: int | None = None) -> tuple[int, str | None]:
+    """(threads, warning) for ``--threads`` (or, when None, $LITEMEDSAM_THREADS, else every CPU available),
+    checked once per run: UsageError unless an integer 1-1024; more than the CPUs available is capped to
+    them (more threads than cores only slows ONNX Runtime down), with a warning saying so."""
+    source = "--threads"
+    if requested is None:
+        env = os.environ.get("LITEMEDSAM_THREADS", "").strip()
+        if not env:
+            return available_cpus(), None
+        source = "LITEMEDSAM_THREADS"
+        if not env.isdigit():
+            raise UsageError(f"{source}={shown(env)!r} is not a number of threads (an integer 1-{MAX_THREADS})")
+        requested = int(env)
+    if not 1 <= requested <= MAX_THREADS:
+        raise UsageError(f"{source} {requested} is not a usable number of threads (1-{MAX_THREADS})")
+    cpus = available_cpus()
+    if requested > cpus:
+        return cpus, f"{source} {requested} is more than the {cpus} CPU(s) this process may use; using {cpus}"
+    return requested, None
+
+
+def default_threads() -> int:
+    """Threads for one session when none is given: as ``resolve_threads(None)``."""
+    return resolve_threads(None)[0]
 
 
 def make_session(path: str | Path, threads: int | None = None):
@@ -39,4 +66,8 @@ def make_session(path: str | Path, threads: int | None = None):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ONNX Runtime's own exception types; its first line says what is wrong
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise ModelError(f"{shown(path)}: ONNX Runtime cannot load it ({shown(lines[0])[:300]})") from None

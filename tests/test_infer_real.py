@@ -58,7 +58,7 @@ def test_bad_files_fail_alone_with_clear_messages(dev_data, models_ready, tmp_pa
     done = cli("infer", "-i", inp, "-o", out)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
-    assert "ERROR 2DBox_CT_truncated.npz: not a readable .npz" in done.stderr
+    assert "ERROR 2DBox_CT_truncated.npz: not a valid .npz file (a zip archive that is truncated" in done.stderr
     assert "ERROR 2DBox_CT_nanbox.npz: 'boxes' contains NaN" in done.stderr
     assert sorted(p.name for p in out.glob("*.npz")) == sorted([CASES_3D[0], "3DBox_MR_oneslice.npz"])
     one = np.load(out / "3DBox_MR_oneslice.npz")["segs"]

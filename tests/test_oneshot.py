@@ -49,4 +49,4 @@ def test_infer_with_a_reference(models_ready, dev_data, tmp_path):
     lone.parent.mkdir()
     lone.write_bytes(reference.read_bytes())
     done = cli("infer", "-i", inp, "-o", tmp_path / "out2", "--reference", lone)
-    assert done.returncode == 2 and "no reference mask" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "no usable mask" in done.stderr and "Traceback" not in done.stderr

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.registry import MODELS, ModelError
+from litemedsam.registry import MODELS
 
 
 @click.command("fit-head")
@@ -15,7 +15,7 @@ from litemedsam.registry import MODELS, ModelError
 @click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Use the first k cases (sorted by name).")
 @click.option("--model", default="litemedsam", show_default=True,
               type=click.Choice(sorted(n for n, s in MODELS.items() if s.prompt_decoder)))
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
 def fit_head(cases, output, gts, k, model, threads):
     """Fit a self-prompting head (linear pixel classifier on the image embedding) on labelled 2D cases.
 
@@ -25,7 +25,10 @@ def fit_head(cases, output, gts, k, model, threads):
     import numpy as np
 
     from litemedsam.cases import CaseError, load_case
+    from litemedsam.errors import shown
+    from litemedsam.npz import read_npz
     from litemedsam.segmenter import make_segmenter
+    from litemedsam.session import resolve_threads
     from litemedsam.selfprompt import fit_logistic, save_head, training_pixels
 
     files = []
@@ -33,11 +36,10 @@ def fit_head(cases, output, gts, k, model, threads):
         files += sorted(path.glob("*.npz")) if path.is_dir() else [path]
     files = files[:k] if k else files
     start = time.perf_counter()
-    try:
-        seg = make_segmenter(model, threads=threads)
-    except ModelError as e:
-        click.echo(f"ERROR: {e}", err=True)
-        sys.exit(2)
+    threads, warning = resolve_threads(threads)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    seg = make_segmenter(model, threads=threads)  # a ModelError ends the command with exit 2 (cli.main)
     xs, ys, used = [], [], []
     for path in files:
         gt_path = (gts or path.parent.parent / "gts") / path.name
@@ -45,12 +47,14 @@ def fit_head(cases, output, gts, k, model, threads):
             case = load_case(path)
             if case.dim != "2D":
                 raise CaseError("self-prompting heads are fitted on 2D cases")
-            with np.load(gt_path) as npz:
-                mask = npz["gts"] > 0
+            try:
+                mask = read_npz(gt_path, ("gts",))["gts"] > 0
+            except CaseError as e:
+                raise CaseError(f"ground truth {shown(gt_path)}: {e}") from None
             if mask.shape != case.image.shape[:2]:
                 raise CaseError(f"ground truth {gt_path} has shape {mask.shape}, image {case.image.shape[:2]}")
-        except (CaseError, OSError, KeyError, ValueError) as e:
-            click.echo(f"ERROR {path.name}: {e}", err=True)
+        except CaseError as e:
+            click.echo(f"ERROR {shown(path.name)}: {e}", err=True)
             sys.exit(1)
         x, y = training_pixels(seg, case.image, mask)
         xs.append(x)

@@ -1,13 +1,11 @@
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES, ModelError
-
-
-class Unusable(Exception):
-    """An input of the whole run (head, reference) that cannot be used: nothing runs, exit 2."""
+from litemedsam.errors import LitemedsamError, Terminated, UsageError, shown
+from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES
 
 
 def prompt_mode(prompt, head, reference, reference_mask, model, threads):
@@ -17,24 +15,28 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
 
         free = sorted(name for name, spec in MODELS.items() if spec.family in PROMPT_FREE_FAMILIES)
         if model is None or MODELS[model].family not in PROMPT_FREE_FAMILIES:
-            raise Unusable(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
+            raise UsageError(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
         return Promptless(model)
     if head is not None:
+        from litemedsam.errors import ModelError
         from litemedsam.selfprompt import SelfPrompt
         from litemedsam.session import make_session
 
+        if not head.is_file():
+            raise UsageError(f"--head {shown(head)}: not a regular file")
         try:
             return SelfPrompt(make_session(head, threads))
-        except Exception as e:  # ONNX Runtime's own message says what is wrong with the file
-            raise Unusable(f"{head}: not a usable head ({str(e).splitlines()[0]})") from None
+        except ModelError as e:  # ONNX Runtime's own message says what is wrong with the file
+            raise UsageError(f"--head {e}: not a usable head") from None
     if reference is not None:
         from litemedsam.oneshot import OneShot, load_reference
 
-        try:
-            return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
-        except ValueError as e:
-            raise Unusable(str(e)) from None
+        return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
     return None
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 @click.command()
@@ -60,8 +62,9 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
                    "object to find in every image (boxes ignored).")
 @click.option("--reference-mask", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The .npz holding 'gts' for --reference.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
+@click.option("--threads", type=int, default=None,
+              help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
+                   "all CPUs available).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
@@ -75,6 +78,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     from litemedsam.router import Router, RouterError
     from litemedsam.runner import Segmenters
     from litemedsam.runner import infer as run
+    from litemedsam.session import resolve_threads
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
@@ -82,37 +86,41 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
     if reference is not None and prompt != "box":
         raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
-    if input_path.is_dir() and output_dir.resolve() == input_path.resolve():
-        raise click.UsageError("the output folder must differ from the input folder (outputs use the input names)")
 
     def echo(line):
         click.echo(line, err=line.startswith(("ERROR", "WARNING")))
 
+    # SIGTERM (docker stop, a scheduler's time limit) ends the run as Ctrl-C does: the case being written
+    # leaves no temporary file, finished outputs stay, exit 143
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        threads, warning = resolve_threads(threads)
+        if warning:
+            echo(f"WARNING: {warning}")
         router = Router.load(router_file)
         if modality and router.modality(modality) is None:
-            raise RouterError(f"--modality {modality!r} is not a modality of {router.source}; known: "
+            raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
         mode = prompt_mode(prompt, head, reference, reference_mask, model, threads)
         results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
                       continue_prediction=continue_prediction, echo=echo, debug=debug, mode=mode)
-    except (ModelError, RouterError, Unusable) as e:
-        click.echo(f"ERROR: {e}", err=True)
+    except LitemedsamError:
+        raise  # cli.main prints it and exits with its code
+    except OSError as e:  # the input folder itself (listing it)
+        click.echo(f"ERROR: {shown(e.filename or input_path)}: {e.strerror or e}", err=True)
         sys.exit(2)
-    except OSError as e:  # the input folder or the output folder itself
-        click.echo(f"ERROR: {e.filename or ''}: {e.strerror or e}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: finished cases are in {output_dir}; resume with --continue-prediction", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"{why}: finished cases are in {shown(output_dir)}; resume with --continue-prediction", err=True)
+        sys.exit(getattr(e, "exit_code", 130))
     failed = [r for r in results if r.status == "failed"]
     done = sum(r.status == "ok" for r in results)
     if not results:
-        click.echo(f"no .npz cases in {input_path}")
+        click.echo(f"no .npz cases in {shown(input_path)}")
     else:
         total = sum(r.seconds for r in results)
         click.echo(f"{done} segmented, {len(failed)} failed, "
-                   f"{len(results) - done - len(failed)} kept from before; {total:.1f} s -> {output_dir}")
+                   f"{len(results) - done - len(failed)} kept from before; {total:.1f} s -> {shown(output_dir)}")
     if failed:
-        click.echo("failed: " + ", ".join(r.case for r in failed), err=True)
+        click.echo("failed: " + ", ".join(shown(r.case) for r in failed), err=True)
         sys.exit(1)
