@@ -52,7 +52,7 @@ class Decision:
 
     def describe(self) -> str:
         mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
-        text = f"{self.case}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
+        text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
         if self.dim == "3D":
             text += f", {self.strategy} (margin {self.margin})"
         if self.prompt != "box" and self.model and get_model(self.model).family == "efficientsam":

@@ -597,14 +597,21 @@ def probe_runs(p: Probe) -> None:
         kind.ok = kind.code == kind.expect and bool(lines) and not kind.notes
 
 
-def table(markdown: bool) -> str:
+def table(markdown: bool, root: Path | None = None) -> str:
     rows = [("kind", "expected", "got", "message", "pass")]
     for kind in FILE_KINDS:
         rows.append((f"file: {kind.name}", kind.expect, kind.code, kind.got, "ok" if kind.ok else "FAIL"))
     for kind in RUN_KINDS:
         rows.append((f"run: {kind.name}", f"exit {kind.expect}", f"exit {kind.code}", kind.got, "ok" if kind.ok else "FAIL"))
-    clean = [tuple(str(c).replace("|", "\\|").replace(str(REPO), ".") for c in row) for row in rows]
+
+    def tidy(text) -> str:
+        text = str(text).replace(str(root), "DIR") if root else str(text)
+        text = re.sub(r"DIR/run\d+/", "DIR/", text).replace(str(REPO), ".")
+        return text if len(text) <= 170 else text[:167] + "..."
+
+    clean = [tuple(tidy(c) for c in row) for row in rows]
     if markdown:
+        clean = [tuple(c.replace("|", "\\|") for c in row) for row in clean]
         lines = ["| " + " | ".join(clean[0]) + " |", "|" + "---|" * len(clean[0])]
         lines += ["| " + " | ".join(row) + " |" for row in clean[1:]]
         return "\n".join(lines)
@@ -627,7 +634,7 @@ def main(argv=None) -> int:
         if args.keep is None:
             subprocess.run(["chmod", "-R", "u+rwx", str(root)], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
-    print(table(args.markdown))
+    print(table(args.markdown, root))
     kinds = FILE_KINDS + RUN_KINDS
     failed = [k for k in kinds if not k.ok]
     for kind in failed:

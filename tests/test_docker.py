@@ -79,7 +79,7 @@ def test_broken_file_gives_a_clear_message(image, tmp_path):
     (inp / "2DBox_CT_broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     done = run_case_folder(image, inp, writable_dir(tmp_path / "out"))
     assert done.returncode == 1
-    assert "ERROR 2DBox_CT_broken.npz: not a readable .npz" in done.stderr
+    assert "ERROR 2DBox_CT_broken.npz: not a valid .npz file" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 

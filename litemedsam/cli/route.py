@@ -13,13 +13,10 @@ import click
 def route(cases, router_file, modality, show):
     """Print the model and strategy the router picks for each case (names are enough; a folder
     lists its .npz cases). Models that are not built are reported as skipped, as `infer` would."""
+    from litemedsam.errors import shown
     from litemedsam.router import DEFAULT_CONFIG, Router, RouterError
 
-    try:
-        router = Router.load(router_file)
-    except RouterError as e:
-        click.echo(f"ERROR: {e}", err=True)
-        sys.exit(2)
+    router = Router.load(router_file)  # a RouterError ends the command with exit 2 (cli.main)
     if show:
         click.echo((router_file or DEFAULT_CONFIG).read_text(), nl=False)
         return
@@ -32,5 +29,5 @@ def route(cases, router_file, modality, show):
             click.echo(router.decide(name, modality=modality).describe())
         except RouterError as e:
             failed = True
-            click.echo(f"ERROR {name}: {e}", err=True)
+            click.echo(f"ERROR {shown(name)}: {e}", err=True)
     sys.exit(1 if failed else 0)
