@@ -1,6 +1,6 @@
 """Image size and wall seconds of `docker run` (container start included), as the challenge runs us:
 
-    python benchmarks/bench_docker.py [--image litemedsam:latest] [--repeat 3]
+    python -m benchmarks.bench_docker [--image litemedsam:latest] [--repeat 3]
 
 Prints the image size, the median seconds of a run on an empty input folder (the container
 overhead), and of one 2D and one 3D dev case, next to `litemedsam infer` on the host.
@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from litemedsam.registry import dev_data_dir
+
 REPO = Path(__file__).resolve().parent.parent
-DEV = REPO.parent / "shared" / "data" / "cvpr24-dev" / "imgs"
+DEV = dev_data_dir() / "imgs"
 CASES = ["2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz", "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
 
 

@@ -2,9 +2,9 @@
 it: process start and model loading included), next to the official baseline's times; then DSC/NSD
 of the outputs and their agreement with the baseline's outputs.
 
-    python benchmarks/bench_infer.py [--cases DIR] [--out DIR] [--match TEXT] [--threads N]
+    python -m benchmarks.bench_infer [--cases DIR] [--out DIR] [--match TEXT] [--threads N]
 
-DIR defaults to ../shared/data/cvpr24-dev (with imgs/, gts/ and baseline/).
+DIR defaults to the dev cases ($LITEMEDSAM_DEV_DATA, else ../shared/data/cvpr24-dev: imgs/, gts/, baseline/).
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "evaluation"))
-from compute_metrics import agreement  # noqa: E402
+from evaluation.compute_metrics import agreement
+from litemedsam.registry import dev_data_dir
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=REPO.parent / "shared" / "data" / "cvpr24-dev")
+    parser.add_argument("--cases", type=Path, default=dev_data_dir())
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench")
     parser.add_argument("--match", default="", help="only cases whose name contains this")
     parser.add_argument("--threads", type=int, default=None)

@@ -1,6 +1,6 @@
 """DSC of one-shot part-aware prompting: each case of a kind as the reference for all the others.
 
-    python benchmarks/bench_oneshot.py [--cases DIR] [--match Kvasir] [--parts 3]
+    python -m benchmarks.bench_oneshot [--cases DIR] [--match Kvasir] [--parts 3]
 
 Prints, per reference, the mean DSC on the other cases, then the mean over references, next to
 box-prompted LiteMedSAM on the same cases.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelled import DEV, box_prompted, dice, labelled_cases
+from benchmarks.labelled import DEV, box_prompted, dice, labelled_cases
 from litemedsam.oneshot import build_reference, segment_oneshot
 from litemedsam.segmenter import make_segmenter
 

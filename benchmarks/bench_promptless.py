@@ -1,6 +1,6 @@
 """Seconds per image of the SAM ViT-B family models (box-prompted SAM, SAMed semantic, ProMISe auto-prompted).
 
-    python benchmarks/bench_promptless.py [--random DIR] [--cases DIR] [--images 3]
+    python -m benchmarks.bench_promptless [--random DIR] [--cases DIR] [--images 3]
 
 The models are the ones built in work_dir/, or with ``--random DIR`` full-size ones with random weights
 saved in the upstream layouts (SAM ViT-B, a SAMed LoRA for 8 classes at 512, ProMISe with 16 points)
@@ -20,7 +20,7 @@ import numpy as np
 
 from labelled import DEV
 from litemedsam.cases import load_case
-from litemedsam.registry import is_built
+from litemedsam.registry import missing_file
 from litemedsam.segmenter import make_segmenter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,6 @@ def build_random(out: Path) -> None:
     """Random full-size checkpoints in the upstream layouts, exported into ``out``."""
     import torch
 
-    sys.path.insert(0, str(REPO))  # export/ is a source-tree package
     from export.promise import ProMISe
     from export.sam_vit import SamModel
 
@@ -79,7 +78,7 @@ def main() -> int:
     for name in ("sam-vit-b", "samed", "promise"):
         from litemedsam.registry import get_model
 
-        if is_built(get_model(name), args.random):
+        if missing_file(get_model(name), args.random):
             print(f"| {name} | not built | |")
             continue
         seg = make_segmenter(name, model_dir=args.random)
@@ -87,7 +86,7 @@ def main() -> int:
             start = time.perf_counter()
             if name == "sam-vit-b":
                 emb = seg.encode(case.image)
-                seg.predict(emb, seg.scale_boxes(emb, case.boxes))
+                seg.predict(emb, emb.frame.boxes_to_model(case.boxes))
             else:
                 seg.segment(case.image)
             print(f"| {name} | {case.path.name} ({case.image.shape[1]}x{case.image.shape[0]}, {len(case.boxes)} boxes) "

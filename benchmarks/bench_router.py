@@ -1,6 +1,6 @@
 """Per-modality DSC, NSD and seconds of several model/strategy configurations on the dev cases.
 
-    python benchmarks/bench_router.py [--cases DIR] [--out DIR] [--config NAME=MODEL[@STRATEGY] ...] [--match TEXT]
+    python -m benchmarks.bench_router [--cases DIR] [--out DIR] [--config NAME=MODEL[@STRATEGY] ...] [--match TEXT]
 
 Default configurations: LiteMedSAM float, LiteMedSAM int8 (if built: `litemedsam models quantize
 litemedsam --force`), and on 3D volumes LiteMedSAM with multi-view fusion. Cases run in this process
@@ -19,21 +19,20 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "evaluation"))
-from compute_metrics import agreement, score_file  # noqa: E402
+from evaluation.compute_metrics import agreement, score_file
 
-from litemedsam.cases import load_case, save_segmentation  # noqa: E402
-from litemedsam.pipeline import segment_case  # noqa: E402
-from litemedsam.registry import get_model, is_built  # noqa: E402
-from litemedsam.router import Router  # noqa: E402
-from litemedsam.runner import Segmenters  # noqa: E402
+from litemedsam.cases import load_case, save_segmentation
+from litemedsam.pipeline import segment_case
+from litemedsam.registry import dev_data_dir, get_model, missing_file
+from litemedsam.router import Router
+from litemedsam.runner import Segmenters
 
 DEFAULT = ["float=litemedsam", "int8=litemedsam-int8", "multiview=litemedsam@multiview"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=REPO.parent / "shared" / "data" / "cvpr24-dev")
+    parser.add_argument("--cases", type=Path, default=dev_data_dir())
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_router")
     parser.add_argument("--config", action="append", default=None, help="NAME=MODEL[@STRATEGY]; repeatable")
     parser.add_argument("--match", default="")
@@ -43,8 +42,8 @@ def main() -> int:
     for item in args.config or DEFAULT:
         name, _, target = item.partition("=")
         model, _, strategy = target.partition("@")
-        if is_built(get_model(model)):
-            print(f"skipping {name}: {model} is not built ({is_built(get_model(model))})")
+        if missing_file(get_model(model)):
+            print(f"skipping {name}: {model} is not built ({missing_file(get_model(model))})")
             continue
         configs[name] = (model, strategy or None)
     paths = sorted(p for p in (args.cases / "imgs").glob("*.npz") if args.match in p.name)
@@ -58,7 +57,7 @@ def main() -> int:
                 continue
             seg = segmenters.get(model)
             start = time.perf_counter()
-            out = segment_case(seg, case, strategy or "propagate", decision.margin)
+            out = segment_case(seg, case, strategy or "propagate", decision.margin, decision.prompt)
             seconds = time.perf_counter() - start
             target = args.out / name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)

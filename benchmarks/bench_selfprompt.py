@@ -1,6 +1,6 @@
 """DSC of self-prompting heads fitted on k labelled cases, on other cases of the same kind.
 
-    python benchmarks/bench_selfprompt.py [--cases DIR] [--match Kvasir] [--train 5] [--k 1 3 5]
+    python -m benchmarks.bench_selfprompt [--cases DIR] [--match Kvasir] [--train 5] [--k 1 3 5]
 
 The first --train cases (sorted by name) whose name contains --match are the pool the k fitting
 cases come from (the first k); the remaining ones are scored. For each k: DSC of the head's coarse
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelled import DEV, box_prompted, dice, labelled_cases
+from benchmarks.labelled import DEV, box_prompted, dice, labelled_cases
 from litemedsam.segmenter import make_segmenter
 from litemedsam.selfprompt import fit_logistic, save_head, segment_embedded, training_pixels
 from litemedsam.session import make_session

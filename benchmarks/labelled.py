@@ -8,8 +8,9 @@ import numpy as np
 
 from litemedsam.cases import Case, load_case
 from litemedsam.pipeline import segment_2d
+from litemedsam.registry import dev_data_dir
 
-DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cvpr24-dev"
+DEV = dev_data_dir()
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

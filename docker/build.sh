@@ -32,7 +32,7 @@ import json, shutil
 from litemedsam.registry import MODELS, is_built, manifest_path, model_paths
 for spec in MODELS.values():
     if not spec.pinned:
-        if is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:
+        if not is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:
             continue
         shutil.copy(manifest_path(spec), "docker/models/")
     for path in model_paths(spec, entries=spec.files):  # verified copies only

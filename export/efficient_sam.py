@@ -30,10 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.onnx_export import GraphSpec, dice, export_graph
-from export import sam_modules
-from export.sam_modules import (Attention, LayerNorm2d, RandomPositionEmbedding, TwoWayTransformer,
-                                upconv2x2_channels_last)
+from export.checkpoints import read_state
+from export.graphs import upconv2x2_channels_last
+from export.layers import LayerNorm2d
+from export.onnx_export import GraphSpec, check_chain, export_graph
+from export.prompt_encoder import RandomPositionEmbedding
+from export.two_way import Attention, TwoWayBlock, TwoWayTransformer
 
 VARIANTS = {
     "ti": dict(width=192, heads=3, model="efficientsam-ti"),
@@ -45,13 +47,13 @@ FULL = dict(img_size=1024, patch=16, depth=12, neck=256, dec_heads=8, dec_mlp=20
 # ----------------------------------------------------------------------------- image encoder
 
 
-class PatchEmbed(nn.Module):
+class EsamPatchEmbed(nn.Module):
     def __init__(self, patch: int, width: int):
         super().__init__()
         self.proj = nn.Conv2d(3, width, patch, patch)
 
 
-class ViTAttention(nn.Module):
+class EsamViTAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -65,7 +67,7 @@ class ViTAttention(nn.Module):
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
-class ViTMlp(nn.Module):
+class EsamViTMlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -75,29 +77,29 @@ class ViTMlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-class ViTBlock(nn.Module):
+class EsamViTBlock(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = ViTAttention(dim, heads)
+        self.attn = EsamViTAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = ViTMlp(dim, 4 * dim)
+        self.mlp = EsamViTMlp(dim, 4 * dim)
 
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
-class ImageEncoder(nn.Module):
+class EsamImageEncoder(nn.Module):
     PRETRAIN_GRID = 14  # 224 / 16: pos_embed holds a class token and 14 x 14 positions
 
     def __init__(self, img_size: int, patch: int, width: int, depth: int, heads: int, neck: int):
         super().__init__()
         self.img_size = img_size
         self.grid = img_size // patch
-        self.patch_embed = PatchEmbed(patch, width)
+        self.patch_embed = EsamPatchEmbed(patch, width)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.PRETRAIN_GRID ** 2 + 1, width))
-        self.blocks = nn.ModuleList(ViTBlock(width, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(EsamViTBlock(width, heads) for _ in range(depth))
         self.neck = nn.Sequential(
             nn.Conv2d(width, neck, 1, bias=False),
             LayerNorm2d(neck),
@@ -125,7 +127,7 @@ class ImageEncoder(nn.Module):
 # ----------------------------------------------------------------------------- prompt encoder
 
 
-class PromptEncoder(nn.Module):
+class EsamPromptEncoder(nn.Module):
     def __init__(self, dim: int, grid: int, img_size: int):
         super().__init__()
         self.grid, self.img_size = grid, img_size
@@ -151,7 +153,7 @@ class PromptEncoder(nn.Module):
 # ----------------------------------------------------------------------------- mask decoder
 
 
-class MLPBlock(nn.Module):
+class EsamMLPBlock(nn.Module):
     """Upstream's MLP: ``num_layers`` (Linear, GELU) pairs as ``layers.i.0``, then ``fc``."""
 
     def __init__(self, dim_in: int, hidden: int, dim_out: int, num_layers: int):
@@ -166,14 +168,14 @@ class MLPBlock(nn.Module):
         return self.fc(x)
 
 
-class TwoWayBlock(sam_modules.TwoWayBlock):
+class EsamTwoWayBlock(TwoWayBlock):
     """EfficientSAM's block: SAM's layers with a GELU MLP in upstream's MLPBlock layout; unlike SAM's,
     the self-attention is always residual and, after the first block, the query positions are
     added to the queries themselves."""
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, skip_first_pe: bool):
         super().__init__(dim, heads, mlp_dim, skip_first_pe)
-        self.mlp = MLPBlock(dim, mlp_dim, dim, 1)
+        self.mlp = EsamMLPBlock(dim, mlp_dim, dim, 1)
 
     def self_attention(self, queries, query_pe):
         if not self.skip_first_pe:
@@ -181,11 +183,11 @@ class TwoWayBlock(sam_modules.TwoWayBlock):
         return self.norm1(queries + self.self_attn(queries, queries, queries))
 
 
-class MaskDecoder(nn.Module):
+class EsamMaskDecoder(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int, depth: int, iou_hidden: int = 256, num_multimask: int = 3):
         super().__init__()
         self.num_mask_tokens = num_multimask + 1
-        self.transformer = TwoWayTransformer(depth, dim, heads, mlp_dim, block=TwoWayBlock)
+        self.transformer = TwoWayTransformer(depth, dim, heads, mlp_dim, block=EsamTwoWayBlock)
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
         up = [dim // 4, dim // 8]  # upstream: [64, 32] for width 256
@@ -193,8 +195,8 @@ class MaskDecoder(nn.Module):
             nn.Sequential(nn.ConvTranspose2d(dim, up[0], 2, 2), nn.GroupNorm(1, up[0]), nn.GELU()),
             nn.Sequential(nn.ConvTranspose2d(up[0], up[1], 2, 2), nn.Identity(), nn.GELU()),
         ])
-        self.output_hypernetworks_mlps = nn.ModuleList(MLPBlock(dim, dim, up[1], 2) for _ in range(self.num_mask_tokens))
-        self.iou_prediction_head = MLPBlock(dim, iou_hidden, self.num_mask_tokens, 2)
+        self.output_hypernetworks_mlps = nn.ModuleList(EsamMLPBlock(dim, dim, up[1], 2) for _ in range(self.num_mask_tokens))
+        self.iou_prediction_head = EsamMLPBlock(dim, iou_hidden, self.num_mask_tokens, 2)
 
     def forward(self, image_embeddings, image_pe, sparse):
         """image_embeddings (1, C, h, w), sparse (N, P, C) -> multimask logits (N, 3, 4h, 4w), IoUs (N, 3)."""
@@ -219,9 +221,9 @@ class EfficientSam(nn.Module):
     def __init__(self, width: int, heads: int, img_size=1024, patch=16, depth=12, neck=256,
                  dec_heads=8, dec_mlp=2048, dec_depth=2, iou_hidden=256):
         super().__init__()
-        self.image_encoder = ImageEncoder(img_size, patch, width, depth, heads, neck)
-        self.prompt_encoder = PromptEncoder(neck, img_size // patch, img_size)
-        self.mask_decoder = MaskDecoder(neck, dec_heads, dec_mlp, dec_depth, iou_hidden)
+        self.image_encoder = EsamImageEncoder(img_size, patch, width, depth, heads, neck)
+        self.prompt_encoder = EsamPromptEncoder(neck, img_size // patch, img_size)
+        self.mask_decoder = EsamMaskDecoder(neck, dec_heads, dec_mlp, dec_depth, iou_hidden)
         self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
@@ -295,10 +297,7 @@ def build(variant: str, **small) -> EfficientSam:
 
 def load_model(checkpoint: Path, variant: str, **small) -> EfficientSam:
     model = build(variant, **small)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state:
-        state = state["model"]
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(read_state(checkpoint), strict=True)
     return model.eval()
 
 
@@ -348,34 +347,31 @@ def export(model: EfficientSam, encoder_path: Path, decoder_path: Path) -> dict:
         ),
     ]
     reports = [export_graph(g, p) for g, p in zip(graphs, (encoder_path, decoder_path))]
-
-    from litemedsam.session import make_session
-
-    image = torch.rand(1, 3, 180, 260)
-    points, labels = test_points(3, s, 3, False)
-    with torch.no_grad():
-        ref, _ = dec(enc(image), points, labels)
-    (e,) = make_session(encoder_path).run(None, {"image": image.numpy()})
-    got, _ = make_session(decoder_path).run(None, {"image_embeddings": e, "points": points.numpy(), "point_labels": labels.numpy()})
-    chain = {"max_abs_error": float(np.abs(ref.numpy() - got).max()), "mask_dice": dice(ref.numpy() > 0, got > 0)}
-    if chain["mask_dice"] < 0.999:
-        raise RuntimeError(f"encoder+decoder chain: mask Dice {chain['mask_dice']:.5f} < 0.999")
+    chain = check_chain(lambda image, points, labels: dec(enc(image), points, labels), encoder_path, decoder_path,
+                        torch.rand(1, 3, 180, 260), dict(zip(("points", "point_labels"), test_points(3, s, 3, False))))
     return {"graphs": reports, "chain": chain}
 
 
+def export_model(spec, checkpoint: Path, out_dir: Path | None = None) -> dict:
+    """Export an EfficientSAM entry of the registry from upstream's checkpoint, checked, with its manifest."""
+    from litemedsam.registry import sha256_of, work_dir, write_manifest
+
+    variant = next(v for v, info in VARIANTS.items() if info["model"] == spec.name)
+    out_dir = out_dir or work_dir()
+    report = export(load_model(checkpoint, variant), out_dir / spec.encoder.file, out_dir / spec.decoder.file)
+    write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report)
+    return report
+
+
 def main(argv=None) -> dict:
-    from litemedsam.registry import get_model, work_dir, write_manifest, sha256_of
+    from litemedsam.registry import get_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
     parser.add_argument("--checkpoint", type=Path, required=True, help="efficient_sam_vitt.pt or efficient_sam_vits.pt")
     parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
     args = parser.parse_args(argv)
-    spec = get_model(VARIANTS[args.variant]["model"])
-    out_dir = args.out_dir or work_dir()
-    model = load_model(args.checkpoint, args.variant)
-    report = export(model, out_dir / spec.encoder.file, out_dir / spec.decoder.file)
-    write_manifest(spec, out_dir, checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_of(args.checkpoint), export=report)
+    report = export_model(get_model(VARIANTS[args.variant]["model"]), args.checkpoint, args.out_dir)
     print(json.dumps(report, indent=1))
     return report
 

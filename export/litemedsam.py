@@ -22,17 +22,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.onnx_export import GraphSpec, dice, export_graph
-from export.sam_modules import BoxDecoder, FastBoxDecoder, LiteMedSAM, PromptDecoder
+from torch import nn
+
+from export.checkpoints import read_state
+from export.graphs import BoxDecoder, FastBoxDecoder, PromptDecoder
+from export.mask_decoder import MaskDecoder
+from export.onnx_export import GraphSpec, check_chain, export_graph
+from export.prompt_encoder import PromptEncoder
+from export.tiny_vit import TinyViT
 from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
-from litemedsam.session import make_session
 
 
-def read_state(checkpoint: Path) -> dict:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state:  # training checkpoints wrap the weights
-        state = state["model"]
-    return {k.removeprefix("module."): v for k, v in state.items()}
+class LiteMedSAM(nn.Module):
+    """Container with the checkpoint's three top-level keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.image_encoder = TinyViT()
+        self.prompt_encoder = PromptEncoder()
+        self.mask_decoder = MaskDecoder()
 
 
 def load_model(checkpoint: Path, base: Path | None = None) -> LiteMedSAM:
@@ -59,18 +67,14 @@ def test_image(seed: int, size: int = 256) -> torch.Tensor:
     return torch.from_numpy(np.repeat(img[None, None], 3, axis=1).astype(np.float32))
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["litemedsam", "litemedsam-ft"], default="litemedsam")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the verified work_dir/lite_medsam.pth")
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
-    args = parser.parse_args(argv)
-    spec = MODELS[args.model]
-    out_dir = args.out_dir or work_dir()
-    if args.model == "litemedsam-ft" and args.checkpoint is None:
-        parser.error("--model litemedsam-ft needs --checkpoint (your fine-tuned LiteMedSAM)")
+def export_model(spec, checkpoint: Path | None = None, out_dir: Path | None = None) -> dict:
+    """Export a LiteMedSAM-family model (``litemedsam``: the verified lite_medsam.pth by default;
+    ``litemedsam-ft``: ``checkpoint``, a fine-tuned LiteMedSAM) into ``out_dir`` (default work_dir/), checked."""
+    out_dir = out_dir or work_dir()
+    if checkpoint is None and not spec.pinned:
+        raise ValueError(f"{spec.name} needs a checkpoint ({spec.source})")
     base_path = work_dir() / CHECKPOINTS["lite_medsam.pth"].file
-    checkpoint = args.checkpoint or verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")
+    checkpoint = checkpoint or verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")
 
     torch.manual_seed(0)
     model = load_model(checkpoint, base_path if base_path.is_file() else None)
@@ -121,19 +125,9 @@ def main(argv=None) -> dict:
     paths = {"encoder": out_dir / spec.encoder.file, "decoder": out_dir / spec.decoder.file,
              "prompt_decoder": out_dir / spec.prompt_decoder.file}
     reports = [export_graph(g, paths[g.name]) for g in graphs]
-
-    # the chained pipeline: torch image -> masks vs ONNX Runtime image -> masks
-    image = test_image(4)
-    boxes = torch.tensor([[20.0, 30.0, 200.0, 180.0], [60.0, 60.0, 140.0, 150.0]])
-    with torch.no_grad():
-        ref, _ = decoder(model.image_encoder(image), boxes)
-    enc, dec = make_session(paths["encoder"]), make_session(paths["decoder"])
-    (emb,) = enc.run(None, {"image": image.numpy()})
-    got, _ = dec.run(None, {"image_embeddings": emb, "boxes": boxes.numpy()})
-    chain = {"max_abs_error": float(np.abs(ref.numpy() - got).max()), "mask_dice": dice(ref.numpy() > 0, got > 0)}
-    if chain["mask_dice"] < 0.999:
-        raise RuntimeError(f"encoder+decoder chain: mask Dice {chain['mask_dice']:.5f} < 0.999")
-
+    chain = check_chain(lambda image, boxes: decoder(model.image_encoder(image), boxes), paths["encoder"],
+                        paths["decoder"], test_image(4), {"boxes": torch.tensor([[20.0, 30.0, 200.0, 180.0],
+                                                                                 [60.0, 60.0, 140.0, 150.0]])})
     report = {
         "checkpoint": str(checkpoint),
         "graphs": reports,
@@ -143,6 +137,18 @@ def main(argv=None) -> dict:
     }
     if not spec.pinned:
         write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report)
+    return report
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["litemedsam", "litemedsam-ft"], default="litemedsam")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the verified work_dir/lite_medsam.pth")
+    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
+    args = parser.parse_args(argv)
+    if args.model == "litemedsam-ft" and args.checkpoint is None:
+        parser.error("--model litemedsam-ft needs --checkpoint (your fine-tuned LiteMedSAM)")
+    report = export_model(MODELS[args.model], args.checkpoint, args.out_dir)
     print(json.dumps(report, indent=1))
     return report
 

@@ -173,6 +173,7 @@ def training_examples(cases: list, gts_dir: Path | None):
     """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
     from litemedsam import transforms
     from litemedsam.cases import load_case
+    from litemedsam.frame import Frame
 
     examples = []
     for path in cases:
@@ -181,14 +182,13 @@ def training_examples(cases: list, gts_dir: Path | None):
             continue
         with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
             gts = npz["gts"]
-        h, w = case.image.shape[:2]
-        resized = transforms.resized_shape(h, w, 256)
         labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped]
         if not labels:
             continue
-        # each label's mask in the padded 256 frame the low-res logits cover
-        masks = np.stack([transforms.image_to_grid(gts == label, resized, 256, 256) for label in labels])
-        boxes = transforms.scale_boxes(case.boxes[np.array(labels) - 1], h, w, 256)
+        # each label's mask on the 256 x 256 low-res logits (LiteMedSAM's frame, as a 256-cell grid)
+        frame = Frame.longest_side(*case.image.shape[:2], 256, 256, 256, truncate_boxes=True)
+        masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
+        boxes = frame.boxes_to_model(case.boxes[np.array(labels) - 1])
         keep = masks.reshape(len(labels), -1).sum(1) > 0
         examples.append((torch.from_numpy(transforms.preprocess(case.image, 256)), torch.from_numpy(boxes[keep]),
                          torch.from_numpy(masks[keep])))
@@ -198,7 +198,7 @@ def training_examples(cases: list, gts_dir: Path | None):
 def train(model, examples, rank: int = 4, steps: int = 60, lr: float = 2e-3, max_boxes: int = 16, seed: int = 0,
           log=print) -> list:
     """Fit LoRA adapters (only them) with Dice + BCE on the low-res masks; returns the wrappers."""
-    from export.sam_modules import BoxDecoder
+    from export.graphs import BoxDecoder
 
     torch.manual_seed(seed)
     for p in model.parameters():
@@ -250,9 +250,7 @@ def main(argv=None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     args = parser.parse_args(argv)
 
-    def read(path):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("model", state) if isinstance(state, dict) else state
+    from export.checkpoints import read_state as read
 
     if args.command == "merge":
         base = read(args.base or verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch"))

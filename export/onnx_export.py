@@ -101,3 +101,18 @@ def _export_and_check(spec: GraphSpec, tmp: Path, path: Path, opset: int) -> dic
     if problems:
         raise RuntimeError(f"{spec.name}: ONNX Runtime disagrees with torch: " + "; ".join(problems))
     return report
+
+
+def check_chain(reference, encoder: Path, decoder: Path, image: torch.Tensor, prompts: dict,
+                min_dice: float = 0.999) -> dict:
+    """The exported graphs chained in ONNX Runtime (image -> encoder -> decoder with ``prompts``, a dict of the
+    decoder's prompt inputs) against ``reference(image, *prompts)`` in torch: the errors of the first output
+    (low-res logits); raises when their masks disagree."""
+    with torch.no_grad():
+        ref = reference(image, *prompts.values())[0].numpy()
+    (emb,) = make_session(encoder).run(None, {"image": image.numpy()})
+    got = make_session(decoder).run(None, {"image_embeddings": emb, **{k: v.numpy() for k, v in prompts.items()}})[0]
+    chain = {"max_abs_error": float(np.abs(ref - got).max()), "mask_dice": dice(ref > 0, got > 0)}
+    if chain["mask_dice"] < min_dice:
+        raise RuntimeError(f"encoder+decoder chain: mask Dice {chain['mask_dice']:.5f} < {min_dice}")
+    return chain

@@ -36,7 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.sam_modules import MaskDecoder, MLPBlock, PromptEncoder
+from export.checkpoints import read_state
+from export.layers import MLPBlock
+from export.mask_decoder import MaskDecoder
+from export.prompt_encoder import PromptEncoder
 from export.sam_vit import VIT_B, ImageEncoderViT, vit_config
 
 TAPS = (2, 5, 8, 11)  # blocks 3, 6, 9, 12
@@ -136,18 +139,12 @@ class ProMISe(nn.Module):
 
 def upstream_state(state: dict) -> dict:
     """A ProMISe checkpoint's state dict as this module names it (ProMISe's own renames applied)."""
-    state = state.get("state_dict", state.get("model", state))
-    out = {}
-    for key, value in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        out[re.sub(r"^ffn\.lin", "ips_ffn.lin", key)] = value
-    return out
+    return {re.sub(r"^ffn\.lin", "ips_ffn.lin", key): value for key, value in read_state(state).items()}
 
 
 def load_model(checkpoint, labels=None, **vit) -> ProMISe:
     """A ProMISe checkpoint (path or state dict) -> ProMISe, loaded strictly (P from ``apm_resnet.fc``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True) if isinstance(checkpoint, (str, Path)) else checkpoint
-    state = upstream_state(state)
+    state = upstream_state(checkpoint)
     points = state["apm_resnet.fc.weight"].shape[0] // 2
     model = ProMISe(points, labels, **{**vit_config(state), **vit})
     model.load_state_dict(state, strict=True)
@@ -164,8 +161,21 @@ def export(model: ProMISe, path: Path) -> dict:
     return export_graph(spec, path)
 
 
+def export_model(spec, checkpoint, out_dir: Path | None = None, point_value: str | None = None,
+                 img_size: int | None = None) -> dict:
+    """Export ProMISe (APM + IPS, one graph) from its checkpoint; ``point_value`` gives the labels of its points
+    (e.g. 1-1-0-0; default half 1, half 0). Checked, with its manifest."""
+    from litemedsam.registry import work_dir, write_manifest
+
+    labels = [int(v) for v in point_value.split("-")] if point_value else None
+    out_dir = out_dir or work_dir()
+    report = export(load_model(checkpoint, labels, img_size=img_size or spec.input_size), out_dir / spec.encoder.file)
+    write_manifest(spec, out_dir, checkpoint=str(checkpoint), point_value=point_value)
+    return report
+
+
 def main(argv=None) -> dict:
-    from litemedsam.registry import MODELS, work_dir, write_manifest
+    from litemedsam.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -173,11 +183,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--img-size", type=int, default=1024)
     parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/ (with a checksum manifest)")
     args = parser.parse_args(argv)
-    labels = [int(v) for v in args.point_value.split("-")] if args.point_value else None
-    spec = MODELS["promise"]
-    out_dir = args.out_dir or work_dir()
-    report = export(load_model(args.checkpoint, labels, img_size=args.img_size), out_dir / spec.encoder.file)
-    write_manifest(spec, out_dir, checkpoint=str(args.checkpoint), point_value=args.point_value)
+    report = export_model(MODELS["promise"], args.checkpoint, args.out_dir, args.point_value, args.img_size)
     print(json.dumps(report, indent=1))
     return report
 

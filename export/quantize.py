@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam.registry import MODELS, dev_data_dir, get_model, model_paths, work_dir, write_manifest
 from litemedsam.safeio import write_bytes
-from litemedsam.registry import MODELS, get_model, model_paths, work_dir, write_manifest
 
 OP_TYPES = ["MatMul"]
-DEFAULT_CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cvpr24-dev" / "imgs"
 
 
 def batched_weight_matmuls(path: Path) -> list:
@@ -110,41 +109,53 @@ def compare(float_model: str, int8_model: str, images) -> dict:
             "lowest_dice": float(d.min()), "seconds_float": round(times["float"], 2), "seconds_int8": round(times["int8"], 2)}
 
 
+def export_model(spec, checkpoint=None, out_dir: Path | None = None, cases: Path | None = None,
+                 min_dice: float = 0.97, min_p10: float = 0.90, force: bool = False) -> dict:
+    """Make an ``-int8`` entry of the registry from its verified float model and gate it (the module's doc);
+    raises RuntimeError when it is rejected (and nothing is kept), unless ``force``."""
+    src = get_model(spec.quantized_from)
+    directory = out_dir or work_dir()
+    sources = model_paths(src)  # the float model must be the verified one
+    for path, entry in zip(sources, (spec.encoder, spec.decoder)):
+        quantize_file(path, directory / entry.file)
+    images, described = gate_images(cases or dev_data_dir() / "imgs")
+    # a provisional manifest lets the int8 model load for the comparison
+    write_manifest(spec, directory, accepted=None)
+    gate = compare(src.name, spec.name, images)
+    gate.update(images=described, min_dice=min_dice, min_p10=min_p10)
+    accepted = gate["mean_dice"] >= min_dice and gate["p10_dice"] >= min_p10
+    report = {"model": spec.name, "from": src.name, "op_types": OP_TYPES, "per_channel": True,
+              "reduce_range": True, "accepted": accepted, "gate": gate}
+    if accepted or force:
+        write_manifest(spec, directory, **{k: v for k, v in report.items() if k != "model"})
+        if not accepted:
+            print(f"{spec.name} fails the gate but is kept (--force)", file=sys.stderr)
+        return report
+    for entry in (spec.encoder, spec.decoder):
+        (directory / entry.file).unlink(missing_ok=True)
+    (directory / f"{spec.name}.manifest.json").unlink(missing_ok=True)
+    raise RuntimeError(f"{spec.name} rejected: its masks disagree with {src.name} (mean Dice {gate['mean_dice']:.4f} < "
+                       f"{min_dice} or 10th percentile {gate['p10_dice']:.4f} < {min_p10}); nothing kept")
+
+
 def main(argv=None) -> int:
     floats = sorted(n for n, s in MODELS.items() if s.quantized_from is None and f"{n}-int8" in MODELS)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=floats)
-    parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of challenge cases for the gate")
+    parser.add_argument("--cases", type=Path, default=None, help="folder of challenge cases for the gate "
+                        "(default: the dev cases' imgs/, $LITEMEDSAM_DEV_DATA)")
     parser.add_argument("--min-dice", type=float, default=0.97)
     parser.add_argument("--min-p10", type=float, default=0.90)
     parser.add_argument("--force", action="store_true", help="keep the int8 model even if it fails the gate")
     args = parser.parse_args(argv)
-
-    src, dst = get_model(args.model), get_model(f"{args.model}-int8")
-    directory = work_dir()
-    sources = model_paths(src)  # the float model must be the verified one
-    for path, entry in zip(sources, (dst.encoder, dst.decoder)):
-        quantize_file(path, directory / entry.file)
-    images, described = gate_images(args.cases)
-    # a provisional manifest lets the int8 model load for the comparison
-    write_manifest(dst, directory, accepted=None)
-    gate = compare(args.model, dst.name, images)
-    gate.update(images=described, min_dice=args.min_dice, min_p10=args.min_p10)
-    accepted = gate["mean_dice"] >= args.min_dice and gate["p10_dice"] >= args.min_p10
-    report = {"model": dst.name, "from": args.model, "op_types": OP_TYPES, "per_channel": True,
-              "reduce_range": True, "accepted": accepted, "gate": gate}
+    try:
+        report = export_model(get_model(f"{args.model}-int8"), cases=args.cases, min_dice=args.min_dice,
+                              min_p10=args.min_p10, force=args.force)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=1))
-    if accepted or args.force:
-        write_manifest(dst, directory, **{k: v for k, v in report.items() if k != "model"})
-        if not accepted:
-            print(f"{dst.name} fails the gate but is kept (--force)", file=sys.stderr)
-        return 0
-    for entry in (dst.encoder, dst.decoder):
-        (directory / entry.file).unlink(missing_ok=True)
-    (directory / f"{dst.name}.manifest.json").unlink(missing_ok=True)
-    print(f"{dst.name} rejected: its masks disagree with {args.model} (mean Dice {gate['mean_dice']:.4f} < "
-          f"{args.min_dice} or 10th percentile {gate['p10_dice']:.4f} < {args.min_p10}); nothing kept", file=sys.stderr)
-    return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Layout (``image_encoder.``): ``patch_embed.proj`` (16x16 conv), ``pos_embed`` (1
 ``blocks.i.{norm1, attn.qkv, attn.proj, attn.rel_pos_h, attn.rel_pos_w, norm2, mlp.lin1, mlp.lin2}``
 (windowed attention of 14 except the global blocks 2, 5, 8, 11; decomposed relative positions of
 length 2*14-1, or 2*S/16-1 for global blocks), ``neck.{0,1,2,3}``; ViT-B: width 768, 12 blocks,
-12 heads. ``prompt_encoder.*`` and ``mask_decoder.*`` are SAM's (export/sam_modules.py) at S.
+12 heads. ``prompt_encoder.*`` and ``mask_decoder.*`` are SAM's (export/prompt_encoder.py, export/mask_decoder.py) at S.
 As SAMed's ``load_from``, a checkpoint made for another input size (SAM's 1024 for SAMed's 512) gets
 its ``pos_embed`` resized bilinearly and its global blocks' relative-position tables linearly.
 SAMed (hitachinsk/SAMed ``segment_anything/build_sam.py``, ``mask_decoder.py``): K classes make K + 1
@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.sam_modules import LayerNorm2d, MaskDecoder, MLPBlock, PromptEncoder
+from export.checkpoints import read_state
+from export.layers import LayerNorm2d, MLPBlock
+from export.mask_decoder import MaskDecoder
+from export.prompt_encoder import PromptEncoder
 
 VIT_B = dict(img_size=1024, width=768, depth=12, heads=12, window=14, global_blocks=(2, 5, 8, 11))
 
@@ -115,7 +118,7 @@ class ImageEncoderViT(nn.Module):
 
 
 class SamModel(nn.Module):
-    """SAM's three top-level parts (the container the LiteMedSAM decoders in sam_modules expect)."""
+    """SAM's three top-level parts (the container the decoder graphs of export/graphs.py expect)."""
 
     def __init__(self, num_multimask: int = 3, **vit):
         super().__init__()
@@ -124,11 +127,6 @@ class SamModel(nn.Module):
         self.image_encoder = ImageEncoderViT(**cfg)
         self.prompt_encoder = PromptEncoder(256, (grid, grid), (cfg["img_size"], cfg["img_size"]))
         self.mask_decoder = MaskDecoder(256, num_multimask)
-
-
-def read_state(checkpoint: Path) -> dict:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return state.get("model", state)
 
 
 def fit_to_size(state: dict, model: nn.Module) -> dict:
@@ -163,7 +161,7 @@ def vit_config(state: dict) -> dict:
 def load_model(checkpoint, **vit) -> SamModel:
     """A SAM (or SAMed, merged) checkpoint (path or state dict) -> SamModel with the checkpoint's shape
     (``vit`` overrides, e.g. ``img_size``); K + 1 mask tokens as the file has."""
-    state = read_state(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+    state = read_state(checkpoint)
     mask_tokens = state["mask_decoder.mask_tokens.weight"].shape[0]
     model = SamModel(num_multimask=mask_tokens - 1, **{**vit_config(state), **vit})
     model.load_state_dict(fit_to_size(state, model), strict=True)
@@ -187,7 +185,7 @@ class SemanticDecoder(nn.Module):
 def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b", semantic: bool = False) -> dict:
     """Encoder + box decoder + prompt decoder, or (``semantic``) encoder + SAMed's semantic decoder."""
     from export.onnx_export import GraphSpec, export_graph
-    from export.sam_modules import BoxDecoder, FastBoxDecoder, PromptDecoder
+    from export.graphs import BoxDecoder, FastBoxDecoder, PromptDecoder
 
     torch.manual_seed(0)
     s = model.prompt_encoder.input_size[0]
@@ -219,9 +217,26 @@ def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b", semantic: 
     return {"graphs": [export_graph(spec, out_dir / f"{prefix}_{spec.name}.onnx") for spec in graphs]}
 
 
-def main(argv=None) -> dict:
+def export_model(spec, checkpoint, out_dir: Path | None = None, lora: Path | None = None,
+                 img_size: int | None = None) -> dict:
+    """Export ``sam-vit-b`` (encoder, box and prompt decoders) or ``samed`` (encoder and semantic decoder) from a
+    SAM ViT checkpoint, with a SAMed LoRA file merged in first when given; checked, with its manifest."""
     from export.lora import merge
-    from litemedsam.registry import MODELS, work_dir, write_manifest
+    from litemedsam.registry import work_dir, write_manifest
+
+    state = read_state(checkpoint)
+    if lora is not None:
+        state = merge(state, read_state(lora), "sam")
+    size = img_size or spec.input_size
+    out_dir = out_dir or work_dir()
+    report = export(load_model(state, img_size=size), out_dir, spec.encoder.file.rsplit("_encoder", 1)[0],
+                    semantic=not spec.takes_boxes)
+    write_manifest(spec, out_dir, checkpoint=str(checkpoint), lora=str(lora) if lora else None, img_size=size)
+    return report
+
+
+def main(argv=None) -> dict:
+    from litemedsam.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["sam-vit-b", "samed"], default="sam-vit-b")
@@ -231,16 +246,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--img-size", type=int, default=None, help="default: 1024 for sam-vit-b, 512 for samed")
     parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/ (with a checksum manifest)")
     args = parser.parse_args(argv)
-    state = read_state(args.checkpoint)
-    if args.lora is not None:
-        state = merge(state, read_state(args.lora), "sam")
-    size = args.img_size or (512 if args.model == "samed" else 1024)
-    out_dir = args.out_dir or work_dir()
-    spec = MODELS[args.model]
-    report = export(load_model(state, img_size=size), out_dir, spec.encoder.file.rsplit("_encoder", 1)[0],
-                    semantic=args.model == "samed")
-    write_manifest(spec, out_dir, checkpoint=str(args.checkpoint), lora=str(args.lora) if args.lora else None,
-                   img_size=size)
+    report = export_model(MODELS[args.model], args.checkpoint, args.out_dir, args.lora, args.img_size)
     print(json.dumps(report, indent=1))
     return report
 

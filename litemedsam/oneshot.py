@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from litemedsam import transforms
+from litemedsam.prompting import SlicePrompting
 from litemedsam.segmenter import Embedding, Segmenter
 
 
@@ -54,7 +54,7 @@ def normalise(v: np.ndarray) -> np.ndarray:
 
 def build_reference(seg: Segmenter, emb: Embedding, mask: np.ndarray, max_parts: int = 3) -> Reference:
     """Part prototypes of the object under ``mask`` in an encoded reference image."""
-    cells = transforms.image_to_grid(mask, emb.resized_hw, seg.size, emb.features.shape[2], cv2.INTER_LINEAR) > 0.5
+    cells = emb.frame.image_to_grid(mask, cv2.INTER_LINEAR) > 0.5
     patches = emb.features[0].transpose(1, 2, 0)[cells].astype(np.float64)  # (n, C)
     if len(patches) == 0:
         raise ValueError("the reference mask covers no embedding cell (empty or too small)")
@@ -93,13 +93,13 @@ def _logsumexp(x, axis):
     return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
-def similarity_maps(emb: Embedding, prototypes: np.ndarray, size: int) -> np.ndarray:
+def similarity_maps(emb: Embedding, prototypes: np.ndarray) -> np.ndarray:
     """(parts, C) prototypes -> (parts, H, W) cosine similarity at the image size."""
     feats = emb.features[0]
     c, g, _ = feats.shape
     cells = normalise(feats.reshape(c, -1).T)  # (g*g, C)
     sims = (cells @ prototypes.T).T.reshape(-1, g, g)
-    return np.stack([transforms.grid_to_image(s, emb.resized_hw, emb.original_hw, size, cv2.INTER_LINEAR) for s in sims])
+    return np.stack([emb.frame.grid_to_image(s, cv2.INTER_LINEAR) for s in sims])
 
 
 def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.ndarray, dict]:
@@ -107,7 +107,7 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
     decoded together: one decoder call per cascade step, their points padded with label -1."""
     h, w = emb.original_hw
     # every prototype of every part count in one similarity computation; the first is the whole object
-    sims = similarity_maps(emb, np.concatenate(list(ref.prototypes.values())), seg.size)
+    sims = similarity_maps(emb, np.concatenate(list(ref.prototypes.values())))
     peaks = [np.unravel_index(int(np.argmax(s)), s.shape)[::-1] for s in sims]
     negative = np.unravel_index(int(np.argmin(sims[0])), sims[0].shape)[::-1]
     configs, first = [], 0
@@ -119,7 +119,7 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
     points = np.zeros((len(configs), p + 2, 2), np.float32)
     labels = np.full((len(configs), p + 2), -1.0, np.float32)
     for i, (_, pts, lab) in enumerate(configs):
-        points[i, :len(lab)] = seg.scale_points_hw(pts, h, w)
+        points[i, :len(lab)] = emb.frame.points_to_model(pts)
         labels[i, :len(lab)] = lab
     # step 1: points; step 2: points + mask; step 3: points + box of that mask + mask
     masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p])
@@ -128,7 +128,7 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
         if mask.any():
             ys, xs = np.nonzero(mask)
             box = np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]])
-            points[i, p:] = np.trunc(seg.scale_points_hw(box, h, w))
+            points[i, p:] = np.trunc(emb.frame.points_to_model(box))
             labels[i, p:] = [2, 3]
     masks, logits = seg.predict_points(emb, points, labels, logits)
     g = emb.features.shape[2]
@@ -144,8 +144,8 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
     return out, best[2]
 
 
-class OneShot:
-    """infer --reference: one reference image and mask prompt every target image."""
+class OneShot(SlicePrompting):
+    """infer --reference: one reference image and mask prompt every target image (2D cases)."""
 
     name = "one-shot prompting (--reference)"
     dims = ("2D",)
@@ -154,7 +154,7 @@ class OneShot:
         self.image, self.mask, self.model, self.max_parts = image, mask, model, max_parts
         self.reference = None
 
-    def segment(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
+    def segment_image(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
         if self.reference is None:  # built with the run's segmenter, on first use
             self.reference = build_reference(seg, seg.encode(self.image), self.mask, self.max_parts)
         return segment_oneshot(seg, self.reference, seg.encode(image))[0]

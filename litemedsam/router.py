@@ -7,7 +7,7 @@ from pathlib import Path
 
 from litemedsam.cases import NAME_PATTERN
 from litemedsam.errors import RouterError, shown
-from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES, get_model, is_built
+from litemedsam.registry import MODELS, get_model, missing_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +55,7 @@ class Decision:
         text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
         if self.dim == "3D":
             text += f", {self.strategy} (margin {self.margin})"
-        if self.prompt != "box" and self.model and get_model(self.model).family == "efficientsam":
+        if self.prompt != "box" and self.model and self.prompt in get_model(self.model).kind.prompt_styles:
             text += f", prompt {self.prompt}"
         text += f"  [rule {self.rule!r}]"
         for model, missing in self.skipped:
@@ -126,11 +126,11 @@ class Router:
             if "models" not in raw:
                 raise RouterError(f"{where}: 'models' (the fallback chain) is required")
             models = _list(raw["models"], "models", where)
-            boxed = sorted(name for name, spec in MODELS.items() if spec.family not in PROMPT_FREE_FAMILIES)
+            boxed = sorted(name for name, spec in MODELS.items() if spec.takes_boxes)
             for m in models:
                 if m not in MODELS:
                     raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
-                if MODELS[m].family in PROMPT_FREE_FAMILIES:
+                if not MODELS[m].takes_boxes:
                     raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
                                       f"box models: {', '.join(boxed)}")
             dim = raw.get("dim")
@@ -173,7 +173,7 @@ class Router:
         chain = (model,) if model else rule.models
         decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt)
         for name in chain:
-            missing = is_built(get_model(name), directory)
+            missing = missing_file(get_model(name), directory)
             if missing is None:
                 decision.model = name
                 break

@@ -1,4 +1,5 @@
-"""Running a folder of cases: one model load, one case at a time, a bad case never stops the others."""
+"""Running cases: the predictor (one function per case, and a folder run in this process); a bad case never
+stops the others."""
 from __future__ import annotations
 
 import csv
@@ -15,11 +16,11 @@ import numpy as np
 
 from litemedsam.cases import load_case, save_segmentation
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
-from litemedsam.pipeline import segment_case
+from litemedsam.prompting import BoxPrompting, Prompting
 from litemedsam.registry import get_model
 from litemedsam.router import Router
 from litemedsam.safeio import remove_stale_temps, write_text
-from litemedsam.segmenter import Segmenter, make_segmenter
+from litemedsam.segmenter import make_segmenter
 
 EFFICIENCY_CSV = "efficiency.csv"
 MAX_TIMES_BYTES = 64 << 20  # an efficiency.csv larger than this is not ours
@@ -141,122 +142,130 @@ def write_times(path: Path, rows: dict) -> None:
 
 
 class Segmenters:
-    """The segmenters of one run, made when a case first needs them (one session pair per model)."""
+    """The runtime objects of one run's models, made when a case first needs them (one session set per model)."""
 
-    def __init__(self, threads: int | None = None, factory: Callable[[str], Segmenter] | None = None):
+    def __init__(self, threads: int | None = None, factory: Callable[[str], object] | None = None):
         self.factory = factory or (lambda name: make_segmenter(name, threads=threads))
         self.loaded: dict = {}
 
-    def get(self, name: str) -> Segmenter:
+    def get(self, name: str):
         if name not in self.loaded:
             self.loaded[name] = self.factory(name)
         return self.loaded[name]
 
 
+class Predictor:
+    """A run's options and models (nnU-Net v2's predictor): ``segment_case`` segments one case file and is
+    the one function per case that every executor calls; ``predict_folder`` runs a folder in this process.
+
+    ``prompting`` (litemedsam.prompting) picks the model of each case and prompts it; models are loaded
+    once, when a case first needs them. Messages go through ``echo`` (lines starting with ERROR or WARNING
+    are problems).
+    """
+
+    def __init__(self, prompting: Prompting, threads: int | None = None, segmenters: Segmenters | None = None,
+                 echo: Callable[[str], None] = print, debug: bool = False):
+        self.prompting = prompting
+        self.segmenters = segmenters or Segmenters(threads)
+        self.echo = echo
+        self.debug = debug
+        self.warned: set = set()
+
+    def segment_case(self, path: Path) -> tuple[np.ndarray, str]:
+        """(label map, model name) of one case file; raises CaseError for a bad file, ModelError when the
+        model it needs cannot be used."""
+        case = load_case(path, require_boxes=self.prompting.uses_boxes)
+        if self.prompting.uses_boxes:
+            for warning in case.warnings:
+                self.echo(f"WARNING {shown(path.name)}: {warning}")
+        plan = self.prompting.choose(case)
+        for skipped, missing in plan.skipped:
+            self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along "
+                            f"the router's chain. Build it with: {get_model(skipped).build}")
+        return self.prompting.segment(self.segmenters.get(plan.model), case, plan), plan.model
+
+    def predict_folder(self, input_path: Path, output_dir: Path, continue_prediction: bool = False) -> list[Result]:
+        """Segment every case of ``input_path`` into ``output_dir`` (same file names).
+
+        Each output is written atomically when its case is done, and ``efficiency.csv`` (seconds per case)
+        is rewritten after every case, so an interrupted run keeps everything finished so far;
+        ``continue_prediction`` skips cases whose output already exists. A model that cannot be used raises
+        ModelError (nothing can be trusted); a bad case only fails that case.
+        """
+        echo = self.echo
+        check_folders(input_path, output_dir)
+        cases, notices = list_cases(input_path)
+        for notice in notices:
+            echo(f"WARNING: {notice}")
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot make the output folder {shown(output_dir)} ({e.strerror or e})") from None
+        if not output_dir.is_dir():
+            raise UsageError(f"the output folder {shown(output_dir)} is not a folder")
+        if not os.access(output_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
+        stale = remove_stale_temps(output_dir)
+        if stale:
+            echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
+        times_path = output_dir / EFFICIENCY_CSV
+        times = read_times(times_path, echo) if continue_prediction else {}
+        results: list[Result] = []
+        width = len(str(len(cases)))
+        for n, path in enumerate(cases, 1):
+            name = shown(path.name)
+            target = output_dir / path.name
+            prefix = f"[{n:>{width}}/{len(cases)}] {name}"
+            if continue_prediction and target.exists():
+                results.append(Result(path.name, 0.0, "existing"))
+                echo(f"{prefix}: output exists, skipped (--continue-prediction)")
+                continue
+            start = time.perf_counter()
+            chosen = ""
+            try:
+                if _same(path, target):
+                    raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
+                segs, chosen = self.segment_case(path)
+                save_segmentation(target, segs)
+                status, message = "ok", ""
+            except ModelError:
+                raise
+            except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
+                status, message = "failed", str(e)
+            except MemoryError:
+                status, message = "failed", "out of memory while segmenting this case"
+            except Exception as e:  # a bug of ours: report it, keep going with the other cases
+                status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
+                if self.debug:
+                    message += "\n" + traceback.format_exc()
+            seconds = time.perf_counter() - start
+            results.append(Result(path.name, seconds, status, message, chosen))
+            times[path.name] = {"time": f"{seconds:.4f}", "status": status}
+            if status == "ok":
+                echo(f"{prefix}: {seconds:.2f} s ({chosen})")
+            else:
+                echo(f"ERROR {name}: {message}")
+            self._record(times_path, times)
+        return results
+
+    def _warn_once(self, line: str) -> None:
+        if line not in self.warned:
+            self.warned.add(line)
+            self.echo(line)
+
+    def _record(self, path: Path, times: dict) -> None:
+        """Rewrite efficiency.csv after a case; when it cannot be written (disk full), say so once per reason
+        and go on: the next case tries again, and every case's status is printed anyway."""
+        try:
+            write_times(path, times)
+        except LitemedsamError as e:
+            self._warn_once(f"WARNING: {e}; the case times will be written when there is room again")
+
+
 def infer(input_path: Path, output_dir: Path, router: Router | None = None, segmenters: Segmenters | None = None,
           model: str | None = None, modality: str | None = None, continue_prediction: bool = False,
-          echo: Callable[[str], None] = print, debug: bool = False, mode=None) -> list[Result]:
-    """Segment every case of ``input_path`` into ``output_dir`` (same file names).
-
-    The router picks model and strategy per case (``model``/``modality`` override it). Each output
-    is written atomically when its case is done, and ``efficiency.csv`` (seconds per case) is
-    rewritten after every case, so an interrupted run keeps everything finished so far;
-    ``continue_prediction`` skips cases whose output already exists. A model file that is present
-    but altered raises ModelError (nothing can be trusted); a bad case only fails that case.
-    ``mode`` (selfprompt.SelfPrompt, oneshot.OneShot or promptless.Promptless) replaces box prompting:
-    boxes are ignored (and may be absent), ``mode.model`` segments what the mode finds in the cases
-    of ``mode.dims`` (3D volumes slice by slice).
-    """
-    router = router or Router.load()
-    segmenters = segmenters or Segmenters()
-    check_folders(input_path, output_dir)
-    cases, notices = list_cases(input_path)
-    for notice in notices:
-        echo(f"WARNING: {notice}")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot make the output folder {shown(output_dir)} ({e.strerror or e})") from None
-    if not output_dir.is_dir():
-        raise UsageError(f"the output folder {shown(output_dir)} is not a folder")
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
-    stale = remove_stale_temps(output_dir)
-    if stale:
-        echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
-    times_path = output_dir / EFFICIENCY_CSV
-    times = read_times(times_path, echo) if continue_prediction else {}
-    results: list[Result] = []
-    warned: set = set()
-    width = len(str(len(cases)))
-    for n, path in enumerate(cases, 1):
-        name = shown(path.name)
-        target = output_dir / path.name
-        prefix = f"[{n:>{width}}/{len(cases)}] {name}"
-        if continue_prediction and target.exists():
-            results.append(Result(path.name, 0.0, "existing"))
-            echo(f"{prefix}: output exists, skipped (--continue-prediction)")
-            continue
-        start = time.perf_counter()
-        chosen = ""
-        try:
-            if _same(path, target):
-                raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
-            case = load_case(path, require_boxes=mode is None)
-            for warning in case.warnings if mode is None else ():  # (they are about boxes)
-                echo(f"WARNING {name}: {warning}")
-            if mode is not None:
-                if case.dim not in mode.dims:
-                    raise CaseError(f"{mode.name} segments {' and '.join(mode.dims)} cases, not {case.dim}")
-                chosen = mode.model
-                seg = segmenters.get(chosen)
-                if case.dim == "3D":  # slice by slice
-                    segs = np.stack([mode.segment(seg, image) for image in case.image])
-                else:
-                    segs = mode.segment(seg, case.image)
-            else:
-                decision = router.decide(path.name, dim=case.dim, modality=modality, model=model)
-                for skipped, missing in decision.skipped:
-                    if skipped not in warned:
-                        warned.add(skipped)
-                        echo(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back "
-                             f"along the router's chain. Build it with: {get_model(skipped).build}")
-                if decision.model is None:
-                    raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
-                        f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
-                chosen = decision.model
-                segmenter = segmenters.get(chosen)
-                segmenter.prompt = decision.prompt
-                segs = segment_case(segmenter, case, decision.strategy, decision.margin)
-            save_segmentation(target, segs)
-            status, message = "ok", ""
-        except ModelError:
-            raise
-        except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
-            status, message = "failed", str(e)
-        except MemoryError:
-            status, message = "failed", "out of memory while segmenting this case"
-        except Exception as e:  # a bug of ours: report it, keep going with the other cases
-            status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
-            if debug:
-                message += "\n" + traceback.format_exc()
-        seconds = time.perf_counter() - start
-        results.append(Result(path.name, seconds, status, message, chosen))
-        times[path.name] = {"time": f"{seconds:.4f}", "status": status}
-        if status == "ok":
-            echo(f"{prefix}: {seconds:.2f} s ({chosen})")
-        else:
-            echo(f"ERROR {name}: {message}")
-        _record(times_path, times, echo, warned)
-    return results
-
-
-def _record(path: Path, times: dict, echo: Callable[[str], None], warned: set) -> None:
-    """Rewrite efficiency.csv after a case; when it cannot be written (disk full), say so once per reason and
-    go on: the next case tries again, and every case's status is printed anyway."""
-    try:
-        write_times(path, times)
-    except LitemedsamError as e:
-        if str(e) not in warned:
-            warned.add(str(e))
-            echo(f"WARNING: {e}; the case times will be written when there is room again")
+          echo: Callable[[str], None] = print, debug: bool = False, prompting: Prompting | None = None) -> list[Result]:
+    """A folder with box prompts (or ``prompting``): ``Predictor(...).predict_folder(...)``."""
+    prompting = prompting or BoxPrompting(router or Router.load(), model, modality)
+    return Predictor(prompting, segmenters=segmenters, echo=echo, debug=debug).predict_folder(
+        input_path, output_dir, continue_prediction)

@@ -1,33 +1,64 @@
-"""Box-prompted segmentation with an ONNX encoder/decoder pair: encode an image once, decode many boxes."""
+"""Box-prompted segmentation with an ONNX encoder/decoder pair: encode an image once, decode many prompts
+(the shape of segment-anything's SamPredictor). One class per model family; each says how it feeds its
+encoder, which frame an image gets in it (litemedsam.frame) and how its decoder takes a box.
+
+Every box segmenter offers: ``frame(h, w)``, ``encode(image) -> Embedding``, ``predict(emb, boxes, prompt)``
+with boxes in the model's input frame (``emb.frame.boxes_to_model``), and ``max_batch``.
+"""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from litemedsam import transforms
-from litemedsam.registry import PROMPT_FREE_FAMILIES, ModelSpec, get_model, model_paths
-from litemedsam.session import make_session
+from litemedsam.errors import ModelError
+from litemedsam.frame import Frame
+from litemedsam.registry import ModelSpec, get_model, model_paths
+from litemedsam.session import graph_size, make_session
 
 
 @dataclass
 class Embedding:
-    """An encoded image: features plus the geometry needed to map masks back."""
+    """An encoded image: its features and its frame (how the image sits in the model)."""
 
-    features: np.ndarray  # (1, 256, h, w) float32
-    resized_hw: tuple[int, int]  # the part of the low-res logits that covers the image
-    original_hw: tuple[int, int]
+    features: np.ndarray  # (1, C, G, G) float32
+    frame: Frame
+
+    @property
+    def original_hw(self) -> tuple:
+        return self.frame.original_hw
+
+
+class BoxSegmenter(Protocol):
+    """What litemedsam.pipeline needs of a model that takes boxes (registry: ``takes_boxes``)."""
+
+    max_batch: int
+
+    def frame(self, h: int, w: int) -> Frame: ...
+
+    def encode(self, image: np.ndarray) -> Embedding: ...
+
+    def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray: ...
+
+
+class ImageSegmenter(Protocol):
+    """A model that takes no prompt (litemedsam.promptless): an image to a label map."""
+
+    def segment(self, image: np.ndarray) -> np.ndarray: ...
 
 
 class Segmenter:
-    """LiteMedSAM-style segmenter (the shape of segment-anything's SamPredictor).
+    """LiteMedSAM (family "litemedsam"): image resized (longest side S, area), min-max normalised, padded;
+    boxes scaled and truncated to integers; low-res logits S x S; embedding cells S / 4, as the reference
+    script. ``max_batch`` boxes go through the decoder per call."""
 
-    ``encode`` runs the image encoder once per image; ``predict`` decodes any number of boxes
-    against that embedding, in chunks of ``max_batch`` boxes per decoder call.
-    """
-
+    logit_stride = 1  # input pixels per low-res logit
+    grid_stride = 4  # input pixels per embedding cell
     upsample = cv2.INTER_LINEAR  # how low-res logits are brought to the image size
 
     def __init__(self, model: str | ModelSpec = "litemedsam", threads: int | None = None,
@@ -36,20 +67,51 @@ class Segmenter:
         encoder, decoder = model_paths(self.spec, model_dir)
         self.encoder = make_session(encoder, threads)
         self.decoder = make_session(decoder, threads)
-        self.size = self.spec.image_size
+        self.size = self.input_size()
         self.max_batch = max_batch
-        self.prompt = "box"  # what the decoder is given per box; see EfficientSamSegmenter
         self.model_dir = model_dir
         self.threads = threads
         self._prompt_decoder = None
+
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    def frame(self, h: int, w: int) -> Frame:
+        return Frame.longest_side(h, w, self.size, self.size // self.logit_stride, self.size // self.grid_stride,
+                                  truncate_boxes=True, reference_boxes_from_masks=True)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W) or (H, W, 3) -> the encoder's (1, 3, S, S) float32 input."""
+        return transforms.preprocess(image, self.size)
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        (features,) = self.encoder.run(None, {"image": self.preprocess(image)})
+        return Embedding(features, self.frame(*image.shape[:2]))
+
+    def decoder_feeds(self, emb: Embedding, boxes: np.ndarray, prompt: str) -> dict:
+        """The box decoder's inputs for (n, 4) boxes in the input frame (``prompt`` is the router's prompt
+        style; LiteMedSAM takes the box alone whatever it is)."""
+        return {"image_embeddings": emb.features, "boxes": boxes}
+
+    def logits(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
+        """(N, 4) boxes in the input frame -> (N, L, L) low-res logits, ``max_batch`` boxes per call."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        out = [self.decoder.run(None, self.decoder_feeds(emb, boxes[i:i + self.max_batch], prompt))[0][:, 0]
+               for i in range(0, len(boxes), self.max_batch)]
+        if not out:
+            low = emb.frame.logit_size
+            return np.zeros((0, low, low), dtype=np.float32)
+        return np.concatenate(out)
+
+    def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
+        """(N, 4) boxes in the input frame -> (N, H, W) bool masks at the image size."""
+        return emb.frame.masks(self.logits(emb, boxes, prompt), self.upsample)
 
     @property
     def prompt_decoder(self):
         """SAM's general decoder (points, boxes as corners, mask input), loaded when first needed."""
         if self._prompt_decoder is None:
             if self.spec.prompt_decoder is None:
-                from litemedsam.registry import ModelError
-
                 raise ModelError(f"model {self.spec.name} has no point/mask decoder")
             (path,) = model_paths(self.spec, self.model_dir, entries=(self.spec.prompt_decoder,))
             self._prompt_decoder = make_session(path, self.threads)
@@ -57,167 +119,88 @@ class Segmenter:
 
     def predict_points(self, emb: Embedding, points: np.ndarray, labels: np.ndarray,
                        mask_input: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Any prompt: points (N, P, 2) in the resized frame with labels (N, P) (1 foreground,
-        0 background, 2/3 box corners, -1 padding) and optional low-res mask logits (N, S, S) ->
-        (N, H, W) bool masks and (N, S, S) low-res logits (to feed back as ``mask_input``)."""
+        """Any prompt: points (N, P, 2) in the input frame with labels (N, P) (1 foreground, 0 background,
+        2/3 box corners, -1 padding) and optional low-res mask logits (N, L, L) -> (N, H, W) bool masks and
+        (N, L, L) low-res logits (to feed back as ``mask_input``)."""
         n = len(points)
+        low = emb.frame.logit_size
         has = np.zeros(n, np.float32) if mask_input is None else np.ones(n, np.float32)
-        mask_input = np.zeros((n, self.size, self.size), np.float32) if mask_input is None else mask_input
+        mask_input = np.zeros((n, low, low), np.float32) if mask_input is None else mask_input
         logits, _ = self.prompt_decoder.run(None, {
             "image_embeddings": emb.features, "point_coords": np.asarray(points, np.float32),
             "point_labels": np.asarray(labels, np.float32),
             "mask_input": np.asarray(mask_input, np.float32)[:, None], "has_mask_input": has})
         logits = logits[:, 0]
-        return transforms.postprocess_masks(logits, emb.resized_hw, emb.original_hw), logits
+        return emb.frame.masks(logits), logits
 
-    def scale_points_hw(self, points: np.ndarray, h: int, w: int) -> np.ndarray:
-        """(..., 2) pixel coordinates of an (h, w) image -> the resized frame (not truncated)."""
-        return (np.asarray(points, np.float64) * (self.size / max(h, w))).astype(np.float32)
 
-    def encode(self, image: np.ndarray) -> Embedding:
-        """uint8 (H, W) or (H, W, 3) image -> Embedding."""
+class SamSegmenter(Segmenter):
+    """SAM ViT (family "sam": segment-anything's layout; SAM ViT-B or a LoRA-merged one), fed as segment-anything's
+    SamPredictor does: longest side to S (bilinear; area when shrinking), SAM's pixel mean and std, zero
+    padding; boxes scaled, not truncated; low-res logits S / 4; embedding cells S / 16."""
+
+    logit_stride = 4
+    grid_stride = 16
+
+    def input_size(self) -> int:
+        return graph_size(self.encoder)  # SAM and SAMed graphs are exported at several sizes
+
+    def frame(self, h: int, w: int) -> Frame:
+        return Frame.longest_side(h, w, self.size, self.size // self.logit_stride, self.size // self.grid_stride)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        x = transforms.preprocess(image, self.size)
-        (features,) = self.encoder.run(None, {"image": x})
-        return Embedding(features, transforms.resized_shape(h, w, self.size), (h, w))
-
-    def scale_boxes(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes in original pixels -> the model's resized frame."""
-        return self.scale_boxes_hw(boxes, *emb.original_hw)
-
-    def scale_boxes_hw(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
-        """(N, 4) boxes in pixels of an (h, w) image -> the model's resized frame."""
-        return transforms.scale_boxes(boxes, h, w, self.size)
-
-    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
-        """Prompt box around a (H, W) mask of a neighbouring slice, in the model's frame."""
-        return transforms.box_from_mask(mask, label, self.size, margin)
-
-    def decode(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
-        """One decoder call: (n, 4) float32 boxes in the model's frame -> (n, 1, s, s) low-res logits."""
-        masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "boxes": boxes})
-        return masks
-
-    def logits(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes in the resized frame -> (N, s, s) low-res logits, ``max_batch`` boxes per call."""
-        boxes256 = np.asarray(boxes256, dtype=np.float32).reshape(-1, 4)
-        out = [self.decode(emb, boxes256[i:i + self.max_batch])[:, 0] for i in range(0, len(boxes256), self.max_batch)]
-        if not out:
-            low = emb.features.shape[2] * 4
-            return np.zeros((0, low, low), dtype=np.float32)
-        return np.concatenate(out)
-
-    def predict(self, emb: Embedding, boxes256: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes in the resized frame -> (N, H, W) bool masks at the original size."""
-        return transforms.postprocess_masks(self.logits(emb, boxes256), emb.resized_hw, emb.original_hw, self.upsample)
+        nh, nw = transforms.resized_shape(h, w, self.size)
+        shrink = cv2.INTER_AREA if max(h, w) > self.size else cv2.INTER_LINEAR
+        small = cv2.resize(transforms.rgb(image), (nw, nh), interpolation=shrink).astype(np.float32)
+        x = np.zeros((1, 3, self.size, self.size), np.float32)
+        x[0, :, :nh, :nw] = ((small - transforms.SAM_PIXEL_MEAN) / transforms.SAM_PIXEL_STD).transpose(2, 0, 1)
+        return x
 
 
 class EfficientSamSegmenter(Segmenter):
-    """EfficientSAM (yformer/EfficientSAM) behind the same interface.
+    """EfficientSAM (family "efficientsam", yformer/EfficientSAM).
 
-    The encoder takes the image at its own size in [0, 1] and resizes it to 1024 x 1024 in the
-    graph (no aspect-ratio padding), so the prompt frame is that square: x * 1024 / W, y * 1024 / H.
-    A box is two corner points labelled 2 and 3; with ``prompt = "box+center"`` the box centre is
-    added as a foreground point (label 1). Points are padded to 6 with label -1, as upstream.
+    The encoder takes the image at its own size in [0, 1] and resizes it to S x S in the graph (no
+    aspect-ratio padding), so the frame is that square: x * S / W, y * S / H. A box is two corner points
+    labelled 2 and 3; with prompt "box+center" the box centre is added as a foreground point (label 1).
+    Points are padded to 6 with label -1, as upstream; logits are upsampled bicubically, as upstream.
     """
 
     MAX_POINTS = 6
-    upsample = cv2.INTER_CUBIC  # as upstream
+    logit_stride = 4
+    grid_stride = 16
+    upsample = cv2.INTER_CUBIC
 
-    def encode(self, image: np.ndarray) -> Embedding:
-        h, w = image.shape[:2]
-        x = np.ascontiguousarray(rgb(image).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
-        (features,) = self.encoder.run(None, {"image": x})
-        low = self.size // 4
-        return Embedding(features, (low, low), (h, w))
+    def frame(self, h: int, w: int) -> Frame:
+        return Frame.stretched(h, w, self.size, self.size // self.logit_stride, self.size // self.grid_stride)
 
-    def scale_boxes_hw(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
-        scale = np.array([w, h, w, h], dtype=np.float64)
-        return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self.size / scale).astype(np.float32)
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(transforms.rgb(image).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
 
-    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
-        ys, xs = np.nonzero(mask)
-        if ys.size == 0:
-            return None
-        h, w = mask.shape
-        # margin is given in pixels of a 256-pixel frame (LiteMedSAM's); keep it proportionate here
-        m = margin * max(h, w) / 256
-        box = np.array([[max(0, xs.min() - m), max(0, ys.min() - m), min(w - 1, xs.max() + m), min(h - 1, ys.max() + m)]])
-        return self.scale_boxes_hw(box, h, w)[0]
-
-    def prompts(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 4) boxes in the 1024 frame -> points (N, 6, 2) and labels (N, 6)."""
+    def decoder_feeds(self, emb: Embedding, boxes: np.ndarray, prompt: str) -> dict:
+        """(n, 4) boxes in the S x S frame -> points (n, 6, 2) and labels (n, 6)."""
         n = len(boxes)
         corners = boxes.reshape(n, 2, 2)
         labels = [2, 3]
-        if self.prompt == "box+center":
+        if prompt == "box+center":
             corners = np.concatenate([corners.mean(axis=1, keepdims=True), corners], axis=1)
             labels = [1, 2, 3]
         points = np.full((n, self.MAX_POINTS, 2), -1.0, dtype=np.float32)
         point_labels = np.full((n, self.MAX_POINTS), -1.0, dtype=np.float32)
         points[:, :len(labels)] = corners
         point_labels[:, :len(labels)] = labels
-        return points, point_labels
-
-    def decode(self, emb: Embedding, boxes: np.ndarray) -> np.ndarray:
-        points, labels = self.prompts(boxes)
-        masks, _ = self.decoder.run(None, {"image_embeddings": emb.features, "points": points, "point_labels": labels})
-        return masks
+        return {"image_embeddings": emb.features, "points": points, "point_labels": point_labels}
 
 
-SAM_PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
-SAM_PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
-
-
-def rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) -> (H, W, 3)."""
-    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
-
-
-def graph_size(session) -> int:
-    """The square input size an image graph was exported for."""
-    return int(session.get_inputs()[0].shape[-1])
-
-
-class SamSegmenter(Segmenter):
-    """SAM ViT (segment-anything's layout; SAM ViT-B or a LoRA-merged one) behind the same interface, as
-    segment-anything's SamPredictor feeds it: longest side to S (bilinear; area when shrinking), SAM's
-    pixel mean and std, zero padding; boxes scaled, not truncated; low-res logits cover S / 4."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.size = graph_size(self.encoder)
-
-    def encode(self, image: np.ndarray) -> Embedding:
-        h, w = image.shape[:2]
-        nh, nw = transforms.resized_shape(h, w, self.size)
-        shrink = cv2.INTER_AREA if max(h, w) > self.size else cv2.INTER_LINEAR
-        small = cv2.resize(rgb(image), (nw, nh), interpolation=shrink).astype(np.float32)
-        x = np.zeros((1, 3, self.size, self.size), np.float32)
-        x[0, :, :nh, :nw] = ((small - SAM_PIXEL_MEAN) / SAM_PIXEL_STD).transpose(2, 0, 1)
-        (features,) = self.encoder.run(None, {"image": x})
-        return Embedding(features, (max(1, round(nh / 4)), max(1, round(nw / 4))), (h, w))
-
-    def scale_boxes_hw(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
-        return (np.asarray(boxes, np.float64).reshape(-1, 4) * (self.size / max(h, w))).astype(np.float32)
-
-    def box_from_mask(self, mask: np.ndarray, label: int, margin: int) -> np.ndarray | None:
-        ys, xs = np.nonzero(mask)
-        if ys.size == 0:
-            return None
-        h, w = mask.shape
-        m = margin * max(h, w) / 256  # the margin is given in LiteMedSAM's 256 frame
-        box = np.array([[max(0, xs.min() - m), max(0, ys.min() - m), min(w - 1, xs.max() + m), min(h - 1, ys.max() + m)]])
-        return self.scale_boxes_hw(box, h, w)[0]
+def runtime_class(spec: ModelSpec):
+    """The class that runs a model, as its registry entry names it ("module:Class"), imported on first use."""
+    module, _, name = spec.runtime.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None):
-    """The segmenter class for the model's family (prompt-free families: litemedsam.promptless)."""
+    """The runtime object of a registered model: a box segmenter (this module's classes) or, for models that
+    take no prompt, an image segmenter (litemedsam.promptless)."""
     spec = get_model(model) if isinstance(model, str) else model
-    if spec.family in PROMPT_FREE_FAMILIES:
-        from litemedsam.promptless import AutoPromptSegmenter, SemanticSegmenter
-
-        cls = SemanticSegmenter if spec.family == "samed" else AutoPromptSegmenter
-        return cls(spec, threads=threads, model_dir=model_dir)
-    cls = {"efficientsam": EfficientSamSegmenter, "sam": SamSegmenter}.get(spec.family, Segmenter)
-    return cls(spec, threads=threads, model_dir=model_dir)
+    return runtime_class(spec)(spec, threads=threads, model_dir=model_dir)

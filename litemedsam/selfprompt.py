@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from litemedsam import transforms
+from litemedsam.prompting import SlicePrompting
 from litemedsam.safeio import write_bytes
 from litemedsam.segmenter import Embedding, Segmenter
 
@@ -26,9 +26,8 @@ def training_pixels(seg: Segmenter, image: np.ndarray, mask: np.ndarray) -> tupl
     """Embedding cells of the image (n, 256) and their labels (n,): the mask resized like the image,
     then to the embedding grid (nearest), as upstream does with SAM's 64 x 64 grid."""
     emb = seg.encode(image)
-    grid = emb.features.shape[2]
-    labels = transforms.image_to_grid(mask, emb.resized_hw, seg.size, grid)
-    rows, cols = transforms.grid_cells(emb.resized_hw, seg.size, grid)
+    labels = emb.frame.image_to_grid(mask)
+    rows, cols = emb.frame.grid_cells()
     x = emb.features[0, :, :rows, :cols].reshape(emb.features.shape[1], -1).T
     return x.astype(np.float64), labels[:rows, :cols].ravel().astype(np.float64)
 
@@ -80,10 +79,10 @@ def head_metadata(session) -> dict:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def coarse_mask(head, emb: Embedding, size: int) -> np.ndarray:
+def coarse_mask(head, emb: Embedding) -> np.ndarray:
     """The head's foreground (probability > 0.5) at the original image size (nearest, as upstream)."""
     (prob,) = head.run(None, {"image_embeddings": emb.features})
-    return transforms.grid_to_image(prob[0, 0] > 0.5, emb.resized_hw, emb.original_hw, size).astype(np.uint8)
+    return emb.frame.grid_to_image(prob[0, 0] > 0.5).astype(np.uint8)
 
 
 def self_prompts(mask: np.ndarray):
@@ -107,18 +106,17 @@ def segment_self(seg: Segmenter, head, image: np.ndarray, prompt: str = "box") -
 
 def segment_embedded(seg: Segmenter, head, emb: Embedding, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:
     """segment_self on an image already encoded; ``prompt``: box, point or point+box."""
-    coarse = coarse_mask(head, emb, seg.size)
+    coarse = coarse_mask(head, emb)
     out = np.zeros(emb.original_hw, np.uint8)
     prompts = self_prompts(coarse)
     if prompts is None:
         return out, coarse
     point, box = prompts
-    h, w = emb.original_hw
-    box = seg.scale_boxes(emb, box[None])[0]  # truncated to integers like every box prompt
+    box = emb.frame.boxes_to_model(box[None])[0]  # (truncated to integers for LiteMedSAM, as every box prompt)
     if prompt == "box":  # the box decoder (the general one gives the same masks, slower)
         out[seg.predict(emb, box[None])[0]] = 1
         return out, coarse
-    point = seg.scale_points_hw(point[None], h, w)
+    point = emb.frame.points_to_model(point[None])
     if prompt == "point":
         pts, labels = point, [1]
     else:
@@ -128,8 +126,8 @@ def segment_embedded(seg: Segmenter, head, emb: Embedding, prompt: str = "box") 
     return out, coarse
 
 
-class SelfPrompt:
-    """infer --prompt self: the head's model, prompted by the head."""
+class SelfPrompt(SlicePrompting):
+    """infer --prompt self: the head's model, prompted by the head (2D cases)."""
 
     name = "self-prompting (--prompt self)"
     dims = ("2D",)
@@ -138,5 +136,5 @@ class SelfPrompt:
         self.head = head
         self.model = head_metadata(head).get("model", "litemedsam")
 
-    def segment(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
+    def segment_image(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
         return segment_self(seg, self.head, image)[0]

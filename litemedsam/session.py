@@ -71,3 +71,8 @@ def make_session(path: str | Path, threads: int | None = None):
     except Exception as e:  # ONNX Runtime's own exception types; its first line says what is wrong
         lines = str(e).strip().splitlines() or [type(e).__name__]
         raise ModelError(f"{shown(path)}: ONNX Runtime cannot load it ({shown(lines[0])[:300]})") from None
+
+
+def graph_size(session) -> int:
+    """The square input size an image graph was exported for."""
+    return int(session.get_inputs()[0].shape[-1])

@@ -1,8 +1,18 @@
-"""Image, box and mask transforms of the reference LiteMedSAM inference script, in NumPy/OpenCV."""
+"""Image, box and mask transforms of the reference LiteMedSAM inference script (and the pixel statistics
+of segment-anything), in NumPy/OpenCV. Per-image geometry lives in litemedsam.frame."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+
+SAM_PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # segment-anything's normalisation
+SAM_PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) -> (H, W, 3)."""
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
 def resized_shape(h: int, w: int, target: int) -> tuple[int, int]:
@@ -68,28 +78,3 @@ def postprocess_masks(logits: np.ndarray, resized_hw: tuple[int, int], original_
         up = cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=interpolation)
         np.greater(up, 0.0, out=out[i])
     return out
-
-
-def image_to_grid(mask: np.ndarray, resized_hw: tuple[int, int], target: int, grid: int,
-                  interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
-    """(H, W) map of an image -> (grid, grid) float32 on the image embedding's cells: resized like the
-    image (longest side ``target``, padded bottom/right with 0), then to the grid."""
-    nh, nw = resized_hw
-    frame = np.zeros((target, target), np.float32)
-    frame[:nh, :nw] = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=interpolation)
-    return cv2.resize(frame, (grid, grid), interpolation=interpolation)
-
-
-def grid_to_image(grid_map: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int], target: int,
-                  interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
-    """(grid, grid) map on the embedding's cells -> (H, W): to the padded frame, crop the padding, resize."""
-    nh, nw = resized_hw
-    h, w = original_hw
-    frame = cv2.resize(np.asarray(grid_map, np.float32), (target, target), interpolation=interpolation)[:nh, :nw]
-    return cv2.resize(frame, (w, h), interpolation=interpolation)
-
-
-def grid_cells(resized_hw: tuple[int, int], target: int, grid: int) -> tuple[int, int]:
-    """Rows and columns of embedding cells that cover the image (the others cover only padding)."""
-    nh, nw = resized_hw
-    return int(np.ceil(nh * grid / target)), int(np.ceil(nw * grid / target))

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from litemedsam.registry import MODELS, ModelError, verified_path
+from litemedsam.registry import MODELS, ModelError, dev_data_dir, verified_path
 
 REPO = Path(__file__).resolve().parent.parent
-DEV = Path(os.environ.get("LITEMEDSAM_DEV_DATA", REPO.parent / "shared" / "data" / "cvpr24-dev"))
+DEV = dev_data_dir()
 
 
 @pytest.fixture(scope="session")

@@ -115,19 +115,20 @@ def test_segmenter_matches_torch_on_a_real_image(small_model, dev_data):
     case = load_case(dev_data / "imgs" / "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz")
     h, w = case.image.shape[:2]
     for prompt in ("box", "box+center"):
-        seg.prompt = prompt
         emb = seg.encode(case.image)
-        boxes = seg.scale_boxes(emb, case.boxes)
-        logits = seg.logits(emb, boxes)
+        boxes = emb.frame.boxes_to_model(case.boxes)
+        logits = seg.logits(emb, boxes, prompt)
         with torch.no_grad():
             image = torch.from_numpy(case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255)
-            points, labels = seg.prompts(boxes)
+            feeds = seg.decoder_feeds(emb, boxes, prompt)
+            points, labels = feeds["points"], feeds["point_labels"]
+            assert labels[0, :3].tolist() == ([2, 3, -1] if prompt == "box" else [1, 2, 3])
             ref, _ = DecoderGraph(model)(EncoderGraph(model)(image), torch.from_numpy(points), torch.from_numpy(labels))
         assert np.abs(ref.numpy()[:, 0] - logits).max() < 1e-3
-        labels_map = segment_2d(seg, case.image, case.boxes)
+        labels_map = segment_2d(seg, case.image, case.boxes, prompt=prompt)
         assert labels_map.shape == (h, w)
     # box scaling is the upstream one: x * 1024 / W, y * 1024 / H (here 256 for the small model)
-    assert np.allclose(seg.scale_boxes_hw(np.array([[0, 0, w, h]]), h, w), [[0, 0, 256, 256]])
+    assert np.allclose(seg.frame(h, w).boxes_to_model([[0, 0, w, h]]), [[0, 0, 256, 256]])
 
 
 def test_quantized_agrees_and_is_recorded(small_model, tmp_path, monkeypatch):
@@ -146,8 +147,8 @@ def test_quantized_agrees_and_is_recorded(small_model, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (200, 240, 3), dtype=np.uint8)
     boxes = np.array([[20, 30, 150, 160], [100, 20, 230, 190]])
-    a = ref.logits(ref.encode(image), ref.scale_boxes_hw(boxes, 200, 240))
-    b = q.logits(q.encode(image), q.scale_boxes_hw(boxes, 200, 240))
+    a = ref.logits(ref.encode(image), ref.frame(200, 240).boxes_to_model(boxes))
+    b = q.logits(q.encode(image), q.frame(200, 240).boxes_to_model(boxes))
     corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert corr > 0.9, corr
 

@@ -53,7 +53,7 @@ def test_factored_attention_is_the_same_function():
     """Attention.few_queries / few_keys (the fast decoder's arrangements) against forward(), with the
     image side shared by all prompts (batch 1) or per prompt, and non-zero biases."""
     torch = pytest.importorskip("torch")
-    from export.sam_modules import Attention
+    from export.two_way import Attention
 
     torch.manual_seed(0)
     attn = Attention(32, 4, 2).eval()

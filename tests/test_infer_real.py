@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "evaluation"))
-from compute_metrics import agreement  # noqa: E402
+from evaluation.compute_metrics import agreement
 CASES_2D = ["2DBox_CT_SAMMed2D_s0114_111.npz", "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz",
             "2DBox_US_MedScribble-CAMUS_train-patient0173_axis0_midslice.npz"]
 CASES_3D = ["3DBox_MR_pyradiomics_breast1.npz", "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
@@ -114,9 +113,9 @@ def test_decoder_batches_like_single_calls(segmenter, dev_data):
     with np.load(dev_data / "imgs" / CASES_2D[0]) as npz:
         image, boxes = npz["imgs"], npz["boxes"]
     emb = segmenter.encode(image)
-    boxes256 = segmenter.scale_boxes(emb, boxes)
-    together = segmenter.logits(emb, boxes256)
-    alone = np.concatenate([segmenter.logits(emb, b[None]) for b in boxes256])
+    model_boxes = emb.frame.boxes_to_model(boxes)
+    together = segmenter.logits(emb, model_boxes)
+    alone = np.concatenate([segmenter.logits(emb, b[None]) for b in model_boxes])
     assert together.shape == (len(boxes), 256, 256)
     assert np.abs(together - alone).max() < 1e-3
 

@@ -10,7 +10,7 @@ def test_merge_equals_adapted_model():
     import torch
 
     from export.lora import add_lora, lora_state, merge
-    from export.sam_modules import LiteMedSAM
+    from export.litemedsam import LiteMedSAM
 
     torch.manual_seed(0)
     model = LiteMedSAM().eval()
@@ -61,7 +61,7 @@ def test_train_two_steps_then_merge_loads_strictly(dev_data, tmp_path):
 
     import torch
 
-    from export.sam_modules import LiteMedSAM
+    from export.litemedsam import LiteMedSAM
     from litemedsam.registry import CHECKPOINTS, ModelError, verified_path
 
     try:

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "evaluation"))
-from compute_metrics import case_metrics, surface_dice  # noqa: E402
+from evaluation.compute_metrics import case_metrics, surface_dice
 
 REPO = Path(__file__).resolve().parent.parent
 

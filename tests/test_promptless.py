@@ -258,10 +258,11 @@ def test_sam_vit_box_runtime_matches_torch(dev_data, tmp_path):
     import torch
     import torch.nn.functional as F
 
-    from export.sam_modules import BoxDecoder
+    from export.graphs import BoxDecoder
     from export.sam_vit import SamModel, export
     from litemedsam.registry import MODELS, write_manifest
-    from litemedsam.segmenter import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamSegmenter, make_segmenter
+    from litemedsam.segmenter import SamSegmenter, make_segmenter
+    from litemedsam.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
     torch.manual_seed(0)
     model = SamModel(**SMALL_SAM).eval()
@@ -273,7 +274,7 @@ def test_sam_vit_box_runtime_matches_torch(dev_data, tmp_path):
     h, w = image.shape[:2]
     boxes = np.array([[100, 80, 400, 300], [20, 30, 200, 420]], np.float64)
     emb = seg.encode(image)
-    masks = seg.predict(emb, seg.scale_boxes(emb, boxes))
+    masks = seg.predict(emb, emb.frame.boxes_to_model(boxes))
 
     nh, nw = int(h * 256 / max(h, w) + 0.5), int(w * 256 / max(h, w) + 0.5)
     small = (cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32) - SAM_PIXEL_MEAN) / SAM_PIXEL_STD

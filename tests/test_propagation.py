@@ -3,38 +3,34 @@ bright pixels inside the prompt box. (The real graphs are exercised in test_infe
 import numpy as np
 
 from litemedsam import transforms as T
+from litemedsam.frame import Frame
 from litemedsam.pipeline import segment_2d, segment_3d
 from litemedsam.segmenter import Embedding
 
 
 class ThresholdSegmenter:
+    """A box segmenter (the protocol of litemedsam.segmenter) in LiteMedSAM's 256 frame."""
+
     size = 256
     max_batch = 16
 
     def __init__(self):
         self.encoded = []  # slice images passed to encode, by identity of content
-        self.prompts = []  # (call number, boxes256)
+        self.prompts = []  # (call number, boxes in the 256 frame)
+
+    def frame(self, h, w):
+        return Frame.longest_side(h, w, 256, 256, 64, truncate_boxes=True, reference_boxes_from_masks=True)
 
     def encode(self, image):
         self.encoded.append(image.copy())
-        h, w = image.shape[:2]
-        return Embedding(image, T.resized_shape(h, w, self.size), (h, w))
+        return Embedding(image, self.frame(*image.shape[:2]))
 
-    def scale_boxes(self, emb, boxes):
-        return self.scale_boxes_hw(boxes, *emb.original_hw)
-
-    def scale_boxes_hw(self, boxes, h, w):
-        return T.scale_boxes(boxes, h, w, self.size)
-
-    def box_from_mask(self, mask, label, margin):
-        return T.box_from_mask(mask, label, self.size, margin)
-
-    def predict(self, emb, boxes256):
-        self.prompts.append(np.array(boxes256))
+    def predict(self, emb, boxes, prompt="box"):
+        self.prompts.append(np.array(boxes))
         h, w = emb.original_hw
         ratio = max(h, w) / self.size
-        out = np.zeros((len(boxes256), h, w), bool)
-        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes256) * ratio):
+        out = np.zeros((len(boxes), h, w), bool)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes) * ratio):
             x0, y0 = int(np.floor(x0)), int(np.floor(y0))
             x1, y1 = int(np.ceil(x1)), int(np.ceil(y1))
             out[i, y0:y1 + 1, x0:x1 + 1] = emb.features[y0:y1 + 1, x0:x1 + 1] > 100

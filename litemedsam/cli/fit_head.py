@@ -1,4 +1,3 @@
-import sys
 import time
 from pathlib import Path
 
@@ -53,17 +52,15 @@ def fit_head(cases, output, gts, k, model, threads):
                 raise CaseError(f"ground truth {shown(gt_path)}: {e}") from None
             if mask.shape != case.image.shape[:2]:
                 raise CaseError(f"ground truth {gt_path} has shape {mask.shape}, image {case.image.shape[:2]}")
-        except CaseError as e:
-            click.echo(f"ERROR {shown(path.name)}: {e}", err=True)
-            sys.exit(1)
+        except CaseError as e:  # ends the command with exit 1 (cli.main)
+            raise CaseError(f"{shown(path.name)}: {e}") from None
         x, y = training_pixels(seg, case.image, mask)
         xs.append(x)
         ys.append(y)
         used.append(path.name)
     x, y = np.concatenate(xs), np.concatenate(ys)
     if y.min() == y.max():
-        click.echo("ERROR: the ground truths give only one class; a head needs foreground and background", err=True)
-        sys.exit(1)
+        raise CaseError("the ground truths give only one class; a head needs foreground and background")
     weights, bias = fit_logistic(x, y)
     accuracy = float((((x @ weights + bias) > 0) == (y > 0)).mean())
     save_head(output, weights, bias, {"model": model, "k": len(used), "cases": " ".join(used),

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from litemedsam.errors import LitemedsamError, Terminated, UsageError, shown
-from litemedsam.registry import MODELS, PROMPT_FREE_FAMILIES
+from litemedsam.registry import MODELS
 
 
 def prompt_mode(prompt, head, reference, reference_mask, model, threads):
@@ -13,8 +13,8 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
     if prompt == "none":
         from litemedsam.promptless import Promptless
 
-        free = sorted(name for name, spec in MODELS.items() if spec.family in PROMPT_FREE_FAMILIES)
-        if model is None or MODELS[model].family not in PROMPT_FREE_FAMILIES:
+        free = sorted(name for name, spec in MODELS.items() if not spec.takes_boxes)
+        if model is None or MODELS[model].takes_boxes:
             raise UsageError(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
         return Promptless(model)
     if head is not None:
@@ -75,14 +75,14 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
     2 when nothing could run (a missing or altered model file, an unusable router file).
     """
+    from litemedsam.prompting import BoxPrompting
     from litemedsam.router import Router, RouterError
-    from litemedsam.runner import Segmenters
-    from litemedsam.runner import infer as run
+    from litemedsam.runner import Predictor
     from litemedsam.session import resolve_threads
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
-    if model is not None and MODELS[model].family in PROMPT_FREE_FAMILIES and prompt != "none":
+    if model is not None and not MODELS[model].takes_boxes and prompt != "none":
         raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
     if reference is not None and prompt != "box":
         raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
@@ -101,14 +101,14 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         if modality and router.modality(modality) is None:
             raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
-        mode = prompt_mode(prompt, head, reference, reference_mask, model, threads)
-        results = run(input_path, output_dir, router, Segmenters(threads), model=model, modality=modality,
-                      continue_prediction=continue_prediction, echo=echo, debug=debug, mode=mode)
+        prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
+                     or BoxPrompting(router, model, modality))
+        predictor = Predictor(prompting, threads, echo=echo, debug=debug)
+        results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code
     except OSError as e:  # the input folder itself (listing it)
-        click.echo(f"ERROR: {shown(e.filename or input_path)}: {e.strerror or e}", err=True)
-        sys.exit(2)
+        raise UsageError(f"{shown(e.filename or input_path)}: {e.strerror or e}") from None
     except KeyboardInterrupt as e:
         why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         click.echo(f"{why}: finished cases are in {shown(output_dir)}; resume with --continue-prediction", err=True)

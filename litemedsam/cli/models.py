@@ -6,16 +6,10 @@ from pathlib import Path
 
 import click
 
-from litemedsam.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, model_paths,
-                                 sha256_of, work_dir)
+from litemedsam.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, missing_file,
+                                 model_paths, sha256_of, work_dir)
 
 PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
-EXPORTERS = {  # model -> (module, arguments before --checkpoint)
-    "litemedsam": ("export.litemedsam", []),
-    "litemedsam-ft": ("export.litemedsam", ["--model", "litemedsam-ft"]),
-    "efficientsam-ti": ("export.efficient_sam", ["--variant", "ti"]),
-    "efficientsam-s": ("export.efficient_sam", ["--variant", "s"]),
-}
 
 
 @click.group()
@@ -27,7 +21,7 @@ def models():
 def list_models():
     """Show the registry and the state of each model."""
     for spec in MODELS.values():
-        click.echo(f"{spec.name} ({spec.family}): input {spec.image_size}; {spec.preprocessing}; prompt: {spec.prompt}")
+        click.echo(f"{spec.name} ({spec.family}): input {spec.input_size}; {spec.kind.preprocessing}; prompt: {spec.kind.prompt}")
         click.echo(f"  from {spec.source}" + (f", int8 of {spec.quantized_from}" if spec.quantized_from else ""))
         if spec.pinned:
             for entry in (CHECKPOINTS[spec.source], *spec.files):
@@ -35,7 +29,7 @@ def list_models():
                 state = "missing" if not path.is_file() else ("ok" if sha256_of(path) == entry.sha256 else "MODIFIED")
                 click.echo(f"  {entry.file:34s} {state:8s} sha256 {entry.sha256}")
             continue
-        missing = is_built(spec)
+        missing = missing_file(spec)
         if missing:
             click.echo(f"  not built (missing {missing}); build: {spec.build}")
             continue
@@ -69,35 +63,49 @@ def _need_export_tools():
 
 
 @models.command()
-@click.option("--model", "name", type=click.Choice(sorted(EXPORTERS)), default="litemedsam", show_default=True)
+@click.option("--model", "name", type=click.Choice(sorted(MODELS)), default="litemedsam", show_default=True)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Torch checkpoint (default for litemedsam: the verified work_dir/lite_medsam.pth; required "
-                   "for the others: a fine-tuned LiteMedSAM, efficient_sam_vitt.pt or efficient_sam_vits.pt).")
-def export(name, checkpoint):
-    """Export a model's ONNX graphs from its torch checkpoint and check them against torch."""
+              help="Torch checkpoint: the model's source (`litemedsam models list`); litemedsam uses the verified "
+                   "work_dir/lite_medsam.pth, int8 models their float model.")
+@click.option("--lora", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="samed, sam-vit-b: a SAMed LoRA file merged into the checkpoint first.")
+@click.option("--img-size", type=click.IntRange(min=64), default=None, help="sam-vit-b, samed, promise: input size.")
+@click.option("--point-value", default=None, help="promise: the labels of its points, e.g. 1-1-0-0.")
+@click.option("--force", is_flag=True, help="int8 models: keep one that fails its agreement gate.")
+def export(name, checkpoint, lora, img_size, point_value, force):
+    """Export any registered model from its torch checkpoint with its family's exporter (python -m export),
+    check the graphs against torch, and verify the files."""
     _need_export_tools()
-    module, args = EXPORTERS[name]
-    if checkpoint is None and name != "litemedsam":
-        raise click.ClickException(f"--checkpoint is required for {name} ({MODELS[name].source})")
-    if checkpoint is not None:
-        args = args + ["--checkpoint", str(checkpoint.resolve())]
-    done = subprocess.run([sys.executable, "-m", module, *args, "--out-dir", str(work_dir())], cwd=REPO_ROOT)
+    spec = MODELS[name]
+    if checkpoint is None and not spec.pinned and not spec.quantized_from:
+        raise click.ClickException(f"--checkpoint is required for {name} ({spec.source}); build: {spec.build}")
+    args = ["--model", name, "--out-dir", str(work_dir())]
+    for flag, value in (("--checkpoint", checkpoint), ("--lora", lora)):
+        if value is not None:
+            args += [flag, str(value.resolve())]
+    for flag, value in (("--img-size", img_size), ("--point-value", point_value)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += ["--force"] if force else []
+    done = subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO_ROOT)
     if done.returncode != 0:
-        raise click.ClickException("export failed (see above)")
+        raise click.ClickException(f"export of {name} failed (see above)")
     _verify([name])
 
 
 @models.command()
 @click.argument("name", type=click.Choice(sorted(n for n, s in MODELS.items() if f"{n}-int8" in MODELS)))
 @click.option("--cases", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Challenge cases for the agreement gate (default: ../shared/data/cvpr24-dev/imgs if present).")
+              help="Challenge cases for the agreement gate (default: the dev cases' imgs/, if present).")
 @click.option("--min-dice", type=float, default=0.97, show_default=True)
 @click.option("--force", is_flag=True, help="Keep the int8 model even if it fails the gate.")
 def quantize(name, cases, min_dice, force):
-    """Make NAME-int8 (dynamic int8) and keep it only if its masks agree with NAME's."""
+    """Make NAME-int8 (dynamic int8) and keep it only if its masks agree with NAME's
+    (the same as `models export --model NAME-int8`)."""
     _need_export_tools()
-    args = [name, "--min-dice", str(min_dice)] + (["--cases", str(cases.resolve())] if cases else []) + (["--force"] if force else [])
-    done = subprocess.run([sys.executable, "-m", "export.quantize", *args], cwd=REPO_ROOT)
+    args = ["--model", f"{name}-int8", "--out-dir", str(work_dir()), "--min-dice", str(min_dice)]
+    args += ["--cases", str(cases.resolve())] if cases else []
+    done = subprocess.run([sys.executable, "-m", "export", *args, *(["--force"] if force else [])], cwd=REPO_ROOT)
     if done.returncode != 0:
         raise click.ClickException(f"{name}-int8 not made (see above)")
 
@@ -132,7 +140,7 @@ def finetune(cases, gts, rank, steps, lr):
 def _verify(names=None):
     for name in names or MODELS:
         spec = MODELS[name]
-        if names is None and not spec.pinned and is_built(spec):
+        if names is None and not spec.pinned and not is_built(spec):
             continue  # optional models that are not built are not an error
         try:
             paths = model_paths(spec, entries=spec.files)

@@ -1,0 +1,45 @@
+"""The house's floors: the runtime never imports torch or the export tools, and its modules import each other
+without a circle (so that any module, e.g. a worker's, can be imported first)."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "litemedsam"
+
+
+def imports() -> dict:
+    """module -> the litemedsam modules it imports (at any depth of its code)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = found
+    return graph
+
+
+def test_runtime_imports_neither_torch_nor_export():
+    for module, found in imports().items():
+        assert not {m for m in found if m.split(".")[0] in ("torch", "export", "benchmarks", "evaluation")}, module
+
+
+def test_no_import_circle_in_the_runtime():
+    graph = imports()
+    edges = {m: {d for d in found if d in graph and d != m} for m, found in graph.items()}
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in edges[m]:
+            assert state.get(d) != "open", "import circle: " + " -> ".join(path + [m, d])
+            if d not in state:
+                visit(d, path + [m])
+        state[m] = "done"
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [])
