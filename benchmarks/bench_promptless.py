@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from labelled import DEV
 from litemedsam.cases import load_case

@@ -35,7 +35,7 @@ from export.graphs import upconv2x2_channels_last
 from export.layers import LayerNorm2d
 from export.onnx_export import GraphSpec, check_chain, export_graph
 from export.prompt_encoder import RandomPositionEmbedding
-from export.two_way import Attention, TwoWayBlock, TwoWayTransformer
+from export.two_way import TwoWayBlock, TwoWayTransformer
 
 VARIANTS = {
     "ti": dict(width=192, heads=3, model="efficientsam-ti"),

@@ -3,7 +3,6 @@ the box decoder in its reference arrangement and in the faster one that is expor
 decoder (points, boxes as corners, mask input)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

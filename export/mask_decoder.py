@@ -3,7 +3,6 @@ transformer to masks and IoU predictions. Written for export only."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from export.layers import MLP, LayerNorm2d

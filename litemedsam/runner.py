@@ -2,10 +2,7 @@
 stops the others."""
 from __future__ import annotations
 
-import csv
-import io
 import os
-import stat
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,14 +13,13 @@ import numpy as np
 
 from litemedsam.cases import load_case, save_segmentation
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
+from litemedsam.folders import check_folders, list_cases, same_file
 from litemedsam.prompting import BoxPrompting, Prompting
 from litemedsam.registry import get_model
 from litemedsam.router import Router
-from litemedsam.safeio import remove_stale_temps, write_text
+from litemedsam.safeio import remove_stale_temps
 from litemedsam.segmenter import make_segmenter
-
-EFFICIENCY_CSV = "efficiency.csv"
-MAX_TIMES_BYTES = 64 << 20  # an efficiency.csv larger than this is not ours
+from litemedsam.timing import EFFICIENCY_CSV, read_times, write_times
 
 
 @dataclass
@@ -33,112 +29,6 @@ class Result:
     status: str  # "ok", "failed" or "existing" (kept from an earlier run)
     message: str = ""
     model: str = ""
-
-
-def list_cases(input_path: Path) -> tuple[list, list]:
-    """The cases of a folder, sorted: its entries named *.npz in any letter case that are files, or symbolic
-    links (a broken link or a link loop is a case that fails with a message, so it is not lost silently);
-    and notices for the entries named *.npz that are skipped: hidden ones (a leading '.'), folders, FIFOs and
-    devices. A file given as the input is the only case."""
-    if not input_path.is_dir():
-        return [input_path], []
-    cases, skipped = [], {}
-    for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
-        if not entry.name.lower().endswith(".npz"):
-            continue
-        if entry.name.startswith("."):
-            skipped.setdefault(("hidden file", "hidden files"), []).append(entry.name)
-            continue
-        try:
-            mode = os.stat(entry.path).st_mode
-        except OSError:  # broken link or loop: reported as a failed case
-            cases.append(Path(entry.path))
-            continue
-        if stat.S_ISREG(mode):
-            cases.append(Path(entry.path))
-        else:
-            kind = (("folder", "folders") if stat.S_ISDIR(mode) else ("FIFO", "FIFOs") if stat.S_ISFIFO(mode)
-                    else ("special file", "special files"))
-            skipped.setdefault(kind, []).append(entry.name)
-    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *.npz: "
-               + ", ".join(shown(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
-               + (" (names starting with '.' are not cases)" if kind[0] == "hidden file" else "")
-               for kind, names in skipped.items()]
-    return cases, notices
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_folders(input_path: Path, output_dir: Path) -> None:
-    """UsageError when outputs could replace inputs: the output folder is the input folder, or the folder of
-    the input file (through any symbolic link or hard link); each case is checked again when written."""
-    where = input_path if input_path.is_dir() else input_path.parent
-    if _same(where, output_dir):
-        what = "the input folder" if input_path.is_dir() else f"the folder of the input file {shown(input_path)}"
-        raise UsageError(f"the output folder {shown(output_dir)} is {what}: outputs take the input file names "
-                         f"and would replace the inputs; choose another output folder")
-
-
-def read_times(path: Path, echo: Callable[[str], None]) -> dict:
-    """The rows of an existing efficiency.csv, read tolerantly: columns other than case, time and status are
-    ignored (the challenge scripts write case,time). A file that cannot be read as such a table is moved
-    aside to efficiency.csv.unreadable[.N] with a warning; the run goes on without it."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        echo(f"WARNING: {shown(path)} cannot be read ({e.strerror or e}); it will be rewritten")
-        return {}
-    problem = None
-    try:
-        if not stat.S_ISREG(info.st_mode):
-            problem = "it is not a regular file"
-        elif info.st_size > MAX_TIMES_BYTES:
-            problem = f"it is {info.st_size} bytes, too large for a table of times"
-        else:
-            text = path.read_bytes().decode("utf-8")
-            if "\0" in text:
-                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL character")
-            rows = list(csv.DictReader(io.StringIO(text, newline="")))
-            if text.strip() and (not rows or "case" not in rows[0]):
-                problem = "it has no 'case' column"
-            else:
-                times = {}
-                for row in rows:
-                    case = row.get("case")
-                    if case:
-                        t = row.get("time") or ""
-                        times[case] = {"time": t, "status": row.get("status") or ("ok" if t else "")}
-                return times
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        problem = "it is not a UTF-8 text table" if isinstance(e, (UnicodeDecodeError, csv.Error)) else e.strerror
-    aside = path.with_name(path.name + ".unreadable")
-    n = 1
-    while aside.exists() or aside.is_symlink():
-        aside, n = path.with_name(f"{path.name}.unreadable.{n}"), n + 1
-    try:
-        os.rename(path, aside)
-        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}); moved aside to {shown(aside.name)}")
-    except OSError as e:
-        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}) and cannot be moved aside "
-             f"({e.strerror}); it will be replaced")
-    return {}
-
-
-def write_times(path: Path, rows: dict) -> None:
-    """Rewrite efficiency.csv atomically (case names that are not UTF-8 are kept as their bytes)."""
-    out = io.StringIO(newline="")
-    writer = csv.writer(out)
-    writer.writerow(["case", "time", "status"])
-    for case in sorted(rows):
-        writer.writerow([case, rows[case]["time"], rows[case]["status"]])
-    write_text(path, out.getvalue())
 
 
 class Segmenters:
@@ -223,7 +113,7 @@ class Predictor:
             start = time.perf_counter()
             chosen = ""
             try:
-                if _same(path, target):
+                if same_file(path, target):
                     raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
                 segs, chosen = self.segment_case(path)
                 save_segmentation(target, segs)

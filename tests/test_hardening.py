@@ -70,7 +70,7 @@ def test_a_link_from_the_input_folder_into_the_output_folder_is_not_overwritten(
 
 def test_writers_do_not_follow_links_planted_at_temporary_names(tmp_path):
     from litemedsam.registry import MODELS, write_manifest
-    from litemedsam.runner import write_times
+    from litemedsam.timing import write_times
     from litemedsam.selfprompt import save_head
 
     victim = tmp_path / "victim"
@@ -409,7 +409,7 @@ def test_broken_links_and_loops_are_failed_cases(tmp_path):
 
 
 def test_upper_case_suffix_is_read_and_other_entries_are_named(tmp_path):
-    from litemedsam.runner import list_cases
+    from litemedsam.folders import list_cases
 
     inp = tmp_path / "in"
     inp.mkdir()

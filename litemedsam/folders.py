@@ -1,0 +1,58 @@
+"""What an input folder holds and where outputs may go: the cases of a folder (and the entries that are not
+cases), and the check that outputs can never replace inputs."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from litemedsam.errors import UsageError, shown
+
+
+def list_cases(input_path: Path) -> tuple[list, list]:
+    """The cases of a folder, sorted: its entries named *.npz in any letter case that are files, or symbolic
+    links (a broken link or a link loop is a case that fails with a message, so it is not lost silently);
+    and notices for the entries named *.npz that are skipped: hidden ones (a leading '.'), folders, FIFOs and
+    devices. A file given as the input is the only case."""
+    if not input_path.is_dir():
+        return [input_path], []
+    cases, skipped = [], {}
+    for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
+        if not entry.name.lower().endswith(".npz"):
+            continue
+        if entry.name.startswith("."):
+            skipped.setdefault(("hidden file", "hidden files"), []).append(entry.name)
+            continue
+        try:
+            mode = os.stat(entry.path).st_mode
+        except OSError:  # broken link or loop: reported as a failed case
+            cases.append(Path(entry.path))
+            continue
+        if stat.S_ISREG(mode):
+            cases.append(Path(entry.path))
+        else:
+            kind = (("folder", "folders") if stat.S_ISDIR(mode) else ("FIFO", "FIFOs") if stat.S_ISFIFO(mode)
+                    else ("special file", "special files"))
+            skipped.setdefault(kind, []).append(entry.name)
+    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *.npz: "
+               + ", ".join(shown(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+               + (" (names starting with '.' are not cases)" if kind[0] == "hidden file" else "")
+               for kind, names in skipped.items()]
+    return cases, notices
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_folders(input_path: Path, output_dir: Path) -> None:
+    """UsageError when outputs could replace inputs: the output folder is the input folder, or the folder of
+    the input file (through any symbolic link or hard link); each case is checked again when written."""
+    where = input_path if input_path.is_dir() else input_path.parent
+    if same_file(where, output_dir):
+        what = "the input folder" if input_path.is_dir() else f"the folder of the input file {shown(input_path)}"
+        raise UsageError(f"the output folder {shown(output_dir)} is {what}: outputs take the input file names "
+                         f"and would replace the inputs; choose another output folder")

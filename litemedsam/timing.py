@@ -1,0 +1,73 @@
+"""efficiency.csv: seconds and status per case, rewritten after every case; an existing one (of an earlier run,
+or of the challenge scripts) read tolerantly."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+from pathlib import Path
+from typing import Callable
+
+from litemedsam.errors import shown
+from litemedsam.safeio import write_text
+
+EFFICIENCY_CSV = "efficiency.csv"
+MAX_TIMES_BYTES = 64 << 20  # an efficiency.csv larger than this is not ours
+
+
+def read_times(path: Path, echo: Callable[[str], None]) -> dict:
+    """The rows of an existing efficiency.csv, read tolerantly: columns other than case, time and status are
+    ignored (the challenge scripts write case,time). A file that cannot be read as such a table is moved
+    aside to efficiency.csv.unreadable[.N] with a warning; the run goes on without it."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        echo(f"WARNING: {shown(path)} cannot be read ({e.strerror or e}); it will be rewritten")
+        return {}
+    problem = None
+    try:
+        if not stat.S_ISREG(info.st_mode):
+            problem = "it is not a regular file"
+        elif info.st_size > MAX_TIMES_BYTES:
+            problem = f"it is {info.st_size} bytes, too large for a table of times"
+        else:
+            text = path.read_bytes().decode("utf-8")
+            if "\0" in text:
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL character")
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+            if text.strip() and (not rows or "case" not in rows[0]):
+                problem = "it has no 'case' column"
+            else:
+                times = {}
+                for row in rows:
+                    case = row.get("case")
+                    if case:
+                        t = row.get("time") or ""
+                        times[case] = {"time": t, "status": row.get("status") or ("ok" if t else "")}
+                return times
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        problem = "it is not a UTF-8 text table" if isinstance(e, (UnicodeDecodeError, csv.Error)) else e.strerror
+    aside = path.with_name(path.name + ".unreadable")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        aside, n = path.with_name(f"{path.name}.unreadable.{n}"), n + 1
+    try:
+        os.rename(path, aside)
+        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}); moved aside to {shown(aside.name)}")
+    except OSError as e:
+        echo(f"WARNING: {shown(path)} is not a table of case times ({problem}) and cannot be moved aside "
+             f"({e.strerror}); it will be replaced")
+    return {}
+
+
+def write_times(path: Path, rows: dict) -> None:
+    """Rewrite efficiency.csv atomically (case names that are not UTF-8 are kept as their bytes)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["case", "time", "status"])
+    for case in sorted(rows):
+        writer.writerow([case, rows[case]["time"], rows[case]["status"]])
+    write_text(path, out.getvalue())
