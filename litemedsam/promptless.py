@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from litemedsam.prompting import SlicePrompting
-from litemedsam.registry import ModelSpec, model_paths
+from litemedsam.registry import ModelSpec, model_files
 from litemedsam.session import graph_size, make_session
 from litemedsam.transforms import rgb
 
@@ -23,10 +23,10 @@ class SemanticSegmenter:
     """
 
     def __init__(self, spec: ModelSpec, threads: int | None = None, model_dir: Path | None = None):
-        encoder, decoder = model_paths(spec, model_dir)
+        (encoder, enc_sha), (decoder, dec_sha) = model_files(spec, model_dir)
         self.spec = spec
-        self.encoder = make_session(encoder, threads)
-        self.decoder = make_session(decoder, threads)
+        self.encoder = make_session(encoder, threads, enc_sha)
+        self.decoder = make_session(decoder, threads, dec_sha)
         self.size = graph_size(self.encoder)
 
     def segment(self, image: np.ndarray) -> np.ndarray:
@@ -54,9 +54,9 @@ class AutoPromptSegmenter:
     OPENING = np.ones((5, 5), np.uint8)
 
     def __init__(self, spec: ModelSpec, threads: int | None = None, model_dir: Path | None = None):
-        (graph,) = model_paths(spec, model_dir)
+        ((graph, sha256),) = model_files(spec, model_dir)
         self.spec = spec
-        self.session = make_session(graph, threads)
+        self.session = make_session(graph, threads, sha256)
         self.size = graph_size(self.session)
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,34 +1,14 @@
 """Every model file litemedsam knows, declared once: where it comes from, its checksum, how to feed it."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from litemedsam.digests import sha256_of
 from litemedsam.errors import ModelError
 from litemedsam.safeio import write_text
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def work_dir() -> Path:
-    """Where checkpoints and generated models live: $LITEMEDSAM_WORK_DIR, else the repo's work_dir/."""
-    env = os.environ.get("LITEMEDSAM_WORK_DIR")
-    if env:
-        return Path(env).expanduser()
-    if (REPO_ROOT / "setup.py").exists():
-        return REPO_ROOT / "work_dir"
-    return Path.cwd() / "work_dir"
-
-
-def dev_data_dir() -> Path:
-    """The real dev cases in challenge format (imgs/, gts/, baseline/) that tests, benchmarks and the int8 gate
-    use: $LITEMEDSAM_DEV_DATA, else ../shared/data/cvpr24-dev beside the repository. Never read at inference."""
-    env = os.environ.get("LITEMEDSAM_DEV_DATA")
-    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data" / "cvpr24-dev"
-
+from litemedsam.settings import REPO_ROOT, dev_data_dir, work_dir  # noqa: F401 (re-exported)
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -214,14 +194,6 @@ def _int8(spec: ModelSpec) -> ModelSpec:
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_path(spec: ModelSpec, directory: Path | None = None) -> Path:
     """Where the checksums of a model built from user-supplied weights (or quantized here) are kept."""
     return (directory or work_dir()) / f"{spec.name}.manifest.json"
@@ -267,16 +239,24 @@ def verified_path(entry: ModelFile | Checkpoint, how_to_build: str, directory: P
     return path
 
 
-def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple | None = None) -> tuple:
-    """Verified paths of a model's files (default: encoder, decoder), against the registry or its manifest."""
+def model_files(spec: ModelSpec, directory: Path | None = None, entries: tuple | None = None) -> tuple:
+    """(verified path, sha256) of a model's files (default: encoder, decoder), checked against the registry or,
+    for a model built from the user's weights, its manifest."""
     entries = entries or spec.graphs
     if spec.pinned:
-        return tuple(verified_path(e, spec.build, directory) for e in entries)
-    expected = read_manifest(spec, directory).get("files", {})
-    for e in entries:
-        if e.file not in expected:
-            raise ModelError(f"{manifest_path(spec, directory)} lists no checksum for {e.file}; rebuild with: {spec.build}")
-    return tuple(verified_path(e, spec.build, directory, expected[e.file]) for e in entries)
+        expected = {e.file: e.sha256 for e in entries}
+    else:
+        expected = read_manifest(spec, directory).get("files", {})
+        for e in entries:
+            if e.file not in expected:
+                raise ModelError(f"{manifest_path(spec, directory)} lists no checksum for {e.file}; "
+                                 f"rebuild with: {spec.build}")
+    return tuple((verified_path(e, spec.build, directory, expected[e.file]), expected[e.file]) for e in entries)
+
+
+def model_paths(spec: ModelSpec, directory: Path | None = None, entries: tuple | None = None) -> tuple:
+    """Verified paths of a model's files (default: encoder, decoder)."""
+    return tuple(path for path, _ in model_files(spec, directory, entries))
 
 
 def missing_file(spec: ModelSpec, directory: Path | None = None) -> str | None:

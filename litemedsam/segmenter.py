@@ -18,7 +18,7 @@ import numpy as np
 from litemedsam import transforms
 from litemedsam.errors import ModelError
 from litemedsam.frame import Frame
-from litemedsam.registry import ModelSpec, get_model, model_paths
+from litemedsam.registry import ModelSpec, get_model, model_files
 from litemedsam.session import graph_size, make_session
 
 
@@ -64,9 +64,9 @@ class Segmenter:
     def __init__(self, model: str | ModelSpec = "litemedsam", threads: int | None = None,
                  model_dir: Path | None = None, max_batch: int = 8):
         self.spec = get_model(model) if isinstance(model, str) else model
-        encoder, decoder = model_paths(self.spec, model_dir)
-        self.encoder = make_session(encoder, threads)
-        self.decoder = make_session(decoder, threads)
+        encoder, decoder = model_files(self.spec, model_dir)
+        self.encoder = make_session(encoder[0], threads, encoder[1])
+        self.decoder = make_session(decoder[0], threads, decoder[1])
         self.size = self.input_size()
         self.max_batch = max_batch
         self.model_dir = model_dir
@@ -113,8 +113,8 @@ class Segmenter:
         if self._prompt_decoder is None:
             if self.spec.prompt_decoder is None:
                 raise ModelError(f"model {self.spec.name} has no point/mask decoder")
-            (path,) = model_paths(self.spec, self.model_dir, entries=(self.spec.prompt_decoder,))
-            self._prompt_decoder = make_session(path, self.threads)
+            ((path, sha256),) = model_files(self.spec, self.model_dir, entries=(self.spec.prompt_decoder,))
+            self._prompt_decoder = make_session(path, self.threads, sha256)
         return self._prompt_decoder
 
     def predict_points(self, emb: Embedding, points: np.ndarray, labels: np.ndarray,

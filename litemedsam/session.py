@@ -56,21 +56,57 @@ def default_threads() -> int:
     return resolve_threads(None)[0]
 
 
-def make_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session with all graph optimisations and a fixed thread count."""
+def _options(threads: int | None, level, save_to: str | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = level
     opts.intra_op_num_threads = threads or default_threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if save_to:
+        opts.optimized_model_filepath = save_to
+    return opts
+
+
+def _session(path, opts):
+    import onnxruntime as ort
+
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ONNX Runtime's own exception types; its first line says what is wrong
         lines = str(e).strip().splitlines() or [type(e).__name__]
         raise ModelError(f"{shown(path)}: ONNX Runtime cannot load it ({shown(lines[0])[:300]})") from None
+
+
+def make_session(path: str | Path, threads: int | None = None, sha256: str | None = None):
+    """An ONNX Runtime CPU session with all graph optimisations and a fixed thread count.
+
+    With ``sha256`` (the verified checksum of ``path``), the graph as ONNX Runtime optimised it is kept in
+    the optimised-graph cache (litemedsam.graph_cache) and later sessions load it without optimising again
+    (about 0.1 s less per encoder session, the same results to the bit)."""
+    import onnxruntime as ort
+
+    from litemedsam import graph_cache
+
+    all_on = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    cached = graph_cache.lookup(sha256) if sha256 else None
+    if cached is not None:
+        try:
+            return _session(cached, _options(threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL))
+        except ModelError:
+            graph_cache.discard(sha256)  # unusable: rebuilt below
+    slot = graph_cache.reserve(sha256) if sha256 else None
+    if slot is None:
+        return _session(path, _options(threads, all_on))
+    try:
+        session = _session(path, _options(threads, all_on, save_to=str(slot)))
+    except BaseException:
+        slot.unlink(missing_ok=True)
+        raise
+    graph_cache.commit(sha256, slot)
+    return session
 
 
 def graph_size(session) -> int:

