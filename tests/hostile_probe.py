@@ -341,7 +341,10 @@ def _(p):
                                                              spacing=np.ones(3)))
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(f / "in"), "-o", str(f / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    time.sleep(4)
+    deadline = time.monotonic() + 120  # the output folder exists once the run (and its SIGTERM handler) started
+    while not (f / "out").is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     return f, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
