@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from litemedsam.cases import Case, label_dtype
@@ -40,14 +41,40 @@ class Track:
     label: int
     box: np.ndarray  # the given box in the model's input frame: prompt on the middle slice and fallback
     z_mid: int
-    up: range  # middle slice upwards
-    down: range  # below the middle slice, downwards
+    up: list  # slices segmented from the middle slice upwards
+    down: list  # below the middle slice, downwards
     prev: np.ndarray | None = None  # this object's mask on the previously segmented slice
+    prev_z: int | None = None
     mid: np.ndarray | None = None  # its mask on the middle slice (where the downward pass starts)
+    empty: int = 0  # consecutive empty masks in the current pass
+    stopped: bool = False
+
+
+def _visited(start: int, end: int, stride: int) -> list:
+    """start, start +- stride, ... up to end inclusive (end always visited)."""
+    step = stride if end >= start else -stride
+    zs = list(range(start, end + (1 if step > 0 else -1), step))
+    if zs and zs[-1] != end:
+        zs.append(end)
+    return zs
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Positive inside, negative outside (pixels); an empty mask is far outside everywhere."""
+    if not mask.any():
+        return np.full(mask.shape, -float(sum(mask.shape)), np.float32)
+    m = mask.astype(np.uint8)
+    return cv2.distanceTransform(m, cv2.DIST_L2, 3) - cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
+
+
+def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
+    """The ``steps`` masks between a and b (exclusive), by linear interpolation of their signed distances."""
+    da, db = signed_distance(a), signed_distance(b)
+    return [((1 - t) * da + t * db) > 0 for t in (np.arange(1, steps + 1) / (steps + 1))]
 
 
 def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-               prompt: str = "box") -> np.ndarray:
+               prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
 
     As the reference: from the middle slice of each box up to z_max, then from below the middle
@@ -56,6 +83,10 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     falling back to the given box when that mask is empty. Unlike the reference, all boxes advance
     together, so each slice is encoded at most once and all boxes on a slice go through the decoder
     in one call; a box spanning a single slice segments that slice (the reference aborts).
+
+    Faster options (the router's, off by default): ``stride`` K > 1 segments every K-th slice of each pass
+    (and its last) and fills the slices between by shape interpolation of the two masks around them;
+    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask.
     """
     d, h, w = volume.shape
     frame = seg.frame(h, w)
@@ -66,12 +97,13 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             continue
         z_mid = z0 + (z1 - z0) // 2
         box = frame.boxes_to_model([[x0, y0, x1, y1]])[0]
-        tracks.append(Track(i + 1, box, z_mid, range(z_mid, z1 + 1), range(z_mid - 1, z0 - 1, -1)))
+        down = _visited(z_mid - stride, z0, stride) if z_mid > z0 else []
+        tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, stride), down))
 
     uses = Counter(z for t in tracks for z in (*t.up, *t.down))  # decoder steps still needing slice z
     cache: dict = {}
 
-    def run_slice(z: int, active: list) -> None:
+    def run_slice(z: int, active: list, pass_slices: str) -> None:
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
@@ -79,20 +111,32 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             prompts.append(t.box if box is None else box)
         masks = seg.predict(emb, np.stack(prompts), prompt)
         for t, mask in zip(active, masks):
-            t.prev = mask
+            if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
+                step = 1 if z > t.prev_z else -1
+                between = range(t.prev_z + step, z, step)
+                for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
+                    paint(out[zz], filled, t.label)
+            t.prev, t.prev_z = mask, z
             if z == t.z_mid:
                 t.mid = mask
             paint(out[z], mask, t.label)
+            t.empty = 0 if mask.any() else t.empty + 1
+            if stop and t.empty >= stop:  # this pass of the box ends here
+                t.stopped = True
+                rest = getattr(t, pass_slices)
+                for zz in rest[rest.index(z) + 1:]:
+                    uses[zz] -= 1
         uses[z] -= len(active)
         if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
             cache[z] = emb
 
-    for z in sorted({z for t in tracks for z in t.up}):
-        run_slice(z, [t for t in tracks if z in t.up])
-    for t in tracks:
-        t.prev = t.mid
-    for z in sorted({z for t in tracks for z in t.down}, reverse=True):
-        run_slice(z, [t for t in tracks if z in t.down])
+    for pass_slices in ("up", "down"):
+        for z in sorted({z for t in tracks for z in getattr(t, pass_slices)}, reverse=pass_slices == "down"):
+            active = [t for t in tracks if z in getattr(t, pass_slices) and not t.stopped]
+            if active:
+                run_slice(z, active, pass_slices)
+        for t in tracks:
+            t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
     return out
 
 
@@ -113,20 +157,21 @@ def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-                      prompt: str = "box") -> np.ndarray:
+                      prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
     """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
     views = []
     for axes, columns in VIEWS.values():
-        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin, prompt)
+        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin,
+                            prompt, stride, stop)
         views.append(turned.transpose(np.argsort(axes)))
     return majority_vote(*views)
 
 
 def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
-                 prompt: str = "box") -> np.ndarray:
+                 prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
     """One case with the strategy and prompt style the router chose (2D cases take one encoder call)."""
     if case.dim == "2D":
         return segment_2d(seg, case.image, case.boxes, case.skipped, prompt)
     if strategy == "multiview":
-        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt)
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop)

@@ -40,16 +40,18 @@ class Prompting(Protocol):
 
 
 class BoxPrompting:
-    """The case's boxes prompt the model the router picks (``model``/``modality`` override it)."""
+    """The case's boxes prompt the model the router picks (``model``/``modality`` override it; ``exact`` turns
+    off the router's faster 3D options)."""
 
     name = "box prompts"
     uses_boxes = True
 
-    def __init__(self, router, model: str | None = None, modality: str | None = None):
-        self.router, self.model, self.modality = router, model, modality
+    def __init__(self, router, model: str | None = None, modality: str | None = None, exact: bool = False):
+        self.router, self.model, self.modality, self.exact = router, model, modality, exact
 
     def choose(self, case: Case) -> Plan:
-        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality, model=self.model)
+        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality, model=self.model,
+                                      exact=self.exact)
         if decision.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
                 f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
@@ -57,7 +59,7 @@ class BoxPrompting:
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         d = plan.decision
-        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt)
+        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt, d.stride, d.stop)
 
 
 class SlicePrompting:

@@ -18,7 +18,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
 STRATEGIES = ("propagate", "multiview")
 PROMPTS = ("box", "box+center")
 MAX_ROUTER_BYTES = 1 << 20
-RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt"}
+RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt", "stride", "stop"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Rule:
     strategy: str = "propagate"
     margin: int = 3
     prompt: str = "box"
+    stride: int = 1
+    stop: int = 0
 
     def matches(self, dim: str | None, modality: str | None) -> bool:
         return (self.dim is None or self.dim == dim) and (self.modality is None or modality in self.modality)
@@ -48,13 +50,17 @@ class Decision:
     strategy: str
     margin: int
     prompt: str
+    stride: int = 1
+    stop: int = 0
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
 
     def describe(self) -> str:
         mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
         text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
         if self.dim == "3D":
-            text += f", {self.strategy} (margin {self.margin})"
+            text += f", {self.strategy} (margin {self.margin}"
+            text += (f", every {self.stride} slices" if self.stride > 1 else "")
+            text += (f", stop after {self.stop} empty" if self.stop else "") + ")"
         if self.prompt != "box" and self.model and self.prompt in get_model(self.model).kind.prompt_styles:
             text += f", prompt {self.prompt}"
         text += f"  [rule {self.rule!r}]"
@@ -148,10 +154,14 @@ class Router:
             prompt = raw.get("prompt", "box")
             if prompt not in PROMPTS:
                 raise RouterError(f"{where}: prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-            margin = raw.get("margin", 3)
-            if not isinstance(margin, int) or isinstance(margin, bool) or not 0 <= margin <= 64:
-                raise RouterError(f"{where}: margin must be an integer 0-64, got {margin!r}")
-            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, margin, prompt))
+            numbers = {}
+            for key, default, low, high in (("margin", 3, 0, 64), ("stride", 1, 1, 16), ("stop", 0, 0, 64)):
+                value = raw.get(key, default)
+                if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                    raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
+                numbers[key] = value
+            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, prompt=prompt,
+                              **numbers))
         return cls(spellings, rules, source)
 
     def modality(self, tag: str | None) -> str | None:
@@ -159,9 +169,10 @@ class Router:
         return self.spellings.get(tag.lower()) if tag else None
 
     def decide(self, case: str, dim: str | None = None, modality: str | None = None,
-               model: str | None = None, directory: Path | None = None) -> Decision:
+               model: str | None = None, directory: Path | None = None, exact: bool = False) -> Decision:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
-        (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain."""
+        (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
+        turns off the rule's faster options (stride, stop), giving the reference's propagation."""
         m = NAME_PATTERN.match(Path(case).name)
         tag = modality or (m.group(2) if m else None)
         dim = dim or (m.group(1) if m else None)
@@ -171,7 +182,8 @@ class Router:
             raise RouterError(f"{self.source}: no rule matches {dim or 'unknown dimension'} "
                               f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
         chain = (model,) if model else rule.models
-        decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt)
+        decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt,
+                            1 if exact else rule.stride, 0 if exact else rule.stop)
         for name in chain:
             missing = missing_file(get_model(name), directory)
             if missing is None:

@@ -117,3 +117,35 @@ def test_cache_cap_only_costs_time(monkeypatch):
     seg = ThresholdSegmenter()
     assert np.array_equal(segment_3d(seg, vol, boxes), full)
     assert len(seg.encoded) > 10  # slices shared by both passes were encoded twice
+
+
+def test_stride_encodes_every_kth_slice_and_interpolates_between():
+    vol = volume_with_cube(d=16, z=(1, 14))
+    exact = segment_3d(ThresholdSegmenter(), vol, np.array([[10, 20, 1, 30, 40, 14]]))
+    seg = ThresholdSegmenter()
+    fast = segment_3d(seg, vol, np.array([[10, 20, 1, 30, 40, 14]]), stride=3)
+    encoded = sorted(int(s[0, 0]) for s in seg.encoded)
+    assert encoded == [1, 4, 7, 10, 13, 14]  # z_mid 7, up 7 10 13 14, down 4 1
+    assert np.array_equal(fast, exact)  # a constant cross-section interpolates to itself
+
+
+def test_interpolation_moves_a_shape_between_two_masks():
+    from litemedsam.pipeline import interpolate_masks
+
+    a = np.zeros((40, 40), bool)
+    a[5:25, 5:25] = True
+    b = np.zeros((40, 40), bool)
+    b[15:35, 15:35] = True
+    (mid,) = interpolate_masks(a, b, 1)
+    ys, xs = np.nonzero(mid)
+    assert abs(ys.mean() - 19.5) < 1 and abs(xs.mean() - 19.5) < 1 and 100 < mid.sum() <= 400  # (corners rounded)
+    assert interpolate_masks(a, np.zeros_like(a), 3)[-1].sum() < a.sum()  # shrinking towards an empty mask
+
+
+def test_stop_ends_a_pass_after_empty_slices():
+    vol = volume_with_cube(d=20, z=(8, 11))
+    seg = ThresholdSegmenter()
+    out = segment_3d(seg, vol, np.array([[10, 20, 0, 30, 40, 19]]), stop=2)
+    encoded = sorted(int(s[0, 0]) for s in seg.encoded)
+    assert encoded == [6, 7, 8, 9, 10, 11, 12, 13]  # up from 9: 12, 13 empty -> stop; down: 7, 6 empty -> stop
+    assert np.array_equal(out, segment_3d(ThresholdSegmenter(), vol, np.array([[10, 20, 0, 30, 40, 19]])))

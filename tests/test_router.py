@@ -102,6 +102,8 @@ BAD = {
     "no rules": ("version = 1\n[modalities]\nCT = ['CT']", "at least one [[rules]]"),
     "twice": ("version = 1\n[modalities]\nCT = ['CT']\nOCT = ['ct']\n[[rules]]\nmodels = ['litemedsam']", "both CT and OCT"),
     "margin": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nmargin = -2", "margin must be"),
+    "stride": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstride = 0", "stride must be an integer 1-16"),
+    "stop": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstop = true", "stop must be an integer 0-64"),
 }
 
 
@@ -113,6 +115,16 @@ def test_bad_router_files_are_named(tmp_path, case):
     with pytest.raises(RouterError) as err:
         Router.load(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_faster_3d_options_and_exact(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text("version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodels = ['litemedsam']\nstride = 2\nstop = 3\n")
+    router = Router.load(path)
+    d = router.decide("3DBox_CT_x.npz")
+    assert (d.stride, d.stop) == (2, 3) and "every 2 slices, stop after 3 empty" in d.describe()
+    d = router.decide("3DBox_CT_x.npz", exact=True)
+    assert (d.stride, d.stop) == (1, 0)
 
 
 def test_no_catch_all_rule(tmp_path):

@@ -65,11 +65,13 @@ def _terminate(signum, frame):
 @click.option("--threads", type=int, default=None,
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
+@click.option("--exact", is_flag=True,
+              help="The reference's computation everywhere: no faster 3D options of the router (stride, stop).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, threads,
-          continue_prediction, debug):
+          exact, continue_prediction, debug):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -102,7 +104,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
             raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
                               + ", ".join(sorted(set(router.spellings.values()))))
         prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
-                     or BoxPrompting(router, model, modality))
+                     or BoxPrompting(router, model, modality, exact))
         predictor = Predictor(prompting, threads, echo=echo, debug=debug)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
