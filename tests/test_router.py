@@ -127,6 +127,11 @@ def test_faster_3d_options_and_exact(tmp_path):
     assert (d.stride, d.stop) == (1, 0)
 
 
+def test_shipped_router_uses_stride_only_for_mr_volumes(router):
+    assert router.decide("3DBox_MR_x.npz").stride == 2 and router.decide("3DBox_MR_x.npz", exact=True).stride == 1
+    assert router.decide("3DBox_CT_x.npz").stride == 1 and router.decide("2DBox_MR_x.npz").stride == 1
+
+
 def test_no_catch_all_rule(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text("version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodality = ['CT']\nmodels = ['litemedsam']\n")
