@@ -9,18 +9,12 @@ here are passed on, and one a family does not take is refused. `litemedsam model
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import sys
 from pathlib import Path
 
-from litemedsam.registry import MODELS
-
-
-def exporter(spec):
-    module, _, name = spec.exporter.partition(":")
-    return getattr(importlib.import_module(module), name)
+from litemedsam.registry import MODELS, load_object
 
 
 def main(argv=None) -> int:
@@ -36,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="int8 models: keep a model that fails its gate")
     args = parser.parse_args(argv)
     spec = MODELS[args.model]
-    fn = exporter(spec)
+    fn = load_object(spec.exporter)
     options = {k: v for k, v in vars(args).items() if k not in ("model", "checkpoint", "out_dir") and v not in (None, False)}
     takes = inspect.signature(fn).parameters
     refused = [k for k in options if k not in takes]

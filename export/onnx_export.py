@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 import torch
 
-from litemedsam.safeio import TEMP_PREFIX, TEMP_SUFFIX
+from litemedsam.safeio import temp_path
 from litemedsam.session import make_session
 
 
@@ -45,10 +44,7 @@ def export_graph(spec: GraphSpec, path: Path, opset: int = 17) -> dict:
     """Export ``spec.module`` to ``path`` and verify it; returns a report, raises on disagreement."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # created exclusively beside the target (never through a link planted at a fixed name), then renamed
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = temp_path(path.parent)  # beside the target (never through a link planted at a fixed name), then renamed
     try:
         report = _export_and_check(spec, tmp, path, opset)
     except BaseException:

@@ -80,12 +80,6 @@ class Frame:
         """(N, L, L) low-res logits -> (N, H, W) bool: crop the padding, upsample, threshold at 0."""
         return transforms.postprocess_masks(logits, self.logit_hw, self.original_hw, interpolation)
 
-    def logits_to_image(self, logits: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-        """(L, L) low-res map -> (H, W) float32 (cropped, resized; no threshold)."""
-        nh, nw = self.logit_hw
-        h, w = self.original_hw
-        return cv2.resize(np.ascontiguousarray(logits[:nh, :nw], np.float32), (w, h), interpolation=interpolation)
-
     # embedding cells ---------------------------------------------------------------------------------
 
     def image_to_grid(self, image_map: np.ndarray, interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:

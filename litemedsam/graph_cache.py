@@ -13,12 +13,11 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from litemedsam.digests import sha256_of
-from litemedsam.safeio import TEMP_PREFIX, TEMP_SUFFIX, remove_stale_temps, write_text
+from litemedsam.safeio import remove_stale_temps, temp_path, write_text
 from litemedsam.settings import cache_dir
 
 
@@ -68,19 +67,17 @@ def reserve(sha256: str) -> Path | None:
         return None
     remove_stale_temps(cache_dir())  # of processes killed while writing an entry
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=cache_dir())
+        return temp_path(cache_dir())
     except OSError:
         return None
-    os.close(fd)
-    return Path(tmp)
 
 
 def commit(sha256: str, written: Path) -> None:
     """Make ``written`` the entry for ``sha256`` (a failure only means no entry)."""
     target, sidecar = _paths(sha256)
     try:
-        record = {"source_sha256": sha256, "machine": machine_key(), "sha256": sha256_of(written)}
         os.replace(written, target)
+        record = {"source_sha256": sha256, "machine": machine_key(), "sha256": sha256_of(target)}
         write_text(sidecar, json.dumps(record) + "\n")
     except OSError:
         written.unlink(missing_ok=True)

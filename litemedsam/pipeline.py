@@ -1,7 +1,7 @@
 """Segmenting one case: 2D images in one encoder call, 3D volumes by propagation from the middle slice."""
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import cv2
@@ -103,7 +103,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     uses = Counter(z for t in tracks for z in (*t.up, *t.down))  # decoder steps still needing slice z
     cache: dict = {}
 
-    def run_slice(z: int, active: list, pass_slices: str) -> None:
+    def run_slice(z: int, active: list, slices_of) -> None:
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
@@ -123,18 +123,22 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             t.empty = 0 if mask.any() else t.empty + 1
             if stop and t.empty >= stop:  # this pass of the box ends here
                 t.stopped = True
-                rest = getattr(t, pass_slices)
+                rest = slices_of(t)
                 for zz in rest[rest.index(z) + 1:]:
                     uses[zz] -= 1
         uses[z] -= len(active)
         if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
             cache[z] = emb
 
-    for pass_slices in ("up", "down"):
-        for z in sorted({z for t in tracks for z in getattr(t, pass_slices)}, reverse=pass_slices == "down"):
-            active = [t for t in tracks if z in getattr(t, pass_slices) and not t.stopped]
+    for slices_of, downward in ((lambda t: t.up, False), (lambda t: t.down, True)):
+        schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
+        for t in tracks:
+            for z in slices_of(t):
+                schedule[z].append(t)
+        for z in sorted(schedule, reverse=downward):
+            active = [t for t in schedule[z] if not t.stopped]
             if active:
-                run_slice(z, active, pass_slices)
+                run_slice(z, active, slices_of)
         for t in tracks:
             t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
     return out

@@ -10,7 +10,7 @@ that model's runtime object (``segment``); ``uses_boxes`` says whether the case'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -26,8 +26,12 @@ class Plan:
     """What segments one case: the model, and what the prompting decided besides (the router's decision)."""
 
     model: str
-    decision: object = None
-    skipped: list = field(default_factory=list)  # (model, missing file) passed over for this case
+    decision: object = None  # the router's Decision, for box prompts
+
+    @property
+    def skipped(self) -> list:
+        """(model, missing file) passed over for this case (the router's fallback chain)."""
+        return getattr(self.decision, "skipped", [])
 
 
 class Prompting(Protocol):
@@ -55,7 +59,7 @@ class BoxPrompting:
         if decision.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
                 f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
-        return Plan(decision.model, decision, decision.skipped)
+        return Plan(decision.model, decision)
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         d = plan.decision

@@ -274,6 +274,15 @@ def is_built(spec: ModelSpec, directory: Path | None = None) -> bool:
     return missing_file(spec, directory) is None
 
 
+def load_object(ref: str):
+    """The object a registry reference names ("module:attribute", e.g. a family's runtime class or exporter),
+    imported on first use."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def get_model(name: str) -> ModelSpec:
     try:
         return MODELS[name]

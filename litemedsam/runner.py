@@ -14,9 +14,8 @@ import numpy as np
 from litemedsam.cases import load_case, save_segmentation
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
 from litemedsam.folders import check_folders, list_cases, same_file
-from litemedsam.prompting import BoxPrompting, Prompting
+from litemedsam.prompting import Prompting
 from litemedsam.registry import get_model
-from litemedsam.router import Router
 from litemedsam.safeio import remove_stale_temps
 from litemedsam.segmenter import make_segmenter
 from litemedsam.timing import EFFICIENCY_CSV, read_times, write_times
@@ -151,11 +150,3 @@ class Predictor:
         except LitemedsamError as e:
             self._warn_once(f"WARNING: {e}; the case times will be written when there is room again")
 
-
-def infer(input_path: Path, output_dir: Path, router: Router | None = None, segmenters: Segmenters | None = None,
-          model: str | None = None, modality: str | None = None, continue_prediction: bool = False,
-          echo: Callable[[str], None] = print, debug: bool = False, prompting: Prompting | None = None) -> list[Result]:
-    """A folder with box prompts (or ``prompting``): ``Predictor(...).predict_folder(...)``."""
-    prompting = prompting or BoxPrompting(router or Router.load(), model, modality)
-    return Predictor(prompting, segmenters=segmenters, echo=echo, debug=debug).predict_folder(
-        input_path, output_dir, continue_prediction)

@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from litemedsam.errors import OutputError
@@ -18,10 +19,20 @@ _OURS = re.compile(r"^\.litemedsam-(\d+)-[^/]*\.tmp$")
 _LEGACY = re.compile(r"^\..+\.(?:npz|NPZ|csv)\.(\d+)\.tmp$")
 
 
+@lru_cache(maxsize=1)
 def _umask() -> int:
+    """The process's umask, read once (reading it means setting it, which other threads must not see)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def temp_path(folder) -> Path:
+    """A new, empty temporary file of ours in ``folder``, created exclusively (mkstemp: O_CREAT | O_EXCL |
+    O_NOFOLLOW), for writers that need a path (ONNX exporters, ONNX Runtime); the caller renames or removes it."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextmanager

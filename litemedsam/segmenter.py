@@ -7,7 +7,6 @@ with boxes in the model's input frame (``emb.frame.boxes_to_model``), and ``max_
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +17,7 @@ import numpy as np
 from litemedsam import transforms
 from litemedsam.errors import ModelError
 from litemedsam.frame import Frame
-from litemedsam.registry import ModelSpec, get_model, model_files
+from litemedsam.registry import ModelSpec, get_model, load_object, model_files
 from litemedsam.session import graph_size, make_session
 
 
@@ -194,9 +193,8 @@ class EfficientSamSegmenter(Segmenter):
 
 
 def runtime_class(spec: ModelSpec):
-    """The class that runs a model, as its registry entry names it ("module:Class"), imported on first use."""
-    module, _, name = spec.runtime.partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The class that runs a model, as its registry entry names it."""
+    return load_object(spec.runtime)
 
 
 def make_segmenter(model: str | ModelSpec, threads: int | None = None, model_dir: Path | None = None):

@@ -27,29 +27,26 @@ def read_times(path: Path, echo: Callable[[str], None]) -> dict:
     except OSError as e:
         echo(f"WARNING: {shown(path)} cannot be read ({e.strerror or e}); it will be rewritten")
         return {}
-    problem = None
     try:
         if not stat.S_ISREG(info.st_mode):
             problem = "it is not a regular file"
         elif info.st_size > MAX_TIMES_BYTES:
             problem = f"it is {info.st_size} bytes, too large for a table of times"
         else:
-            text = path.read_bytes().decode("utf-8")
+            # as written: UTF-8, case names that are not UTF-8 kept as their bytes
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+            reader = csv.DictReader(io.StringIO(text, newline=""))
             if "\0" in text:
-                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL character")
-            rows = list(csv.DictReader(io.StringIO(text, newline="")))
-            if text.strip() and (not rows or "case" not in rows[0]):
+                problem = "it is binary"
+            elif text.strip() and "case" not in (reader.fieldnames or ()):
                 problem = "it has no 'case' column"
             else:
-                times = {}
-                for row in rows:
-                    case = row.get("case")
-                    if case:
-                        t = row.get("time") or ""
-                        times[case] = {"time": t, "status": row.get("status") or ("ok" if t else "")}
-                return times
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        problem = "it is not a UTF-8 text table" if isinstance(e, (UnicodeDecodeError, csv.Error)) else e.strerror
+                return {r["case"]: {"time": r.get("time") or "", "status": r.get("status") or ("ok" if r.get("time") else "")}
+                        for r in reader if r.get("case")}
+    except csv.Error:
+        problem = "it is not a CSV table"
+    except OSError as e:
+        problem = e.strerror or str(e)
     aside = path.with_name(path.name + ".unreadable")
     n = 1
     while aside.exists() or aside.is_symlink():

@@ -224,13 +224,18 @@ class Probe:
     def folder(self, *cases) -> Path:
         """A fresh input folder holding valid tiny cases with the given names."""
         self.count += 1
-        folder = self.root / f"run{self.count:02d}"
+        folder = self.current = self.root / f"run{self.count:02d}"
         (folder / "in").mkdir(parents=True)
         for name in cases:
             (folder / "in" / name).write_bytes(case())
         return folder
 
+    def snapshot(self) -> None:
+        """The digests of the current input folder, taken just before its run."""
+        self.before = digest_tree(self.current / "in")
+
     def run(self, args, env=None, timeout=300):
+        self.snapshot()
         return subprocess.run([sys.executable, "-m", "litemedsam", *map(str, args)], capture_output=True, text=True,
                               cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -339,6 +344,7 @@ def _(p):
     vol = np.random.default_rng(3).integers(0, 255, (60, 64, 64), np.uint8)
     (f / "in" / "3DBox_CT_long.npz").write_bytes(npz_bytes(imgs=vol, boxes=np.array([[5, 5, 0, 50, 50, 59]]),
                                                              spacing=np.ones(3)))
+    p.snapshot()
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(f / "in"), "-o", str(f / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + 120  # the output folder exists once the run (and its SIGTERM handler) started
@@ -359,6 +365,7 @@ def _(p):
     script = (f"mount -t tmpfs -o size=128k tmpfs {f / 'out'} && dd if=/dev/zero of={f / 'out'}/filler bs=4k "
               f"2>/dev/null; {sys.executable} -m litemedsam infer -i {f / 'in'} -o {f / 'out'}; rc=$?; "
               f"ls -A {f / 'out'} | grep -q '\\.tmp$' && echo 'PROBE: temporary file left' >&2; exit $rc")
+    p.snapshot()
     return f, subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
                              timeout=300)
 
@@ -431,23 +438,20 @@ def _(p):
     return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--prompt", "self", "--head", f / "head.onnx"], timeout=60)
 
 
-@run_kind("--threads 1000", 0, r"--threads 1000 is more than the \d+ CPU")
-def _(p):
-    f = p.folder("2DBox_CT_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--threads", "1000"])
+def _infer(p, *args, env=None, case="2DBox_CT_a.npz", timeout=120):
+    """A fresh folder with one tiny valid case, run with these options."""
+    f = p.folder(case)
+    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", *args], env=env, timeout=timeout)
 
 
-def _threads(p, args, env=None):
-    f = p.folder("2DBox_CT_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", *args], env=env, timeout=60)
-
-
-run_kind("--threads 99999999999", 2, r"not a usable number of threads")(lambda p: _threads(p, ["--threads", "99999999999"]))
-run_kind("--threads 0", 2, r"not a usable number of threads")(lambda p: _threads(p, ["--threads", "0"]))
-run_kind("--threads -4", 2, r"not a usable number of threads")(lambda p: _threads(p, ["--threads", "-4"]))
+run_kind("--threads 1000", 0, r"--threads 1000 is more than the \d+ CPU")(lambda p: _infer(p, "--threads", "1000"))
+run_kind("--threads 99999999999", 2, r"not a usable number of threads")(lambda p: _infer(p, "--threads", "99999999999"))
+run_kind("--threads 0", 2, r"not a usable number of threads")(lambda p: _infer(p, "--threads", "0"))
+run_kind("--threads -4", 2, r"not a usable number of threads")(lambda p: _infer(p, "--threads", "-4"))
 run_kind("LITEMEDSAM_THREADS=99999999999", 2, r"LITEMEDSAM_THREADS 99999999999 is not a usable")(
-    lambda p: _threads(p, [], {"LITEMEDSAM_THREADS": "99999999999"}))
-run_kind("LITEMEDSAM_THREADS=many", 2, r"is not a number of threads")(lambda p: _threads(p, [], {"LITEMEDSAM_THREADS": "many"}))
+    lambda p: _infer(p, env={"LITEMEDSAM_THREADS": "99999999999"}))
+run_kind("LITEMEDSAM_THREADS=many", 2, r"is not a number of threads")(
+    lambda p: _infer(p, env={"LITEMEDSAM_THREADS": "many"}))
 
 
 def _models(p, change):
@@ -518,28 +522,12 @@ def _(p):
     return f, p.run(["infer", "-i", f / "in", "-o", f / "out"], timeout=60)
 
 
-@run_kind("--modality unknown", 2, r"--modality 'Sonar' is not a modality")
-def _(p):
-    f = p.folder("2DBox_CT_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--modality", "Sonar"], timeout=60)
-
-
-@run_kind("--model unknown", 2, r"Invalid value for '--model'")
-def _(p):
-    f = p.folder("2DBox_CT_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--model", "gpt"], timeout=60)
-
-
-@run_kind("--prompt none without a prompt-free model", 2, r"--prompt none needs --model")
-def _(p):
-    f = p.folder("2DBox_CT_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--prompt", "none"], timeout=60)
-
-
-@run_kind("model not built for a router rule", 0, r"model efficientsam-ti-int8 is not built")
-def _(p):
-    f = p.folder("2DBox_XRay_a.npz")
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out"], timeout=120)
+run_kind("--modality unknown", 2, r"--modality 'Sonar' is not a modality")(lambda p: _infer(p, "--modality", "Sonar"))
+run_kind("--model unknown", 2, r"Invalid value for '--model'")(lambda p: _infer(p, "--model", "gpt"))
+run_kind("--prompt none without a prompt-free model", 2, r"--prompt none needs --model")(
+    lambda p: _infer(p, "--prompt", "none"))
+run_kind("model not built for a router rule", 0, r"model efficientsam-ti-int8 is not built")(
+    lambda p: _infer(p, case="2DBox_XRay_a.npz"))
 
 
 # ---- running it all ------------------------------------------------------------------------------------------
@@ -588,7 +576,7 @@ def probe_runs(p: Probe) -> None:
             kind.code, kind.ok, kind.got = "n/a", True, "(skipped: needs unshare -rm)"
             continue
         f, done = result
-        before = digest_tree(f / "in")
+        before = p.before  # taken just before the kind's run
         text = (done.stderr + "\n" + done.stdout).strip()
         kind.code = str(done.returncode)
         lines = [line for line in text.splitlines() if re.search(kind.message, line)]

@@ -1,6 +1,5 @@
 """A model family is one place: its registry record names the runtime class and the exporter, and says whether
 it takes boxes; `litemedsam models export` builds any registered model through it."""
-import importlib
 import importlib.util
 import inspect
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litemedsam.registry import FAMILIES, MODELS
+from litemedsam.registry import FAMILIES, MODELS, load_object
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,8 +25,7 @@ def test_every_model_names_its_runtime_and_exporter(name):
     assert takes_boxes == spec.takes_boxes and hasattr(cls, "segment") != spec.takes_boxes  # or ImageSegmenter
     assert spec.build.startswith("litemedsam models ")
     if importlib.util.find_spec("torch") is not None:
-        module, _, fn = spec.exporter.partition(":")
-        params = list(inspect.signature(getattr(importlib.import_module(module), fn)).parameters)
+        params = list(inspect.signature(load_object(spec.exporter)).parameters)
         assert params[:3] == ["spec", "checkpoint", "out_dir"]
 
 

@@ -75,19 +75,24 @@ def _need_export_tools():
 def export(name, checkpoint, lora, img_size, point_value, force):
     """Export any registered model from its torch checkpoint with its family's exporter (python -m export),
     check the graphs against torch, and verify the files."""
-    _need_export_tools()
     spec = MODELS[name]
     if checkpoint is None and not spec.pinned and not spec.quantized_from:
         raise click.ClickException(f"--checkpoint is required for {name} ({spec.source}); build: {spec.build}")
+    _run_export(name, checkpoint=checkpoint, lora=lora, img_size=img_size, point_value=point_value, force=force)
+
+
+def _run_export(name: str, quiet: bool = False, **options) -> None:
+    """`python -m export --model NAME --out-dir work_dir/ --OPTION VALUE...` (torch stays out of this
+    process), then verify the model's files. Options that are None or False are left out."""
+    _need_export_tools()
     args = ["--model", name, "--out-dir", str(work_dir())]
-    for flag, value in (("--checkpoint", checkpoint), ("--lora", lora)):
-        if value is not None:
-            args += [flag, str(value.resolve())]
-    for flag, value in (("--img-size", img_size), ("--point-value", point_value)):
-        if value is not None:
-            args += [flag, str(value)]
-    args += ["--force"] if force else []
-    done = subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO_ROOT)
+    for key, value in options.items():
+        if value is True:
+            args.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            args += [f"--{key.replace('_', '-')}", str(value.resolve() if isinstance(value, Path) else value)]
+    done = subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO_ROOT,
+                          stdout=subprocess.DEVNULL if quiet else None)
     if done.returncode != 0:
         raise click.ClickException(f"export of {name} failed (see above)")
     _verify([name])
@@ -102,12 +107,7 @@ def export(name, checkpoint, lora, img_size, point_value, force):
 def quantize(name, cases, min_dice, force):
     """Make NAME-int8 (dynamic int8) and keep it only if its masks agree with NAME's
     (the same as `models export --model NAME-int8`)."""
-    _need_export_tools()
-    args = ["--model", f"{name}-int8", "--out-dir", str(work_dir()), "--min-dice", str(min_dice)]
-    args += ["--cases", str(cases.resolve())] if cases else []
-    done = subprocess.run([sys.executable, "-m", "export", *args, *(["--force"] if force else [])], cwd=REPO_ROOT)
-    if done.returncode != 0:
-        raise click.ClickException(f"{name}-int8 not made (see above)")
+    _run_export(f"{name}-int8", cases=cases, min_dice=min_dice, force=force)
 
 
 @models.command()
@@ -129,11 +129,7 @@ def finetune(cases, gts, rank, steps, lr):
     for step in (["train", *args], ["merge", "--lora", str(lora), "--out", str(merged)]):
         if subprocess.run([sys.executable, "-m", "export.lora", *step], cwd=REPO_ROOT).returncode != 0:
             raise click.ClickException(f"LoRA {step[0]} failed (see above)")
-    done = subprocess.run([sys.executable, "-m", "export.litemedsam", "--model", "litemedsam-ft", "--checkpoint",
-                           str(merged), "--out-dir", str(work_dir())], cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise click.ClickException("export of the merged model failed (see above)")
-    _verify(["litemedsam-ft"])
+    _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
     click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); the router uses it for PET and microscopy")
 
 
