@@ -4,11 +4,15 @@ in the same run (the ratio is what to read on a shared, noisy machine; the offic
 times are context only); then DSC/NSD of the outputs and their agreement with the baseline's outputs.
 
     python -m benchmarks.bench_infer [--cases DIR] [--out DIR] [--match TEXT] [--threads N]
-                                     [--against no-cache|none|CHECKOUT]
+                                     [--against reference|no-cache|none|CHECKOUT]
 
---against: the reference run after (or, every other case, before) ours on each case: ``no-cache`` (default:
-this code without the optimised-graph cache, as every run was before it), ``none``, or the path of another
-checkout of litemedsam (e.g. a git worktree of an older commit), run without caches.
+--against: the reference run after (or, every other case, before) ours on each case: ``reference`` (default:
+the reference configuration, i.e. this code with ``--exact`` and without the optimised-graph cache, as every
+run was before either), ``no-cache`` (the shipped router, no cache), ``none``, or the path of another checkout
+of litemedsam (e.g. a git worktree of an older commit), run with ``--exact`` and without caches.
+
+Ours runs with ``--profile``: besides wall seconds it reports, per 2D case, wall minus the encoder's seconds
+(process start, imports, model loading, reading, decoding, writing: what a case pays besides the encoder).
 
 DIR defaults to the dev cases ($LITEMEDSAM_DEV_DATA, else ../shared/data/cvpr24-dev: imgs/, gts/, baseline/).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench")
     parser.add_argument("--match", default="", help="only cases whose name contains this")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--against", default="no-cache", help="reference: no-cache, none, or a checkout's path")
+    parser.add_argument("--against", default="reference", help="reference, no-cache, none, or a checkout's path")
     args = parser.parse_args()
     imgs = args.cases / "imgs" if (args.cases / "imgs").is_dir() else args.cases
     segs = args.out / "segs"
@@ -46,30 +51,35 @@ def main() -> int:
         baseline = {r["case"]: float(r["wall_s"]) for r in csv.DictReader(open(args.cases / "baseline" / "times.csv"))}
     exe = [sys.executable, "-m", "litemedsam", "infer"] + (["--threads", str(args.threads)] if args.threads else [])
     ref_env = None if args.against == "none" else {**os.environ, "LITEMEDSAM_CACHE_DIR": "off"}
-    if ref_env is not None and args.against != "no-cache":
+    ref_exe = exe + ([] if args.against == "no-cache" else ["--exact"])
+    if ref_env is not None and args.against not in ("reference", "no-cache"):
         ref_env["PYTHONPATH"] = str(Path(args.against).resolve())
     rows = []
     names = sorted(p.name for p in imgs.glob("*.npz") if args.match in p.name)
-    print(f"{'case':70s} {'ours_s':>8s} {'ref_s':>8s} {'ratio':>6s} {'base_s':>8s}")
+    print(f"{'case':70s} {'ours_s':>8s} {'ref_s':>8s} {'ratio':>6s} {'base_s':>8s} {'encode_s':>8s} {'rest_s':>7s}")
 
-    def timed(name, out, env=None):
+    def timed(command, name, out, env=None):
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / name).symlink_to((imgs / name).resolve())
             start = time.perf_counter()
-            done = subprocess.run(exe + ["-i", tmp, "-o", str(out)], capture_output=True, text=True, cwd=REPO, env=env)
+            done = subprocess.run(command + ["-i", tmp, "-o", str(out)], capture_output=True, text=True, cwd=REPO,
+                                  env=env)
             return time.perf_counter() - start, done
 
     for n, name in enumerate(names):
         ref = float("nan")
         if ref_env is not None and n % 2:  # every other case the reference goes first
-            ref = timed(name, args.out / "ref", ref_env)[0]
-        wall, done = timed(name, segs)
+            ref = timed(ref_exe, name, args.out / "ref", ref_env)[0]
+        wall, done = timed(exe + ["--profile"], name, segs)
         if ref_env is not None and not n % 2:
-            ref = timed(name, args.out / "ref", ref_env)[0]
+            ref = timed(ref_exe, name, args.out / "ref", ref_env)[0]
         base = baseline.get(name, float("nan"))
-        rows.append((name, wall, base, done.returncode, ref))
+        found = re.search(r"encode ([0-9.]+) s", done.stdout)
+        encode = float(found.group(1)) if found else float("nan")
+        rows.append((name, wall, base, done.returncode, ref, encode))
         flag = "" if done.returncode == 0 else f"  rc={done.returncode} {done.stderr.strip()[-200:]}"
-        print(f"{name:70s} {wall:8.2f} {ref:8.2f} {wall / ref:6.3f} {base:8.2f}{flag}", flush=True)
+        print(f"{name:70s} {wall:8.2f} {ref:8.2f} {wall / ref:6.3f} {base:8.2f} {encode:8.3f} {wall - encode:7.3f}{flag}",
+              flush=True)
     ours_total = sum(r[1] for r in rows)
     ref_total = sum(r[4] for r in rows)
     base_total = sum(r[2] for r in rows if not np.isnan(r[2]))
@@ -79,10 +89,11 @@ def main() -> int:
         if sub:
             o, b, r = sum(x[1] for x in sub), sum(x[2] for x in sub), sum(x[4] for x in sub)
             print(f"{dim}: {len(sub)} cases, ours {o:.1f} s, reference {r:.1f} s (ratio {o / r:.3f}, median "
-                  f"per case {np.median([x[1] / x[4] for x in sub]):.3f}), baseline {b:.1f} s ({b / o:.1f}x)")
+                  f"per case {np.median([x[1] / x[4] for x in sub]):.3f}), baseline {b:.1f} s ({b / o:.1f}x); "
+                  f"wall minus encoder: median {np.median([x[1] - x[5] for x in sub]):.3f} s per case")
     with open(args.out / "times.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["case", "wall_s", "baseline_s", "rc", "reference_s"])
+        writer.writerow(["case", "wall_s", "baseline_s", "rc", "reference_s", "encode_s"])
         writer.writerows(rows)
 
     gts = args.cases / "gts"

@@ -19,6 +19,7 @@ from litemedsam.errors import ModelError
 from litemedsam.frame import Frame
 from litemedsam.registry import ModelSpec, get_model, load_object, model_files
 from litemedsam.session import graph_size, make_session
+from litemedsam.timing import phase
 
 
 @dataclass
@@ -84,7 +85,9 @@ class Segmenter:
         return transforms.preprocess(image, self.size)
 
     def encode(self, image: np.ndarray) -> Embedding:
-        (features,) = self.encoder.run(None, {"image": self.preprocess(image)})
+        x = self.preprocess(image)
+        with phase("encode"):
+            (features,) = self.encoder.run(None, {"image": x})
         return Embedding(features, self.frame(*image.shape[:2]))
 
     def decoder_feeds(self, emb: Embedding, boxes: np.ndarray, prompt: str) -> dict:
@@ -95,8 +98,9 @@ class Segmenter:
     def logits(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
         """(N, 4) boxes in the input frame -> (N, L, L) low-res logits, ``max_batch`` boxes per call."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        out = [self.decoder.run(None, self.decoder_feeds(emb, boxes[i:i + self.max_batch], prompt))[0][:, 0]
-               for i in range(0, len(boxes), self.max_batch)]
+        with phase("decode"):
+            out = [self.decoder.run(None, self.decoder_feeds(emb, boxes[i:i + self.max_batch], prompt))[0][:, 0]
+                   for i in range(0, len(boxes), self.max_batch)]
         if not out:
             low = emb.frame.logit_size
             return np.zeros((0, low, low), dtype=np.float32)
@@ -125,10 +129,12 @@ class Segmenter:
         low = emb.frame.logit_size
         has = np.zeros(n, np.float32) if mask_input is None else np.ones(n, np.float32)
         mask_input = np.zeros((n, low, low), np.float32) if mask_input is None else mask_input
-        logits, _ = self.prompt_decoder.run(None, {
-            "image_embeddings": emb.features, "point_coords": np.asarray(points, np.float32),
-            "point_labels": np.asarray(labels, np.float32),
-            "mask_input": np.asarray(mask_input, np.float32)[:, None], "has_mask_input": has})
+        feeds = {"image_embeddings": emb.features, "point_coords": np.asarray(points, np.float32),
+                 "point_labels": np.asarray(labels, np.float32),
+                 "mask_input": np.asarray(mask_input, np.float32)[:, None], "has_mask_input": has}
+        decoder = self.prompt_decoder  # loaded when first needed
+        with phase("decode"):
+            logits, _ = decoder.run(None, feeds)
         logits = logits[:, 0]
         return emb.frame.masks(logits), logits
 

@@ -56,7 +56,7 @@ def default_threads() -> int:
     return resolve_threads(None)[0]
 
 
-def _options(threads: int | None, level, save_to: str | None = None):
+def _options(threads: int | None, level, save_to=None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -65,8 +65,10 @@ def _options(threads: int | None, level, save_to: str | None = None):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    if save_to:
-        opts.optimized_model_filepath = save_to
+    if save_to is not None:  # a graph_cache.Slot
+        opts.optimized_model_filepath = str(save_to.graph)
+        for key, value in save_to.session_config().items():
+            opts.add_session_config_entry(key, value)
     return opts
 
 
@@ -85,7 +87,8 @@ def make_session(path: str | Path, threads: int | None = None, sha256: str | Non
 
     With ``sha256`` (the verified checksum of ``path``), the graph as ONNX Runtime optimised it is kept in
     the optimised-graph cache (litemedsam.graph_cache) and later sessions load it without optimising again
-    (about 0.1 s less per encoder session, the same results to the bit)."""
+    and with its weights mapped from a file of their own (0.03 s instead of 0.25 s for LiteMedSAM's encoder,
+    the same results to the bit)."""
     import onnxruntime as ort
 
     from litemedsam import graph_cache
@@ -101,9 +104,9 @@ def make_session(path: str | Path, threads: int | None = None, sha256: str | Non
     if slot is None:
         return _session(path, _options(threads, all_on))
     try:
-        session = _session(path, _options(threads, all_on, save_to=str(slot)))
+        session = _session(path, _options(threads, all_on, save_to=slot))
     except BaseException:
-        slot.unlink(missing_ok=True)
+        slot.remove()
         raise
     graph_cache.commit(sha256, slot)
     return session

@@ -1,11 +1,15 @@
-"""efficiency.csv: seconds and status per case, rewritten after every case; an existing one (of an earlier run,
-or of the challenge scripts) read tolerantly."""
+"""Where the seconds go: efficiency.csv (seconds and status per case, rewritten after every case; an existing
+one, of an earlier run or of the challenge scripts, read tolerantly) and the phases of a case (``infer
+--profile``)."""
 from __future__ import annotations
 
 import csv
 import io
 import os
 import stat
+import time
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -68,3 +72,34 @@ def write_times(path: Path, rows: dict) -> None:
     for case in sorted(rows):
         writer.writerow([case, rows[case]["time"], rows[case]["status"]])
     write_text(path, out.getvalue())
+
+
+PHASES: Counter = Counter()  # seconds per phase since the last take_phases()
+
+
+@contextmanager
+def phase(name: str):
+    """Add the seconds of the block to PHASES[name] (read, load, encode, decode, write)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASES[name] += time.perf_counter() - start
+
+
+def take_phases() -> dict:
+    """The phases timed since the last call, and start afresh."""
+    taken = dict(PHASES)
+    PHASES.clear()
+    return taken
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux; 10 ms resolution), None where unknown."""
+    try:
+        with open("/proc/self/stat") as handle:
+            started = int(handle.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as handle:
+            return float(handle.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return None

@@ -89,3 +89,29 @@ def test_remembered_digests_follow_the_file(tmp_path, cache):
     replaced.write_bytes(b"three")
     os.replace(replaced, f)
     assert sha256_of(f) == _hash(f)
+
+
+def test_weights_live_in_their_own_checked_file(models_ready, cache):
+    """An entry's weights sit in a .data file beside it (mapped by ONNX Runtime, not parsed): a damaged weights
+    file, or a sidecar naming any other file, means the entry is rebuilt; a rebuild leaves one weights file."""
+    from litemedsam import graph_cache
+    from litemedsam.session import make_session
+
+    path, sha = encoder(models_ready)
+    make_session(path, 1, sha)
+    entry = graph_cache.lookup(sha)
+    record = json.loads(entry.with_suffix(".json").read_text())
+    weights = cache / record["data"]
+    assert weights.stat().st_size > 10 * entry.stat().st_size
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert graph_cache.lookup(sha) is None
+    make_session(path, 1, sha)
+    assert graph_cache.lookup(sha) is not None
+    assert len(list(cache.glob(f"{entry.stem}-*.data"))) == 1
+    sidecar = entry.with_suffix(".json")
+    record = json.loads(sidecar.read_text())
+    for other in ("../elsewhere.data", "fingerprints.json", entry.name):
+        sidecar.write_text(json.dumps({**record, "data": other}))
+        assert graph_cache.lookup(sha) is None, other

@@ -1,17 +1,32 @@
-"""The litemedsam command line: one file per subcommand, one handler for every error a user can act on."""
+"""The litemedsam command line: one file per subcommand, imported only when that subcommand runs (a case pays
+for nothing else), and one handler for every error a user can act on."""
+import importlib
+
 import click
 
 from litemedsam import __version__
-from litemedsam.cli.fit_head import fit_head
-from litemedsam.cli.infer import infer
-from litemedsam.cli.models import models
-from litemedsam.cli.route import route
 from litemedsam.errors import LitemedsamError
+
+SUBCOMMANDS = {  # name -> module of litemedsam.cli holding a click command of that name
+    "infer": "infer",
+    "models": "models",
+    "route": "route",
+    "fit-head": "fit_head",
+}
 
 
 class Commands(click.Group):
-    """A LitemedsamError that reaches the command line is printed as ``ERROR: message`` (no traceback)
-    and ends the command with its exit code (2: nothing could run)."""
+    """Subcommands loaded when used. A LitemedsamError that reaches the command line is printed as
+    ``ERROR: message`` (no traceback) and ends the command with its exit code (2: nothing could run)."""
+
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in SUBCOMMANDS:
+            return None
+        module = importlib.import_module(f"litemedsam.cli.{SUBCOMMANDS[name]}")
+        return getattr(module, SUBCOMMANDS[name])
 
     def invoke(self, ctx):
         try:
@@ -25,9 +40,3 @@ class Commands(click.Group):
 @click.version_option(__version__, prog_name="litemedsam")
 def main():
     """Fast CPU box-prompted segmentation of medical images with lightweight SAM models."""
-
-
-main.add_command(infer)
-main.add_command(models)
-main.add_command(route)
-main.add_command(fit_head)

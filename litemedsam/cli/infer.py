@@ -70,8 +70,11 @@ def _terminate(signum, frame):
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+@click.option("--profile", is_flag=True,
+              help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
+                   "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, threads,
-          exact, continue_prediction, debug):
+          exact, continue_prediction, debug, profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -105,7 +108,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                               + ", ".join(sorted(set(router.spellings.values()))))
         prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
                      or BoxPrompting(router, model, modality, exact))
-        predictor = Predictor(prompting, threads, echo=echo, debug=debug)
+        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code
