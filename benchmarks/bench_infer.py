@@ -4,11 +4,12 @@ in the same run (the ratio is what to read on a shared, noisy machine; the offic
 times are context only); then DSC/NSD of the outputs and their agreement with the baseline's outputs.
 
     python -m benchmarks.bench_infer [--cases DIR] [--out DIR] [--match TEXT] [--threads N]
-                                     [--against reference|no-cache|none|CHECKOUT]
+                                     [--against reference|no-cache|none|router:FILE|CHECKOUT]
 
 --against: the reference run after (or, every other case, before) ours on each case: ``reference`` (default:
 the reference configuration, i.e. this code with ``--exact`` and without the optimised-graph cache, as every
-run was before either), ``no-cache`` (the shipped router, no cache), ``none``, or the path of another checkout
+run was before either), ``no-cache`` (the shipped router, no cache), ``none``, ``router:FILE`` (this code with
+``--router FILE`` and the same caches as ours: what a router change costs), or the path of another checkout
 of litemedsam (e.g. a git worktree of an older commit), run with ``--exact`` and without caches.
 
 Ours runs with ``--profile``: besides wall seconds it reports, per 2D case, wall minus the encoder's seconds
@@ -52,7 +53,10 @@ def main() -> int:
     exe = [sys.executable, "-m", "litemedsam", "infer"] + (["--threads", str(args.threads)] if args.threads else [])
     ref_env = None if args.against == "none" else {**os.environ, "LITEMEDSAM_CACHE_DIR": "off"}
     ref_exe = exe + ([] if args.against == "no-cache" else ["--exact"])
-    if ref_env is not None and args.against not in ("reference", "no-cache"):
+    if args.against.startswith("router:"):
+        ref_env = dict(os.environ)
+        ref_exe = exe + ["--router", str(Path(args.against[len("router:"):]).resolve())]
+    elif ref_env is not None and args.against not in ("reference", "no-cache"):
         ref_env["PYTHONPATH"] = str(Path(args.against).resolve())
     rows = []
     names = sorted(p.name for p in imgs.glob("*.npz") if args.match in p.name)

@@ -80,6 +80,15 @@ class Frame:
         """(N, L, L) low-res logits -> (N, H, W) bool: crop the padding, upsample, threshold at 0."""
         return transforms.postprocess_masks(logits, self.logit_hw, self.original_hw, interpolation)
 
+    def logit_map(self, logits: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """(L, L) low-res logits of one object -> (H, W) float32 (``masks`` is this thresholded at 0)."""
+        return transforms.upsample_logits(logits, self.logit_hw, self.original_hw, interpolation)
+
+    def box_to_image(self, box) -> np.ndarray:
+        """A box x0, y0, x1, y1 in the input frame -> image pixels."""
+        sx, sy = self.scale_xy
+        return np.asarray(box, np.float64) / np.array([sx, sy, sx, sy])
+
     # embedding cells ---------------------------------------------------------------------------------
 
     def image_to_grid(self, image_map: np.ndarray, interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from litemedsam.cases import Case, label_dtype
+from litemedsam.masks import EXACT, MaskPolicy
 from litemedsam.segmenter import BoxSegmenter as Segmenter
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
@@ -19,19 +20,60 @@ def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
     region[mask & (region < label)] = label
 
 
-def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box") -> np.ndarray:
+class Canvas:
+    """The label map being painted. Where objects overlap, the higher label wins (the reference), or with
+    ``by_logit`` the object whose mask logit is higher there (a mask without logits, such as one
+    interpolated between slices, counts as logit 0: it wins only where no decoded mask is)."""
+
+    def __init__(self, shape: tuple, count: int, by_logit: bool = False):
+        self.labels = np.zeros(shape, dtype=label_dtype(count))
+        self.by_logit = by_logit
+        self.best: dict = {}  # slice (None in 2D) -> (H, W) float32: the logit of the label painted there
+
+    def paint(self, z: int | None, mask: np.ndarray, label: int, logit: np.ndarray | None = None) -> None:
+        region = self.labels if z is None else self.labels[z]
+        if not self.by_logit:
+            paint(region, mask, label)
+            return
+        best = self.best.get(z)
+        if best is None:
+            best = self.best[z] = np.full(region.shape, -np.inf, np.float32)
+        if logit is None:
+            win = mask & (best < 0)
+            best[win] = 0.0
+        else:
+            win = mask & (logit > best)
+            best[win] = logit[win]
+        region[win] = label
+
+
+def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy) -> list:
+    """(mask, logit map or None) per box of ``boxes`` (input frame), the mask strategies applied."""
+    if policy.exact:
+        return [(mask, None) for mask in seg.predict(emb, boxes, prompt)]
+    frame = emb.frame
+    if policy.needs_logits:
+        pairs = [(up > 0, up) for up in seg.logit_maps(emb, boxes, prompt)]
+    else:
+        pairs = [(mask, None) for mask in seg.predict(emb, boxes, prompt)]
+    scale = max(frame.original_hw) / 256
+    return [(policy.apply(mask, frame.box_to_image(box), scale), up) for (mask, up), box in zip(pairs, boxes)]
+
+
+def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box",
+               policy: MaskPolicy = EXACT) -> np.ndarray:
     """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
-    out = np.zeros(image.shape[:2], dtype=label_dtype(len(boxes)))
+    canvas = Canvas(image.shape[:2], len(boxes), policy.needs_logits)
     labels = [i + 1 for i in range(len(boxes)) if i + 1 not in skipped]
     if not labels:
-        return out
+        return canvas.labels
     emb = seg.encode(image)
     model_boxes = emb.frame.boxes_to_model(boxes[np.array(labels) - 1])
     for start in range(0, len(labels), seg.max_batch):
         chunk = slice(start, start + seg.max_batch)
-        for label, mask in zip(labels[chunk], seg.predict(emb, model_boxes[chunk], prompt)):
-            paint(out, mask, label)
-    return out
+        for label, (mask, logit) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], prompt, policy)):
+            canvas.paint(None, mask, label, logit)
+    return canvas.labels
 
 
 @dataclass
@@ -74,7 +116,7 @@ def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
 
 
 def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-               prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
+               prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
 
     As the reference: from the middle slice of each box up to z_max, then from below the middle
@@ -86,11 +128,12 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
 
     Faster options (the router's, off by default): ``stride`` K > 1 segments every K-th slice of each pass
     (and its last) and fills the slices between by shape interpolation of the two masks around them;
-    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask.
+    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask. ``policy``
+    (litemedsam.masks) acts on each slice's mask before it is painted and prompts the next slice.
     """
     d, h, w = volume.shape
     frame = seg.frame(h, w)
-    out = np.zeros(volume.shape, dtype=label_dtype(len(boxes)))
+    canvas = Canvas(volume.shape, len(boxes), policy.needs_logits)
     tracks = []
     for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
         if i + 1 in skipped:
@@ -109,17 +152,16 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
         for t in active:
             box = None if z == t.z_mid else frame.box_from_mask(t.prev, t.label, margin)
             prompts.append(t.box if box is None else box)
-        masks = seg.predict(emb, np.stack(prompts), prompt)
-        for t, mask in zip(active, masks):
+        for t, (mask, logit) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
             if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
                 step = 1 if z > t.prev_z else -1
                 between = range(t.prev_z + step, z, step)
                 for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
-                    paint(out[zz], filled, t.label)
+                    canvas.paint(zz, filled, t.label)
             t.prev, t.prev_z = mask, z
             if z == t.z_mid:
                 t.mid = mask
-            paint(out[z], mask, t.label)
+            canvas.paint(z, mask, t.label, logit)
             t.empty = 0 if mask.any() else t.empty + 1
             if stop and t.empty >= stop:  # this pass of the box ends here
                 t.stopped = True
@@ -141,7 +183,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
                 run_slice(z, active, slices_of)
         for t in tracks:
             t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
-    return out
+    return canvas.labels
 
 
 # The three orientations of multi-view segmentation: how to turn a (D, H, W) volume so that its slices
@@ -161,21 +203,22 @@ def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-                      prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
+                      prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
     """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
     views = []
     for axes, columns in VIEWS.values():
         turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin,
-                            prompt, stride, stop)
+                            prompt, stride, stop, policy)
         views.append(turned.transpose(np.argsort(axes)))
     return majority_vote(*views)
 
 
 def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
-                 prompt: str = "box", stride: int = 1, stop: int = 0) -> np.ndarray:
-    """One case with the strategy and prompt style the router chose (2D cases take one encoder call)."""
+                 prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+    """One case with the strategy, prompt style and mask strategies the router chose (2D cases take one
+    encoder call)."""
     if case.dim == "2D":
-        return segment_2d(seg, case.image, case.boxes, case.skipped, prompt)
+        return segment_2d(seg, case.image, case.boxes, case.skipped, prompt, policy)
     if strategy == "multiview":
-        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop)
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)

@@ -45,7 +45,7 @@ class Prompting(Protocol):
 
 class BoxPrompting:
     """The case's boxes prompt the model the router picks (``model``/``modality`` override it; ``exact`` turns
-    off the router's faster 3D options)."""
+    off the router's faster 3D options and mask strategies)."""
 
     name = "box prompts"
     uses_boxes = True
@@ -63,7 +63,7 @@ class BoxPrompting:
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         d = plan.decision
-        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt, d.stride, d.stop)
+        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy)
 
 
 class SlicePrompting:

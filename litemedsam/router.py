@@ -7,6 +7,7 @@ from pathlib import Path
 
 from litemedsam.cases import NAME_PATTERN
 from litemedsam.errors import RouterError, shown
+from litemedsam.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
 from litemedsam.registry import MODELS, get_model, missing_file
 
 if sys.version_info >= (3, 11):
@@ -18,7 +19,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
 STRATEGIES = ("propagate", "multiview")
 PROMPTS = ("box", "box+center")
 MAX_ROUTER_BYTES = 1 << 20
-RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt", "stride", "stop"}
+RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt", "stride", "stop",
+             "clip", "component", "fill", "overlap"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Rule:
     prompt: str = "box"
     stride: int = 1
     stop: int = 0
+    policy: MaskPolicy = EXACT
 
     def matches(self, dim: str | None, modality: str | None) -> bool:
         return (self.dim is None or self.dim == dim) and (self.modality is None or modality in self.modality)
@@ -52,6 +55,7 @@ class Decision:
     prompt: str
     stride: int = 1
     stop: int = 0
+    policy: MaskPolicy = EXACT  # mask strategies (litemedsam.masks)
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
 
     def describe(self) -> str:
@@ -63,6 +67,8 @@ class Decision:
             text += (f", stop after {self.stop} empty" if self.stop else "") + ")"
         if self.prompt != "box" and self.model and self.prompt in get_model(self.model).kind.prompt_styles:
             text += f", prompt {self.prompt}"
+        if not self.policy.exact:
+            text += f", masks: {self.policy.describe()}"
         text += f"  [rule {self.rule!r}]"
         for model, missing in self.skipped:
             text += f"\n    {model} skipped: not built (missing {missing})"
@@ -75,6 +81,23 @@ def _list(value, what: str, source: str) -> tuple:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise RouterError(f"{source}: {what} must be a string or a non-empty list of strings, got {value!r}")
     return tuple(value)
+
+
+def _policy(raw: dict, where: str) -> MaskPolicy:
+    """A rule's mask strategies (clip, component, fill, overlap), checked."""
+    clip = raw.get("clip")
+    if clip is not None and (not isinstance(clip, int) or isinstance(clip, bool) or not 0 <= clip <= 256):
+        raise RouterError(f"{where}: clip must be an integer 0-256 (pixels of a 256 frame), got {clip!r}")
+    component = raw.get("component", "")
+    if component not in COMPONENTS:
+        raise RouterError(f"{where}: component must be one of {', '.join(map(repr, COMPONENTS))}, got {component!r}")
+    fill = raw.get("fill", False)
+    if not isinstance(fill, bool):
+        raise RouterError(f"{where}: fill must be true or false, got {fill!r}")
+    overlap = raw.get("overlap", "label")
+    if overlap not in OVERLAPS:
+        raise RouterError(f"{where}: overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")
+    return MaskPolicy(clip, component, fill, overlap)
 
 
 class Router:
@@ -161,7 +184,7 @@ class Router:
                     raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
                 numbers[key] = value
             rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, prompt=prompt,
-                              **numbers))
+                              policy=_policy(raw, where), **numbers))
         return cls(spellings, rules, source)
 
     def modality(self, tag: str | None) -> str | None:
@@ -172,7 +195,7 @@ class Router:
                model: str | None = None, directory: Path | None = None, exact: bool = False) -> Decision:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
         (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
-        turns off the rule's faster options (stride, stop), giving the reference's propagation."""
+        turns off the rule's faster options (stride, stop) and mask strategies, giving the reference's masks."""
         m = NAME_PATTERN.match(Path(case).name)
         tag = modality or (m.group(2) if m else None)
         dim = dim or (m.group(1) if m else None)
@@ -183,7 +206,7 @@ class Router:
                               f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
         chain = (model,) if model else rule.models
         decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt,
-                            1 if exact else rule.stride, 0 if exact else rule.stop)
+                            1 if exact else rule.stride, 0 if exact else rule.stop, EXACT if exact else rule.policy)
         for name in chain:
             missing = missing_file(get_model(name), directory)
             if missing is None:

@@ -45,6 +45,8 @@ class BoxSegmenter(Protocol):
 
     def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray: ...
 
+    def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"): ...
+
 
 class ImageSegmenter(Protocol):
     """A model that takes no prompt (litemedsam.promptless): an image to a label map."""
@@ -109,6 +111,11 @@ class Segmenter:
     def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
         """(N, 4) boxes in the input frame -> (N, H, W) bool masks at the image size."""
         return emb.frame.masks(self.logits(emb, boxes, prompt), self.upsample)
+
+    def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
+        """(N, 4) boxes in the input frame -> N (H, W) float32 logit maps at the image size, one at a time
+        (``predict`` is each thresholded at 0)."""
+        return (emb.frame.logit_map(low, self.upsample) for low in self.logits(emb, boxes, prompt))
 
     @property
     def prompt_decoder(self):

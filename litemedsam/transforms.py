@@ -68,13 +68,19 @@ def box_from_mask(mask: np.ndarray, label: int, target: int, margin: int = 3) ->
     )
 
 
+def upsample_logits(lowres: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int],
+                    interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """(S, S) low-res logits -> (H, W) float32: crop the padding, upsample (bilinear)."""
+    nh, nw = resized_hw
+    h, w = original_hw
+    return cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=interpolation)
+
+
 def postprocess_masks(logits: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int],
                       interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """(N, S, S) low-res logits -> (N, H, W) bool: crop the padding, upsample (bilinear), threshold."""
-    nh, nw = resized_hw
     h, w = original_hw
     out = np.empty((logits.shape[0], h, w), dtype=bool)
     for i, lowres in enumerate(logits):
-        up = cv2.resize(np.ascontiguousarray(lowres[:nh, :nw]), (w, h), interpolation=interpolation)
-        np.greater(up, 0.0, out=out[i])
+        np.greater(upsample_logits(lowres, resized_hw, original_hw, interpolation), 0.0, out=out[i])
     return out

@@ -66,7 +66,8 @@ def _terminate(signum, frame):
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
 @click.option("--exact", is_flag=True,
-              help="The reference's computation everywhere: no faster 3D options of the router (stride, stop).")
+              help="The reference's computation everywhere: none of the router's faster 3D options (stride, stop) "
+                   "or mask strategies (clip, component, fill, overlap).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")

@@ -1,0 +1,121 @@
+"""Mask strategies (litemedsam.masks) per modality of the dev cases: DSC, NSD and seconds of the reference's
+masks against each strategy and combinations, and which pass the shipping rule.
+
+    python -m benchmarks.bench_strategies [--cases DIR] [--match TEXT] [--config clip=5 component=largest ...]
+
+A configuration is ``exact`` or comma-separated strategies: ``clip=M``, ``component=largest|centre``,
+``fill``, ``overlap=logit``. Every configuration runs on every case in this process with one LiteMedSAM
+segmenter, one case after the other (interleaved: the machine's noise falls on all alike). 3D cases keep
+the router's propagation options (MR: stride 2) in every configuration but ``exact``.
+
+Each image or slice is encoded once per case and its embedding reused by every configuration (a strategy
+changes what is decoded, not the encoder's work), so ``seconds`` is each configuration's decoding, mask
+work and painting; ``cost`` is that difference to ``base`` (the router without mask strategies) as a share
+of the case's full time with the encoder. The shipping rule (issue 15): on a modality's cases, mean DSC
+rises by >= 0.5 point and NSD does not fall against ``base``, and no case loses more than 5 DSC points.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.compute_metrics import case_metrics
+from litemedsam.cases import load_case
+from litemedsam.masks import EXACT, MaskPolicy
+from litemedsam.pipeline import segment_case
+from litemedsam.registry import dev_data_dir
+from litemedsam.router import Router
+from litemedsam.segmenter import make_segmenter
+
+DEFAULT_CONFIGS = ["clip=0", "clip=5", "clip=10", "component=largest", "component=centre", "fill", "overlap=logit",
+                   "clip=5,component=centre,fill", "clip=5,component=largest,fill,overlap=logit"]
+GAIN, MAX_CASE_LOSS = 0.5, 5.0  # points
+
+
+def parse(config: str) -> MaskPolicy:
+    if config in ("exact", "base"):
+        return EXACT
+    options: dict = {}
+    for part in config.split(","):
+        key, _, value = part.partition("=")
+        options[key] = True if key == "fill" else (int(value) if key == "clip" else value)
+    return MaskPolicy(**options)
+
+
+class MemoEncoder:
+    """A segmenter whose ``encode`` remembers the embedding of every image it saw (by content)."""
+
+    def __init__(self, seg):
+        self.seg, self.memo, self.encode_seconds = seg, {}, 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.seg, name)
+
+    def encode(self, image):
+        key = (image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
+        if key not in self.memo:
+            start = time.perf_counter()
+            self.memo[key] = self.seg.encode(image)
+            self.encode_seconds += time.perf_counter() - start
+        return self.memo[key]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, default=dev_data_dir())
+    parser.add_argument("--config", nargs="+", default=DEFAULT_CONFIGS)
+    parser.add_argument("--match", default="")
+    args = parser.parse_args(argv)
+    configs = ["exact", "base", *args.config]
+    router = Router.load()
+    seg = make_segmenter("litemedsam")
+    rows = defaultdict(list)  # (group, config) -> [(dsc, nsd, seconds, full seconds)]
+    paths = [p for p in sorted((args.cases / "imgs").glob("*.npz")) if args.match in p.name]
+    for n, path in enumerate(paths):
+        case = load_case(path)
+        routed = router.decide(path.name, dim=case.dim)
+        group = f"{case.dim} {routed.modality}"
+        with np.load(args.cases / "gts" / path.name) as npz:
+            gts = npz["gts"]
+            spacing = npz["spacing"] if case.dim == "3D" else None  # 2D is scored in pixels
+        memo = MemoEncoder(seg)
+        for image in ([case.image] if case.dim == "2D" else []):
+            memo.encode(image)  # 3D slices are encoded by the first configuration that needs them
+        scores = {}
+        for config in configs[n % len(configs):] + configs[:n % len(configs)]:  # a different first one per case
+            d = router.decide(path.name, dim=case.dim, exact=config == "exact")
+            start = time.perf_counter()
+            encoded = memo.encode_seconds
+            segs = segment_case(memo, case, d.strategy, d.margin, d.prompt, d.stride, d.stop, parse(config))
+            seconds = time.perf_counter() - start - (memo.encode_seconds - encoded)
+            dsc, nsd = case_metrics(gts, segs, spacing)
+            scores[config] = (dsc, nsd, seconds)
+        for config in configs:
+            rows[group, config].append((*scores[config], scores[config][2] + memo.encode_seconds))
+        print("  ".join([path.name[:56]] + [f"{c} {100 * scores[c][0]:.1f}/{100 * scores[c][1]:.1f}" for c in configs]),
+              flush=True)
+
+    print(f"\n| cases | configuration | DSC | NSD | vs base: DSC, NSD | worst case DSC | cost | passes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for group in sorted({g for g, _ in rows}):
+        base = np.array(rows[group, "base"])
+        full = base[:, 3].sum()
+        for config in configs:
+            r = np.array(rows[group, config])
+            d_dsc, d_nsd = 100 * (r[:, 0].mean() - base[:, 0].mean()), 100 * (r[:, 1].mean() - base[:, 1].mean())
+            worst = 100 * (r[:, 0] - base[:, 0]).min()
+            cost = (r[:, 2].sum() - base[:, 2].sum()) / full
+            passes = "" if config in ("exact", "base") else \
+                ("yes" if d_dsc >= GAIN and d_nsd >= 0 and worst >= -MAX_CASE_LOSS else "no")
+            print(f"| {group} ({len(r)}) | {config} | {100 * r[:, 0].mean():.2f} | {100 * r[:, 1].mean():.2f} | "
+                  f"{d_dsc:+.2f}, {d_nsd:+.2f} | {worst:+.2f} | {100 * cost:+.1f}% | {passes} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
