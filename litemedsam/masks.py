@@ -9,6 +9,12 @@ of them off (the reference's masks).
 - ``fill = true``: fill the holes of the mask (background not connected to the image border).
 - ``overlap = "logit"``: where objects' masks overlap, the object with the higher mask logit there wins
   (default ``"label"``: the higher label wins, as the reference paints its boxes in order).
+
+3D only, after propagation (each re-prompted slice costs one more encoder call):
+- ``smooth = R``: a slice whose mask area is more than R times, or less than 1/R of, both neighbouring
+  segmented slices' areas is decoded again, prompted with the box around both neighbours' masks;
+- ``middle = true``: the middle slice (prompted with the given box) is decoded again with the box around
+  its two neighbours' masks (bidirectional consistency).
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ class MaskPolicy:
     component: str = ""
     fill: bool = False
     overlap: str = "label"
+    smooth: int = 0  # 3D: area ratio that marks a slice for re-prompting; 0: off
+    middle: bool = False  # 3D: re-prompt the middle slice from its neighbours
 
     @property
     def exact(self) -> bool:
@@ -37,10 +45,31 @@ class MaskPolicy:
     def needs_logits(self) -> bool:
         return self.overlap == "logit"
 
+    @property
+    def rechecks(self) -> bool:
+        """Whether 3D slices are looked at again after propagation."""
+        return bool(self.smooth or self.middle)
+
+    def recheck(self, areas: dict, z_mid: int) -> list:
+        """The slices of one object to prompt again, from its mask area per segmented slice: (slice, the two
+        neighbouring segmented slices whose masks give the new prompt)."""
+        zs = sorted(areas)
+        out = []
+        for a, z, b in zip(zs, zs[1:], zs[2:]):
+            lo, hi, here = areas[a], areas[b], areas[z]
+            if not (lo and hi):
+                continue
+            jump = self.smooth and (here > self.smooth * max(lo, hi) or here * self.smooth < min(lo, hi))
+            if jump or (self.middle and z == z_mid):
+                out.append((z, a, b))
+        return out
+
     def describe(self) -> str:
         parts = ([f"clip {self.clip}"] if self.clip is not None else []) + \
                 ([f"{self.component} component"] if self.component else []) + \
-                (["fill holes"] if self.fill else []) + (["higher logit wins"] if self.overlap == "logit" else [])
+                (["fill holes"] if self.fill else []) + (["higher logit wins"] if self.overlap == "logit" else []) + \
+                ([f"re-prompt area jumps x{self.smooth}"] if self.smooth else []) + \
+                (["re-prompt the middle slice"] if self.middle else [])
         return ", ".join(parts) or "exact masks"
 
     def apply(self, mask: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,6 +29,14 @@ class Canvas:
         self.labels = np.zeros(shape, dtype=label_dtype(count))
         self.by_logit = by_logit
         self.best: dict = {}  # slice (None in 2D) -> (H, W) float32: the logit of the label painted there
+
+    def erase(self, z: int | None, label: int) -> None:
+        """Remove ``label`` (to paint it again); the pixels it had won become background."""
+        region = self.labels if z is None else self.labels[z]
+        gone = region == label
+        region[gone] = 0
+        if z in self.best:
+            self.best[z][gone] = -np.inf
 
     def paint(self, z: int | None, mask: np.ndarray, label: int, logit: np.ndarray | None = None) -> None:
         region = self.labels if z is None else self.labels[z]
@@ -90,6 +98,8 @@ class Track:
     mid: np.ndarray | None = None  # its mask on the middle slice (where the downward pass starts)
     empty: int = 0  # consecutive empty masks in the current pass
     stopped: bool = False
+    areas: dict = field(default_factory=dict)  # slice -> mask area (only for the 3D re-check strategies)
+    boxes: dict = field(default_factory=dict)  # slice -> box around the mask, input frame (likewise)
 
 
 def _visited(start: int, end: int, stride: int) -> list:
@@ -162,6 +172,9 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             if z == t.z_mid:
                 t.mid = mask
             canvas.paint(z, mask, t.label, logit)
+            if policy.rechecks:
+                t.areas[z] = int(mask.sum())
+                t.boxes[z] = frame.box_from_mask(mask, t.label, margin)
             t.empty = 0 if mask.any() else t.empty + 1
             if stop and t.empty >= stop:  # this pass of the box ends here
                 t.stopped = True
@@ -183,7 +196,26 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
                 run_slice(z, active, slices_of)
         for t in tracks:
             t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
+    if policy.rechecks:
+        recheck(seg, volume, tracks, canvas, prompt, policy)
     return canvas.labels
+
+
+def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
+    """The 3D re-check strategies (MaskPolicy.recheck): each flagged slice of an object is decoded again with
+    the box around its neighbours' masks and repainted; each slice is encoded once for all its objects."""
+    todo = defaultdict(list)  # slice -> (track, prompt box)
+    for t in tracks:
+        for z, a, b in policy.recheck(t.areas, t.z_mid):
+            if t.boxes[a] is not None and t.boxes[b] is not None:
+                box = np.concatenate([np.minimum(t.boxes[a][:2], t.boxes[b][:2]), np.maximum(t.boxes[a][2:], t.boxes[b][2:])])
+                todo[z].append((t, box))
+    for z in sorted(todo):
+        emb = seg.encode(volume[z])
+        items = todo[z]
+        for (t, _), (mask, logit) in zip(items, decode(seg, emb, np.stack([box for _, box in items]), prompt, policy)):
+            canvas.erase(z, t.label)
+            canvas.paint(z, mask, t.label, logit)
 
 
 # The three orientations of multi-view segmentation: how to turn a (D, H, W) volume so that its slices

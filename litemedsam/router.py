@@ -20,7 +20,7 @@ STRATEGIES = ("propagate", "multiview")
 PROMPTS = ("box", "box+center")
 MAX_ROUTER_BYTES = 1 << 20
 RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt", "stride", "stop",
-             "clip", "component", "fill", "overlap"}
+             "clip", "component", "fill", "overlap", "smooth", "middle"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _list(value, what: str, source: str) -> tuple:
 
 
 def _policy(raw: dict, where: str) -> MaskPolicy:
-    """A rule's mask strategies (clip, component, fill, overlap), checked."""
+    """A rule's mask strategies (clip, component, fill, overlap, smooth, middle), checked."""
     clip = raw.get("clip")
     if clip is not None and (not isinstance(clip, int) or isinstance(clip, bool) or not 0 <= clip <= 256):
         raise RouterError(f"{where}: clip must be an integer 0-256 (pixels of a 256 frame), got {clip!r}")
@@ -97,7 +97,13 @@ def _policy(raw: dict, where: str) -> MaskPolicy:
     overlap = raw.get("overlap", "label")
     if overlap not in OVERLAPS:
         raise RouterError(f"{where}: overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")
-    return MaskPolicy(clip, component, fill, overlap)
+    smooth = raw.get("smooth", 0)
+    if not isinstance(smooth, int) or isinstance(smooth, bool) or not (smooth == 0 or 2 <= smooth <= 100):
+        raise RouterError(f"{where}: smooth must be 0 (off) or an integer area ratio 2-100, got {smooth!r}")
+    middle = raw.get("middle", False)
+    if not isinstance(middle, bool):
+        raise RouterError(f"{where}: middle must be true or false, got {middle!r}")
+    return MaskPolicy(clip, component, fill, overlap, smooth, middle)
 
 
 class Router:

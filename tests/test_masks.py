@@ -79,7 +79,9 @@ def test_router_keys_checked_and_exact_turns_them_off():
     d = router(clip=5, component="centre", fill=True, overlap="logit").decide("2DBox_CT_x.npz")
     assert d.policy == MaskPolicy(5, "centre", True, "logit") and "masks: clip 5" in d.describe()
     assert router(clip=5).decide("2DBox_CT_x.npz", exact=True).policy is EXACT
-    for bad in ({"clip": -1}, {"clip": True}, {"component": "biggest"}, {"fill": "yes"}, {"overlap": "max"}):
+    assert router(smooth=3, middle=True).decide("3DBox_CT_x.npz").policy == MaskPolicy(smooth=3, middle=True)
+    for bad in ({"clip": -1}, {"clip": True}, {"component": "biggest"}, {"fill": "yes"}, {"overlap": "max"},
+                {"smooth": 1}, {"smooth": 2.5}, {"middle": "yes"}):
         with pytest.raises(RouterError):
             router(**bad)
 
@@ -122,3 +124,38 @@ def test_clip_on_real_graphs_keeps_labels_inside_their_boxes(segmenter, dev_data
         ys, xs = np.nonzero(out == label)
         if ys.size:
             assert x0 - 1 <= xs.min() and xs.max() <= x1 + 1 and y0 - 1 <= ys.min() and ys.max() <= y1 + 1
+
+
+def test_recheck_flags_area_jumps_and_the_middle_slice():
+    p = MaskPolicy(smooth=2)
+    areas = {1: 100, 2: 110, 3: 400, 4: 120, 5: 0, 6: 130, 7: 125}
+    assert [z for z, _, _ in p.recheck(areas, z_mid=4)] == [3, 5]  # 400 > 2 x 120; 0 < 120 / 2
+    assert [(z, a, b) for z, a, b in MaskPolicy(smooth=2).recheck({1: 100, 2: 40, 3: 100}, 2)] == [(2, 1, 3)]
+    assert [z for z, _, _ in MaskPolicy(middle=True).recheck(areas, z_mid=4)] == []  # a neighbour is empty
+    assert [z for z, _, _ in MaskPolicy(middle=True).recheck(areas, z_mid=2)] == [2]
+
+
+def test_recheck_reprompts_a_jumping_slice_with_its_neighbours_box():
+    """A stand-in model that once leaks on slice 6: with smooth = 2 that slice is decoded again with the box of
+    slices 5 and 7 and repainted without the leak; without it the leak stays."""
+    from tests.test_propagation import ThresholdSegmenter, volume_with_cube
+    from litemedsam.pipeline import segment_3d
+
+    class Leaky(ThresholdSegmenter):
+        leaked = False
+
+        def predict(self, emb, boxes, prompt="box"):
+            out = super().predict(emb, boxes, prompt)
+            if emb.features[0, 0] == 6 and not self.leaked:
+                self.leaked = True
+                out[0, 45:64, :] = True
+            return out
+
+    vol = volume_with_cube()
+    box = np.array([[10, 20, 2, 30, 40, 9]])
+    plain = segment_3d(Leaky(), vol, box)
+    assert plain[6, 50, 5] == 1
+    seg = Leaky()
+    fixed = segment_3d(seg, vol, box, policy=MaskPolicy(smooth=2))
+    assert fixed[6, 50, 5] == 0 and (fixed[6] == 1).sum() == (fixed[5] == 1).sum()
+    assert [int(s[0, 0]) for s in seg.encoded].count(6) == 2
