@@ -24,6 +24,8 @@ class Case:
     boxes: np.ndarray  # 2D: (N, 4); 3D: (N, 6); int64, inclusive pixel indices, clipped to the image
     skipped: list = field(default_factory=list)  # 1-based labels of boxes that could not be used
     warnings: list = field(default_factory=list)
+    starts: list | None = None  # 3D: the slice each box's propagation starts on (2025 layout's z_mid)
+    notices: list = field(default_factory=list)  # about the file's layout, the same for every such file
 
 
 def modality(name: str) -> str | None:
@@ -58,6 +60,9 @@ def _image(image: np.ndarray, dim: str) -> np.ndarray:
             raise CaseError(f"2D 'imgs' must be HxW or HxWx3, got shape {image.shape}")
     elif image.ndim != 3:
         raise CaseError(f"3D 'imgs' must be DxHxW, got shape {image.shape}")
+    elif image.shape[2] in (3, 4) and min(image.shape[:2]) > 4:
+        raise CaseError(f"3D 'imgs' has shape {image.shape}: an HxWx{image.shape[2]} colour image, not a DxHxW "
+                        f"volume (a 3D case's slices are its first axis; a 2D case is named 2DBox_...)")
     if image.size == 0:
         raise CaseError(f"'imgs' is empty, shape {image.shape}")
     if image.dtype != np.uint8:
@@ -107,13 +112,40 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
     return np.concatenate([lo, hi], axis=1), skipped, warnings
 
 
+RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
+IGNORED_2025 = ("clicks", "clicks_order", "prev_pred")
+
+
+def boxes_from_records(records: list) -> tuple[np.ndarray, list]:
+    """The 2025 layout's box dicts -> (N, 6) boxes [x0, y0, z_min, x1, y1, z_max] (the 2D box is the one given
+    on slice z_mid) and the z_mid of each, where its propagation starts."""
+    rows, starts = [], []
+    for i, r in enumerate(records, 1):
+        missing = [k for k in RECORD_KEYS if k not in r]
+        if missing:
+            raise CaseError(f"box {i} of 'boxes' lacks {', '.join(missing)} (the 2025 layout has {', '.join(RECORD_KEYS)})")
+        rows.append([r["z_mid_x_min"], r["z_mid_y_min"], r["z_min"], r["z_mid_x_max"], r["z_mid_y_max"], r["z_max"]])
+        starts.append(r["z_mid"])
+    return np.array(rows, dtype=np.float64).reshape(-1, 6), starts
+
+
 def load_case(path: Path, require_boxes: bool = True) -> Case:
-    """Read and validate a challenge .npz case; raises CaseError with a readable reason.
-    ``require_boxes`` False (prompt-free modes): a case without ``boxes`` has none."""
+    """Read and validate a challenge .npz case (the 2024 layout, or the 2025 one whose ``boxes`` are dicts);
+    raises CaseError with a readable reason. ``require_boxes`` False (prompt-free modes): a case without
+    ``boxes`` has none."""
     path = Path(path)
-    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",), () if require_boxes else ("boxes",))
+    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",), () if require_boxes else ("boxes",),
+                      records=("boxes",))
     image = arrays["imgs"]
     raw_boxes = arrays.get("boxes", np.zeros((0, 4)))
+    starts, notices = None, []
+    if isinstance(raw_boxes, list):
+        raw_boxes, starts = boxes_from_records(raw_boxes)
+        if image.ndim != 3:
+            raise CaseError(f"'boxes' are 3D box dicts (the 2025 layout) but 'imgs' has shape {image.shape}, not DxHxW")
+    ignored = [k for k in IGNORED_2025 if k in arrays["__members__"]]
+    if ignored:
+        notices.append(f"{', '.join(ignored)} of the 2025 layout are ignored: the box models take boxes only")
     raw_boxes = np.asarray(raw_boxes)
     if raw_boxes.ndim == 1 and raw_boxes.size in (4, 6):
         raw_boxes = raw_boxes[None]
@@ -122,7 +154,21 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     dim = _dimension(path.name, image, raw_boxes)
     image = _image(image, dim)
     boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape)
-    return Case(path, dim, image, boxes, skipped, warnings)
+    if starts is not None:
+        starts, moved = _starts(starts, boxes)
+        warnings += moved
+    return Case(path, dim, image, boxes, skipped, warnings, starts, notices)
+
+
+def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:
+    """Each box's start slice (its z_mid), rounded and kept within the box's z-range, with a warning if moved."""
+    starts, warnings = [], []
+    for i, (z, box) in enumerate(zip(given, boxes), 1):
+        start = int(min(max(round(z), box[2]), box[5]))
+        if start != z:
+            warnings.append(f"box {i}: z_mid {z:g} is outside z_min..z_max [{box[2]}, {box[5]}]; starting on slice {start}")
+        starts.append(start)
+    return starts, warnings
 
 
 def label_dtype(num_boxes: int):

@@ -73,8 +73,9 @@ def check_file(path: Path) -> None:
         raise CaseError(f"{kind}, not an .npz file")
 
 
-def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple:
-    """(shape, dtype, declared bytes) of a member, checked, reading only its header."""
+def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, records: bool = False) -> tuple:
+    """(shape, dtype, declared bytes, header length) of a member, checked, reading only its header. An object
+    array is refused unless ``records`` (then litemedsam.records reads it, never numpy's pickle loader)."""
     if info.flag_bits & 0x1:
         raise CaseError(f"member '{key}' is encrypted; .npz files are not")
     if info.compress_type not in COMPRESSIONS:
@@ -91,6 +92,13 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple:
         else:
             raise CaseError(f"member '{key}' has .npy format version {version}, not 1.0 or 2.0")
         header_len = member.tell()
+    if dtype.hasobject and records:
+        from litemedsam.records import MAX_RECORD_BYTES
+
+        if info.file_size - header_len > MAX_RECORD_BYTES:
+            raise CaseError(f"'{key}' holds {human(info.file_size - header_len)} of pickled data; at most "
+                            f"{human(MAX_RECORD_BYTES)} of records are read")
+        return shape, dtype, info.file_size - header_len, header_len
     if dtype.hasobject:
         raise CaseError(f"'{key}' holds Python objects (pickled data), which litemedsam never loads")
     if any(not isinstance(n, int) or n < 0 for n in shape):
@@ -99,7 +107,7 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple:
     if declared > info.file_size - header_len:
         raise CaseError(f"'{key}' declares {human(declared)} ({dtype} {shape}) but the file holds only "
                         f"{human(max(0, info.file_size - header_len))} for it: malformed or truncated")
-    return shape, dtype, declared
+    return shape, dtype, declared, header_len
 
 
 def _describe(e: Exception) -> str:
@@ -114,9 +122,11 @@ def _describe(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def read_npz(path, required: tuple, optional: tuple = ()) -> dict:
+def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -> dict:
     """The arrays ``required`` (all must be present) and ``optional`` of an .npz file, checked as the
-    module says; raises CaseError naming the problem (the caller adds the file name)."""
+    module says; raises CaseError naming the problem (the caller adds the file name). Members named in
+    ``records`` may instead be object arrays of dicts of numbers: they come back as lists of dicts, read by
+    litemedsam.records (a restricted unpickler); other members' names are in ``arrays["__members__"]``."""
     path = Path(path)
     check_file(path)
     try:
@@ -141,7 +151,7 @@ def read_npz(path, required: tuple, optional: tuple = ()) -> dict:
                     found = ", ".join(sorted(members)[:20]) or "none"
                     raise CaseError(f"missing array(s) {', '.join(missing)}; found: {found}")
                 wanted = [k for k in (*required, *optional) if k in members]
-                headers = {k: _header(archive, members[k], k) for k in wanted}
+                headers = {k: _header(archive, members[k], k, k in records) for k in wanted}
                 total = sum(h[2] for h in headers.values())
                 limit = max_case_bytes()
                 if total > limit:
@@ -152,10 +162,16 @@ def read_npz(path, required: tuple, optional: tuple = ()) -> dict:
                 if free is not None and total * MEMORY_FACTOR > free:
                     raise CaseError(f"its arrays declare {human(total)}; segmenting it needs about "
                                     f"{human(total * MEMORY_FACTOR)} of memory and only {human(free)} is available")
-                arrays = {}
+                arrays = {"__members__": sorted(members)}
                 for k in wanted:
                     with archive.open(members[k]) as member:
-                        arrays[k] = np.lib.format.read_array(member, allow_pickle=False)
+                        if headers[k][1].hasobject:
+                            from litemedsam.records import load_records
+
+                            member.read(headers[k][3])
+                            arrays[k] = load_records(member.read(headers[k][2] + 1), k)
+                        else:
+                            arrays[k] = np.lib.format.read_array(member, allow_pickle=False)
                 return arrays
     except CaseError:
         raise

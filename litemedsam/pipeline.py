@@ -126,7 +126,8 @@ def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
 
 
 def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-               prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+               prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
+               starts: list | None = None) -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
 
     As the reference: from the middle slice of each box up to z_max, then from below the middle
@@ -140,6 +141,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     (and its last) and fills the slices between by shape interpolation of the two masks around them;
     ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask. ``policy``
     (litemedsam.masks) acts on each slice's mask before it is painted and prompts the next slice.
+    ``starts`` (the 2025 layout's z_mid per box) replaces the middle slice as where each box starts.
     """
     d, h, w = volume.shape
     frame = seg.frame(h, w)
@@ -148,7 +150,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
         if i + 1 in skipped:
             continue
-        z_mid = z0 + (z1 - z0) // 2
+        z_mid = z0 + (z1 - z0) // 2 if starts is None else starts[i]
         box = frame.boxes_to_model([[x0, y0, x1, y1]])[0]
         down = _visited(z_mid - stride, z0, stride) if z_mid > z0 else []
         tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, stride), down))
@@ -248,9 +250,9 @@ def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, ski
 def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
                  prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
     """One case with the strategy, prompt style and mask strategies the router chose (2D cases take one
-    encoder call)."""
+    encoder call; a 3D case's boxes start on their given start slices when it has them, else the middle)."""
     if case.dim == "2D":
         return segment_2d(seg, case.image, case.boxes, case.skipped, prompt, policy)
     if strategy == "multiview":
         return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy, case.starts)

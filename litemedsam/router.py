@@ -203,7 +203,8 @@ class Router:
         (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
         turns off the rule's faster options (stride, stop) and mask strategies, giving the reference's masks."""
         m = NAME_PATTERN.match(Path(case).name)
-        tag = modality or (m.group(2) if m else None)
+        first = Path(case).name.split("_", 1)[0] if "_" in Path(case).name else None  # 2025 names: CT_Lesion_...
+        tag = modality or (m.group(2) if m else (first if self.modality(first) else None))
         dim = dim or (m.group(1) if m else None)
         canonical = self.modality(tag)
         rule = next((r for r in self.rules if r.matches(dim, canonical)), None)

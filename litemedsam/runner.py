@@ -79,6 +79,8 @@ class Predictor:
         if self.prompting.uses_boxes:
             for warning in case.warnings:
                 self.echo(f"WARNING {shown(path.name)}: {warning}")
+        for notice in case.notices:
+            self._warn_once(f"NOTE: {notice}")
         plan = self.prompting.choose(case)
         for skipped, missing in plan.skipped:
             self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along "

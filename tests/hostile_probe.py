@@ -75,6 +75,13 @@ IMAGE = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
 BOX = np.array([[8, 8, 40, 40]])
 
 
+class RunsCommand:
+    """Pickles as a call of os.system: a loader that runs pickles would create PWNED in the working folder."""
+
+    def __reduce__(self):
+        return os.system, ("touch PWNED",)
+
+
 def case(imgs=IMAGE, boxes=BOX, **extra) -> bytes:
     return npz_bytes(imgs=imgs, boxes=boxes, **extra)
 
@@ -142,8 +149,13 @@ FILE_KINDS = [
          write(zip_bytes({"../imgs.npy": npy_bytes(IMAGE), "boxes.npy": npy_bytes(BOX)}))),
     Kind("pickled objects in 'imgs'", "failed", r"'imgs' holds Python objects",
          write(lambda: case(imgs=np.array([object()], dtype=object)))),
-    Kind("dict boxes (2025 layout)", "failed", r"'boxes' holds Python objects",
+    Kind("dict boxes (2025 layout) missing keys", "failed", r"box 1 of 'boxes' lacks z_max, z_mid",
          write(lambda: case(boxes=np.array([{"z_min": 1}], dtype=object)))),
+    Kind("2025 boxes whose pickle runs a command", "failed",
+         r"names (posix|os)\.system; only arrays of dicts of numbers are read \(nothing from the file was run\)",
+         write(lambda: case(boxes=np.array([RunsCommand()], dtype=object)))),
+    Kind("2025 boxes holding a string", "failed", r"'boxes' item 0: 'z_min' must name a finite number",
+         write(lambda: case(boxes=np.array([{"z_min": "1; rm -rf /"}], dtype=object)))),
     Kind("header declares 52 GB, holds 100 bytes", "failed", r"declares 48\.4 GiB .* holds only 100 bytes",
          write(zip_bytes(members(**{"imgs.npy": npy_header((52000000000,)) + bytes(100)})))),
     Kind("header declares 320 GB 3D volume", "failed", r"declares 298\.0 GiB",

@@ -1,0 +1,108 @@
+"""The 2025 challenge layout: boxes as an object array of dicts, read by a loader that runs nothing from the
+file; the given z_mid is where propagation starts; clicks and previous predictions are noted and ignored."""
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litemedsam.cases import load_case
+from litemedsam.errors import CaseError
+
+EXTRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "extra"
+BOX = {"z_min": 2, "z_max": 7, "z_mid": 3, "z_mid_x_min": 10, "z_mid_y_min": 12, "z_mid_x_max": 30,
+       "z_mid_y_max": 40}
+
+
+def write_case(path, boxes, imgs=None, **extra):
+    imgs = np.zeros((10, 48, 48), np.uint8) if imgs is None else imgs
+    np.savez(path, imgs=imgs, boxes=np.array(boxes, dtype=object), spacing=np.ones(3), **extra)
+    return path
+
+
+class RunsCommand:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.target}",)
+
+
+class Evaluates:
+    def __reduce__(self):
+        return eval, ("__import__('os').getcwd()",)
+
+
+def test_dict_boxes_become_boxes_and_start_slices(tmp_path):
+    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX, {**BOX, "z_mid": np.int64(9), "z_max": np.int64(8)}]))
+    assert case.dim == "3D" and case.boxes.tolist() == [[10, 12, 2, 30, 40, 7], [10, 12, 2, 30, 40, 8]]
+    assert case.starts == [3, 8] and any("z_mid 9 is outside" in w for w in case.warnings)
+
+
+@pytest.mark.parametrize("payload, message", [
+    (lambda t: [RunsCommand(t)], r"names (posix|os)\.system"),
+    (lambda t: [Evaluates()], r"names builtins\.eval"),
+    (lambda t: [{**BOX, "z_min": "2"}], r"'z_min' must name a finite number"),
+    (lambda t: [{**BOX, "z_min": float("nan")}], r"'z_min' must name a finite number"),
+    (lambda t: [[1, 2, 3, 4, 5, 6]], r"must be a 1-D array of dicts"),
+    (lambda t: [[1, 2], {"z_min": 1}], r"item 0 must be a dict of numbers"),
+    (lambda t: [{"z_min": 1}], r"lacks z_max"),
+])
+def test_hostile_or_malformed_records_are_refused_and_nothing_runs(tmp_path, payload, message):
+    target = tmp_path / "PWNED"
+    path = write_case(tmp_path / "CT_bad.npz", payload(target))
+    with pytest.raises(CaseError, match=message):
+        load_case(path)
+    assert not target.exists()
+
+
+def test_pickled_data_outside_boxes_is_still_never_loaded(tmp_path):
+    path = tmp_path / "CT_x.npz"
+    np.savez(path, imgs=np.array([RunsCommand(tmp_path / "PWNED")], dtype=object), boxes=np.array([BOX], dtype=object))
+    with pytest.raises(CaseError, match="'imgs' holds Python objects"):
+        load_case(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_dict_boxes_with_a_2d_image_are_refused(tmp_path):
+    with pytest.raises(CaseError, match=r"colour image, not a DxHxW volume"):
+        load_case(write_case(tmp_path / "CT_x.npz", [BOX], imgs=np.zeros((48, 48, 3), np.uint8)))
+
+
+def test_clicks_and_previous_prediction_are_noted(tmp_path):
+    clicks = np.array([{"fg": [[1, 2, 3]], "bg": []}], dtype=object)
+    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, prev_pred=np.zeros((10, 48, 48), np.uint8)))
+    assert case.notices and "clicks, prev_pred" in case.notices[0]
+
+
+def test_real_2025_cases_segment_from_their_z_mid(models_ready, tmp_path):
+    """The dev CT lesion in the 2025 layout: same label map quality as its 2024 form (DSC > 0.9)."""
+    name = "CT_Lesion_000001_02_01_008-023_2025format.npz"
+    if not (EXTRA / name).is_file():
+        pytest.skip(f"{EXTRA} is absent (the 2025-layout examples of ../shared/data/extra)")
+    from evaluation.compute_metrics import case_metrics
+    from tests.test_infer_real import cli
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / name).symlink_to(EXTRA / name)
+    done = cli("infer", "-i", inp, "-o", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    segs = np.load(tmp_path / "out" / name)["segs"]
+    with np.load(EXTRA / name.replace(".npz", "_gts.npz")) as gt:
+        dsc, nsd = case_metrics(gt["gts"], segs, gt["spacing"])
+    assert dsc > 0.9 and nsd > 0.9
+    assert load_case(EXTRA / name).starts == [8]
+
+
+def test_2025_names_give_their_modality_and_2024_contradictions_are_errors(tmp_path):
+    from litemedsam.router import Router
+
+    router = Router.load()
+    assert router.decide("CT_Lesion_000001.npz", dim="3D").modality == "CT"
+    assert router.decide("Lesion_000001.npz", dim="3D").modality is None  # not a modality: the default rule
+    path = tmp_path / "3DBox_CT_rgb.npz"
+    np.savez(path, imgs=np.zeros((64, 64, 3), np.uint8), boxes=np.array([[1, 1, 0, 9, 9, 2]]))
+    with pytest.raises(CaseError, match="colour image, not a DxHxW volume"):
+        load_case(path)
