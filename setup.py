@@ -12,6 +12,7 @@ setup(
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
         "click>=8.0",
+        "nibabel>=5.0",
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={

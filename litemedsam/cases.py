@@ -26,6 +26,8 @@ class Case:
     warnings: list = field(default_factory=list)
     starts: list | None = None  # 3D: the slice each box's propagation starts on (2025 layout's z_mid)
     notices: list = field(default_factory=list)  # about the file's layout, the same for every such file
+    fmt: str = "challenge"  # the file format (litemedsam.formats), which writes the result back
+    geometry: object = None  # what that format needs to write the result in the input's geometry
 
 
 def modality(name: str) -> str | None:
@@ -75,8 +77,9 @@ def _image(image: np.ndarray, dim: str) -> np.ndarray:
     return image
 
 
-def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
-    """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning."""
+def _boxes(raw, dim: str, shape: tuple, absent=()) -> tuple[np.ndarray, list, list]:
+    """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning, and so are
+    the labels ``absent`` (values missing from a label image the boxes came from)."""
     boxes = np.asarray(raw)
     if boxes.dtype == object or not (np.issubdtype(boxes.dtype, np.integer) or np.issubdtype(boxes.dtype, np.floating)):
         raise CaseError(f"'boxes' must be numeric, got dtype {boxes.dtype}")
@@ -96,6 +99,9 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
     skipped, warnings = [], []
     for i in range(len(boxes)):
         label = i + 1
+        if label in absent:
+            skipped.append(label)
+            continue
         text = "[" + ", ".join(f"{v:g}" for v in given[i]) + "]"
         if (np.rint(given[i, :k]) > np.rint(given[i, k:])).any():
             skipped.append(label)
@@ -109,6 +115,10 @@ def _boxes(raw, dim: str, shape: tuple) -> tuple[np.ndarray, list, list]:
         if (clipped_lo != np.rint(given[i, :k])).any() or (clipped_hi != np.rint(given[i, k:])).any():
             warnings.append(f"box {label} {text} extends beyond the image; clipped")
         lo[i], hi[i] = clipped_lo, clipped_hi
+    if absent:
+        listed = ", ".join(map(str, sorted(absent)[:20])) + (" ..." if len(absent) > 20 else "")
+        warnings.append(f"{len(absent)} label value(s) below the largest do not occur in the label image ({listed}); "
+                        f"those labels are left empty")
     return np.concatenate([lo, hi], axis=1), skipped, warnings
 
 
@@ -146,18 +156,27 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     ignored = [k for k in IGNORED_2025 if k in arrays["__members__"]]
     if ignored:
         notices.append(f"{', '.join(ignored)} of the 2025 layout are ignored: the box models take boxes only")
+    return make_case(path, image, raw_boxes, starts=starts, notices=notices)
+
+
+def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, starts=None, notices=(), absent=(),
+              fmt: str = "challenge", geometry=None) -> Case:
+    """A checked Case of any format: the dimension (given, else from the name, boxes and image), the image as
+    uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes."""
     raw_boxes = np.asarray(raw_boxes)
-    if raw_boxes.ndim == 1 and raw_boxes.size in (4, 6):
-        raw_boxes = raw_boxes[None]
+    if raw_boxes.ndim == 1 and raw_boxes.size in (0, 4, 6):
+        raw_boxes = raw_boxes.reshape(-1, raw_boxes.size or 4)
     if raw_boxes.ndim != 2:
         raise CaseError(f"'boxes' must be an Nx4 (2D) or Nx6 (3D) array, got shape {raw_boxes.shape}")
-    dim = _dimension(path.name, image, raw_boxes)
+    dim = dim or _dimension(path.name, image, raw_boxes)
+    if dim and raw_boxes.size and raw_boxes.shape[1] != (4 if dim == "2D" else 6):
+        raise CaseError(f"a {dim} image takes boxes of {4 if dim == '2D' else 6} numbers, got {raw_boxes.shape[1]}")
     image = _image(image, dim)
-    boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape)
+    boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape, absent)
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved
-    return Case(path, dim, image, boxes, skipped, warnings, starts, notices)
+    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry)
 
 
 def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:

@@ -7,21 +7,24 @@ import stat
 from pathlib import Path
 
 from litemedsam.errors import UsageError, shown
+from litemedsam.formats import suffix
 
 
 def list_cases(input_path: Path) -> tuple[list, list]:
-    """The cases of a folder, sorted: its entries named *.npz in any letter case that are files, or symbolic
-    links (a broken link or a link loop is a case that fails with a message, so it is not lost silently);
-    and notices for the entries named *.npz that are skipped: hidden ones (a leading '.'), folders, FIFOs and
-    devices. A file given as the input is the only case."""
+    """The cases of a folder, sorted: its entries named as case files (litemedsam.formats: *.npz, *.nii.gz,
+    *.png, ... in any letter case) that are files, or symbolic links (a broken link or a link loop is a case
+    that fails with a message, so it is not lost silently); and notices for the entries so named that are
+    skipped: hidden ones (a leading '.'), folders, FIFOs and devices. A file given as the input is the only
+    case."""
     if not input_path.is_dir():
         return [input_path], []
     cases, skipped = [], {}
     for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
-        if not entry.name.lower().endswith(".npz"):
+        ext = suffix(entry.name)
+        if ext is None:
             continue
         if entry.name.startswith("."):
-            skipped.setdefault(("hidden file", "hidden files"), []).append(entry.name)
+            skipped.setdefault(("hidden file", "hidden files", ext), []).append(entry.name)
             continue
         try:
             mode = os.stat(entry.path).st_mode
@@ -33,8 +36,8 @@ def list_cases(input_path: Path) -> tuple[list, list]:
         else:
             kind = (("folder", "folders") if stat.S_ISDIR(mode) else ("FIFO", "FIFOs") if stat.S_ISFIFO(mode)
                     else ("special file", "special files"))
-            skipped.setdefault(kind, []).append(entry.name)
-    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *.npz: "
+            skipped.setdefault((*kind, ext), []).append(entry.name)
+    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *{kind[2]}: "
                + ", ".join(shown(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
                + (" (names starting with '.' are not cases)" if kind[0] == "hidden file" else "")
                for kind, names in skipped.items()]

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from litemedsam.cases import load_case, save_segmentation
+from litemedsam import formats
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
 from litemedsam.folders import check_folders, list_cases, same_file
 from litemedsam.prompting import Prompting
@@ -63,19 +63,20 @@ class Predictor:
     """
 
     def __init__(self, prompting: Prompting, threads: int | None = None, segmenters: Segmenters | None = None,
-                 echo: Callable[[str], None] = print, debug: bool = False, profile: bool = False):
+                 echo: Callable[[str], None] = print, debug: bool = False, profile: bool = False, inputs=None):
         self.prompting = prompting
+        self.inputs = inputs  # litemedsam.given_boxes.CaseInputs: boxes and intensity options from the command line
         self.segmenters = segmenters or Segmenters(threads)
         self.echo = echo
         self.debug = debug
         self.profile = profile
         self.warned: set = set()
 
-    def segment_case(self, path: Path) -> tuple[np.ndarray, str]:
-        """(label map, model name) of one case file; raises CaseError for a bad file, ModelError when the
-        model it needs cannot be used."""
+    def segment_case(self, path: Path) -> tuple[np.ndarray, str, object]:
+        """(label map, model name, the Case read) of one case file of any format (litemedsam.formats); raises
+        CaseError for a bad file, ModelError when the model it needs cannot be used."""
         with phase("read"):
-            case = load_case(path, require_boxes=self.prompting.uses_boxes)
+            case = formats.read(path, self.inputs, require_boxes=self.prompting.uses_boxes)
         if self.prompting.uses_boxes:
             for warning in case.warnings:
                 self.echo(f"WARNING {shown(path.name)}: {warning}")
@@ -85,7 +86,7 @@ class Predictor:
         for skipped, missing in plan.skipped:
             self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along "
                             f"the router's chain. Build it with: {get_model(skipped).build}")
-        return self.prompting.segment(self.segmenters.get(plan.model), case, plan), plan.model
+        return self.prompting.segment(self.segmenters.get(plan.model), case, plan), plan.model, case
 
     def predict_folder(self, input_path: Path, output_dir: Path, continue_prediction: bool = False) -> list[Result]:
         """Segment every case of ``input_path`` into ``output_dir`` (same file names).
@@ -115,11 +116,13 @@ class Predictor:
         times = read_times(times_path, echo) if continue_prediction else {}
         results: list[Result] = []
         width = len(str(len(cases)))
+        claimed: dict = {}  # output name -> the input whose output it is
         if self.profile and process_seconds() is not None:
             echo(f"profile: {process_seconds():.2f} s from process start to the first case")
         for n, path in enumerate(cases, 1):
             name = shown(path.name)
-            target = output_dir / path.name
+            target = output_dir / formats.output_name(path.name)
+            owner = claimed.setdefault(target.name, path.name)
             prefix = f"[{n:>{width}}/{len(cases)}] {name}"
             if continue_prediction and target.exists():
                 results.append(Result(path.name, 0.0, "existing"))
@@ -131,9 +134,12 @@ class Predictor:
             try:
                 if same_file(path, target):
                     raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
-                segs, chosen = self.segment_case(path)
+                if owner != path.name:
+                    raise CaseError(f"its output {shown(target.name)} is also the output of {shown(owner)} "
+                                    f"(2D images are written as .png); rename one of them")
+                segs, chosen, case = self.segment_case(path)
                 with phase("write"):
-                    save_segmentation(target, segs)
+                    formats.write(case, segs, target)
                 status, message = "ok", ""
             except ModelError:
                 raise

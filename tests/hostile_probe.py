@@ -75,6 +75,21 @@ IMAGE = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
 BOX = np.array([[8, 8, 40, 40]])
 
 
+def nifti_bytes(data, shape=None) -> bytes:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(data, np.eye(4))
+    if shape is not None:
+        image.header.set_data_shape(shape)
+    return image.header.binaryblock + bytes(4) + data.tobytes()
+
+
+def png_bytes() -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", np.full((32, 32), 128, np.uint8))[1].tobytes()
+
+
 class RunsCommand:
     """Pickles as a call of os.system: a loader that runs pickles would create PWNED in the working folder."""
 
@@ -201,6 +216,16 @@ FILE_KINDS = [
     Kind("file name that is not UTF-8", "ok", r"^$", write(lambda: case())),
     Kind("upper-case .NPZ suffix", "ok", r"^$", write(lambda: case())),
     Kind("hidden file .x.npz", "skipped", r"hidden file named \*\.npz: .*names starting with '\.' are not cases", write(lambda: case())),
+    Kind("random bytes named .nii.gz", "failed", r"not a readable NIfTI file",
+         write(lambda: np.random.default_rng(2).bytes(2048))),
+    Kind("NIfTI volume without boxes", "failed", r"holds no boxes: give them with --box .*--boxes-from-labels",
+         write(lambda: nifti_bytes(np.zeros((8, 8, 4), np.int16)))),
+    Kind("NIfTI header declaring 16 GB", "failed", r"needs 29\.8 GiB, more than the limit",
+         write(lambda: nifti_bytes(np.zeros((2, 2, 2), np.int16), shape=(2000, 2000, 2000)))),
+    Kind("truncated PNG", "failed", r"not a readable PNG image",
+         write(lambda: png_bytes()[:60])),
+    Kind("PNG declaring 100000x100000 pixels", "failed", r"a PNG of 100000x100000 pixels \(9\.3 GiB decoded\)",
+         write(lambda: png_bytes()[:16] + (100000).to_bytes(4, "big") * 2 + png_bytes()[24:])),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -214,6 +239,11 @@ SPECIAL_NAMES = {
     "symbolic link loop": "2DBox_CT_loop.npz",
     "name says 3D, image is 2D": "3DBox_CT_flat.npz",
     "3D object on one slice": "3DBox_CT_oneslice.npz",
+    "random bytes named .nii.gz": "CT_probe_random.nii.gz",
+    "NIfTI volume without boxes": "MR_probe_noboxes.nii",
+    "NIfTI header declaring 16 GB": "CT_probe_huge.nii",
+    "truncated PNG": "XRay_probe_truncated.png",
+    "PNG declaring 100000x100000 pixels": "XRay_probe_bomb.png",
 }
 for number, kind in enumerate(FILE_KINDS, 1):
     kind.file = SPECIAL_NAMES.get(kind.name, f"2DBox_CT_probe{number:02d}.npz")

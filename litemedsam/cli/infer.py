@@ -1,3 +1,4 @@
+import math
 import signal
 import sys
 from pathlib import Path
@@ -35,13 +36,40 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
     return None
 
 
+def case_inputs(box_texts, boxes_file, labels_path, window, modality):
+    """The command line's boxes and intensity options (litemedsam.given_boxes.CaseInputs), checked once."""
+    from litemedsam.given_boxes import CaseInputs, parse_box, read_table
+
+    if sum(bool(x) for x in (box_texts, boxes_file, labels_path)) > 1:
+        raise UsageError("give boxes one way: --box, --boxes or --boxes-from-labels")
+    inputs = CaseInputs(modality=modality)
+    inputs.boxes = [parse_box(text) for text in box_texts]
+    if len({len(b) for b in inputs.boxes}) > 1:
+        raise UsageError("--box: all boxes of a run are 2D (4 numbers) or all 3D (6)")
+    if boxes_file is not None:
+        inputs.table, inputs.table_name = read_table(boxes_file), shown(boxes_file.name)
+    if labels_path is not None:
+        if not labels_path.exists():
+            raise UsageError(f"--boxes-from-labels {shown(labels_path)}: no such file or folder")
+        inputs.labels = labels_path
+    if window is not None:
+        try:
+            level, width = (float(v) for v in window.split(","))
+        except ValueError:
+            level, width = 0.0, 0.0
+        if not width > 0 or not all(map(math.isfinite, (level, width))):
+            raise UsageError(f"--window {shown(window)!r}: LEVEL,WIDTH expected, width > 0 (e.g. 40,400)")
+        inputs.window = (level, width)
+    return inputs
+
+
 def _terminate(signum, frame):
     raise Terminated()
 
 
 @click.command()
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Folder of challenge .npz cases (or one .npz file).")
+              help="Folder of cases (or one case file): challenge .npz, NIfTI .nii/.nii.gz, 2D .png/.jpg/.tif/.bmp.")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the segmentations (same file names) and efficiency.csv.")
 @click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -62,6 +90,17 @@ def _terminate(signum, frame):
                    "object to find in every image (boxes ignored).")
 @click.option("--reference-mask", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The .npz holding 'gts' for --reference.")
+@click.option("--box", "box_texts", multiple=True, metavar="X0,Y0[,Z0],X1,Y1[,Z1]",
+              help="A box for every case whose file carries none (NIfTI, PNG, ...), in voxel/pixel indices, inclusive; "
+                   "repeatable (label k = k-th box).")
+@click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON or CSV table of boxes (x0,y0[,z0],x1,y1[,z1], optional file column) for such cases.")
+@click.option("--boxes-from-labels", "labels_path", type=click.Path(path_type=Path), default=None,
+              help="A label image (or a folder of label images named as the cases) of the same geometry: the tight "
+                   "box of each label value prompts; label k of the output = value k.")
+@click.option("--window", default=None, metavar="LEVEL,WIDTH",
+              help="Intensity window for non-uint8 inputs (default for CT: 40,400; other modalities: the 0.5-99.5 "
+                   "percentiles of the non-zero voxels).")
 @click.option("--threads", type=int, default=None,
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
@@ -74,8 +113,8 @@ def _terminate(signum, frame):
 @click.option("--profile", is_flag=True,
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
-def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, threads,
-          exact, continue_prediction, debug, profile):
+def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
+          boxes_file, labels_path, window, threads, exact, continue_prediction, debug, profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -109,7 +148,9 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                               + ", ".join(sorted(set(router.spellings.values()))))
         prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
                      or BoxPrompting(router, model, modality, exact))
-        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile)
+        inputs = case_inputs(box_texts, boxes_file, labels_path, window,
+                             router.modality(modality) if modality else None)
+        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code

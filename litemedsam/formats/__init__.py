@@ -1,0 +1,53 @@
+"""Case files by format: one reader/writer module per format behind one Case type (litemedsam.cases).
+
+| suffix | module | image | boxes | written back as |
+|---|---|---|---|---|
+| .npz | challenge | `imgs` | `boxes` (or given) | `.npz` with `segs` |
+| .nii, .nii.gz | nifti | 3D volume (slices along the third voxel axis) | given | NIfTI, same geometry |
+| .png, .jpg, .jpeg, .tif, .tiff, .bmp | image | 2D image | given | `.png` label image |
+
+Every module has ``read(path, inputs) -> Case`` (inputs: litemedsam.given_boxes.CaseInputs),
+``read_labels(path) -> array`` in the orientation ``read`` gives, and ``write(case, segs, target)``.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".png": "image", ".jpg": "image",
+           ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
+
+
+def suffix(name: str) -> str | None:
+    """The format suffix of a file name (any letter case; ``.nii.gz`` whole), None when not a case file."""
+    lower = name.lower()
+    for s in sorted(MODULES, key=len, reverse=True):
+        if lower.endswith(s) and len(lower) > len(s):
+            return s
+    return None
+
+
+def module_for(name: str):
+    """The format module of a file name; CaseError when the name is no case file's."""
+    s = suffix(name)
+    if s is None:
+        from litemedsam.errors import CaseError
+
+        raise CaseError(f"{name!r} is not named as a file litemedsam reads (" + ", ".join(sorted(MODULES)) + ")")
+    return importlib.import_module(f"litemedsam.formats.{MODULES[s]}")
+
+
+def output_name(name: str) -> str:
+    """The output file's name for an input case file: the same name, except 2D images become ``.png``."""
+    s = suffix(name)
+    if MODULES.get(s) == "image":
+        return name[: len(name) - len(s)] + ".png"
+    return name
+
+
+def read(path: Path, inputs=None, require_boxes: bool = True):
+    return module_for(Path(path).name).read(Path(path), inputs, require_boxes)
+
+
+def write(case, segs, target: Path) -> None:
+    module_for(case.path.name).write(case, segs, target)

@@ -1,0 +1,114 @@
+"""NIfTI volumes (.nii, .nii.gz) via nibabel.
+
+Axes: a volume of voxel shape (I, J, K) becomes the (D, H, W) = (K, J, I) array the pipeline takes: slices
+along the third voxel axis (k), rows along the second (j), columns along the first (i); so a box
+``x0,y0,z0,x1,y1,z1`` is in voxel indices (x = i, y = j, z = k), inclusive, whatever the orientation in
+space (the affine is not applied: what the file's voxel grid is, the model sees). Intensities: CT windowed,
+other modalities clipped at percentiles (litemedsam.intensity). The label map is written as a NIfTI of the
+same voxel shape, affine, qform/sform and their codes, zooms and units, with integer labels (uint8, uint16
+above 255 boxes) and no intensity scaling.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from litemedsam.cases import NAME_PATTERN, Case, make_case
+from litemedsam.errors import CaseError, shown
+from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
+from litemedsam.intensity import to_uint8
+from litemedsam.npz import MEMORY_FACTOR, available_memory, check_file, human, max_case_bytes
+from litemedsam.safeio import write_bytes
+
+
+def _load(path: Path):
+    """The nibabel image (header read, data not yet) with its voxel shape checked and sized."""
+    import nibabel as nib
+
+    check_file(path)
+    try:
+        image = nib.load(str(path))
+    except Exception as e:  # nibabel's own errors, gzip, zlib, struct: the file is not a NIfTI it can read
+        raise CaseError(f"not a readable NIfTI file ({_reason(e, path)})") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise CaseError(f"not a NIfTI image (nibabel reads it as {type(image).__name__})")
+    shape = tuple(int(n) for n in image.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3 or min(shape) < 1:
+        raise CaseError(f"a NIfTI case must be a 3D volume, got voxel shape {image.shape}")
+    need = int(np.prod(shape)) * max(image.get_data_dtype().itemsize, 4)
+    if need > max_case_bytes():
+        raise CaseError(f"its volume {shape} needs {human(need)}, more than the limit of {human(max_case_bytes())} "
+                        f"per case (LITEMEDSAM_MAX_CASE_BYTES)")
+    free = available_memory()
+    if free is not None and need * MEMORY_FACTOR > free:
+        raise CaseError(f"its volume needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+    return image, shape
+
+
+def _reason(e: Exception, path: Path) -> str:
+    """nibabel's message without the file's path (the caller names the file), escaped."""
+    text = str(e).replace(str(path), "the file").replace(path.name, "the file")
+    return f"{type(e).__name__}: {shown(text)[:200]}"
+
+
+def _voxels(image, shape, path: Path) -> np.ndarray:
+    try:
+        data = np.asanyarray(image.dataobj)
+    except Exception as e:
+        raise CaseError(f"its voxel data cannot be read ({_reason(e, path)})") from None
+    return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
+
+
+def read_labels(path: Path) -> np.ndarray:
+    image, shape = _load(path)
+    return _voxels(image, shape, path)
+
+
+def _is_ct(path: Path, modality: str | None) -> bool:
+    m = NAME_PATTERN.match(path.name)
+    tag = modality or (m.group(2) if m else path.name.split("_", 1)[0])
+    return tag.upper() == "CT"
+
+
+def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
+    image, shape = _load(path)
+    volume = to_uint8(_voxels(image, shape, path), "CT" if _is_ct(path, inputs and inputs.modality) else None,
+                      inputs.window if inputs else None)
+    boxes, absent = np.zeros((0, 6)), []
+    given = inputs.for_case(path) if inputs else None
+    labels = inputs.labels_for(path) if inputs else None
+    if given is not None:
+        boxes = np.array(given, np.float64)
+    elif labels is not None:
+        from litemedsam.formats import module_for
+
+        try:
+            label_map = module_for(labels.name).read_labels(labels)
+        except (CaseError, KeyError, TypeError) as e:
+            raise CaseError(f"its label image {labels.name}: {e}") from None
+        if label_map.shape != volume.shape:
+            raise CaseError(f"its label image {labels.name} has shape {label_map.shape[::-1]} (voxels), the volume "
+                            f"{volume.shape[::-1]}")
+        boxes, absent = boxes_of_labels(label_map)
+    elif require_boxes:
+        raise CaseError(no_boxes_message())
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape))
+
+
+def write(case: Case, segs: np.ndarray, target: Path) -> None:
+    source, shape = case.geometry
+    header = source.header.copy()
+    labels = np.ascontiguousarray(segs.transpose(2, 1, 0)).reshape(source.shape)
+    out = type(source)(labels, None, header)
+    out.set_data_dtype(labels.dtype)
+    out.header.set_slope_inter(1.0, 0.0)
+    out.set_qform(source.get_qform(), code=int(source.header["qform_code"]))
+    out.set_sform(source.get_sform(), code=int(source.header["sform_code"]))
+    data = out.to_bytes()
+    if target.name.lower().endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    write_bytes(target, data)

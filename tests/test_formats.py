@@ -1,0 +1,160 @@
+"""Users' own files: NIfTI volumes and 2D images in, label maps out in the input's format and geometry; boxes
+from the command line, a table or a label image; intensities as the challenge data were made."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litemedsam import formats
+from litemedsam.errors import CaseError, UsageError
+from litemedsam.given_boxes import CaseInputs, boxes_of_labels, read_table
+
+RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvpr24-dev"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data holds the real files)")
+    return path
+
+
+def small_nifti(path: Path, data: np.ndarray, affine=None):
+    import nibabel as nib
+
+    affine = np.diag([0.8, 0.9, 2.5, 1.0]) if affine is None else affine
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=2)
+    nib.save(image, str(path))
+    return path
+
+
+def test_suffixes_and_output_names():
+    assert formats.suffix("a.NII.GZ") == ".nii.gz" and formats.suffix("b.nii") == ".nii"
+    assert formats.suffix(".npz") is None and formats.suffix("notes.txt") is None
+    assert formats.output_name("x.jpg") == "x.png" and formats.output_name("v.nii.gz") == "v.nii.gz"
+
+
+def test_real_ct_nifti_reads_as_the_dev_case_was_made():
+    """TotalSegmentator's CT in HU, windowed 40/400, slices along the third voxel axis: exactly the dev case's
+    image, and the tight boxes of its label file are the dev case's boxes."""
+    ct, seg = need(RAW / "example_ct_sm.nii.gz"), need(RAW / "example_seg.nii.gz")
+    dev = np.load(need(DEV / "imgs" / "3DBox_CT_TotalSegmentator_example_ct_sm_PSEUDOGT.npz"))
+    case = formats.read(ct, CaseInputs(modality="CT", labels=seg))
+    assert case.dim == "3D" and np.array_equal(case.image, dev["imgs"])
+    present = [k for k in range(1, len(case.boxes) + 1) if k not in case.skipped]
+    assert np.array_equal(case.boxes[np.array(present) - 1], dev["boxes"])
+    assert any("do not occur in the label image" in w for w in case.warnings)
+
+
+def test_real_mr_flair_is_clipped_at_percentiles():
+    flair = need(RAW / "BraTS2021_01646_flair.nii.gz")
+    dev = np.load(need(DEV / "imgs" / "3DBox_MR_BraTS2021_01646.npz"))
+    case = formats.read(flair, CaseInputs(labels=need(RAW / "BraTS2021_01646_edema_label.nii.gz")))
+    assert case.image.shape == dev["imgs"].shape and np.abs(case.image.astype(int) - dev["imgs"]).max() <= 1
+    assert np.array_equal(case.boxes, dev["boxes"])
+
+
+def test_nifti_labels_are_written_in_the_input_geometry(tmp_path):
+    import nibabel as nib
+
+    data = np.arange(6 * 7 * 5, dtype=np.int16).reshape(6, 7, 5)
+    src = small_nifti(tmp_path / "MR_x.nii.gz", data)
+    case = formats.read(src, CaseInputs(boxes=[[1, 1, 0, 4, 5, 3]]))
+    assert case.image.shape == (5, 7, 6)  # (k, j, i)
+    segs = np.zeros(case.image.shape, np.uint8)
+    segs[2, 3, 4] = 1  # k=2, j=3, i=4
+    out = tmp_path / "out.nii.gz"
+    formats.write(case, segs, out)
+    written, original = nib.load(str(out)), nib.load(str(src))
+    assert written.shape == original.shape and written.get_data_dtype() == np.uint8
+    assert np.allclose(written.affine, original.affine) and written.header.get_zooms() == original.header.get_zooms()
+    assert [int(written.header[k]) for k in ("qform_code", "sform_code")] == [1, 2]
+    assert written.header.get_xyzt_units() == ("mm", "sec")
+    labels = np.asanyarray(written.dataobj)
+    assert labels[4, 3, 2] == 1 and labels.sum() == 1
+
+
+def test_boxes_from_a_table_and_from_labels(tmp_path):
+    table = tmp_path / "boxes.json"
+    table.write_text(json.dumps([{"file": "a.png", "box": [1, 2, 3, 4]}, [0, 0, 9, 9]]))
+    assert read_table(table) == {"a.png": [[1, 2, 3, 4]], "*": [[0, 0, 9, 9]]}
+    csv_table = tmp_path / "boxes.csv"
+    csv_table.write_text("file,x0,y0,z0,x1,y1,z1\nv.nii.gz,1,2,3,4,5,6\n")
+    assert read_table(csv_table) == {"v.nii.gz": [[1, 2, 3, 4, 5, 6]]}
+    csv_table.write_text("x0,y0\n1,2\n")
+    with pytest.raises(UsageError, match="missing x1,y1"):
+        read_table(csv_table)
+    labels = np.zeros((4, 10, 12), np.uint8)
+    labels[1:3, 2:5, 6:9] = 3
+    boxes, absent = boxes_of_labels(labels)
+    assert absent == [1, 2] and boxes[2].tolist() == [6, 2, 1, 8, 4, 2]
+
+
+def test_png_in_png_out_and_colliding_names_fail_alone(tmp_path):
+    import cv2
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[10:30, 20:40] = (255, 120, 30)
+    cv2.imwrite(str(inp / "Endoscopy_a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # the file holds RGB (255, 120, 30)
+    case = formats.read(inp / "Endoscopy_a.png", CaseInputs(boxes=[[18, 8, 42, 32]]))
+    assert case.dim == "2D" and case.image[20, 30].tolist() == [255, 120, 30]  # RGB, not OpenCV's BGR
+    with pytest.raises(CaseError, match="--box"):
+        formats.read(inp / "Endoscopy_a.png", CaseInputs())
+
+
+def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
+    import cv2
+    import nibabel as nib
+    from tests.test_infer_real import cli
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    image = np.full((64, 80), 20, np.uint8)
+    image[20:44, 30:60] = 220
+    cv2.imwrite(str(inp / "XRay_a.png"), image)
+    cv2.imwrite(str(inp / "XRay_a.jpg"), image)
+    volume = np.zeros((48, 40, 6), np.float32)
+    volume[10:30, 12:28, 1:5] = 900.0
+    small_nifti(inp / "MR_v.nii.gz", volume + np.random.default_rng(0).random(volume.shape).astype(np.float32))
+    out = tmp_path / "out"
+    done = cli("infer", "-i", inp, "-o", out, "--box", "28,18,61,45")
+    assert done.returncode == 1 and "XRay_a.png is also the output of XRay_a.jpg" in done.stderr, done.stderr
+    assert "MR_v.nii.gz: a 3D image takes boxes of 6 numbers" in done.stderr and "Traceback" not in done.stderr
+    mask = cv2.imread(str(out / "XRay_a.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 80) and mask[30, 45] == 1 and mask[5, 5] == 0
+    (inp / "XRay_a.png").unlink()
+    (inp / "XRay_a.jpg").unlink()
+    done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4")
+    assert done.returncode == 0, done.stderr
+    labels = np.asanyarray(nib.load(str(out / "MR_v.nii.gz")).dataobj)
+    assert labels.shape == volume.shape and labels[20, 20, 2] == 1 and labels[40, 35, 2] == 0
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("v.nii.gz", b"\x1f\x8b" + bytes(50), "not a readable NIfTI file"),
+    ("v.nii", bytes(400), "not a readable NIfTI file"),
+    ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(30), "not a readable PNG image"),
+    ("a.tif", b"II*\x00" + bytes(10), "not a readable TIF image"),
+])
+def test_bad_files_of_the_new_formats_are_case_errors(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(CaseError, match=message):
+        formats.read(path, CaseInputs(boxes=[[0, 0, 1, 1]]))
+
+
+def test_window_and_box_options_are_checked(tmp_path):
+    from tests.test_infer_real import cli
+
+    (tmp_path / "in").mkdir()
+    for args, message in ((["--window", "40"], "--window '40'"), (["--box", "1,2,3"], "4 numbers"),
+                          (["--box", "1,2,3,4", "--boxes", "x.json"], "give boxes one way"),
+                          (["--box", "1,2,3,4", "--box", "1,2,3,4,5,6"], "are 2D (4 numbers) or all 3D")):
+        done = cli("infer", "-i", tmp_path / "in", "-o", tmp_path / "out", *args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
