@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from litemedsam import progress
 from litemedsam.cases import Case, label_dtype
 from litemedsam.masks import EXACT, MaskPolicy
 from litemedsam.segmenter import BoxSegmenter as Segmenter
@@ -187,6 +188,8 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
         if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
             cache[z] = emb
 
+    total = sum(len({z for t in tracks for z in zs(t)}) for zs in (lambda t: t.up, lambda t: t.down))
+    done = 0
     for slices_of, downward in ((lambda t: t.up, False), (lambda t: t.down, True)):
         schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
         for t in tracks:
@@ -196,6 +199,8 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             active = [t for t in schedule[z] if not t.stopped]
             if active:
                 run_slice(z, active, slices_of)
+            done += 1
+            progress.report(done, total)
         for t in tracks:
             t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
     if policy.rechecks:

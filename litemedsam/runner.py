@@ -11,11 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from litemedsam import formats
+from litemedsam import formats, progress
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
 from litemedsam.folders import check_folders, list_cases, same_file
 from litemedsam.prompting import Prompting
 from litemedsam.registry import get_model
+from litemedsam.run_record import RunRecord
 from litemedsam.safeio import remove_stale_temps
 from litemedsam.segmenter import make_segmenter
 from litemedsam.timing import EFFICIENCY_CSV, phase, process_seconds, read_times, take_phases, write_times
@@ -37,6 +38,16 @@ def profile_line(phases: dict, seconds: float) -> str:
     names = [n for n in order if n in phases] + sorted(set(phases) - set(order))
     parts = [f"{n} {phases[n]:.3f} s" for n in names]
     return ", ".join(parts + [f"other {max(0.0, seconds - sum(phases.values())):.3f} s"])
+
+
+def decision_record(plan) -> dict | None:
+    """What the router decided for a case, for run.json."""
+    d = getattr(plan, "decision", None)
+    if d is None:
+        return None
+    return {"rule": d.rule, "modality": d.modality, "dim": d.dim, "strategy": d.strategy, "margin": d.margin,
+            "stride": d.stride, "stop": d.stop, "prompt": d.prompt, "masks": d.policy.describe(),
+            "skipped_models": [m for m, _ in d.skipped]}
 
 
 class Segmenters:
@@ -63,8 +74,17 @@ class Predictor:
     """
 
     def __init__(self, prompting: Prompting, threads: int | None = None, segmenters: Segmenters | None = None,
-                 echo: Callable[[str], None] = print, debug: bool = False, profile: bool = False, inputs=None):
+                 echo: Callable[[str], None] = print, debug: bool = False, profile: bool = False, inputs=None,
+                 options: dict | None = None, overlay_dir: Path | None = None, quiet: bool = False,
+                 bar: Callable[[str, int, int], None] | None = None):
         self.prompting = prompting
+        self.threads = threads
+        self.options = options  # the run's options, for run.json (None: no run record)
+        self.overlay_dir = overlay_dir  # where overlay PNGs go (litemedsam.overlay), None: none
+        self.quiet = quiet  # no line per finished case (problems and the summary still print)
+        self.bar = bar  # (case name, done, total) -> shows progress within a case (a terminal's bar), or None
+        self.notes: list = []  # warnings of the case being segmented
+        self.plan = None  # the plan of the case being segmented
         self.inputs = inputs  # litemedsam.given_boxes.CaseInputs: boxes and intensity options from the command line
         self.segmenters = segmenters or Segmenters(threads)
         self.echo = echo
@@ -79,10 +99,11 @@ class Predictor:
             case = formats.read(path, self.inputs, require_boxes=self.prompting.uses_boxes)
         if self.prompting.uses_boxes:
             for warning in case.warnings:
+                self.notes.append(warning)
                 self.echo(f"WARNING {shown(path.name)}: {warning}")
         for notice in case.notices:
             self._warn_once(f"NOTE: {notice}")
-        plan = self.prompting.choose(case)
+        plan = self.plan = self.prompting.choose(case)
         for skipped, missing in plan.skipped:
             self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along "
                             f"the router's chain. Build it with: {get_model(skipped).build}")
@@ -109,10 +130,18 @@ class Predictor:
             raise UsageError(f"the output folder {shown(output_dir)} is not a folder")
         if not os.access(output_dir, os.W_OK | os.X_OK):
             raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
+        if self.overlay_dir is not None:
+            check_folders(input_path, self.overlay_dir)
+            try:
+                self.overlay_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"cannot make the overlay folder {shown(self.overlay_dir)} ({e.strerror or e})") from None
+            remove_stale_temps(self.overlay_dir)
         stale = remove_stale_temps(output_dir)
         if stale:
             echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
         times_path = output_dir / EFFICIENCY_CSV
+        record = RunRecord(output_dir, self.options, self.threads) if self.options is not None else None
         times = read_times(times_path, echo) if continue_prediction else {}
         results: list[Result] = []
         width = len(str(len(cases)))
@@ -126,20 +155,26 @@ class Predictor:
             prefix = f"[{n:>{width}}/{len(cases)}] {name}"
             if continue_prediction and target.exists():
                 results.append(Result(path.name, 0.0, "existing"))
+                if record is not None:
+                    record.add({"case": path.name, "output": target.name, "status": "existing"})
                 echo(f"{prefix}: output exists, skipped (--continue-prediction)")
                 continue
             start = time.perf_counter()
             take_phases()
             chosen = ""
+            self.notes, self.plan = [], None
             try:
                 if same_file(path, target):
                     raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
                 if owner != path.name:
                     raise CaseError(f"its output {shown(target.name)} is also the output of {shown(owner)} "
                                     f"(2D images are written as .png); rename one of them")
-                segs, chosen, case = self.segment_case(path)
+                with progress.reporting(self._reporter(name, start)):
+                    segs, chosen, case = self.segment_case(path)
                 with phase("write"):
                     formats.write(case, segs, target)
+                if self.overlay_dir is not None:
+                    self._overlay(case, segs)
                 status, message = "ok", ""
             except ModelError:
                 raise
@@ -154,19 +189,51 @@ class Predictor:
             seconds = time.perf_counter() - start
             results.append(Result(path.name, seconds, status, message, chosen, take_phases()))
             times[path.name] = {"time": f"{seconds:.4f}", "status": status}
-            if status == "ok":
+            if status == "ok" and not self.quiet:
                 echo(f"{prefix}: {seconds:.2f} s ({chosen})")
             else:
                 echo(f"ERROR {name}: {message}")
             if self.profile:
                 echo(f"profile {name}: " + profile_line(results[-1].phases, seconds))
             self._record(times_path, times)
+            if record is not None:
+                record.add({"case": path.name, "output": target.name, "status": status, "seconds": round(seconds, 4),
+                            "model": chosen or None, "decision": decision_record(self.plan), "warnings": self.notes,
+                            "message": message or None}, chosen or None)
+                self._record_run(record)
         return results
 
     def _warn_once(self, line: str) -> None:
         if line not in self.warned:
             self.warned.add(line)
             self.echo(line)
+
+    def _reporter(self, name: str, start: float):
+        """Progress within the case for the bar, once the case has taken more than 2 s."""
+        if self.bar is None:
+            return None
+
+        def show(done: int, total: int) -> None:
+            if time.perf_counter() - start > 2.0 or done == total:
+                self.bar(name, done, total)
+        return show
+
+    def _overlay(self, case, segs) -> None:
+        """The case's overlay PNG; a failure is a warning (the segmentation is written)."""
+        from litemedsam import overlay
+
+        try:
+            with phase("overlay"):
+                overlay.write(case, segs, self.overlay_dir)
+        except (LitemedsamError, OSError, ValueError) as e:
+            self.notes.append(f"no overlay: {e}")
+            self.echo(f"WARNING {shown(case.path.name)}: no overlay ({shown(e)})")
+
+    def _record_run(self, record) -> None:
+        try:
+            record.write()
+        except LitemedsamError as e:
+            self._warn_once(f"WARNING: {e}; run.json will be written when there is room again")
 
     def _record(self, path: Path, times: dict) -> None:
         """Rewrite efficiency.csv after a case; when it cannot be written (disk full), say so once per reason

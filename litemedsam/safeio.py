@@ -15,7 +15,7 @@ from litemedsam.errors import OutputError
 TEMP_PREFIX = ".litemedsam-"
 TEMP_SUFFIX = ".tmp"
 # ours: .litemedsam-<pid>-<random>.tmp; of versions before 0.1.1: .<case>.npz.<pid>.tmp, .efficiency.csv.<pid>.tmp
-_OURS = re.compile(r"^\.litemedsam-(\d+)-[^/]*\.tmp$")
+_OURS = re.compile(r"^\.litemedsam-(\d+)-[^/]*\.tmp(?:\.[A-Za-z0-9]+)?$")
 _LEGACY = re.compile(r"^\..+\.(?:npz|NPZ|csv)\.(\d+)\.tmp$")
 
 
@@ -27,10 +27,11 @@ def _umask() -> int:
     return mask
 
 
-def temp_path(folder) -> Path:
+def temp_path(folder, suffix: str = "") -> Path:
     """A new, empty temporary file of ours in ``folder``, created exclusively (mkstemp: O_CREAT | O_EXCL |
-    O_NOFOLLOW), for writers that need a path (ONNX exporters, ONNX Runtime); the caller renames or removes it."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
+    O_NOFOLLOW), for writers that need a path (ONNX exporters, ONNX Runtime, SimpleITK, which needs the
+    format's ``suffix`` at the end); the caller renames or removes it."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX + suffix, dir=folder)
     os.close(fd)
     return Path(tmp)
 

@@ -123,15 +123,30 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     volume[10:30, 12:28, 1:5] = 900.0
     small_nifti(inp / "MR_v.nii.gz", volume + np.random.default_rng(0).random(volume.shape).astype(np.float32))
     out = tmp_path / "out"
-    done = cli("infer", "-i", inp, "-o", out, "--box", "28,18,61,45")
+    done = cli("infer", "-i", inp, "-o", out, "--box", "28,18,61,45", "--overlay", tmp_path / "overlays")
     assert done.returncode == 1 and "XRay_a.png is also the output of XRay_a.jpg" in done.stderr, done.stderr
     assert "MR_v.nii.gz: a 3D image takes boxes of 6 numbers" in done.stderr and "Traceback" not in done.stderr
     mask = cv2.imread(str(out / "XRay_a.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (64, 80) and mask[30, 45] == 1 and mask[5, 5] == 0
+    record = json.loads((out / "run.json").read_text())  # the run record: options, models, every case
+    cases = {c["case"]: c for c in record["cases"]}
+    assert record["options"]["boxes"] == ["28,18,61,45"] and record["threads"] >= 1
+    from litemedsam.registry import get_model
+
+    assert record["models"]["litemedsam"] == {e.file: e.sha256 for e in get_model("litemedsam").graphs}
+    assert cases["XRay_a.jpg"]["status"] == "ok" and cases["XRay_a.jpg"]["decision"]["rule"] == "X-ray"
+    assert cases["XRay_a.png"]["status"] == "failed" and "also the output of" in cases["XRay_a.png"]["message"]
+    assert cases["MR_v.nii.gz"]["status"] == "failed"
+    drawn = cv2.imread(str(tmp_path / "overlays" / "XRay_a.jpg.png"))  # the image with the label's contour and box
+    assert drawn.shape == (64, 80, 3) and (drawn[:, :, 0] != drawn[:, :, 1]).any()
+    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["XRay_a.jpg.png"]
+    refused = cli("infer", "-i", inp, "-o", out, "--box", "28,18,61,45", "--overlay", inp)
+    assert refused.returncode == 2 and "is the input folder" in refused.stderr
     (inp / "XRay_a.png").unlink()
     (inp / "XRay_a.jpg").unlink()
-    done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4")
+    done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4", "--overlay", tmp_path / "overlays")
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "overlays" / "MR_v.nii.gz.png").is_file()
     labels = np.asanyarray(nib.load(str(out / "MR_v.nii.gz")).dataobj)
     assert labels.shape == volume.shape and labels[20, 20, 2] == 1 and labels[40, 35, 2] == 0
 
@@ -158,3 +173,21 @@ def test_window_and_box_options_are_checked(tmp_path):
                           (["--box", "1,2,3,4", "--box", "1,2,3,4,5,6"], "are 2D (4 numbers) or all 3D")):
         done = cli("infer", "-i", tmp_path / "in", "-o", tmp_path / "out", *args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+
+
+def test_real_nrrd_reads_as_the_dev_case_and_writes_back(tmp_path):
+    """pyradiomics' brain MR (NRRD, int16): the dev case's image and box; labels written as NRRD with the
+    input's origin, spacing and direction."""
+    sitk = pytest.importorskip("SimpleITK")
+    image, labels = need(RAW / "brain1_image.nrrd"), need(RAW / "brain1_label.nrrd")
+    dev = np.load(need(DEV / "imgs" / "3DBox_MR_pyradiomics_brain1.npz"))
+    case = formats.read(image, CaseInputs(labels=labels))
+    assert np.array_equal(case.image, dev["imgs"]) and np.array_equal(case.boxes, dev["boxes"])
+    segs = np.zeros(case.image.shape, np.uint8)
+    segs[12, 100, 180] = 1
+    out = tmp_path / "brain1_image.nrrd"
+    formats.write(case, segs, out)
+    written, source = sitk.ReadImage(str(out)), sitk.ReadImage(str(image))
+    assert written.GetSize() == source.GetSize() and np.allclose(written.GetSpacing(), source.GetSpacing())
+    assert np.allclose(written.GetOrigin(), source.GetOrigin()) and np.allclose(written.GetDirection(), source.GetDirection())
+    assert sitk.GetArrayFromImage(written)[12, 100, 180] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

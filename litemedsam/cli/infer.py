@@ -63,6 +63,15 @@ def case_inputs(box_texts, boxes_file, labels_path, window, modality):
     return inputs
 
 
+def terminal_bar(name: str, done: int, total: int) -> None:
+    """A one-line bar on the terminal for the slices of a long case; the line is cleared when the case ends."""
+    width = 30
+    filled = width * done // max(total, 1)
+    line = f"  {name[:40]} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} slices"
+    sys.stderr.write("\r" + (line if done < total else " " * len(line) + "\r"))
+    sys.stderr.flush()
+
+
 def _terminate(signum, frame):
     raise Terminated()
 
@@ -101,6 +110,9 @@ def _terminate(signum, frame):
 @click.option("--window", default=None, metavar="LEVEL,WIDTH",
               help="Intensity window for non-uint8 inputs (default for CT: 40,400; other modalities: the 0.5-99.5 "
                    "percentiles of the non-zero voxels).")
+@click.option("--overlay", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a PNG per case into this folder: the image with each label's contour and box (3D: "
+                   "a montage of each object's middle slice).")
 @click.option("--threads", type=int, default=None,
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
@@ -109,12 +121,13 @@ def _terminate(signum, frame):
                    "or mask strategies (clip, component, fill, overlap).")
 @click.option("--continue-prediction", "--continue_prediction", is_flag=True,
               help="Skip cases whose output already exists.")
+@click.option("--quiet", is_flag=True, help="No line per finished case (errors, warnings and the summary still print).")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 @click.option("--profile", is_flag=True,
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, window, threads, exact, continue_prediction, debug, profile):
+          boxes_file, labels_path, window, overlay_dir, threads, exact, continue_prediction, quiet, debug, profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -150,7 +163,15 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                      or BoxPrompting(router, model, modality, exact))
         inputs = case_inputs(box_texts, boxes_file, labels_path, window,
                              router.modality(modality) if modality else None)
-        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs)
+        options = {"input": str(input_path), "output": str(output_dir), "router": str(router_file or "shipped"),
+                   "modality": modality, "model": model, "prompt": prompt, "exact": exact,
+                   "continue_prediction": continue_prediction, "boxes": list(box_texts) or None,
+                   "boxes_file": str(boxes_file) if boxes_file else None,
+                   "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
+                   "overlay": str(overlay_dir) if overlay_dir else None}
+        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs,
+                              options=options, overlay_dir=overlay_dir, quiet=quiet,
+                              bar=None if quiet or not sys.stderr.isatty() else terminal_bar)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code

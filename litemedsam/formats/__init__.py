@@ -4,6 +4,7 @@
 |---|---|---|---|---|
 | .npz | challenge | `imgs` | `boxes` (or given) | `.npz` with `segs` |
 | .nii, .nii.gz | nifti | 3D volume (slices along the third voxel axis) | given | NIfTI, same geometry |
+| .nrrd, .mha | itk (SimpleITK, the ``io`` extra) | 3D volume (slices along z) | given | same format and geometry |
 | .png, .jpg, .jpeg, .tif, .tiff, .bmp | image | 2D image | given | `.png` label image |
 
 Every module has ``read(path, inputs) -> Case`` (inputs: litemedsam.given_boxes.CaseInputs),
@@ -14,8 +15,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".png": "image", ".jpg": "image",
-           ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
+MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "itk", ".mha": "itk", ".png": "image",
+           ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
 
 
 def suffix(name: str) -> str | None:
