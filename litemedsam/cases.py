@@ -139,6 +139,23 @@ def boxes_from_records(records: list) -> tuple[np.ndarray, list]:
     return np.array(rows, dtype=np.float64).reshape(-1, 6), starts
 
 
+BYTES_PER_PIXEL_2D = 9  # segmenting a 2D image: one full-size logit map, a mask, the labels and temporaries
+RUNTIME_BYTES = 512 << 20  # what the models and ONNX Runtime take besides
+
+
+def check_memory_2d(hw: tuple) -> None:
+    """CaseError when segmenting an image of this size would need more memory than is available: each object's
+    logits are brought to the full image size (4 bytes per pixel) as the reference does, so a huge image is
+    refused with a message instead of being killed by the kernel (which would cost the whole batch)."""
+    from litemedsam.npz import available_memory, human
+
+    need = BYTES_PER_PIXEL_2D * hw[0] * hw[1] + RUNTIME_BYTES
+    free = available_memory()
+    if free is not None and need > free:
+        raise CaseError(f"segmenting a {hw[1]}x{hw[0]} image needs about {human(need)} of memory besides the image; "
+                        f"{human(free)} is available")
+
+
 def load_case(path: Path, require_boxes: bool = True) -> Case:
     """Read and validate a challenge .npz case (the 2024 layout, or the 2025 one whose ``boxes`` are dicts);
     raises CaseError with a readable reason. ``require_boxes`` False (prompt-free modes): a case without
@@ -172,6 +189,8 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     if dim and raw_boxes.size and raw_boxes.shape[1] != (4 if dim == "2D" else 6):
         raise CaseError(f"a {dim} image takes boxes of {4 if dim == '2D' else 6} numbers, got {raw_boxes.shape[1]}")
     image = _image(image, dim)
+    if dim == "2D":
+        check_memory_2d(image.shape[:2])
     boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape, absent)
     if starts is not None:
         starts, moved = _starts(starts, boxes)

@@ -17,8 +17,16 @@ MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may b
 
 def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
     """Write ``label`` where ``mask`` is set, unless a higher label is there: the highest box wins,
-    as when boxes are painted in order (the reference's behaviour), whatever order we paint in."""
-    region[mask & (region < label)] = label
+    as when boxes are painted in order (the reference's behaviour), whatever order we paint in. Works on the
+    rows and columns the mask covers (no full-size temporaries for a small object in a large image)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    part = region[window]
+    lower = part < label
+    lower &= mask[window]
+    part[lower] = label
 
 
 class Canvas:
@@ -56,17 +64,21 @@ class Canvas:
         region[win] = label
 
 
-def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy) -> list:
-    """(mask, logit map or None) per box of ``boxes`` (input frame), the mask strategies applied."""
-    if policy.exact:
-        return [(mask, None) for mask in seg.predict(emb, boxes, prompt)]
+def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy):
+    """(mask, logit map or None) per box of ``boxes`` (input frame), the mask strategies applied; one object at a
+    time, so that a large image holds one full-size logit map, never one per box."""
     frame = emb.frame
-    if policy.needs_logits:
-        pairs = [(up > 0, up) for up in seg.logit_maps(emb, boxes, prompt)]
-    else:
-        pairs = [(mask, None) for mask in seg.predict(emb, boxes, prompt)]
     scale = max(frame.original_hw) / 256
-    return [(policy.apply(mask, frame.box_to_image(box), scale), up) for (mask, up), box in zip(pairs, boxes)]
+    maps = iter(seg.logit_maps(emb, boxes, prompt))
+    for box in boxes:
+        up = next(maps)
+        mask = up > 0
+        if not policy.needs_logits:
+            up = None  # freed before the next map is made
+        if not policy.exact:
+            mask = policy.apply(mask, frame.box_to_image(box), scale)
+        yield mask, up
+        mask = up = None  # (zip or a loop variable would keep the last map alive while the next one is made)
 
 
 def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box",

@@ -25,6 +25,9 @@ class ThresholdSegmenter:
         self.encoded.append(image.copy())
         return Embedding(image, self.frame(*image.shape[:2]))
 
+    def logit_maps(self, emb, boxes, prompt="box"):
+        return (np.where(m, 1.0, -1.0).astype(np.float32) for m in self.predict(emb, boxes, prompt))
+
     def predict(self, emb, boxes, prompt="box"):
         self.prompts.append(np.array(boxes))
         h, w = emb.original_hw
