@@ -28,6 +28,7 @@ class Case:
     notices: list = field(default_factory=list)  # about the file's layout, the same for every such file
     fmt: str = "challenge"  # the file format (litemedsam.formats), which writes the result back
     geometry: object = None  # what that format needs to write the result in the input's geometry
+    modality: str | None = None  # as the file itself says (DICOM's Modality), when it says
 
 
 def modality(name: str) -> str | None:

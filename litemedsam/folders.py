@@ -7,12 +7,12 @@ import stat
 from pathlib import Path
 
 from litemedsam.errors import UsageError, shown
-from litemedsam.formats import suffix
+from litemedsam.formats import is_case_folder, suffix
 
 
 def list_cases(input_path: Path) -> tuple[list, list]:
     """The cases of a folder, sorted: its entries named as case files (litemedsam.formats: *.npz, *.nii.gz,
-    *.png, ... in any letter case) that are files, or symbolic links (a broken link or a link loop is a case
+    *.png, ... in any letter case) that are files, or symbolic links, and its folders of one DICOM series (a broken link or a link loop is a case
     that fails with a message, so it is not lost silently); and notices for the entries so named that are
     skipped: hidden ones (a leading '.'), folders, FIFOs and devices. A file given as the input is the only
     case."""
@@ -22,6 +22,8 @@ def list_cases(input_path: Path) -> tuple[list, list]:
     for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
         ext = suffix(entry.name)
         if ext is None:
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False) and is_case_folder(Path(entry.path)):
+                cases.append(Path(entry.path))  # a DICOM series
             continue
         if entry.name.startswith("."):
             skipped.setdefault(("hidden file", "hidden files", ext), []).append(entry.name)

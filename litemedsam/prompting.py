@@ -54,8 +54,8 @@ class BoxPrompting:
         self.router, self.model, self.modality, self.exact = router, model, modality, exact
 
     def choose(self, case: Case) -> Plan:
-        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality, model=self.model,
-                                      exact=self.exact)
+        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
+                                      model=self.model, exact=self.exact)
         if decision.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
                 f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))

@@ -150,7 +150,7 @@ class Predictor:
             echo(f"profile: {process_seconds():.2f} s from process start to the first case")
         for n, path in enumerate(cases, 1):
             name = shown(path.name)
-            target = output_dir / formats.output_name(path.name)
+            target = output_dir / formats.output_name(path)
             owner = claimed.setdefault(target.name, path.name)
             prefix = f"[{n:>{width}}/{len(cases)}] {name}"
             if continue_prediction and target.exists():

@@ -226,6 +226,9 @@ FILE_KINDS = [
          write(lambda: png_bytes()[:60])),
     Kind("PNG declaring 100000x100000 pixels", "failed", r"a PNG of 100000x100000 pixels \(9\.3 GiB decoded\)",
          write(lambda: png_bytes()[:16] + (100000).to_bytes(4, "big") * 2 + png_bytes()[24:])),
+    Kind("folder of damaged DICOM files", "failed", r"it holds no DICOM series GDCM can read",
+         lambda folder, name: [(folder / name).mkdir(), (folder / name / "a.dcm").write_bytes(
+             bytes(128) + b"DICM" + np.random.default_rng(3).bytes(500))]),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -243,6 +246,7 @@ SPECIAL_NAMES = {
     "NIfTI volume without boxes": "MR_probe_noboxes.nii",
     "NIfTI header declaring 16 GB": "CT_probe_huge.nii",
     "truncated PNG": "XRay_probe_truncated.png",
+    "folder of damaged DICOM files": "CT_probe_dicom",
     "PNG declaring 100000x100000 pixels": "XRay_probe_bomb.png",
 }
 for number, kind in enumerate(FILE_KINDS, 1):

@@ -203,3 +203,44 @@ def test_a_2d_image_too_large_for_the_memory_is_refused(monkeypatch, tmp_path):
     with pytest.raises(CaseError, match=r"segmenting a 6000x5000 image needs about 769\.5 MiB .* 600\.0 MiB is available"):
         make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((5000, 6000), np.uint8), [[0, 0, 9, 9]])
     assert make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((500, 600), np.uint8), [[0, 0, 9, 9]]).dim == "2D"
+
+
+def dicom_series(name: str) -> Path:
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("SimpleITK")
+    return Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / name
+
+
+def test_dicom_series_folder_is_a_case(models_ready, tmp_path):
+    """pydicom's test CT series (5 slices of 16x16, in HU after rescale): a folder among the inputs is a case; its
+    Modality routes it; the labels come back as <folder>.nrrd with the series' geometry."""
+    import shutil
+
+    import SimpleITK as sitk
+    from tests.test_infer_real import cli
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copytree(dicom_series("98892001/CT5N"), inp / "CT5N")
+    (inp / "notes").mkdir()  # a folder without DICOM files is no case
+    case = formats.read(inp / "CT5N", CaseInputs(boxes=[[2, 2, 1, 13, 13, 3]]))
+    assert case.dim == "3D" and case.image.shape == (5, 16, 16) and case.modality == "CT"
+    out = tmp_path / "out"
+    done = cli("infer", "-i", inp, "-o", out, "--box", "2,2,1,13,13,3")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["CT5N.nrrd", "efficiency.csv", "run.json"]
+    written = sitk.ReadImage(str(out / "CT5N.nrrd"))
+    source = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(inp / "CT5N")))
+    assert written.GetSize() == source.GetSize() and np.allclose(written.GetOrigin(), source.GetOrigin())
+    assert json.loads((out / "run.json").read_text())["cases"][0]["decision"]["rule"] == "CT volumes"
+
+
+def test_a_folder_of_two_series_is_refused(tmp_path):
+    import shutil
+
+    both = tmp_path / "both"
+    shutil.copytree(dicom_series("98892001/CT5N"), both)
+    for f in dicom_series("98892001/CT2N").iterdir():
+        shutil.copy(f, both / f"b{f.name}")
+    with pytest.raises(CaseError, match="holds 2 DICOM series"):
+        formats.read(both, CaseInputs(boxes=[[0, 0, 0, 1, 1, 1]]))

@@ -5,9 +5,10 @@
 | .npz | challenge | `imgs` | `boxes` (or given) | `.npz` with `segs` |
 | .nii, .nii.gz | nifti | 3D volume (slices along the third voxel axis) | given | NIfTI, same geometry |
 | .nrrd, .mha | itk (SimpleITK, the ``io`` extra) | 3D volume (slices along z) | given | same format and geometry |
+| a folder of one DICOM series | dicom (SimpleITK) | 3D volume (slices by position) | given | ``<folder>.nrrd`` |
 | .png, .jpg, .jpeg, .tif, .tiff, .bmp | image | 2D image | given | `.png` label image |
 
-Every module has ``read(path, inputs) -> Case`` (inputs: litemedsam.given_boxes.CaseInputs),
+Each module has ``read(path, inputs) -> Case`` (inputs: litemedsam.given_boxes.CaseInputs),
 ``read_labels(path) -> array`` in the orientation ``read`` gives, and ``write(case, segs, target)``.
 """
 from __future__ import annotations
@@ -28,9 +29,21 @@ def suffix(name: str) -> str | None:
     return None
 
 
-def module_for(name: str):
-    """The format module of a file name; CaseError when the name is no case file's."""
+def is_case_folder(path: Path) -> bool:
+    """Whether a folder is a case (a DICOM series); asked only of folders not named as case files."""
+    from litemedsam.formats.dicom import is_series
+
+    return is_series(Path(path))
+
+
+def module_for(path):
+    """The format module of a case path (a file name's suffix; a folder is a DICOM series); CaseError when it
+    is neither."""
+    path = Path(path)
+    name = path.name
     s = suffix(name)
+    if s is None and path.is_dir():
+        return importlib.import_module("litemedsam.formats.dicom")
     if s is None:
         from litemedsam.errors import CaseError
 
@@ -38,17 +51,22 @@ def module_for(name: str):
     return importlib.import_module(f"litemedsam.formats.{MODULES[s]}")
 
 
-def output_name(name: str) -> str:
-    """The output file's name for an input case file: the same name, except 2D images become ``.png``."""
+def output_name(path) -> str:
+    """The output file's name for an input case: the same name, except 2D images become ``.png`` and a DICOM
+    series folder ``<folder>.nrrd``."""
+    path = Path(path)
+    name = path.name
     s = suffix(name)
+    if s is None and path.is_dir():
+        return name + ".nrrd"
     if MODULES.get(s) == "image":
         return name[: len(name) - len(s)] + ".png"
     return name
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True):
-    return module_for(Path(path).name).read(Path(path), inputs, require_boxes)
+    return module_for(path).read(Path(path), inputs, require_boxes)
 
 
 def write(case, segs, target: Path) -> None:
-    module_for(case.path.name).write(case, segs, target)
+    module_for(case.path).write(case, segs, target)

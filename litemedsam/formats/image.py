@@ -74,7 +74,7 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
     elif labels is not None:
         from litemedsam.formats import module_for
 
-        label_map = module_for(labels.name).read_labels(labels)
+        label_map = module_for(labels).read_labels(labels)
         if label_map.shape != image.shape[:2]:
             raise CaseError(f"its label image {labels.name} is {label_map.shape}, the image {image.shape[:2]}")
         boxes, absent = boxes_of_labels(label_map)

@@ -26,7 +26,8 @@ def _sitk():
     try:
         import SimpleITK
     except ImportError:
-        raise CaseError("reading NRRD and MetaImage files needs SimpleITK: pip install 'litemedsam[io]'") from None
+        raise CaseError("reading NRRD, MetaImage and DICOM needs SimpleITK: pip install 'litemedsam[io]'") from None
+    SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own warnings name C++ files, not the case
     return SimpleITK
 
 
@@ -78,7 +79,7 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
     elif labels is not None:
         from litemedsam.formats import module_for
 
-        label_map = module_for(labels.name).read_labels(labels)
+        label_map = module_for(labels).read_labels(labels)
         if label_map.shape != volume.shape:
             raise CaseError(f"its label image {labels.name} has shape {label_map.shape}, the volume {volume.shape}")
         boxes, absent = boxes_of_labels(label_map)

@@ -87,7 +87,7 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
         from litemedsam.formats import module_for
 
         try:
-            label_map = module_for(labels.name).read_labels(labels)
+            label_map = module_for(labels).read_labels(labels)
         except (CaseError, KeyError, TypeError) as e:
             raise CaseError(f"its label image {labels.name}: {e}") from None
         if label_map.shape != volume.shape:
