@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from litemedsam.errors import UsageError, shown
-from litemedsam.formats import is_case_folder, suffix
+from litemedsam.formats.registry import is_case_folder, suffix
 
 
 def list_cases(input_path: Path) -> tuple[list, list]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, shown
-from litemedsam.formats import itk
+from litemedsam.formats.itk import _sitk, write as write_itk
 from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
 from litemedsam.intensity import to_uint8
 from litemedsam.npz import MEMORY_FACTOR, available_memory, human, max_case_bytes
@@ -43,7 +43,7 @@ def is_series(folder: Path) -> bool:
 
 
 def _load(folder: Path):
-    sitk = itk._sitk()
+    sitk = _sitk()
     if not folder.is_dir():
         raise CaseError("not a folder of DICOM files")
     try:
@@ -81,11 +81,11 @@ def _load(folder: Path):
 
 
 def read_labels(path: Path) -> np.ndarray:
-    return itk._sitk().GetArrayFromImage(_load(path)[0])
+    return _sitk().GetArrayFromImage(_load(path)[0])
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
-    sitk = itk._sitk()
+    sitk = _sitk()
     image, modality = _load(path)
     chosen = (inputs.modality if inputs else None) or modality
     volume = to_uint8(sitk.GetArrayFromImage(image), "CT" if (chosen or "").upper() == "CT" else None,
@@ -96,7 +96,7 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
     if given is not None:
         boxes = np.array(given, np.float64)
     elif labels is not None:
-        from litemedsam.formats import module_for
+        from litemedsam.formats.registry import module_for
 
         label_map = module_for(labels).read_labels(labels)
         if label_map.shape != volume.shape:
@@ -111,4 +111,4 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
-    itk.write(case, segs, target)
+    write_itk(case, segs, target)

@@ -72,7 +72,7 @@ def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
     if given is not None:
         boxes = np.array(given, np.float64)
     elif labels is not None:
-        from litemedsam.formats import module_for
+        from litemedsam.formats.registry import module_for
 
         label_map = module_for(labels).read_labels(labels)
         if label_map.shape != image.shape[:2]:

@@ -1,0 +1,51 @@
+"""Which format module reads a case path, and what its output is named (imported by the format modules
+themselves, so it names them only by string)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "itk", ".mha": "itk", ".png": "image",
+           ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
+
+
+def suffix(name: str) -> str | None:
+    """The format suffix of a file name (any letter case; ``.nii.gz`` whole), None when not a case file."""
+    lower = name.lower()
+    for s in sorted(MODULES, key=len, reverse=True):
+        if lower.endswith(s) and len(lower) > len(s):
+            return s
+    return None
+
+
+def is_case_folder(path: Path) -> bool:
+    """Whether a folder is a case (a DICOM series); asked only of folders not named as case files."""
+    return importlib.import_module("litemedsam.formats.dicom").is_series(Path(path))
+
+
+def module_for(path):
+    """The format module of a case path (a file name's suffix; a folder is a DICOM series); CaseError when it
+    is neither."""
+    path = Path(path)
+    name = path.name
+    s = suffix(name)
+    if s is None and path.is_dir():
+        return importlib.import_module("litemedsam.formats.dicom")
+    if s is None:
+        from litemedsam.errors import CaseError
+
+        raise CaseError(f"{name!r} is not named as a file litemedsam reads (" + ", ".join(sorted(MODULES)) + ")")
+    return importlib.import_module(f"litemedsam.formats.{MODULES[s]}")
+
+
+def output_name(path) -> str:
+    """The output file's name for an input case: the same name, except 2D images become ``.png`` and a DICOM
+    series folder ``<folder>.nrrd``."""
+    path = Path(path)
+    name = path.name
+    s = suffix(name)
+    if s is None and path.is_dir():
+        return name + ".nrrd"
+    if MODULES.get(s) == "image":
+        return name[: len(name) - len(s)] + ".png"
+    return name
