@@ -169,7 +169,7 @@ class Predictor:
                 if owner != path.name:
                     raise CaseError(f"its output {shown(target.name)} is also the output of {shown(owner)} "
                                     f"(2D images are written as .png); rename one of them")
-                with progress.reporting(self._reporter(name, start)):
+                with progress.reporting(self._reporter(prefix, start)):
                     segs, chosen, case = self.segment_case(path)
                 with phase("write"):
                     formats.write(case, segs, target)

@@ -106,3 +106,24 @@ def test_2025_names_give_their_modality_and_2024_contradictions_are_errors(tmp_p
     np.savez(path, imgs=np.zeros((64, 64, 3), np.uint8), boxes=np.array([[1, 1, 0, 9, 9, 2]]))
     with pytest.raises(CaseError, match="colour image, not a DxHxW volume"):
         load_case(path)
+
+
+def test_2025_file_gives_the_masks_of_the_same_boxes_in_the_2024_layout(models_ready, tmp_path):
+    """Where z_mid is the middle of z_min..z_max, the 2025 file and a 2024 file with the same boxes give
+    identical label maps (the dev CT lesion: z 5..11, z_mid 8)."""
+    name = "CT_Lesion_000001_02_01_008-023_2025format.npz"
+    if not (EXTRA / name).is_file():
+        pytest.skip(f"{EXTRA} is absent (the 2025-layout examples of ../shared/data/extra)")
+    from tests.test_infer_real import cli
+
+    case = load_case(EXTRA / name)
+    assert case.starts == [int(b[2] + (b[5] - b[2]) // 2) for b in case.boxes]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / name).symlink_to(EXTRA / name)
+    np.savez(inp / "3DBox_CT_Lesion_2024layout.npz", imgs=case.image, boxes=case.boxes, spacing=np.ones(3))
+    done = cli("infer", "-i", inp, "-o", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    a = np.load(tmp_path / "out" / name)["segs"]
+    b = np.load(tmp_path / "out" / "3DBox_CT_Lesion_2024layout.npz")["segs"]
+    assert a.any() and np.array_equal(a, b)

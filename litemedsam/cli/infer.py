@@ -67,7 +67,7 @@ def terminal_bar(name: str, done: int, total: int) -> None:
     """A one-line bar on the terminal for the slices of a long case; the line is cleared when the case ends."""
     width = 30
     filled = width * done // max(total, 1)
-    line = f"  {name[:40]} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} slices"
+    line = f"{name[:56]} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} slices"
     sys.stderr.write("\r" + (line if done < total else " " * len(line) + "\r"))
     sys.stderr.flush()
 
