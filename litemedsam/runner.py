@@ -23,6 +23,16 @@ from litemedsam.timing import EFFICIENCY_CSV, phase, process_seconds, read_times
 
 
 @dataclass
+class Job:
+    """One case to run: its file, its output, the input that owns that output name, its progress prefix."""
+
+    path: Path
+    target: Path
+    owner: str
+    prefix: str
+
+
+@dataclass
 class Result:
     case: str
     seconds: float
@@ -83,6 +93,8 @@ class Predictor:
         self.overlay_dir = overlay_dir  # where overlay PNGs go (litemedsam.overlay), None: none
         self.quiet = quiet  # no line per finished case (problems and the summary still print)
         self.bar = bar  # (case name, done, total) -> shows progress within a case (a terminal's bar), or None
+        self.executor = None  # jobs -> (job, Result, entry, lines) as they finish; None: run_jobs (this process)
+        self.collect = False  # a worker's run_case returns its message lines instead of printing them
         self.notes: list = []  # warnings of the case being segmented
         self.plan = None  # the plan of the case being segmented
         self.inputs = inputs  # litemedsam.given_boxes.CaseInputs: boxes and intensity options from the command line
@@ -148,60 +160,83 @@ class Predictor:
         claimed: dict = {}  # output name -> the input whose output it is
         if self.profile and process_seconds() is not None:
             echo(f"profile: {process_seconds():.2f} s from process start to the first case")
+        jobs = []
         for n, path in enumerate(cases, 1):
-            name = shown(path.name)
             target = output_dir / formats.output_name(path)
             owner = claimed.setdefault(target.name, path.name)
-            prefix = f"[{n:>{width}}/{len(cases)}] {name}"
             if continue_prediction and target.exists():
                 results.append(Result(path.name, 0.0, "existing"))
                 if record is not None:
                     record.add({"case": path.name, "output": target.name, "status": "existing"})
-                echo(f"{prefix}: output exists, skipped (--continue-prediction)")
+                echo(f"[{n:>{width}}/{len(cases)}] {shown(path.name)}: output exists, skipped (--continue-prediction)")
                 continue
-            start = time.perf_counter()
-            take_phases()
-            chosen = ""
-            self.notes, self.plan = [], None
-            try:
-                if same_file(path, target):
-                    raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
-                if owner != path.name:
-                    raise CaseError(f"its output {shown(target.name)} is also the output of {shown(owner)} "
-                                    f"(2D images are written as .png); rename one of them")
-                with progress.reporting(self._reporter(prefix, start)):
-                    segs, chosen, case = self.segment_case(path)
-                with phase("write"):
-                    formats.write(case, segs, target)
-                if self.overlay_dir is not None:
-                    self._overlay(case, segs)
-                status, message = "ok", ""
-            except ModelError:
-                raise
-            except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
-                status, message = "failed", str(e)
-            except MemoryError:
-                status, message = "failed", "out of memory while segmenting this case"
-            except Exception as e:  # a bug of ours: report it, keep going with the other cases
-                status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
-                if self.debug:
-                    message += "\n" + traceback.format_exc()
-            seconds = time.perf_counter() - start
-            results.append(Result(path.name, seconds, status, message, chosen, take_phases()))
-            times[path.name] = {"time": f"{seconds:.4f}", "status": status}
-            if status == "ok" and not self.quiet:
-                echo(f"{prefix}: {seconds:.2f} s ({chosen})")
-            else:
-                echo(f"ERROR {name}: {message}")
+            jobs.append(Job(path, target, owner, f"[{n:>{width}}/{len(cases)}] {shown(path.name)}"))
+        run = (lambda js: self.executor(self, js)) if self.executor else self.run_jobs
+        for job, result, entry, lines in run(jobs):
+            name = shown(job.path.name)
+            for line in lines:
+                echo(line)
+            results.append(result)
+            times[job.path.name] = {"time": f"{result.seconds:.4f}", "status": result.status}
+            if result.status == "ok" and not self.quiet:
+                echo(f"{job.prefix}: {result.seconds:.2f} s ({result.model})")
+            elif result.status != "ok":
+                echo(f"ERROR {name}: {result.message}")
             if self.profile:
-                echo(f"profile {name}: " + profile_line(results[-1].phases, seconds))
+                echo(f"profile {name}: " + profile_line(result.phases, result.seconds))
             self._record(times_path, times)
             if record is not None:
-                record.add({"case": path.name, "output": target.name, "status": status, "seconds": round(seconds, 4),
-                            "model": chosen or None, "decision": decision_record(self.plan), "warnings": self.notes,
-                            "message": message or None}, chosen or None)
+                record.add(entry, result.model or None)
                 self._record_run(record)
         return results
+
+    def run_jobs(self, jobs: list):
+        """The in-process executor: each job in turn, (job, Result, run-record entry, message lines)."""
+        for job in jobs:
+            yield (job, *self.run_case(job))
+
+    def run_case(self, job: "Job") -> tuple:
+        """Segment one case and write its outputs (the one function every executor calls): its Result, its
+        run-record entry and the lines it printed. Raises ModelError only (nothing can run); every other
+        problem fails the case."""
+        path, target = job.path, job.target
+        lines: list = []
+        echo, self.echo = self.echo, (lambda line: lines.append(line)) if self.collect else self.echo
+        start = time.perf_counter()
+        take_phases()
+        chosen = ""
+        self.notes, self.plan = [], None
+        try:
+            if same_file(path, target):
+                raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
+            if job.owner != path.name:
+                raise CaseError(f"its output {shown(target.name)} is also the output of {shown(job.owner)} "
+                                f"(2D images are written as .png); rename one of them")
+            with progress.reporting(self._reporter(job.prefix, start)):
+                segs, chosen, case = self.segment_case(path)
+            with phase("write"):
+                formats.write(case, segs, target)
+            if self.overlay_dir is not None:
+                self._overlay(case, segs)
+            status, message = "ok", ""
+        except ModelError:
+            raise
+        except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
+            status, message = "failed", str(e)
+        except MemoryError:
+            status, message = "failed", "out of memory while segmenting this case"
+        except Exception as e:  # a bug of ours: report it, keep going with the other cases
+            status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
+            if self.debug:
+                message += "\n" + traceback.format_exc()
+        finally:
+            self.echo = echo
+        seconds = time.perf_counter() - start
+        result = Result(path.name, seconds, status, message, chosen, take_phases())
+        entry = {"case": path.name, "output": target.name, "status": status, "seconds": round(seconds, 4),
+                 "model": chosen or None, "decision": decision_record(self.plan), "warnings": self.notes,
+                 "message": message or None}
+        return result, entry, lines
 
     def _warn_once(self, line: str) -> None:
         if line not in self.warned:

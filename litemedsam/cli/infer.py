@@ -1,4 +1,5 @@
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -113,6 +114,9 @@ def _terminate(signum, frame):
 @click.option("--overlay", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a PNG per case into this folder: the image with each label's contour and box (3D: "
                    "a montage of each object's middle slice).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes, each with its own model sessions and --threads ONNX Runtime threads (default: "
+                   "the CPUs shared out); cases go largest first. 1: this process (as the challenge times a case).")
 @click.option("--threads", type=int, default=None,
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
@@ -127,7 +131,8 @@ def _terminate(signum, frame):
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, window, overlay_dir, threads, exact, continue_prediction, quiet, debug, profile):
+          boxes_file, labels_path, window, overlay_dir, workers, threads, exact, continue_prediction, quiet, debug,
+          profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -152,6 +157,10 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     # leaves no temporary file, finished outputs stay, exit 143
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if workers > 1 and threads is None and not os.environ.get("LITEMEDSAM_THREADS", "").strip():
+            from litemedsam.workers import default_threads
+
+            threads = default_threads(workers)
         threads, warning = resolve_threads(threads)
         if warning:
             echo(f"WARNING: {warning}")
@@ -168,10 +177,14 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                    "continue_prediction": continue_prediction, "boxes": list(box_texts) or None,
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
-                   "overlay": str(overlay_dir) if overlay_dir else None}
+                   "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers}
         predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs,
                               options=options, overlay_dir=overlay_dir, quiet=quiet,
-                              bar=None if quiet or not sys.stderr.isatty() else terminal_bar)
+                              bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar)
+        if workers > 1:
+            from litemedsam.workers import executor
+
+            predictor.executor = executor(workers)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code
