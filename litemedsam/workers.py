@@ -117,6 +117,7 @@ def executor(count: int):
                         message = None
                     job, w.job = w.job, None
                     if message is None:  # the worker died with this case
+                        w.process.join(2.0)  # its pipe may close a moment before it can be reaped
                         text = died(w.process) if not w.process.is_alive() else "its worker process stopped answering"
                         w.stop(0.1)
                         workers[n] = Worker(predictor)
