@@ -44,6 +44,16 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
+def reason(e: Exception, path=None) -> str:
+    """A library's error message for a message of ours: its last line, the file's path (named by the caller)
+    left out, escaped (``shown``) and cut to 200 characters."""
+    lines = str(e).strip().splitlines()
+    text = lines[-1] if lines else type(e).__name__
+    if path is not None:
+        text = text.replace(str(path), "the file")
+    return shown(text)[:200]
+
+
 def shown(name) -> str:
     """A file name (or any text from outside) safe to print on one line: control characters, line breaks
     and bytes that are not UTF-8 are written as escapes (\\n, \\x1b, \\udcff), everything else as it is."""

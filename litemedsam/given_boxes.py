@@ -111,10 +111,6 @@ class CaseInputs:
     modality: str | None = None  # --modality
     window: tuple | None = None  # --window LEVEL,WIDTH
 
-    @property
-    def any_boxes(self) -> bool:
-        return bool(self.boxes) or self.table is not None or self.labels is not None
-
     def for_case(self, path: Path) -> list | None:
         """The boxes given for ``path`` (--box or --boxes), or None (labels are read by the case's format)."""
         if self.boxes:
@@ -130,6 +126,28 @@ class CaseInputs:
         if self.labels is None:
             return None
         return self.labels / path.name if self.labels.is_dir() else self.labels
+
+    def boxes_of(self, path: Path, shape: tuple, width: int, require: bool = True) -> tuple[np.ndarray, list]:
+        """(boxes, label values absent) for the case ``path`` whose image has ``shape``: the boxes given
+        (--box, --boxes), else those of its label image (--boxes-from-labels, read by its format and checked
+        to have the same shape), else none (CaseError naming the options when ``require``)."""
+        given = self.for_case(path)
+        if given is not None:
+            return np.array(given, np.float64), []
+        labels = self.labels_for(path)
+        if labels is not None:
+            from litemedsam.formats.registry import module_for
+
+            try:
+                label_map = module_for(labels).read_labels(labels)
+            except CaseError as e:
+                raise CaseError(f"its label image {labels.name}: {e}") from None
+            if label_map.shape != tuple(shape):
+                raise CaseError(f"its label image {labels.name} has shape {label_map.shape}, the image {tuple(shape)}")
+            return boxes_of_labels(label_map)
+        if require:
+            raise CaseError(no_boxes_message())
+        return np.zeros((0, width)), []
 
 
 def no_boxes_message() -> str:

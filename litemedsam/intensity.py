@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from litemedsam.cases import NAME_PATTERN
 from litemedsam.errors import CaseError
 
 CT_WINDOW = (40.0, 400.0)  # level, width (HU)
+
+
+def modality_of(name: str, given: str | None = None) -> str | None:
+    """The modality that picks the intensity handling: the one given (``--modality``, a DICOM tag), else the
+    name's (``3DBox_CT_...``, ``CT_...``)."""
+    m = NAME_PATTERN.match(name)
+    return given or (m.group(2) if m else name.split("_", 1)[0] if "_" in name else None)
 
 
 def to_uint8(data: np.ndarray, modality: str | None, window: tuple | None = None) -> np.ndarray:
@@ -19,7 +27,7 @@ def to_uint8(data: np.ndarray, modality: str | None, window: tuple | None = None
     values = np.asarray(data, dtype=np.float32)
     if not np.isfinite(values).all():
         raise CaseError("its intensities hold NaN or infinite values")
-    if window is not None or modality == "CT":
+    if window is not None or (modality or "").upper() == "CT":
         level, width = window or CT_WINDOW
         lo, hi = level - width / 2, level + width / 2
     else:

@@ -58,6 +58,16 @@ def available_memory() -> int | None:
     return max(0, min(found)) if found else None
 
 
+def check_size(need: int, over: str, subject: str = "it") -> None:
+    """CaseError when ``need`` bytes are over the per-case limit (``over``: what needs them, e.g. "its volume
+    (512, 512, 300) needs 300.0 MiB") or, times MEMORY_FACTOR, over the memory available (``subject``)."""
+    if need > max_case_bytes():
+        raise CaseError(f"{over}, more than the limit of {human(max_case_bytes())} per case (LITEMEDSAM_MAX_CASE_BYTES)")
+    free = available_memory()
+    if free is not None and need * MEMORY_FACTOR > free:
+        raise CaseError(f"{subject} needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+
+
 def check_file(path: Path) -> None:
     """A regular file we can open, else a CaseError saying what it is instead."""
     try:
@@ -153,15 +163,9 @@ def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -
                 wanted = [k for k in (*required, *optional) if k in members]
                 headers = {k: _header(archive, members[k], k, k in records) for k in wanted}
                 total = sum(h[2] for h in headers.values())
-                limit = max_case_bytes()
-                if total > limit:
-                    raise CaseError(f"its arrays declare {human(total)} ("
-                                    + ", ".join(f"'{k}' {h[1]} {h[0]}" for k, h in headers.items())
-                                    + f"), more than the limit of {human(limit)} per case (LITEMEDSAM_MAX_CASE_BYTES)")
-                free = available_memory()
-                if free is not None and total * MEMORY_FACTOR > free:
-                    raise CaseError(f"its arrays declare {human(total)}; segmenting it needs about "
-                                    f"{human(total * MEMORY_FACTOR)} of memory and only {human(free)} is available")
+                check_size(total, f"its arrays declare {human(total)} ("
+                           + ", ".join(f"'{k}' {h[1]} {h[0]}" for k, h in headers.items()) + ")",
+                           f"its arrays declare {human(total)}; segmenting it")
                 arrays = {"__members__": sorted(members)}
                 for k in wanted:
                     with archive.open(members[k]) as member:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.cases import Case, make_case
-from litemedsam.errors import CaseError, shown
-from litemedsam.formats.itk import _sitk, write as write_itk
-from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
-from litemedsam.intensity import to_uint8
-from litemedsam.npz import MEMORY_FACTOR, available_memory, human, max_case_bytes
+from litemedsam.cases import Case
+from litemedsam.errors import CaseError, reason
+from litemedsam.formats.itk import _sitk, volume_case, write as write_itk
+from litemedsam.given_boxes import CaseInputs
+from litemedsam.npz import check_size, human
 
 MAX_PROBED = 32  # files looked at to tell whether a folder is a DICOM series
 
@@ -49,7 +48,7 @@ def _load(folder: Path):
     try:
         series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as e:
-        raise CaseError(f"its DICOM files cannot be read ({shown(str(e).strip().splitlines()[-1])[:200]})") from None
+        raise CaseError(f"its DICOM files cannot be read ({reason(e, folder)})") from None
     if len(series) != 1:
         raise CaseError("it holds no DICOM series GDCM can read" if not series else
                         f"it holds {len(series)} DICOM series; put each series in a folder of its own")
@@ -59,22 +58,17 @@ def _load(folder: Path):
     try:
         first.ReadImageInformation()
     except RuntimeError as e:
-        raise CaseError(f"its first slice cannot be read ({shown(str(e).strip().splitlines()[-1])[:200]})") from None
+        raise CaseError(f"its first slice cannot be read ({reason(e, folder)})") from None
     w, h = first.GetSize()[:2]
     need = len(names) * w * h * 8
-    if need > max_case_bytes():
-        raise CaseError(f"its {len(names)} slices of {w}x{h} need {human(need)}, more than the limit of "
-                        f"{human(max_case_bytes())} per case (LITEMEDSAM_MAX_CASE_BYTES)")
-    free = available_memory()
-    if free is not None and need * MEMORY_FACTOR > free:
-        raise CaseError(f"its volume needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+    check_size(need, f"its {len(names)} slices of {w}x{h} need {human(need)}", "its volume")
     modality = first.GetMetaData("0008|0060").strip() if first.HasMetaDataKey("0008|0060") else None
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(names)
     try:
         image = reader.Execute()
     except RuntimeError as e:
-        raise CaseError(f"its slices cannot be read as one volume ({shown(str(e).strip().splitlines()[-1])[:200]})") from None
+        raise CaseError(f"its slices cannot be read as one volume ({reason(e, folder)})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise CaseError(f"a series of one-channel slices is read, got size {image.GetSize()}")
     return image, modality or None
@@ -84,28 +78,9 @@ def read_labels(path: Path) -> np.ndarray:
     return _sitk().GetArrayFromImage(_load(path)[0])
 
 
-def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
-    sitk = _sitk()
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
     image, modality = _load(path)
-    chosen = (inputs.modality if inputs else None) or modality
-    volume = to_uint8(sitk.GetArrayFromImage(image), "CT" if (chosen or "").upper() == "CT" else None,
-                      inputs.window if inputs else None)
-    boxes, absent = np.zeros((0, 6)), []
-    given = inputs.for_case(path) if inputs else None
-    labels = inputs.labels_for(path) if inputs else None
-    if given is not None:
-        boxes = np.array(given, np.float64)
-    elif labels is not None:
-        from litemedsam.formats.registry import module_for
-
-        label_map = module_for(labels).read_labels(labels)
-        if label_map.shape != volume.shape:
-            raise CaseError(f"its label image {labels.name} has shape {label_map.shape}, the volume {volume.shape}")
-        boxes, absent = boxes_of_labels(label_map)
-    elif require_boxes:
-        raise CaseError(no_boxes_message())
-    meta = {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
-    case = make_case(path, volume, boxes, dim="3D", absent=absent, fmt="dicom", geometry=meta)
+    case = volume_case(path, image, inputs, require_boxes, "dicom", modality)
     case.modality = modality
     return case
 

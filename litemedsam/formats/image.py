@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from litemedsam.cases import Case, make_case
-from litemedsam.errors import CaseError, OutputError
-from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
-from litemedsam.intensity import to_uint8
-from litemedsam.npz import MEMORY_FACTOR, available_memory, check_file, human, max_case_bytes
+from litemedsam.errors import CaseError, OutputError, reason
+from litemedsam.given_boxes import CaseInputs
+from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.npz import check_file, check_size, human, max_case_bytes
 from litemedsam.safeio import write_bytes
 
 
@@ -27,7 +27,7 @@ def _decode(path: Path) -> np.ndarray:
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
-        raise CaseError(f"not a readable image ({str(e).strip().splitlines()[-1][:200]})") from None
+        raise CaseError(f"not a readable image ({reason(e, path)})") from None
     if image is None or image.size == 0:
         raise CaseError(f"not a readable {path.suffix.lstrip('.').upper()} image")
     return image
@@ -43,13 +43,7 @@ def _check_png_size(data: np.ndarray) -> None:
     depth, colour = head[24], head[25]
     channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 4)
     need = width * height * channels * max(1, depth // 8)
-    if need > max_case_bytes():
-        raise CaseError(f"a PNG of {width}x{height} pixels ({human(need)} decoded), more than the limit of "
-                        f"{human(max_case_bytes())} per case (LITEMEDSAM_MAX_CASE_BYTES)")
-    free = available_memory()
-    if free is not None and need * MEMORY_FACTOR > free:
-        raise CaseError(f"a PNG of {width}x{height} pixels needs about {human(need * MEMORY_FACTOR)} of memory; "
-                        f"{human(free)} is available")
+    check_size(need, f"a PNG of {width}x{height} pixels ({human(need)} decoded)", f"a PNG of {width}x{height} pixels")
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -59,27 +53,15 @@ def read_labels(path: Path) -> np.ndarray:
     return labels
 
 
-def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+    inputs = inputs or CaseInputs()
     image = _decode(path)
     if image.ndim == 3:
         if image.shape[2] not in (3, 4):
             raise CaseError(f"an image with {image.shape[2]} channels; 1, 3 or 4 (RGBA) are read")
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
-    image = to_uint8(image, inputs.modality if inputs else None, inputs.window if inputs else None)
-    boxes, absent = np.zeros((0, 4)), []
-    given = inputs.for_case(path) if inputs else None
-    labels = inputs.labels_for(path) if inputs else None
-    if given is not None:
-        boxes = np.array(given, np.float64)
-    elif labels is not None:
-        from litemedsam.formats.registry import module_for
-
-        label_map = module_for(labels).read_labels(labels)
-        if label_map.shape != image.shape[:2]:
-            raise CaseError(f"its label image {labels.name} is {label_map.shape}, the image {image.shape[:2]}")
-        boxes, absent = boxes_of_labels(label_map)
-    elif require_boxes:
-        raise CaseError(no_boxes_message())
+    image = to_uint8(image, modality_of(path.name, inputs.modality), inputs.window)
+    boxes, absent = inputs.boxes_of(path, image.shape[:2], 4, require_boxes)
     return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image")
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.cases import NAME_PATTERN, Case, make_case
-from litemedsam.errors import CaseError, OutputError, shown
-from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
-from litemedsam.intensity import to_uint8
-from litemedsam.npz import MEMORY_FACTOR, available_memory, check_file, human, max_case_bytes
+from litemedsam.cases import Case, make_case
+from litemedsam.errors import CaseError, OutputError, reason
+from litemedsam.given_boxes import CaseInputs
+from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import temp_path
 
 BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
@@ -41,22 +41,15 @@ def _load(path: Path):
         size, pixel = tuple(reader.GetSize()), sitk.GetPixelIDValueAsString(reader.GetPixelID())
         components = reader.GetNumberOfComponents()
     except RuntimeError as e:
-        text = str(e).replace(str(path), "the file").strip().splitlines()
-        raise CaseError(f"not a readable {path.suffix.lstrip('.').upper()} file "
-                        f"({shown(text[-1] if text else 'unknown error')[:200]})") from None
+        raise CaseError(f"not a readable {path.suffix.lstrip('.').upper()} file ({reason(e, path)})") from None
     if len(size) != 3 or components != 1:
         raise CaseError(f"a volume of one channel is read, got size {size} with {components} channel(s)")
     need = int(np.prod(size)) * max(4, next((n for k, n in BYTES.items() if k in pixel), 8))
-    if need > max_case_bytes():
-        raise CaseError(f"its volume {size} needs {human(need)}, more than the limit of {human(max_case_bytes())} "
-                        f"per case (LITEMEDSAM_MAX_CASE_BYTES)")
-    free = available_memory()
-    if free is not None and need * MEMORY_FACTOR > free:
-        raise CaseError(f"its volume needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+    check_size(need, f"its volume {size} needs {human(need)}", "its volume")
     try:
         image = reader.Execute()
     except RuntimeError as e:
-        raise CaseError(f"its voxel data cannot be read ({shown(str(e).strip().splitlines()[-1])[:200]})") from None
+        raise CaseError(f"its voxel data cannot be read ({reason(e, path)})") from None
     return image
 
 
@@ -64,29 +57,23 @@ def read_labels(path: Path) -> np.ndarray:
     return _sitk().GetArrayFromImage(_load(path))
 
 
-def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
-    sitk = _sitk()
-    image = _load(path)
-    m = NAME_PATTERN.match(path.name)
-    tag = (inputs and inputs.modality) or (m.group(2) if m else path.name.split("_", 1)[0])
-    volume = to_uint8(sitk.GetArrayFromImage(image), "CT" if tag.upper() == "CT" else None,
-                      inputs.window if inputs else None)
-    boxes, absent = np.zeros((0, 6)), []
-    given = inputs.for_case(path) if inputs else None
-    labels = inputs.labels_for(path) if inputs else None
-    if given is not None:
-        boxes = np.array(given, np.float64)
-    elif labels is not None:
-        from litemedsam.formats.registry import module_for
+def geometry(image) -> dict:
+    """What writing the labels back needs of a SimpleITK image."""
+    return {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
 
-        label_map = module_for(labels).read_labels(labels)
-        if label_map.shape != volume.shape:
-            raise CaseError(f"its label image {labels.name} has shape {label_map.shape}, the volume {volume.shape}")
-        boxes, absent = boxes_of_labels(label_map)
-    elif require_boxes:
-        raise CaseError(no_boxes_message())
-    meta = {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="itk", geometry=meta)
+
+def volume_case(path: Path, image, inputs: CaseInputs | None, require_boxes: bool, fmt: str,
+                file_modality: str | None = None) -> Case:
+    """The Case of a SimpleITK volume (a file here, a DICOM series in litemedsam.formats.dicom)."""
+    inputs = inputs or CaseInputs()
+    volume = to_uint8(_sitk().GetArrayFromImage(image), modality_of(path.name, inputs.modality or file_modality),
+                      inputs.window)
+    boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image))
+
+
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+    return volume_case(path, _load(path), inputs, require_boxes, "itk")
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
@@ -106,5 +93,5 @@ def write(case: Case, segs: np.ndarray, target: Path) -> None:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, (RuntimeError, OSError)):
-            raise OutputError(f"cannot write {target}: {shown(str(e).strip().splitlines()[-1])[:200]}") from None
+            raise OutputError(f"cannot write {target}: {reason(e, tmp)}") from None
         raise

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.cases import NAME_PATTERN, Case, make_case
-from litemedsam.errors import CaseError, shown
-from litemedsam.given_boxes import boxes_of_labels, no_boxes_message
-from litemedsam.intensity import to_uint8
-from litemedsam.npz import MEMORY_FACTOR, available_memory, check_file, human, max_case_bytes
+from litemedsam.cases import Case, make_case
+from litemedsam.errors import CaseError, reason
+from litemedsam.given_boxes import CaseInputs
+from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import write_bytes
 
 
@@ -31,7 +31,7 @@ def _load(path: Path):
     try:
         image = nib.load(str(path))
     except Exception as e:  # nibabel's own errors, gzip, zlib, struct: the file is not a NIfTI it can read
-        raise CaseError(f"not a readable NIfTI file ({_reason(e, path)})") from None
+        raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise CaseError(f"not a NIfTI image (nibabel reads it as {type(image).__name__})")
     shape = tuple(int(n) for n in image.shape)
@@ -40,26 +40,15 @@ def _load(path: Path):
     if len(shape) != 3 or min(shape) < 1:
         raise CaseError(f"a NIfTI case must be a 3D volume, got voxel shape {image.shape}")
     need = int(np.prod(shape)) * max(image.get_data_dtype().itemsize, 4)
-    if need > max_case_bytes():
-        raise CaseError(f"its volume {shape} needs {human(need)}, more than the limit of {human(max_case_bytes())} "
-                        f"per case (LITEMEDSAM_MAX_CASE_BYTES)")
-    free = available_memory()
-    if free is not None and need * MEMORY_FACTOR > free:
-        raise CaseError(f"its volume needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+    check_size(need, f"its volume {shape} needs {human(need)}", "its volume")
     return image, shape
-
-
-def _reason(e: Exception, path: Path) -> str:
-    """nibabel's message without the file's path (the caller names the file), escaped."""
-    text = str(e).replace(str(path), "the file").replace(path.name, "the file")
-    return f"{type(e).__name__}: {shown(text)[:200]}"
 
 
 def _voxels(image, shape, path: Path) -> np.ndarray:
     try:
         data = np.asanyarray(image.dataobj)
     except Exception as e:
-        raise CaseError(f"its voxel data cannot be read ({_reason(e, path)})") from None
+        raise CaseError(f"its voxel data cannot be read ({type(e).__name__}: {reason(e, path)})") from None
     return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
 
 
@@ -68,34 +57,11 @@ def read_labels(path: Path) -> np.ndarray:
     return _voxels(image, shape, path)
 
 
-def _is_ct(path: Path, modality: str | None) -> bool:
-    m = NAME_PATTERN.match(path.name)
-    tag = modality or (m.group(2) if m else path.name.split("_", 1)[0])
-    return tag.upper() == "CT"
-
-
-def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+    inputs = inputs or CaseInputs()
     image, shape = _load(path)
-    volume = to_uint8(_voxels(image, shape, path), "CT" if _is_ct(path, inputs and inputs.modality) else None,
-                      inputs.window if inputs else None)
-    boxes, absent = np.zeros((0, 6)), []
-    given = inputs.for_case(path) if inputs else None
-    labels = inputs.labels_for(path) if inputs else None
-    if given is not None:
-        boxes = np.array(given, np.float64)
-    elif labels is not None:
-        from litemedsam.formats.registry import module_for
-
-        try:
-            label_map = module_for(labels).read_labels(labels)
-        except (CaseError, KeyError, TypeError) as e:
-            raise CaseError(f"its label image {labels.name}: {e}") from None
-        if label_map.shape != volume.shape:
-            raise CaseError(f"its label image {labels.name} has shape {label_map.shape[::-1]} (voxels), the volume "
-                            f"{volume.shape[::-1]}")
-        boxes, absent = boxes_of_labels(label_map)
-    elif require_boxes:
-        raise CaseError(no_boxes_message())
+    volume = to_uint8(_voxels(image, shape, path), modality_of(path.name, inputs.modality), inputs.window)
+    boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
     return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape))
 
 
