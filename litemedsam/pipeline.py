@@ -175,7 +175,12 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = []
         for t in active:
-            box = None if z == t.z_mid else frame.box_from_mask(t.prev, t.label, margin)
+            if z == t.z_mid:
+                box = None
+            elif policy.rechecks:  # boxed already when it was painted
+                box = t.boxes[t.prev_z]
+            else:
+                box = frame.box_from_mask(t.prev, t.label, margin)
             prompts.append(t.box if box is None else box)
         for t, (mask, logit) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
             if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride

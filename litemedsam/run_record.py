@@ -35,14 +35,16 @@ class RunRecord:
             "cases": [],
         }
 
-    def add(self, case: dict, model: str | None = None) -> None:
-        """Record one case (status, seconds, ...); its model's files and checksums the first time it appears."""
+    def add(self, result) -> None:
+        """Record one case (a litemedsam.runner.Result); its model's files and checksums the first time it appears."""
+        model = result.model or None
         if model and model not in self.data["models"]:
             from litemedsam.registry import get_model, model_files
 
-            spec = get_model(model)
-            self.data["models"][model] = {Path(p).name: sha for p, sha in model_files(spec)}
-        self.data["cases"].append(case)
+            self.data["models"][model] = {Path(p).name: sha for p, sha in model_files(get_model(model))}
+        self.data["cases"].append({"case": result.case, "output": result.output, "status": result.status,
+                                   "seconds": round(result.seconds, 4), "model": model, "decision": result.decision,
+                                   "warnings": result.warnings, "message": result.message or None})
 
     def write(self) -> None:
         self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from litemedsam import formats, progress
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
@@ -40,6 +39,9 @@ class Result:
     message: str = ""
     model: str = ""
     phases: dict | None = None  # seconds per phase (litemedsam.timing.phase)
+    output: str = ""  # the output file's name
+    decision: dict | None = None  # what the router decided (decision_record), when it got that far
+    warnings: list = field(default_factory=list)  # the case's warnings (boxes clipped or skipped, no overlay)
 
 
 def profile_line(phases: dict, seconds: float) -> str:
@@ -75,8 +77,9 @@ class Segmenters:
 
 
 class Predictor:
-    """A run's options and models (nnU-Net v2's predictor): ``segment_case`` segments one case file and is
-    the one function per case that every executor calls; ``predict_folder`` runs a folder in this process.
+    """A run's options and models (nnU-Net v2's predictor): ``run_case`` reads, segments and writes one case and
+    is the one function per case that every executor calls; ``predict_folder`` runs a folder, keeping the
+    books (efficiency.csv, run.json, the printed lines) around its executor (this process, or worker processes).
 
     ``prompting`` (litemedsam.prompting) picks the model of each case and prompts it; models are loaded
     once, when a case first needs them. Messages go through ``echo`` (lines starting with ERROR or WARNING
@@ -93,33 +96,14 @@ class Predictor:
         self.overlay_dir = overlay_dir  # where overlay PNGs go (litemedsam.overlay), None: none
         self.quiet = quiet  # no line per finished case (problems and the summary still print)
         self.bar = bar  # (case name, done, total) -> shows progress within a case (a terminal's bar), or None
-        self.executor = None  # jobs -> (job, Result, entry, lines) as they finish; None: run_jobs (this process)
+        self.executor = None  # (predictor, jobs) -> (job, Result, lines) as they finish; None: run_jobs (here)
         self.collect = False  # a worker's run_case returns its message lines instead of printing them
-        self.notes: list = []  # warnings of the case being segmented
-        self.plan = None  # the plan of the case being segmented
         self.inputs = inputs  # litemedsam.given_boxes.CaseInputs: boxes and intensity options from the command line
         self.segmenters = segmenters or Segmenters(threads)
         self.echo = echo
         self.debug = debug
         self.profile = profile
         self.warned: set = set()
-
-    def segment_case(self, path: Path) -> tuple[np.ndarray, str, object]:
-        """(label map, model name, the Case read) of one case file of any format (litemedsam.formats); raises
-        CaseError for a bad file, ModelError when the model it needs cannot be used."""
-        with phase("read"):
-            case = formats.read(path, self.inputs, require_boxes=self.prompting.uses_boxes)
-        if self.prompting.uses_boxes:
-            for warning in case.warnings:
-                self.notes.append(warning)
-                self.echo(f"WARNING {shown(path.name)}: {warning}")
-        for notice in case.notices:
-            self._warn_once(f"NOTE: {notice}")
-        plan = self.plan = self.prompting.choose(case)
-        for skipped, missing in plan.skipped:
-            self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along "
-                            f"the router's chain. Build it with: {get_model(skipped).build}")
-        return self.prompting.segment(self.segmenters.get(plan.model), case, plan), plan.model, case
 
     def predict_folder(self, input_path: Path, output_dir: Path, continue_prediction: bool = False) -> list[Result]:
         """Segment every case of ``input_path`` into ``output_dir`` (same file names).
@@ -165,14 +149,14 @@ class Predictor:
             target = output_dir / formats.output_name(path)
             owner = claimed.setdefault(target.name, path.name)
             if continue_prediction and target.exists():
-                results.append(Result(path.name, 0.0, "existing"))
+                results.append(Result(path.name, 0.0, "existing", output=target.name))
                 if record is not None:
-                    record.add({"case": path.name, "output": target.name, "status": "existing"})
+                    record.add(results[-1])
                 echo(f"[{n:>{width}}/{len(cases)}] {shown(path.name)}: output exists, skipped (--continue-prediction)")
                 continue
             jobs.append(Job(path, target, owner, f"[{n:>{width}}/{len(cases)}] {shown(path.name)}"))
         run = (lambda js: self.executor(self, js)) if self.executor else self.run_jobs
-        for job, result, entry, lines in run(jobs):
+        for job, result, lines in run(jobs):
             name = shown(job.path.name)
             for line in lines:
                 echo(line)
@@ -186,38 +170,49 @@ class Predictor:
                 echo(f"profile {name}: " + profile_line(result.phases, result.seconds))
             self._record(times_path, times)
             if record is not None:
-                record.add(entry, result.model or None)
+                record.add(result)
                 self._record_run(record)
         return results
 
     def run_jobs(self, jobs: list):
-        """The in-process executor: each job in turn, (job, Result, run-record entry, message lines)."""
+        """The in-process executor: each job in turn, (job, Result, message lines)."""
         for job in jobs:
             yield (job, *self.run_case(job))
 
     def run_case(self, job: "Job") -> tuple:
-        """Segment one case and write its outputs (the one function every executor calls): its Result, its
-        run-record entry and the lines it printed. Raises ModelError only (nothing can run); every other
-        problem fails the case."""
+        """Read, segment and write one case of any format (litemedsam.formats): the one function every executor
+        calls. Returns its Result and the lines it printed. Raises ModelError only (nothing can run); every
+        other problem fails the case."""
         path, target = job.path, job.target
         lines: list = []
         echo, self.echo = self.echo, (lambda line: lines.append(line)) if self.collect else self.echo
         start = time.perf_counter()
         take_phases()
-        chosen = ""
-        self.notes, self.plan = [], None
+        plan, warnings = None, []
         try:
             if same_file(path, target):
                 raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
             if job.owner != path.name:
                 raise CaseError(f"its output {shown(target.name)} is also the output of {shown(job.owner)} "
                                 f"(2D images are written as .png); rename one of them")
+            with phase("read"):
+                case = formats.read(path, self.inputs, require_boxes=self.prompting.uses_boxes)
+            if self.prompting.uses_boxes:
+                warnings += case.warnings
+                for warning in case.warnings:
+                    self.echo(f"WARNING {shown(path.name)}: {warning}")
+            for notice in case.notices:
+                self._warn_once(f"NOTE: {notice}")
+            plan = self.prompting.choose(case)
+            for skipped, missing in plan.skipped:
+                self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back "
+                                f"along the router's chain. Build it with: {get_model(skipped).build}")
             with progress.reporting(self._reporter(job.prefix, start)):
-                segs, chosen, case = self.segment_case(path)
+                segs = self.prompting.segment(self.segmenters.get(plan.model), case, plan)
             with phase("write"):
                 formats.write(case, segs, target)
             if self.overlay_dir is not None:
-                self._overlay(case, segs)
+                warnings += self._overlay(case, segs)
             status, message = "ok", ""
         except ModelError:
             raise
@@ -231,12 +226,8 @@ class Predictor:
                 message += "\n" + traceback.format_exc()
         finally:
             self.echo = echo
-        seconds = time.perf_counter() - start
-        result = Result(path.name, seconds, status, message, chosen, take_phases())
-        entry = {"case": path.name, "output": target.name, "status": status, "seconds": round(seconds, 4),
-                 "model": chosen or None, "decision": decision_record(self.plan), "warnings": self.notes,
-                 "message": message or None}
-        return result, entry, lines
+        return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
+                      take_phases(), target.name, decision_record(plan), warnings), lines
 
     def _warn_once(self, line: str) -> None:
         if line not in self.warned:
@@ -253,16 +244,17 @@ class Predictor:
                 self.bar(name, done, total)
         return show
 
-    def _overlay(self, case, segs) -> None:
-        """The case's overlay PNG; a failure is a warning (the segmentation is written)."""
+    def _overlay(self, case, segs) -> list:
+        """The case's overlay PNG; a failure is a warning (the segmentation is written), returned."""
         from litemedsam import overlay
 
         try:
             with phase("overlay"):
                 overlay.write(case, segs, self.overlay_dir)
+            return []
         except (LitemedsamError, OSError, ValueError) as e:
-            self.notes.append(f"no overlay: {e}")
             self.echo(f"WARNING {shown(case.path.name)}: no overlay ({shown(e)})")
+            return [f"no overlay: {e}"]
 
     def _record_run(self, record) -> None:
         try:

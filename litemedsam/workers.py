@@ -88,7 +88,7 @@ def died(process) -> str:
 
 
 def executor(count: int):
-    """An executor for Predictor.predict_folder: jobs -> (job, Result, entry, lines) as they finish."""
+    """An executor for Predictor.predict_folder: jobs -> (job, Result, lines) as they finish."""
 
     def run(predictor, jobs):
         from litemedsam.runner import Result
@@ -121,8 +121,7 @@ def executor(count: int):
                         text = died(w.process) if not w.process.is_alive() else "its worker process stopped answering"
                         w.stop(0.1)
                         workers[n] = Worker(predictor)
-                        yield job, Result(job.path.name, 0.0, "failed", text), \
-                            {"case": job.path.name, "output": job.target.name, "status": "failed", "message": text}, []
+                        yield job, Result(job.path.name, 0.0, "failed", text, output=job.target.name), []
                     elif message[0] == "model":
                         raise ModelError(message[1])
                     else:
