@@ -20,7 +20,9 @@ setup(
         "export": ["torch==2.13.0", "onnx==1.23.2"],
         "eval": ["surface-distance==0.1", "scipy>=1.10"],
         "io": ["SimpleITK>=2.3"],
-        "test": ["pytest>=7", "surface-distance==0.1", "scipy>=1.10", "SimpleITK>=2.3", "pydicom>=2.4"],
+        "cluster": ["distributed>=2024.1"],
+        "test": ["pytest>=7", "surface-distance==0.1", "scipy>=1.10", "SimpleITK>=2.3", "pydicom>=2.4",
+                 "distributed>=2024.1"],
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

@@ -73,6 +73,15 @@ def terminal_bar(name: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def cluster_executor(scheduler: str, threads):
+    try:
+        from litemedsam.cluster import executor
+    except ImportError as e:
+        raise UsageError(f"--scheduler needs Dask distributed ({e}); install it with: pip install "
+                         f"'litemedsam[cluster]'") from None
+    return executor(scheduler, threads)
+
+
 def _terminate(signum, frame):
     raise Terminated()
 
@@ -117,6 +126,9 @@ def _terminate(signum, frame):
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes, each with its own model sessions and --threads ONNX Runtime threads (default: "
                    "the CPUs shared out); cases go largest first. 1: this process (as the challenge times a case).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run the cases on this Dask cluster (litemedsam[cluster]); the input and output folders must be "
+                   "at the same path on every worker (a shared file system). See the README.")
 @click.option("--threads", type=int, default=None,
               help="ONNX Runtime threads, 1-1024, capped to the CPUs available (default: $LITEMEDSAM_THREADS or "
                    "all CPUs available).")
@@ -131,7 +143,7 @@ def _terminate(signum, frame):
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, window, overlay_dir, workers, threads, exact, continue_prediction, quiet, debug,
+          boxes_file, labels_path, window, overlay_dir, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
           profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box.
 
@@ -149,6 +161,8 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
     if reference is not None and prompt != "box":
         raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
+    if scheduler is not None and workers > 1:
+        raise click.UsageError("--scheduler and --workers go separately: a cluster's workers are its own")
 
     def echo(line):
         click.echo(line, err=line.startswith(("ERROR", "WARNING")))
@@ -157,6 +171,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     # leaves no temporary file, finished outputs stay, exit 143
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        threads_given = threads  # for a cluster's workers: None, each worker's own CPUs
         if workers > 1 and threads is None and not os.environ.get("LITEMEDSAM_THREADS", "").strip():
             from litemedsam.workers import default_threads
 
@@ -177,11 +192,13 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                    "continue_prediction": continue_prediction, "boxes": list(box_texts) or None,
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
-                   "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers}
+                   "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers, "scheduler": scheduler}
         predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs,
                               options=options, overlay_dir=overlay_dir, quiet=quiet,
                               bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar)
-        if workers > 1:
+        if scheduler is not None:
+            predictor.executor = cluster_executor(scheduler, threads_given)
+        elif workers > 1:
             from litemedsam.workers import executor
 
             predictor.executor = executor(workers)

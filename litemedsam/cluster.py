@@ -1,0 +1,167 @@
+"""Cases on a Dask distributed cluster (``infer --scheduler tcp://HOST:PORT``; the extra ``litemedsam[cluster]``).
+
+Each case is one task that calls ``Predictor.run_case`` on a worker. The run's predictor (its router, options,
+given boxes; no model sessions) is shipped once to every worker as a worker plugin, which makes the model
+sessions on that worker when its first case needs them and keeps them for the run. A worker runs one case at
+a time (ONNX Runtime already uses its cores); start workers with ``--nthreads 1``.
+
+Files are not shipped: every worker reads the inputs and writes the outputs at the same paths as this
+process, so the input and output folders must be on a file system shared by all machines (NFS, a cluster's
+home or scratch). A worker that cannot see them fails its cases with a message saying so. A case whose
+worker is lost (killed, out of memory, machine gone) is run again on another worker by the scheduler; one that
+keeps killing workers fails alone. The parent keeps the books (efficiency.csv, run.json, the printed lines)
+as cases finish, exactly as for worker processes on this machine (litemedsam.workers).
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from pathlib import Path
+
+import cloudpickle
+from distributed import Client, WorkerPlugin, as_completed, get_worker
+from distributed.client import FutureCancelledError
+
+from litemedsam import __version__
+from litemedsam.errors import LitemedsamError, ModelError, UsageError, shown
+from litemedsam.workers import case_work
+
+
+class ClusterError(LitemedsamError):
+    """The cluster itself failed (its scheduler lost): nothing more can run."""
+
+
+class PredictorPlugin(WorkerPlugin):
+    """The run's predictor on one worker: unpickled at setup, its model sessions made by its first case."""
+
+    def __init__(self, blob: bytes, threads: int | None):
+        self.blob, self.threads, self.version = blob, threads, __version__
+
+    def setup(self, worker):
+        from litemedsam.runner import Segmenters
+        from litemedsam.session import available_cpus
+
+        self.predictor = cloudpickle.loads(self.blob)
+        threads = min(self.threads, available_cpus()) if self.threads else None  # None: the worker's own default
+        self.predictor.segmenters = Segmenters(threads)
+        self.predictor.collect, self.predictor.bar = True, None
+        self.lock = threading.Lock()
+
+    def teardown(self, worker):
+        self.predictor = None
+
+
+def run_case(plugin_name: str, job):
+    """The task: one case on this worker -> ("done", Result, lines) or ("model", message)."""
+    from litemedsam.runner import Result
+
+    worker = get_worker()
+    plugin = worker.plugins[plugin_name]
+    if plugin.version != __version__:
+        return "model", f"worker {worker.address} runs litemedsam {__version__}, this run {plugin.version}"
+    if not job.path.exists() or not job.target.parent.is_dir():
+        missing = job.path if not job.path.exists() else job.target.parent
+        return "done", Result(job.path.name, 0.0, "failed",
+                              f"worker {worker.address} cannot see {shown(missing)}: every worker needs the input "
+                              f"and output folders at the same path (a shared file system)",
+                              output=job.target.name), []
+    with plugin.lock:
+        try:
+            return ("done", *plugin.predictor.run_case(job))
+        except ModelError as e:
+            return "model", f"on worker {worker.address}: {e}"
+
+
+def check_address(address: str) -> str:
+    """``address`` when it is a scheduler address (tcp:// or tls://HOST:PORT), else UsageError."""
+    if not re.fullmatch(r"(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}", address):
+        raise UsageError(f"--scheduler {shown(address)!r} is not a Dask scheduler address (tcp://HOST:PORT)")
+    return address
+
+
+def connect(address: str, timeout: float = 15.0):
+    """A client of the scheduler at ``address``, or UsageError saying why not."""
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {shown(address)} ({shown(e)}); start one with "
+                         f"'dask scheduler' and workers with 'dask worker {shown(address)} --nthreads 1'") from None
+
+
+def executor(address: str, threads: int | None):
+    """An executor for Predictor.predict_folder: jobs -> (job, Result, lines) as they finish on the cluster.
+    ``threads``: ONNX Runtime threads per worker, None for each worker's own CPUs."""
+    check_address(address)
+
+    def run(predictor, jobs):
+        from litemedsam.runner import Job
+
+        if not jobs:
+            return
+        shipped = _shippable(predictor)
+        try:
+            blob = cloudpickle.dumps(shipped)
+        except Exception as e:
+            raise UsageError(f"these options cannot run on a cluster ({shown(e)}); --scheduler runs box prompts "
+                             f"(the router or --model) and --prompt none") from None
+        client = connect(address)
+        name = f"litemedsam-{uuid.uuid4().hex}"
+        futures = {}
+        try:
+            if not client.scheduler_info().get("workers"):
+                predictor.echo(f"WARNING: the Dask scheduler at {shown(address)} has no workers yet; the cases wait "
+                               f"for one")
+            client.register_plugin(PredictorPlugin(blob, threads), name=name)
+            ordered = sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
+            for n, job in enumerate(ordered):
+                remote = Job(Path(os.path.abspath(job.path)), Path(os.path.abspath(job.target)), job.owner, job.prefix)
+                future = client.submit(run_case, name, remote, key=f"{name}-{n}", priority=len(ordered) - n,
+                                       pure=False, retries=0)
+                futures[future] = job
+            for future in as_completed(futures, loop=client.loop):
+                job = futures.pop(future)
+                message = _outcome(future, job, address)
+                if message[0] == "model":
+                    raise ModelError(message[1])
+                yield (job, *message[1:])
+        finally:
+            try:
+                if futures:
+                    client.cancel(list(futures), force=True)
+                client.unregister_worker_plugin(name)
+            except Exception:  # the scheduler may be gone; its tasks and the plugin then went with it
+                pass
+            client.close(timeout=5)
+
+    return run
+
+
+def _outcome(future, job, address: str) -> tuple:
+    """A finished task's message; a failed task fails its case, a lost scheduler ends the run (ClusterError)."""
+    from litemedsam.runner import Result
+
+    try:
+        return future.result()
+    except (OSError, TimeoutError) as e:  # the scheduler went away (CommClosedError is an OSError)
+        raise ClusterError(f"lost the Dask scheduler at {shown(address)} ({shown(e) or type(e).__name__}); "
+                           f"finished cases are kept; resume with --continue-prediction") from None
+    except FutureCancelledError:
+        why = "cancelled by the cluster (its scheduler restarted?)"
+    except Exception as e:  # distributed's KilledWorker: it ended every worker that ran it
+        why = ("it ended each worker that ran it (out of memory?); the other cases go on"
+               if type(e).__name__ == "KilledWorker" else f"the cluster failed it ({shown(e)})")
+    return "done", Result(job.path.name, 0.0, "failed", why, output=job.target.name), []
+
+
+def _shippable(predictor):
+    """A copy of ``predictor`` without what stays here: loaded sessions, the echo, the bar, the executor."""
+    import copy
+
+    shipped = copy.copy(predictor)
+    shipped.segmenters, shipped.echo, shipped.bar, shipped.executor = None, print, None, None
+    if shipped.overlay_dir is not None:
+        shipped.overlay_dir = Path(os.path.abspath(shipped.overlay_dir))
+    shipped.warned = set()
+    return shipped
