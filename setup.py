@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Fast CPU box-prompted medical image segmentation with LiteMedSAM in ONNX Runtime",
     packages=find_packages(include=["litemedsam", "litemedsam.*"]),
-    package_data={"litemedsam": ["router.toml"]},
+    package_data={"litemedsam": ["router.toml"], "litemedsam.web": ["static/*"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.24",
@@ -21,8 +21,9 @@ setup(
         "eval": ["surface-distance==0.1", "scipy>=1.10"],
         "io": ["SimpleITK>=2.3"],
         "cluster": ["distributed>=2024.1"],
+        "serve": ["starlette>=0.37", "uvicorn>=0.29"],
         "test": ["pytest>=7", "surface-distance==0.1", "scipy>=1.10", "SimpleITK>=2.3", "pydicom>=2.4",
-                 "distributed>=2024.1"],
+                 "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "httpx2>=2.0", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

@@ -1,25 +1,28 @@
 """Progress within a case (slices of a 3D volume), for whoever shows it: the pipeline reports, the command line
-decides whether and how to show (a bar on a terminal for cases that take more than a few seconds)."""
+decides whether and how to show (a bar on a terminal for cases that take more than a few seconds), the web
+app shows it on the page and cancels through it. Each thread has its own reporter."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Callable
 
-_reporter: Callable[[int, int], None] | None = None
+_local = threading.local()
 
 
 def report(done: int, total: int) -> None:
-    """``done`` of ``total`` steps of the current case are finished."""
-    if _reporter is not None:
-        _reporter(done, total)
+    """``done`` of ``total`` steps of the current case are finished (a reporter may raise to stop the case)."""
+    reporter = getattr(_local, "reporter", None)
+    if reporter is not None:
+        reporter(done, total)
 
 
 @contextmanager
 def reporting(reporter: Callable[[int, int], None] | None):
-    """Send the reports of the block to ``reporter``."""
-    global _reporter
-    previous, _reporter = _reporter, reporter
+    """Send the reports of the block (in this thread) to ``reporter``."""
+    previous = getattr(_local, "reporter", None)
+    _local.reporter = reporter
     try:
         yield
     finally:
-        _reporter = previous
+        _local.reporter = previous

@@ -12,6 +12,7 @@ SUBCOMMANDS = {  # name -> module of litemedsam.cli holding a click command of t
     "models": "models",
     "route": "route",
     "fit-head": "fit_head",
+    "serve": "serve",
 }
 
 

@@ -1,0 +1,69 @@
+import sys
+from pathlib import Path
+
+import click
+
+from litemedsam.errors import UsageError, shown
+
+
+@click.command()
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segs"),
+              show_default=True, help="Where saved label maps go (the input's format and output name, as infer).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets anyone on the network open FOLDER's cases (in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A router file (default: the shipped one), as for infer.")
+@click.option("--modality", default=None, help="Route every case as this modality, as for infer.")
+@click.option("--window", default=None, metavar="LEVEL,WIDTH", help="Intensity window for non-uint8 inputs, as for infer.")
+@click.option("--exact", is_flag=True, help="The reference's computation (no faster 3D options or mask strategies).")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs available).")
+@click.option("--cache-mb", type=click.IntRange(16, 1 << 20), default=1024, show_default=True,
+              help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice).")
+@click.option("--max-upload-mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
+              help="Largest file accepted by upload.")
+def serve(folder, output_dir, host, port, router_file, modality, window, exact, threads, cache_mb, max_upload_mb):
+    """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
+
+    Open http://127.0.0.1:8765 (the printed address) in a browser on this machine. Everything the page needs
+    is served from this package; nothing is fetched from the network.
+    """
+    try:
+        import uvicorn
+
+        from litemedsam.web.app import Server, make_app
+    except ImportError as e:
+        raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
+                         f"'litemedsam[serve]'") from None
+    from litemedsam.cli.infer import case_inputs
+    from litemedsam.prompting import BoxPrompting
+    from litemedsam.router import Router, RouterError
+    from litemedsam.runner import Segmenters
+    from litemedsam.session import resolve_threads
+
+    threads, warning = resolve_threads(threads)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    router = Router.load(router_file)
+    if modality and router.modality(modality) is None:
+        raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}")
+    output_dir = output_dir.resolve()
+    if folder is not None and (output_dir == folder.resolve()):
+        raise UsageError("the output folder must not be the served folder (saves would become cases)")
+    open_to_all = host in ("0.0.0.0", "::")
+    hosts = ["*"] if open_to_all else [host, "127.0.0.1", "localhost", "[::1]"]
+    server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
+                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20,
+                    case_inputs((), None, None, window, router.modality(modality) if modality else None), hosts)
+    shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
+    click.echo(f"litemedsam serve: http://{shown_host}:{port}  (cases: {shown(folder) if folder else 'uploads only'}; "
+               f"saves to {shown(output_dir)}; Ctrl-C stops)")
+    if open_to_all:
+        click.echo("WARNING: listening on every interface: anyone who can reach this port can open these cases",
+                   err=True)
+    try:
+        uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
+    finally:
+        server.close()
+    sys.exit(0)

@@ -1,0 +1,209 @@
+"""Interactive segmentation of one case (what ``litemedsam serve`` drives; no web code here): a Document holds a
+case read by litemedsam.formats and its label map, and segments one box at a time with the same router, models
+and pipeline as ``infer``, so a box gives the mask ``infer`` gives for that box. Image embeddings are kept by
+slice content in an EmbeddingCache bounded in bytes (a slice is encoded once, however many boxes are drawn on
+it); edits can be undone; a 3D propagation reports progress and can be cancelled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from litemedsam import formats, progress
+from litemedsam.errors import CaseError, shown
+from litemedsam.formats.registry import module_for
+
+MAX_UNDO = 50
+
+
+class Cancelled(Exception):
+    """A propagation was cancelled."""
+
+
+class EmbeddingCache:
+    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self.lock:
+            emb = self.items.get(key)
+            if emb is not None:
+                self.items.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return emb
+
+    def put(self, key, emb) -> None:
+        size = emb.features.nbytes
+        with self.lock:
+            if key in self.items or size > self.max_bytes:
+                return
+            self.items[key] = emb
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.items.popitem(last=False)
+                self.bytes -= old.features.nbytes
+
+
+class CachingSegmenter:
+    """A box segmenter whose ``encode`` goes through an EmbeddingCache; everything else is the segmenter's."""
+
+    def __init__(self, segmenter, cache: EmbeddingCache, name: str):
+        self.segmenter, self.cache, self.name = segmenter, cache, name
+
+    def encode(self, image: np.ndarray):
+        key = (self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
+        emb = self.cache.get(key)
+        if emb is None:
+            emb = self.segmenter.encode(image)
+            self.cache.put(key, emb)
+        return emb
+
+    def __getattr__(self, name):
+        return getattr(self.segmenter, name)
+
+
+class Document:
+    """One open case: its image, its label map (uint16, the image's shape without colour) and its edits.
+
+    ``prompting`` is a litemedsam.prompting.BoxPrompting (the router), ``segmenters`` a runner.Segmenters.
+    Edits are serialised by ``lock``; ``busy`` names a running propagation.
+    """
+
+    def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None):
+        self.case, self.target = case, target
+        self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
+        shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+        self.labels = np.zeros(shape, np.uint16)
+        if labels is not None:
+            if labels.shape != shape:
+                raise CaseError(f"its segmentation {shown(target.name)} has shape {labels.shape}, the image {shape}")
+            if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
+                raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
+            self.labels[...] = labels
+        self.undo_stack: list = []  # (flat indices, their previous labels) per edit
+        self.lock = threading.Lock()
+        self.busy: str | None = None
+
+    @property
+    def depth(self) -> int:
+        return 1 if self.case.dim == "2D" else self.labels.shape[0]
+
+    def objects(self) -> list:
+        """[(label, voxels)] of the labels present."""
+        values, counts = np.unique(self.labels, return_counts=True)
+        return [(int(v), int(c)) for v, c in zip(values, counts) if v]
+
+    def next_label(self) -> int:
+        return int(self.labels.max()) + 1 if self.labels.size else 1
+
+    def model_for(self) -> str:
+        return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
+
+    def warm(self, z: int = 0) -> None:
+        """Encode slice ``z`` (the image, in 2D) now, so that the first box drawn on it is answered at once."""
+        model = self.model_for()
+        image = self.case.image if self.case.dim == "2D" else self.case.image[int(z)]
+        segmenter = self.segmenters.get(model)
+        emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
+        if not getattr(segmenter, "warmed", False):  # ONNX Runtime's first two decoder runs are slow (~4x)
+            h, w = image.shape[:2]
+            for _ in range(2):
+                segmenter.predict(emb, emb.frame.boxes_to_model([[0, 0, w - 1, h - 1]]))
+            segmenter.warmed = True
+
+    def _case_with(self, boxes: np.ndarray, starts=None):
+        return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
+                                   starts=starts)
+
+    def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> np.ndarray:
+        """The mask of one box as ``infer`` makes it: 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and
+        propagated over ``z_range`` (z0, z1, inclusive; default the slice alone), starting on ``z``."""
+        box = [int(round(float(v))) for v in box]
+        if len(box) != 4:
+            raise CaseError("a box is x0,y0,x1,y1")
+        h, w = self.case.image.shape[1:3] if self.case.dim == "3D" else self.case.image.shape[:2]
+        x0, y0, x1, y1 = max(0, min(box[0], box[2])), max(0, min(box[1], box[3])), min(w - 1, max(box[0], box[2])), \
+            min(h - 1, max(box[1], box[3]))
+        if x1 < x0 or y1 < y0:
+            raise CaseError(f"the box {box} is outside the image ({w} x {h})")
+        if self.case.dim == "2D":
+            case = self._case_with([[x0, y0, x1, y1]])
+        else:
+            z = int(z)
+            z0, z1 = (z, z) if z_range is None else (int(min(z_range)), int(max(z_range)))
+            z0, z1 = max(0, z0), min(self.depth - 1, z1)
+            if not 0 <= z < self.depth or not z0 <= z <= z1:
+                raise CaseError(f"slice {z} is not within the slices {z0}-{z1} of this volume ({self.depth})")
+            case = self._case_with([[x0, y0, z0, x1, y1, z1]], starts=[z])
+        plan = self.prompting.choose(case)
+        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
+        with progress.reporting(reporter):
+            return self.prompting.segment(segmenter, case, plan) == 1
+
+    def paint(self, mask: np.ndarray, label: int | None = None) -> int:
+        """Put ``mask`` in the label map as ``label`` (replacing that object's voxels) or as a new object; the
+        new object wins where it overlaps others. Returns its label."""
+        with self.lock:
+            label = self.next_label() if label is None else int(label)
+            if not 1 <= label <= 65535:
+                raise CaseError(f"label {label} is not 1-65535")
+            changed = np.flatnonzero(((self.labels == label) & ~mask) | (mask & (self.labels != label)))
+            self._edit(changed, np.where(mask.ravel()[changed], label, 0))
+            return label
+
+    def erase(self, label: int) -> int:
+        """Remove object ``label``; returns the voxels removed."""
+        with self.lock:
+            changed = np.flatnonzero(self.labels == int(label))
+            self._edit(changed, np.zeros(len(changed), np.uint16))
+            return len(changed)
+
+    def undo(self) -> bool:
+        with self.lock:
+            if not self.undo_stack:
+                return False
+            where, previous = self.undo_stack.pop()
+            self.labels.ravel()[where] = previous
+            return True
+
+    def _edit(self, where: np.ndarray, values) -> None:
+        if len(where):
+            flat = self.labels.ravel()  # a view: labels is contiguous
+            self.undo_stack.append((where, flat[where].copy()))
+            del self.undo_stack[:-MAX_UNDO]
+            flat[where] = values
+
+    def save(self) -> Path:
+        """Write the label map in the input's format (its output name) and return its path."""
+        with self.lock:
+            labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
+            formats.write(self.case, labels, self.target)
+        return self.target
+
+
+def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None) -> Document:
+    """A Document of the case at ``path``, with its labels from ``output_dir`` when ``infer`` (or a save)
+    wrote them there."""
+    case = formats.read(path, inputs, require_boxes=False)
+    target = output_dir / formats.output_name(path)
+    labels = None
+    if target.is_file():
+        try:
+            labels = module_for(target).read_labels(target)
+        except CaseError as e:
+            raise CaseError(f"its segmentation {shown(target.name)}: {e}") from None
+        if case.dim == "2D" and labels.ndim == 3:
+            labels = labels[..., 0]
+    return Document(case, target, prompting, segmenters, cache, labels)

@@ -1,0 +1,299 @@
+// litemedsam serve: the page. Plain JavaScript, no libraries, nothing fetched from the network.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const view = $("view");
+const ctx = view.getContext("2d");
+const state = { doc: null, z: 0, image: null, overlay: null, selected: null, drag: null, version: 0, busy: false };
+
+function say(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+async function api(method, url, body) {
+  const options = { method, headers: {} };
+  if (method !== "GET") {
+    options.headers = { "Content-Type": "application/json", "X-Litemedsam": "1" };
+    options.body = JSON.stringify(body || {});
+  }
+  const response = await fetch(url, options);
+  const data = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("cannot load " + url));
+    img.src = url;
+  });
+}
+
+async function listCases() {
+  const data = await api("GET", "/api/cases");
+  const list = $("cases");
+  list.replaceChildren();
+  for (const c of data.cases) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.className = "case" + (c.segmented ? " segmented" : "");
+    button.dataset.name = c.name;
+    button.textContent = c.name;
+    button.title = c.segmented ? "has a segmentation in " + data.output : c.name;
+    button.onclick = () => openCase(c.name);
+    item.append(button);
+    list.append(item);
+  }
+  if (!data.folder) say("No folder served: upload a case.");
+}
+
+async function openCase(name) {
+  say("opening " + name + " …");
+  try {
+    show(await api("POST", "/api/open", { name }));
+  } catch (e) { say(e.message, true); }
+}
+
+async function upload(file) {
+  say("uploading " + file.name + " …");
+  const response = await fetch("/api/upload?name=" + encodeURIComponent(file.name),
+    { method: "POST", headers: { "X-Litemedsam": "1" }, body: file });
+  const data = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) { say(data.error, true); return; }
+  show(data);
+}
+
+async function show(doc) {
+  state.doc = doc;
+  state.selected = null;
+  state.z = Math.floor(doc.depth / 2);
+  $("case-panel").hidden = false;
+  $("case-name").textContent = doc.name;
+  $("case-info").textContent = `${doc.dim}, ${doc.width} × ${doc.height}` + (doc.dim === "3D" ? ` × ${doc.depth} slices` : "")
+    + `; model ${doc.model}; saves as ${doc.output}`;
+  const is3d = doc.dim === "3D";
+  $("slice-row").hidden = !is3d;
+  $("range-row").hidden = !is3d;
+  $("slice").max = doc.depth - 1;
+  $("z0").max = $("z1").max = doc.depth - 1;
+  $("z0").value = Math.max(0, state.z - 5);
+  $("z1").value = Math.min(doc.depth - 1, state.z + 5);
+  view.width = doc.width;
+  view.height = doc.height;
+  listObjects(doc.objects);
+  await showSlice(state.z);
+  say(`${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
+}
+
+async function showSlice(z) {
+  const doc = state.doc;
+  state.z = Math.max(0, Math.min(doc.depth - 1, z));
+  $("slice").value = state.z;
+  $("slice-text").textContent = `${state.z + 1} / ${doc.depth}`;
+  const [image, overlay] = await Promise.all([
+    loadImage(`/api/doc/${doc.id}/image/${state.z}`),
+    loadImage(`/api/doc/${doc.id}/labels/${state.z}?v=${state.version}`),
+  ]);
+  if (doc !== state.doc) return;
+  state.image = windowed(image);
+  state.overlay = overlay;
+  draw();
+}
+
+async function refreshOverlay() {
+  state.version += 1;
+  state.overlay = await loadImage(`/api/doc/${state.doc.id}/labels/${state.z}?v=${state.version}`);
+  draw();
+}
+
+function windowed(img) {
+  // the slice with the level/width window applied to its 0-255 values
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width;
+  canvas.height = img.height;
+  const c = canvas.getContext("2d");
+  c.drawImage(img, 0, 0);
+  state.raw = c.getImageData(0, 0, img.width, img.height);
+  return applyWindow(canvas);
+}
+
+function applyWindow(canvas) {
+  const level = +$("level").value, width = +$("width").value;
+  const lut = new Uint8ClampedArray(256);
+  for (let v = 0; v < 256; v++) lut[v] = ((v - (level - width / 2)) / width) * 255;
+  const src = state.raw.data, out = new ImageData(state.raw.width, state.raw.height);
+  for (let i = 0; i < src.length; i += 4) {
+    out.data[i] = lut[src[i]]; out.data[i + 1] = lut[src[i + 1]]; out.data[i + 2] = lut[src[i + 2]]; out.data[i + 3] = 255;
+  }
+  canvas.getContext("2d").putImageData(out, 0, 0);
+  return canvas;
+}
+
+function draw() {
+  if (!state.image) return;
+  ctx.globalAlpha = 1;
+  ctx.drawImage(state.image, 0, 0);
+  if (state.overlay) {
+    ctx.globalAlpha = +$("opacity").value / 100;
+    ctx.drawImage(state.overlay, 0, 0);
+    ctx.globalAlpha = 1;
+  }
+  if (state.drag) {
+    const { x0, y0, x1, y1 } = state.drag;
+    ctx.strokeStyle = "#0f0";
+    ctx.lineWidth = Math.max(1, view.width / 400);
+    ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+  }
+}
+
+function listObjects(objects) {
+  const list = $("objects");
+  list.replaceChildren();
+  for (const o of objects) {
+    const row = document.createElement("li");
+    row.className = "object" + (o.label === state.selected ? " selected" : "");
+    row.dataset.label = o.label;
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${o.color.join(",")})`;
+    const text = document.createElement("span");
+    text.className = "grow";
+    text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`;
+    const remove = document.createElement("button");
+    remove.textContent = "Delete";
+    remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
+    row.append(swatch, text, remove);
+    row.onclick = () => { state.selected = state.selected === o.label ? null : o.label; listObjects(objects); };
+    list.append(row);
+  }
+  state.objects = objects;
+}
+
+function imagePoint(event) {
+  const rect = view.getBoundingClientRect();
+  return {
+    x: Math.max(0, Math.min(view.width - 1, Math.floor((event.clientX - rect.left) * view.width / rect.width))),
+    y: Math.max(0, Math.min(view.height - 1, Math.floor((event.clientY - rect.top) * view.height / rect.height))),
+  };
+}
+
+view.addEventListener("mousedown", (e) => {
+  if (!state.doc || state.busy) return;
+  const p = imagePoint(e);
+  state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+});
+window.addEventListener("mousemove", (e) => {
+  if (!state.drag) return;
+  const p = imagePoint(e);
+  state.drag.x1 = p.x;
+  state.drag.y1 = p.y;
+  draw();
+});
+window.addEventListener("mouseup", async () => {
+  const d = state.drag;
+  if (!d) return;
+  state.drag = null;
+  draw();
+  if (Math.abs(d.x1 - d.x0) < 2 || Math.abs(d.y1 - d.y0) < 2) return;
+  await segmentBox([Math.min(d.x0, d.x1), Math.min(d.y0, d.y1), Math.max(d.x0, d.x1), Math.max(d.y0, d.y1)]);
+});
+
+async function segmentBox(box) {
+  const doc = state.doc;
+  const body = { box, z: state.z, label: state.selected };
+  if (doc.dim === "3D" && $("propagate").checked) {
+    const z0 = Math.min(+$("z0").value, state.z), z1 = Math.max(+$("z1").value, state.z);
+    body.z_range = [z0, z1];
+  }
+  state.busy = true;
+  const start = performance.now();
+  try {
+    const result = await api("POST", `/api/doc/${doc.id}/box`, body);
+    if (result.job) {
+      await follow(doc);
+    } else {
+      listObjects(result.objects);
+      await refreshOverlay();
+      say(`label ${result.label}: ${Math.round(performance.now() - start)} ms`);
+    }
+    state.selected = null;
+    listObjects(state.objects);
+  } catch (e) { say(e.message, true); }
+  state.busy = false;
+}
+
+async function follow(doc) {
+  $("job").hidden = false;
+  try {
+    for (;;) {
+      const job = await api("GET", `/api/doc/${doc.id}/job`);
+      $("job-bar").max = Math.max(1, job.total);
+      $("job-bar").value = job.done;
+      say(`propagating: ${job.done} / ${job.total || "?"} slices`);
+      if (job.state === "done") {
+        listObjects(job.objects);
+        await refreshOverlay();
+        say(`label ${job.label}: propagated through ${job.total} slices`);
+        return;
+      }
+      if (job.state !== "running") { say(job.message, job.state === "failed"); return; }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  } finally { $("job").hidden = true; }
+}
+
+async function erase(label) {
+  try {
+    const result = await api("DELETE", `/api/doc/${state.doc.id}/objects/${label}`);
+    if (state.selected === label) state.selected = null;
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(`label ${label} deleted`);
+  } catch (e) { say(e.message, true); }
+}
+
+async function undo() {
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/undo`);
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(result.undone ? "undone" : "nothing to undo");
+  } catch (e) { say(e.message, true); }
+}
+
+async function save() {
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/save`);
+    say(`saved ${result.saved} in ${result.folder}`);
+    listCases();
+  } catch (e) { say(e.message, true); }
+}
+
+$("slice").addEventListener("input", () => showSlice(+$("slice").value));
+view.addEventListener("wheel", (e) => {
+  if (!state.doc || state.doc.depth < 2) return;
+  e.preventDefault();
+  showSlice(state.z + (e.deltaY > 0 ? 1 : -1));
+}, { passive: false });
+for (const id of ["level", "width"]) $(id).addEventListener("input", () => { if (state.image) { applyWindow(state.image); draw(); } });
+$("opacity").addEventListener("input", draw);
+$("set-z0").onclick = () => { $("z0").value = state.z; };
+$("set-z1").onclick = () => { $("z1").value = state.z; };
+$("new").onclick = () => { state.selected = null; listObjects(state.objects || []); };
+$("undo").onclick = undo;
+$("save").onclick = save;
+$("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch((e) => say(e.message, true));
+$("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
+window.addEventListener("keydown", (e) => {
+  if (!state.doc || e.target.tagName === "INPUT") return;
+  if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
+  else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
+  else if (e.key === "Delete" && state.selected) erase(state.selected);
+  else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.z + 1);
+  else if (e.key === "ArrowDown" || e.key === "PageDown") showSlice(state.z - 1);
+});
+
+listCases().catch((e) => say(e.message, true));

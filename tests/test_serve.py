@@ -1,0 +1,146 @@
+"""litemedsam serve's API (Starlette's test client against the real app, the real models and real dev cases): a box
+gives infer's mask, a 3D propagation infer's output; saves round-trip; traversal, oversize, bad files, other
+sites and other hosts are refused with messages."""
+import io
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_infer_real import cli, link_cases
+
+pytest.importorskip("starlette", reason="Starlette is not installed (litemedsam[serve])")
+pytest.importorskip("httpx2", reason="httpx2 (Starlette's test client) is not installed")
+
+CASE_2D = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"  # one box each
+CASE_3D = "3DBox_MR_pyradiomics_brain1.npz"
+CASE_BIG = "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"
+WRITE = {"X-Litemedsam": "1"}
+
+
+@pytest.fixture
+def served(dev_data, models_ready, tmp_path):
+    from starlette.testclient import TestClient
+
+    from litemedsam.prompting import BoxPrompting
+    from litemedsam.router import Router
+    from litemedsam.runner import Segmenters
+    from litemedsam.web.app import Server, make_app
+
+    folder = link_cases(dev_data, [CASE_2D, CASE_3D, CASE_BIG], tmp_path / "in")
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 256 << 20, 1 << 20)
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765") as client:
+        client.server, client.folder = server, folder
+        yield client
+    server.close()
+
+
+def infer_segs(folder, name, out):
+    done = cli("infer", "-i", folder / name, "-o", out)
+    assert done.returncode == 0, done.stderr
+    return np.load(out / name)["segs"]
+
+
+def open_case(client, name):
+    r = client.post("/api/open", json={"name": name}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def labels(client, doc):
+    r = client.get(f"/api/doc/{doc['id']}/labels.npy")
+    return np.load(io.BytesIO(r.content))
+
+
+def finish(client, doc):
+    for _ in range(600):
+        job = client.get(f"/api/doc/{doc['id']}/job").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError("propagation did not finish")
+
+
+def test_box_gives_infers_mask_and_saves_round_trip(served, tmp_path):
+    box = np.load(served.folder / CASE_2D)["boxes"][0].tolist()
+    expected = infer_segs(served.folder, CASE_2D, tmp_path / "infer")
+    doc = open_case(served, CASE_2D)
+    assert doc["dim"] == "2D" and doc["objects"] == [] and doc["model"] == "litemedsam"
+    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": box}, headers=WRITE)
+    assert r.status_code == 200 and r.json()["label"] == 1, r.text
+    got = labels(served, doc)
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+    # the page's pictures
+    assert served.get(f"/api/doc/{doc['id']}/image/0").headers["content-type"] == "image/png"
+    assert served.get(f"/api/doc/{doc['id']}/labels/0").headers["content-type"] == "image/png"
+    assert served.get(f"/api/doc/{doc['id']}/image/1").status_code == 404
+    # a second object, undo, delete
+    served.post(f"/api/doc/{doc['id']}/box", json={"box": [10, 10, 60, 60]}, headers=WRITE)
+    assert [o["label"] for o in served.get(f"/api/doc/{doc['id']}").json()["objects"]] == [1, 2]
+    assert served.post(f"/api/doc/{doc['id']}/undo", json={}, headers=WRITE).json()["undone"]
+    assert np.array_equal(labels(served, doc), expected)
+    r = served.post(f"/api/doc/{doc['id']}/save", json={}, headers=WRITE)
+    assert r.json()["saved"] == CASE_2D
+    assert np.array_equal(np.load(tmp_path / "segs" / CASE_2D)["segs"], expected)
+    again = open_case(served, CASE_2D)  # a segmented case opens with its labels
+    assert [o["label"] for o in again["objects"]] == [1] and np.array_equal(labels(served, again), expected)
+    assert served.get("/api/cases").json()["cases"][0] == {"name": CASE_2D, "segmented": True}
+    r = served.request("DELETE", f"/api/doc/{again['id']}/objects/1", json={}, headers=WRITE)
+    assert r.json()["objects"] == [] and not labels(served, again).any()
+
+
+def test_3d_propagation_gives_infers_output(served, tmp_path):
+    x0, y0, z0, x1, y1, z1 = np.load(served.folder / CASE_3D)["boxes"][0].tolist()
+    expected = infer_segs(served.folder, CASE_3D, tmp_path / "infer")
+    doc = open_case(served, CASE_3D)
+    r = served.post(f"/api/doc/{doc['id']}/box", headers=WRITE,
+                    json={"box": [x0, y0, x1, y1], "z": z0 + (z1 - z0) // 2, "z_range": [z0, z1]})
+    assert r.json() == {"job": True}
+    job = finish(served, doc)
+    assert job["state"] == "done" and job["label"] == 1 and job["done"] == job["total"] > 0, job
+    assert np.array_equal(labels(served, doc), expected)
+    # one slice alone, without a range
+    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [x0, y0, x1, y1], "z": z0}, headers=WRITE)
+    assert r.json()["label"] == 2 and labels(served, doc)[z0 + 1:].max() <= 1
+
+
+def test_propagation_can_be_cancelled(served):
+    doc = open_case(served, CASE_BIG)
+    r = served.post(f"/api/doc/{doc['id']}/box", headers=WRITE,
+                    json={"box": [207, 175, 249, 235], "z": 12, "z_range": [0, 12]})
+    assert r.json() == {"job": True}
+    assert served.post(f"/api/doc/{doc['id']}/box", json={"box": [1, 1, 9, 9]}, headers=WRITE).status_code == 409
+    served.post(f"/api/doc/{doc['id']}/cancel", json={}, headers=WRITE)
+    job = finish(served, doc)
+    assert job["state"] == "cancelled" and not labels(served, doc).any()
+
+
+def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
+    for name in ["../../../etc/passwd", "/etc/passwd", "..", CASE_2D + "/..", "in/" + CASE_2D]:
+        r = served.post("/api/open", json={"name": name}, headers=WRITE)
+        assert r.status_code == 404 and "is not a case of the served folder" in r.json()["error"], name
+    for url in ["/static/../app.py", "/static/%2e%2e%2fapp.py", "/static/app.py", "/static/..%2F..%2Fsetup.py"]:
+        assert served.get(url).status_code == 404, url
+    r = served.post("/api/upload?name=../evil.npz", content=b"x", headers=WRITE)
+    assert r.status_code == 400
+    big = b"\0" * ((1 << 20) + 1)
+    r = served.post("/api/upload?name=big.npz", content=big, headers=WRITE)
+    assert r.status_code == 413 and "upload limit" in r.json()["error"]
+    r = served.post("/api/upload?name=big.npz", content=iter([big[:600000], big[600000:]]), headers=WRITE)
+    assert r.status_code == 413  # streamed, no Content-Length
+    assert not any(p.is_file() for p in served.server.uploads.rglob("*"))  # nothing kept of them
+    r = served.post("/api/upload?name=bad.npz", content=b"PK\x03\x04 not a zip", headers=WRITE)
+    assert r.status_code == 422 and r.json()["error"]
+    small = (dev_data / "imgs" / "3DBox_MR_pyradiomics_breast1.npz").read_bytes()
+    r = served.post("/api/upload?name=3DBox_MR_pyradiomics_breast1.npz", content=small, headers=WRITE)
+    assert r.status_code == 200 and r.json()["dim"] == "3D", r.text
+    # writes need the header (a page of another site cannot send it); other hosts are refused
+    assert served.post("/api/open", json={"name": CASE_2D}).status_code == 403
+    assert served.post("/api/open", content=b'{"name": "x"}', headers={**WRITE, "content-type": "text/plain"}
+                       ).status_code == 415
+    assert served.get("/api/cases", headers={"host": "evil.example"}).status_code == 400
+    assert served.get("/api/doc/nope").status_code == 404
+    doc = open_case(served, CASE_2D)
+    for bad in [{"box": [1, 2, 3]}, {"box": "1,2,3,4"}, {"box": [1, 2, 3, 4], "label": 0}, {"box": [1e9, 1e9, 2e9, 2e9]}]:
+        r = served.post(f"/api/doc/{doc['id']}/box", json=bad, headers=WRITE)
+        assert r.status_code in (400, 422) and r.json()["error"], bad
