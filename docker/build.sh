@@ -44,6 +44,6 @@ mkdir -p docker/wheelhouse
 "$PY" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w docker/wheelhouse . >&2
 "$PY" -m pip download --quiet --disable-pip-version-check -d docker/wheelhouse \
   --only-binary=:all: --python-version 3.11 --implementation cp --platform "manylinux_2_28_$(uname -m)" \
-  docker/wheelhouse/litemedsam-*.whl >&2
+  "$(ls docker/wheelhouse/litemedsam-*.whl)[serve]" >&2
 docker build --network none --build-arg "BASE=$BASE" -f docker/Dockerfile -t "$TAG" . >&2
 echo "$TAG"

@@ -26,25 +26,39 @@ class Cancelled(Exception):
 
 
 class EmbeddingCache:
-    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``."""
+    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
+    being encoded by one thread is waited for by the others, not encoded twice."""
 
     def __init__(self, max_bytes: int = 1 << 30):
         self.max_bytes, self.bytes = max_bytes, 0
         self.items: OrderedDict = OrderedDict()
+        self.pending: dict = {}  # key -> Event set when its encoding ends
         self.lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key):
-        with self.lock:
-            emb = self.items.get(key)
-            if emb is not None:
-                self.items.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
+    def get_or_encode(self, key, encode):
+        while True:
+            with self.lock:
+                emb = self.items.get(key)
+                if emb is not None:
+                    self.items.move_to_end(key)
+                    self.hits += 1
+                    return emb
+                running = self.pending.get(key)
+                if running is None:
+                    self.pending[key] = threading.Event()
+                    self.misses += 1
+                    break
+            running.wait()  # then look again: done, or failed (or too large to keep) and encoded here
+        try:
+            emb = encode()
+            self._put(key, emb)
             return emb
+        finally:
+            with self.lock:
+                self.pending.pop(key).set()
 
-    def put(self, key, emb) -> None:
+    def _put(self, key, emb) -> None:
         size = emb.features.nbytes
         with self.lock:
             if key in self.items or size > self.max_bytes:
@@ -64,11 +78,7 @@ class CachingSegmenter:
 
     def encode(self, image: np.ndarray):
         key = (self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
-        emb = self.cache.get(key)
-        if emb is None:
-            emb = self.segmenter.encode(image)
-            self.cache.put(key, emb)
-        return emb
+        return self.cache.get_or_encode(key, lambda: self.segmenter.encode(image))
 
     def __getattr__(self, name):
         return getattr(self.segmenter, name)

@@ -3,6 +3,7 @@ stops the others."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -63,17 +64,20 @@ def decision_record(plan) -> dict | None:
 
 
 class Segmenters:
-    """The runtime objects of one run's models, made when a case first needs them (one session set per model)."""
+    """The runtime objects of one run's models, made when a case first needs them (one session set per model,
+    also when threads ask at once, as the web app's do)."""
 
     def __init__(self, threads: int | None = None, factory: Callable[[str], object] | None = None):
         self.factory = factory or (lambda name: make_segmenter(name, threads=threads))
         self.loaded: dict = {}
+        self.lock = threading.Lock()
 
     def get(self, name: str):
-        if name not in self.loaded:
-            with phase("load"):
-                self.loaded[name] = self.factory(name)
-        return self.loaded[name]
+        with self.lock:
+            if name not in self.loaded:
+                with phase("load"):
+                    self.loaded[name] = self.factory(name)
+            return self.loaded[name]
 
 
 class Predictor:

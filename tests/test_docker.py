@@ -103,3 +103,38 @@ def test_runs_as_non_root_without_network(image):
     assert user and user != "root"
     find = "import importlib.util as u; print([m for m in ('torch', 'onnxruntime') if u.find_spec(m)])"
     assert sh("docker", "run", "--rm", "--network", "none", image, "python3", "-c", find).stdout.strip() == "['onnxruntime']"
+
+
+def test_image_serves_the_web_app(image, dev_data, tmp_path):
+    """docker run -p ... litemedsam serve /data --host 0.0.0.0: the page and a case open from outside."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(dev_data / "imgs" / CASES[2], data)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"litemedsam-serve-test-{port}"
+    sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8765", "-v", f"{data}:/data:ro",
+       image, "litemedsam", "serve", "/data", "-o", "/tmp/segs", "--host", "0.0.0.0")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                page = urllib.request.urlopen(url + "/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(sh("docker", "logs", name, check=False).stdout)
+        assert "<canvas" in page
+        request = urllib.request.Request(url + "/api/open", json.dumps({"name": CASES[2]}).encode(),
+                                         {"Content-Type": "application/json", "X-Litemedsam": "1"})
+        doc = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        assert doc["dim"] == "3D" and doc["model"] == "litemedsam"
+    finally:
+        sh("docker", "rm", "-f", name, check=False)

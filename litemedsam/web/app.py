@@ -186,8 +186,12 @@ def make_app(server: Server) -> Starlette:
         return await opened(found[name], name)
 
     async def opened(path: Path, name: str):
-        doc = await run_in_threadpool(open_case, path, server.output_dir, server.prompting, server.segmenters,
-                                      server.cache, server.inputs)
+        try:
+            doc = await run_in_threadpool(open_case, path, server.output_dir, server.prompting, server.segmenters,
+                                          server.cache, server.inputs)
+        except LitemedsamError as e:
+            e.args = (f"{shown(name)}: {e}",)  # as infer says it: the file, then the problem
+            raise
         try:
             await run_in_threadpool(doc.warm, doc.depth // 2)  # the slice shown first: its first box is quick
         except LitemedsamError:
