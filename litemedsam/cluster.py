@@ -14,6 +14,7 @@ as cases finish, exactly as for worker processes on this machine (litemedsam.wor
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -163,5 +164,7 @@ def _shippable(predictor):
     shipped.segmenters, shipped.echo, shipped.bar, shipped.executor = None, print, None, None
     if shipped.overlay_dir is not None:
         shipped.overlay_dir = Path(os.path.abspath(shipped.overlay_dir))
+    if shipped.inputs is not None and shipped.inputs.labels is not None:  # --boxes-from-labels, read by the workers
+        shipped.inputs = dataclasses.replace(shipped.inputs, labels=Path(os.path.abspath(shipped.inputs.labels)))
     shipped.warned = set()
     return shipped

@@ -97,8 +97,8 @@ class Server:
         key = uuid.uuid4().hex
         with self.lock:
             self.docs[key] = Open(doc, name)
-            while len(self.docs) > MAX_OPEN:
-                old = next(k for k, o in self.docs.items() if o.job is None or o.job.state != "running")
+            idle = [k for k, o in self.docs.items() if o.job is None or o.job.state != "running"]
+            for old in idle[:max(0, len(self.docs) - MAX_OPEN)]:  # oldest first; never one propagating
                 del self.docs[old]
         return key
 
