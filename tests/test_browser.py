@@ -1,9 +1,9 @@
 """litemedsam serve in a real browser: headless Chromium (Debian's chromium and chromium-driver, installed here when
 absent and this runs as root with apt) loads the page from a real server process, opens a dev case, drags a box
-with real mouse events, and the mask read back is infer's for that box. A screenshot is kept (in the test's
+with real mouse events, and the mask read back is infer's for that box; then a 3D case, a box dragged on its
+middle slice and propagated over the box's slices. A screenshot is kept (in the test's
 folder, and at $LITEMEDSAM_SCREENSHOT when set)."""
 import io
-import json
 import os
 import shutil
 import socket
@@ -21,6 +21,7 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (litemedsam[serve])")
 
 CASE = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
+CASE_3D = "3DBox_MR_pyradiomics_brain1.npz"
 
 
 def chromium() -> tuple:
@@ -42,7 +43,7 @@ def chromium() -> tuple:
 
 @pytest.fixture
 def server(dev_data, models_ready, tmp_path):
-    folder = link_cases(dev_data, [CASE], tmp_path / "in")
+    folder = link_cases(dev_data, [CASE, CASE_3D], tmp_path / "in")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -63,10 +64,31 @@ def server(dev_data, models_ready, tmp_path):
         proc.wait(10)
 
 
-def test_page_segments_a_dragged_box(server, tmp_path):
+def drag_box(driver, box) -> None:
+    """Drag from one corner of ``box`` (image pixels x0, y0, x1, y1) to the other with real mouse events."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    canvas = driver.find_element(By.ID, "view")
+    width, height, css_w, css_h = driver.execute_script(
+        "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]", canvas)
+
+    def offset(x, y):  # image pixel -> offset from the canvas centre in CSS pixels (selenium 4)
+        return (int(round((x + 0.5) * css_w / width - css_w / 2)), int(round((y + 0.5) * css_h / height - css_h / 2)))
+    (ax, ay), (bx, by) = offset(*box[:2]), offset(*box[2:])
+    actions = ActionChains(driver).move_to_element_with_offset(canvas, ax, ay).click_and_hold()
+    for _ in range(5):
+        actions.move_by_offset((bx - ax) // 5, (by - ay) // 5)
+    actions.move_to_element_with_offset(canvas, bx, by).release().perform()
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
+
+
+def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -78,46 +100,44 @@ def test_page_segments_a_dragged_box(server, tmp_path):
                  "--disable-gpu", "--no-first-run"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    status = lambda d: d.find_element(By.ID, "status").text  # noqa: E731
+    docs = {}
     try:
         wait = WebDriverWait(driver, 60)
         driver.get(url)
-        button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE}"]'))
-        button.click()
-        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
-        canvas = driver.find_element(By.ID, "view")
-        width, height = driver.execute_script("return [arguments[0].width, arguments[0].height]", canvas)
-        rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]",
-                                     canvas)
-        x0, y0, x1, y1 = np.load(folder / CASE)["boxes"][0].tolist()
-
-        def offset(x, y):  # image pixel -> offset from the canvas centre in CSS pixels (selenium 4)
-            return (int(round((x + 0.5) * rect[0] / width - rect[0] / 2)),
-                    int(round((y + 0.5) * rect[1] / height - rect[1] / 2)))
-        (ax, ay), (bx, by) = offset(x0, y0), offset(x1, y1)
-        actions = ActionChains(driver)
-        actions.move_to_element_with_offset(canvas, ax, ay).click_and_hold()
-        for step in range(1, 6):
-            actions.move_by_offset((bx - ax) // 5, (by - ay) // 5)
-        actions.move_to_element_with_offset(canvas, bx, by).release().perform()
-        status = lambda d: d.find_element(By.ID, "status").text  # noqa: E731
-        try:
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#objects .object") and "label 1" in status(d))
-        except Exception:
-            driver.save_screenshot(str(tmp_path / "failed.png"))
-            raise AssertionError(f"no object after the drag; the page says {status(driver)!r}") from None
-        shot = tmp_path / "serve.png"
-        driver.save_screenshot(str(shot))
+        for name, done_text in [(CASE, "label 1:"), (CASE_3D, "propagated over")]:
+            button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{name}"]'))
+            button.click()
+            wait.until(lambda d: d.execute_script("return state.doc !== null && state.doc.name === arguments[0] "
+                                                  "&& state.image !== null", name))
+            box = np.load(folder / name)["boxes"][0].tolist()
+            if len(box) == 6:  # 3D: to the box's middle slice, the range of the box, then drag on that slice
+                x0, y0, z0, x1, y1, z1 = box
+                driver.execute_script(f"showSlice({z0 + (z1 - z0) // 2})")
+                wait.until(lambda d: d.execute_script("return state.z") == z0 + (z1 - z0) // 2)
+                for field, value in (("z0", z0), ("z1", z1)):
+                    driver.find_element(By.ID, field).clear()
+                    driver.find_element(By.ID, field).send_keys(str(value))
+                box = [x0, y0, x1, y1]
+            drag_box(driver, box)
+            try:
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#objects .object") and done_text in status(d))
+            except Exception:
+                driver.save_screenshot(str(tmp_path / "failed.png"))
+                raise AssertionError(f"{name}: no object after the drag; the page says {status(driver)!r}") from None
+            shot = tmp_path / f"{name}.png"
+            driver.save_screenshot(str(shot))
+            assert shot.stat().st_size > 10000
+            docs[name] = driver.execute_script("return state.doc.id")
+            assert [o["label"] for o in driver.execute_script("return state.objects")] == [1]
         if os.environ.get("LITEMEDSAM_SCREENSHOT"):
             shutil.copy(shot, os.environ["LITEMEDSAM_SCREENSHOT"])
-        doc = driver.execute_script("return state.doc.id")
-        sent = driver.execute_script("return state.objects")
     finally:
         driver.quit()
-    assert shot.stat().st_size > 10000 and [o["label"] for o in sent] == [1]
-    got = np.load(io.BytesIO(urllib.request.urlopen(f"{url}/api/doc/{doc}/labels.npy").read()))
-    done = cli("infer", "-i", folder / CASE, "-o", tmp_path / "infer")
-    assert done.returncode == 0, done.stderr
-    expected = np.load(tmp_path / "infer" / CASE)["segs"]
-    # the dragged box is the case's box to within a pixel of rounding: the mask is infer's, or all but its rim
-    inter = np.logical_and(got == 1, expected == 1).sum()
-    assert inter / np.logical_or(got == 1, expected == 1).sum() > 0.97, json.dumps(sent)
+    for name, doc in docs.items():
+        got = np.load(io.BytesIO(urllib.request.urlopen(f"{url}/api/doc/{doc}/labels.npy").read()))
+        done = cli("infer", "-i", folder / name, "-o", tmp_path / "infer")
+        assert done.returncode == 0, done.stderr
+        expected = np.load(tmp_path / "infer" / name)["segs"]
+        # the dragged box is the case's to within a pixel of rounding: the mask is infer's, or all but its rim
+        assert got.shape == expected.shape and overlap(got == 1, expected == 1) > 0.95, (name, overlap(got, expected))

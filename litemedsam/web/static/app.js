@@ -83,6 +83,7 @@ async function show(doc) {
   $("z1").value = Math.min(doc.depth - 1, state.z + 5);
   view.width = doc.width;
   view.height = doc.height;
+  fit();
   listObjects(doc.objects);
   await showSlice(state.z);
   say(`${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
@@ -92,7 +93,7 @@ async function showSlice(z) {
   const doc = state.doc;
   state.z = Math.max(0, Math.min(doc.depth - 1, z));
   $("slice").value = state.z;
-  $("slice-text").textContent = `${state.z + 1} / ${doc.depth}`;
+  $("slice-text").textContent = `${state.z} (0–${doc.depth - 1})`;
   const [image, overlay] = await Promise.all([
     loadImage(`/api/doc/${doc.id}/image/${state.z}`),
     loadImage(`/api/doc/${doc.id}/labels/${state.z}?v=${state.version}`),
@@ -108,6 +109,15 @@ async function refreshOverlay() {
   state.overlay = await loadImage(`/api/doc/${state.doc.id}/labels/${state.z}?v=${state.version}`);
   draw();
 }
+
+function fit() {
+  // the image as large as the stage allows, its aspect kept (small images enlarged, pixels square)
+  const stage = $("stage");
+  const scale = Math.min((stage.clientWidth - 16) / view.width, (stage.clientHeight - 16) / view.height);
+  view.style.width = Math.max(1, Math.floor(view.width * scale)) + "px";
+  view.style.height = Math.max(1, Math.floor(view.height * scale)) + "px";
+}
+window.addEventListener("resize", () => { if (state.doc) fit(); });
 
 function windowed(img) {
   // the slice with the level/width window applied to its 0-255 values
@@ -213,7 +223,7 @@ async function segmentBox(box) {
   try {
     const result = await api("POST", `/api/doc/${doc.id}/box`, body);
     if (result.job) {
-      await follow(doc);
+      await follow(doc, body.z_range);
     } else {
       listObjects(result.objects);
       await refreshOverlay();
@@ -225,7 +235,8 @@ async function segmentBox(box) {
   state.busy = false;
 }
 
-async function follow(doc) {
+async function follow(doc, range) {
+  const start = performance.now();
   $("job").hidden = false;
   try {
     for (;;) {
@@ -236,7 +247,7 @@ async function follow(doc) {
       if (job.state === "done") {
         listObjects(job.objects);
         await refreshOverlay();
-        say(`label ${job.label}: propagated through ${job.total} slices`);
+        say(`label ${job.label}: propagated over slices ${range[0]}–${range[1]} in ${Math.round(performance.now() - start)} ms`);
         return;
       }
       if (job.state !== "running") { say(job.message, job.state === "failed"); return; }
