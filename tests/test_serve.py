@@ -144,3 +144,29 @@ def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
     for bad in [{"box": [1, 2, 3]}, {"box": "1,2,3,4"}, {"box": [1, 2, 3, 4], "label": 0}, {"box": [1e9, 1e9, 2e9, 2e9]}]:
         r = served.post(f"/api/doc/{doc['id']}/box", json=bad, headers=WRITE)
         assert r.status_code in (400, 422) and r.json()["error"], bad
+
+
+def test_a_zipped_dicom_series_uploads_and_saves_as_nrrd(served, tmp_path):
+    import zipfile
+
+    from tests.test_formats import dicom_series
+
+    archive = tmp_path / "CT5N.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, f in enumerate(sorted(dicom_series("98892001/CT5N").iterdir())):
+            z.write(f, f"../../evil/{n}/{f.name}")  # member names are never used as paths
+    r = served.post("/api/upload?name=CT5N.zip", content=archive.read_bytes(), headers=WRITE)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["dim"] == "3D" and doc["depth"] == 5 and doc["output"] == "CT5N.nrrd"
+    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [2, 2, 13, 13], "z": 2}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    assert served.post(f"/api/doc/{doc['id']}/save", json={}, headers=WRITE).json()["saved"] == "CT5N.nrrd"
+    assert (tmp_path / "segs" / "CT5N.nrrd").is_file() and not (tmp_path / "evil").exists()
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.dcm", b"\0" * (3 << 20))  # a few KiB packed, past the 1 MiB limit unpacked
+    r = served.post("/api/upload?name=bomb.zip", content=bomb.read_bytes(), headers=WRITE)
+    assert r.status_code == 422 and "unpacks to more than" in r.json()["error"]
+    r = served.post("/api/upload?name=fake.zip", content=b"not a zip", headers=WRITE)
+    assert r.status_code == 422 and "fake.zip" in r.json()["error"]

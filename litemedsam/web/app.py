@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from litemedsam.errors import LitemedsamError, ModelError, shown
+from litemedsam.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.folders import list_cases
 from litemedsam.formats.registry import output_name, suffix
 from litemedsam.interactive import Cancelled, Document, EmbeddingCache, open_case
@@ -201,9 +202,11 @@ def make_app(server: Server) -> Starlette:
 
     async def upload(request: Request):
         name = request.query_params.get("name", "")
-        if not UPLOAD_NAME.fullmatch(name) or suffix(name) is None or ".." in name:
+        series = name.lower().endswith(".zip") and len(name) > 4
+        if not UPLOAD_NAME.fullmatch(name) or (suffix(name) is None and not series) or ".." in name:
             raise ApiError(400, f"{shown(name)!r}: upload a case file (.npz, .nii.gz, .nrrd, .mha, .png, .jpg, "
-                                f".tif, .bmp) named with letters, digits, '.', '_' or '-'")
+                                f".tif, .bmp, or a .zip of one DICOM series) named with letters, digits, '.', '_' "
+                                f"or '-'")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > server.max_upload):
             raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
@@ -218,7 +221,14 @@ def make_app(server: Server) -> Starlette:
                     shutil.rmtree(folder, ignore_errors=True)
                     raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
                 handle.write(chunk)
-        return await opened(path, name)
+        if series:  # a DICOM series: its files, flattened and renamed, in a folder named as the archive
+            try:
+                path = await run_in_threadpool(unpack_series, path, folder / name[:-4], server.max_upload)
+            except CaseError as e:
+                raise CaseError(f"{shown(name)}: {e}") from None
+            finally:
+                (folder / name).unlink(missing_ok=True)
+        return await opened(path, name[:-4] if series else name)
 
     async def info(request: Request):
         key = request.path_params["doc"]
@@ -384,6 +394,28 @@ async def json_body(request: Request) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
+
+
+def unpack_series(archive: Path, target: Path, limit: int, max_files: int = 20000) -> Path:
+    """The files of a .zip of one DICOM series, written as target/000000.dcm, ... (member names are never used
+    as paths); CaseError for an archive that is not a zip, holds too many files, or unpacks past ``limit``."""
+    target.mkdir()
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.infolist() if not m.is_dir()]
+            if not members or len(members) > max_files:
+                raise CaseError(f"a DICOM series archive holds 1-{max_files} files, this one {len(members)}")
+            total = 0
+            for n, member in enumerate(members):
+                with z.open(member) as source, open(target / f"{n:06d}.dcm", "xb") as out:
+                    while chunk := source.read(1 << 20):
+                        total += len(chunk)
+                        if total > limit:
+                            raise CaseError(f"it unpacks to more than the upload limit ({limit >> 20} MiB)")
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, RuntimeError) as e:
+        raise CaseError(f"not a zip archive litemedsam can unpack ({shown(e)})") from None
+    return target
 
 
 def slice_index(doc: Document, text: str) -> int:
