@@ -170,3 +170,14 @@ def test_a_zipped_dicom_series_uploads_and_saves_as_nrrd(served, tmp_path):
     assert r.status_code == 422 and "unpacks to more than" in r.json()["error"]
     r = served.post("/api/upload?name=fake.zip", content=b"not a zip", headers=WRITE)
     assert r.status_code == 422 and "fake.zip" in r.json()["error"]
+
+
+def test_serve_says_when_it_cannot_listen(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli("serve", "-o", tmp_path / "segs", "--port", port)
+    assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr

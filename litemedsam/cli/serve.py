@@ -6,6 +6,20 @@ import click
 from litemedsam.errors import UsageError, shown
 
 
+def check_listen(host: str, port: int) -> None:
+    """UsageError when ``host:port`` cannot be listened on (a bad address, a port in use), said before starting."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise UsageError(f"cannot listen on {shown(host)}:{port} ({e.strerror or e}); choose another --port or "
+                         f"--host") from None
+
+
 @click.command()
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segs"),
@@ -51,6 +65,7 @@ def serve(folder, output_dir, host, port, router_file, modality, window, exact, 
     output_dir = output_dir.resolve()
     if folder is not None and (output_dir == folder.resolve()):
         raise UsageError("the output folder must not be the served folder (saves would become cases)")
+    check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
     hosts = ["*"] if open_to_all else [host, "127.0.0.1", "localhost", "[::1]"]
     server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
