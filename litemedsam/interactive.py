@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,8 @@ class Document:
             if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
                 raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
             self.labels[...] = labels
+        values, counts = np.unique(self.labels, return_counts=True)
+        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
         self.lock = threading.Lock()
         self.busy: str | None = None
@@ -111,12 +113,11 @@ class Document:
         return 1 if self.case.dim == "2D" else self.labels.shape[0]
 
     def objects(self) -> list:
-        """[(label, voxels)] of the labels present."""
-        values, counts = np.unique(self.labels, return_counts=True)
-        return [(int(v), int(c)) for v, c in zip(values, counts) if v]
+        """[(label, voxels)] of the labels present (kept up to date by each edit: no pass over a volume)."""
+        return sorted((label, n) for label, n in self.counts.items() if label and n)
 
     def next_label(self) -> int:
-        return int(self.labels.max()) + 1 if self.labels.size else 1
+        return max((label for label, n in self.counts.items() if n), default=0) + 1
 
     def model_for(self) -> str:
         return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
@@ -166,10 +167,14 @@ class Document:
         """Put ``mask`` in the label map as ``label`` (replacing that object's voxels) or as a new object; the
         new object wins where it overlaps others. Returns its label."""
         with self.lock:
+            new = label is None or not self.counts.get(int(label))
             label = self.next_label() if label is None else int(label)
             if not 1 <= label <= 65535:
                 raise CaseError(f"label {label} is not 1-65535")
-            changed = np.flatnonzero(((self.labels == label) & ~mask) | (mask & (self.labels != label)))
+            if new:  # no voxel has it yet
+                changed = np.flatnonzero(mask)
+            else:
+                changed = np.flatnonzero(((self.labels == label) & ~mask) | (mask & (self.labels != label)))
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
 
@@ -185,15 +190,22 @@ class Document:
             if not self.undo_stack:
                 return False
             where, previous = self.undo_stack.pop()
-            self.labels.ravel()[where] = previous
+            self._set(where, previous)
             return True
 
     def _edit(self, where: np.ndarray, values) -> None:
         if len(where):
-            flat = self.labels.ravel()  # a view: labels is contiguous
-            self.undo_stack.append((where, flat[where].copy()))
+            self.undo_stack.append((where, self.labels.ravel()[where].copy()))
             del self.undo_stack[:-MAX_UNDO]
-            flat[where] = values
+            self._set(where, values)
+
+    def _set(self, where: np.ndarray, values) -> None:
+        flat = self.labels.ravel()  # a view: labels is contiguous
+        for value, n in zip(*np.unique(flat[where], return_counts=True)):
+            self.counts[int(value)] -= int(n)
+        flat[where] = values
+        for value, n in zip(*np.unique(flat[where], return_counts=True)):
+            self.counts[int(value)] += int(n)
 
     def save(self) -> Path:
         """Write the label map in the input's format (its output name) and return its path."""
