@@ -32,7 +32,10 @@ def temp_path(folder, suffix: str = "") -> Path:
     O_NOFOLLOW), for writers that need a path (ONNX exporters, ONNX Runtime, SimpleITK, which needs the
     format's ``suffix`` at the end); the caller renames or removes it."""
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX + suffix, dir=folder)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as a file the user makes (mkstemp's is 0600): it becomes an output
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 

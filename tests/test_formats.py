@@ -1,6 +1,7 @@
 """Users' own files: NIfTI volumes and 2D images in, label maps out in the input's format and geometry; boxes
 from the command line, a table or a label image; intensities as the challenge data were made."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,9 @@ def test_real_nrrd_reads_as_the_dev_case_and_writes_back(tmp_path):
     assert written.GetSize() == source.GetSize() and np.allclose(written.GetSpacing(), source.GetSpacing())
     assert np.allclose(written.GetOrigin(), source.GetOrigin()) and np.allclose(written.GetDirection(), source.GetDirection())
     assert sitk.GetArrayFromImage(written)[12, 100, 180] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as other outputs, not a temporary file's 0600
 
 
 def test_a_2d_image_too_large_for_the_memory_is_refused(monkeypatch, tmp_path):
