@@ -18,7 +18,8 @@ from litemedsam import formats, progress
 from litemedsam.errors import CaseError, shown
 from litemedsam.formats.registry import module_for
 
-MAX_UNDO = 50
+MAX_UNDO = 50  # edits that can be undone, at most
+MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 
 
 class Cancelled(Exception):
@@ -197,6 +198,8 @@ class Document:
         if len(where):
             self.undo_stack.append((where, self.labels.ravel()[where].copy()))
             del self.undo_stack[:-MAX_UNDO]
+            while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
+                del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
             self._set(where, values)
 
     def _set(self, where: np.ndarray, values) -> None:

@@ -181,3 +181,22 @@ def test_serve_says_when_it_cannot_listen(tmp_path):
         port = busy.getsockname()[1]
         done = cli("serve", "-o", tmp_path / "segs", "--port", port)
     assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_malformed_requests_get_messages_not_500s(served):
+    doc = open_case(served, CASE_3D)
+    base = f"/api/doc/{doc['id']}"
+    bodies = [None, b"", b"{", b"[]", b"null", b'"x"', b"1e999", b'{"box": null}', b'{"box": [1, 2, 3, "4"]}',
+              b'{"box": [1, 2, 3, 4], "z": -1}', b'{"box": [1, 2, 3, 4], "z": 99}', b'{"box": [1, 2, 3, 4], "z": 1.5}',
+              b'{"box": [1, 2, 3, 4], "z": 2, "z_range": [5]}', b'{"box": [1, 2, 3, 4], "z": 2, "z_range": [9, 3]}',
+              b'{"box": [-5, -5, -1, -1], "z": 2}', b'{"box": [1, 2, 3, 4], "label": true}',
+              b'{"box": [1, 2, 3, 4], "label": 70000}', b'{"box": [NaN, 1, 2, 3]}', b'{"name": ["x"]}', b"\xff\xfe"]
+    for url in ["/api/open", f"{base}/box", f"{base}/undo", f"{base}/save", f"{base}/cancel"]:
+        for body in bodies:
+            r = served.post(url, content=body, headers={**WRITE, "content-type": "application/json"})
+            assert r.status_code < 500, (url, body, r.text)
+            assert "error" in r.json() or r.status_code == 200, (url, body, r.text)
+    for url in [f"{base}/image/-1", f"{base}/image/1e3", f"{base}/labels/x", f"{base}/objects/x",
+                f"{base}/job", "/api/nothing"]:
+        assert served.get(url).status_code in (404, 405), url
+    assert served.request("DELETE", f"{base}/objects/999999", json={}, headers=WRITE).json()["removed"] == 0

@@ -258,15 +258,18 @@ def make_app(server: Server) -> Starlette:
         entry = server.get(key)
         doc, body = entry.doc, await json_body(request)
         label = body.get("label")
-        if label is not None and (not isinstance(label, int) or not 1 <= label <= 65535):
+        if label is not None and (not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= 65535):
             raise ApiError(400, "label must be an integer 1-65535")
         coords = body.get("box")
-        if not isinstance(coords, list) or len(coords) != 4 or not all(isinstance(v, (int, float)) for v in coords):
+        if not isinstance(coords, list) or len(coords) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in coords):
             raise ApiError(400, "box must be [x0, y0, x1, y1]")
         z, z_range = body.get("z", 0), body.get("z_range")
-        if not isinstance(z, int) or (z_range is not None and not (
+        if not isinstance(z, int) or isinstance(z, bool) or (z_range is not None and not (
                 isinstance(z_range, list) and len(z_range) == 2 and all(isinstance(v, int) for v in z_range))):
             raise ApiError(400, "z must be a slice index and z_range [first, last] slice indices")
+        if not 0 <= z < doc.depth or (z_range is not None and not min(z_range) <= z <= max(z_range)):
+            raise ApiError(400, f"slice {z} is not a slice of this case (0-{doc.depth - 1}) within the range given")
         if entry.job is not None and entry.job.state == "running":
             raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
         if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
@@ -388,7 +391,7 @@ async def json_body(request: Request) -> dict:
     try:
         import json
 
-        data = json.loads(body or b"{}")
+        data = json.loads(body or b"{}", parse_constant=_no_constant)
     except ValueError:
         raise ApiError(400, "the request body is not JSON") from None
     if not isinstance(data, dict):
@@ -416,6 +419,10 @@ def unpack_series(archive: Path, target: Path, limit: int, max_files: int = 2000
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, RuntimeError) as e:
         raise CaseError(f"not a zip archive litemedsam can unpack ({shown(e)})") from None
     return target
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def slice_index(doc: Document, text: str) -> int:
