@@ -139,6 +139,20 @@ class Document:
         return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
                                    starts=starts)
 
+    @property
+    def raw(self) -> bool:
+        """Whether the image was mapped to 0-255 from the file's own intensities (NIfTI, NRRD/MHA, DICOM), so that
+        another intensity window changes what the model sees (infer's --window)."""
+        return self.case.fmt in ("nifti", "itk", "dicom")
+
+    def rewindow(self, inputs) -> None:
+        """Read the image again with ``inputs``' intensity window (infer's --window); the labels stay."""
+        case = formats.read(self.case.path, inputs, require_boxes=False)
+        if case.image.shape != self.case.image.shape:
+            raise CaseError("its file changed since it was opened; reopen it")
+        with self.lock:
+            self.case = case
+
     def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> np.ndarray:
         """The mask of one box as ``infer`` makes it: 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and
         propagated over ``z_range`` (z0, z1, inclusive; default the slice alone), starting on ``z``."""

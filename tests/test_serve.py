@@ -200,3 +200,48 @@ def test_malformed_requests_get_messages_not_500s(served):
                 f"{base}/job", "/api/nothing"]:
         assert served.get(url).status_code in (404, 405), url
     assert served.request("DELETE", f"{base}/objects/999999", json={}, headers=WRITE).json()["removed"] == 0
+
+
+def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
+    """A CT NIfTI in HU: the page's model window reads the image again as infer's --window does; a box then gives
+    infer's mask for that box and window; the labels drawn before stay."""
+    from pathlib import Path
+
+    from starlette.testclient import TestClient
+
+    from litemedsam.given_boxes import CaseInputs
+    from litemedsam.prompting import BoxPrompting
+    from litemedsam.router import Router
+    from litemedsam.runner import Segmenters
+    from litemedsam.web.app import Server, make_app
+    from tests.conftest import DEV
+
+    raw = Path(DEV).parent / "raw" / "example_ct_sm.nii.gz"
+    if not raw.is_file():
+        pytest.skip(f"real NIfTI volume not found at {raw}")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / raw.name).symlink_to(raw)
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None), None, "CT"), Segmenters(), 64 << 20,
+                    1 << 20, CaseInputs(modality="CT"))
+    box, z = [10, 22, 43, 57], 15
+    with TestClient(make_app(server), base_url="http://127.0.0.1") as client:
+        doc = open_case(client, raw.name)
+        assert doc["raw"] and doc["dim"] == "3D"
+        before = client.get(f"/api/doc/{doc['id']}/image/{z}").content
+        client.post(f"/api/doc/{doc['id']}/box", json={"box": [60, 20, 90, 50], "z": 3}, headers=WRITE)
+        r = client.post(f"/api/doc/{doc['id']}/window", json={"window": [-600, 1500]}, headers=WRITE)
+        assert r.status_code == 200 and r.json()["window"] == [-600, 1500] and len(r.json()["objects"]) == 1
+        assert client.get(f"/api/doc/{doc['id']}/image/{z}").content != before
+        assert client.post(f"/api/doc/{doc['id']}/window", json={"window": [40, 0]}, headers=WRITE).status_code == 400
+        r = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "z": z}, headers=WRITE)
+        assert r.json()["label"] == 2
+        got = labels(client, doc) == 2
+    server.close()
+    done = cli("infer", "-i", folder / raw.name, "-o", tmp_path / "infer", "--modality", "CT", "--window", "-600,1500",
+               "--box", f"{box[0]},{box[1]},{z},{box[2]},{box[3]},{z}")
+    assert done.returncode == 0, done.stderr
+    import nibabel as nib
+
+    expected = np.asarray(nib.load(str(tmp_path / "infer" / raw.name)).dataobj).transpose(2, 1, 0) == 1
+    assert got.any() and np.array_equal(got, expected)

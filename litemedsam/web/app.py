@@ -10,6 +10,7 @@ another case's encoder, and a 3D propagation runs as a job that reports progress
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import shutil
@@ -33,6 +34,7 @@ from starlette.routing import Route
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.folders import list_cases
 from litemedsam.formats.registry import output_name, suffix
+from litemedsam.given_boxes import CaseInputs
 from litemedsam.interactive import Cancelled, Document, EmbeddingCache, open_case
 
 STATIC = Path(__file__).parent / "static"
@@ -67,6 +69,7 @@ class Open:
     doc: Document
     name: str
     job: Job | None = None
+    window: list | None = None  # the intensity window asked for from the page ([level, width]), None: the default
     wanted: int | None = None  # the slice to encode next in the background (the one last shown)
     warming: bool = False
 
@@ -142,7 +145,7 @@ def describe(key: str, entry: Open) -> dict:
         model = f"none ({e})"
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, "objects": objects(doc),
-            "palette": PALETTE}
+            "palette": PALETTE, "raw": doc.raw, "window": entry.window, "modality": doc.case.modality}
 
 
 def objects(doc: Document) -> list:
@@ -298,6 +301,23 @@ def make_app(server: Server) -> Starlette:
         except Exception as e:  # a bug of ours: say it on the page, keep serving
             job.state, job.message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
 
+    async def window(request: Request):
+        entry = server.get(request.path_params["doc"])
+        body = await json_body(request)
+        value = body.get("window")
+        if not (isinstance(value, list) and len(value) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e7 for v in value)
+                and value[1] > 0):
+            raise ApiError(400, "window must be [level, width] with width > 0 (e.g. [40, 400])")
+        if not entry.doc.raw:
+            raise ApiError(400, "this case's image is already 0-255: the model window does not apply to it")
+        if entry.job is not None and entry.job.state == "running":
+            raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
+        inputs = dataclasses.replace(server.inputs or CaseInputs(), window=(float(value[0]), float(value[1])))
+        await run_in_threadpool(entry.doc.rewindow, inputs)
+        entry.window = [float(value[0]), float(value[1])]
+        return describe(request.path_params["doc"], entry)
+
     async def job_state(request: Request):
         entry = server.get(request.path_params["doc"])
         job = entry.job
@@ -353,6 +373,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
         Route("/api/doc/{doc}/undo", api(undo, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=server.hosts)])

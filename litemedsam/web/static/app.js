@@ -77,6 +77,10 @@ async function show(doc) {
   const is3d = doc.dim === "3D";
   $("slice-row").hidden = !is3d;
   $("range-row").hidden = !is3d;
+  $("model-window-row").hidden = !doc.raw;
+  const mw = doc.window || (doc.modality === "CT" || /(^|_)CT(_|$)/.test(doc.name) ? [40, 400] : null);
+  $("mw-level").value = mw ? mw[0] : "";
+  $("mw-width").value = mw ? mw[1] : "";
   $("slice").max = doc.depth - 1;
   $("z0").max = $("z1").max = doc.depth - 1;
   $("z0").value = Math.max(0, state.z - 5);
@@ -295,6 +299,14 @@ $("set-z0").onclick = () => { $("z0").value = state.z; };
 $("set-z1").onclick = () => { $("z1").value = state.z; };
 $("new").onclick = () => { state.selected = null; listObjects(state.objects || []); };
 $("undo").onclick = undo;
+$("mw-apply").onclick = async () => {
+  try {
+    const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window: [+$("mw-level").value, +$("mw-width").value] });
+    state.doc = doc;
+    await showSlice(state.z);
+    say(`model window ${doc.window[0]}, ${doc.window[1]}: the next boxes see the image so`);
+  } catch (e) { say(e.message, true); }
+};
 $("save").onclick = save;
 $("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch((e) => say(e.message, true));
 $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
