@@ -100,8 +100,10 @@ def test_3d_propagation_gives_infers_output(served, tmp_path):
     assert job["state"] == "done" and job["label"] == 1 and job["done"] == job["total"] > 0, job
     assert np.array_equal(labels(served, doc), expected)
     # one slice alone, without a range
-    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [x0, y0, x1, y1], "z": z0}, headers=WRITE)
-    assert r.json()["label"] == 2 and labels(served, doc)[z0 + 1:].max() <= 1
+    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [x0, y0, x1, y1], "z": z0, "label": 7}, headers=WRITE)
+    got = labels(served, doc)
+    assert r.json()["label"] == 7 and got[z0 + 1:].max() <= 1 and (got[z0] == 7).any()  # a label of the user's choice
+    assert [o["label"] for o in r.json()["objects"]] == [1, 7]
 
 
 def test_propagation_can_be_cancelled(served):

@@ -217,7 +217,8 @@ window.addEventListener("mouseup", async () => {
 
 async function segmentBox(box) {
   const doc = state.doc;
-  const body = { box, z: state.z, label: state.selected };
+  const wanted = parseInt($("next-label").value, 10);
+  const body = { box, z: state.z, label: state.selected ?? (wanted >= 1 && wanted <= 65535 ? wanted : null) };
   if (doc.dim === "3D" && $("propagate").checked) {
     const z0 = Math.min(+$("z0").value, state.z), z1 = Math.max(+$("z1").value, state.z);
     body.z_range = [z0, z1];
@@ -234,6 +235,7 @@ async function segmentBox(box) {
       say(`label ${result.label}: ${Math.round(performance.now() - start)} ms`);
     }
     state.selected = null;
+    $("next-label").value = "";
     listObjects(state.objects);
   } catch (e) { say(e.message, true); }
   state.busy = false;
