@@ -78,7 +78,7 @@ def _image(image: np.ndarray, dim: str) -> np.ndarray:
     return image
 
 
-def _boxes(raw, dim: str, shape: tuple, absent=()) -> tuple[np.ndarray, list, list]:
+def clip_boxes(raw, dim: str, shape: tuple, absent=()) -> tuple[np.ndarray, list, list]:
     """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning, and so are
     the labels ``absent`` (values missing from a label image the boxes came from)."""
     boxes = np.asarray(raw)
@@ -192,7 +192,7 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     image = _image(image, dim)
     if dim == "2D":
         check_memory_2d(image.shape[:2])
-    boxes, skipped, warnings = _boxes(raw_boxes, dim, image.shape, absent)
+    boxes, skipped, warnings = clip_boxes(raw_boxes, dim, image.shape, absent)
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved

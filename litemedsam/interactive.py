@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam import formats, progress
+from litemedsam.cases import clip_boxes
 from litemedsam.errors import CaseError, shown
 from litemedsam.formats.registry import module_for
+from litemedsam.given_boxes import CaseInputs
+from litemedsam.intensity import CT_WINDOW, modality_of
 
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
@@ -89,11 +92,12 @@ class Document:
     """One open case: its image, its label map (uint16, the image's shape without colour) and its edits.
 
     ``prompting`` is a litemedsam.prompting.BoxPrompting (the router), ``segmenters`` a runner.Segmenters.
-    Edits are serialised by ``lock``; ``busy`` names a running propagation.
+    Edits are serialised by ``lock``. ``inputs`` (litemedsam.given_boxes.CaseInputs) are the intensity options
+    the image was read with.
     """
 
-    def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None):
-        self.case, self.target = case, target
+    def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None, inputs=None):
+        self.case, self.target, self.inputs = case, target, inputs or CaseInputs()
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
         shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
         self.labels = np.zeros(shape, np.uint16)
@@ -107,7 +111,6 @@ class Document:
         self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
         self.lock = threading.Lock()
-        self.busy: str | None = None
 
     @property
     def depth(self) -> int:
@@ -126,7 +129,7 @@ class Document:
     def warm(self, z: int = 0) -> None:
         """Encode slice ``z`` (the image, in 2D) now, so that the first box drawn on it is answered at once."""
         model = self.model_for()
-        image = self.case.image if self.case.dim == "2D" else self.case.image[int(z)]
+        image = self.image_slice(int(z))
         segmenter = self.segmenters.get(model)
         emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
         if not getattr(segmenter, "warmed", False):  # ONNX Runtime's first two decoder runs are slow (~4x)
@@ -145,34 +148,45 @@ class Document:
         another intensity window changes what the model sees (infer's --window)."""
         return self.case.fmt in ("nifti", "itk", "dicom")
 
-    def rewindow(self, inputs) -> None:
-        """Read the image again with ``inputs``' intensity window (infer's --window); the labels stay."""
+    @property
+    def window(self) -> tuple | None:
+        """The intensity window the image was read with (level, width), None for percentile clipping."""
+        if not self.raw:
+            return None
+        return self.inputs.window or (CT_WINDOW if modality_of(self.case.path.name, self.inputs.modality
+                                                                 or self.case.modality) == "CT" else None)
+
+    def rewindow(self, window: tuple) -> None:
+        """Read the image again through ``window`` (level, width), as infer's --window does; the labels stay."""
+        inputs = dataclasses.replace(self.inputs, window=tuple(window))
         case = formats.read(self.case.path, inputs, require_boxes=False)
         if case.image.shape != self.case.image.shape:
             raise CaseError("its file changed since it was opened; reopen it")
         with self.lock:
-            self.case = case
+            self.case, self.inputs = case, inputs
+
+    def image_slice(self, z: int) -> np.ndarray:
+        return self.case.image if self.case.dim == "2D" else self.case.image[z]
+
+    def label_slice(self, z: int) -> np.ndarray:
+        return self.labels if self.case.dim == "2D" else self.labels[z]
 
     def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> np.ndarray:
         """The mask of one box as ``infer`` makes it: 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and
-        propagated over ``z_range`` (z0, z1, inclusive; default the slice alone), starting on ``z``."""
-        box = [int(round(float(v))) for v in box]
-        if len(box) != 4:
-            raise CaseError("a box is x0,y0,x1,y1")
-        h, w = self.case.image.shape[1:3] if self.case.dim == "3D" else self.case.image.shape[:2]
-        x0, y0, x1, y1 = max(0, min(box[0], box[2])), max(0, min(box[1], box[3])), min(w - 1, max(box[0], box[2])), \
-            min(h - 1, max(box[1], box[3]))
-        if x1 < x0 or y1 < y0:
-            raise CaseError(f"the box {box} is outside the image ({w} x {h})")
+        propagated over ``z_range`` (z0, z1, inclusive; default the slice alone), starting on ``z``. The box is
+        clipped to the image as infer clips a case's boxes."""
+        x0, y0, x1, y1 = box
         if self.case.dim == "2D":
-            case = self._case_with([[x0, y0, x1, y1]])
+            raw = [x0, y0, x1, y1]
         else:
-            z = int(z)
-            z0, z1 = (z, z) if z_range is None else (int(min(z_range)), int(max(z_range)))
-            z0, z1 = max(0, z0), min(self.depth - 1, z1)
-            if not 0 <= z < self.depth or not z0 <= z <= z1:
-                raise CaseError(f"slice {z} is not within the slices {z0}-{z1} of this volume ({self.depth})")
-            case = self._case_with([[x0, y0, z0, x1, y1, z1]], starts=[z])
+            z0, z1 = (z, z) if z_range is None else (min(z_range), max(z_range))
+            raw = [x0, y0, z0, x1, y1, z1]
+        boxes, skipped, warnings = clip_boxes([raw], self.case.dim, self.case.image.shape)
+        if skipped:
+            raise CaseError(warnings[0].split("; ")[0])  # inverted, or outside the image
+        if self.case.dim == "3D" and not boxes[0, 2] <= z <= boxes[0, 5]:
+            raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
+        case = self._case_with(boxes, starts=None if self.case.dim == "2D" else [int(z)])
         plan = self.prompting.choose(case)
         segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
         with progress.reporting(reporter):
@@ -245,4 +259,4 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
             raise CaseError(f"its segmentation {shown(target.name)}: {e}") from None
         if case.dim == "2D" and labels.ndim == 3:
             labels = labels[..., 0]
-    return Document(case, target, prompting, segmenters, cache, labels)
+    return Document(case, target, prompting, segmenters, cache, labels, inputs)

@@ -133,6 +133,7 @@ def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
     assert not any(p.is_file() for p in served.server.uploads.rglob("*"))  # nothing kept of them
     r = served.post("/api/upload?name=bad.npz", content=b"PK\x03\x04 not a zip", headers=WRITE)
     assert r.status_code == 422 and r.json()["error"]
+    assert not any(p.is_file() for p in served.server.uploads.rglob("*"))  # a file that cannot be opened is not kept
     small = (dev_data / "imgs" / "3DBox_MR_pyradiomics_breast1.npz").read_bytes()
     r = served.post("/api/upload?name=3DBox_MR_pyradiomics_breast1.npz", content=small, headers=WRITE)
     assert r.status_code == 200 and r.json()["dim"] == "3D", r.text

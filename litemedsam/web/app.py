@@ -10,8 +10,8 @@ another case's encoder, and a 3D propagation runs as a job that reports progress
 """
 from __future__ import annotations
 
-import dataclasses
 import io
+import json
 import re
 import shutil
 import tempfile
@@ -34,7 +34,6 @@ from starlette.routing import Route
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.folders import list_cases
 from litemedsam.formats.registry import output_name, suffix
-from litemedsam.given_boxes import CaseInputs
 from litemedsam.interactive import Cancelled, Document, EmbeddingCache, open_case
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +41,7 @@ ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
+MAX_JSON = 65536  # bytes of a JSON request
 MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits are lost)
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,200}")
 
@@ -69,7 +69,7 @@ class Open:
     doc: Document
     name: str
     job: Job | None = None
-    window: list | None = None  # the intensity window asked for from the page ([level, width]), None: the default
+    upload: Path | None = None  # the private folder of an uploaded case, removed when the case is closed
     wanted: int | None = None  # the slice to encode next in the background (the one last shown)
     warming: bool = False
 
@@ -97,13 +97,15 @@ class Server:
         found, _ = list_cases(self.folder)
         return {p.name: p for p in found}
 
-    def add(self, doc: Document, name: str) -> str:
+    def add(self, doc: Document, name: str, upload: Path | None = None) -> str:
         key = uuid.uuid4().hex
         with self.lock:
-            self.docs[key] = Open(doc, name)
-            idle = [k for k, o in self.docs.items() if o.job is None or o.job.state != "running"]
+            self.docs[key] = Open(doc, name, upload=upload)
+            idle = [k for k, o in self.docs.items() if not busy(o)]
             for old in idle[:max(0, len(self.docs) - MAX_OPEN)]:  # oldest first; never one propagating
-                del self.docs[old]
+                closed = self.docs.pop(old)
+                if closed.upload is not None:
+                    shutil.rmtree(closed.upload, ignore_errors=True)
         return key
 
     def warm(self, entry: Open, z: int) -> None:
@@ -136,6 +138,30 @@ class Server:
             return found
 
 
+def busy(entry: Open) -> bool:
+    return entry.job is not None and entry.job.state == "running"
+
+
+def idle(entry: Open) -> Open:
+    """``entry``, or ApiError 409 while a propagation runs on it."""
+    if busy(entry):
+        raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
+    return entry
+
+
+def number(value, limit: float = 1e9) -> bool:
+    """A JSON number (not a boolean) of magnitude below ``limit``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < limit
+
+
+def integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def colour(label: int) -> tuple:
+    return PALETTE[(label - 1) % len(PALETTE)]
+
+
 def describe(key: str, entry: Open) -> dict:
     doc = entry.doc
     shape = doc.labels.shape if doc.case.dim == "3D" else (1, *doc.labels.shape)
@@ -145,12 +171,11 @@ def describe(key: str, entry: Open) -> dict:
         model = f"none ({e})"
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, "objects": objects(doc),
-            "palette": PALETTE, "raw": doc.raw, "window": entry.window, "modality": doc.case.modality}
+            "raw": doc.raw, "window": doc.window}
 
 
 def objects(doc: Document) -> list:
-    return [{"label": label, "voxels": voxels, "color": PALETTE[(label - 1) % len(PALETTE)]}
-            for label, voxels in doc.objects()]
+    return [{"label": label, "voxels": voxels, "color": colour(label)} for label, voxels in doc.objects()]
 
 
 def png(image: np.ndarray) -> Response:
@@ -164,7 +189,7 @@ def overlay(labels: np.ndarray) -> np.ndarray:
     """An RGBA image of a label slice: each object in its palette colour, background transparent."""
     colours = np.zeros((int(labels.max(initial=0)) + 1, 4), np.uint8)
     for label in range(1, len(colours)):
-        colours[label] = (*PALETTE[(label - 1) % len(PALETTE)], 255)
+        colours[label] = (*colour(label), 255)
     return colours[labels]
 
 
@@ -189,18 +214,21 @@ def make_app(server: Server) -> Starlette:
             raise ApiError(404, f"{shown(str(name))!r} is not a case of the served folder")
         return await opened(found[name], name)
 
-    async def opened(path: Path, name: str):
+    async def opened(path: Path, name: str, upload: Path | None = None):
         try:
             doc = await run_in_threadpool(open_case, path, server.output_dir, server.prompting, server.segmenters,
                                           server.cache, server.inputs)
-        except LitemedsamError as e:
-            e.args = (f"{shown(name)}: {e}",)  # as infer says it: the file, then the problem
+        except BaseException as e:
+            if upload is not None:  # nothing of a file that cannot be opened is kept
+                shutil.rmtree(upload, ignore_errors=True)
+            if isinstance(e, LitemedsamError):
+                e.args = (f"{shown(name)}: {e}",)  # as infer says it: the file, then the problem
             raise
         try:
             await run_in_threadpool(doc.warm, doc.depth // 2)  # the slice shown first: its first box is quick
         except LitemedsamError:
             pass  # no model for this case: said when a box is drawn
-        key = server.add(doc, name)
+        key = server.add(doc, name, upload)
         return describe(key, server.get(key))
 
     async def upload(request: Request):
@@ -228,10 +256,10 @@ def make_app(server: Server) -> Starlette:
             try:
                 path = await run_in_threadpool(unpack_series, path, folder / name[:-4], server.max_upload)
             except CaseError as e:
+                shutil.rmtree(folder, ignore_errors=True)
                 raise CaseError(f"{shown(name)}: {e}") from None
-            finally:
-                (folder / name).unlink(missing_ok=True)
-        return await opened(path, name[:-4] if series else name)
+            (folder / name).unlink()
+        return await opened(path, name[:-4] if series else name, folder)
 
     async def info(request: Request):
         key = request.path_params["doc"]
@@ -243,12 +271,12 @@ def make_app(server: Server) -> Starlette:
         z = slice_index(doc, request.path_params["z"])
         if doc.case.dim == "3D":
             server.warm(entry, z)
-        return png(doc.case.image if doc.case.dim == "2D" else doc.case.image[z])
+        return png(doc.image_slice(z))
 
     async def labels(request: Request):
         doc = server.get(request.path_params["doc"]).doc
         z = slice_index(doc, request.path_params["z"])
-        return png(overlay(doc.labels if doc.case.dim == "2D" else doc.labels[z]))
+        return png(overlay(doc.label_slice(z)))
 
     async def label_map(request: Request):
         doc = server.get(request.path_params["doc"]).doc
@@ -261,20 +289,18 @@ def make_app(server: Server) -> Starlette:
         entry = server.get(key)
         doc, body = entry.doc, await json_body(request)
         label = body.get("label")
-        if label is not None and (not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= 65535):
+        if label is not None and not (integer(label) and 1 <= label <= 65535):
             raise ApiError(400, "label must be an integer 1-65535")
         coords = body.get("box")
-        if not isinstance(coords, list) or len(coords) != 4 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in coords):
+        if not (isinstance(coords, list) and len(coords) == 4 and all(map(number, coords))):
             raise ApiError(400, "box must be [x0, y0, x1, y1]")
         z, z_range = body.get("z", 0), body.get("z_range")
-        if not isinstance(z, int) or isinstance(z, bool) or (z_range is not None and not (
-                isinstance(z_range, list) and len(z_range) == 2 and all(isinstance(v, int) for v in z_range))):
+        if not integer(z) or (z_range is not None and not (
+                isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range)))):
             raise ApiError(400, "z must be a slice index and z_range [first, last] slice indices")
         if not 0 <= z < doc.depth or (z_range is not None and not min(z_range) <= z <= max(z_range)):
             raise ApiError(400, f"slice {z} is not a slice of this case (0-{doc.depth - 1}) within the range given")
-        if entry.job is not None and entry.job.state == "running":
-            raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
+        idle(entry)
         if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
             entry.job = job = Job(label)
             threading.Thread(target=propagate, args=(doc, job, coords, z, z_range), daemon=True).start()
@@ -305,17 +331,11 @@ def make_app(server: Server) -> Starlette:
         entry = server.get(request.path_params["doc"])
         body = await json_body(request)
         value = body.get("window")
-        if not (isinstance(value, list) and len(value) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e7 for v in value)
-                and value[1] > 0):
+        if not (isinstance(value, list) and len(value) == 2 and all(number(v, 1e7) for v in value) and value[1] > 0):
             raise ApiError(400, "window must be [level, width] with width > 0 (e.g. [40, 400])")
         if not entry.doc.raw:
             raise ApiError(400, "this case's image is already 0-255: the model window does not apply to it")
-        if entry.job is not None and entry.job.state == "running":
-            raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
-        inputs = dataclasses.replace(server.inputs or CaseInputs(), window=(float(value[0]), float(value[1])))
-        await run_in_threadpool(entry.doc.rewindow, inputs)
-        entry.window = [float(value[0]), float(value[1])]
+        await run_in_threadpool(idle(entry).doc.rewindow, (float(value[0]), float(value[1])))
         return describe(request.path_params["doc"], entry)
 
     async def job_state(request: Request):
@@ -333,22 +353,18 @@ def make_app(server: Server) -> Starlette:
         await json_body(request)
         if entry.job is not None:
             entry.job.cancel.set()
-        return {"cancelling": entry.job is not None and entry.job.state == "running"}
+        return {"cancelling": busy(entry)}
 
     async def erase(request: Request):
-        entry = server.get(request.path_params["doc"])
+        entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
-        if entry.job is not None and entry.job.state == "running":
-            raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
         label = request.path_params["label"]
         removed = await run_in_threadpool(entry.doc.erase, label)
         return {"removed": removed, "objects": objects(entry.doc)}
 
     async def undo(request: Request):
-        entry = server.get(request.path_params["doc"])
+        entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
-        if entry.job is not None and entry.job.state == "running":
-            raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
         undone = await run_in_threadpool(entry.doc.undo)
         return {"undone": undone, "objects": objects(entry.doc)}
 
@@ -406,12 +422,12 @@ def api(handler, write: bool = False):
 async def json_body(request: Request) -> dict:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise ApiError(415, "send JSON (Content-Type: application/json)")
-    body = await request.body()
-    if len(body) > 65536:
-        raise ApiError(413, "request too large")
+    body = b""
+    async for chunk in request.stream():  # never more than MAX_JSON in memory, whatever the client says
+        body += chunk
+        if len(body) > MAX_JSON:
+            raise ApiError(413, "request too large")
     try:
-        import json
-
         data = json.loads(body or b"{}", parse_constant=_no_constant)
     except ValueError:
         raise ApiError(400, "the request body is not JSON") from None

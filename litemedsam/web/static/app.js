@@ -78,9 +78,8 @@ async function show(doc) {
   $("slice-row").hidden = !is3d;
   $("range-row").hidden = !is3d;
   $("model-window-row").hidden = !doc.raw;
-  const mw = doc.window || (doc.modality === "CT" || /(^|_)CT(_|$)/.test(doc.name) ? [40, 400] : null);
-  $("mw-level").value = mw ? mw[0] : "";
-  $("mw-width").value = mw ? mw[1] : "";
+  $("mw-level").value = doc.window ? doc.window[0] : "";  // none: percentile clipping (not CT)
+  $("mw-width").value = doc.window ? doc.window[1] : "";
   $("slice").max = doc.depth - 1;
   $("z0").max = $("z1").max = doc.depth - 1;
   $("z0").value = Math.max(0, state.z - 5);
@@ -130,7 +129,7 @@ function windowed(img) {
   canvas.height = img.height;
   const c = canvas.getContext("2d");
   c.drawImage(img, 0, 0);
-  state.raw = c.getImageData(0, 0, img.width, img.height);
+  state.pixels = c.getImageData(0, 0, img.width, img.height);
   return applyWindow(canvas);
 }
 
@@ -138,7 +137,7 @@ function applyWindow(canvas) {
   const level = +$("level").value, width = +$("width").value;
   const lut = new Uint8ClampedArray(256);
   for (let v = 0; v < 256; v++) lut[v] = ((v - (level - width / 2)) / width) * 255;
-  const src = state.raw.data, out = new ImageData(state.raw.width, state.raw.height);
+  const src = state.pixels.data, out = new ImageData(state.pixels.width, state.pixels.height);
   for (let i = 0; i < src.length; i += 4) {
     out.data[i] = lut[src[i]]; out.data[i + 1] = lut[src[i + 1]]; out.data[i + 2] = lut[src[i + 2]]; out.data[i + 3] = 255;
   }
