@@ -14,6 +14,7 @@ as cases finish, exactly as for worker processes on this machine (litemedsam.wor
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -24,10 +25,11 @@ from pathlib import Path
 import cloudpickle
 from distributed import Client, WorkerPlugin, as_completed, get_worker
 from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
 
 from litemedsam import __version__
 from litemedsam.errors import LitemedsamError, ModelError, UsageError, shown
-from litemedsam.workers import case_work
+from litemedsam.workers import largest_first
 
 
 class ClusterError(LitemedsamError):
@@ -47,7 +49,6 @@ class PredictorPlugin(WorkerPlugin):
         self.predictor = cloudpickle.loads(self.blob)
         threads = min(self.threads, available_cpus()) if self.threads else None  # None: the worker's own default
         self.predictor.segmenters = Segmenters(threads)
-        self.predictor.collect, self.predictor.bar = True, None
         self.lock = threading.Lock()
 
     def teardown(self, worker):
@@ -97,8 +98,6 @@ def executor(address: str, threads: int | None):
     check_address(address)
 
     def run(predictor, jobs):
-        from litemedsam.runner import Job
-
         if not jobs:
             return
         shipped = _shippable(predictor)
@@ -115,9 +114,10 @@ def executor(address: str, threads: int | None):
                 predictor.echo(f"WARNING: the Dask scheduler at {shown(address)} has no workers yet; the cases wait "
                                f"for one")
             client.register_plugin(PredictorPlugin(blob, threads), name=name)
-            ordered = sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
+            ordered = largest_first(jobs)
             for n, job in enumerate(ordered):
-                remote = Job(Path(os.path.abspath(job.path)), Path(os.path.abspath(job.target)), job.owner, job.prefix)
+                remote = dataclasses.replace(job, path=Path(os.path.abspath(job.path)),
+                                             target=Path(os.path.abspath(job.target)))
                 future = client.submit(run_case, name, remote, key=f"{name}-{n}", priority=len(ordered) - n,
                                        pure=False, retries=0)
                 futures[future] = job
@@ -150,18 +150,19 @@ def _outcome(future, job, address: str) -> tuple:
                            f"finished cases are kept; resume with --continue-prediction") from None
     except FutureCancelledError:
         why = "cancelled by the cluster (its scheduler restarted?)"
-    except Exception as e:  # distributed's KilledWorker: it ended every worker that ran it
-        why = ("it ended each worker that ran it (out of memory?); the other cases go on"
-               if type(e).__name__ == "KilledWorker" else f"the cluster failed it ({shown(e)})")
+    except KilledWorker:  # it ended every worker that ran it
+        why = "it ended each worker that ran it (out of memory?); the other cases go on"
+    except Exception as e:
+        why = f"the cluster failed it ({shown(e)})"
     return "done", Result(job.path.name, 0.0, "failed", why, output=job.target.name), []
 
 
 def _shippable(predictor):
-    """A copy of ``predictor`` without what stays here: loaded sessions, the echo, the bar, the executor."""
-    import copy
-
+    """A copy of ``predictor`` to run on workers: without what stays here (loaded sessions, the echo, the bar,
+    the executor), its paths absolute."""
     shipped = copy.copy(predictor)
     shipped.segmenters, shipped.echo, shipped.bar, shipped.executor = None, print, None, None
+    shipped.collect = True  # its lines come back with each Result
     if shipped.overlay_dir is not None:
         shipped.overlay_dir = Path(os.path.abspath(shipped.overlay_dir))
     if shipped.inputs is not None and shipped.inputs.labels is not None:  # --boxes-from-labels, read by the workers

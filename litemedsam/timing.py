@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import stat
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -74,23 +75,30 @@ def write_times(path: Path, rows: dict) -> None:
     write_text(path, out.getvalue())
 
 
-PHASES: Counter = Counter()  # seconds per phase since the last take_phases()
+_local = threading.local()  # each thread's seconds per phase since its last take_phases() (as progress's reporter)
+
+
+def _phases() -> Counter:
+    if not hasattr(_local, "phases"):
+        _local.phases = Counter()
+    return _local.phases
 
 
 @contextmanager
 def phase(name: str):
-    """Add the seconds of the block to PHASES[name] (read, load, encode, decode, write)."""
+    """Add the seconds of the block to this thread's phase ``name`` (read, load, encode, decode, write)."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        PHASES[name] += time.perf_counter() - start
+        _phases()[name] += time.perf_counter() - start
 
 
 def take_phases() -> dict:
-    """The phases timed since the last call, and start afresh."""
-    taken = dict(PHASES)
-    PHASES.clear()
+    """The phases this thread timed since its last call, and start afresh."""
+    phases = _phases()
+    taken = dict(phases)
+    phases.clear()
     return taken
 
 

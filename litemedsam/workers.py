@@ -34,6 +34,11 @@ def case_work(path: Path) -> int:
         return 0
 
 
+def largest_first(jobs: list) -> list:
+    """The jobs in the order to hand them out: the most work first (case_work), so that none finishes last alone."""
+    return sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
+
+
 def _terminate(signum, frame):
     raise Terminated()
 
@@ -93,7 +98,7 @@ def executor(count: int):
     def run(predictor, jobs):
         from litemedsam.runner import Result
 
-        pending = sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
+        pending = largest_first(jobs)
         workers = [Worker(predictor) for _ in range(min(count, len(pending)))]
         try:
             while pending or any(w.job for w in workers):

@@ -64,6 +64,17 @@ def case_inputs(box_texts, boxes_file, labels_path, window, modality):
     return inputs
 
 
+def load_router(router_file, modality):
+    """The router (the shipped one, or ``router_file``), with ``modality`` checked to be one of its own."""
+    from litemedsam.router import Router, RouterError
+
+    router = Router.load(router_file)
+    if modality and router.modality(modality) is None:
+        raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
+                          + ", ".join(sorted(set(router.spellings.values()))))
+    return router
+
+
 def terminal_bar(name: str, done: int, total: int) -> None:
     """A one-line bar on the terminal for the slices of a long case; the line is cleared when the case ends."""
     width = 30
@@ -151,7 +162,6 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     2 when nothing could run (a missing or altered model file, an unusable router file).
     """
     from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router, RouterError
     from litemedsam.runner import Predictor
     from litemedsam.session import resolve_threads
 
@@ -179,10 +189,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         threads, warning = resolve_threads(threads)
         if warning:
             echo(f"WARNING: {warning}")
-        router = Router.load(router_file)
-        if modality and router.modality(modality) is None:
-            raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
-                              + ", ".join(sorted(set(router.spellings.values()))))
+        router = load_router(router_file, modality)
         prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
                      or BoxPrompting(router, model, modality, exact))
         inputs = case_inputs(box_texts, boxes_file, labels_path, window,

@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 import click
@@ -50,21 +49,19 @@ def serve(folder, output_dir, host, port, router_file, modality, window, exact, 
     except ImportError as e:
         raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
                          f"'litemedsam[serve]'") from None
-    from litemedsam.cli.infer import case_inputs
+    from litemedsam.cli.infer import case_inputs, load_router
+    from litemedsam.folders import check_folders
     from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router, RouterError
     from litemedsam.runner import Segmenters
     from litemedsam.session import resolve_threads
 
     threads, warning = resolve_threads(threads)
     if warning:
         click.echo(f"WARNING: {warning}", err=True)
-    router = Router.load(router_file)
-    if modality and router.modality(modality) is None:
-        raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}")
+    router = load_router(router_file, modality)
     output_dir = output_dir.resolve()
-    if folder is not None and (output_dir == folder.resolve()):
-        raise UsageError("the output folder must not be the served folder (saves would become cases)")
+    if folder is not None:
+        check_folders(folder, output_dir)  # saves take the cases' names: never into the served folder
     check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
     hosts = ["*"] if open_to_all else [host, "127.0.0.1", "localhost", "[::1]"]
@@ -81,4 +78,3 @@ def serve(folder, output_dir, host, port, router_file, modality, window, exact, 
         uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
     finally:
         server.close()
-    sys.exit(0)
