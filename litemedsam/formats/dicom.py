@@ -80,9 +80,7 @@ def read_labels(path: Path) -> np.ndarray:
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
     image, modality = _load(path)
-    case = volume_case(path, image, inputs, require_boxes, "dicom", modality)
-    case.modality = modality
-    return case
+    return volume_case(path, image, inputs, require_boxes, "dicom", modality)
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:

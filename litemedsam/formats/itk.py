@@ -69,7 +69,9 @@ def volume_case(path: Path, image, inputs: CaseInputs | None, require_boxes: boo
     volume = to_uint8(_sitk().GetArrayFromImage(image), modality_of(path.name, inputs.modality or file_modality),
                       inputs.window)
     boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image))
+    case = make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image))
+    case.modality = file_modality
+    return case
 
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
