@@ -7,8 +7,10 @@ of them off (the reference's masks).
 - ``component = "largest"``: keep only the largest connected component (8-connected) of the mask;
   ``"centre"``: keep the component(s) that hold the prompt box's centre, else the largest one.
 - ``fill = true``: fill the holes of the mask (background not connected to the image border).
-- ``overlap = "logit"``: where objects' masks overlap, the object with the higher mask logit there wins
-  (default ``"label"``: the higher label wins, as the reference paints its boxes in order).
+- ``overlap = "logit"``: where objects' masks overlap, the object with the higher mask logit there wins;
+  ``"smaller"``: the object whose mask (on that image or slice) is smaller wins, so that a structure nested in
+  another (a tumour core inside oedema, an organ inside a body outline) keeps its place (default ``"label"``:
+  the higher label wins, as the reference paints its boxes in order).
 
 3D only, after propagation (each re-prompted slice costs one more encoder call):
 - ``smooth = R``: a slice whose mask area is more than R times, or less than 1/R of, both neighbouring
@@ -24,7 +26,7 @@ import cv2
 import numpy as np
 
 COMPONENTS = ("", "largest", "centre")
-OVERLAPS = ("label", "logit")
+OVERLAPS = ("label", "logit", "smaller")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class MaskPolicy:
         parts = ([f"clip {self.clip}"] if self.clip is not None else []) + \
                 ([f"{self.component} component"] if self.component else []) + \
                 (["fill holes"] if self.fill else []) + (["higher logit wins"] if self.overlap == "logit" else []) + \
+                (["smaller object wins"] if self.overlap == "smaller" else []) + \
                 ([f"re-prompt area jumps x{self.smooth}"] if self.smooth else []) + \
                 (["re-prompt the middle slice"] if self.middle else [])
         return ", ".join(parts) or "exact masks"

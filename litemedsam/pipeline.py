@@ -30,14 +30,16 @@ def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
 
 
 class Canvas:
-    """The label map being painted. Where objects overlap, the higher label wins (the reference), or with
-    ``by_logit`` the object whose mask logit is higher there (a mask without logits, such as one
-    interpolated between slices, counts as logit 0: it wins only where no decoded mask is)."""
+    """The label map being painted. Where objects overlap, ``overlap`` (litemedsam.masks) decides who wins:
+    ``"label"``, the higher label (the reference); ``"logit"``, the object whose mask logit is higher there (a
+    mask without logits, such as one interpolated between slices, counts as logit 0: it wins only where no
+    decoded mask is); ``"smaller"``, the object whose mask on this image or slice is smaller (nested structures:
+    the inner one wins), the higher label on a tie."""
 
-    def __init__(self, shape: tuple, count: int, by_logit: bool = False):
+    def __init__(self, shape: tuple, count: int, overlap: str = "label"):
         self.labels = np.zeros(shape, dtype=label_dtype(count))
-        self.by_logit = by_logit
-        self.best: dict = {}  # slice (None in 2D) -> (H, W) float32: the logit of the label painted there
+        self.overlap = overlap
+        self.best: dict = {}  # slice (None in 2D) -> (H, W) float32: the priority of the label painted there
 
     def erase(self, z: int | None, label: int) -> None:
         """Remove ``label`` (to paint it again); the pixels it had won become background."""
@@ -49,13 +51,17 @@ class Canvas:
 
     def paint(self, z: int | None, mask: np.ndarray, label: int, logit: np.ndarray | None = None) -> None:
         region = self.labels if z is None else self.labels[z]
-        if not self.by_logit:
+        if self.overlap == "label":
             paint(region, mask, label)
             return
         best = self.best.get(z)
         if best is None:
             best = self.best[z] = np.full(region.shape, -np.inf, np.float32)
-        if logit is None:
+        if self.overlap == "smaller":
+            priority = -float(mask.sum())
+            win = mask & ((best < priority) | ((best == priority) & (region < label)))
+            best[win] = priority
+        elif logit is None:
             win = mask & (best < 0)
             best[win] = 0.0
         else:
@@ -84,7 +90,7 @@ def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPoli
 def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box",
                policy: MaskPolicy = EXACT) -> np.ndarray:
     """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
-    canvas = Canvas(image.shape[:2], len(boxes), policy.needs_logits)
+    canvas = Canvas(image.shape[:2], len(boxes), policy.overlap)
     labels = [i + 1 for i in range(len(boxes)) if i + 1 not in skipped]
     if not labels:
         return canvas.labels
@@ -158,7 +164,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     """
     d, h, w = volume.shape
     frame = seg.frame(h, w)
-    canvas = Canvas(volume.shape, len(boxes), policy.needs_logits)
+    canvas = Canvas(volume.shape, len(boxes), policy.overlap)
     tracks = []
     for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
         if i + 1 in skipped:

@@ -54,7 +54,7 @@ def test_policy_exact_is_a_no_op():
     assert not p.exact and p.apply(m, (0, 0, 20, 20), 1.0).sum() == 100  # clipped to the box first
 
 
-def test_canvas_overlap_by_label_and_by_logit():
+def test_canvas_overlap_by_label_by_logit_and_by_size():
     a = np.zeros((4, 4), bool)
     a[:, :3] = True
     b = np.zeros((4, 4), bool)
@@ -64,11 +64,23 @@ def test_canvas_overlap_by_label_and_by_logit():
     by_label.paint(None, b, 2)
     by_label.paint(None, a, 1)
     assert (by_label.labels[:, 1:] == 2).all()  # the higher label wins, whatever the order
-    by_logit = Canvas((4, 4), 2, by_logit=True)
+    by_logit = Canvas((4, 4), 2, "logit")
     by_logit.paint(None, a, 1, la)
     by_logit.paint(None, b, 2, lb)
     by_logit.paint(None, np.ones((4, 4), bool), 3)  # no logits (interpolated): only where nothing is
     assert (by_logit.labels[:, :3] == 1).all() and (by_logit.labels[:, 3] == 2).all()
+    inner = np.zeros((4, 4), bool)
+    inner[1:3, 1:3] = True
+    for order in ((1, 2), (2, 1)):  # a nested object keeps its place whatever the label order
+        by_size = Canvas((4, 4), 2, "smaller")
+        masks = {order[0]: np.ones((4, 4), bool), order[1]: inner}
+        for label in (1, 2):
+            by_size.paint(None, masks[label], label)
+        assert (by_size.labels[inner] == order[1]).all() and (by_size.labels[~inner] == order[0]).all()
+    tie = Canvas((4, 4), 2, "smaller")
+    tie.paint(None, b, 2)
+    tie.paint(None, a, 1)
+    assert (tie.labels[:, 1:] == 2).all() and (tie.labels[:, 0] == 1).all()  # equal sizes: the higher label
 
 
 def test_router_keys_checked_and_exact_turns_them_off():
