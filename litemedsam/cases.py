@@ -28,7 +28,7 @@ class Case:
     notices: list = field(default_factory=list)  # about the file's layout, the same for every such file
     fmt: str = "challenge"  # the file format (litemedsam.formats), which writes the result back
     geometry: object = None  # what that format needs to write the result in the input's geometry
-    modality: str | None = None  # as the file itself says (DICOM's Modality), when it says
+    modality: str | None = None  # as the file says (DICOM's Modality) or its intensities show (CT in HU)
 
 
 def modality(name: str) -> str | None:
@@ -178,9 +178,10 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
 
 
 def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, starts=None, notices=(), absent=(),
-              fmt: str = "challenge", geometry=None) -> Case:
+              fmt: str = "challenge", geometry=None, modality: str | None = None, warnings=()) -> Case:
     """A checked Case of any format: the dimension (given, else from the name, boxes and image), the image as
-    uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes."""
+    uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes; ``modality``
+    and ``warnings``: what the file or its intensities said (litemedsam.intensity.prepare)."""
     raw_boxes = np.asarray(raw_boxes)
     if raw_boxes.ndim == 1 and raw_boxes.size in (0, 4, 6):
         raw_boxes = raw_boxes.reshape(-1, raw_boxes.size or 4)
@@ -192,11 +193,12 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     image = _image(image, dim)
     if dim == "2D":
         check_memory_2d(image.shape[:2])
-    boxes, skipped, warnings = clip_boxes(raw_boxes, dim, image.shape, absent)
+    boxes, skipped, clipped = clip_boxes(raw_boxes, dim, image.shape, absent)
+    warnings = [*warnings, *clipped]
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved
-    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry)
+    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry, modality)
 
 
 def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:

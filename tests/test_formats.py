@@ -59,6 +59,41 @@ def test_real_mr_flair_is_clipped_at_percentiles():
     assert np.array_equal(case.boxes, dev["boxes"])
 
 
+def test_real_ct_nifti_is_found_in_hounsfield_units_whatever_its_name(tmp_path):
+    """TotalSegmentator's CT (its name says 'example', not CT): air and soft tissue in HU make it CT, windowed as the
+    dev case was made, with one warning saying so; --modality decides when given."""
+    ct = need(RAW / "example_ct_sm.nii.gz")
+    dev = np.load(need(DEV / "imgs" / "3DBox_CT_TotalSegmentator_example_ct_sm_PSEUDOGT.npz"))
+    renamed = tmp_path / "abdomen_scan.nii.gz"
+    renamed.symlink_to(ct)
+    for path in (ct, renamed):
+        case = formats.read(path, CaseInputs(boxes=[[10, 10, 5, 60, 60, 20]]))
+        assert case.modality == "CT" and np.array_equal(case.image, dev["imgs"])
+        assert [w for w in case.warnings if "Hounsfield" in w] == [case.warnings[0]] and "--modality" in case.warnings[0]
+    told = formats.read(ct, CaseInputs(boxes=[[10, 10, 5, 60, 60, 20]], modality="MR"))
+    assert told.modality is None and not told.warnings and not np.array_equal(told.image, dev["imgs"])
+
+
+def test_zero_voxels_stay_zero_and_only_hu_data_count_as_ct():
+    """A z-scored MR (brain around 0, negative values, background exactly 0): the background stays 0 and the
+    percentiles are those of the brain; magnitude MR, PET and z-scored MR are never taken for HU."""
+    from litemedsam.intensity import looks_like_hu, prepare, to_uint8
+
+    rng = np.random.default_rng(0)
+    z = np.zeros((4, 32, 32), np.float32)
+    z[:, 8:24, 8:24] = rng.normal(0, 1, (4, 16, 16))
+    out = to_uint8(z, "MR")
+    assert (out[z == 0] == 0).all() and out[:, 8:24, 8:24].mean() > 100
+    assert not looks_like_hu(z) and not looks_like_hu(np.abs(z) * 1000) and not looks_like_hu(z.astype(np.uint8))
+    hu = np.full((4, 32, 32), -1000, np.int16)
+    hu[:, 8:24, 8:24] = 40
+    assert looks_like_hu(hu)
+    image, found, warnings = prepare(hu, "scan.nii.gz")
+    assert found == "CT" and len(warnings) == 1 and image[0, 16, 16] == 128 and image[0, 0, 0] == 0
+    assert prepare(hu, "scan.nii.gz", given="MR")[1:] == (None, [])
+    assert prepare(hu, "CT_scan.nii.gz")[1:] == (None, [])  # the name says CT already: nothing to say
+
+
 def test_nifti_labels_are_written_in_the_input_geometry(tmp_path):
     import nibabel as nib
 

@@ -12,7 +12,7 @@ import numpy as np
 from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, OutputError, reason
 from litemedsam.given_boxes import CaseInputs
-from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.intensity import prepare
 from litemedsam.npz import check_file, check_size, human, max_case_bytes
 from litemedsam.safeio import write_bytes
 
@@ -60,9 +60,9 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
         if image.shape[2] not in (3, 4):
             raise CaseError(f"an image with {image.shape[2]} channels; 1, 3 or 4 (RGBA) are read")
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
-    image = to_uint8(image, modality_of(path.name, inputs.modality), inputs.window)
+    image, found, warnings = prepare(image, path.name, inputs.modality, inputs.window)
     boxes, absent = inputs.boxes_of(path, image.shape[:2], 4, require_boxes)
-    return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image")
+    return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image", modality=found, warnings=warnings)
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:

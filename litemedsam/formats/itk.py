@@ -15,7 +15,7 @@ import numpy as np
 from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, OutputError, reason
 from litemedsam.given_boxes import CaseInputs
-from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.intensity import prepare
 from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import temp_path
 
@@ -66,12 +66,11 @@ def volume_case(path: Path, image, inputs: CaseInputs | None, require_boxes: boo
                 file_modality: str | None = None) -> Case:
     """The Case of a SimpleITK volume (a file here, a DICOM series in litemedsam.formats.dicom)."""
     inputs = inputs or CaseInputs()
-    volume = to_uint8(_sitk().GetArrayFromImage(image), modality_of(path.name, inputs.modality or file_modality),
-                      inputs.window)
+    volume, found, warnings = prepare(_sitk().GetArrayFromImage(image), path.name, inputs.modality or file_modality,
+                                      inputs.window)
     boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
-    case = make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image))
-    case.modality = file_modality
-    return case
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image),
+                     modality=file_modality or found, warnings=warnings)
 
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:

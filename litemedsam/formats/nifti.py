@@ -3,8 +3,8 @@
 Axes: a volume of voxel shape (I, J, K) becomes the (D, H, W) = (K, J, I) array the pipeline takes: slices
 along the third voxel axis (k), rows along the second (j), columns along the first (i); so a box
 ``x0,y0,z0,x1,y1,z1`` is in voxel indices (x = i, y = j, z = k), inclusive, whatever the orientation in
-space (the affine is not applied: what the file's voxel grid is, the model sees). Intensities: CT windowed,
-other modalities clipped at percentiles (litemedsam.intensity). The label map is written as a NIfTI of the
+space (the affine is not applied: what the file's voxel grid is, the model sees). Intensities: CT (named, given,
+or found in Hounsfield units) windowed, other modalities clipped at percentiles (litemedsam.intensity). The label map is written as a NIfTI of the
 same voxel shape, affine, qform/sform and their codes, zooms and units, with integer labels (uint8, uint16
 above 255 boxes) and no intensity scaling.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, reason
 from litemedsam.given_boxes import CaseInputs
-from litemedsam.intensity import modality_of, to_uint8
+from litemedsam.intensity import prepare
 from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import write_bytes
 
@@ -60,9 +60,10 @@ def read_labels(path: Path) -> np.ndarray:
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
     inputs = inputs or CaseInputs()
     image, shape = _load(path)
-    volume = to_uint8(_voxels(image, shape, path), modality_of(path.name, inputs.modality), inputs.window)
+    volume, found, warnings = prepare(_voxels(image, shape, path), path.name, inputs.modality, inputs.window)
     boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape))
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape),
+                     modality=found, warnings=warnings)
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
