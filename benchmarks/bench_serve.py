@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,11 +28,13 @@ CASES_2D = ["2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz", "2DBox_CT_SA
             "2DBox_MR_MedScribble-ACDC_patient004_axis2_maxslice.npz"]
 CASE_3D = "3DBox_MR_pyradiomics_brain1.npz"
 WRITE = {"Content-Type": "application/json", "X-Litemedsam": "1"}
+TOKEN = "bench-serve-token-0123456789"  # given to the server as $LITEMEDSAM_SERVE_TOKEN
+TOKEN_HEADER = {"X-Litemedsam-Token": TOKEN}
 
 
 def call(url: str, body=None, method: str | None = None) -> bytes:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, WRITE if body is not None else {}, method=method)
+    request = urllib.request.Request(url, data, {**TOKEN_HEADER, **(WRITE if body is not None else {})}, method=method)
     with urllib.request.urlopen(request, timeout=300) as response:
         return response.read()
 
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
             (folder / name).symlink_to((imgs / name).resolve())
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", f"{tmp}/segs",
-                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
         url = f"http://127.0.0.1:{port}"
         try:
             while True:

@@ -53,11 +53,13 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_folders(input_path: Path, output_dir: Path) -> None:
-    """UsageError when outputs could replace inputs: the output folder is the input folder, or the folder of
-    the input file (through any symbolic link or hard link); each case is checked again when written."""
+def check_folders(input_path: Path, output_dir: Path, what: str = "input", kept: str = "the inputs",
+                  out: str = "output") -> None:
+    """UsageError when outputs could replace files of the user's: the output folder is the ``what`` folder
+    (the input folder, the --boxes-from-labels folder), or the folder of such a file (through any symbolic link
+    or hard link); each case is checked again when written."""
     where = input_path if input_path.is_dir() else input_path.parent
     if same_file(where, output_dir):
-        what = "the input folder" if input_path.is_dir() else f"the folder of the input file {shown(input_path)}"
-        raise UsageError(f"the output folder {shown(output_dir)} is {what}: outputs take the input file names "
-                         f"and would replace the inputs; choose another output folder")
+        which = f"the {what} folder" if input_path.is_dir() else f"the folder of the {what} file {shown(input_path)}"
+        raise UsageError(f"the {out} folder {shown(output_dir)} is {which}: outputs take the cases' file names "
+                         f"and would replace {kept}; choose another {out} folder")

@@ -246,11 +246,12 @@ class Document:
         return self.target
 
 
-def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None) -> Document:
-    """A Document of the case at ``path``, with its labels from ``output_dir`` when ``infer`` (or a save)
-    wrote them there."""
+def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None,
+              target: Path | None = None) -> Document:
+    """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
+    its labels from there when ``infer`` (or a save) wrote them."""
     case = formats.read(path, inputs, require_boxes=False)
-    target = output_dir / formats.output_name(path)
+    target = target or output_dir / formats.output_name(path)
     labels = None
     if target.is_file():
         try:

@@ -119,6 +119,10 @@ class Predictor:
         """
         echo = self.echo
         check_folders(input_path, output_dir)
+        labels = getattr(self.inputs, "labels", None)
+        for folder, out in ((output_dir, "output"), (self.overlay_dir, "overlay")) if labels is not None else ():
+            if folder is not None:
+                check_folders(labels, folder, "--boxes-from-labels", "the label maps", out)
         cases, notices = list_cases(input_path)
         for notice in notices:
             echo(f"WARNING: {notice}")
@@ -131,7 +135,7 @@ class Predictor:
         if not os.access(output_dir, os.W_OK | os.X_OK):
             raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
         if self.overlay_dir is not None:
-            check_folders(input_path, self.overlay_dir)
+            check_folders(input_path, self.overlay_dir, out="overlay")
             try:
                 self.overlay_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -145,13 +149,13 @@ class Predictor:
         times = read_times(times_path, echo) if continue_prediction else {}
         results: list[Result] = []
         width = len(str(len(cases)))
-        claimed: dict = {}  # output name -> the input whose output it is
+        owners = formats.output_owners(cases)  # output name -> the input whose output it is
         if self.profile and process_seconds() is not None:
             echo(f"profile: {process_seconds():.2f} s from process start to the first case")
         jobs = []
         for n, path in enumerate(cases, 1):
             target = output_dir / formats.output_name(path)
-            owner = claimed.setdefault(target.name, path.name)
+            owner = owners[target.name]
             if continue_prediction and target.exists():
                 results.append(Result(path.name, 0.0, "existing", output=target.name))
                 if record is not None:

@@ -341,6 +341,23 @@ def _(p):
     return f, p.run(["infer", "-i", f / "in", "-o", f / "in" / "."])
 
 
+@run_kind("-o is the --boxes-from-labels folder (the user's label maps)", 2, r"would replace the label maps")
+def _(p):
+    import cv2
+
+    f = p.folder()
+    cv2.imwrite(str(f / "in" / "a.png"), IMAGE)
+    (f / "labels").mkdir()
+    label = np.zeros(IMAGE.shape[:2], np.uint8)
+    label[8:40, 8:40] = 1
+    cv2.imwrite(str(f / "labels" / "a.png"), label)
+    (f / "link").symlink_to(f / "labels")
+    before = (f / "labels" / "a.png").read_bytes()
+    done = p.run(["infer", "-i", f / "in", "-o", f / "link", "--boxes-from-labels", f / "labels"])
+    assert (f / "labels" / "a.png").read_bytes() == before
+    return f, done
+
+
 @run_kind("input case is a link to the file the output would replace", 1, r"is the input file itself")
 def _(p):
     f = p.folder()

@@ -22,6 +22,8 @@ pytest.importorskip("uvicorn", reason="uvicorn is not installed (litemedsam[serv
 
 CASE = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
 CASE_3D = "3DBox_MR_pyradiomics_brain1.npz"
+TOKEN = "browser-test-token-0123456789"  # given to the server as $LITEMEDSAM_SERVE_TOKEN
+TOKEN_HEADER = {"X-Litemedsam-Token": TOKEN}
 
 
 def chromium() -> tuple:
@@ -48,12 +50,13 @@ def server(dev_data, models_ready, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", str(tmp_path / "segs"),
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             try:
-                urllib.request.urlopen(url + "/api/cases", timeout=1)
+                urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers=TOKEN_HEADER), timeout=1)
                 break
             except OSError:
                 assert proc.poll() is None, proc.stdout.read()
@@ -104,7 +107,7 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
     docs = {}
     try:
         wait = WebDriverWait(driver, 60)
-        driver.get(url)
+        driver.get(f"{url}/?token={TOKEN}")  # the address serve prints
         for name, done_text in [(CASE, "label 1:"), (CASE_3D, "propagated over")]:
             button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{name}"]'))
             button.click()
@@ -135,7 +138,8 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
     finally:
         driver.quit()
     for name, doc in docs.items():
-        got = np.load(io.BytesIO(urllib.request.urlopen(f"{url}/api/doc/{doc}/labels.npy").read()))
+        got = np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/api/doc/{doc}/labels.npy", headers=TOKEN_HEADER)).read()))
         done = cli("infer", "-i", folder / name, "-o", tmp_path / "infer")
         assert done.returncode == 0, done.stderr
         expected = np.load(tmp_path / "infer" / name)["segs"]

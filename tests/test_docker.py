@@ -110,6 +110,7 @@ def test_image_serves_the_web_app(image, dev_data, tmp_path):
     import json
     import socket
     import time
+    import urllib.error
     import urllib.request
 
     data = tmp_path / "data"
@@ -119,21 +120,29 @@ def test_image_serves_the_web_app(image, dev_data, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     name = f"litemedsam-serve-test-{port}"
+    token = "docker-test-token-0123456789"
     sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8765", "-v", f"{data}:/data:ro",
-       image, "litemedsam", "serve", "/data", "-o", "/tmp/segs", "--host", "0.0.0.0")
+       "-e", f"LITEMEDSAM_SERVE_TOKEN={token}", image, "litemedsam", "serve", "/data", "-o", "/tmp/segs",
+       "--host", "0.0.0.0")
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(150):
             try:
-                page = urllib.request.urlopen(url + "/", timeout=2).read().decode()
+                page = urllib.request.urlopen(urllib.request.Request(
+                    url + "/", headers={"X-Litemedsam-Token": token}), timeout=2).read().decode()
                 break
+            except urllib.error.HTTPError as e:
+                raise AssertionError(f"{e.code}: {e.read()[:300]}") from None
             except OSError:
                 time.sleep(0.2)
         else:
             raise AssertionError(sh("docker", "logs", name, check=False).stdout)
         assert "<canvas" in page
+        with pytest.raises(urllib.error.HTTPError, match="403"):  # without the token: nothing
+            urllib.request.urlopen(url + "/api/cases", timeout=10)
         request = urllib.request.Request(url + "/api/open", json.dumps({"name": CASES[2]}).encode(),
-                                         {"Content-Type": "application/json", "X-Litemedsam": "1"})
+                                         {"Content-Type": "application/json", "X-Litemedsam": "1",
+                                          "X-Litemedsam-Token": token})
         doc = json.loads(urllib.request.urlopen(request, timeout=60).read())
         assert doc["dim"] == "3D" and doc["model"] == "litemedsam"
     finally:

@@ -29,7 +29,8 @@ def served(dev_data, models_ready, tmp_path):
 
     folder = link_cases(dev_data, [CASE_2D, CASE_3D, CASE_BIG], tmp_path / "in")
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 256 << 20, 1 << 20)
-    with TestClient(make_app(server), base_url="http://127.0.0.1:8765") as client:
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
+                    headers={"X-Litemedsam-Token": server.token}) as client:
         client.server, client.folder = server, folder
         yield client
     server.close()
@@ -87,6 +88,39 @@ def test_box_gives_infers_mask_and_saves_round_trip(served, tmp_path):
     assert served.get("/api/cases").json()["cases"][0] == {"name": CASE_2D, "segmented": True}
     r = served.request("DELETE", f"/api/doc/{again['id']}/objects/1", json={}, headers=WRITE)
     assert r.json()["objects"] == [] and not labels(served, again).any()
+    # an upload named like the served case has outputs of its own: not its labels, never its file
+    data = (served.folder / CASE_2D).read_bytes()
+    ups = [served.post(f"/api/upload?name={CASE_2D}", content=data, headers=WRITE).json() for _ in range(2)]
+    assert [u["objects"] for u in ups] == [[], []]
+    assert [u["output"] for u in ups] == [CASE_2D, CASE_2D.replace(".npz", "-2.npz")]
+    served.post(f"/api/doc/{ups[0]['id']}/box", json={"box": [10, 10, 60, 60]}, headers=WRITE)
+    r = served.post(f"/api/doc/{ups[0]['id']}/save", json={}, headers=WRITE).json()
+    assert r["folder"] == str(tmp_path / "segs" / "uploads") and (tmp_path / "segs" / "uploads" / CASE_2D).is_file()
+    assert np.array_equal(np.load(tmp_path / "segs" / CASE_2D)["segs"], expected)  # the served case's labels kept
+
+
+def test_two_cases_never_share_an_output(tmp_path):
+    """a.jpg and a.png of the served folder both save as a.png: as infer, the first owns it and the other is
+    refused with a message (no silent overwrite)."""
+    import cv2
+    from starlette.testclient import TestClient
+
+    from litemedsam.prompting import BoxPrompting
+    from litemedsam.router import Router
+    from litemedsam.runner import Segmenters
+    from litemedsam.web.app import Server, make_app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for name in ("a.jpg", "a.png"):
+        cv2.imwrite(str(folder / name), image)
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 16 << 20, 1 << 20)
+    with TestClient(make_app(server), base_url="http://127.0.0.1", headers={"X-Litemedsam-Token": server.token}) as c:
+        assert c.post("/api/open", json={"name": "a.jpg"}, headers=WRITE).status_code == 200
+        r = c.post("/api/open", json={"name": "a.png"}, headers=WRITE)
+        assert r.status_code == 409 and "also the output of a.jpg" in r.json()["error"]
+    server.close()
 
 
 def test_3d_propagation_gives_infers_output(served, tmp_path):
@@ -165,7 +199,7 @@ def test_a_zipped_dicom_series_uploads_and_saves_as_nrrd(served, tmp_path):
     r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [2, 2, 13, 13], "z": 2}, headers=WRITE)
     assert r.status_code == 200, r.text
     assert served.post(f"/api/doc/{doc['id']}/save", json={}, headers=WRITE).json()["saved"] == "CT5N.nrrd"
-    assert (tmp_path / "segs" / "CT5N.nrrd").is_file() and not (tmp_path / "evil").exists()
+    assert (tmp_path / "segs" / "uploads" / "CT5N.nrrd").is_file() and not (tmp_path / "evil").exists()
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("a.dcm", b"\0" * (3 << 20))  # a few KiB packed, past the 1 MiB limit unpacked
@@ -173,6 +207,46 @@ def test_a_zipped_dicom_series_uploads_and_saves_as_nrrd(served, tmp_path):
     assert r.status_code == 422 and "unpacks to more than" in r.json()["error"]
     r = served.post("/api/upload?name=fake.zip", content=b"not a zip", headers=WRITE)
     assert r.status_code == 422 and "fake.zip" in r.json()["error"]
+
+
+def test_only_the_token_holder_gets_in(dev_data, tmp_path):
+    """Another local user (no token) gets 403 on the page, its assets and every API call; the printed address
+    (?token=...) sets a cookie the page's requests carry and leaves the address bar; a foreign Host is refused
+    even with the token (DNS rebinding), also when serving every interface."""
+    from starlette.testclient import TestClient
+
+    from litemedsam.prompting import BoxPrompting
+    from litemedsam.router import Router
+    from litemedsam.runner import Segmenters
+    from litemedsam.web.app import Server, make_app
+
+    folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 16 << 20, 1 << 20,
+                    hosts=["127.0.0.1", "localhost", "workstation"])
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765", follow_redirects=False) as client:
+        for path in ("/", "/static/app.js", "/api/cases", f"/api/doc/x/image/0"):
+            r = client.get(path)
+            assert r.status_code == 403 and "token" in r.text, path
+        assert client.post("/api/open", json={"name": CASE_2D}, headers=WRITE).status_code == 403
+        assert client.get("/api/cases", headers={"X-Litemedsam-Token": server.token[:-1] + "x"}).status_code == 403
+        assert client.get("/?token=wrong").status_code == 403
+        r = client.get(f"/?token={server.token}")
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        cookie = r.headers["set-cookie"]
+        assert server.token in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+        assert client.get("/").status_code == 200 and "<canvas" in client.get("/").text  # the cookie is kept
+        assert [c["name"] for c in client.get("/api/cases").json()["cases"]] == [CASE_2D]
+        for host in ("attacker.example", "127.0.0.1.attacker.example"):
+            assert client.get("/api/cases", headers={"host": host}).status_code == 400
+        assert client.get("/api/cases", headers={"host": "workstation:8765"}).status_code == 200
+    server.close()
+
+
+def test_serve_prints_its_token_and_checks_its_options(tmp_path):
+    done = cli("serve", tmp_path, "--allow-host", "http://x/")
+    assert done.returncode == 2 and "--allow-host" in done.stderr
+    done = cli("serve", tmp_path, env={"LITEMEDSAM_SERVE_TOKEN": "short"})
+    assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
 
 def test_serve_says_when_it_cannot_listen(tmp_path):
@@ -228,7 +302,7 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None), None, "CT"), Segmenters(), 64 << 20,
                     1 << 20, CaseInputs(modality="CT"))
     box, z = [10, 22, 43, 57], 15
-    with TestClient(make_app(server), base_url="http://127.0.0.1") as client:
+    with TestClient(make_app(server), base_url="http://127.0.0.1", headers={"X-Litemedsam-Token": server.token}) as client:
         doc = open_case(client, raw.name)
         assert doc["raw"] and doc["dim"] == "3D"
         before = client.get(f"/api/doc/{doc['id']}/image/{z}").content

@@ -1,3 +1,6 @@
+import os
+import re
+import socket
 from pathlib import Path
 
 import click
@@ -5,10 +8,12 @@ import click
 from litemedsam.errors import UsageError, shown
 
 
+TOKEN_ENV = "LITEMEDSAM_SERVE_TOKEN"  # a token of your own (scripts, containers); else a random one per start
+HOST_NAME = re.compile(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
 def check_listen(host: str, port: int) -> None:
     """UsageError when ``host:port`` cannot be listened on (a bad address, a port in use), said before starting."""
-    import socket
-
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -26,6 +31,10 @@ def check_listen(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets anyone on the network open FOLDER's cases (in a container).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also accept requests addressed to this host name (the name or address browsers use to reach "
+                   "the server, e.g. a workstation's name); repeatable. Default: the listening address, "
+                   "127.0.0.1, localhost and, with --host 0.0.0.0, this machine's name.")
 @click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A router file (default: the shipped one), as for infer.")
 @click.option("--modality", default=None, help="Route every case as this modality, as for infer.")
@@ -36,11 +45,14 @@ def check_listen(host: str, port: int) -> None:
               help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
               help="Largest file accepted by upload.")
-def serve(folder, output_dir, host, port, router_file, modality, window, exact, threads, cache_mb, max_upload_mb):
+def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads, cache_mb,
+          max_upload_mb):
     """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
 
-    Open http://127.0.0.1:8765 (the printed address) in a browser on this machine. Everything the page needs
-    is served from this package; nothing is fetched from the network.
+    Open the printed address (http://127.0.0.1:8765/?token=...) in a browser on this machine: the token is a
+    secret made at each start (or $LITEMEDSAM_SERVE_TOKEN), and every request without it is refused, so other
+    users of the machine cannot open the cases. Everything the page needs is served from this package; nothing
+    is fetched from the network.
     """
     try:
         import uvicorn
@@ -62,18 +74,28 @@ def serve(folder, output_dir, host, port, router_file, modality, window, exact, 
     output_dir = output_dir.resolve()
     if folder is not None:
         check_folders(folder, output_dir)  # saves take the cases' names: never into the served folder
+    for name in allow_hosts:
+        if not HOST_NAME.fullmatch(name):
+            raise UsageError(f"--allow-host {shown(name)}: a host name or address (no port, no scheme)")
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", token):
+        raise UsageError(f"${TOKEN_ENV} must be 16-128 letters, digits, '-' or '_'")
     check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
-    hosts = ["*"] if open_to_all else [host, "127.0.0.1", "localhost", "[::1]"]
+    hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
+                                *([socket.gethostname()] if open_to_all else []), *allow_hosts]))
     server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
                     Segmenters(threads), cache_mb << 20, max_upload_mb << 20,
-                    case_inputs((), None, None, window, router.modality(modality) if modality else None), hosts)
+                    case_inputs((), None, None, window, router.modality(modality) if modality else None), hosts,
+                    token)
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
-    click.echo(f"litemedsam serve: http://{shown_host}:{port}  (cases: {shown(folder) if folder else 'uploads only'}; "
-               f"saves to {shown(output_dir)}; Ctrl-C stops)")
+    click.echo(f"litemedsam serve: http://{shown_host}:{port}/?token={server.token}")
+    click.echo(f"  cases: {shown(folder) if folder else 'uploads only'}; saves to {shown(output_dir)}; "
+               f"Ctrl-C stops")
     if open_to_all:
-        click.echo("WARNING: listening on every interface: anyone who can reach this port can open these cases",
-                   err=True)
+        click.echo(f"WARNING: listening on every interface: whoever has the address above (with its token) can open "
+                   f"these cases; requests are accepted for the host names {', '.join(hosts)} "
+                   f"(add one with --allow-host NAME)", err=True)
     try:
         uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
     finally:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litemedsam.formats.registry import MODULES, is_case_folder, module_for, output_name, suffix
+from litemedsam.formats.registry import MODULES, is_case_folder, module_for, numbered, output_name, output_owners, suffix
 
-__all__ = ["MODULES", "is_case_folder", "module_for", "output_name", "read", "suffix", "write"]
+__all__ = ["MODULES", "is_case_folder", "module_for", "numbered", "output_name", "output_owners", "read", "suffix",
+           "write"]
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True):

@@ -49,3 +49,20 @@ def output_name(path) -> str:
     if MODULES.get(s) == "image":
         return name[: len(name) - len(s)] + ".png"
     return name
+
+
+def output_owners(paths) -> dict:
+    """output name -> the name of the first of ``paths`` (in their order) written to it: the case that owns that
+    output (``a.jpg`` and ``a.png`` both make ``a.png``: the first owns it, the other fails with a message)."""
+    owners: dict = {}
+    for path in paths:
+        owners.setdefault(output_name(path), Path(path).name)
+    return owners
+
+
+def numbered(name: str, n: int) -> str:
+    """``name`` with ``-n`` before its format suffix (``x.nii.gz`` -> ``x-2.nii.gz``); ``name`` itself for n = 1."""
+    if n == 1:
+        return name
+    s = suffix(name) or Path(name).suffix
+    return f"{name[:len(name) - len(s)]}-{n}{s}"

@@ -3,16 +3,23 @@ this package, nothing from the network) and a small JSON API over litemedsam.int
 
 Files: cases are opened by their name in the listing of FOLDER (never by a path from the request) or uploaded
 (size-limited, kept in a private temporary folder); labels are saved only as the case's output name in the
-output folder. Every request that changes something must carry the header ``X-Litemedsam: 1``, which a page of
-another site cannot send without a CORS preflight that this app never grants; the Host header must name the
-address served (no DNS rebinding). Model runs happen in worker threads: a page's requests never wait for
+output folder. Every request must carry the server's token (a random secret made at start and printed in the
+address to open, as Jupyter does): the page gets it as a cookie when opened with ``?token=...``, scripts send
+the header ``X-Litemedsam-Token``; without it, 403 (other local users and other sites get nothing). Every
+request that changes something must also carry the header ``X-Litemedsam: 1``, which a page of another site
+cannot send without a CORS preflight that this app never grants; the Host header must be one of the names the
+server accepts (no DNS rebinding). Model runs happen in worker threads: a page's requests never wait for
 another case's encoder, and a 3D propagation runs as a job that reports progress and can be cancelled.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
+import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -28,12 +35,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.folders import list_cases
-from litemedsam.formats.registry import output_name, suffix
+from litemedsam.formats.registry import numbered, output_name, output_owners, suffix
 from litemedsam.interactive import Cancelled, Document, EmbeddingCache, open_case
 
 STATIC = Path(__file__).parent / "static"
@@ -78,9 +85,10 @@ class Server:
     """What the app serves: FOLDER's cases, the output folder, the open documents, one embedding cache."""
 
     def __init__(self, folder: Path | None, output_dir: Path, prompting, segmenters, cache_bytes: int,
-                 max_upload: int, inputs=None, hosts=("127.0.0.1", "localhost")):
+                 max_upload: int, inputs=None, hosts=("127.0.0.1", "localhost"), token: str | None = None):
         self.folder, self.output_dir = folder, output_dir
-        self.hosts = list(hosts)  # Host headers accepted ("*": any, when serving every interface)
+        self.hosts = list(hosts)  # Host headers accepted
+        self.token = token or secrets.token_urlsafe(32)  # every request must carry it (TokenGate)
         self.prompting, self.segmenters, self.inputs = prompting, segmenters, inputs
         self.cache = EmbeddingCache(cache_bytes)
         self.max_upload = max_upload
@@ -128,6 +136,19 @@ class Server:
                 except Exception:  # said when a box is drawn
                     pass
         threading.Thread(target=run, daemon=True).start()
+
+    def upload_target(self, path: Path) -> Path:
+        """Where an uploaded case is saved: ``OUTPUT/uploads/`` under its output name, numbered (``x-2.png``) past
+        any file there or output of an open case, so that an upload never shares an output, never opens with
+        another case's labels and never replaces them."""
+        folder = self.output_dir / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            taken = {entry.doc.target for entry in self.docs.values()}
+            n = 1
+            while (target := folder / numbered(output_name(path), n)) in taken or os.path.lexists(target):
+                n += 1
+            return target
 
     def get(self, key: str) -> Open:
         with self.lock:
@@ -212,12 +233,17 @@ def make_app(server: Server) -> Starlette:
         found = await run_in_threadpool(server.cases)
         if not isinstance(name, str) or name not in found:
             raise ApiError(404, f"{shown(str(name))!r} is not a case of the served folder")
+        owner = output_owners(found.values())[output_name(found[name])]
+        if owner != name:  # as infer: the first case of the folder owns an output name
+            raise ApiError(409, f"{shown(name)}: its output {shown(output_name(found[name]))} is also the output of "
+                                f"{shown(owner)} (2D images are saved as .png); rename one of them")
         return await opened(found[name], name)
 
     async def opened(path: Path, name: str, upload: Path | None = None):
         try:
+            target = None if upload is None else await run_in_threadpool(server.upload_target, path)
             doc = await run_in_threadpool(open_case, path, server.output_dir, server.prompting, server.segmenters,
-                                          server.cache, server.inputs)
+                                          server.cache, server.inputs, target)
         except BaseException as e:
             if upload is not None:  # nothing of a file that cannot be opened is kept
                 shutil.rmtree(upload, ignore_errors=True)
@@ -373,7 +399,7 @@ def make_app(server: Server) -> Starlette:
         await json_body(request)
         server.output_dir.mkdir(parents=True, exist_ok=True)
         target = await run_in_threadpool(entry.doc.save)
-        return {"saved": target.name, "folder": str(server.output_dir)}
+        return {"saved": target.name, "folder": str(target.parent)}
 
     routes = [
         Route("/", page), Route("/static/{asset}", page),
@@ -392,7 +418,38 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=server.hosts)])
+    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=server.hosts),
+                                                Middleware(TokenGate, token=server.token)])
+
+
+class TokenGate:
+    """Only requests carrying the server's token pass: the cookie set when the page is opened with ``/?token=``
+    (then redirected to ``/``, so the token leaves the address bar), or the header ``X-Litemedsam-Token``."""
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token.encode()
+        self.cookie = "litemedsam-" + hashlib.sha256(self.token).hexdigest()[:12]  # one per server, whatever its port
+
+    def valid(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), self.token)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        given = request.query_params.get("token")
+        if scope["path"] == "/" and given is not None and self.valid(given):
+            response = RedirectResponse("/", 303)
+            response.set_cookie(self.cookie, given, httponly=True, samesite="strict")
+        elif self.valid(request.cookies.get(self.cookie)) or self.valid(request.headers.get("x-litemedsam-token")):
+            return await self.app(scope, receive, send)
+        elif scope["path"].startswith("/api/"):
+            response = JSONResponse({"error": "this server needs its token: open the address litemedsam serve "
+                                              "printed (…/?token=…), or send the header X-Litemedsam-Token"}, 403)
+        else:
+            response = PlainTextResponse("litemedsam serve: open the address it printed when it started "
+                                         "(http://…/?token=…); this page needs its token.\n", 403)
+        await response(scope, receive, send)
 
 
 def api(handler, write: bool = False):
