@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.errors import CaseError
-from litemedsam.npz import read_npz
+from litemedsam.npz import MAX_OBJECTS, read_npz
 from litemedsam.safeio import atomic_file
 
 __all__ = ["Case", "CaseError", "NAME_PATTERN", "label_dtype", "load_case", "modality", "save_segmentation"]
@@ -187,6 +187,8 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
         raw_boxes = raw_boxes.reshape(-1, raw_boxes.size or 4)
     if raw_boxes.ndim != 2:
         raise CaseError(f"'boxes' must be an Nx4 (2D) or Nx6 (3D) array, got shape {raw_boxes.shape}")
+    if len(raw_boxes) > MAX_OBJECTS:
+        raise CaseError(f"{len(raw_boxes)} boxes; a case holds at most {MAX_OBJECTS} objects (its labels are uint16)")
     dim = dim or _dimension(path.name, image, raw_boxes)
     if dim and raw_boxes.size and raw_boxes.shape[1] != (4 if dim == "2D" else 6):
         raise CaseError(f"a {dim} image takes boxes of {4 if dim == '2D' else 6} numbers, got {raw_boxes.shape[1]}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.errors import CaseError, UsageError, shown
+from litemedsam.npz import MAX_OBJECTS
 
 MAX_TABLE_BYTES = 16 << 20
 COLUMNS = {4: ["x0", "y0", "x1", "y1"], 6: ["x0", "y0", "z0", "x1", "y1", "z1"]}
@@ -77,27 +78,38 @@ def read_table(path: Path) -> dict:
     return table
 
 
+LABEL_CHUNK = 1 << 22  # voxels of a label image looked at in one step (bounds the index arrays: ~100 MB)
+
+
 def boxes_of_labels(labels: np.ndarray) -> tuple[np.ndarray, list]:
-    """A label image -> (N, 4 or 6) tight boxes of values 1..N (N the largest value) and the values absent."""
+    """A label image -> (N, 4 or 6) tight boxes of values 1..N (N the largest value) and the values absent; one
+    pass over the image for all values (sorting each chunk's labelled voxels by value), whatever N is."""
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and not (np.issubdtype(labels.dtype, np.floating)
                                                            and np.array_equal(labels, np.rint(labels))):
         raise CaseError(f"the label image holds {labels.dtype} values that are not whole numbers")
     top = int(labels.max()) if labels.size else 0
-    if top > 65535 or (labels.size and labels.min() < 0):
-        raise CaseError(f"the label image's values must be 0-65535, got {labels.min()}-{labels.max()}")
-    width = 2 * labels.ndim
-    boxes = np.zeros((top, width), np.float64)
-    absent = []
-    for value in range(1, top + 1):
-        where = np.nonzero(labels == value)
-        if where[0].size == 0:
-            absent.append(value)
+    if top > MAX_OBJECTS or (labels.size and labels.min() < 0):
+        raise CaseError(f"the label image's values must be 0-{MAX_OBJECTS}, got {labels.min()}-{labels.max()}")
+    lo = np.full((top + 1, labels.ndim), np.iinfo(np.int64).max)
+    hi = np.full((top + 1, labels.ndim), -1)
+    flat = labels.reshape(-1)
+    for start in range(0, flat.size, LABEL_CHUNK):
+        part = flat[start:start + LABEL_CHUNK]
+        where = np.flatnonzero(part)
+        if where.size == 0:
             continue
-        lo = [int(w.min()) for w in where][::-1]  # array axes (z, y, x) -> box columns (x, y, z)
-        hi = [int(w.max()) for w in where][::-1]
-        boxes[value - 1] = lo + hi
-    return boxes, absent
+        values = part[where].astype(np.int64)
+        order = np.argsort(values, kind="stable")
+        values, where = values[order], where[order] + start
+        present, first = np.unique(values, return_index=True)
+        for axis, coords in enumerate(np.unravel_index(where, labels.shape)):
+            lo[present, axis] = np.minimum(lo[present, axis], np.minimum.reduceat(coords, first))
+            hi[present, axis] = np.maximum(hi[present, axis], np.maximum.reduceat(coords, first))
+    found = hi[1:, 0] >= 0
+    boxes = np.zeros((top, 2 * labels.ndim), np.float64)
+    boxes[found] = np.concatenate([lo[1:][found][:, ::-1], hi[1:][found][:, ::-1]], axis=1)  # (z, y, x) -> x, y, z
+    return boxes, [int(v) for v in np.flatnonzero(~found) + 1]
 
 
 @dataclass

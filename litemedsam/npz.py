@@ -21,6 +21,7 @@ import numpy as np
 from litemedsam.errors import CaseError
 
 DEFAULT_MAX_CASE_BYTES = 4 << 30
+MAX_OBJECTS = 65535  # boxes (objects) of one case: its labels are uint16
 MEMORY_FACTOR = 3  # a case needs about its arrays' size three times over (input, labels, working copies)
 COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
                 zipfile.ZIP_LZMA: "lzma"}

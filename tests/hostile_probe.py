@@ -71,6 +71,12 @@ def patched(data: bytes, local_offset: int, central_offset: int, value: int) -> 
     return bytes(data)
 
 
+def mha_header(data_file: str) -> bytes:
+    """A MetaImage header whose voxels are in ``data_file`` (a detached data file)."""
+    return (f"ObjectType = Image\nNDims = 3\nDimSize = 4 4 2\nElementType = MET_SHORT\n"
+            f"ElementDataFile = {data_file}\n").encode()
+
+
 IMAGE = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
 BOX = np.array([[8, 8, 40, 40]])
 
@@ -229,6 +235,16 @@ FILE_KINDS = [
     Kind("folder of damaged DICOM files", "failed", r"it holds no DICOM series GDCM can read",
          lambda folder, name: [(folder / name).mkdir(), (folder / name / "a.dcm").write_bytes(
              bytes(128) + b"DICM" + np.random.default_rng(3).bytes(500))]),
+    Kind("MetaImage whose data file is /etc/passwd", "failed", r"names the data file '/etc/passwd': only a file beside",
+         write(lambda: mha_header("/etc/passwd"))),
+    Kind("MetaImage whose data file is ../outside", "failed", r"names the data file '\.\./outside/victim\.txt'",
+         write(lambda: mha_header("../outside/victim.txt"))),
+    Kind("MetaImage whose data files are a LIST", "failed", r"names the data file 'LIST'",
+         write(lambda: mha_header("LIST\n/etc/passwd"))),
+    Kind("MetaImage whose data file is a FIFO beside it", "failed", r"is not a regular file \(a link, FIFO or device",
+         lambda folder, name: [os.mkfifo(folder / "probe.fifo"), (folder / name).write_bytes(mha_header("probe.fifo"))]),
+    Kind("NRRD whose data file is /dev/zero", "failed", r"names the data file '/dev/zero'",
+         write(lambda: b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 2\nencoding: raw\ndata file: /dev/zero\n")),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -248,6 +264,11 @@ SPECIAL_NAMES = {
     "truncated PNG": "XRay_probe_truncated.png",
     "folder of damaged DICOM files": "CT_probe_dicom",
     "PNG declaring 100000x100000 pixels": "XRay_probe_bomb.png",
+    "MetaImage whose data file is /etc/passwd": "CT_probe_passwd.mha",
+    "MetaImage whose data file is ../outside": "CT_probe_up.mha",
+    "MetaImage whose data files are a LIST": "CT_probe_list.mha",
+    "MetaImage whose data file is a FIFO beside it": "CT_probe_fifo.mha",
+    "NRRD whose data file is /dev/zero": "CT_probe_zero.nrrd",
 }
 for number, kind in enumerate(FILE_KINDS, 1):
     kind.file = SPECIAL_NAMES.get(kind.name, f"2DBox_CT_probe{number:02d}.npz")

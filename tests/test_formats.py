@@ -128,6 +128,15 @@ def test_boxes_from_a_table_and_from_labels(tmp_path):
     labels[1:3, 2:5, 6:9] = 3
     boxes, absent = boxes_of_labels(labels)
     assert absent == [1, 2] and boxes[2].tolist() == [6, 2, 1, 8, 4, 2]
+    many = np.random.default_rng(0).integers(0, 300, (6, 40, 50)).astype(np.uint16)  # one pass for all values
+    boxes, absent = boxes_of_labels(many)
+    for value in range(1, 300):
+        z, y, x = np.nonzero(many == value)
+        assert boxes[value - 1].tolist() == [x.min(), y.min(), z.min(), x.max(), y.max(), z.max()]
+    top = np.zeros((4, 64, 64), np.uint16)
+    top[2, 3, 4] = 65535  # the largest value a label map may hold, alone
+    boxes, absent = boxes_of_labels(top)
+    assert len(boxes) == 65535 and len(absent) == 65534 and boxes[-1].tolist() == [4, 3, 2, 4, 3, 2]
 
 
 def test_png_in_png_out_and_colliding_names_fail_alone(tmp_path):

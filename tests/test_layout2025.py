@@ -127,3 +127,48 @@ def test_2025_file_gives_the_masks_of_the_same_boxes_in_the_2024_layout(models_r
     a = np.load(tmp_path / "out" / name)["segs"]
     b = np.load(tmp_path / "out" / "3DBox_CT_Lesion_2024layout.npz")["segs"]
     assert a.any() and np.array_equal(a, b)
+
+
+def with_pickle(path, pickled: bytes):
+    """A 2025-layout case whose ``boxes`` member is the given pickle behind NumPy's object-array header."""
+    import zipfile
+
+    header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    write_case(path, [BOX])
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist() if n != "boxes.npy"}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("boxes.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + pickled)
+    return path
+
+
+RECONSTRUCT = b"\x80\x03cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+
+
+@pytest.mark.parametrize("pickled, message", [
+    # _reconstruct(ndarray, (100000000,), b'b'): NumPy would allocate the array before any check
+    (RECONSTRUCT + b"J\x00\xe1\xf5\x05\x85C\x01b\x87R.", r"builds an array in a way NumPy never writes"),
+    # a proper empty array whose state asks for 10^8 items of a sub-array dtype
+    (RECONSTRUCT + b"K\x00\x85C\x01b\x87R(K\x01J\x00\xe1\xf5\x05\x85cnumpy\ndtype\nX\x02\x00\x00\x00V8\x89\x88\x87R"
+                   b"(K\x03X\x01\x00\x00\x00|(cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88\x87RJ\x00\xe1\xf5\x05\x85"
+                   b"\x86NNJ\x00\x08\x00\x00K\x01K\x00tb\x89]tb.", r"asks for dtype 'V8'"),
+    # one memoised dict referenced 10^6 times: a million boxes from 2 MB
+    (__import__("pickle").dumps([BOX] * 1000000, protocol=3), r"holds 1000000 records; a case holds at most 65535"),
+])
+def test_small_pickles_never_allocate_much(tmp_path, pickled, message):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CaseError, match=message):
+        load_case(with_pickle(tmp_path / "CT_bomb.npz", pickled))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 << 10  # KiB: under 200 MB more
+
+
+def test_more_boxes_than_labels_can_hold_are_refused_up_front(tmp_path):
+    path = tmp_path / "2DBox_CT_many.npz"
+    np.savez(path, imgs=np.zeros((8, 8, 3), np.uint8), boxes=np.tile([[0, 0, 4, 4]], (65536, 1)))
+    with pytest.raises(CaseError, match=r"65536 boxes; a case holds at most 65535 objects"):
+        load_case(path)

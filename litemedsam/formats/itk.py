@@ -8,18 +8,23 @@ input's format under its name, with its origin, spacing and direction (CopyInfor
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from litemedsam.cases import Case, make_case
-from litemedsam.errors import CaseError, OutputError, reason
+from litemedsam.errors import CaseError, OutputError, reason, shown
 from litemedsam.given_boxes import CaseInputs
 from litemedsam.intensity import prepare
 from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import temp_path
 
 BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
+MAX_HEADER = 1 << 20  # bytes of a header read to find its data file
+DATA_FILE = {".mha": re.compile(rb"^[ \t]*ElementDataFile[ \t]*=[ \t]*(.*?)[ \t\r]*$", re.M),
+             ".nrrd": re.compile(rb"^data ?file[ \t]*:[ \t]*(.*?)[ \t\r]*$", re.M | re.I)}
 
 
 def _sitk():
@@ -31,9 +36,43 @@ def _sitk():
     return SimpleITK
 
 
+def check_data_file(path: Path) -> None:
+    """CaseError unless the voxels are in the file itself or in a regular file named plainly beside it: a header
+    naming a data file elsewhere (an absolute path, ``../``, a LIST or a numbered pattern), a link, a FIFO or a
+    device would be read as this case's voxels (another user's file shown as pixels, or a read that never ends)."""
+    kind = ".mha" if path.name.lower().endswith(".mha") else ".nrrd"
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_HEADER)
+    if kind == ".nrrd":  # the header ends at the first empty line (or the file, when it is only a header)
+        ends = [i for i in (head.find(b"\n\n"), head.find(b"\r\n\r\n")) if i >= 0]
+        if not ends and len(head) == MAX_HEADER:
+            raise CaseError(f"its NRRD header does not end within {MAX_HEADER >> 20} MiB")
+        head = head[:min(ends)] if ends else head
+    found = DATA_FILE[kind].search(head)
+    if found is None:
+        if kind == ".mha":
+            raise CaseError("its MetaImage header has no ElementDataFile line")
+        return  # NRRD: the data follow the header
+    name = found.group(1).decode("utf-8", "replace")
+    if kind == ".mha" and name == "LOCAL":
+        return
+    plain = name and "/" not in name and "\\" not in name and name not in (".", "..") and " " not in name \
+        and "%" not in name and name != "LIST"
+    if not plain:
+        raise CaseError(f"its header names the data file {shown(name)!r}: only a file beside it (a plain name) is "
+                        f"read, never a path, a LIST or a pattern")
+    try:
+        mode = os.lstat(path.parent / name).st_mode
+    except OSError as e:
+        raise CaseError(f"its data file {shown(name)!r} cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise CaseError(f"its data file {shown(name)!r} is not a regular file (a link, FIFO or device is never read)")
+
+
 def _load(path: Path):
     sitk = _sitk()
     check_file(path)
+    check_data_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
