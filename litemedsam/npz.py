@@ -41,15 +41,22 @@ def max_case_bytes() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_MAX_CASE_BYTES
 
 
+CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))  # v1
+NO_LIMIT = 1 << 60  # cgroup v1 writes a huge number (page-rounded LONG_MAX) where there is no limit
+
+
 def available_memory() -> int | None:
-    """Bytes this process can still allocate: the cgroup v2 limit less its usage, or MemAvailable."""
+    """Bytes this process can still allocate: its cgroup's limit (v2, or v1 as under ``docker -m`` on older hosts)
+    less its usage, or MemAvailable, whichever is smaller."""
     found = []
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
+    for limit_file, usage_file in CGROUP_MEMORY:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < NO_LIMIT:
+                found.append(int(limit) - int(Path(usage_file).read_text()))
+        except (OSError, ValueError):
+            pass
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

@@ -11,6 +11,9 @@ above 255 boxes) and no intensity scaling.
 from __future__ import annotations
 
 import gzip
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +26,36 @@ from litemedsam.npz import check_file, check_size, human
 from litemedsam.safeio import write_bytes
 
 
+MAX_EXTENSIONS = 16 << 20  # bytes of header extensions read (what lies between the header and the voxels)
+
+
+def _check_header(path: Path) -> None:
+    """CaseError when the header puts the voxels past MAX_EXTENSIONS: nibabel reads every byte before them (header
+    extensions) when it loads the header, so a few hundred KB of .nii.gz could make it decompress gigabytes."""
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as handle:
+            head = handle.read(176)
+    except (OSError, EOFError, zlib.error) as e:
+        raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
+    for order in "<>":
+        if len(head) >= 112 and struct.unpack(order + "i", head[:4])[0] == 348:
+            offset = struct.unpack(order + "f", head[108:112])[0]
+        elif len(head) >= 176 and struct.unpack(order + "i", head[:4])[0] == 540:
+            offset = struct.unpack(order + "q", head[168:176])[0]
+        else:
+            continue
+        if not math.isfinite(offset) or offset > MAX_EXTENSIONS + 544:
+            raise CaseError(f"its header puts the voxels {offset:.0f} bytes into the file (header extensions); at most "
+                            f"{human(MAX_EXTENSIONS)} of extensions are read")
+        return
+
+
 def _load(path: Path):
     """The nibabel image (header read, data not yet) with its voxel shape checked and sized."""
     import nibabel as nib
 
     check_file(path)
+    _check_header(path)
     try:
         image = nib.load(str(path))
     except Exception as e:  # nibabel's own errors, gzip, zlib, struct: the file is not a NIfTI it can read
