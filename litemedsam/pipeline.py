@@ -112,9 +112,11 @@ class Track:
     z_mid: int
     up: list  # slices segmented from the middle slice upwards
     down: list  # below the middle slice, downwards
-    prev: np.ndarray | None = None  # this object's mask on the previously segmented slice
+    prev_box: np.ndarray | None = None  # the prompt its mask on the previously segmented slice gives (None: empty)
     prev_z: int | None = None
-    mid: np.ndarray | None = None  # its mask on the middle slice (where the downward pass starts)
+    mid_box: np.ndarray | None = None  # likewise on the middle slice (where the downward pass starts)
+    prev: np.ndarray | None = None  # its mask on the previously segmented slice, kept only to interpolate (stride)
+    mid: np.ndarray | None = None
     empty: int = 0  # consecutive empty masks in the current pass
     stopped: bool = False
     areas: dict = field(default_factory=dict)  # slice -> mask area (only for the 3D re-check strategies)
@@ -179,28 +181,22 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
 
     def run_slice(z: int, active: list, slices_of) -> None:
         emb = cache.pop(z, None) or seg.encode(volume[z])
-        prompts = []
-        for t in active:
-            if z == t.z_mid:
-                box = None
-            elif policy.rechecks:  # boxed already when it was painted
-                box = t.boxes[t.prev_z]
-            else:
-                box = frame.box_from_mask(t.prev, t.label, margin)
-            prompts.append(t.box if box is None else box)
+        prompts = [t.box if z == t.z_mid or t.prev_box is None else t.prev_box for t in active]
         for t, (mask, logit) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
             if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
                 step = 1 if z > t.prev_z else -1
                 between = range(t.prev_z + step, z, step)
                 for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
                     canvas.paint(zz, filled, t.label)
-            t.prev, t.prev_z = mask, z
+            # what the next slice needs of this mask: its box (and the mask itself only to interpolate), so that
+            # a volume with many objects holds no full-size mask per object
+            t.prev_box, t.prev_z, t.prev = frame.box_from_mask(mask, t.label, margin), z, mask if stride > 1 else None
             if z == t.z_mid:
-                t.mid = mask
+                t.mid_box, t.mid = t.prev_box, t.prev
             canvas.paint(z, mask, t.label, logit)
             if policy.rechecks:
                 t.areas[z] = int(mask.sum())
-                t.boxes[z] = frame.box_from_mask(mask, t.label, margin)
+                t.boxes[z] = t.prev_box
             t.empty = 0 if mask.any() else t.empty + 1
             if stop and t.empty >= stop:  # this pass of the box ends here
                 t.stopped = True
@@ -225,7 +221,7 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             done += 1
             progress.report(done, total)
         for t in tracks:
-            t.prev, t.prev_z, t.empty, t.stopped = t.mid, t.z_mid, 0, False
+            t.prev_box, t.prev, t.prev_z, t.empty, t.stopped = t.mid_box, t.mid, t.z_mid, 0, False
     if policy.rechecks:
         recheck(seg, volume, tracks, canvas, prompt, policy)
     return canvas.labels

@@ -114,8 +114,11 @@ class Segmenter:
 
     def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
         """(N, 4) boxes in the input frame -> N (H, W) float32 logit maps at the image size, one at a time
-        (``predict`` is each thresholded at 0)."""
-        return (emb.frame.logit_map(low, self.upsample) for low in self.logits(emb, boxes, prompt))
+        (``predict`` is each thresholded at 0); at most ``max_batch`` boxes' low-res logits held at once."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        for start in range(0, len(boxes), self.max_batch):
+            for low in self.logits(emb, boxes[start:start + self.max_batch], prompt):
+                yield emb.frame.logit_map(low, self.upsample)
 
     @property
     def prompt_decoder(self):
