@@ -53,6 +53,8 @@ def read_table(path: Path) -> dict:
             data = json.loads(text)
         except ValueError as e:
             raise UsageError(f"--boxes {source}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise UsageError(f"--boxes {source}: JSON nested too deeply for a table of boxes") from None
         if not isinstance(data, list):
             raise UsageError(f"--boxes {source}: a JSON list of rows expected")
         for n, row in enumerate(data, 1):

@@ -249,6 +249,45 @@ def test_serve_prints_its_token_and_checks_its_options(tmp_path):
     assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
 
+def test_sigterm_removes_the_uploads(dev_data, models_ready, tmp_path):
+    """docker stop sends SIGTERM: the server ends and the uploaded files (patients' data) do not stay on disk."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.test_infer_real import REPO
+
+    (tmp_path / "tmp").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "sigterm-test-token-0123456789"
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", "-o", str(tmp_path / "segs"), "--port",
+                             str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path / "tmp"), "LITEMEDSAM_SERVE_TOKEN": token})
+    url, headers = f"http://127.0.0.1:{port}", {"X-Litemedsam-Token": token}
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers=headers), timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.05)
+        data = (dev_data / "imgs" / CASE_2D).read_bytes()
+        request = urllib.request.Request(url + "/api/upload?name=up.npz", data, {**headers, "X-Litemedsam": "1"})
+        assert json.loads(urllib.request.urlopen(request, timeout=120).read())["name"] == "up.npz"
+        assert list((tmp_path / "tmp").glob("litemedsam-uploads-*/*/up.npz"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert not list((tmp_path / "tmp").glob("litemedsam-uploads-*")), proc.stdout.read()
+
+
 def test_serve_says_when_it_cannot_listen(tmp_path):
     import socket
 
@@ -267,16 +306,44 @@ def test_malformed_requests_get_messages_not_500s(served):
               b'{"box": [1, 2, 3, 4], "z": -1}', b'{"box": [1, 2, 3, 4], "z": 99}', b'{"box": [1, 2, 3, 4], "z": 1.5}',
               b'{"box": [1, 2, 3, 4], "z": 2, "z_range": [5]}', b'{"box": [1, 2, 3, 4], "z": 2, "z_range": [9, 3]}',
               b'{"box": [-5, -5, -1, -1], "z": 2}', b'{"box": [1, 2, 3, 4], "label": true}',
-              b'{"box": [1, 2, 3, 4], "label": 70000}', b'{"box": [NaN, 1, 2, 3]}', b'{"name": ["x"]}', b"\xff\xfe"]
+              b'{"box": [1, 2, 3, 4], "label": 70000}', b'{"box": [NaN, 1, 2, 3]}', b'{"name": ["x"]}', b"\xff\xfe",
+              b"[" * 30000 + b"]" * 30000, b'{"a":' * 20000 + b"1" + b"}" * 20000]
     for url in ["/api/open", f"{base}/box", f"{base}/undo", f"{base}/save", f"{base}/cancel"]:
         for body in bodies:
             r = served.post(url, content=body, headers={**WRITE, "content-type": "application/json"})
             assert r.status_code < 500, (url, body, r.text)
             assert "error" in r.json() or r.status_code == 200, (url, body, r.text)
     for url in [f"{base}/image/-1", f"{base}/image/1e3", f"{base}/labels/x", f"{base}/objects/x",
-                f"{base}/job", "/api/nothing"]:
+                f"{base}/job", "/api/nothing", f"{base}/image/%C2%B2", f"{base}/labels/%D9%A3"]:
         assert served.get(url).status_code in (404, 405), url
     assert served.request("DELETE", f"{base}/objects/999999", json={}, headers=WRITE).json()["removed"] == 0
+    # a damaged series archive (its deflate stream cut) and an upload cut off by the client leave nothing behind
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.dcm", np.random.default_rng(0).bytes(1 << 16) * 4)
+    damaged = bytearray(buffer.getvalue())
+    damaged[200:400] = bytes(200)
+    r = served.post("/api/upload?name=series.zip", content=bytes(damaged), headers=WRITE)
+    assert r.status_code == 422 and "series.zip" in r.json()["error"], r.text
+
+    import anyio
+
+    messages = iter([{"type": "http.request", "body": b"x" * 1000, "more_body": True}, {"type": "http.disconnect"}])
+    scope = {"type": "http", "method": "POST", "path": "/api/upload", "query_string": b"name=cut.npz",
+             "headers": [(b"host", b"127.0.0.1"), (b"x-litemedsam", b"1"),
+                         (b"x-litemedsam-token", served.server.token.encode())], "scheme": "http", "root_path": "",
+             "server": ("127.0.0.1", 8765), "client": ("127.0.0.1", 5), "http_version": "1.1"}
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+    anyio.run(served.app, scope, receive, send)  # the client goes away in the middle of its upload
+    assert not any(served.server.uploads.rglob("*")), list(served.server.uploads.rglob("*"))
 
 
 def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):

@@ -1,11 +1,12 @@
 import os
 import re
+import signal
 import socket
 from pathlib import Path
 
 import click
 
-from litemedsam.errors import UsageError, shown
+from litemedsam.errors import Terminated, UsageError, shown
 
 
 TOKEN_ENV = "LITEMEDSAM_SERVE_TOKEN"  # a token of your own (scripts, containers); else a random one per start
@@ -96,6 +97,11 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
         click.echo(f"WARNING: listening on every interface: whoever has the address above (with its token) can open "
                    f"these cases; requests are accepted for the host names {', '.join(hosts)} "
                    f"(add one with --allow-host NAME)", err=True)
+    def terminate(signum, frame):
+        raise Terminated()
+    # SIGTERM (docker stop) as Ctrl-C: uvicorn stops serving, then raises the signal again to this handler (not
+    # the default one, which would end the process at once), and the uploads (patients' files) are removed
+    signal.signal(signal.SIGTERM, terminate)
     try:
         uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
     finally:

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,23 +269,25 @@ def make_app(server: Server) -> Starlette:
         if length is not None and (not length.isdigit() or int(length) > server.max_upload):
             raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
         folder = Path(tempfile.mkdtemp(dir=server.uploads))
-        path = folder / name
-        size = 0
-        with open(path, "xb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > server.max_upload:
-                    handle.close()
-                    shutil.rmtree(folder, ignore_errors=True)
-                    raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
-                handle.write(chunk)
-        if series:  # a DICOM series: its files, flattened and renamed, in a folder named as the archive
-            try:
-                path = await run_in_threadpool(unpack_series, path, folder / name[:-4], server.max_upload)
-            except CaseError as e:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise CaseError(f"{shown(name)}: {e}") from None
-            (folder / name).unlink()
+        try:  # nothing of an upload that does not open is kept: too large, cut off by the client, not a case
+            path = folder / name
+            size = 0
+            with open(path, "xb") as handle:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > server.max_upload:
+                        raise ApiError(413, f"{shown(name)}: larger than the upload limit "
+                                            f"({server.max_upload >> 20} MiB)")
+                    handle.write(chunk)
+            if series:  # a DICOM series: its files, flattened and renamed, in a folder named as the archive
+                try:
+                    path = await run_in_threadpool(unpack_series, path, folder / name[:-4], server.max_upload)
+                except CaseError as e:
+                    raise CaseError(f"{shown(name)}: {e}") from None
+                (folder / name).unlink()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return await opened(path, name[:-4] if series else name, folder)
 
     async def info(request: Request):
@@ -486,8 +489,8 @@ async def json_body(request: Request) -> dict:
             raise ApiError(413, "request too large")
     try:
         data = json.loads(body or b"{}", parse_constant=_no_constant)
-    except ValueError:
-        raise ApiError(400, "the request body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the request body is not JSON (or nested too deeply)") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
@@ -510,8 +513,9 @@ def unpack_series(archive: Path, target: Path, limit: int, max_files: int = 2000
                         if total > limit:
                             raise CaseError(f"it unpacks to more than the upload limit ({limit >> 20} MiB)")
                         out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, RuntimeError) as e:
-        raise CaseError(f"not a zip archive litemedsam can unpack ({shown(e)})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, RuntimeError, zlib.error,
+            ValueError) as e:
+        raise CaseError(f"not a zip archive litemedsam can unpack ({type(e).__name__}: {shown(e)})") from None
     return target
 
 
@@ -520,6 +524,6 @@ def _no_constant(name: str):
 
 
 def slice_index(doc: Document, text: str) -> int:
-    if not text.isdigit() or int(text) >= doc.depth:
+    if not (text.isascii() and text.isdigit()) or int(text) >= doc.depth:
         raise ApiError(404, f"no slice {shown(text)} (this case has {doc.depth})")
     return int(text)
