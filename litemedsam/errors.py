@@ -68,3 +68,13 @@ def shown(name) -> str:
         else:
             out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
     return "".join(out)
+
+
+MAX_MESSAGE = 2000  # characters of a case's message printed and recorded (a file's text can be megabytes)
+
+
+def brief(text) -> str:
+    """A message about a case as printed and kept in run.json: one line (``shown``), at most MAX_MESSAGE
+    characters."""
+    text = shown(text)
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"

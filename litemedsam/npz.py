@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.errors import CaseError
+from litemedsam.errors import CaseError, shown
 
 DEFAULT_MAX_CASE_BYTES = 4 << 30
 MAX_OBJECTS = 65535  # boxes (objects) of one case: its labels are uint16
@@ -166,7 +166,7 @@ def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -
                     members.setdefault(key, info)
                 missing = [k for k in required if k not in members]
                 if missing:
-                    found = ", ".join(sorted(members)[:20]) or "none"
+                    found = ", ".join(shown(m) for m in sorted(members)[:20]) or "none"
                     raise CaseError(f"missing array(s) {', '.join(missing)}; found: {found}")
                 wanted = [k for k in (*required, *optional) if k in members]
                 headers = {k: _header(archive, members[k], k, k in records) for k in wanted}

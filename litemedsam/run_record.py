@@ -1,11 +1,13 @@
 """OUTPUT/run.json: what ran. The command and its options, the versions of litemedsam, ONNX Runtime and NumPy,
 the threads, each model used (its files and their sha256), and per case: status, seconds, model, the router's
 decision (rule, strategy, mask strategies), warnings and the error. Rewritten atomically after every case, as
-efficiency.csv is, so an interrupted run keeps the record of what it finished."""
+efficiency.csv is, so an interrupted run keeps the record of what it finished; a resumed run
+(``--continue-prediction``) keeps the earlier record of each case it does not run again (status "existing")."""
 from __future__ import annotations
 
 import json
 import platform
+import stat
 import sys
 import time
 from pathlib import Path
@@ -14,10 +16,11 @@ from litemedsam import __version__
 from litemedsam.safeio import write_text
 
 RUN_JSON = "run.json"
+MAX_RUN_JSON = 64 << 20
 
 
 class RunRecord:
-    def __init__(self, output_dir: Path, options: dict, threads: int | None):
+    def __init__(self, output_dir: Path, options: dict, threads: int | None, resume: bool = False):
         import numpy
         import onnxruntime
 
@@ -34,9 +37,29 @@ class RunRecord:
             "models": {},
             "cases": [],
         }
+        self.earlier, self.earlier_models = self._earlier() if resume else ({}, {})
+
+    def _earlier(self) -> tuple:
+        """The cases (by name) and models of the run.json an earlier run left, when there is a readable one."""
+        try:
+            info = self.path.stat()
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RUN_JSON:
+                return {}, {}
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            cases = {c["case"]: c for c in data["cases"] if isinstance(c, dict) and c.get("status") in ("ok", "existing")}
+            return cases, dict(data.get("models") or {})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}, {}
 
     def add(self, result) -> None:
         """Record one case (a litemedsam.runner.Result); its model's files and checksums the first time it appears."""
+        if result.status == "existing" and result.case in self.earlier:  # as the earlier run recorded it
+            entry = {**self.earlier[result.case], "status": "existing"}
+            model = entry.get("model")
+            if model in self.earlier_models:
+                self.data["models"].setdefault(model, self.earlier_models[model])
+            self.data["cases"].append(entry)
+            return
         model = result.model or None
         if model and model not in self.data["models"]:
             from litemedsam.registry import get_model, model_files

@@ -12,7 +12,7 @@ from typing import Callable
 
 
 from litemedsam import formats, progress
-from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, shown
+from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
 from litemedsam.folders import check_folders, list_cases, same_file
 from litemedsam.prompting import Prompting
 from litemedsam.registry import get_model
@@ -145,7 +145,8 @@ class Predictor:
         if stale:
             echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
         times_path = output_dir / EFFICIENCY_CSV
-        record = RunRecord(output_dir, self.options, self.threads) if self.options is not None else None
+        record = RunRecord(output_dir, self.options, self.threads, continue_prediction) if self.options is not None \
+            else None
         times = read_times(times_path, echo) if continue_prediction else {}
         results: list[Result] = []
         width = len(str(len(cases)))
@@ -225,11 +226,11 @@ class Predictor:
         except ModelError:
             raise
         except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
-            status, message = "failed", str(e)
+            status, message = "failed", brief(e)
         except MemoryError:
             status, message = "failed", "out of memory while segmenting this case"
         except Exception as e:  # a bug of ours: report it, keep going with the other cases
-            status, message = "failed", f"internal error {type(e).__name__}: {shown(e)}"
+            status, message = "failed", f"internal error {type(e).__name__}: {brief(e)}"
             if self.debug:
                 message += "\n" + traceback.format_exc()
         finally:

@@ -194,6 +194,13 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     assert (tmp_path / "overlays" / "MR_v.nii.gz.png").is_file()
     labels = np.asanyarray(nib.load(str(out / "MR_v.nii.gz")).dataobj)
     assert labels.shape == volume.shape and labels[20, 20, 2] == 1 and labels[40, 35, 2] == 0
+    first = json.loads((out / "run.json").read_text())["cases"][0]
+    cv2.imwrite(str(inp / "XRay_b.png"), image)
+    done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4", "--continue-prediction")
+    record = json.loads((out / "run.json").read_text())  # a resumed run keeps what the first one recorded
+    kept = {c["case"]: c for c in record["cases"]}["MR_v.nii.gz"]
+    assert kept == {**first, "status": "existing"} and kept["decision"]["rule"] == "MR volumes"
+    assert "litemedsam" in record["models"]
 
 
 @pytest.mark.parametrize("name, data, message", [
