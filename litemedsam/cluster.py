@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import os
 import re
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -76,20 +77,56 @@ def run_case(plugin_name: str, job):
             return "model", f"on worker {worker.address}: {e}"
 
 
+ADDRESS = re.compile(r"(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})")
+
+
 def check_address(address: str) -> str:
     """``address`` when it is a scheduler address (tcp:// or tls://HOST:PORT), else UsageError."""
-    if not re.fullmatch(r"(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}", address):
+    found = ADDRESS.fullmatch(address)
+    if not found:
         raise UsageError(f"--scheduler {shown(address)!r} is not a Dask scheduler address (tcp://HOST:PORT)")
+    if not 1 <= int(found.group(3)) <= 65535:
+        raise UsageError(f"--scheduler {shown(address)!r}: port {found.group(3)} is not a port (1-65535)")
     return address
 
 
 def connect(address: str, timeout: float = 15.0):
-    """A client of the scheduler at ``address``, or UsageError saying why not."""
+    """A client of the scheduler at ``address``, or UsageError saying why not: an unknown host, nothing listening
+    (refused), no answer, or a server that is not a Dask scheduler (silent, or speaking something else). The
+    client is made in a thread of its own and waited for at most ``timeout`` more seconds, so that a server that
+    accepts and never answers cannot hang the command (Ctrl-C and SIGTERM work while waiting)."""
+    host, port = ADDRESS.fullmatch(check_address(address)).group(2, 3)
+    host = host.strip("[]")
+    start = f"cannot reach the Dask scheduler at {shown(address)}"
+    hint = f"start one with 'dask scheduler' and workers with 'dask worker {shown(address)} --nthreads 1'"
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise UsageError(f"cannot reach the Dask scheduler at {shown(address)} ({shown(e)}); start one with "
-                         f"'dask scheduler' and workers with 'dask worker {shown(address)} --nthreads 1'") from None
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(f"{start}: unknown host {shown(host)} ({shown(getattr(e, 'strerror', e) or e)})") from None
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise UsageError(f"{start}: connection refused (nothing listens on port {port}); {hint}") from None
+    except socket.timeout:
+        raise UsageError(f"{start}: no answer within {timeout:.0f} s (a firewall, or the host is down)") from None
+    except OSError as e:
+        raise UsageError(f"{start}: {shown(e.strerror or e)}") from None
+    made: dict = {}
+
+    def make():
+        try:
+            made["client"] = Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as e:  # whatever the server sent: said below, never a traceback
+            made["error"] = e
+    thread = threading.Thread(target=make, name="litemedsam-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)
+    if "client" in made:
+        return made["client"]
+    what = f"{type(made['error']).__name__}: {shown(made['error'])[:200]}" if "error" in made else \
+        f"it accepted the connection but did not answer within {timeout + 5:.0f} s"
+    raise UsageError(f"the server at {shown(address)} does not answer as a Dask scheduler ({what}); {hint}")
 
 
 def executor(address: str, threads: int | None):

@@ -85,3 +85,49 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, dev_data):
     inp = link_cases(dev_data, CASES[:1], tmp_path / "in")
     bad = run(inp, tmp_path / "out", "--scheduler", "tcp://not a host:1")
     assert bad.returncode == 2 and "is not a Dask scheduler address" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_each_way_of_not_reaching_a_scheduler_is_said(tmp_path, dev_data):
+    """Refused, unknown host, a bad port, a server that accepts and never speaks, one that answers garbage: each
+    its own message, exit 2, no traceback, no hang (the silent server costs the timeout, not forever)."""
+    import socket
+    import threading
+
+    from litemedsam.cluster import connect
+    from litemedsam.errors import UsageError
+
+    inp = link_cases(dev_data, CASES[:1], tmp_path / "in")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]  # closed again: nothing listens there
+    for address, message in ((f"tcp://127.0.0.1:{free}", "connection refused"),
+                             ("tcp://no-such-host.invalid:8786", "unknown host no-such-host.invalid"),
+                             ("tcp://127.0.0.1:99999", "port 99999 is not a port")):
+        done = run(inp, tmp_path / "out", "--scheduler", address)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+    def server(answer: bytes):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        conns = []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conns.append(conn)
+                conn.sendall(answer)
+        threading.Thread(target=serve, daemon=True).start()
+        return listener, conns
+    for answer, message in ((b"", "did not answer within 6 s"), (b"\xff" * 64, "does not answer as a Dask scheduler")):
+        listener, conns = server(answer)
+        try:
+            with pytest.raises(UsageError, match=message):
+                connect(f"tcp://127.0.0.1:{listener.getsockname()[1]}", timeout=1)
+        finally:
+            listener.close()
+            for conn in conns:
+                conn.close()
