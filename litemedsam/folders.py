@@ -12,18 +12,23 @@ from litemedsam.formats.registry import is_case_folder, suffix
 
 def list_cases(input_path: Path) -> tuple[list, list]:
     """The cases of a folder, sorted: its entries named as case files (litemedsam.formats: *.npz, *.nii.gz,
-    *.png, ... in any letter case) that are files, or symbolic links, and its folders of one DICOM series (a broken link or a link loop is a case
-    that fails with a message, so it is not lost silently); and notices for the entries so named that are
-    skipped: hidden ones (a leading '.'), folders, FIFOs and devices. A file given as the input is the only
-    case."""
+    *.png, ... in any letter case) that are files, or symbolic links, and its folders (or links to folders) of
+    one DICOM series (a broken link or a link loop is a case that fails with a message, so it is not lost
+    silently); and notices for the entries skipped: those so named that are hidden (a leading '.'), folders,
+    FIFOs and devices, and folders that are not DICOM series. A file given as the input is the only case."""
     if not input_path.is_dir():
         return [input_path], []
     cases, skipped = [], {}
     for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
         ext = suffix(entry.name)
         if ext is None:
-            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False) and is_case_folder(Path(entry.path)):
-                cases.append(Path(entry.path))  # a DICOM series
+            if not entry.name.startswith(".") and entry.is_dir():  # a folder, or a link to one
+                if is_case_folder(Path(os.path.realpath(entry.path))):
+                    cases.append(Path(entry.path))  # a DICOM series
+                else:
+                    skipped.setdefault(("folder that is not a DICOM series (no file with the DICM marker among its "
+                                        "first files)", "folders that are not DICOM series (no file with the DICM "
+                                        "marker among their first files)", ""), []).append(entry.name)
             continue
         if entry.name.startswith("."):
             skipped.setdefault(("hidden file", "hidden files", ext), []).append(entry.name)
@@ -39,7 +44,7 @@ def list_cases(input_path: Path) -> tuple[list, list]:
             kind = (("folder", "folders") if stat.S_ISDIR(mode) else ("FIFO", "FIFOs") if stat.S_ISFIFO(mode)
                     else ("special file", "special files"))
             skipped.setdefault((*kind, ext), []).append(entry.name)
-    notices = [f"skipped {len(names)} {kind[len(names) > 1]} named *{kind[2]}: "
+    notices = [f"skipped {len(names)} {kind[len(names) > 1]}{f' named *{kind[2]}' if kind[2] else ''}: "
                + ", ".join(shown(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
                + (" (names starting with '.' are not cases)" if kind[0] == "hidden file" else "")
                for kind, names in skipped.items()]

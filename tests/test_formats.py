@@ -299,3 +299,28 @@ def test_a_folder_of_two_series_is_refused(tmp_path):
         shutil.copy(f, both / f"b{f.name}")
     with pytest.raises(CaseError, match="holds 2 DICOM series"):
         formats.read(both, CaseInputs(boxes=[[0, 0, 0, 1, 1, 1]]))
+
+
+def test_dicom_series_that_would_be_misplaced_are_refused_and_links_are_read(tmp_path):
+    """A series with a missing slice (uneven spacing) is refused: its labels would be written in the wrong place;
+    a link to a series folder is a case; a folder that is not a series is named in a notice (never silently
+    skipped)."""
+    import shutil
+
+    from litemedsam.folders import list_cases
+
+    src = dicom_series("98892001/CT5N")
+    shutil.copytree(src, tmp_path / "gap")
+    (tmp_path / "gap" / "2693").unlink()
+    with pytest.raises(CaseError, match=r"not evenly spaced: 5\.00 mm between slices 1 and 2 where the others are "
+                                        r"2\.50 mm apart \(a missing slice\?\)"):
+        formats.read(tmp_path / "gap", CaseInputs(boxes=[[1, 1, 0, 5, 5, 1]]))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "linked").symlink_to(src, target_is_directory=True)
+    (inp / "notes").mkdir()
+    (inp / "notes" / "a.txt").write_text("not DICOM")
+    cases, notices = list_cases(inp)
+    assert cases == [inp / "linked"] and formats.read(cases[0], CaseInputs(boxes=[[1, 1, 0, 5, 5, 1]])).dim == "3D"
+    assert notices == ["skipped 1 folder that is not a DICOM series (no file with the DICM marker among its first "
+                       "files): notes"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.cases import Case
-from litemedsam.errors import CaseError, reason
+from litemedsam.errors import CaseError, reason, shown
 from litemedsam.formats.itk import _sitk, volume_case, write as write_itk
 from litemedsam.given_boxes import CaseInputs
 from litemedsam.npz import check_size, human
@@ -53,12 +53,7 @@ def _load(folder: Path):
         raise CaseError("it holds no DICOM series GDCM can read" if not series else
                         f"it holds {len(series)} DICOM series; put each series in a folder of its own")
     names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
-    first = sitk.ImageFileReader()
-    first.SetFileName(names[0])
-    try:
-        first.ReadImageInformation()
-    except RuntimeError as e:
-        raise CaseError(f"its first slice cannot be read ({reason(e, folder)})") from None
+    first = _check_slices(sitk, folder, names)
     w, h = first.GetSize()[:2]
     need = len(names) * w * h * 8
     check_size(need, f"its {len(names)} slices of {w}x{h} need {human(need)}", "its volume")
@@ -72,6 +67,66 @@ def _load(folder: Path):
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise CaseError(f"a series of one-channel slices is read, got size {image.GetSize()}")
     return image, modality or None
+
+
+UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}  # transfer syntaxes
+
+
+def _tag(reader, key: str) -> str | None:
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else None
+
+
+def _pixel_bytes(path: Path) -> int | None:
+    """How many bytes of its Pixel Data element (7FE0,0010) an uncompressed DICOM file holds: the length it
+    declares, or less when the file ends before; None when it has none."""
+    data = path.read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    if at < 0 or len(data) < at + 8:
+        return None
+    explicit = data[at + 4:at + 6] in (b"OW", b"OB")
+    start = at + (12 if explicit else 8)
+    length = int.from_bytes(data[at + (8 if explicit else 4):at + (12 if explicit else 8)], "little")
+    return None if length == 0xFFFFFFFF else min(length, max(0, len(data) - start))
+
+
+def _check_slices(sitk, folder: Path, names) -> object:
+    """The first slice's reader, once every slice's header says the series is whole: uncompressed pixel data as
+    long as its rows, columns and bits say (a truncated file would be read as whatever memory held), and slices
+    evenly spaced along their normal (a missing slice would put the labels in the wrong place)."""
+    positions, first = [], None
+    for n, name in enumerate(names):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as e:
+            raise CaseError(f"its slice {shown(Path(name).name)} cannot be read ({reason(e, folder)})") from None
+        first = first or reader
+        w, h = reader.GetSize()[:2]
+        bits = int(_tag(reader, "0028|0100") or 16)
+        if (_tag(reader, "0002|0010") or "1.2.840.10008.1.2").rstrip("\0") in UNCOMPRESSED:
+            need, held = w * h * max(1, bits // 8) * reader.GetNumberOfComponents(), _pixel_bytes(Path(name))
+            if held is not None and held < need:
+                raise CaseError(f"its slice {shown(Path(name).name)} holds {held} bytes of pixel data where its {w}x{h} "
+                                f"pixels of {bits} bits need {need} (a truncated file)")
+        position, orientation = _tag(reader, "0020|0032"), _tag(first, "0020|0037")
+        if position and orientation:
+            try:
+                row, col = np.array(orientation.split("\\"), float).reshape(2, 3)
+                positions.append(float(np.dot(np.array(position.split("\\"), float), np.cross(row, col))))
+            except ValueError:
+                positions = []
+                break
+    steps = np.abs(np.diff(positions))
+    if len(positions) == len(names) and len(steps) >= 2:
+        usual = float(np.median(steps))
+        odd = np.flatnonzero(np.abs(steps - usual) > 0.1 * usual + 1e-3)
+        if odd.size:
+            k = int(odd[0])
+            raise CaseError(f"its slices are not evenly spaced: {steps[k]:.2f} mm between slices {k} and {k + 1} where "
+                            f"the others are {usual:.2f} mm apart (a missing slice?); its labels would be written in "
+                            f"the wrong place")
+    return first
 
 
 def read_labels(path: Path) -> np.ndarray:
