@@ -141,27 +141,39 @@ class CaseInputs:
             return None
         return self.labels / path.name if self.labels.is_dir() else self.labels
 
-    def boxes_of(self, path: Path, shape: tuple, width: int, require: bool = True) -> tuple[np.ndarray, list]:
-        """(boxes, label values absent) for the case ``path`` whose image has ``shape``: the boxes given
-        (--box, --boxes), else those of its label image (--boxes-from-labels, read by its format and checked
-        to have the same shape), else none (CaseError naming the options when ``require``)."""
+    def boxes_of(self, path: Path, shape: tuple, width: int, require: bool = True,
+                 space=None) -> tuple[np.ndarray, list, list]:
+        """(boxes, label values absent, warnings) for the case ``path`` whose image has ``shape``: the boxes given
+        (--box, --boxes), else those of its label image (--boxes-from-labels, read by its format and checked to
+        have the same shape and some label; a warning when its ``space``, the image's placement in the world as
+        its format gives it, differs), else none (CaseError naming the options when ``require``)."""
         given = self.for_case(path)
         if given is not None:
-            return np.array(given, np.float64), []
+            return np.array(given, np.float64), [], []
         labels = self.labels_for(path)
         if labels is not None:
             from litemedsam.formats.registry import module_for
 
+            module = module_for(labels)
             try:
-                label_map = module_for(labels).read_labels(labels)
+                label_map = module.read_labels(labels)
+                other = module.space(labels) if space is not None and hasattr(module, "space") else None
             except CaseError as e:
-                raise CaseError(f"its label image {labels.name}: {e}") from None
+                raise CaseError(f"its label image {shown(labels.name)}: {e}") from None
             if label_map.shape != tuple(shape):
-                raise CaseError(f"its label image {labels.name} has shape {label_map.shape}, the image {tuple(shape)}")
-            return boxes_of_labels(label_map)
+                raise CaseError(f"its label image {shown(labels.name)} has shape {label_map.shape}, the image "
+                                f"{tuple(shape)}")
+            boxes, absent = boxes_of_labels(label_map)
+            if not len(boxes):
+                raise CaseError(f"its label image {shown(labels.name)} holds no label (every voxel is 0): no boxes")
+            mine, theirs = np.asarray(space, float), np.asarray(other, float)
+            moved = other is not None and mine.shape == theirs.shape and not np.allclose(mine, theirs, 1e-4, 1e-3)
+            return boxes, absent, [f"its label image {shown(labels.name)} is placed otherwise in space (another "
+                                   f"affine, origin, spacing or direction); its boxes are taken in voxel indices"] \
+                if moved else []
         if require:
             raise CaseError(no_boxes_message())
-        return np.zeros((0, width)), []
+        return np.zeros((0, width)), [], []
 
 
 def no_boxes_message() -> str:

@@ -324,3 +324,18 @@ def test_dicom_series_that_would_be_misplaced_are_refused_and_links_are_read(tmp
     assert cases == [inp / "linked"] and formats.read(cases[0], CaseInputs(boxes=[[1, 1, 0, 5, 5, 1]])).dim == "3D"
     assert notices == ["skipped 1 folder that is not a DICOM series (no file with the DICM marker among its first "
                        "files): notes"]
+
+
+def test_label_maps_that_give_no_boxes_or_sit_elsewhere_are_said(tmp_path):
+    volume = np.random.default_rng(0).integers(0, 900, (12, 10, 4)).astype(np.int16)
+    image = small_nifti(tmp_path / "MR_v.nii.gz", volume)
+    empty = small_nifti(tmp_path / "empty.nii.gz", np.zeros((12, 10, 4), np.uint8))
+    with pytest.raises(CaseError, match=r"its label image empty\.nii\.gz holds no label \(every voxel is 0\)"):
+        formats.read(image, CaseInputs(labels=empty))
+    labels = np.zeros((12, 10, 4), np.uint8)
+    labels[2:6, 3:7, 1:3] = 1
+    same = small_nifti(tmp_path / "same.nii.gz", labels)
+    moved = small_nifti(tmp_path / "moved.nii.gz", labels, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert not [w for w in formats.read(image, CaseInputs(labels=same)).warnings if "placed otherwise" in w]
+    case = formats.read(image, CaseInputs(labels=moved))
+    assert case.boxes.tolist() == [[2, 3, 1, 5, 6, 2]] and any("moved.nii.gz is placed otherwise" in w for w in case.warnings)

@@ -127,8 +127,9 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
             raise CaseError(f"an image with {image.shape[2]} channels; 1, 3 or 4 (RGBA) are read")
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
     image, found, warnings = prepare(image, path.name, inputs.modality, inputs.window)
-    boxes, absent = inputs.boxes_of(path, image.shape[:2], 4, require_boxes)
-    return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image", modality=found, warnings=warnings)
+    boxes, absent, placed = inputs.boxes_of(path, image.shape[:2], 4, require_boxes)
+    return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image", modality=found,
+                     warnings=warnings + placed)
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:

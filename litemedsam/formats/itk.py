@@ -96,6 +96,21 @@ def read_labels(path: Path) -> np.ndarray:
     return _sitk().GetArrayFromImage(_load(path))
 
 
+def space(path: Path) -> list:
+    """Where a label file's voxels are (origin, spacing, direction), read from its header only."""
+    reader = _sitk().ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise CaseError(f"not a readable {path.suffix.lstrip('.').upper()} file ({reason(e, path)})") from None
+    return _flat({"origin": reader.GetOrigin(), "spacing": reader.GetSpacing(), "direction": reader.GetDirection()})
+
+
+def _flat(where: dict) -> list:
+    return [*where["origin"], *where["spacing"], *where["direction"]]
+
+
 def geometry(image) -> dict:
     """What writing the labels back needs of a SimpleITK image."""
     return {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
@@ -107,9 +122,10 @@ def volume_case(path: Path, image, inputs: CaseInputs | None, require_boxes: boo
     inputs = inputs or CaseInputs()
     volume, found, warnings = prepare(_sitk().GetArrayFromImage(image), path.name, inputs.modality or file_modality,
                                       inputs.window)
-    boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=geometry(image),
-                     modality=file_modality or found, warnings=warnings)
+    where = geometry(image)
+    boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, _flat(where))
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=where,
+                     modality=file_modality or found, warnings=warnings + placed)
 
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:

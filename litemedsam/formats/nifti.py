@@ -80,6 +80,11 @@ def _voxels(image, shape, path: Path) -> np.ndarray:
     return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
 
 
+def space(path: Path) -> np.ndarray:
+    """Where a label file's voxels are: its affine (from the header only)."""
+    return _load(path)[0].affine
+
+
 def read_labels(path: Path) -> np.ndarray:
     image, shape = _load(path)
     return _voxels(image, shape, path)
@@ -89,9 +94,9 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
     inputs = inputs or CaseInputs()
     image, shape = _load(path)
     volume, found, warnings = prepare(_voxels(image, shape, path), path.name, inputs.modality, inputs.window)
-    boxes, absent = inputs.boxes_of(path, volume.shape, 6, require_boxes)
+    boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, image.affine)
     return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape),
-                     modality=found, warnings=warnings)
+                     modality=found, warnings=warnings + placed)
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
