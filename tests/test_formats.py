@@ -339,3 +339,21 @@ def test_label_maps_that_give_no_boxes_or_sit_elsewhere_are_said(tmp_path):
     assert not [w for w in formats.read(image, CaseInputs(labels=same)).warnings if "placed otherwise" in w]
     case = formats.read(image, CaseInputs(labels=moved))
     assert case.boxes.tolist() == [[2, 3, 1, 5, 6, 2]] and any("moved.nii.gz is placed otherwise" in w for w in case.warnings)
+
+
+def test_a_nifti_with_a_nan_qform_is_written_back_as_it_came(tmp_path):
+    """The header is copied, not recomputed: a qform nibabel cannot decompose (NaN) no longer fails the case after
+    it was segmented."""
+    import struct
+
+    import nibabel as nib
+
+    path = small_nifti(tmp_path / "MR_q.nii", np.zeros((8, 8, 4), np.int16))
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<f", data, 256, float("nan"))  # quatern_b
+    path.write_bytes(bytes(data))
+    case = formats.read(path, CaseInputs(boxes=[[1, 1, 0, 4, 4, 2]]))
+    formats.write(case, np.ones(case.image.shape, np.uint8), tmp_path / "out.nii")
+    written = nib.load(str(tmp_path / "out.nii"))
+    assert np.isnan(written.header["quatern_b"]) and int(written.header["qform_code"]) == 1
+    assert np.asanyarray(written.dataobj).shape == (8, 8, 4)

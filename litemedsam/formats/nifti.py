@@ -106,8 +106,6 @@ def write(case: Case, segs: np.ndarray, target: Path) -> None:
     out = type(source)(labels, None, header)
     out.set_data_dtype(labels.dtype)
     out.header.set_slope_inter(1.0, 0.0)
-    out.set_qform(source.get_qform(), code=int(source.header["qform_code"]))
-    out.set_sform(source.get_sform(), code=int(source.header["sform_code"]))
     data = out.to_bytes()
     if target.name.lower().endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
