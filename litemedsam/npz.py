@@ -181,7 +181,7 @@ def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -
                             from litemedsam.records import load_records
 
                             member.read(headers[k][3])
-                            arrays[k] = load_records(member.read(headers[k][2] + 1), k)
+                            arrays[k] = load_records(member.read(headers[k][2] + 1), k, MAX_OBJECTS)
                         else:
                             arrays[k] = np.lib.format.read_array(member, allow_pickle=False)
                 return arrays

@@ -4,7 +4,7 @@ anything from the file.
 NumPy stores an object array as a pickle, and a pickle may call any function it names. This loader admits
 only the names NumPy itself writes for an array of dicts of numbers (the array reconstructor, ``ndarray``,
 ``dtype`` and the scalar constructor) and binds each to a stand-in of ours that checks its arguments before
-anything is allocated: an array is 1-D, of objects, with at most MAX_OBJECTS items; a dtype is a plain number
+anything is allocated: an array is 1-D, of objects, with at most as many items as a case may hold objects; a dtype is a plain number
 (no sub-arrays or fields); a value is a number of its dtype's size. Anything else the pickle names
 (``os.system``, ``builtins.eval``, any class) is refused before it is looked up, so nothing is imported or called. What comes out must then
 be a 1-D array (or list) of dicts whose keys are strings and whose values are finite numbers.
@@ -19,7 +19,6 @@ from numbers import Real
 import numpy as np
 
 from litemedsam.errors import CaseError
-from litemedsam.npz import MAX_OBJECTS
 
 MAX_RECORD_BYTES = 4 << 20  # a pickled member larger than this is not a list of boxes (its objects: < 300 MB)
 NUMBERS = {"i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "b1"}  # dtype codes of the values
@@ -44,7 +43,8 @@ class _DType:
 class _Array:
     """The object array of records the pickle builds: its shape, dtype and items checked before anything is made."""
 
-    items: list | None = None
+    def __init__(self, limit: int):
+        self.limit, self.items = limit, None
 
     def __setstate__(self, state):
         if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[1], tuple)):
@@ -53,19 +53,19 @@ class _Array:
             raise CaseError(f"its pickled array has shape {str(state[1])[:40]}; it must be a 1-D array of dicts of "
                             f"numbers")
         count = state[1][0] if state[1] else 1
-        if count > MAX_OBJECTS:
-            raise CaseError(f"its pickled array holds {count} records; a case holds at most {MAX_OBJECTS} objects")
+        if count > self.limit:
+            raise CaseError(f"its pickled array holds {count} records; a case holds at most {self.limit} objects")
         if not (isinstance(state[2], _DType) and state[2].dtype == object and isinstance(state[4], list)
                 and len(state[4]) == count):
             raise CaseError("its pickled array is not an array of records (object dtype, one item per entry)")
         self.items = state[4]
 
 
-def _reconstruct(cls, shape, code):
+def _reconstruct(cls, shape, code, limit: int):
     """NumPy's array reconstructor, as NumPy calls it for a pickle (an empty array, filled by __setstate__)."""
     if cls is not np.ndarray or shape != (0,) or code != b"b":
         raise CaseError("its pickled data builds an array in a way NumPy never writes; only records of numbers are read")
-    return _Array()
+    return _Array(limit)
 
 
 def _scalar(dtype, data):
@@ -76,7 +76,6 @@ def _scalar(dtype, data):
     return np.frombuffer(data, dtype.dtype)[0]
 
 
-SAFE = {"_reconstruct": _reconstruct, "scalar": _scalar, "ndarray": np.ndarray, "dtype": _DType}
 ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -85,23 +84,29 @@ ALLOWED = {
 
 
 class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, limit: int):
+        super().__init__(io.BytesIO(data))
+        self.limit = limit
+
     def find_class(self, module, name):
         """Only NumPy's names for an array of records, each bound to our checked stand-in (never imported)."""
         if (module, name) not in ALLOWED:
             raise CaseError(f"its pickled data names {module}.{name}; only arrays of dicts of numbers are read "
                             f"(nothing from the file was run)")
-        return SAFE[name]
+        return {"_reconstruct": lambda cls, shape, code: _reconstruct(cls, shape, code, self.limit),
+                "scalar": _scalar, "ndarray": np.ndarray, "dtype": _DType}[name]
 
     def persistent_load(self, pid):
         raise CaseError("its pickled data refers to outside objects; only arrays of dicts of numbers are read")
 
 
-def load_records(data: bytes, key: str) -> list:
-    """The records (dicts of str -> float or int) of a pickled object array ``key``; CaseError otherwise."""
+def load_records(data: bytes, key: str, limit: int) -> list:
+    """The records (dicts of str -> float or int) of a pickled object array ``key``, at most ``limit`` of them;
+    CaseError otherwise."""
     if len(data) > MAX_RECORD_BYTES:
         raise CaseError(f"'{key}' holds {len(data)} bytes of pickled data; at most {MAX_RECORD_BYTES} are read")
     try:
-        value = _Unpickler(io.BytesIO(data)).load()
+        value = _Unpickler(data, limit).load()
     except CaseError:
         raise
     except Exception as e:  # any malformed pickle: its own message, never run
@@ -111,8 +116,8 @@ def load_records(data: bytes, key: str) -> list:
         items = [items]
     if not isinstance(items, list):
         raise CaseError(f"'{key}' must be a list of dicts of numbers, got {type(value).__name__}")
-    if len(items) > MAX_OBJECTS:
-        raise CaseError(f"'{key}' holds {len(items)} records; a case holds at most {MAX_OBJECTS} objects")
+    if len(items) > limit:
+        raise CaseError(f"'{key}' holds {len(items)} records; a case holds at most {limit} objects")
     records = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):

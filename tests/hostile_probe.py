@@ -3,9 +3,10 @@ command line (real ONNX models) on them and checks, for each kind, the exit code
 always hold: no traceback, the inputs unchanged, nothing written outside the output folder, no temporary
 file left behind.
 
-    python tests/hostile_probe.py [--markdown] [--keep DIR]
+    python tests/hostile_probe.py [--markdown] [--keep DIR] [--memory]
 
-prints one row per kind (the README's table of bad inputs is this output) and exits 1 if any kind fails.
+prints one row per kind (the README's table of bad inputs is this output) and exits 1 if any kind fails;
+``--memory`` also runs each file kind alone and prints its peak memory and seconds.
 Bad case files are probed together in one run (a bad file must never cost the other cases); run-wide
 conditions (options, folders, router, models, signals, a full disk) each get their own run.
 """
@@ -75,6 +76,53 @@ def mha_header(data_file: str) -> bytes:
     """A MetaImage header whose voxels are in ``data_file`` (a detached data file)."""
     return (f"ObjectType = Image\nNDims = 3\nDimSize = 4 4 2\nElementType = MET_SHORT\n"
             f"ElementDataFile = {data_file}\n").encode()
+
+
+RECONSTRUCT = b"\x80\x03cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+RECORD = {"z_min": 1, "z_max": 2, "z_mid": 1, "z_mid_x_min": 2, "z_mid_y_min": 2, "z_mid_x_max": 20, "z_mid_y_max": 20}
+
+
+def records_npz(pickled: bytes) -> bytes:
+    """A 2025-layout case whose ``boxes`` member is ``pickled`` behind NumPy's object-array header."""
+    header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return zip_bytes({"imgs.npy": npy_bytes(np.zeros((3, 24, 24), np.uint8)), "spacing.npy": npy_bytes(np.ones(3)),
+                      "boxes.npy": b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + pickled})
+
+
+def huge_jpeg() -> bytes:
+    import cv2
+
+    data = bytearray(cv2.imencode(".jpg", IMAGE)[1].tobytes())
+    at = data.find(b"\xff\xc0")
+    data[at + 5:at + 9] = (60000).to_bytes(2, "big") * 2
+    return bytes(data)
+
+
+def tiff_pages(n: int) -> bytes:
+    import cv2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cv2.imwritemulti(f"{tmp}/p.tif", [IMAGE] * n)
+        return Path(f"{tmp}/p.tif").read_bytes()
+
+
+def extension_bomb() -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    header = bytearray(nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), np.eye(4)).header.binaryblock)
+    struct.pack_into("<f", header, 108, 1.2e9)
+    return gzip.compress(bytes(header) + b"\x01\0\0\0" + struct.pack("<ii", 1199999000, 0) + bytes(1 << 20))
+
+
+def dicom_gap(folder: Path) -> None:
+    import pydicom
+
+    source = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
+    shutil.copytree(source, folder)
+    (folder / "2693").unlink()
 
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
@@ -245,6 +293,19 @@ FILE_KINDS = [
          lambda folder, name: [os.mkfifo(folder / "probe.fifo"), (folder / name).write_bytes(mha_header("probe.fifo"))]),
     Kind("NRRD whose data file is /dev/zero", "failed", r"names the data file '/dev/zero'",
          write(lambda: b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 2\nencoding: raw\ndata file: /dev/zero\n")),
+    Kind("2025 boxes pickle: _reconstruct of 10^8 elements (450 bytes)", "failed", r"in a way NumPy never writes",
+         write(lambda: records_npz(RECONSTRUCT + b"J\x00\xe1\xf5\x05\x85C\x01b\x87R."))),
+    Kind("2025 boxes pickle: one dict referenced 10^6 times", "failed", r"holds 1000000 records; a case holds at most 65535",
+         write(lambda: records_npz(__import__("pickle").dumps([RECORD] * 1000000, protocol=3)))),
+    Kind("65536 boxes", "failed", r"65536 boxes; a case holds at most 65535 objects",
+         write(lambda: case(boxes=np.tile(BOX, (65536, 1))))),
+    Kind("JPEG declaring 60000x60000 pixels", "failed", r"a JPEG of 60000x60000 pixels \(10\.1 GiB decoded\)",
+         write(lambda: huge_jpeg())),
+    Kind("TIFF of 3 pages", "failed", r"a TIFF of 3 pages; one 2D image is read per file", write(lambda: tiff_pages(3))),
+    Kind("NIfTI with 1.2 GB of header extensions (1 MB gzipped)", "failed", r"puts the voxels 1200000000 bytes into the file",
+         write(lambda: extension_bomb())),
+    Kind("DICOM series with a missing slice", "failed", r"not evenly spaced: 5\.00 mm between slices 1 and 2",
+         lambda folder, name: dicom_gap(folder / name)),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -269,6 +330,12 @@ SPECIAL_NAMES = {
     "MetaImage whose data files are a LIST": "CT_probe_list.mha",
     "MetaImage whose data file is a FIFO beside it": "CT_probe_fifo.mha",
     "NRRD whose data file is /dev/zero": "CT_probe_zero.nrrd",
+    "2025 boxes pickle: _reconstruct of 10^8 elements (450 bytes)": "CT_probe_reconstruct.npz",
+    "2025 boxes pickle: one dict referenced 10^6 times": "CT_probe_memo.npz",
+    "JPEG declaring 60000x60000 pixels": "XRay_probe_huge.jpg",
+    "TIFF of 3 pages": "Microscopy_probe_pages.tif",
+    "NIfTI with 1.2 GB of header extensions (1 MB gzipped)": "CT_probe_extensions.nii.gz",
+    "DICOM series with a missing slice": "CT_probe_gap",
 }
 for number, kind in enumerate(FILE_KINDS, 1):
     kind.file = SPECIAL_NAMES.get(kind.name, f"2DBox_CT_probe{number:02d}.npz")
@@ -377,6 +444,71 @@ def _(p):
     done = p.run(["infer", "-i", f / "in", "-o", f / "link", "--boxes-from-labels", f / "labels"])
     assert (f / "labels" / "a.png").read_bytes() == before
     return f, done
+
+
+@run_kind("--boxes JSON nested 100000 deep", 2, r"JSON nested too deeply")
+def _(p):
+    f = p.folder("2DBox_CT_a.npz")
+    (f / "boxes.json").write_text("[" * 100000 + "]" * 100000)
+    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--boxes", f / "boxes.json"])
+
+
+def _labels(p, labels: np.ndarray):
+    import nibabel as nib
+
+    f = p.folder()
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).integers(0, 900, labels.shape).astype(np.int16), np.eye(4)),
+             str(f / "in" / "MR_v.nii.gz"))
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), str(f / "labels.nii.gz"))
+    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--boxes-from-labels", f / "labels.nii.gz"])
+
+
+def _only(value: int) -> np.ndarray:
+    labels = np.zeros((40, 40, 4), np.uint16)
+    labels[5:20, 5:20, 1:3] = value
+    return labels
+
+
+run_kind("label map whose only value is 65535", 0, r"65534 label value\(s\) below the largest do not occur")(
+    lambda p: _labels(p, _only(65535)))
+run_kind("label map that is all 0", 1, r"holds no label \(every voxel is 0\)")(lambda p: _labels(p, _only(0)))
+
+
+def _scheduler(p, answer: bytes | None):
+    """--scheduler at a port where nothing listens (None) or where a server accepts and sends ``answer``."""
+    import socket
+    import threading
+
+    f = p.folder("2DBox_CT_a.npz")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if answer is None:
+        listener.close()
+    else:
+        listener.listen()
+
+        def serve():
+            conns = []
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conns.append(conn)
+                conn.sendall(answer)
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--scheduler", f"tcp://127.0.0.1:{port}"],
+                        timeout=120)
+    finally:
+        listener.close()
+
+
+run_kind("--scheduler where nothing listens", 2, r"connection refused")(lambda p: _scheduler(p, None))
+run_kind("--scheduler at a server that never speaks", 2, r"did not answer within 20 s")(lambda p: _scheduler(p, b""))
+run_kind("--scheduler at a server that answers garbage", 2, r"does not answer as a Dask scheduler")(
+    lambda p: _scheduler(p, b"\xff" * 64))
 
 
 @run_kind("input case is a link to the file the output would replace", 1, r"is the input file itself")
@@ -653,6 +785,27 @@ def probe_files(p: Probe) -> None:
             kind.ok = False
 
 
+PEAK = ("import resource, runpy, sys; sys.argv = ['litemedsam', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('litemedsam', run_name='__main__')\nfinally:\n"
+        "    print(f'PEAK {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)")
+
+
+def memory(p: Probe) -> list:
+    """Each file kind alone in a fresh process: (kind, peak resident memory in MB, seconds), under the batch's
+    per-case limit (the "small file, huge memory" kinds must be refused cheaply and quickly)."""
+    rows = []
+    for kind in FILE_KINDS:
+        f = p.folder()
+        kind.make(f / "in", kind.file)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", PEAK, "infer", "-i", str(f / "in"), "-o", str(f / "out")],
+                              capture_output=True, text=True, cwd=REPO, timeout=300, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "LITEMEDSAM_MAX_CASE_BYTES": str(BOMB_LIMIT)})
+        peak = re.search(r"PEAK (\d+)", done.stderr)
+        rows.append((kind.name, int(peak.group(1)) / 1024 if peak else float("nan"), time.perf_counter() - start))
+    return rows
+
+
 def probe_runs(p: Probe) -> None:
     for kind in RUN_KINDS:
         result = kind.make(p)
@@ -697,6 +850,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's)")
     parser.add_argument("--keep", type=Path, default=None, help="build the probe in this folder and keep it")
+    parser.add_argument("--memory", action="store_true", help="also run each file kind alone: peak memory, seconds")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="litemedsam-probe-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
@@ -705,11 +859,15 @@ def main(argv=None) -> int:
         p = Probe(root)
         probe_files(p)
         probe_runs(p)
+        peaks = memory(p) if args.memory else []
     finally:
         if args.keep is None:
             subprocess.run(["chmod", "-R", "u+rwx", str(root)], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
     print(table(args.markdown, root))
+    if peaks:
+        print("\n| file kind alone | peak memory (MB) | seconds (process start included) |\n|---|---|---|")
+        print("\n".join(f"| {name} | {mb:.0f} | {seconds:.1f} |" for name, mb, seconds in peaks))
     kinds = FILE_KINDS + RUN_KINDS
     failed = [k for k in kinds if not k.ok]
     for kind in failed:
