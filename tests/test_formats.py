@@ -199,7 +199,7 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4", "--continue-prediction")
     record = json.loads((out / "run.json").read_text())  # a resumed run keeps what the first one recorded
     kept = {c["case"]: c for c in record["cases"]}["MR_v.nii.gz"]
-    assert kept == {**first, "status": "existing"} and kept["decision"]["rule"] == "MR volumes"
+    assert kept == {**first, "status": "existing"} and kept["decision"]["rule"] == "everything else"
     assert "litemedsam" in record["models"]
 
 

@@ -157,11 +157,13 @@ def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, 
 
 
 def test_multiview_on_a_real_volume(models_ready, dev_data, tmp_path):
-    """--modality PET sends a 3D case through three-view fusion; it stays close to axial propagation."""
+    """A router rule with strategy "multiview" sends a 3D case through three-view fusion; it stays close to axial
+    propagation."""
     name = CASES_3D[0]  # small: 21 x 120 x 45
     inp = link_cases(dev_data, [name], tmp_path / "in")
     assert cli("infer", "-i", inp, "-o", tmp_path / "axial").returncode == 0
-    done = cli("infer", "-i", inp, "-o", tmp_path / "multi", "--modality", "PET")
+    (tmp_path / "multiview.toml").write_text('version = 1\n[[rules]]\nmodels = ["litemedsam"]\nstrategy = "multiview"\n')
+    done = cli("infer", "-i", inp, "-o", tmp_path / "multi", "--router", tmp_path / "multiview.toml")
     assert done.returncode == 0, done.stderr
     with np.load(tmp_path / "axial" / name) as a, np.load(tmp_path / "multi" / name) as m, \
             np.load(dev_data / "gts" / name) as g:

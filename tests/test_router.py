@@ -24,6 +24,40 @@ def router():
     return Router.load()
 
 
+# A router of chains, strategies and prompts (the mechanisms), apart from the shipped router's evidence-based rules
+CHAINS = """version = 1
+[modalities]
+CT = ["CT"]
+PET = ["PET", "PT"]
+XRay = ["XRay", "X-Ray", "CXR"]
+Microscopy = ["Microscopy", "Microscope"]
+[[rules]]
+name = "PET volumes"
+dim = "3D"
+modality = ["PET"]
+models = ["litemedsam-ft", "litemedsam"]
+strategy = "multiview"
+[[rules]]
+name = "microscopy"
+modality = ["Microscopy"]
+models = ["litemedsam-ft", "efficientsam-ti-int8", "litemedsam"]
+prompt = "box+center"
+[[rules]]
+name = "X-ray"
+modality = ["XRay"]
+models = ["efficientsam-ti-int8", "litemedsam"]
+[[rules]]
+name = "everything else"
+models = ["litemedsam"]
+"""
+
+
+@pytest.fixture
+def chains(tmp_path):
+    (tmp_path / "chains.toml").write_text(CHAINS)
+    return Router.load(tmp_path / "chains.toml")
+
+
 def built(directory, name):
     """Pretend model ``name`` is built in ``directory`` (routing checks presence, not content)."""
     spec = MODELS[name]
@@ -51,7 +85,8 @@ def test_oct_is_not_ct(router):
     assert router.decide("3DBox_CT_OCTOPUS_1.npz").modality == "CT"
 
 
-def test_rules_with_everything_built(router, tmp_path):
+def test_rules_with_everything_built(chains, tmp_path):
+    router = chains
     for name in ("litemedsam", "litemedsam-ft", "efficientsam-ti-int8"):
         built(tmp_path, name)
     d = router.decide("3DBox_PET_autoPET_0001.npz", directory=tmp_path)
@@ -64,7 +99,8 @@ def test_rules_with_everything_built(router, tmp_path):
     assert router.decide("2DBox_PET_slice_1.npz", directory=tmp_path).model == "litemedsam"  # 2D PET: default rule
 
 
-def test_fallback_chain_names_what_is_missing(router, tmp_path):
+def test_fallback_chain_names_what_is_missing(chains, tmp_path):
+    router = chains
     built(tmp_path, "litemedsam")
     d = router.decide("2DBox_Microscopy_cells_1.npz", directory=tmp_path)
     assert d.model == "litemedsam"
@@ -81,7 +117,8 @@ def test_nothing_built(router, tmp_path):
     assert d.model is None and d.skipped[0][0] == "litemedsam"
 
 
-def test_overrides(router, tmp_path):
+def test_overrides(chains, tmp_path):
+    router = chains
     for name in ("litemedsam", "litemedsam-ft"):
         built(tmp_path, name)
     assert router.decide("2DBox_CT_x_1.npz", modality="Microscope", directory=tmp_path).model == "litemedsam-ft"
@@ -127,9 +164,21 @@ def test_faster_3d_options_and_exact(tmp_path):
     assert (d.stride, d.stop) == (1, 0)
 
 
-def test_shipped_router_uses_stride_only_for_mr_volumes(router):
-    assert router.decide("3DBox_MR_x.npz").stride == 2 and router.decide("3DBox_MR_x.npz", exact=True).stride == 1
-    assert router.decide("3DBox_CT_x.npz").stride == 1 and router.decide("2DBox_MR_x.npz").stride == 1
+def test_shipped_router_ships_only_what_passed_the_rule(router):
+    """benchmarks/shipping.py's rule on the dev cases (README, Routing): no faster 3D option anywhere (stride 2
+    lost 6 DSC points on a dev MR volume), no strategy for a modality with fewer than 4 dev cases (PET: none,
+    so no multi-view), no model without evidence (EfficientSAM has no weights here); mask strategies only for
+    2D microscopy (clip 0) and 3D CT (overlap by logit)."""
+    from litemedsam.masks import EXACT, MaskPolicy
+
+    for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "3DBox_US_x.npz", "2DBox_MR_x.npz"):
+        d = router.decide(name)
+        assert (d.stride, d.stop, d.strategy, d.model) == (1, 0, "propagate", "litemedsam"), name
+    assert router.decide("3DBox_MR_x.npz").policy == EXACT
+    assert router.decide("3DBox_CT_x.npz").policy == MaskPolicy(overlap="logit")
+    assert router.decide("2DBox_Microscopy_x.npz").policy == MaskPolicy(clip=0)
+    assert router.decide("2DBox_CT_x.npz").policy == EXACT and router.decide("2DBox_XRay_x.npz").policy == EXACT
+    assert all(rule.models in (("litemedsam",), ("litemedsam-ft", "litemedsam")) for rule in router.rules)
 
 
 def test_no_catch_all_rule(tmp_path):
@@ -144,8 +193,11 @@ def test_cli_route_and_bad_router(tmp_path):
     result = runner.invoke(main, ["route", "3DBox_PET_a_1.npz", "2DBox_CXR_b_2.npz", "2DBox_OCT_c.npz"])
     assert result.exit_code == 0, result.output
     lines = [l for l in result.output.splitlines() if not l.startswith("    ")]
-    assert "3D PET" in lines[0] and "multiview" in lines[0]
+    assert "3D PET" in lines[0] and "propagate" in lines[0]
     assert "2D XRay" in lines[1] and "2D OCT" in lines[2]
+    (tmp_path / "chains.toml").write_text(CHAINS)
+    result = runner.invoke(main, ["route", "--router", str(tmp_path / "chains.toml"), "3DBox_PET_a_1.npz"])
+    assert result.exit_code == 0 and "multiview" in result.output, result.output
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\n[[rules]]\nmodels = ['nope']\n")
     (tmp_path / "in").mkdir()
