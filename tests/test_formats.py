@@ -199,7 +199,7 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     done = cli("infer", "-i", inp, "-o", out, "--box", "8,10,1,31,29,4", "--continue-prediction")
     record = json.loads((out / "run.json").read_text())  # a resumed run keeps what the first one recorded
     kept = {c["case"]: c for c in record["cases"]}["MR_v.nii.gz"]
-    assert kept == {**first, "status": "existing"} and kept["decision"]["rule"] == "everything else"
+    assert kept == {**first, "status": "existing"} and kept["decision"]["rule"] == "CT and MR volumes"
     assert "litemedsam" in record["models"]
 
 
@@ -287,7 +287,7 @@ def test_dicom_series_folder_is_a_case(models_ready, tmp_path):
     written = sitk.ReadImage(str(out / "CT5N.nrrd"))
     source = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(inp / "CT5N")))
     assert written.GetSize() == source.GetSize() and np.allclose(written.GetOrigin(), source.GetOrigin())
-    assert json.loads((out / "run.json").read_text())["cases"][0]["decision"]["rule"] == "CT volumes"
+    assert json.loads((out / "run.json").read_text())["cases"][0]["decision"]["rule"] == "CT and MR volumes"
 
 
 def test_a_folder_of_two_series_is_refused(tmp_path):

@@ -168,14 +168,14 @@ def test_shipped_router_ships_only_what_passed_the_rule(router):
     """benchmarks/shipping.py's rule on the dev cases (README, Routing): no faster 3D option anywhere (stride 2
     lost 6 DSC points on a dev MR volume), no strategy for a modality with fewer than 4 dev cases (PET: none,
     so no multi-view), no model without evidence (EfficientSAM has no weights here); mask strategies only for
-    2D microscopy (clip 0) and 3D CT (overlap by logit)."""
+    2D microscopy (clip 0) and 3D CT and MR (the smaller object wins where objects overlap)."""
     from litemedsam.masks import EXACT, MaskPolicy
 
     for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "3DBox_US_x.npz", "2DBox_MR_x.npz"):
         d = router.decide(name)
         assert (d.stride, d.stop, d.strategy, d.model) == (1, 0, "propagate", "litemedsam"), name
-    assert router.decide("3DBox_MR_x.npz").policy == EXACT
-    assert router.decide("3DBox_CT_x.npz").policy == MaskPolicy(overlap="logit")
+    assert router.decide("3DBox_MR_x.npz").policy == router.decide("3DBox_CT_x.npz").policy == MaskPolicy(overlap="smaller")
+    assert router.decide("3DBox_PET_x.npz").policy == EXACT
     assert router.decide("2DBox_Microscopy_x.npz").policy == MaskPolicy(clip=0)
     assert router.decide("2DBox_CT_x.npz").policy == EXACT and router.decide("2DBox_XRay_x.npz").policy == EXACT
     assert all(rule.models in (("litemedsam",), ("litemedsam-ft", "litemedsam")) for rule in router.rules)
