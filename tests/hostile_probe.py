@@ -742,8 +742,11 @@ run_kind("--modality unknown", 2, r"--modality 'Sonar' is not a modality")(lambd
 run_kind("--model unknown", 2, r"Invalid value for '--model'")(lambda p: _infer(p, "--model", "gpt"))
 run_kind("--prompt none without a prompt-free model", 2, r"--prompt none needs --model")(
     lambda p: _infer(p, "--prompt", "none"))
-run_kind("model not built for a router rule", 0, r"model efficientsam-ti-int8 is not built")(
-    lambda p: _infer(p, case="2DBox_XRay_a.npz"))
+@run_kind("model not built for a router rule", 0, r"model efficientsam-ti-int8 is not built")
+def _(p):
+    f = p.folder("2DBox_XRay_a.npz")
+    (f / "router.toml").write_text('version = 1\n[[rules]]\nmodels = ["efficientsam-ti-int8", "litemedsam"]\n')
+    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--router", f / "router.toml"], timeout=120)
 
 
 # ---- running it all ------------------------------------------------------------------------------------------

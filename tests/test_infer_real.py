@@ -124,23 +124,28 @@ MICRO = "2DBox_Microscopy_MedScribble-WBC_004_axis0_midslice.npz"
 
 
 def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, tmp_path):
-    """With a model in the fine-tuned slot (here LiteMedSAM itself, exported to the slot's files),
-    microscopy goes to it; without, to LiteMedSAM with a warning naming the missing file."""
+    """With a model in the fine-tuned slot (here LiteMedSAM itself, exported to the slot's files), a router that
+    names it for microscopy sends those cases to it; without, to LiteMedSAM with a warning naming the missing
+    file."""
     from litemedsam.registry import MODELS, work_dir, write_manifest
 
     inp = link_cases(dev_data, [MICRO, CASES_2D[0]], tmp_path / "in")
+    router = tmp_path / "router.toml"
+    router.write_text('version = 1\n[modalities]\nMicroscopy = ["Microscopy"]\n[[rules]]\nmodality = ["Microscopy"]\n'
+                      'models = ["litemedsam-ft", "litemedsam"]\n[[rules]]\nmodels = ["litemedsam"]\n')
     slot = tmp_path / "models"
     slot.mkdir()
     ft = MODELS["litemedsam-ft"]
     for entry, src in ((models_ready.encoder, ft.encoder), (models_ready.decoder, ft.decoder)):
         shutil.copy(work_dir() / entry.file, slot / entry.file)
         shutil.copy(work_dir() / entry.file, slot / src.file)
-    done = cli("infer", "-i", inp, "-o", tmp_path / "fallback", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    done = cli("infer", "-i", inp, "-o", tmp_path / "fallback", "--router", router,
+               env={"LITEMEDSAM_WORK_DIR": str(slot)})
     assert done.returncode == 0, done.stderr
     assert "WARNING: model litemedsam-ft is not built" in done.stderr and "litemedsam-ft.manifest.json" in done.stderr
     assert f"{MICRO}: " in done.stdout and "(litemedsam)" in done.stdout
     write_manifest(ft, slot, checkpoint="test: LiteMedSAM itself")
-    done = cli("infer", "-i", inp, "-o", tmp_path / "ft", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    done = cli("infer", "-i", inp, "-o", tmp_path / "ft", "--router", router, env={"LITEMEDSAM_WORK_DIR": str(slot)})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(MICRO in l and "(litemedsam-ft)" in l for l in lines)
@@ -152,7 +157,7 @@ def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, 
     data = bytearray((slot / ft.decoder.file).read_bytes())
     data[-10] ^= 0xFF
     (slot / ft.decoder.file).write_bytes(bytes(data))
-    done = cli("infer", "-i", inp, "-o", tmp_path / "bad", env={"LITEMEDSAM_WORK_DIR": str(slot)})
+    done = cli("infer", "-i", inp, "-o", tmp_path / "bad", "--router", router, env={"LITEMEDSAM_WORK_DIR": str(slot)})
     assert done.returncode == 2 and ft.decoder.file in done.stderr and "Traceback" not in done.stderr
 
 
