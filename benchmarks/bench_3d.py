@@ -13,7 +13,6 @@ every case's scores in a JSON file, ``--load`` prints the tables from such a fil
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -43,12 +42,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=Path, default=dev_data_dir())
     parser.add_argument("--config", nargs="+", default=["stop:2", "stride:2", "stride:3"])
     parser.add_argument("--match", default="")
-    parser.add_argument("--save", type=Path, help="write every case's scores to this JSON file")
-    parser.add_argument("--load", type=Path, help="print the tables of a --save file (nothing is run)")
+    shipping.add_record_options(parser)
     args = parser.parse_args(argv)
     if args.load:
-        saved = json.loads(args.load.read_text())
-        print_tables(saved["configs"], saved["cases"])
+        print_tables(*shipping.load(args.load))
         return 0
     configs = ["exact", *args.config]
     router = Router.load()
@@ -71,8 +68,7 @@ def main(argv=None) -> int:
         cases.append({"case": path.name, "group": f"3D {decision.modality}", "scores": scores})
         print("  ".join([path.name[:60]] + [f"{c} {d:.4f}/{n:.4f} {t:.1f}s" for c, (d, n, t) in scores.items()]),
               flush=True)
-        if args.save:
-            args.save.write_text(json.dumps({"configs": configs, "cases": cases}, indent=1))
+        shipping.save(args.save, configs, cases)
     print_tables(configs, cases)
     return 0
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -74,12 +73,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=Path, default=dev_data_dir())
     parser.add_argument("--config", nargs="+", default=DEFAULT_CONFIGS)
     parser.add_argument("--match", default="")
-    parser.add_argument("--save", type=Path, help="write every case's scores to this JSON file")
-    parser.add_argument("--load", type=Path, help="print the tables of a --save file (nothing is run)")
+    shipping.add_record_options(parser)
     args = parser.parse_args(argv)
     if args.load:
-        saved = json.loads(args.load.read_text())
-        print_tables(saved["configs"], saved["cases"])
+        print_tables(*shipping.load(args.load))
         return 0
     configs = ["exact", "base", *args.config]
     router = Router.load()
@@ -111,8 +108,7 @@ def main(argv=None) -> int:
                                  for c in configs}})
         print("  ".join([path.name[:56]] + [f"{c} {100 * scores[c][0]:.1f}/{100 * scores[c][1]:.1f}" for c in configs]),
               flush=True)
-        if args.save:
-            args.save.write_text(json.dumps({"configs": configs, "cases": cases}, indent=1))
+        shipping.save(args.save, configs, cases)
     print_tables(configs, cases)
     return 0
 

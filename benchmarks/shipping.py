@@ -15,7 +15,9 @@ modality), so a mean alone cannot tell a strategy from luck; every criterion mus
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -84,3 +86,19 @@ def print_rule(cases: list, configs: list, against: str, gain: float = GAIN) -> 
                 continue
             delta = 100 * np.array([[s[config][0] - s[against][0], s[config][1] - s[against][1]] for s in mine])
             print(f"| {group} | {config} | " + " | ".join(judge(delta[:, 0], delta[:, 1], gain).cells()) + " |")
+
+
+def add_record_options(parser) -> None:
+    """--save FILE (every case's scores as they come) and --load FILE (the tables of such a file, nothing run)."""
+    parser.add_argument("--save", type=Path, help="write every case's scores to this JSON file")
+    parser.add_argument("--load", type=Path, help="print the tables of a --save file (nothing is run)")
+
+
+def save(path: Path | None, configs: list, cases: list) -> None:
+    if path is not None:
+        path.write_text(json.dumps({"configs": configs, "cases": cases}, indent=1))
+
+
+def load(path: Path) -> tuple:
+    saved = json.loads(path.read_text())
+    return saved["configs"], saved["cases"]

@@ -474,35 +474,48 @@ run_kind("label map whose only value is 65535", 0, r"65534 label value\(s\) belo
 run_kind("label map that is all 0", 1, r"holds no label \(every voxel is 0\)")(lambda p: _labels(p, _only(0)))
 
 
-def _scheduler(p, answer: bytes | None):
-    """--scheduler at a port where nothing listens (None) or where a server accepts and sends ``answer``."""
+def fake_server(answer: bytes):
+    """A listening socket on 127.0.0.1 that accepts every connection and sends it ``answer`` (b"": nothing, ever);
+    close it to stop."""
     import socket
     import threading
 
-    f = p.folder("2DBox_CT_a.npz")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    if answer is None:
-        listener.close()
-    else:
-        listener.listen()
+    listener.listen()
 
-        def serve():
-            conns = []
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                conns.append(conn)
-                conn.sendall(answer)
-        threading.Thread(target=serve, daemon=True).start()
+    def serve():
+        conns = []  # kept open: the client waits on them
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conns.append(conn)
+            conn.sendall(answer)
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def _scheduler(p, answer: bytes | None):
+    """--scheduler at a port where nothing listens (None) or where a server accepts and sends ``answer``."""
+    import socket
+
+    f = p.folder("2DBox_CT_a.npz")
+    if answer is None:
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        listener = None
+    else:
+        listener = fake_server(answer)
+        port = listener.getsockname()[1]
     try:
         return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--scheduler", f"tcp://127.0.0.1:{port}"],
                         timeout=120)
     finally:
-        listener.close()
+        if listener is not None:
+            listener.close()
 
 
 run_kind("--scheduler where nothing listens", 2, r"connection refused")(lambda p: _scheduler(p, None))

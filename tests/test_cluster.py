@@ -91,7 +91,6 @@ def test_each_way_of_not_reaching_a_scheduler_is_said(tmp_path, dev_data):
     """Refused, unknown host, a bad port, a server that accepts and never speaks, one that answers garbage: each
     its own message, exit 2, no traceback, no hang (the silent server costs the timeout, not forever)."""
     import socket
-    import threading
 
     from litemedsam.cluster import connect
     from litemedsam.errors import UsageError
@@ -106,28 +105,12 @@ def test_each_way_of_not_reaching_a_scheduler_is_said(tmp_path, dev_data):
         done = run(inp, tmp_path / "out", "--scheduler", address)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
-    def server(answer: bytes):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        conns = []
+    from hostile_probe import fake_server
 
-        def serve():
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                conns.append(conn)
-                conn.sendall(answer)
-        threading.Thread(target=serve, daemon=True).start()
-        return listener, conns
     for answer, message in ((b"", "did not answer within 6 s"), (b"\xff" * 64, "does not answer as a Dask scheduler")):
-        listener, conns = server(answer)
+        listener = fake_server(answer)
         try:
             with pytest.raises(UsageError, match=message):
                 connect(f"tcp://127.0.0.1:{listener.getsockname()[1]}", timeout=1)
         finally:
             listener.close()
-            for conn in conns:
-                conn.close()
