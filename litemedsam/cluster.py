@@ -90,11 +90,27 @@ def check_address(address: str) -> str:
     return address
 
 
+def _greeting(conn: socket.socket) -> bytes:
+    """The first 16 bytes a server sends on its own (fewer if it closes or stays silent for the socket's timeout)."""
+    data = b""
+    try:
+        while len(data) < 16:
+            chunk = conn.recv(16 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    return data
+
+
 def connect(address: str, timeout: float = 15.0):
     """A client of the scheduler at ``address``, or UsageError saying why not: an unknown host, nothing listening
     (refused), no answer, or a server that is not a Dask scheduler (silent, or speaking something else). The
     client is made in a thread of its own and waited for at most ``timeout`` more seconds, so that a server that
-    accepts and never answers cannot hang the command (Ctrl-C and SIGTERM work while waiting)."""
+    accepts and never answers cannot hang the command (Ctrl-C and SIGTERM work while waiting); over tcp:// the
+    server's greeting is read first, so that one that is silent or speaks another protocol is told apart without
+    making a Dask client for it."""
     host, port = ADDRESS.fullmatch(check_address(address)).group(2, 3)
     host = host.strip("[]")
     start = f"cannot reach the Dask scheduler at {shown(address)}"
@@ -104,14 +120,19 @@ def connect(address: str, timeout: float = 15.0):
     except (socket.gaierror, UnicodeError) as e:
         raise UsageError(f"{start}: unknown host {shown(host)} ({shown(getattr(e, 'strerror', e) or e)})") from None
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as probe:
+            greeting = _greeting(probe) if address.startswith("tcp://") else None
     except ConnectionRefusedError:
         raise UsageError(f"{start}: connection refused (nothing listens on port {port}); {hint}") from None
     except socket.timeout:
         raise UsageError(f"{start}: no answer within {timeout:.0f} s (a firewall, or the host is down)") from None
     except OSError as e:
         raise UsageError(f"{start}: {shown(e.strerror or e)}") from None
+    if greeting is not None:  # a Dask scheduler greets first: a frame count and sizes (distributed.comm.tcp)
+        size, frames = int.from_bytes(greeting[:8], "little"), int.from_bytes(greeting[8:], "little")
+        if len(greeting) < 16 or not (1 <= frames <= 64 and 0 < size <= 1 << 24):
+            what = "it accepted the connection but sent nothing" if not greeting else "it speaks another protocol"
+            raise UsageError(f"the server at {shown(address)} is not a Dask scheduler ({what}); {hint}")
     made: dict = {}
 
     def make():
