@@ -186,6 +186,7 @@ class Kind:
     code: str = ""
     ok: bool = False
     notes: list = field(default_factory=list)
+    skipped: str = ""  # why this kind could not run here (it then neither passes nor fails)
 
 
 def write(data) -> object:
@@ -207,6 +208,8 @@ FILE_KINDS = [
     Kind("corrupt deflate data", "failed", r"not a readable \.npz file \((its compressed data is corrupt|it is damaged)",
          write(corrupt_deflate)),
     Kind("no 'imgs'", "failed", r"missing array\(s\) imgs; found: boxes", write(npz_bytes(boxes=BOX))),
+    Kind("member named with a newline and ERROR", "failed", r"found: boxes, x\\nERROR forged member",
+         write(zip_bytes({"boxes.npy": npy_bytes(BOX), "x\nERROR forged member.npy": npy_bytes(BOX)}))),
     Kind("no 'boxes'", "failed", r"missing array\(s\) boxes", write(npz_bytes(imgs=IMAGE))),
     Kind("member that is not an array", "failed", r"member 'imgs' is not a NumPy array",
          write(zip_bytes(members(**{"imgs.npy": b"plain text"})))),
@@ -794,8 +797,10 @@ def probe_files(p: Probe) -> None:
             kind.ok = kind.code == kind.expect and re.search(kind.message, kind.got) is not None
         kind.notes = list(common)
         kind.ok = kind.ok and not common
-    if any(line.startswith("ERROR forged") for line in done.stderr.splitlines()):
-        FILE_KINDS[[k.name for k in FILE_KINDS].index("newline and ERROR in the name")].ok = False
+    for forged, kind in (("ERROR forged.npz", "newline and ERROR in the name"),
+                         ("ERROR forged member", "member named with a newline and ERROR")):
+        if any(line.startswith(forged) for line in done.stderr.splitlines()):
+            FILE_KINDS[[k.name for k in FILE_KINDS].index(kind)].ok = False
     if done.returncode != 1:
         for kind in FILE_KINDS:
             kind.notes.append(f"batch exit code {done.returncode}, expected 1")
@@ -827,7 +832,7 @@ def probe_runs(p: Probe) -> None:
     for kind in RUN_KINDS:
         result = kind.make(p)
         if result is None:
-            kind.code, kind.ok, kind.got = "n/a", True, "(skipped: needs unshare -rm)"
+            kind.code, kind.got, kind.skipped = "n/a", "(skipped: needs unshare -rm)", "needs unshare -rm (a user namespace)"
             continue
         f, done = result
         before = p.before  # taken just before the kind's run
@@ -886,7 +891,7 @@ def main(argv=None) -> int:
         print("\n| file kind alone | peak memory (MB) | seconds (process start included) |\n|---|---|---|")
         print("\n".join(f"| {name} | {mb:.0f} | {seconds:.1f} |" for name, mb, seconds in peaks))
     kinds = FILE_KINDS + RUN_KINDS
-    failed = [k for k in kinds if not k.ok]
+    failed = [k for k in kinds if not k.ok and not k.skipped]
     for kind in failed:
         print(f"FAILED {kind.name}: expected {kind.expect}, got {kind.code}: {kind.got} {kind.notes}", file=sys.stderr)
     print(f"{len(kinds) - len(failed)} of {len(kinds)} kinds pass ({len(FILE_KINDS)} files, {len(RUN_KINDS)} runs), "

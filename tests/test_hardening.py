@@ -437,9 +437,20 @@ def test_huge_box_coordinates_are_clipped_without_overflow(tmp_path):
     assert "lies outside the image" in case.warnings[1] and "9223372036854775808" not in " ".join(case.warnings)
 
 
-# the whole probe: 90+ kinds of bad input and run conditions -----------------------------------------
+# the whole probe: 120+ kinds of bad input and run conditions, run once, one test per kind -------------------
 
-def test_hostile_probe_all_kinds_pass(models_ready):
-    import hostile_probe
+import hostile_probe  # noqa: E402  (tests/ is on the path, as for the probe's own command line)
 
-    assert hostile_probe.main([]) == 0
+
+@pytest.fixture(scope="module")
+def probed(models_ready):
+    hostile_probe.main([])
+    return {kind.name: kind for kind in hostile_probe.FILE_KINDS + hostile_probe.RUN_KINDS}
+
+
+@pytest.mark.parametrize("name", [kind.name for kind in hostile_probe.FILE_KINDS + hostile_probe.RUN_KINDS])
+def test_hostile_probe_kind(probed, name):
+    kind = probed[name]
+    if kind.skipped:
+        pytest.skip(f"{name}: {kind.skipped}")
+    assert kind.ok, f"expected {kind.expect}, got {kind.code}: {kind.got} {kind.notes}"
