@@ -179,7 +179,7 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     from litemedsam.registry import get_model
 
     assert record["models"]["litemedsam"] == {e.file: e.sha256 for e in get_model("litemedsam").graphs}
-    assert cases["XRay_a.jpg"]["status"] == "ok" and cases["XRay_a.jpg"]["decision"]["rule"] == "X-ray"
+    assert cases["XRay_a.jpg"]["status"] == "ok" and cases["XRay_a.jpg"]["decision"]["rule"] == "everything else"
     assert cases["XRay_a.png"]["status"] == "failed" and "also the output of" in cases["XRay_a.png"]["message"]
     assert cases["MR_v.nii.gz"]["status"] == "failed"
     drawn = cv2.imread(str(tmp_path / "overlays" / "XRay_a.jpg.png"))  # the image with the label's contour and box
