@@ -192,9 +192,11 @@ class Document:
         with progress.reporting(reporter):
             return self.prompting.segment(segmenter, case, plan) == 1
 
-    def paint(self, mask: np.ndarray, label: int | None = None) -> int:
-        """Put ``mask`` in the label map as ``label`` (replacing that object's voxels) or as a new object; the
-        new object wins where it overlaps others. Returns its label."""
+    def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None) -> int:
+        """Put ``mask`` in the label map as ``label`` or as a new object; the new object wins where it overlaps
+        others. An existing object's voxels are replaced only where the mask was made: on ``slices`` (first,
+        last; a 3D mask from one slice or a propagated range), the whole image in 2D; elsewhere the object stays.
+        Returns its label."""
         with self.lock:
             new = label is None or not self.counts.get(int(label))
             label = self.next_label() if label is None else int(label)
@@ -203,7 +205,12 @@ class Document:
             if new:  # no voxel has it yet
                 changed = np.flatnonzero(mask)
             else:
-                changed = np.flatnonzero(((self.labels == label) & ~mask) | (mask & (self.labels != label)))
+                old = self.labels == label
+                if slices is not None and self.case.dim == "3D":  # the object on other slices is not redrawn
+                    first, last = min(slices), max(slices)
+                    old[:first] = False
+                    old[last + 1:] = False
+                changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
 

@@ -50,3 +50,25 @@ def test_a_failed_encoding_is_retried_by_the_next_caller():
     except RuntimeError:
         pass
     assert cache.get_or_encode("k", lambda: emb(5)).features.size == 5 and not cache.pending
+
+
+def test_redrawing_an_object_on_some_slices_keeps_it_on_the_others(tmp_path):
+    """Issue 26, bug 1: an object propagated over slices 1-5, redrawn on slice 4 alone, stays on 1-3 and 5; a
+    redraw over a range replaces it there only; undo brings the earlier object back."""
+    from litemedsam.cases import Case
+    from litemedsam.interactive import Document
+
+    case = Case(tmp_path / "v.nii.gz", "3D", np.zeros((8, 16, 16), np.uint8), np.zeros((0, 6)))
+    doc = Document(case, tmp_path / "out.nii.gz", None, None, EmbeddingCache(1 << 20))
+    first = np.zeros((8, 16, 16), bool)
+    first[1:6, 4:10, 4:10] = True
+    assert doc.paint(first, None, (1, 5)) == 1
+    redraw = np.zeros((8, 16, 16), bool)
+    redraw[4, 2:6, 2:6] = True
+    assert doc.paint(redraw, 1, (4, 4)) == 1
+    assert (doc.labels[[1, 2, 3, 5]] == 1).sum() == 4 * 36 and (doc.labels[4] == 1).sum() == 16
+    again = np.zeros((8, 16, 16), bool)
+    again[2:4, 0:3, 0:3] = True
+    doc.paint(again, 1, (2, 3))
+    assert [(doc.labels[z] == 1).sum() for z in range(8)] == [0, 36, 9, 9, 16, 36, 0, 0]
+    assert doc.undo() and doc.undo() and (doc.labels == 1).sum() == first.sum()

@@ -335,7 +335,7 @@ def make_app(server: Server) -> Starlette:
             threading.Thread(target=propagate, args=(doc, job, coords, z, z_range), daemon=True).start()
             return {"job": True}
         mask = await run_in_threadpool(doc.box_mask, coords, z, z_range)
-        label = doc.paint(mask, label)
+        label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range))
         return {"label": label, "objects": objects(doc)}
 
     def propagate(doc: Document, job: Job, coords, z, z_range) -> None:
@@ -347,7 +347,7 @@ def make_app(server: Server) -> Starlette:
             mask = doc.box_mask(coords, z, z_range, report)
             if job.cancel.is_set():
                 raise Cancelled()
-            job.label = doc.paint(mask, job.label)
+            job.label = doc.paint(mask, job.label, tuple(z_range))
             job.state = "done"
         except Cancelled:
             job.state, job.message = "cancelled", "cancelled; the labels are as before"
