@@ -97,6 +97,7 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
         click.echo(f"WARNING: listening on every interface: whoever has the address above (with its token) can open "
                    f"these cases; requests are accepted for the host names {', '.join(hosts)} "
                    f"(add one with --allow-host NAME)", err=True)
+
     def terminate(signum, frame):
         raise Terminated()
     # SIGTERM (docker stop) as Ctrl-C: uvicorn stops serving, then raises the signal again to this handler (not
