@@ -192,18 +192,19 @@ class Document:
         with progress.reporting(reporter):
             return self.prompting.segment(segmenter, case, plan) == 1
 
-    def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None) -> int:
+    def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
+              add: bool = False) -> int:
         """Put ``mask`` in the label map as ``label`` or as a new object; the new object wins where it overlaps
         others. An existing object's voxels are replaced only where the mask was made: on ``slices`` (first,
         last; a 3D mask from one slice or a propagated range), the whole image in 2D; elsewhere the object stays.
-        Returns its label."""
+        With ``add``, nothing of it is removed (the mask is another region of the object). Returns its label."""
         with self.lock:
             new = label is None or not self.counts.get(int(label))
             label = self.next_label() if label is None else int(label)
             if not 1 <= label <= 65535:
                 raise CaseError(f"label {label} is not 1-65535")
-            if new:  # no voxel has it yet
-                changed = np.flatnonzero(mask)
+            if new or add:  # nothing of the object to remove
+                changed = np.flatnonzero(mask & (self.labels != label))
             else:
                 old = self.labels == label
                 if slices is not None and self.case.dim == "3D":  # the object on other slices is not redrawn
@@ -213,6 +214,10 @@ class Document:
                 changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
+
+    def has(self, label: int) -> int:
+        """How many voxels object ``label`` has (0: none, a free label)."""
+        return self.counts.get(int(label), 0)
 
     def erase(self, label: int) -> int:
         """Remove object ``label``; returns the voxels removed."""

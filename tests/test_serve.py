@@ -389,3 +389,22 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
 
     expected = np.asarray(nib.load(str(tmp_path / "infer" / raw.name)).dataobj).transpose(2, 1, 0) == 1
     assert got.any() and np.array_equal(got, expected)
+
+
+def test_a_label_that_is_taken_is_never_replaced_without_asking(served):
+    """Issue 26, bug 2: typing the label of an existing object no longer replaces it: the request is refused
+    (409) unless it says "replace" (the page sends it for the selected object) or "add" (another region)."""
+    doc = open_case(served, CASE_2D)
+    url = f"/api/doc/{doc['id']}/box"
+    assert served.post(url, json={"box": [200, 150, 400, 350]}, headers=WRITE).json()["label"] == 1
+    before = labels(served, doc)
+    r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1}, headers=WRITE)
+    assert r.status_code == 409 and "already an object" in r.json()["error"] and np.array_equal(labels(served, doc), before)
+    r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1, "mode": "add"}, headers=WRITE)
+    added = labels(served, doc)
+    assert r.status_code == 200 and ((added == 1) >= (before == 1)).all() and (added == 1).sum() > (before == 1).sum()
+    r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1, "mode": "replace"}, headers=WRITE)
+    replaced = labels(served, doc)
+    assert r.status_code == 200 and not (replaced[before == 1] == 1).any() and (replaced == 1).any()
+    for bad in ({"box": [1, 2, 30, 40], "mode": "replace"}, {"box": [1, 2, 30, 40], "label": 2, "mode": "merge"}):
+        assert served.post(url, json=bad, headers=WRITE).status_code == 400

@@ -323,6 +323,15 @@ def make_app(server: Server) -> Starlette:
         coords = body.get("box")
         if not (isinstance(coords, list) and len(coords) == 4 and all(map(number, coords))):
             raise ApiError(400, "box must be [x0, y0, x1, y1]")
+        mode = body.get("mode", "new")
+        if mode not in ("new", "replace", "add"):
+            raise ApiError(400, "mode must be \"new\", \"replace\" or \"add\"")
+        if label is not None and mode == "new" and doc.has(label):
+            raise ApiError(409, f"label {label} is already an object ({doc.has(label)} voxels): redraw it (mode "
+                                f"\"replace\", or select it on the page), add a region to it (mode \"add\"), or choose "
+                                f"a free label")
+        if label is None and mode != "new":
+            raise ApiError(400, f"mode {mode!r} needs the label of the object")
         z, z_range = body.get("z", 0), body.get("z_range")
         if not integer(z) or (z_range is not None and not (
                 isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range)))):
@@ -332,13 +341,13 @@ def make_app(server: Server) -> Starlette:
         idle(entry)
         if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
             entry.job = job = Job(label)
-            threading.Thread(target=propagate, args=(doc, job, coords, z, z_range), daemon=True).start()
+            threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True).start()
             return {"job": True}
         mask = await run_in_threadpool(doc.box_mask, coords, z, z_range)
-        label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range))
+        label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add")
         return {"label": label, "objects": objects(doc)}
 
-    def propagate(doc: Document, job: Job, coords, z, z_range) -> None:
+    def propagate(doc: Document, job: Job, coords, z, z_range, add: bool) -> None:
         def report(done, total):
             job.done, job.total = done, total
             if job.cancel.is_set():
@@ -347,7 +356,7 @@ def make_app(server: Server) -> Starlette:
             mask = doc.box_mask(coords, z, z_range, report)
             if job.cancel.is_set():
                 raise Cancelled()
-            job.label = doc.paint(mask, job.label, tuple(z_range))
+            job.label = doc.paint(mask, job.label, tuple(z_range), add)
             job.state = "done"
         except Cancelled:
             job.state, job.message = "cancelled", "cancelled; the labels are as before"

@@ -217,7 +217,8 @@ window.addEventListener("mouseup", async () => {
 async function segmentBox(box) {
   const doc = state.doc;
   const wanted = parseInt($("next-label").value, 10);
-  const body = { box, z: state.z, label: state.selected ?? (wanted >= 1 && wanted <= 65535 ? wanted : null) };
+  const body = { box, z: state.z, label: state.selected ?? (wanted >= 1 && wanted <= 65535 ? wanted : null),
+    mode: state.selected !== null ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
   if (doc.dim === "3D" && $("propagate").checked) {
     const z0 = Math.min(+$("z0").value, state.z), z1 = Math.max(+$("z1").value, state.z);
     body.z_range = [z0, z1];
