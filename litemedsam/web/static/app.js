@@ -17,7 +17,9 @@ async function api(method, url, body) {
     options.headers = { "Content-Type": "application/json", "X-Litemedsam": "1" };
     options.body = JSON.stringify(body || {});
   }
-  const response = await fetch(url, options);
+  const response = await fetch(url, options).catch(() => {
+    throw new Error("the server does not answer: is litemedsam serve still running?");
+  });
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
@@ -97,11 +99,18 @@ async function showSlice(z) {
   state.z = Math.max(0, Math.min(doc.depth - 1, z));
   $("slice").value = state.z;
   $("slice-text").textContent = `${state.z} (0–${doc.depth - 1})`;
-  const [image, overlay] = await Promise.all([
-    loadImage(`/api/doc/${doc.id}/image/${state.z}`),
-    loadImage(`/api/doc/${doc.id}/labels/${state.z}?v=${state.version}`),
-  ]);
-  if (doc !== state.doc) return;
+  const wanted = state.z;
+  let image, overlay;
+  try {
+    [image, overlay] = await Promise.all([
+      loadImage(`/api/doc/${doc.id}/image/${wanted}`),
+      loadImage(`/api/doc/${doc.id}/labels/${wanted}?v=${state.version}`),
+    ]);
+  } catch (e) {
+    if (doc === state.doc && wanted === state.z) say(`slice ${wanted} cannot be shown: is litemedsam serve still running?`, true);
+    return;
+  }
+  if (doc !== state.doc || wanted !== state.z) return;  // a newer slice (or case) was asked for meanwhile
   state.image = windowed(image);
   state.overlay = overlay;
   draw();
@@ -109,7 +118,10 @@ async function showSlice(z) {
 
 async function refreshOverlay() {
   state.version += 1;
-  state.overlay = await loadImage(`/api/doc/${state.doc.id}/labels/${state.z}?v=${state.version}`);
+  const doc = state.doc, z = state.z;
+  const overlay = await loadImage(`/api/doc/${doc.id}/labels/${z}?v=${state.version}`);
+  if (doc !== state.doc || z !== state.z) return;  // the page moved on: showSlice loads the one wanted
+  state.overlay = overlay;
   draw();
 }
 
