@@ -118,6 +118,13 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
                 x0, y0, z0, x1, y1, z1 = box
                 driver.execute_script(f"showSlice({z0 + (z1 - z0) // 2})")
                 wait.until(lambda d: d.execute_script("return state.z") == z0 + (z1 - z0) // 2)
+                for field, value in (("z0", 0), ("z1", 0)):  # a range without the slice: said, never stretched
+                    driver.find_element(By.ID, field).clear()
+                    driver.find_element(By.ID, field).send_keys(str(value))
+                drag_box(driver, [x0, y0, x1, y1])
+                wait.until(lambda d: "is outside the range 0–0" in status(d))
+                assert not driver.find_elements(By.CSS_SELECTOR, "#objects .object")
+                assert [driver.find_element(By.ID, f).get_attribute("value") for f in ("z0", "z1")] == ["0", "0"]
                 for field, value in (("z0", z0), ("z1", z1)):
                     driver.find_element(By.ID, field).clear()
                     driver.find_element(By.ID, field).send_keys(str(value))

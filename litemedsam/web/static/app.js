@@ -71,6 +71,7 @@ async function upload(file) {
 async function show(doc) {
   state.doc = doc;
   state.selected = null;
+  state.busy = false;  // a job of the case before belongs to it
   state.z = Math.floor(doc.depth / 2);
   $("case-panel").hidden = false;
   $("case-name").textContent = doc.name;
@@ -232,7 +233,11 @@ async function segmentBox(box) {
   const body = { box, z: state.z, label: state.selected ?? (wanted >= 1 && wanted <= 65535 ? wanted : null),
     mode: state.selected !== null ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
   if (doc.dim === "3D" && $("propagate").checked) {
-    const z0 = Math.min(+$("z0").value, state.z), z1 = Math.max(+$("z1").value, state.z);
+    const z0 = Math.min(+$("z0").value, +$("z1").value), z1 = Math.max(+$("z0").value, +$("z1").value);
+    if (state.z < z0 || state.z > z1) {  // never stretch the range the user set without saying so
+      say(`slice ${state.z} is outside the range ${z0}–${z1}: set "from" and "to" to include it, or untick propagate`, true);
+      return;
+    }
     body.z_range = [z0, z1];
   }
   state.busy = true;
@@ -241,16 +246,18 @@ async function segmentBox(box) {
     const result = await api("POST", `/api/doc/${doc.id}/box`, body);
     if (result.job) {
       await follow(doc, body.z_range);
-    } else {
+    } else if (doc === state.doc) {
       listObjects(result.objects);
       await refreshOverlay();
       say(`label ${result.label}: ${Math.round(performance.now() - start)} ms`);
     }
-    state.selected = null;
-    $("next-label").value = "";
-    listObjects(state.objects);
-  } catch (e) { say(e.message, true); }
-  state.busy = false;
+    if (doc === state.doc) {
+      state.selected = null;
+      $("next-label").value = "";
+      listObjects(state.objects);
+    }
+  } catch (e) { if (doc === state.doc) say(e.message, true); }
+  if (doc === state.doc) state.busy = false;  // another case opened meanwhile is not waiting for this one
 }
 
 async function follow(doc, range) {
@@ -259,6 +266,7 @@ async function follow(doc, range) {
   try {
     for (;;) {
       const job = await api("GET", `/api/doc/${doc.id}/job`);
+      if (doc !== state.doc) return;  // another case is open: its page is not this job's (the job goes on)
       $("job-bar").max = Math.max(1, job.total);
       $("job-bar").value = job.done;
       say(`propagating: ${job.done} / ${job.total || "?"} slices`);
