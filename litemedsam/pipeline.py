@@ -39,7 +39,9 @@ class Canvas:
     def __init__(self, shape: tuple, count: int, overlap: str = "label"):
         self.labels = np.zeros(shape, dtype=label_dtype(count))
         self.overlap = overlap
-        self.best: dict = {}  # slice (None in 2D) -> (H, W) float32: the priority of the label painted there
+        self.count = count
+        self.best: dict = {}  # "logit": slice (None in 2D) -> (H, W) float32, the logit of the label painted there
+        self.areas: dict = {}  # "smaller": slice -> (count + 1,) the mask area of each label painted there
 
     def erase(self, z: int | None, label: int) -> None:
         """Remove ``label`` (to paint it again); the pixels it had won become background."""
@@ -54,14 +56,18 @@ class Canvas:
         if self.overlap == "label":
             paint(region, mask, label)
             return
+        if self.overlap == "smaller":  # the owner's area is looked up by label: no per-pixel map is kept
+            areas = self.areas.get(z)
+            if areas is None:
+                areas = self.areas[z] = np.full(self.count + 1, np.inf)
+            areas[label] = area = float(np.count_nonzero(mask))
+            owner = areas[region]  # background: infinite, any mask wins there
+            region[mask & ((owner > area) | ((owner == area) & (region < label)))] = label
+            return
         best = self.best.get(z)
         if best is None:
             best = self.best[z] = np.full(region.shape, -np.inf, np.float32)
-        if self.overlap == "smaller":
-            priority = -float(mask.sum())
-            win = mask & ((best < priority) | ((best == priority) & (region < label)))
-            best[win] = priority
-        elif logit is None:
+        if logit is None:
             win = mask & (best < 0)
             best[win] = 0.0
         else:

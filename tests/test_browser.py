@@ -6,16 +6,14 @@ folder, and at $LITEMEDSAM_SCREENSHOT when set)."""
 import io
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 
-from tests.test_infer_real import REPO, cli, link_cases
+from tests.test_infer_real import cli, link_cases
+from tests.test_serve import serve_process
 
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (litemedsam[serve])")
@@ -46,21 +44,8 @@ def chromium() -> tuple:
 @pytest.fixture
 def server(dev_data, models_ready, tmp_path):
     folder = link_cases(dev_data, [CASE, CASE_3D], tmp_path / "in")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", str(tmp_path / "segs"),
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers=TOKEN_HEADER), timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.1)
         yield url, folder
     finally:
         proc.terminate()

@@ -224,7 +224,7 @@ def test_only_the_token_holder_gets_in(dev_data, tmp_path):
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 16 << 20, 1 << 20,
                     hosts=["127.0.0.1", "localhost", "workstation"])
     with TestClient(make_app(server), base_url="http://127.0.0.1:8765", follow_redirects=False) as client:
-        for path in ("/", "/static/app.js", "/api/cases", f"/api/doc/x/image/0"):
+        for path in ("/", "/static/app.js", "/api/cases", "/api/doc/x/image/0"):
             r = client.get(path)
             assert r.status_code == 403 and "token" in r.text, path
         assert client.post("/api/open", json={"name": CASE_2D}, headers=WRITE).status_code == 403
@@ -249,11 +249,9 @@ def test_serve_prints_its_token_and_checks_its_options(tmp_path):
     assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
 
-def test_sigterm_removes_the_uploads(dev_data, models_ready, tmp_path):
-    """docker stop sends SIGTERM: the server ends and the uploaded files (patients' data) do not stay on disk."""
-    import json
+def serve_process(*args, token: str, env=None):
+    """A real ``litemedsam serve ARGS`` process on a free port with ``token``, once it answers: (process, url)."""
     import os
-    import signal
     import socket
     import subprocess
     import sys
@@ -261,23 +259,36 @@ def test_sigterm_removes_the_uploads(dev_data, models_ready, tmp_path):
 
     from tests.test_infer_real import REPO
 
-    (tmp_path / "tmp").mkdir()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", *map(str, args), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": token, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers={"X-Litemedsam-Token": token}),
+                                   timeout=1)
+            return proc, url
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("litemedsam serve did not answer within 30 s")
+
+
+def test_sigterm_removes_the_uploads(dev_data, models_ready, tmp_path):
+    """docker stop sends SIGTERM: the server ends and the uploaded files (patients' data) do not stay on disk."""
+    import json
+    import signal
+    import urllib.request
+
+    (tmp_path / "tmp").mkdir()
     token = "sigterm-test-token-0123456789"
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", "-o", str(tmp_path / "segs"), "--port",
-                             str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp_path / "tmp"), "LITEMEDSAM_SERVE_TOKEN": token})
-    url, headers = f"http://127.0.0.1:{port}", {"X-Litemedsam-Token": token}
+    proc, url = serve_process("-o", tmp_path / "segs", token=token, env={"TMPDIR": str(tmp_path / "tmp")})
+    headers = {"X-Litemedsam-Token": token}
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers=headers), timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.05)
         data = (dev_data / "imgs" / CASE_2D).read_bytes()
         request = urllib.request.Request(url + "/api/upload?name=up.npz", data, {**headers, "X-Litemedsam": "1"})
         assert json.loads(urllib.request.urlopen(request, timeout=120).read())["name"] == "up.npz"

@@ -76,10 +76,14 @@ def _tag(reader, key: str) -> str | None:
     return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else None
 
 
-def _pixel_bytes(path: Path) -> int | None:
+def _pixel_bytes(path: Path, need: int) -> int | None:
     """How many bytes of its Pixel Data element (7FE0,0010) an uncompressed DICOM file holds: the length it
-    declares, or less when the file ends before; None when it has none."""
-    data = path.read_bytes()
+    declares, or less when the file ends before; None when it has none. Only the file's tail is read: the element
+    is the last one, and a file that holds ``need`` bytes of it or fewer has it within that tail."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - need - (64 << 10)))
+        data = handle.read()
     at = data.rfind(b"\xe0\x7f\x10\x00")
     if at < 0 or len(data) < at + 8:
         return None
@@ -105,7 +109,8 @@ def _check_slices(sitk, folder: Path, names) -> object:
         w, h = reader.GetSize()[:2]
         bits = int(_tag(reader, "0028|0100") or 16)
         if (_tag(reader, "0002|0010") or "1.2.840.10008.1.2").rstrip("\0") in UNCOMPRESSED:
-            need, held = w * h * max(1, bits // 8) * reader.GetNumberOfComponents(), _pixel_bytes(Path(name))
+            need = w * h * max(1, bits // 8) * reader.GetNumberOfComponents()
+            held = _pixel_bytes(Path(name), need)
             if held is not None and held < need:
                 raise CaseError(f"its slice {shown(Path(name).name)} holds {held} bytes of pixel data where its {w}x{h} "
                                 f"pixels of {bits} bits need {need} (a truncated file)")
