@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from litemedsam import fastest
 from litemedsam.cases import Case
 from litemedsam.errors import CaseError, ModelError
 from litemedsam.pipeline import segment_case
@@ -52,6 +53,9 @@ class BoxPrompting:
 
     def __init__(self, router, model: str | None = None, modality: str | None = None, exact: bool = False):
         self.router, self.model, self.modality, self.exact = router, model, modality, exact
+        if not exact:  # time int8 against float here, once per machine, before any worker process needs it
+            for name in {model} if model else {m for rule in router.rules for m in rule.models}:
+                fastest.choose(name)
 
     def choose(self, case: Case) -> Plan:
         decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,

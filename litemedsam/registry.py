@@ -184,11 +184,14 @@ MODELS = {spec.name: spec for spec in (
 )}
 
 
+INT8_ENCODERS = {"litemedsam": "07c7b0c5259d2782c8f755c90cc9e31c6a2db46230f6682d1dca648b6180357a"}
+
+
 def _int8(spec: ModelSpec) -> ModelSpec:
-    """The dynamic-int8 version of a float model (made and gated by `litemedsam models quantize`)."""
-    quant = lambda entry: ModelFile(entry.file.replace(".onnx", ".quant.onnx"))  # noqa: E731
-    return replace(spec, name=f"{spec.name}-int8", encoder=quant(spec.encoder), decoder=quant(spec.decoder),
-                   prompt_decoder=None, quantized_from=spec.name, checkpoint_hint="")
+    """The float model with an int8 encoder (export.quantize; decoders stay float). Its checksum is pinned
+    where the float model's is: quantization is deterministic, so the graph made here is the one gated."""
+    encoder = ModelFile(spec.encoder.file.replace(".onnx", ".int8.onnx"), INT8_ENCODERS.get(spec.name))
+    return replace(spec, name=f"{spec.name}-int8", encoder=encoder, quantized_from=spec.name, checkpoint_hint="")
 
 
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})

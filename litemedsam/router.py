@@ -5,6 +5,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from litemedsam import fastest
 from litemedsam.cases import NAME_PATTERN
 from litemedsam.errors import RouterError, shown
 from litemedsam.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
@@ -57,6 +58,7 @@ class Decision:
     stop: int = 0
     policy: MaskPolicy = EXACT  # mask strategies (litemedsam.masks)
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
+    encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.fastest)
 
     def describe(self) -> str:
         mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
@@ -220,4 +222,7 @@ class Router:
                 decision.model = name
                 break
             decision.skipped.append((name, missing))
+        if decision.model and not exact:
+            choice = fastest.choose(decision.model, directory)
+            decision.model, decision.encoder = choice.model, choice.reason
         return decision

@@ -60,7 +60,7 @@ def decision_record(plan) -> dict | None:
         return None
     return {"rule": d.rule, "modality": d.modality, "dim": d.dim, "strategy": d.strategy, "margin": d.margin,
             "stride": d.stride, "stop": d.stop, "prompt": d.prompt, "masks": d.policy.describe(),
-            "skipped_models": [m for m, _ in d.skipped]}
+            "skipped_models": [m for m, _ in d.skipped], "encoder": d.encoder}
 
 
 class Segmenters:
