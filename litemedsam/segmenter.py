@@ -97,16 +97,21 @@ class Segmenter:
         style; LiteMedSAM takes the box alone whatever it is)."""
         return {"image_embeddings": emb.features, "boxes": boxes}
 
-    def logits(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
-        """(N, 4) boxes in the input frame -> (N, L, L) low-res logits, ``max_batch`` boxes per call."""
+    def decode(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) boxes in the input frame -> (N, L, L) low-res logits and (N,) the decoder's predicted IoU of
+        each mask (its confidence), ``max_batch`` boxes per call."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         with phase("decode"):
-            out = [self.decoder.run(None, self.decoder_feeds(emb, boxes[i:i + self.max_batch], prompt))[0][:, 0]
+            out = [self.decoder.run(None, self.decoder_feeds(emb, boxes[i:i + self.max_batch], prompt))
                    for i in range(0, len(boxes), self.max_batch)]
         if not out:
             low = emb.frame.logit_size
-            return np.zeros((0, low, low), dtype=np.float32)
-        return np.concatenate(out)
+            return np.zeros((0, low, low), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        return np.concatenate([o[0][:, 0] for o in out]), np.concatenate([o[1].reshape(-1) for o in out])
+
+    def logits(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
+        """(N, 4) boxes in the input frame -> (N, L, L) low-res logits, ``max_batch`` boxes per call."""
+        return self.decode(emb, boxes, prompt)[0]
 
     def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray:
         """(N, 4) boxes in the input frame -> (N, H, W) bool masks at the image size."""

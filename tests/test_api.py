@@ -1,0 +1,70 @@
+"""The Python API (litemedsam.api): the README's example runs, and it gives infer's masks."""
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import litemedsam
+from litemedsam.errors import CaseError
+
+from conftest import REPO
+
+CASE_2D = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
+CASE_3D = "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"
+
+
+def test_readme_example_runs(models_ready, dev_data, capsys):
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):text.index("## In the browser")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code.replace("../shared/data/cvpr24-dev", str(dev_data)), "README", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("(13, ") and "[0 1]" in out[0]
+    assert out[1].startswith("(2, 529, 622)")
+
+
+def test_segment_equals_infer(models_ready, dev_data, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in (CASE_2D, CASE_3D):
+        (folder / name).symlink_to(dev_data / "imgs" / name)
+    done = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", folder, "-o", tmp_path / "out"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    for name, modality in ((CASE_2D, "Endoscopy"), (CASE_3D, "CT")):
+        with np.load(dev_data / "imgs" / name) as case:
+            labels = litemedsam.segment(case["imgs"], case["boxes"], modality=modality)
+        expected = np.load(tmp_path / "out" / name)["segs"]
+        assert labels.dtype == expected.dtype and np.array_equal(labels, expected), name
+
+
+def test_predictor_gives_the_exact_masks_and_scores(models_ready, dev_data):
+    with np.load(dev_data / "imgs" / CASE_2D) as case:
+        image, boxes = case["imgs"], case["boxes"]
+    predictor = litemedsam.Predictor()
+    predictor.set_image(image)
+    masks, scores = predictor.predict(boxes)
+    exact = litemedsam.segment(image, boxes, exact=True)
+    assert masks.shape == (len(boxes), *image.shape[:2]) and np.array_equal(masks[0], exact == 1)
+    assert scores.shape == (len(boxes),) and 0.5 < scores[0] <= 1.05
+
+
+def test_hu_volume_is_windowed_as_ct_with_a_warning(models_ready):
+    vol = np.full((3, 64, 64), -1000, np.int16)
+    vol[:, 16:48, 16:48] = 40
+    with pytest.warns(UserWarning, match="Hounsfield"):
+        labels = litemedsam.segment(vol, [[16, 16, 0, 47, 47, 2]])
+    assert labels.shape == vol.shape and labels[1, 32, 32] == 1
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: litemedsam.segment(np.zeros((8, 8), np.uint8), np.zeros((1, 5))), r"\(N, 4\)"),
+    (lambda: litemedsam.segment(np.zeros((8, 8), np.float32) * np.nan, [[0, 0, 4, 4]]), "NaN"),
+    (lambda: litemedsam.Predictor().predict([[0, 0, 4, 4]]), "set_image first"),
+])
+def test_bad_input_raises_a_clear_error(models_ready, call, message):
+    with pytest.raises(CaseError, match=message):
+        call()
