@@ -14,6 +14,7 @@ from typing import Callable
 from litemedsam import formats, progress
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
 from litemedsam.folders import check_folders, list_cases, same_file
+from litemedsam.pause import pause_if_asked
 from litemedsam.prompting import Prompting
 from litemedsam.registry import get_model
 from litemedsam.run_record import RunRecord
@@ -216,6 +217,7 @@ class Predictor:
             for skipped, missing in plan.skipped:
                 self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back "
                                 f"along the router's chain. Build it with: {get_model(skipped).build}")
+            pause_if_asked(path.name)  # a test hook (litemedsam.pause); nothing without LITEMEDSAM_PAUSE_IN
             with progress.reporting(self._reporter(job.prefix, start)):
                 segs = self.prompting.segment(self.segmenters.get(plan.model), case, plan)
             with phase("write"):

@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,27 @@ def segmenter(models_ready):
     from litemedsam.segmenter import Segmenter
 
     return Segmenter(models_ready)
+
+
+TIERS = {"test_docker.py": "docker", "test_browser.py": "browser", "test_cluster.py": "cluster",
+         **dict.fromkeys(["test_export.py", "test_lora.py", "test_families.py", "test_promptless.py", "test_sam_vit.py",
+                          "test_efficient_sam.py"], "export")}
+
+
+def pytest_collection_modifyitems(items):
+    """Each test's tier (pytest.ini's markers): docker, browser and cluster by file; models when it uses the
+    real models (the models_ready fixture, directly or through another); export for the torch export files; fast
+    otherwise. `bash test.sh` runs
+    all tiers; `bash test.sh -m fast` only the tests that need neither models nor a system service."""
+    for item in items:
+        tier = TIERS.get(item.path.name) or ("models" if "models_ready" in item.fixturenames else "fast")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+def wait_for_pause(flag, proc, seconds: float = 120) -> int:
+    """The pid of the process paused mid-case (litemedsam.pause), once it has written the flag."""
+    deadline = time.monotonic() + seconds
+    while not (flag.is_file() and flag.read_text()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)  # polling for the event itself, not a guess at when it happens
+    assert flag.is_file(), proc.communicate()[1] if proc.poll() is not None else "no case paused"
+    return int(flag.read_text())

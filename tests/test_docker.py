@@ -1,6 +1,6 @@
 """The Docker image, built and run for real: offline, one fresh container per case, as the challenge does.
 
-CI (LITEMEDSAM_DOCKER_TESTS=1) installs and starts Docker when needed; elsewhere these tests skip
+bash test.sh with LITEMEDSAM_DOCKER_TESTS=1 (as CI) installs and starts Docker first (scripts/system.sh); elsewhere these tests skip
 when no Docker engine answers. The base is LITEMEDSAM_DOCKER_BASE (default litemedsam-base:bookworm,
 built with docker/build-base.sh when absent, since no registry can be pulled from here).
 """
@@ -29,10 +29,11 @@ def docker_works() -> bool:
 
 @pytest.fixture(scope="module")
 def image(models_ready):
-    if os.environ.get("LITEMEDSAM_DOCKER_TESTS") == "1":
-        sh("bash", "docker/ensure-docker.sh")
-    elif not docker_works():
-        pytest.skip("no Docker engine answers (LITEMEDSAM_DOCKER_TESTS=1 installs and starts one, as in CI)")
+    if not docker_works():
+        why = "no Docker engine answers (bash test.sh with LITEMEDSAM_DOCKER_TESTS=1 installs and starts one, as CI)"
+        if os.environ.get("LITEMEDSAM_DOCKER_TESTS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
     base = os.environ.get("LITEMEDSAM_DOCKER_BASE", "litemedsam-base:bookworm")
     if sh("docker", "image", "inspect", base, check=False).returncode != 0:
         sh("bash", "docker/build-base.sh", base)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import wait_for_pause
 from litemedsam.cases import CaseError, load_case, save_segmentation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,12 +140,11 @@ def test_sigterm_is_handled_like_ctrl_c(dev_data, models_ready, tmp_path):
     for name in names:
         (inp / name).symlink_to(dev_data / "imgs" / name)
     out = tmp_path / "out"
+    flag = tmp_path / "paused"  # infer stops mid-volume (litemedsam.pause), its pid in the flag
+    env = {**os.environ, "LITEMEDSAM_PAUSE_IN": f"{names[1]}:{flag}"}
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 60
-    while not (out / names[0]).exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the volume
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    assert wait_for_pause(flag, proc) == proc.pid
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr

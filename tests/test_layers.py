@@ -6,6 +6,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "litemedsam"
 
 
+def is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imports() -> dict:
     """module -> the litemedsam modules it imports (at any depth of its code)."""
     graph = {}
@@ -14,8 +19,9 @@ def imports() -> dict:
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names)
+                # `from litemedsam import transforms` imports the module, not what the package's __init__ offers
+                modules = {f"{node.module}.{a.name}" for a in node.names}
+                found.update(modules if all(is_module(m) for m in modules) else modules | {node.module})
             elif isinstance(node, ast.Import):
                 found.update(a.name for a in node.names)
         graph[name] = found

@@ -4,11 +4,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-
+from conftest import wait_for_pause
 from tests.test_infer_real import REPO, link_cases
 
 CASES = ["2DBox_CT_SAMMed2D_s0114_111.npz", "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz",
@@ -35,17 +32,14 @@ def test_killed_worker_fails_only_its_case(dev_data, models_ready, tmp_path):
 
     inp = link_cases(dev_data, CASES, tmp_path / "in")
     assert max(CASES, key=lambda c: case_work(inp / c)).startswith("3DBox")  # the largest go first
+    flag = tmp_path / "paused"  # the worker that segments the CT volume stops there, its pid in the flag
+    env = {**os.environ, "LITEMEDSAM_PAUSE_IN": f"{CASES[3]}:{flag}"}
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(tmp_path / "out"),
-                             "--workers", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim = None
-    for _ in range(100):  # the workers start at once, with the two 3D volumes
-        time.sleep(0.1)
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        if len(children) == 2:
-            time.sleep(1.0)
-            victim = int(children[0])
-            os.kill(victim, signal.SIGKILL)
-            break
+                             "--workers", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    victim = wait_for_pause(flag, proc)
+    os.kill(victim, signal.SIGKILL)
+    flag.unlink()
     out, err = proc.communicate(timeout=300)
     assert victim is not None and proc.returncode == 1, err
     assert "ended by SIGKILL (killed: out of memory?)" in err and "Traceback" not in err
