@@ -11,7 +11,7 @@ from litemedsam.errors import CaseError
 from litemedsam.npz import MAX_OBJECTS, read_npz
 from litemedsam.safeio import atomic_file
 
-__all__ = ["Case", "CaseError", "NAME_PATTERN", "label_dtype", "load_case", "modality", "save_segmentation"]
+__all__ = ["Case", "CaseError", "label_dtype", "load_case", "modality", "name_tags", "save_segmentation"]
 
 NAME_PATTERN = re.compile(r"^(2D|3D)Box_([^_]+)_")
 
@@ -31,22 +31,31 @@ class Case:
     modality: str | None = None  # as the file says (DICOM's Modality) or its intensities show (CT in HU)
 
 
-def modality(name: str) -> str | None:
-    """The modality tag of a challenge file name, e.g. 'CT' for 2DBox_CT_..., else None."""
+def name_tags(name: str) -> tuple[str | None, str | None]:
+    """What a case's file name says, read in this one place: (its dimension, '2D'/'3D' from 2DBox_/3DBox_, and
+    its modality tag: 'CT' for 2DBox_CT_... or, in the 2025 layout's names, CT_Lesion_...), None where it says
+    nothing. The tag is as written: the router decides whether it knows it."""
     m = NAME_PATTERN.match(name)
-    return m.group(2) if m else None
+    if m:
+        return m.group(1), m.group(2)
+    return None, (name.split("_", 1)[0] or None) if "_" in name else None
+
+
+def modality(name: str) -> str | None:
+    """The modality tag of a case's file name (``name_tags``), e.g. 'CT' for 2DBox_CT_... or CT_Lesion_..."""
+    return name_tags(name)[1]
 
 
 def _dimension(name: str, image: np.ndarray, boxes: np.ndarray) -> str:
     """2D or 3D: from the name's 2DBox_/3DBox_ prefix, else the box width, else the image shape."""
-    m = NAME_PATTERN.match(name)
+    named = name_tags(name)[0]
     by_boxes = {4: "2D", 6: "3D"}.get(boxes.shape[1]) if boxes.size else None
     if boxes.size and by_boxes is None:
         raise CaseError(f"'boxes' must have 4 (2D) or 6 (3D) columns, got shape {boxes.shape}")
-    if m and by_boxes and m.group(1) != by_boxes:
-        raise CaseError(f"the name says {m.group(1)} but 'boxes' has {boxes.shape[1]} columns ({by_boxes})")
-    if m:
-        return m.group(1)
+    if named and by_boxes and named != by_boxes:
+        raise CaseError(f"the name says {named} but 'boxes' has {boxes.shape[1]} columns ({by_boxes})")
+    if named:
+        return named
     if by_boxes:
         return by_boxes
     return "2D" if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)) else "3D"

@@ -12,6 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -124,6 +125,9 @@ class CaseInputs:
     labels: Path | None = None  # --boxes-from-labels: a label file, or a folder of them named as the cases
     modality: str | None = None  # --modality
     window: tuple | None = None  # --window LEVEL,WIDTH
+    # (path, with_space) -> (label map, its place in space or None): the formats' reader (litemedsam.formats
+    # sets it when it reads a case; this module reads no format itself)
+    read_labels: Callable | None = None
 
     def for_case(self, path: Path) -> list | None:
         """The boxes given for ``path`` (--box or --boxes), or None (labels are read by the case's format)."""
@@ -152,12 +156,10 @@ class CaseInputs:
             return np.array(given, np.float64), [], []
         labels = self.labels_for(path)
         if labels is not None:
-            from litemedsam.formats.registry import module_for
-
-            module = module_for(labels)
+            if self.read_labels is None:
+                raise UsageError("label images are read through litemedsam.formats.read (no label reader given)")
             try:
-                label_map = module.read_labels(labels)
-                other = module.space(labels) if space is not None and hasattr(module, "space") else None
+                label_map, other = self.read_labels(labels, space is not None)
             except CaseError as e:
                 raise CaseError(f"its label image {shown(labels.name)}: {e}") from None
             if label_map.shape != tuple(shape):

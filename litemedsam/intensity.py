@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from litemedsam.cases import NAME_PATTERN
+from litemedsam.cases import modality
 from litemedsam.errors import CaseError
 
 CT_WINDOW = (40.0, 400.0)  # level, width (HU)
@@ -22,8 +22,7 @@ AIR_SHARE, SOFT_SHARE = 0.01, 0.05  # of the voxels, at least, for data to be ta
 def modality_of(name: str, given: str | None = None) -> str | None:
     """The modality that picks the intensity handling: the one given (``--modality``, a DICOM tag), else the
     name's (``3DBox_CT_...``, ``CT_...``)."""
-    m = NAME_PATTERN.match(name)
-    return given or (m.group(2) if m else name.split("_", 1)[0] if "_" in name else None)
+    return given or modality(name)
 
 
 def looks_like_hu(data: np.ndarray) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from litemedsam import fastest
-from litemedsam.cases import NAME_PATTERN
+from litemedsam.cases import name_tags
 from litemedsam.errors import RouterError, shown
 from litemedsam.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
 from litemedsam.registry import MODELS, get_model, missing_file
@@ -204,10 +204,10 @@ class Router:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
         (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
         turns off the rule's faster options (stride, stop) and mask strategies, giving the reference's masks."""
-        m = NAME_PATTERN.match(Path(case).name)
-        first = Path(case).name.split("_", 1)[0] if "_" in Path(case).name else None  # 2025 names: CT_Lesion_...
-        tag = modality or (m.group(2) if m else (first if self.modality(first) else None))
-        dim = dim or (m.group(1) if m else None)
+        named_dim, named = name_tags(Path(case).name)
+        # a 2025 name's first word (CT_Lesion_...) is a modality only when it is a known spelling
+        tag = modality or (named if named_dim or self.modality(named) else None)
+        dim = dim or named_dim
         canonical = self.modality(tag)
         rule = next((r for r in self.rules if r.matches(dim, canonical)), None)
         if rule is None:

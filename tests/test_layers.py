@@ -1,5 +1,6 @@
 """The house's floors: the runtime never imports torch or the export tools, and its modules import each other
-without a circle (so that any module, e.g. a worker's, can be imported first)."""
+without a circle (so that any module, e.g. a worker's, can be imported first), imports by importlib string
+included."""
 import ast
 from pathlib import Path
 
@@ -24,7 +25,17 @@ def imports() -> dict:
                 found.update(modules if all(is_module(m) for m in modules) else modules | {node.module})
             elif isinstance(node, ast.Import):
                 found.update(a.name for a in node.names)
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                    == "import_module" and node.args:  # importlib.import_module("litemedsam.x" or f"litemedsam.{x}")
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.add(arg.value)
+                elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                    found.add(arg.values[0].value + "*")  # any module whose name starts so
         graph[name] = found
+    for found in graph.values():
+        for prefix in [m[:-1] for m in found if m.endswith("*")]:
+            found.update(m for m in graph if m.startswith(prefix))
     return graph
 
 

@@ -13,16 +13,27 @@ Each module has ``read(path, inputs) -> Case`` (inputs: litemedsam.given_boxes.C
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from litemedsam.formats.registry import MODULES, is_case_folder, module_for, numbered, output_name, output_owners, suffix
 
-__all__ = ["MODULES", "is_case_folder", "module_for", "numbered", "output_name", "output_owners", "read", "suffix",
-           "write"]
+__all__ = ["MODULES", "is_case_folder", "module_for", "numbered", "output_name", "output_owners", "read", "read_labels",
+           "suffix", "write"]
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True):
+    if inputs is not None and inputs.labels is not None and inputs.read_labels is None:
+        inputs = replace(inputs, read_labels=read_labels)
     return module_for(path).read(Path(path), inputs, require_boxes)
+
+
+def read_labels(path: Path, with_space: bool = False) -> tuple:
+    """A label image of any format, as its format's ``read`` orients the image, and (``with_space``) where it is
+    placed in the world (the format's ``space``; None where the format has none)."""
+    module = module_for(path)
+    space = module.space(Path(path)) if with_space and hasattr(module, "space") else None
+    return module.read_labels(Path(path)), space
 
 
 def write(case, segs, target: Path) -> None:

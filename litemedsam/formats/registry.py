@@ -1,5 +1,6 @@
-"""Which format module reads a case path, and what its output is named (imported by the format modules
-themselves, so it names them only by string)."""
+"""Which format module reads a case path, and what its output is named. It names the format modules by string
+and imports one when a path of its format comes (SimpleITK, for instance, only for NRRD, MHA and DICOM);
+no format module imports this one (tests/test_layers.py follows such strings)."""
 from __future__ import annotations
 
 import importlib
