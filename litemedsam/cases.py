@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.errors import CaseError
-from litemedsam.npz import MAX_OBJECTS, read_npz
+from litemedsam.limits import MAX_OBJECTS
+from litemedsam.npz import read_npz
 from litemedsam.safeio import atomic_file
 
 __all__ = ["Case", "CaseError", "label_dtype", "load_case", "modality", "name_tags", "save_segmentation"]
@@ -157,7 +158,7 @@ def check_memory_2d(hw: tuple) -> None:
     """CaseError when segmenting an image of this size would need more memory than is available: each object's
     logits are brought to the full image size (4 bytes per pixel) as the reference does, so a huge image is
     refused with a message instead of being killed by the kernel (which would cost the whole batch)."""
-    from litemedsam.npz import available_memory, human
+    from litemedsam.limits import available_memory, human
 
     need = BYTES_PER_PIXEL_2D * hw[0] * hw[1] + RUNTIME_BYTES
     free = available_memory()

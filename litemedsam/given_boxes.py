@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from litemedsam.errors import CaseError, UsageError, shown
-from litemedsam.npz import MAX_OBJECTS
+from litemedsam.limits import MAX_OBJECTS
 
 MAX_TABLE_BYTES = 16 << 20
 COLUMNS = {4: ["x0", "y0", "x1", "y1"], 6: ["x0", "y0", "z0", "x1", "y1", "z1"]}

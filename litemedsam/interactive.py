@@ -146,7 +146,7 @@ class Document:
     def raw(self) -> bool:
         """Whether the image was mapped to 0-255 from the file's own intensities (NIfTI, NRRD/MHA, DICOM), so that
         another intensity window changes what the model sees (infer's --window)."""
-        return self.case.fmt in ("nifti", "itk", "dicom")
+        return self.case.fmt in formats.RAW_INTENSITIES
 
     @property
     def window(self) -> tuple | None:

@@ -5,7 +5,7 @@ file left behind.
 
     python tests/hostile_probe.py [--markdown] [--keep DIR] [--memory]
 
-prints one row per kind (the README's table of bad inputs is this output) and exits 1 if any kind fails;
+prints one row per kind (docs/bad-input.md's table of bad inputs is this output) and exits 1 if any kind fails;
 ``--memory`` also runs each file kind alone and prints its peak memory and seconds.
 Bad case files are probed together in one run (a bad file must never cost the other cases); run-wide
 conditions (options, folders, router, models, signals, a full disk) each get their own run.
@@ -742,7 +742,7 @@ def _(p):
     return f, p.run(["infer", "-i", f / "missing", "-o", f / "out"], timeout=60)
 
 
-@run_kind("-i is a FIFO", 1, r"a FIFO, not an \.npz file")
+@run_kind("-i is a FIFO", 1, r"a FIFO, not a case file")
 def _(p):
     f = p.folder()
     os.mkfifo(f / "in" / "pipe.npz")
@@ -870,7 +870,7 @@ def table(markdown: bool, root: Path | None = None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/bad-input.md's)")
     parser.add_argument("--keep", type=Path, default=None, help="build the probe in this folder and keep it")
     parser.add_argument("--memory", action="store_true", help="also run each file kind alone: peak memory, seconds")
     args = parser.parse_args(argv)

@@ -251,10 +251,10 @@ def test_real_nrrd_reads_as_the_dev_case_and_writes_back(tmp_path):
 def test_a_2d_image_too_large_for_the_memory_is_refused(monkeypatch, tmp_path):
     """Segmenting brings each object's logits to the full image size: an image that would not fit in the memory
     available is a failed case with a message, not a process killed by the kernel (and a lost batch)."""
-    import litemedsam.npz
+    import litemedsam.limits
     from litemedsam.cases import make_case
 
-    monkeypatch.setattr(litemedsam.npz, "available_memory", lambda: 600 << 20)
+    monkeypatch.setattr(litemedsam.limits, "available_memory", lambda: 600 << 20)
     with pytest.raises(CaseError, match=r"segmenting a 6000x5000 image needs about 769\.5 MiB .* 600\.0 MiB is available"):
         make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((5000, 6000), np.uint8), [[0, 0, 9, 9]])
     assert make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((500, 600), np.uint8), [[0, 0, 9, 9]]).dim == "2D"

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from litemedsam import npz
+from litemedsam import limits
 from litemedsam.errors import CaseError
 from litemedsam.formats import image, nifti
 
@@ -57,9 +57,9 @@ def test_memory_available_under_cgroup_v1_and_v2(tmp_path, monkeypatch):
     v1 = (tmp_path / "limit", tmp_path / "usage")
     v1[0].write_text("536870912\n")
     v1[1].write_text("134217728\n")
-    monkeypatch.setattr(npz, "CGROUP_MEMORY", ((tmp_path / "absent.max", tmp_path / "absent.current"), v1))
-    assert npz.available_memory() == 384 << 20
+    monkeypatch.setattr(limits, "CGROUP_MEMORY", ((tmp_path / "absent.max", tmp_path / "absent.current"), v1))
+    assert limits.available_memory() == 384 << 20
     with pytest.raises(CaseError, match=r"needs about 600\.0 MiB of memory; 384\.0 MiB is available"):
-        npz.check_size(200 << 20, "x", "its volume")
+        limits.check_size(200 << 20, "x", "its volume")
     v1[0].write_text(str((1 << 63) - 4096))  # v1's "no limit"
-    assert npz.available_memory() > 384 << 20
+    assert limits.available_memory() > 384 << 20

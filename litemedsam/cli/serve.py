@@ -62,7 +62,7 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
     except ImportError as e:
         raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
                          f"'litemedsam[serve]'") from None
-    from litemedsam.cli.infer import case_inputs, load_router
+    from litemedsam.cli.options import case_inputs, load_router
     from litemedsam.folders import check_folders
     from litemedsam.prompting import BoxPrompting
     from litemedsam.runner import Segmenters

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from litemedsam.formats.registry import MODULES, is_case_folder, module_for, numbered, output_name, output_owners, suffix
+from litemedsam.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for, module_of_format,
+                                         numbered, output_name, output_owners, suffix)
 
-__all__ = ["MODULES", "is_case_folder", "module_for", "numbered", "output_name", "output_owners", "read", "read_labels",
+__all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "is_case_folder", "module_of_format", "module_for", "numbered", "output_name", "output_owners", "read", "read_labels",
            "suffix", "write"]
 
 
@@ -37,4 +38,5 @@ def read_labels(path: Path, with_space: bool = False) -> tuple:
 
 
 def write(case, segs, target: Path) -> None:
-    module_for(case.path).write(case, segs, target)
+    """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``)."""
+    module_of_format(case.fmt).write(case, segs, target)

@@ -18,7 +18,7 @@ from litemedsam.cases import Case
 from litemedsam.errors import CaseError, reason, shown
 from litemedsam.formats.itk import _sitk, volume_case, write as write_itk
 from litemedsam.given_boxes import CaseInputs
-from litemedsam.npz import check_size, human
+from litemedsam.limits import check_size, human
 
 MAX_PROBED = 32  # files looked at to tell whether a folder is a DICOM series
 

@@ -18,7 +18,7 @@ from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, OutputError, reason, shown
 from litemedsam.given_boxes import CaseInputs
 from litemedsam.intensity import prepare
-from litemedsam.npz import check_file, check_size, human
+from litemedsam.limits import check_file, check_size, human
 from litemedsam.safeio import temp_path
 
 BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}

@@ -22,7 +22,7 @@ from litemedsam.cases import Case, make_case
 from litemedsam.errors import CaseError, reason
 from litemedsam.given_boxes import CaseInputs
 from litemedsam.intensity import prepare
-from litemedsam.npz import check_file, check_size, human
+from litemedsam.limits import check_file, check_size, human
 from litemedsam.safeio import write_bytes
 
 

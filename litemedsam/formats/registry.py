@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+FORMATS = ("challenge", "nifti", "itk", "dicom", "image")  # a Case's ``fmt``: the module that read it and writes it
+RAW_INTENSITIES = ("nifti", "itk", "dicom")  # formats whose voxels are mapped to 0-255 by litemedsam.intensity
 MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "itk", ".mha": "itk", ".png": "image",
            ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
 
@@ -37,6 +39,13 @@ def module_for(path):
 
         raise CaseError(f"{name!r} is not named as a file litemedsam reads (" + ", ".join(sorted(MODULES)) + ")")
     return importlib.import_module(f"litemedsam.formats.{MODULES[s]}")
+
+
+def module_of_format(fmt: str):
+    """The module of a Case's format (``Case.fmt``), which writes its output."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown case format {fmt!r}")
+    return importlib.import_module(f"litemedsam.formats.{fmt}")
 
 
 def output_name(path) -> str:
