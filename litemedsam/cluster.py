@@ -1,6 +1,6 @@
 """Cases on a Dask distributed cluster (``infer --scheduler tcp://HOST:PORT``; the extra ``litemedsam[cluster]``).
 
-Each case is one task that calls ``Predictor.run_case`` on a worker. The run's predictor (its router, options,
+Each case is one task that calls ``runner.run_case`` on a worker. The run's RunSpec (its router, options,
 given boxes; no model sessions) is shipped once to every worker as a worker plugin, which makes the model
 sessions on that worker when its first case needs them and keeps them for the run. A worker runs one case at
 a time (ONNX Runtime already uses its cores); start workers with ``--nthreads 1``.
@@ -14,7 +14,6 @@ as cases finish, exactly as for worker processes on this machine (litemedsam.wor
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import re
@@ -37,8 +36,8 @@ class ClusterError(LitemedsamError):
     """The cluster itself failed (its scheduler lost): nothing more can run."""
 
 
-class PredictorPlugin(WorkerPlugin):
-    """The run's predictor on one worker: unpickled at setup, its model sessions made by its first case."""
+class RunPlugin(WorkerPlugin):
+    """The run's RunSpec on one worker: unpickled at setup, with model sessions made by its first case."""
 
     def __init__(self, blob: bytes, threads: int | None):
         self.blob, self.threads, self.version = blob, threads, __version__
@@ -47,18 +46,18 @@ class PredictorPlugin(WorkerPlugin):
         from litemedsam.runner import Segmenters
         from litemedsam.session import available_cpus
 
-        self.predictor = cloudpickle.loads(self.blob)
+        self.spec = cloudpickle.loads(self.blob)
         threads = min(self.threads, available_cpus()) if self.threads else None  # None: the worker's own default
-        self.predictor.segmenters = Segmenters(threads)
+        self.segmenters = Segmenters(threads)
         self.lock = threading.Lock()
 
     def teardown(self, worker):
-        self.predictor = None
+        self.spec = self.segmenters = None
 
 
 def run_case(plugin_name: str, job):
     """The task: one case on this worker -> ("done", Result, lines) or ("model", message)."""
-    from litemedsam.runner import Result
+    from litemedsam.runner import Result, run_case as run
 
     worker = get_worker()
     plugin = worker.plugins[plugin_name]
@@ -72,7 +71,7 @@ def run_case(plugin_name: str, job):
                               output=job.target.name), []
     with plugin.lock:
         try:
-            return ("done", *plugin.predictor.run_case(job))
+            return ("done", *run(plugin.spec, job, plugin.segmenters))
         except ModelError as e:
             return "model", f"on worker {worker.address}: {e}"
 
@@ -155,10 +154,10 @@ def executor(address: str, threads: int | None):
     ``threads``: ONNX Runtime threads per worker, None for each worker's own CPUs."""
     check_address(address)
 
-    def run(predictor, jobs):
+    def run(spec, jobs, echo=print):
         if not jobs:
             return
-        shipped = _shippable(predictor)
+        shipped = spec.shippable()
         try:
             blob = cloudpickle.dumps(shipped)
         except Exception as e:
@@ -169,9 +168,9 @@ def executor(address: str, threads: int | None):
         futures = {}
         try:
             if not client.scheduler_info().get("workers"):
-                predictor.echo(f"WARNING: the Dask scheduler at {shown(address)} has no workers yet; the cases wait "
+                echo(f"WARNING: the Dask scheduler at {shown(address)} has no workers yet; the cases wait "
                                f"for one")
-            client.register_plugin(PredictorPlugin(blob, threads), name=name)
+            client.register_plugin(RunPlugin(blob, threads), name=name)
             ordered = largest_first(jobs)
             for n, job in enumerate(ordered):
                 remote = dataclasses.replace(job, path=Path(os.path.abspath(job.path)),
@@ -213,17 +212,3 @@ def _outcome(future, job, address: str) -> tuple:
     except Exception as e:
         why = f"the cluster failed it ({shown(e)})"
     return "done", Result(job.path.name, 0.0, "failed", why, output=job.target.name), []
-
-
-def _shippable(predictor):
-    """A copy of ``predictor`` to run on workers: without what stays here (loaded sessions, the echo, the bar,
-    the executor), its paths absolute."""
-    shipped = copy.copy(predictor)
-    shipped.segmenters, shipped.echo, shipped.bar, shipped.executor = None, print, None, None
-    shipped.collect = True  # its lines come back with each Result
-    if shipped.overlay_dir is not None:
-        shipped.overlay_dir = Path(os.path.abspath(shipped.overlay_dir))
-    if shipped.inputs is not None and shipped.inputs.labels is not None:  # --boxes-from-labels, read by the workers
-        shipped.inputs = dataclasses.replace(shipped.inputs, labels=Path(os.path.abspath(shipped.inputs.labels)))
-    shipped.warned = set()
-    return shipped

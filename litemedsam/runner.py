@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -81,32 +81,46 @@ class Segmenters:
             return self.loaded[name]
 
 
+class Once(str):
+    """A message line about the run rather than one case (a notice, a model that is not built): printed once."""
+
+
+@dataclass
+class RunSpec:
+    """What a run does to each case, the same for all and picklable: shipped as it is to worker processes and,
+    with ``shippable``, to cluster workers. ``prompting`` (litemedsam.prompting) picks each case's model and
+    prompts it; ``inputs`` (litemedsam.given_boxes.CaseInputs) are the command line's boxes and intensity options."""
+
+    prompting: Prompting
+    inputs: object = None
+    overlay_dir: Path | None = None  # where overlay PNGs go (litemedsam.overlay), None: none
+    debug: bool = False  # a bug's traceback in its case's message
+
+    def shippable(self) -> "RunSpec":
+        """This spec for another machine: its folders as absolute paths."""
+        spec = replace(self, overlay_dir=Path(os.path.abspath(self.overlay_dir)) if self.overlay_dir else None)
+        if spec.inputs is not None and spec.inputs.labels is not None:  # --boxes-from-labels, read by the workers
+            spec.inputs = replace(spec.inputs, labels=Path(os.path.abspath(spec.inputs.labels)))
+        return spec
+
+
 class Predictor:
-    """A run's options and models (nnU-Net v2's predictor): ``run_case`` reads, segments and writes one case and
-    is the one function per case that every executor calls; ``predict_folder`` runs a folder, keeping the
-    books (efficiency.csv, run.json, the printed lines) around its executor (this process, or worker processes).
+    """The books of a run (nnU-Net v2's predictor): ``predict_folder`` lists a folder's cases, hands them to its
+    executor (``run_jobs``, here; or worker processes, or a cluster) and, as each one finishes, prints its lines
+    and keeps efficiency.csv and run.json. Every executor runs each case with ``run_case(spec, job, ...)``.
+    Messages go through ``echo`` (lines starting with ERROR or WARNING are problems)."""
 
-    ``prompting`` (litemedsam.prompting) picks the model of each case and prompts it; models are loaded
-    once, when a case first needs them. Messages go through ``echo`` (lines starting with ERROR or WARNING
-    are problems).
-    """
-
-    def __init__(self, prompting: Prompting, threads: int | None = None, segmenters: Segmenters | None = None,
-                 echo: Callable[[str], None] = print, debug: bool = False, profile: bool = False, inputs=None,
-                 options: dict | None = None, overlay_dir: Path | None = None, quiet: bool = False,
-                 bar: Callable[[str, int, int], None] | None = None):
-        self.prompting = prompting
+    def __init__(self, spec: RunSpec, threads: int | None = None, segmenters: Segmenters | None = None,
+                 echo: Callable[[str], None] = print, profile: bool = False, options: dict | None = None,
+                 quiet: bool = False, bar: Callable[[str, int, int], None] | None = None, executor=None):
+        self.spec = spec
         self.threads = threads
         self.options = options  # the run's options, for run.json (None: no run record)
-        self.overlay_dir = overlay_dir  # where overlay PNGs go (litemedsam.overlay), None: none
         self.quiet = quiet  # no line per finished case (problems and the summary still print)
         self.bar = bar  # (case name, done, total) -> shows progress within a case (a terminal's bar), or None
-        self.executor = None  # (predictor, jobs) -> (job, Result, lines) as they finish; None: run_jobs (here)
-        self.collect = False  # a worker's run_case returns its message lines instead of printing them
-        self.inputs = inputs  # litemedsam.given_boxes.CaseInputs: boxes and intensity options from the command line
+        self.executor = executor  # (spec, jobs, echo) -> (job, Result, lines) as they finish; None: run_jobs (here)
         self.segmenters = segmenters or Segmenters(threads)
         self.echo = echo
-        self.debug = debug
         self.profile = profile
         self.warned: set = set()
 
@@ -120,8 +134,8 @@ class Predictor:
         """
         echo = self.echo
         check_folders(input_path, output_dir)
-        labels = getattr(self.inputs, "labels", None)
-        for folder, out in ((output_dir, "output"), (self.overlay_dir, "overlay")) if labels is not None else ():
+        labels = getattr(self.spec.inputs, "labels", None)
+        for folder, out in ((output_dir, "output"), (self.spec.overlay_dir, "overlay")) if labels is not None else ():
             if folder is not None:
                 check_folders(labels, folder, "--boxes-from-labels", "the label maps", out)
         cases, notices = list_cases(input_path)
@@ -135,13 +149,14 @@ class Predictor:
             raise UsageError(f"the output folder {shown(output_dir)} is not a folder")
         if not os.access(output_dir, os.W_OK | os.X_OK):
             raise UsageError(f"the output folder {shown(output_dir)} is not writable by this user (uid {os.getuid()})")
-        if self.overlay_dir is not None:
-            check_folders(input_path, self.overlay_dir, out="overlay")
+        overlay_dir = self.spec.overlay_dir
+        if overlay_dir is not None:
+            check_folders(input_path, overlay_dir, out="overlay")
             try:
-                self.overlay_dir.mkdir(parents=True, exist_ok=True)
+                overlay_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise UsageError(f"cannot make the overlay folder {shown(self.overlay_dir)} ({e.strerror or e})") from None
-            remove_stale_temps(self.overlay_dir)
+                raise UsageError(f"cannot make the overlay folder {shown(overlay_dir)} ({e.strerror or e})") from None
+            remove_stale_temps(overlay_dir)
         stale = remove_stale_temps(output_dir)
         if stale:
             echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
@@ -165,11 +180,14 @@ class Predictor:
                 echo(f"[{n:>{width}}/{len(cases)}] {shown(path.name)}: output exists, skipped (--continue-prediction)")
                 continue
             jobs.append(Job(path, target, owner, f"[{n:>{width}}/{len(cases)}] {shown(path.name)}"))
-        run = (lambda js: self.executor(self, js)) if self.executor else self.run_jobs
+        run = (lambda js: self.executor(self.spec, js, echo)) if self.executor else self.run_jobs
         for job, result, lines in run(jobs):
             name = shown(job.path.name)
             for line in lines:
-                echo(line)
+                if isinstance(line, Once):
+                    self._warn_once(line)
+                else:
+                    echo(line)
             results.append(result)
             times[job.path.name] = {"time": f"{result.seconds:.4f}", "status": result.status}
             if result.status == "ok" and not self.quiet:
@@ -187,85 +205,12 @@ class Predictor:
     def run_jobs(self, jobs: list):
         """The in-process executor: each job in turn, (job, Result, message lines)."""
         for job in jobs:
-            yield (job, *self.run_case(job))
-
-    def run_case(self, job: "Job") -> tuple:
-        """Read, segment and write one case of any format (litemedsam.formats): the one function every executor
-        calls. Returns its Result and the lines it printed. Raises ModelError only (nothing can run); every
-        other problem fails the case."""
-        path, target = job.path, job.target
-        lines: list = []
-        echo, self.echo = self.echo, (lambda line: lines.append(line)) if self.collect else self.echo
-        start = time.perf_counter()
-        take_phases()
-        plan, warnings = None, []
-        try:
-            if same_file(path, target):
-                raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
-            if job.owner != path.name:
-                raise CaseError(f"its output {shown(target.name)} is also the output of {shown(job.owner)} "
-                                f"(2D images are written as .png); rename one of them")
-            with phase("read"):
-                case = formats.read(path, self.inputs, require_boxes=self.prompting.uses_boxes)
-            if self.prompting.uses_boxes:
-                warnings += case.warnings
-                for warning in case.warnings:
-                    self.echo(f"WARNING {shown(path.name)}: {warning}")
-            for notice in case.notices:
-                self._warn_once(f"NOTE: {notice}")
-            plan = self.prompting.choose(case)
-            for skipped, missing in plan.skipped:
-                self._warn_once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back "
-                                f"along the router's chain. Build it with: {get_model(skipped).build}")
-            pause_if_asked(path.name)  # a test hook (litemedsam.pause); nothing without LITEMEDSAM_PAUSE_IN
-            with progress.reporting(self._reporter(job.prefix, start)):
-                segs = self.prompting.segment(self.segmenters.get(plan.model), case, plan)
-            with phase("write"):
-                formats.write(case, segs, target)
-            if self.overlay_dir is not None:
-                warnings += self._overlay(case, segs)
-            status, message = "ok", ""
-        except ModelError:
-            raise
-        except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
-            status, message = "failed", brief(e)
-        except MemoryError:
-            status, message = "failed", "out of memory while segmenting this case"
-        except Exception as e:  # a bug of ours: report it, keep going with the other cases
-            status, message = "failed", f"internal error {type(e).__name__}: {brief(e)}"
-            if self.debug:
-                message += "\n" + traceback.format_exc()
-        finally:
-            self.echo = echo
-        return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
-                      take_phases(), target.name, decision_record(plan), warnings), lines
+            yield (job, *run_case(self.spec, job, self.segmenters, self.bar))
 
     def _warn_once(self, line: str) -> None:
         if line not in self.warned:
             self.warned.add(line)
             self.echo(line)
-
-    def _reporter(self, name: str, start: float):
-        """Progress within the case for the bar, once the case has taken more than 2 s."""
-        if self.bar is None:
-            return None
-
-        def show(done: int, total: int) -> None:
-            if time.perf_counter() - start > 2.0 or done == total:
-                self.bar(name, done, total)
-        return show
-
-    def _overlay(self, case, segs) -> list:
-        """The case's overlay PNG; a failure is a warning (the segmentation is written), returned."""
-        from litemedsam import overlay
-
-        try:
-            with phase("overlay"):
-                overlay.write(case, segs, self.overlay_dir)
-            return []
-        except (LitemedsamError, OSError, ValueError) as e:
-            self.echo(f"WARNING {shown(case.path.name)}: no overlay ({shown(e)})")
-            return [f"no overlay: {e}"]
 
     def _record_run(self, record) -> None:
         try:
@@ -281,3 +226,76 @@ class Predictor:
         except LitemedsamError as e:
             self._warn_once(f"WARNING: {e}; the case times will be written when there is room again")
 
+
+def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple:
+    """Read, segment and write one case of any format (litemedsam.formats): the one function every executor
+    calls. Returns its Result and its message lines (``Once`` for those about the run). ``bar`` (case name,
+    done, total) shows progress within a long case. Raises ModelError only (nothing can run); every other
+    problem fails the case."""
+    path, target = job.path, job.target
+    lines: list = []
+    start = time.perf_counter()
+    take_phases()
+    plan = None
+    warnings: list = []
+    try:
+        if same_file(path, target):
+            raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
+        if job.owner != path.name:
+            raise CaseError(f"its output {shown(target.name)} is also the output of {shown(job.owner)} "
+                            f"(2D images are written as .png); rename one of them")
+        with phase("read"):
+            case = formats.read(path, spec.inputs, require_boxes=spec.prompting.uses_boxes)
+        if spec.prompting.uses_boxes:
+            warnings += case.warnings
+            lines += [f"WARNING {shown(path.name)}: {warning}" for warning in case.warnings]
+        lines += [Once(f"NOTE: {notice}") for notice in case.notices]
+        plan = spec.prompting.choose(case)
+        lines += [Once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along the "
+                       f"router's chain. Build it with: {get_model(skipped).build}") for skipped, missing in plan.skipped]
+        pause_if_asked(path.name)  # a test hook (litemedsam.pause); nothing without LITEMEDSAM_PAUSE_IN
+        with progress.reporting(_reporter(bar, job.prefix, start)):
+            segs = spec.prompting.segment(segmenters.get(plan.model), case, plan)
+        with phase("write"):
+            formats.write(case, segs, target)
+        if spec.overlay_dir is not None:
+            problem = _overlay(case, segs, spec.overlay_dir)
+            if problem:
+                warnings.append(f"no overlay: {problem}")
+                lines.append(f"WARNING {shown(path.name)}: no overlay ({shown(problem)})")
+        status, message = "ok", ""
+    except ModelError:
+        raise
+    except LitemedsamError as e:  # the case's file, its output file, or no router rule for it
+        status, message = "failed", brief(e)
+    except MemoryError:
+        status, message = "failed", "out of memory while segmenting this case"
+    except Exception as e:  # a bug of ours: report it, keep going with the other cases
+        status, message = "failed", f"internal error {type(e).__name__}: {brief(e)}"
+        if spec.debug:
+            message += "\n" + traceback.format_exc()
+    return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
+                  take_phases(), target.name, decision_record(plan), warnings), lines
+
+
+def _reporter(bar, name: str, start: float):
+    """Progress within the case for the bar, once the case has taken more than 2 s."""
+    if bar is None:
+        return None
+
+    def show(done: int, total: int) -> None:
+        if time.perf_counter() - start > 2.0 or done == total:
+            bar(name, done, total)
+    return show
+
+
+def _overlay(case, segs, folder: Path):
+    """Write the case's overlay PNG; a failure (returned, else None) is a warning: the segmentation is written."""
+    from litemedsam import overlay
+
+    try:
+        with phase("overlay"):
+            overlay.write(case, segs, folder)
+        return None
+    except (LitemedsamError, OSError, ValueError) as e:
+        return e

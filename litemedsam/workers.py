@@ -1,5 +1,5 @@
-"""Worker processes on this machine (``infer --workers N``): each worker is a forked copy of the run's Predictor
-that makes its own model sessions and runs ``Predictor.run_case`` on the cases it is handed, largest first
+"""Worker processes on this machine (``infer --workers N``): each worker is forked with the run's RunSpec, makes
+its own model sessions and runs ``runner.run_case`` on the cases it is handed, largest first
 (voxels x boxes), so that one big volume does not finish last. The parent keeps the books (efficiency.csv,
 run.json, the printed lines) as cases finish. A case whose worker dies (killed, out of memory) fails alone with
 a message and the worker is replaced; Ctrl-C or SIGTERM stop the workers (their temporary files removed) and
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import signal
-import zipfile
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -21,11 +20,9 @@ def case_work(path: Path) -> int:
     """How much work a case is, roughly: voxels x boxes for a challenge file (from its headers), else bytes."""
     try:
         if path.name.lower().endswith(".npz"):
-            from litemedsam.npz import _header
+            from litemedsam.npz import array_shapes
 
-            with zipfile.ZipFile(path) as archive:
-                names = {i.filename: i for i in archive.infolist()}
-                shapes = {k: _header(archive, names[f"{k}.npy"], k)[0] for k in ("imgs", "boxes") if f"{k}.npy" in names}
+            shapes = array_shapes(path, ("imgs", "boxes"))
             return math.prod(shapes.get("imgs", (1,))) * max(1, (shapes.get("boxes") or (1,))[0])
         if path.is_dir():
             return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
@@ -43,18 +40,20 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def _serve(conn, predictor) -> None:
-    """A worker: run the jobs it receives until it receives None."""
+def _serve(conn, spec, threads) -> None:
+    """A worker: run the jobs it receives until it receives None (its own model sessions, made by its first case)."""
+    from litemedsam.runner import Segmenters, run_case
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
     signal.signal(signal.SIGTERM, _terminate)
-    predictor.collect, predictor.bar = True, None
+    segmenters = Segmenters(threads)
     try:
         while True:
             job = conn.recv()
             if job is None:
                 return
             try:
-                conn.send(("done", *predictor.run_case(job)))
+                conn.send(("done", *run_case(spec, job, segmenters)))
             except ModelError as e:
                 conn.send(("model", str(e)))
     except (Terminated, EOFError, BrokenPipeError):
@@ -62,10 +61,10 @@ def _serve(conn, predictor) -> None:
 
 
 class Worker:
-    def __init__(self, predictor):
+    def __init__(self, spec, threads):
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, predictor), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, spec, threads), daemon=True)
         self.process.start()
         child.close()
         self.job = None
@@ -92,14 +91,15 @@ def died(process) -> str:
     return f"its worker process ended unexpectedly (exit code {code}); the other cases go on"
 
 
-def executor(count: int):
-    """An executor for Predictor.predict_folder: jobs -> (job, Result, lines) as they finish."""
+def executor(count: int, threads: int | None = None):
+    """An executor for Predictor.predict_folder: ``count`` worker processes of ``threads`` ONNX Runtime threads;
+    (spec, jobs, echo) -> (job, Result, lines) as they finish."""
 
-    def run(predictor, jobs):
+    def run(spec, jobs, echo=print):
         from litemedsam.runner import Result
 
         pending = largest_first(jobs)
-        workers = [Worker(predictor) for _ in range(min(count, len(pending)))]
+        workers = [Worker(spec, threads) for _ in range(min(count, len(pending)))]
         try:
             while pending or any(w.job for w in workers):
                 for n, w in enumerate(list(workers)):
@@ -108,7 +108,7 @@ def executor(count: int):
                             w.conn.send(pending[0])
                         except (BrokenPipeError, OSError):  # died while idle: replaced, the job goes to the next
                             w.stop(0.1)
-                            workers[n] = w = Worker(predictor)
+                            workers[n] = w = Worker(spec, threads)
                             w.conn.send(pending[0])
                         w.job = pending.pop(0)
                 busy = [w for w in workers if w.job is not None]
@@ -125,7 +125,7 @@ def executor(count: int):
                         w.process.join(2.0)  # its pipe may close a moment before it can be reaped
                         text = died(w.process) if not w.process.is_alive() else "its worker process stopped answering"
                         w.stop(0.1)
-                        workers[n] = Worker(predictor)
+                        workers[n] = Worker(spec, threads)
                         yield job, Result(job.path.name, 0.0, "failed", text, output=job.target.name), []
                     elif message[0] == "model":
                         raise ModelError(message[1])

@@ -1,4 +1,3 @@
-import math
 import os
 import signal
 import sys
@@ -6,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from litemedsam.cli.options import case_inputs, load_router
 from litemedsam.errors import LitemedsamError, Terminated, UsageError, shown
 from litemedsam.registry import MODELS
 
@@ -35,44 +35,6 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
 
         return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
     return None
-
-
-def case_inputs(box_texts, boxes_file, labels_path, window, modality):
-    """The command line's boxes and intensity options (litemedsam.given_boxes.CaseInputs), checked once."""
-    from litemedsam.given_boxes import CaseInputs, parse_box, read_table
-
-    if sum(bool(x) for x in (box_texts, boxes_file, labels_path)) > 1:
-        raise UsageError("give boxes one way: --box, --boxes or --boxes-from-labels")
-    inputs = CaseInputs(modality=modality)
-    inputs.boxes = [parse_box(text) for text in box_texts]
-    if len({len(b) for b in inputs.boxes}) > 1:
-        raise UsageError("--box: all boxes of a run are 2D (4 numbers) or all 3D (6)")
-    if boxes_file is not None:
-        inputs.table, inputs.table_name = read_table(boxes_file), shown(boxes_file.name)
-    if labels_path is not None:
-        if not labels_path.exists():
-            raise UsageError(f"--boxes-from-labels {shown(labels_path)}: no such file or folder")
-        inputs.labels = labels_path
-    if window is not None:
-        try:
-            level, width = (float(v) for v in window.split(","))
-        except ValueError:
-            level, width = 0.0, 0.0
-        if not width > 0 or not all(map(math.isfinite, (level, width))):
-            raise UsageError(f"--window {shown(window)!r}: LEVEL,WIDTH expected, width > 0 (e.g. 40,400)")
-        inputs.window = (level, width)
-    return inputs
-
-
-def load_router(router_file, modality):
-    """The router (the shipped one, or ``router_file``), with ``modality`` checked to be one of its own."""
-    from litemedsam.router import Router, RouterError
-
-    router = Router.load(router_file)
-    if modality and router.modality(modality) is None:
-        raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
-                          + ", ".join(sorted(set(router.spellings.values()))))
-    return router
 
 
 def terminal_bar(name: str, done: int, total: int) -> None:
@@ -162,7 +124,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     2 when nothing could run (a missing or altered model file, an unusable router file).
     """
     from litemedsam.prompting import BoxPrompting
-    from litemedsam.runner import Predictor
+    from litemedsam.runner import Predictor, RunSpec
     from litemedsam.session import resolve_threads
 
     if (prompt == "self") != (head is not None):
@@ -200,15 +162,18 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
                    "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers, "scheduler": scheduler}
-        predictor = Predictor(prompting, threads, echo=echo, debug=debug, profile=profile, inputs=inputs,
-                              options=options, overlay_dir=overlay_dir, quiet=quiet,
-                              bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar)
         if scheduler is not None:
-            predictor.executor = cluster_executor(scheduler, threads_given)
+            run_elsewhere = cluster_executor(scheduler, threads_given)
         elif workers > 1:
             from litemedsam.workers import executor
 
-            predictor.executor = executor(workers)
+            run_elsewhere = executor(workers, threads)
+        else:
+            run_elsewhere = None
+        spec = RunSpec(prompting, inputs, overlay_dir, debug)
+        predictor = Predictor(spec, threads, echo=echo, profile=profile, options=options, quiet=quiet,
+                              bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar,
+                              executor=run_elsewhere)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)
     except LitemedsamError:
         raise  # cli.main prints it and exits with its code
