@@ -59,12 +59,13 @@ class Frame:
         mask resized as a label image, so the label value matters, and the box clamped to [0, S])."""
         if self.reference_boxes_from_masks:
             return transforms.box_from_mask(mask, label, self.input_size, margin)
-        ys, xs = np.nonzero(mask)
-        if ys.size == 0:
+        found = transforms.bounding_box(mask)
+        if found is None:
             return None
+        x0, y0, x1, y1 = found
         h, w = mask.shape
         m = margin * max(h, w) / 256
-        box = [[max(0, xs.min() - m), max(0, ys.min() - m), min(w - 1, xs.max() + m), min(h - 1, ys.max() + m)]]
+        box = [[max(0, x0 - m), max(0, y0 - m), min(w - 1, x1 + m), min(h - 1, y1 + m)]]
         return self.boxes_to_model(box)[0]
 
     # logits: low-res grid -> image ----------------------------------------------------------------------

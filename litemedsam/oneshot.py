@@ -20,6 +20,7 @@ import numpy as np
 
 from litemedsam.prompting import SlicePrompting
 from litemedsam.segmenter import Embedding, Segmenter
+from litemedsam.transforms import bounding_box
 
 
 @dataclass
@@ -82,15 +83,12 @@ def wasserstein(a: np.ndarray, b: np.ndarray, reg: float = 0.05, iterations: int
     log_a, log_b = -np.log(len(a)) * np.ones(len(a)), -np.log(len(b)) * np.ones(len(b))
     f, g = np.zeros(len(a)), np.zeros(len(b))
     for _ in range(iterations):
-        f = log_a - _logsumexp(k + g[None, :], axis=1)
-        g = log_b - _logsumexp(k + f[:, None], axis=0)
+        f = log_a - np.logaddexp.reduce(k + g[None, :], axis=1)
+        g = log_b - np.logaddexp.reduce(k + f[:, None], axis=0)
     plan = np.exp(k + f[:, None] + g[None, :])
     return float((plan * cost).sum())
 
 
-def _logsumexp(x, axis):
-    m = x.max(axis=axis, keepdims=True)
-    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def similarity_maps(emb: Embedding, prototypes: np.ndarray) -> np.ndarray:
@@ -125,9 +123,9 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
     masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p])
     masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p], logits)
     for i, mask in enumerate(masks):
-        if mask.any():
-            ys, xs = np.nonzero(mask)
-            box = np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]])
+        found = bounding_box(mask)
+        if found is not None:
+            box = np.array(found).reshape(2, 2)
             points[i, p:] = np.trunc(emb.frame.points_to_model(box))
             labels[i, p:] = [2, 3]
     masks, logits = seg.predict_points(emb, points, labels, logits)

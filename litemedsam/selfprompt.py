@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from litemedsam.prompting import SlicePrompting
+from litemedsam.transforms import bounding_box
 from litemedsam.safeio import write_bytes
 from litemedsam.segmenter import Embedding, Segmenter
 
@@ -95,8 +96,7 @@ def self_prompts(mask: np.ndarray):
     grown = cv2.dilate(cv2.erode(mask.astype(np.uint8), KERNEL, iterations=3), KERNEL, iterations=5)
     if not grown.any():
         grown = mask.astype(np.uint8)
-    ys, xs = np.nonzero(grown)
-    return np.array([x, y], np.float64), np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
+    return np.array([x, y], np.float64), np.array(bounding_box(grown), np.float64)
 
 
 def segment_self(seg: Segmenter, head, image: np.ndarray, prompt: str = "box") -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,12 @@ def scale_boxes(boxes: np.ndarray, h: int, w: int, target: int) -> np.ndarray:
     return np.trunc(np.asarray(boxes, dtype=np.float64) * (target / max(h, w))).astype(np.float32)
 
 
+def bounding_box(mask: np.ndarray) -> tuple | None:
+    """(x0, y0, x1, y1), inclusive, of a 2D mask's set pixels (OpenCV's boundingRect), None when it is empty."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8) if mask.dtype != np.uint8 else mask)
+    return None if w == 0 else (x, y, x + w - 1, y + h - 1)
+
+
 def box_from_mask(mask: np.ndarray, label: int, target: int, margin: int = 3) -> np.ndarray | None:
     """Prompt box (resized frame) around a previous slice's mask, widened by ``margin`` pixels.
 
@@ -54,15 +60,16 @@ def box_from_mask(mask: np.ndarray, label: int, target: int, margin: int = 3) ->
     [0, target]. None when nothing survives the resize.
     """
     small = resize_longest_side(mask.astype(np.uint8) * np.uint8(min(label, 255)), target)
-    ys, xs = np.nonzero(small)
-    if ys.size == 0:
+    box = bounding_box(small)
+    if box is None:
         return None
+    x0, y0, x1, y1 = box
     return np.array(
         [
-            max(0, xs.min() - margin),
-            max(0, ys.min() - margin),
-            min(target, xs.max() + margin),
-            min(target, ys.max() + margin),
+            max(0, x0 - margin),
+            max(0, y0 - margin),
+            min(target, x1 + margin),
+            min(target, y1 + margin),
         ],
         dtype=np.float32,
     )
