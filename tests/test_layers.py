@@ -60,3 +60,25 @@ def test_no_import_circle_in_the_runtime():
     for m in sorted(edges):
         if m not in state:
             visit(m, [])
+
+
+# the README's layout: each module's layer; a module may import only its own layer and those below
+LAYERS = [
+    "errors limits safeio transforms frame masks progress timing settings",  # core
+    "registry session graph_cache digests fastest fetch segmenter",  # models
+    "cases npz records formats given_boxes intensity overlay",  # io
+    "pipeline router prompting promptless selfprompt oneshot",  # methods
+    "runner workers cluster folders run_record pause",  # run
+    "interactive web api",  # serve, API
+    "cli __main__",  # cli
+]
+LAYER = {name: n for n, names in enumerate(LAYERS) for name in names.split()}
+
+
+def test_imports_go_down_the_layers():
+    graph = imports()
+    unplaced = sorted({m.split(".")[1] for m in graph if "." in m} - set(LAYER))
+    assert not unplaced, f"modules in no layer (add them to LAYERS and the README's layout): {unplaced}"
+    upward = sorted({(m, d) for m, found in graph.items() if "." in m for d in found
+                     if d in graph and "." in d and LAYER[d.split(".")[1]] > LAYER[m.split(".")[1]]})
+    assert not upward, f"imports going up a layer: {upward}"
