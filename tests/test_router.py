@@ -209,6 +209,17 @@ def test_cli_route_and_bad_router(tmp_path):
     assert "version = 1" in result.output
 
 
+def test_route_reads_a_case_as_infer_does(tmp_path):
+    """A NIfTI volume is 3D and one in Hounsfield units is CT, whatever its name: route says what infer does."""
+    nib = pytest.importorskip("nibabel")
+    volume = np.full((24, 24, 4), -1000, np.int16)
+    volume[6:18, 6:18] = 40
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "patient_7.nii.gz"))
+    result = CliRunner().invoke(main, ["route", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "patient_7.nii.gz: 3D CT" in result.output and "CT and MR volumes" in result.output
+
+
 # ---------------------------------------------------------------- multi-view fusion
 
 

@@ -11,23 +11,34 @@ import click
 @click.option("--modality", default=None, help="Treat every case as this modality.")
 @click.option("--show", is_flag=True, help="Print the router file in use and exit.")
 def route(cases, router_file, modality, show):
-    """Print the model and strategy the router picks for each case (names are enough; a folder
-    lists its .npz cases). Models that are not built are reported as skipped, as `infer` would."""
-    from litemedsam.errors import shown
-    from litemedsam.router import DEFAULT_CONFIG, Router, RouterError
+    """Print the model and strategy the router picks for each case, as `infer` decides it: a case that exists is
+    read (any format; a folder lists its cases as `infer` does), so its dimension and modality are those `infer`
+    finds (a NIfTI volume in Hounsfield units is CT); a name alone is decided by what it says (2DBox_CT_...).
+    Models that are not built are reported as skipped."""
+    from litemedsam import formats
+    from litemedsam.errors import LitemedsamError, shown
+    from litemedsam.folders import list_cases
+    from litemedsam.given_boxes import CaseInputs
+    from litemedsam.router import DEFAULT_CONFIG, Router
 
     router = Router.load(router_file)  # a RouterError ends the command with exit 2 (cli.main)
     if show:
         click.echo((router_file or DEFAULT_CONFIG).read_text(), nl=False)
         return
-    names = []
+    paths = []
     for path in cases:
-        names += sorted(p.name for p in path.glob("*.npz")) if path.is_dir() else [path.name]
+        paths += list_cases(path)[0] if path.is_dir() else [path]
+    inputs = CaseInputs(modality=router.modality(modality) if modality else None)
     failed = False
-    for name in names:
+    for path in paths:
         try:
-            click.echo(router.decide(name, modality=modality).describe())
-        except RouterError as e:
+            if path.exists() or path.is_symlink():
+                case = formats.read(path, inputs, require_boxes=False)
+                decision = router.decide(path.name, dim=case.dim, modality=modality or case.modality)
+            else:
+                decision = router.decide(path.name, modality=modality)
+            click.echo(decision.describe())
+        except LitemedsamError as e:  # an unreadable case (infer fails it too), or no router rule for it
             failed = True
-            click.echo(f"ERROR {shown(name)}: {e}", err=True)
+            click.echo(f"ERROR {shown(path.name)}: {e}", err=True)
     sys.exit(1 if failed else 0)
