@@ -159,33 +159,18 @@ class OneShot(SlicePrompting):
 
 
 def load_reference(path, mask_path=None):
-    """A reference case: ``imgs`` (2D) and its mask, from ``gts`` in the same .npz, else from
-    ``mask_path``, else from ``../gts/<name>`` beside it. Raises UsageError naming the file and the problem."""
+    """A reference case: a 2D case of any format and its mask (``mask_path``, else ``gts`` in the same .npz, else
+    ``../gts/<name>`` beside it: litemedsam.formats.read_labelled_2d). Raises UsageError naming the file."""
     from pathlib import Path
 
-    from litemedsam.cases import load_case
     from litemedsam.errors import CaseError, UsageError, shown
-    from litemedsam.npz import read_npz
+    from litemedsam.formats import read_labelled_2d
 
     path = Path(path)
     try:
-        case = load_case(path)
+        image, mask = read_labelled_2d(path, mask_path)
     except CaseError as e:
         raise UsageError(f"reference {shown(path)}: {e}") from None
-    if case.dim != "2D":
-        raise UsageError(f"reference {shown(path)}: the reference must be a 2D case")
-    candidates = [Path(mask_path)] if mask_path else [path, path.parent.parent / "gts" / path.name]
-    problems = []
-    for candidate in candidates:
-        try:
-            mask = read_npz(candidate, ("gts",))["gts"] > 0
-            break
-        except CaseError as e:
-            problems.append(f"{shown(candidate)}: {e}")
-    else:
-        raise UsageError(f"reference {shown(path)}: no usable mask ('gts'): " + "; ".join(problems))
-    if mask.shape != case.image.shape[:2]:
-        raise UsageError(f"reference {shown(path)}: mask shape {mask.shape} differs from the image's {case.image.shape[:2]}")
     if not mask.any():
         raise UsageError(f"reference {shown(path)}: the reference mask is empty")
-    return case.image, mask
+    return image, mask

@@ -50,3 +50,17 @@ def test_infer_with_a_reference(models_ready, dev_data, tmp_path):
     lone.write_bytes(reference.read_bytes())
     done = cli("infer", "-i", inp, "-o", tmp_path / "out2", "--reference", lone)
     assert done.returncode == 2 and "no usable mask" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_reference_of_any_format(dev_data, tmp_path):
+    """--reference reads a 2D case of any format infer reads, its mask a label image of any format."""
+    import cv2
+
+    from litemedsam.oneshot import load_reference
+
+    name = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
+    image, mask = load_reference(dev_data / "imgs" / name)
+    cv2.imwrite(str(tmp_path / "polyp.png"), image[:, :, ::-1])  # OpenCV writes BGR
+    cv2.imwrite(str(tmp_path / "polyp_mask.png"), mask.astype(np.uint8))
+    image2, mask2 = load_reference(tmp_path / "polyp.png", tmp_path / "polyp_mask.png")
+    assert np.array_equal(image2, image) and np.array_equal(mask2, mask)

@@ -18,21 +18,22 @@ from litemedsam.registry import MODELS
 def fit_head(cases, output, gts, k, model, threads):
     """Fit a self-prompting head (linear pixel classifier on the image embedding) on labelled 2D cases.
 
-    CASES are .npz cases or folders of them; every label of a case's ground truth counts as foreground.
+    CASES are 2D cases of any format infer reads, or folders of them, each with its ground truth (``gts`` in a
+    .npz case, else a label file of the same name in --gts or ../gts/); every label counts as foreground.
     Then `litemedsam infer --prompt self --head OUTPUT` segments images with no boxes.
     """
     import numpy as np
 
-    from litemedsam.cases import CaseError, load_case
-    from litemedsam.errors import shown
-    from litemedsam.npz import read_npz
+    from litemedsam.errors import CaseError, shown
+    from litemedsam.folders import list_cases
+    from litemedsam.formats import read_labelled_2d
     from litemedsam.segmenter import make_segmenter
     from litemedsam.session import resolve_threads
     from litemedsam.selfprompt import fit_logistic, save_head, training_pixels
 
     files = []
     for path in cases:
-        files += sorted(path.glob("*.npz")) if path.is_dir() else [path]
+        files += list_cases(path)[0] if path.is_dir() else [path]
     files = files[:k] if k else files
     start = time.perf_counter()
     threads, warning = resolve_threads(threads)
@@ -41,20 +42,11 @@ def fit_head(cases, output, gts, k, model, threads):
     seg = make_segmenter(model, threads=threads)  # a ModelError ends the command with exit 2 (cli.main)
     xs, ys, used = [], [], []
     for path in files:
-        gt_path = (gts or path.parent.parent / "gts") / path.name
         try:
-            case = load_case(path)
-            if case.dim != "2D":
-                raise CaseError("self-prompting heads are fitted on 2D cases")
-            try:
-                mask = read_npz(gt_path, ("gts",))["gts"] > 0
-            except CaseError as e:
-                raise CaseError(f"ground truth {shown(gt_path)}: {e}") from None
-            if mask.shape != case.image.shape[:2]:
-                raise CaseError(f"ground truth {gt_path} has shape {mask.shape}, image {case.image.shape[:2]}")
+            image, mask = read_labelled_2d(path, (gts / path.name) if gts else None)
         except CaseError as e:  # ends the command with exit 1 (cli.main)
             raise CaseError(f"{shown(path.name)}: {e}") from None
-        x, y = training_pixels(seg, case.image, mask)
+        x, y = training_pixels(seg, image, mask)
         xs.append(x)
         ys.append(y)
         used.append(path.name)

@@ -40,3 +40,33 @@ def read_labels(path: Path, with_space: bool = False) -> tuple:
 def write(case, segs, target: Path) -> None:
     """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``)."""
     module_of_format(case.fmt).write(case, segs, target)
+
+
+def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
+    """(image, bool mask) of a labelled 2D case of any format: the image as ``read`` gives it; the mask from
+    ``mask_path`` (any format ``read_labels`` reads, or a .npz with ``gts``), else from ``gts`` in the case's own
+    .npz, else from ``../gts/<name>`` beside it (the dev data's layout). CaseError saying what is missing."""
+    from litemedsam.errors import CaseError, shown
+    from litemedsam.npz import read_npz
+
+    path = Path(path)
+    case = read(path, None, require_boxes=False)
+    if case.dim != "2D":
+        raise CaseError("not a 2D case")
+    own = [path] if suffix(path.name) == ".npz" else []  # a challenge case may hold its own 'gts'
+    candidates = [Path(mask_path)] if mask_path else own + [path.parent.parent / "gts" / path.name]
+    problems = []
+    for candidate in candidates:
+        try:
+            if suffix(candidate.name) == ".npz":
+                labels = read_npz(candidate, ("gts",))["gts"]
+            else:
+                labels = read_labels(candidate)[0]
+            break
+        except CaseError as e:
+            problems.append(f"{shown(candidate)}: {e}")
+    else:
+        raise CaseError("no usable mask ('gts' or a label image): " + "; ".join(problems))
+    if labels.shape[:2] != case.image.shape[:2] or labels.ndim != 2:
+        raise CaseError(f"its mask has shape {labels.shape}, the image {case.image.shape[:2]}")
+    return case.image, labels > 0
