@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam import confidence
 from litemedsam.cases import make_case
 from litemedsam.errors import CaseError
 from litemedsam.intensity import prepare
@@ -47,7 +48,8 @@ def _uint8(image, modality: str | None, window: tuple | None) -> tuple:
 
 
 def segment(image, boxes, modality: str | None = None, window: tuple | None = None, exact: bool = False,
-            model: str | None = None, starts=None, threads: int | None = None, router: Router | None = None) -> np.ndarray:
+            model: str | None = None, starts=None, threads: int | None = None, router: Router | None = None,
+            scores: bool = False):
     """Label map of ``image`` for ``boxes``, label k for the k-th box (uint8; uint16 above 255 boxes).
 
     image: 2D (H, W) or (H, W, 3), or 3D (D, H, W), any real dtype (not uint8: the modality's intensity rule,
@@ -55,7 +57,8 @@ def segment(image, boxes, modality: str | None = None, window: tuple | None = No
     2D image, (N, 6) ``x0, y0, z0, x1, y1, z1`` for a volume, inclusive pixel indices. modality: "CT", "MR",
     ... (routes the case and picks its intensity rule; None: found from the data where it can, HU -> CT).
     starts: a volume's start slice per box (default: the middle of its z-range). model: a registered model
-    instead of the router's choice; exact: the reference's computation (`infer --exact`).
+    instead of the router's choice; exact: the reference's computation (`infer --exact`). scores: also return
+    each object's confidence, label -> the decoder's mean predicted IoU of its masks (as run.json records it).
     """
     boxes = np.asarray(boxes)
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
@@ -67,7 +70,9 @@ def segment(image, boxes, modality: str | None = None, window: tuple | None = No
         warnings.warn(note, stacklevel=2)
     prompting = BoxPrompting(router or Router.load(), model, modality or found, exact)
     plan = prompting.choose(case)
-    return prompting.segment(_segmenter(plan.model, threads), case, plan)
+    with confidence.collecting() as noted:
+        labels = prompting.segment(_segmenter(plan.model, threads), case, plan)
+    return (labels, confidence.summary(noted)) if scores else labels
 
 
 class Predictor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from litemedsam import progress
+from litemedsam import confidence, progress
 from litemedsam.cases import Case, label_dtype
 from litemedsam.masks import EXACT, MaskPolicy
 from litemedsam.segmenter import BoxSegmenter as Segmenter
@@ -77,19 +77,20 @@ class Canvas:
 
 
 def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy):
-    """(mask, logit map or None) per box of ``boxes`` (input frame), the mask strategies applied; one object at a
-    time, so that a large image holds one full-size logit map, never one per box."""
+    """(mask, logit map or None, predicted IoU or None) per box of ``boxes`` (input frame), the mask strategies
+    applied; one object at a time, so that a large image holds one full-size logit map, never one per box."""
     frame = emb.frame
     scale = max(frame.original_hw) / 256
-    maps = iter(seg.logit_maps(emb, boxes, prompt))
+    scored = getattr(seg, "scored_logit_maps", None)  # a segmenter without scores: None for each
+    maps = iter(scored(emb, boxes, prompt) if scored else ((up, None) for up in seg.logit_maps(emb, boxes, prompt)))
     for box in boxes:
-        up = next(maps)
+        up, score = next(maps)
         mask = up > 0
         if not policy.needs_logits:
             up = None  # freed before the next map is made
         if not policy.exact:
             mask = policy.apply(mask, frame.box_to_image(box), scale)
-        yield mask, up
+        yield mask, up, score
         mask = up = None  # (zip or a loop variable would keep the last map alive while the next one is made)
 
 
@@ -104,8 +105,9 @@ def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
     model_boxes = emb.frame.boxes_to_model(boxes[np.array(labels) - 1])
     for start in range(0, len(labels), seg.max_batch):
         chunk = slice(start, start + seg.max_batch)
-        for label, (mask, logit) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], prompt, policy)):
+        for label, (mask, logit, score) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], prompt, policy)):
             canvas.paint(None, mask, label, logit)
+            confidence.note(label, score)
     return canvas.labels
 
 
@@ -188,7 +190,9 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
     def run_slice(z: int, active: list, slices_of) -> None:
         emb = cache.pop(z, None) or seg.encode(volume[z])
         prompts = [t.box if z == t.z_mid or t.prev_box is None else t.prev_box for t in active]
-        for t, (mask, logit) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
+        for t, (mask, logit, score) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
+            if mask.any():
+                confidence.note(t.label, score)
             if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
                 step = 1 if z > t.prev_z else -1
                 between = range(t.prev_z + step, z, step)
@@ -245,7 +249,8 @@ def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, pr
     for z in sorted(todo):
         emb = seg.encode(volume[z])
         items = todo[z]
-        for (t, _), (mask, logit) in zip(items, decode(seg, emb, np.stack([box for _, box in items]), prompt, policy)):
+        for (t, _), (mask, logit, _) in zip(items, decode(seg, emb, np.stack([box for _, box in items]), prompt,
+                                                         policy)):
             canvas.erase(z, t.label)
             canvas.paint(z, mask, t.label, logit)
 

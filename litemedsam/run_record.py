@@ -67,7 +67,8 @@ class RunRecord:
             self.data["models"][model] = {Path(p).name: sha for p, sha in model_files(get_model(model))}
         self.data["cases"].append({"case": result.case, "output": result.output, "status": result.status,
                                    "seconds": round(result.seconds, 4), "model": model, "decision": result.decision,
-                                   "warnings": result.warnings, "message": result.message or None})
+                                   "warnings": result.warnings, "message": result.message or None,
+                                   "confidence": result.confidence})
 
     def write(self) -> None:
         self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

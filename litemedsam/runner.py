@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from litemedsam import formats, progress
+from litemedsam import confidence, formats, progress
 from litemedsam.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
 from litemedsam.folders import check_folders, list_cases, same_file
 from litemedsam.pause import pause_if_asked
@@ -44,6 +44,7 @@ class Result:
     output: str = ""  # the output file's name
     decision: dict | None = None  # what the router decided (decision_record), when it got that far
     warnings: list = field(default_factory=list)  # the case's warnings (boxes clipped or skipped, no overlay)
+    confidence: dict | None = None  # label -> the decoder's mean predicted IoU of its masks (litemedsam.confidence)
 
 
 def profile_line(phases: dict, seconds: float) -> str:
@@ -236,7 +237,7 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
     lines: list = []
     start = time.perf_counter()
     take_phases()
-    plan = None
+    plan, objects = None, None
     warnings: list = []
     try:
         if same_file(path, target):
@@ -254,8 +255,9 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
         lines += [Once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along the "
                        f"router's chain. Build it with: {get_model(skipped).build}") for skipped, missing in plan.skipped]
         pause_if_asked(path.name)  # a test hook (litemedsam.pause); nothing without LITEMEDSAM_PAUSE_IN
-        with progress.reporting(_reporter(bar, job.prefix, start)):
+        with progress.reporting(_reporter(bar, job.prefix, start)), confidence.collecting() as scores:
             segs = spec.prompting.segment(segmenters.get(plan.model), case, plan)
+        objects = confidence.summary(scores)
         with phase("write"):
             formats.write(case, segs, target)
         if spec.overlay_dir is not None:
@@ -275,7 +277,7 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
         if spec.debug:
             message += "\n" + traceback.format_exc()
     return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
-                  take_phases(), target.name, decision_record(plan), warnings), lines
+                  take_phases(), target.name, decision_record(plan), warnings, objects), lines
 
 
 def _reporter(bar, name: str, start: float):

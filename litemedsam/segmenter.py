@@ -117,13 +117,18 @@ class Segmenter:
         """(N, 4) boxes in the input frame -> (N, H, W) bool masks at the image size."""
         return emb.frame.masks(self.logits(emb, boxes, prompt), self.upsample)
 
-    def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
-        """(N, 4) boxes in the input frame -> N (H, W) float32 logit maps at the image size, one at a time
-        (``predict`` is each thresholded at 0); at most ``max_batch`` boxes' low-res logits held at once."""
+    def scored_logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
+        """(N, 4) boxes in the input frame -> N pairs of an (H, W) float32 logit map at the image size and the
+        decoder's predicted IoU, one at a time; at most ``max_batch`` boxes' low-res logits held at once."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         for start in range(0, len(boxes), self.max_batch):
-            for low in self.logits(emb, boxes[start:start + self.max_batch], prompt):
-                yield emb.frame.logit_map(low, self.upsample)
+            for low, score in zip(*self.decode(emb, boxes[start:start + self.max_batch], prompt)):
+                yield emb.frame.logit_map(low, self.upsample), float(score)
+
+    def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
+        """(N, 4) boxes in the input frame -> N (H, W) float32 logit maps at the image size, one at a time
+        (``predict`` is each thresholded at 0)."""
+        return (up for up, _ in self.scored_logit_maps(emb, boxes, prompt))
 
     @property
     def prompt_decoder(self):

@@ -1,4 +1,5 @@
 """The Python API (litemedsam.api): the README's example runs, and it gives infer's masks."""
+import json
 import re
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def test_segment_equals_infer(models_ready, dev_data, tmp_path):
             labels = litemedsam.segment(case["imgs"], case["boxes"], modality=modality)
         expected = np.load(tmp_path / "out" / name)["segs"]
         assert labels.dtype == expected.dtype and np.array_equal(labels, expected), name
+    record = {c["case"]: c for c in json.loads((tmp_path / "out" / "run.json").read_text())["cases"]}
+    for name in (CASE_2D, CASE_3D):  # each object's confidence: the decoder's mean predicted IoU
+        scores = record[name]["confidence"]
+        assert set(scores) == {"1"} and 0.5 < scores["1"] <= 1.05, scores
+    with np.load(dev_data / "imgs" / CASE_2D) as case:
+        _, scores = litemedsam.segment(case["imgs"], case["boxes"], scores=True)
+    assert scores == {1: record[CASE_2D]["confidence"]["1"]}
 
 
 def test_predictor_gives_the_exact_masks_and_scores(models_ready, dev_data):

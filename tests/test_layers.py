@@ -64,7 +64,7 @@ def test_no_import_circle_in_the_runtime():
 
 # the README's layout: each module's layer; a module may import only its own layer and those below
 LAYERS = [
-    "errors limits safeio transforms frame masks progress timing settings",  # core
+    "errors limits safeio transforms frame masks progress confidence timing settings",  # core
     "registry session graph_cache digests fastest fetch segmenter",  # models
     "cases npz records formats given_boxes intensity overlay",  # io
     "pipeline router prompting promptless selfprompt oneshot",  # methods
