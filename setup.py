@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Fast CPU box-prompted medical image segmentation with LiteMedSAM in ONNX Runtime",
     packages=find_packages(include=["litemedsam", "litemedsam.*"]),
-    package_data={"litemedsam": ["router.toml"], "litemedsam.web": ["static/*"]},
+    package_data={"litemedsam.methods": ["router.toml"], "litemedsam.serve.web": ["static/*"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.24",

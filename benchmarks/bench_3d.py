@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.compute_metrics import case_metrics
-from litemedsam.cases import load_case
-from litemedsam.pipeline import segment_3d
-from litemedsam.registry import dev_data_dir
-from litemedsam.router import Router
-from litemedsam.segmenter import make_segmenter
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.methods.pipeline import segment_3d
+from litemedsam.models.registry import dev_data_dir
+from litemedsam.methods.router import Router
+from litemedsam.models.segmenter import make_segmenter
 
 from benchmarks import shipping
 

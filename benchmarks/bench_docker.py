@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from litemedsam.registry import dev_data_dir
+from litemedsam.models.registry import dev_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = dev_data_dir() / "imgs"

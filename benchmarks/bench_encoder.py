@@ -5,7 +5,7 @@ graph's time by operator type.
     python -m benchmarks.bench_encoder [GRAPH.onnx ...] [--runs 12] [--threads N] [--ops]
 
 GRAPH defaults to the registered LiteMedSAM encoder. Use it to judge a re-arranged export before it replaces
-today's graph: same inputs, same session options as the runtime (litemedsam.session), no cache.
+today's graph: same inputs, same session options as the runtime (litemedsam.models.session), no cache.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.registry import get_model, model_files
-from litemedsam.session import make_session
+from litemedsam.models.registry import get_model, model_files
+from litemedsam.models.session import make_session
 
 
 def op_profile(path: Path, threads: int | None, image: np.ndarray, runs: int = 4) -> list:

@@ -33,7 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 from evaluation.compute_metrics import agreement
-from litemedsam.registry import dev_data_dir
+from litemedsam.models.registry import dev_data_dir
 
 
 def main() -> int:

@@ -19,12 +19,12 @@ import numpy as np
 
 from benchmarks.bench_strategies import MemoEncoder
 from evaluation.compute_metrics import case_metrics
-from litemedsam.cases import load_case
-from litemedsam.masks import EXACT
-from litemedsam.pipeline import segment_case
-from litemedsam.registry import dev_data_dir
-from litemedsam.router import Router
-from litemedsam.segmenter import make_segmenter
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.core.masks import EXACT
+from litemedsam.methods.pipeline import segment_case
+from litemedsam.models.registry import dev_data_dir
+from litemedsam.methods.router import Router
+from litemedsam.models.segmenter import make_segmenter
 
 MIN_DICE = 0.98
 MAX_DROP = 0.3  # DSC/NSD points

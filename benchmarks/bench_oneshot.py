@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.labelled import DEV, box_prompted, dice, labelled_cases
-from litemedsam.oneshot import build_reference, segment_oneshot
-from litemedsam.segmenter import make_segmenter
+from litemedsam.methods.oneshot import build_reference, segment_oneshot
+from litemedsam.models.segmenter import make_segmenter
 
 
 def main() -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 
 from labelled import DEV
-from litemedsam.cases import load_case
-from litemedsam.registry import missing_file
-from litemedsam.segmenter import make_segmenter
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.models.registry import missing_file
+from litemedsam.models.segmenter import make_segmenter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def main() -> int:
     print("| model | image | s per image |")
     print("|---|---|---|")
     for name in ("sam-vit-b", "samed", "promise"):
-        from litemedsam.registry import get_model
+        from litemedsam.models.registry import get_model
 
         if missing_file(get_model(name), args.random):
             print(f"| {name} | not built | |")

@@ -21,11 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path.cwd()))  # the checkout this is run from (its litemedsam, its evaluation)
 
 from evaluation.compute_metrics import case_metrics  # noqa: E402
-from litemedsam import formats  # noqa: E402
-from litemedsam.given_boxes import CaseInputs  # noqa: E402
-from litemedsam.prompting import BoxPrompting  # noqa: E402
-from litemedsam.router import Router  # noqa: E402
-from litemedsam.segmenter import make_segmenter  # noqa: E402
+from litemedsam.io import formats  # noqa: E402
+from litemedsam.io.given_boxes import CaseInputs  # noqa: E402
+from litemedsam.methods.prompting import BoxPrompting  # noqa: E402
+from litemedsam.methods.router import Router  # noqa: E402
+from litemedsam.models.segmenter import make_segmenter  # noqa: E402
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 

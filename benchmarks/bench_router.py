@@ -21,11 +21,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 from evaluation.compute_metrics import agreement, score_file
 
-from litemedsam.cases import load_case, save_segmentation
-from litemedsam.pipeline import segment_case
-from litemedsam.registry import dev_data_dir, get_model, missing_file
-from litemedsam.router import Router
-from litemedsam.runner import Segmenters
+from litemedsam.io.formats.challenge import load_case, save_segmentation
+from litemedsam.methods.pipeline import segment_case
+from litemedsam.models.registry import dev_data_dir, get_model, missing_file
+from litemedsam.methods.router import Router
+from litemedsam.run.runner import Segmenters
 
 DEFAULT = ["float=litemedsam", "int8=litemedsam-int8", "multiview=litemedsam@multiview"]
 

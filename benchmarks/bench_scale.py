@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.registry import dev_data_dir, get_model, model_files
-from litemedsam.session import available_cpus, make_session
+from litemedsam.models.registry import dev_data_dir, get_model, model_files
+from litemedsam.models.session import available_cpus, make_session
 
 REPO = Path(__file__).resolve().parent.parent
 

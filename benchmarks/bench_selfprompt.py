@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.labelled import DEV, box_prompted, dice, labelled_cases
-from litemedsam.segmenter import make_segmenter
-from litemedsam.selfprompt import fit_logistic, save_head, segment_embedded, training_pixels
-from litemedsam.session import make_session
+from litemedsam.models.segmenter import make_segmenter
+from litemedsam.methods.selfprompt import fit_logistic, save_head, segment_embedded, training_pixels
+from litemedsam.models.session import make_session
 
 REPO = Path(__file__).resolve().parent.parent
 

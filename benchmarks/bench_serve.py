@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.registry import dev_data_dir
+from litemedsam.models.registry import dev_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CASES_2D = ["2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz", "2DBox_CT_SAMMed2D_s0114_111.npz",

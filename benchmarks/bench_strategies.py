@@ -1,4 +1,4 @@
-"""Mask strategies (litemedsam.masks) per modality of the dev cases: DSC, NSD and seconds of the reference's
+"""Mask strategies (litemedsam.core.masks) per modality of the dev cases: DSC, NSD and seconds of the reference's
 masks against each strategy and combinations, and which pass the shipping rule.
 
     python -m benchmarks.bench_strategies [--cases DIR] [--match TEXT] [--config clip=5 component=largest ...]
@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.compute_metrics import case_metrics
-from litemedsam.cases import load_case
-from litemedsam.masks import EXACT, MaskPolicy
-from litemedsam.pipeline import segment_case
-from litemedsam.registry import dev_data_dir
-from litemedsam.router import Router
-from litemedsam.segmenter import make_segmenter
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.methods.pipeline import segment_case
+from litemedsam.models.registry import dev_data_dir
+from litemedsam.methods.router import Router
+from litemedsam.models.segmenter import make_segmenter
 
 from benchmarks import shipping
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.cases import Case, load_case
-from litemedsam.pipeline import segment_2d
-from litemedsam.registry import dev_data_dir
+from litemedsam.io.cases import Case
+
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.methods.pipeline import segment_2d
+from litemedsam.models.registry import dev_data_dir
 
 DEV = dev_data_dir()
 

@@ -29,7 +29,7 @@ rm -rf docker/models
 mkdir -p docker/models
 "$PY" - <<'PY' >&2
 import json, shutil
-from litemedsam.registry import MODELS, is_built, manifest_path, model_paths
+from litemedsam.models.registry import MODELS, is_built, manifest_path, model_paths
 for spec in MODELS.values():
     if not spec.pinned:
         if not is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from litemedsam.registry import MODELS, load_object
+from litemedsam.models.registry import MODELS, load_object
 
 
 def main(argv=None) -> int:

@@ -354,7 +354,7 @@ def export(model: EfficientSam, encoder_path: Path, decoder_path: Path) -> dict:
 
 def export_model(spec, checkpoint: Path, out_dir: Path | None = None) -> dict:
     """Export an EfficientSAM entry of the registry from upstream's checkpoint, checked, with its manifest."""
-    from litemedsam.registry import sha256_of, work_dir, write_manifest
+    from litemedsam.models.registry import sha256_of, work_dir, write_manifest
 
     variant = next(v for v, info in VARIANTS.items() if info["model"] == spec.name)
     out_dir = out_dir or work_dir()
@@ -364,7 +364,7 @@ def export_model(spec, checkpoint: Path, out_dir: Path | None = None) -> dict:
 
 
 def main(argv=None) -> dict:
-    from litemedsam.registry import get_model
+    from litemedsam.models.registry import get_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)

@@ -30,7 +30,7 @@ from export.mask_decoder import MaskDecoder
 from export.onnx_export import GraphSpec, check_chain, export_graph
 from export.prompt_encoder import PromptEncoder
 from export.tiny_vit import TinyViT
-from litemedsam.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
+from litemedsam.models.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
 
 
 class LiteMedSAM(nn.Module):

@@ -171,9 +171,9 @@ def lora_state(model, wrappers) -> dict:
 
 def training_examples(cases: list, gts_dir: Path | None):
     """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
-    from litemedsam import transforms
-    from litemedsam.cases import load_case
-    from litemedsam.frame import Frame
+    from litemedsam.core import transforms
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.core.frame import Frame
 
     examples = []
     for path in cases:
@@ -231,7 +231,7 @@ def train(model, examples, rank: int = 4, steps: int = 60, lr: float = 2e-3, max
 
 
 def main(argv=None) -> int:
-    from litemedsam.registry import CHECKPOINTS, verified_path
+    from litemedsam.models.registry import CHECKPOINTS, verified_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import torch
 
-from litemedsam.safeio import temp_path
-from litemedsam.session import make_session
+from litemedsam.core.safeio import temp_path
+from litemedsam.models.session import make_session
 
 
 @dataclass

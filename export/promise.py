@@ -15,7 +15,7 @@ What the graph computes (ProMISe's ``Sam.forward`` for APM + IPS with the ResNet
   multimask outputs, i.e. mask token 1.
 The graph takes the image resized to S x S in [0, 1] and normalises it with the ImageNet mean and std
 (ProMISe's ``basic_color`` transform). The morphological opening (5 x 5) of its evaluation is done by
-``litemedsam.promptless.AutoPromptSegmenter`` on the thresholded low-res mask.
+``litemedsam.methods.promptless.AutoPromptSegmenter`` on the thresholded low-res mask.
 
 Checkpoint layout (a plain state dict of ProMISe's ``Sam``; ``module.`` prefixes dropped, and
 ``ffn.lin*`` renamed ``ips_ffn.lin*`` as ProMISe's eval.py does): ``image_encoder.*``,
@@ -165,7 +165,7 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, point_value: str
                  img_size: int | None = None) -> dict:
     """Export ProMISe (APM + IPS, one graph) from its checkpoint; ``point_value`` gives the labels of its points
     (e.g. 1-1-0-0; default half 1, half 0). Checked, with its manifest."""
-    from litemedsam.registry import work_dir, write_manifest
+    from litemedsam.models.registry import work_dir, write_manifest
 
     labels = [int(v) for v in point_value.split("-")] if point_value else None
     out_dir = out_dir or work_dir()
@@ -175,7 +175,7 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, point_value: str
 
 
 def main(argv=None) -> dict:
-    from litemedsam.registry import MODELS
+    from litemedsam.models.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)

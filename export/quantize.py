@@ -10,7 +10,7 @@ weights per output channel, full 8-bit range, except the second layer of each ML
 output, is heavy-tailed). Measured on LiteMedSAM (64 dev images, per-box masks against fp32, mean Dice):
 every weight MatMul 0.968 (7-bit weights) / 0.975 (8-bit); without fc2 0.978 / **0.985**; Conv too: unusable.
 Activation-by-activation MatMuls (attention scores) are never quantized. The full 8-bit range needs a CPU with
-VNNI (``u8 x s8`` products saturate in AVX2's ``vpmaddubsw``): litemedsam.fastest runs it only there.
+VNNI (``u8 x s8`` products saturate in AVX2's ``vpmaddubsw``): litemedsam.models.fastest runs it only there.
 
 Gate: every box of the gate cases (2D cases; for 3D cases the middle slice of each box) is segmented
 by the float and the int8 model; the int8 model is accepted when the mean Dice between the two is at
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.digests import sha256_of
-from litemedsam.registry import MODELS, dev_data_dir, get_model, model_paths, work_dir, write_manifest
-from litemedsam.safeio import write_bytes
+from litemedsam.models.digests import sha256_of
+from litemedsam.models.registry import MODELS, dev_data_dir, get_model, model_paths, work_dir, write_manifest
+from litemedsam.core.safeio import write_bytes
 
 OP_TYPES = ["MatMul"]
 KEEP_FLOAT = "fc2"  # node names holding this stay float (the MLPs' second layers, see above)
@@ -61,7 +61,8 @@ def quantize_file(src: Path, dst: Path) -> None:
 
 def gate_images(cases_dir: Path | None, limit: int = 40):
     """(name, image, (N, 4) boxes) to compare on: real cases when there are any, else synthetic images."""
-    from litemedsam.cases import CaseError, load_case
+    from litemedsam.io.cases import CaseError
+    from litemedsam.io.formats.challenge import load_case
 
     found = []
     for path in sorted(cases_dir.glob("*.npz")) if cases_dir and cases_dir.is_dir() else []:
@@ -97,7 +98,7 @@ def gate_images(cases_dir: Path | None, limit: int = 40):
 def compare(float_model: str, int8_model: str, images) -> dict:
     """Per-box masks of both models on the gate images (each box alone, as the decoder gives it): Dice."""
     from export.onnx_export import dice
-    from litemedsam.segmenter import make_segmenter
+    from litemedsam.models.segmenter import make_segmenter
 
     ref, test = make_segmenter(float_model), make_segmenter(int8_model)
     dices, times = [], {"float": 0.0, "int8": 0.0}

@@ -16,7 +16,7 @@ its ``pos_embed`` resized bilinearly and its global blocks' relative-position ta
 SAMed (hitachinsk/SAMed ``segment_anything/build_sam.py``, ``mask_decoder.py``): K classes make K + 1
 mask tokens; with no prompt (no sparse embedding, ``no_mask_embed`` as dense) every token's mask is
 returned, channel 0 the background, and the label map is their argmax.
-The encoder graph takes the image already resized, normalised and padded (``litemedsam.segmenter``
+The encoder graph takes the image already resized, normalised and padded (``litemedsam.models.segmenter``
 does it: SAM's mean and std for ``sam-vit-b``; SAMed's [0, 1] with mean 0 and std 1).
 """
 from __future__ import annotations
@@ -222,7 +222,7 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, lora: Path | Non
     """Export ``sam-vit-b`` (encoder, box and prompt decoders) or ``samed`` (encoder and semantic decoder) from a
     SAM ViT checkpoint, with a SAMed LoRA file merged in first when given; checked, with its manifest."""
     from export.lora import merge
-    from litemedsam.registry import work_dir, write_manifest
+    from litemedsam.models.registry import work_dir, write_manifest
 
     state = read_state(checkpoint)
     if lora is not None:
@@ -236,7 +236,7 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, lora: Path | Non
 
 
 def main(argv=None) -> dict:
-    from litemedsam.registry import MODELS
+    from litemedsam.models.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["sam-vit-b", "samed"], default="sam-vit-b")

@@ -7,7 +7,7 @@
     masks, scores = predictor.predict(boxes)                    # ... for as many boxes as you like
 
 ``segment`` is `infer`'s per-case code: the same intensity rule, router decision (model, 3D strategy, mask
-strategies; ``exact`` as `--exact`) and masks. Problems raise ``litemedsam.errors.LitemedsamError`` (a
+strategies; ``exact`` as `--exact`) and masks. Problems raise ``litemedsam.core.errors.LitemedsamError`` (a
 ``CaseError`` for bad arrays, a ``ModelError`` for a model that is not built) with the message `infer`
 prints; a case's warnings (a box clipped, HU data taken as CT) are issued with ``warnings.warn``.
 """
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam import confidence
-from litemedsam.cases import make_case
-from litemedsam.errors import CaseError
-from litemedsam.intensity import prepare
-from litemedsam.prompting import BoxPrompting
-from litemedsam.router import Router
-from litemedsam.segmenter import Embedding, make_segmenter
+from litemedsam.core import confidence
+from litemedsam.io.cases import make_case
+from litemedsam.core.errors import CaseError
+from litemedsam.io.intensity import prepare
+from litemedsam.methods.prompting import BoxPrompting
+from litemedsam.methods.router import Router
+from litemedsam.models.segmenter import Embedding, make_segmenter
 
 _SEGMENTERS: dict = {}
 _LOCK = threading.Lock()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from litemedsam.registry import MODELS, ModelError, dev_data_dir, verified_path
+from litemedsam.models.registry import MODELS, ModelError, dev_data_dir, verified_path
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = dev_data_dir()
@@ -34,7 +34,7 @@ def models_ready():
 
 @pytest.fixture(scope="session")
 def segmenter(models_ready):
-    from litemedsam.segmenter import Segmenter
+    from litemedsam.models.segmenter import Segmenter
 
     return Segmenter(models_ready)
 
@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items):
 
 
 def wait_for_pause(flag, proc, seconds: float = 120) -> int:
-    """The pid of the process paused mid-case (litemedsam.pause), once it has written the flag."""
+    """The pid of the process paused mid-case (litemedsam.run.pause), once it has written the flag."""
     deadline = time.monotonic() + seconds
     while not (flag.is_file() and flag.read_text()) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)  # polling for the event itself, not a guess at when it happens

@@ -345,7 +345,7 @@ for number, kind in enumerate(FILE_KINDS, 1):
 
 
 def shown(name: str) -> str:
-    from litemedsam.errors import shown as _shown
+    from litemedsam.core.errors import shown as _shown
 
     return _shown(name)
 
@@ -688,7 +688,7 @@ run_kind("LITEMEDSAM_THREADS=many", 2, r"is not a number of threads")(
 
 
 def _models(p, change):
-    from litemedsam.registry import MODELS, work_dir
+    from litemedsam.models.registry import MODELS, work_dir
 
     spec = MODELS["litemedsam"]
     f = p.folder("2DBox_CT_a.npz", "2DBox_CT_b.npz")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import litemedsam
-from litemedsam.errors import CaseError
+from litemedsam.core.errors import CaseError
 
 from conftest import REPO
 

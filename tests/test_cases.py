@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from litemedsam.cases import CaseError, label_dtype, load_case, modality, save_segmentation
+from litemedsam.io.cases import CaseError, label_dtype, modality
+
+from litemedsam.io.formats.challenge import load_case, save_segmentation
 
 
 def write(path, **arrays):

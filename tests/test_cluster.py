@@ -92,8 +92,8 @@ def test_each_way_of_not_reaching_a_scheduler_is_said(tmp_path, dev_data):
     its own message, exit 2, no traceback, no hang (the silent server costs the timeout, not forever)."""
     import socket
 
-    from litemedsam.cluster import connect
-    from litemedsam.errors import UsageError
+    from litemedsam.run.cluster import connect
+    from litemedsam.core.errors import UsageError
 
     inp = link_cases(dev_data, CASES[:1], tmp_path / "in")
     with socket.socket() as s:

@@ -92,7 +92,7 @@ def test_strict_loading_rejects_other_layouts(small_model, tmp_path):
 def small_spec(out, name="efficientsam-small"):
     from dataclasses import replace
 
-    from litemedsam.registry import MODELS, ModelFile, write_manifest
+    from litemedsam.models.registry import MODELS, ModelFile, write_manifest
 
     spec = replace(MODELS["efficientsam-ti"], name=name, image_size=SMALL["img_size"],
                    encoder=ModelFile("enc.onnx"), decoder=ModelFile("dec.onnx"))
@@ -106,9 +106,9 @@ def test_segmenter_matches_torch_on_a_real_image(small_model, dev_data):
     import torch
 
     from export.efficient_sam import DecoderGraph, EncoderGraph
-    from litemedsam.cases import load_case
-    from litemedsam.pipeline import segment_2d
-    from litemedsam.segmenter import EfficientSamSegmenter
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.methods.pipeline import segment_2d
+    from litemedsam.models.segmenter import EfficientSamSegmenter
 
     out, model, _ = small_model
     seg = EfficientSamSegmenter(small_spec(out), model_dir=out)
@@ -136,7 +136,7 @@ def test_quantized_agrees_and_is_recorded(small_model, tmp_path, monkeypatch):
     import onnxruntime  # noqa: F401
 
     from export.quantize import quantize_file
-    from litemedsam.segmenter import EfficientSamSegmenter
+    from litemedsam.models.segmenter import EfficientSamSegmenter
 
     out, _, _ = small_model
     quantize_file(out / "enc.onnx", tmp_path / "enc.onnx")

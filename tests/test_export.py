@@ -3,7 +3,7 @@ import importlib.util
 
 import pytest
 
-from litemedsam.registry import CHECKPOINTS, MODELS, ModelError, verified_path
+from litemedsam.models.registry import CHECKPOINTS, MODELS, ModelError, verified_path
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_prompt_decoder_with_box_corners_equals_box_decoder(models_ready):
     """The general decoder given a box as corner points 2/3 and no mask reproduces the box decoder."""
     import numpy as np
 
-    from litemedsam.registry import model_paths
-    from litemedsam.session import make_session
+    from litemedsam.models.registry import model_paths
+    from litemedsam.models.session import make_session
 
     enc, dec, gen = (make_session(p) for p in model_paths(models_ready, entries=models_ready.files))
     rng = np.random.default_rng(0)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litemedsam.registry import FAMILIES, MODELS, load_object
+from litemedsam.models.registry import FAMILIES, MODELS, load_object
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_names_its_runtime_and_exporter(name):
-    from litemedsam.segmenter import runtime_class
+    from litemedsam.models.segmenter import runtime_class
 
     spec = MODELS[name]
     cls = runtime_class(spec)

@@ -1,13 +1,14 @@
-"""The int8 encoder (export.quantize, pinned in the registry) and which encoder a machine runs (litemedsam.fastest):
+"""The int8 encoder (export.quantize, pinned in the registry) and which encoder a machine runs (litemedsam.models.fastest):
 float by default and under --exact, int8 only when opted in, timed per machine with LITEMEDSAM_INT8=auto."""
 import json
 
 import numpy as np
 import pytest
 
-from litemedsam import fastest, settings
-from litemedsam.registry import get_model, model_files
-from litemedsam.router import Router
+from litemedsam.core import settings
+from litemedsam.models import fastest
+from litemedsam.models.registry import get_model, model_files
+from litemedsam.methods.router import Router
 
 
 @pytest.fixture
@@ -75,8 +76,8 @@ def test_auto_times_once_and_keeps_the_record(int8_ready, cache, monkeypatch):
 
 
 def test_int8_encoder_is_close_to_float_on_a_real_case(int8_ready, dev_data):
-    from litemedsam.cases import load_case
-    from litemedsam.segmenter import Segmenter
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.models.segmenter import Segmenter
 
     case = load_case(dev_data / "imgs" / "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz")
     masks = []

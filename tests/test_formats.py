@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litemedsam import formats
-from litemedsam.errors import CaseError, UsageError
-from litemedsam.given_boxes import CaseInputs, boxes_of_labels, read_table
+from litemedsam.io import formats
+from litemedsam.core.errors import CaseError, UsageError
+from litemedsam.io.given_boxes import CaseInputs, boxes_of_labels, read_table
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvpr24-dev"
@@ -77,7 +77,7 @@ def test_real_ct_nifti_is_found_in_hounsfield_units_whatever_its_name(tmp_path):
 def test_zero_voxels_stay_zero_and_only_hu_data_count_as_ct():
     """A z-scored MR (brain around 0, negative values, background exactly 0): the background stays 0 and the
     percentiles are those of the brain; magnitude MR, PET and z-scored MR are never taken for HU."""
-    from litemedsam.intensity import looks_like_hu, prepare, to_uint8
+    from litemedsam.io.intensity import looks_like_hu, prepare, to_uint8
 
     rng = np.random.default_rng(0)
     z = np.zeros((4, 32, 32), np.float32)
@@ -176,7 +176,7 @@ def test_infer_on_png_and_nifti_end_to_end(models_ready, tmp_path):
     record = json.loads((out / "run.json").read_text())  # the run record: options, models, every case
     cases = {c["case"]: c for c in record["cases"]}
     assert record["options"]["boxes"] == ["28,18,61,45"] and record["threads"] >= 1
-    from litemedsam.registry import get_model
+    from litemedsam.models.registry import get_model
 
     assert record["models"]["litemedsam"] == {e.file: e.sha256 for e in get_model("litemedsam").graphs}
     assert cases["XRay_a.jpg"]["status"] == "ok" and cases["XRay_a.jpg"]["decision"]["rule"] == "everything else"
@@ -251,10 +251,10 @@ def test_real_nrrd_reads_as_the_dev_case_and_writes_back(tmp_path):
 def test_a_2d_image_too_large_for_the_memory_is_refused(monkeypatch, tmp_path):
     """Segmenting brings each object's logits to the full image size: an image that would not fit in the memory
     available is a failed case with a message, not a process killed by the kernel (and a lost batch)."""
-    import litemedsam.limits
-    from litemedsam.cases import make_case
+    import litemedsam.core.limits
+    from litemedsam.io.cases import make_case
 
-    monkeypatch.setattr(litemedsam.limits, "available_memory", lambda: 600 << 20)
+    monkeypatch.setattr(litemedsam.core.limits, "available_memory", lambda: 600 << 20)
     with pytest.raises(CaseError, match=r"segmenting a 6000x5000 image needs about 769\.5 MiB .* 600\.0 MiB is available"):
         make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((5000, 6000), np.uint8), [[0, 0, 9, 9]])
     assert make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((500, 600), np.uint8), [[0, 0, 9, 9]]).dim == "2D"
@@ -307,7 +307,7 @@ def test_dicom_series_that_would_be_misplaced_are_refused_and_links_are_read(tmp
     skipped)."""
     import shutil
 
-    from litemedsam.folders import list_cases
+    from litemedsam.run.folders import list_cases
 
     src = dicom_series("98892001/CT5N")
     shutil.copytree(src, tmp_path / "gap")

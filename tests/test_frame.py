@@ -15,8 +15,8 @@ def sam(tmp_path_factory):
     import torch
 
     from export.sam_vit import SamModel, export
-    from litemedsam.registry import MODELS, write_manifest
-    from litemedsam.segmenter import make_segmenter
+    from litemedsam.models.registry import MODELS, write_manifest
+    from litemedsam.models.segmenter import make_segmenter
 
     out = tmp_path_factory.mktemp("sam")
     torch.manual_seed(0)
@@ -27,7 +27,7 @@ def sam(tmp_path_factory):
 
 def test_a_full_mask_covers_every_cell_over_the_image(sam):
     """600 x 800 image -> resized 192 x 256 in the 256 input -> 12 x 16 of the 16 x 16 embedding cells."""
-    from litemedsam.selfprompt import training_pixels
+    from litemedsam.methods.selfprompt import training_pixels
 
     image = np.random.default_rng(0).integers(0, 255, (600, 800, 3), np.uint8)
     x, y = training_pixels(sam, image, np.ones((600, 800), bool))
@@ -35,7 +35,7 @@ def test_a_full_mask_covers_every_cell_over_the_image(sam):
 
 
 def test_cells_map_back_to_their_part_of_the_image(sam):
-    from litemedsam.oneshot import build_reference
+    from litemedsam.methods.oneshot import build_reference
 
     image = np.random.default_rng(1).integers(0, 255, (600, 800, 3), np.uint8)
     emb = sam.encode(image)

@@ -9,7 +9,8 @@ import pytest
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    from litemedsam import graph_cache, settings
+    from litemedsam.core import settings
+    from litemedsam.models import graph_cache
 
     folder = tmp_path / "cache"
     monkeypatch.setenv("LITEMEDSAM_CACHE_DIR", str(folder))
@@ -20,14 +21,14 @@ def cache(tmp_path, monkeypatch):
 
 
 def encoder(models_ready):
-    from litemedsam.registry import model_files
+    from litemedsam.models.registry import model_files
 
     return model_files(models_ready)[0]
 
 
 def test_made_once_then_used_with_identical_results(models_ready, cache):
-    from litemedsam import graph_cache
-    from litemedsam.session import make_session
+    from litemedsam.models import graph_cache
+    from litemedsam.models.session import make_session
 
     path, sha = encoder(models_ready)
     x = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
@@ -42,8 +43,8 @@ def test_made_once_then_used_with_identical_results(models_ready, cache):
 
 
 def test_damaged_or_foreign_entries_are_rebuilt(models_ready, cache):
-    from litemedsam import graph_cache
-    from litemedsam.session import make_session
+    from litemedsam.models import graph_cache
+    from litemedsam.models.session import make_session
 
     path, sha = encoder(models_ready)
     make_session(path, 1, sha)
@@ -61,7 +62,7 @@ def test_damaged_or_foreign_entries_are_rebuilt(models_ready, cache):
 
 
 def test_a_folder_others_can_write_is_never_used(tmp_path, monkeypatch):
-    from litemedsam import settings
+    from litemedsam.core import settings
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -78,7 +79,7 @@ def test_a_folder_others_can_write_is_never_used(tmp_path, monkeypatch):
 
 
 def test_remembered_digests_follow_the_file(tmp_path, cache):
-    from litemedsam.digests import _hash, sha256_of
+    from litemedsam.models.digests import _hash, sha256_of
 
     f = tmp_path / "model.onnx"
     f.write_bytes(b"one")
@@ -94,8 +95,8 @@ def test_remembered_digests_follow_the_file(tmp_path, cache):
 def test_weights_live_in_their_own_checked_file(models_ready, cache):
     """An entry's weights sit in a .data file beside it (mapped by ONNX Runtime, not parsed): a damaged weights
     file, or a sidecar naming any other file, means the entry is rebuilt; a rebuild leaves one weights file."""
-    from litemedsam import graph_cache
-    from litemedsam.session import make_session
+    from litemedsam.models import graph_cache
+    from litemedsam.models.session import make_session
 
     path, sha = encoder(models_ready)
     make_session(path, 1, sha)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import wait_for_pause
-from litemedsam.cases import CaseError, load_case, save_segmentation
+from litemedsam.io.cases import CaseError
+from litemedsam.io.formats.challenge import load_case, save_segmentation
 
 REPO = Path(__file__).resolve().parent.parent
 BOX = np.array([[8, 8, 40, 40]])
@@ -70,9 +71,9 @@ def test_a_link_from_the_input_folder_into_the_output_folder_is_not_overwritten(
 # 2. temporary files are made exclusively, never through a planted link ------------------------------
 
 def test_writers_do_not_follow_links_planted_at_temporary_names(tmp_path):
-    from litemedsam.registry import MODELS, write_manifest
-    from litemedsam.timing import write_times
-    from litemedsam.selfprompt import save_head
+    from litemedsam.models.registry import MODELS, write_manifest
+    from litemedsam.core.timing import write_times
+    from litemedsam.methods.selfprompt import save_head
 
     victim = tmp_path / "victim"
     victim.write_text("precious")
@@ -140,7 +141,7 @@ def test_sigterm_is_handled_like_ctrl_c(dev_data, models_ready, tmp_path):
     for name in names:
         (inp / name).symlink_to(dev_data / "imgs" / name)
     out = tmp_path / "out"
-    flag = tmp_path / "paused"  # infer stops mid-volume (litemedsam.pause), its pid in the flag
+    flag = tmp_path / "paused"  # infer stops mid-volume (litemedsam.run.pause), its pid in the flag
     env = {**os.environ, "LITEMEDSAM_PAUSE_IN": f"{names[1]}:{flag}"}
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
@@ -282,7 +283,7 @@ def test_thread_counts_are_checked_once_and_capped(models_ready, tmp_path):
 # 10. an unreadable model file ------------------------------------------------------------------------
 
 def test_an_unreadable_model_file_is_named_and_stops_the_run(models_ready, tmp_path):
-    from litemedsam.registry import work_dir
+    from litemedsam.models.registry import work_dir
 
     models = tmp_path / "models"
     models.mkdir()
@@ -409,7 +410,7 @@ def test_broken_links_and_loops_are_failed_cases(tmp_path):
 
 
 def test_upper_case_suffix_is_read_and_other_entries_are_named(tmp_path):
-    from litemedsam.folders import list_cases
+    from litemedsam.run.folders import list_cases
 
     inp = tmp_path / "in"
     inp.mkdir()

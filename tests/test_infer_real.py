@@ -83,7 +83,7 @@ def test_empty_input_folder_is_not_an_error(models_ready, tmp_path):
 
 
 def test_altered_model_is_refused_with_rebuild_hint(models_ready, dev_data, tmp_path):
-    from litemedsam.registry import work_dir
+    from litemedsam.models.registry import work_dir
 
     fake = tmp_path / "models"
     fake.mkdir()
@@ -127,7 +127,7 @@ def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, 
     """With a model in the fine-tuned slot (here LiteMedSAM itself, exported to the slot's files), a router that
     names it for microscopy sends those cases to it; without, to LiteMedSAM with a warning naming the missing
     file."""
-    from litemedsam.registry import MODELS, work_dir, write_manifest
+    from litemedsam.models.registry import MODELS, work_dir, write_manifest
 
     inp = link_cases(dev_data, [MICRO, CASES_2D[0]], tmp_path / "in")
     router = tmp_path / "router.toml"

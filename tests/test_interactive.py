@@ -1,4 +1,4 @@
-"""litemedsam.interactive's embedding cache: bounded in bytes, least recently used dropped, one encoding per
+"""litemedsam.serve.interactive's embedding cache: bounded in bytes, least recently used dropped, one encoding per
 image however many threads ask at once."""
 import threading
 import time
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from litemedsam.interactive import EmbeddingCache
+from litemedsam.serve.interactive import EmbeddingCache
 
 
 def emb(nbytes: int):
@@ -55,8 +55,8 @@ def test_a_failed_encoding_is_retried_by_the_next_caller():
 def test_redrawing_an_object_on_some_slices_keeps_it_on_the_others(tmp_path):
     """Issue 26, bug 1: an object propagated over slices 1-5, redrawn on slice 4 alone, stays on 1-3 and 5; a
     redraw over a range replaces it there only; undo brings the earlier object back."""
-    from litemedsam.cases import Case
-    from litemedsam.interactive import Document
+    from litemedsam.io.cases import Case
+    from litemedsam.serve.interactive import Document
 
     case = Case(tmp_path / "v.nii.gz", "3D", np.zeros((8, 16, 16), np.uint8), np.zeros((0, 6)))
     doc = Document(case, tmp_path / "out.nii.gz", None, None, EmbeddingCache(1 << 20))

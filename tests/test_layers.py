@@ -1,6 +1,6 @@
-"""The house's floors: the runtime never imports torch or the export tools, and its modules import each other
-without a circle (so that any module, e.g. a worker's, can be imported first), imports by importlib string
-included."""
+"""The house's floors: the runtime never imports torch or the export tools; its sub-packages are layers
+(core, models, io, methods, run, serve, cli) whose imports only go down, and its modules import each other without
+a circle (so that any module, e.g. a worker's, can be imported first), imports by importlib string included."""
 import ast
 from pathlib import Path
 
@@ -62,23 +62,29 @@ def test_no_import_circle_in_the_runtime():
             visit(m, [])
 
 
-# the README's layout: each module's layer; a module may import only its own layer and those below
-LAYERS = [
-    "errors limits safeio transforms frame masks progress confidence timing settings",  # core
-    "registry session graph_cache digests fastest fetch segmenter",  # models
-    "cases npz records formats given_boxes intensity overlay",  # io
-    "pipeline router prompting promptless selfprompt oneshot",  # methods
-    "runner workers cluster folders run_record pause",  # run
-    "interactive web api",  # serve, API
-    "cli __main__",  # cli
-]
+# the README's layout: the sub-packages (and top-level modules) in layers, lowest first; a module may import
+# its own package, those of lower layers, and nothing above
+LAYERS = ["core", "models", "io", "methods", "run", "serve api", "cli __main__"]
 LAYER = {name: n for n, names in enumerate(LAYERS) for name in names.split()}
+
+
+def package(module: str) -> str:
+    """litemedsam.io.formats.nifti -> io; litemedsam.api -> api."""
+    return module.split(".")[1]
 
 
 def test_imports_go_down_the_layers():
     graph = imports()
-    unplaced = sorted({m.split(".")[1] for m in graph if "." in m} - set(LAYER))
-    assert not unplaced, f"modules in no layer (add them to LAYERS and the README's layout): {unplaced}"
+    unplaced = sorted({package(m) for m in graph if "." in m} - set(LAYER))
+    assert not unplaced, f"packages or modules in no layer (add them to LAYERS and the README's layout): {unplaced}"
     upward = sorted({(m, d) for m, found in graph.items() if "." in m for d in found
-                     if d in graph and "." in d and LAYER[d.split(".")[1]] > LAYER[m.split(".")[1]]})
+                     if d in graph and "." in d and LAYER[package(d)] > LAYER[package(m)]})
     assert not upward, f"imports going up a layer: {upward}"
+
+
+def test_the_top_package_imports_no_module_at_load():
+    """litemedsam/__init__.py offers the API lazily: importing any module never loads the others."""
+    import ast as syntax
+
+    tree = syntax.parse((PACKAGE / "__init__.py").read_text())
+    assert not [n for n in tree.body if isinstance(n, (syntax.Import, syntax.ImportFrom))]

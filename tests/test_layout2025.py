@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litemedsam.cases import load_case
-from litemedsam.errors import CaseError
+from litemedsam.io.formats.challenge import load_case
+from litemedsam.core.errors import CaseError
 
 EXTRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "extra"
 BOX = {"z_min": 2, "z_max": 7, "z_mid": 3, "z_mid_x_min": 10, "z_mid_y_min": 12, "z_mid_x_max": 30,
@@ -97,7 +97,7 @@ def test_real_2025_cases_segment_from_their_z_mid(models_ready, tmp_path):
 
 
 def test_2025_names_give_their_modality_and_2024_contradictions_are_errors(tmp_path):
-    from litemedsam.router import Router
+    from litemedsam.methods.router import Router
 
     router = Router.load()
     assert router.decide("CT_Lesion_000001.npz", dim="3D").modality == "CT"

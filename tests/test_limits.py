@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from litemedsam import limits
-from litemedsam.errors import CaseError
-from litemedsam.formats import image, nifti
+from litemedsam.core import limits
+from litemedsam.core.errors import CaseError
+from litemedsam.io.formats import image, nifti
 
 IMG = np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)
 

@@ -62,7 +62,7 @@ def test_train_two_steps_then_merge_loads_strictly(dev_data, tmp_path):
     import torch
 
     from export.litemedsam import LiteMedSAM
-    from litemedsam.registry import CHECKPOINTS, ModelError, verified_path
+    from litemedsam.models.registry import CHECKPOINTS, ModelError, verified_path
 
     try:
         verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")

@@ -1,12 +1,12 @@
-"""Mask strategies (litemedsam.masks): each function on small known masks, the policy through the pipeline
+"""Mask strategies (litemedsam.core.masks): each function on small known masks, the policy through the pipeline
 with a transparent stand-in model, the router's keys, and --exact giving the reference's masks."""
 import numpy as np
 import pytest
 
-from litemedsam.errors import RouterError
-from litemedsam.masks import EXACT, MaskPolicy, clip_to_box, fill_holes, keep_component
-from litemedsam.pipeline import Canvas, segment_2d
-from litemedsam.router import Router
+from litemedsam.core.errors import RouterError
+from litemedsam.core.masks import EXACT, MaskPolicy, clip_to_box, fill_holes, keep_component
+from litemedsam.methods.pipeline import Canvas, segment_2d
+from litemedsam.methods.router import Router
 
 
 def blobs():
@@ -113,7 +113,7 @@ def test_2d_pipeline_applies_the_policy():
 def test_logit_overlap_on_real_graphs(segmenter, dev_data):
     """On a real 2D case with 15 overlapping organ boxes: overlap "logit" labels each pixel with the object whose
     logit there is highest among the objects whose mask covers it; elsewhere the map equals the exact one."""
-    from litemedsam.cases import load_case
+    from litemedsam.io.formats.challenge import load_case
 
     case = load_case(dev_data / "imgs" / "2DBox_CT_SAMMed2D_s0114_111.npz")
     exact = segment_2d(segmenter, case.image, case.boxes)
@@ -128,7 +128,7 @@ def test_logit_overlap_on_real_graphs(segmenter, dev_data):
 
 
 def test_clip_on_real_graphs_keeps_labels_inside_their_boxes(segmenter, dev_data):
-    from litemedsam.cases import load_case
+    from litemedsam.io.formats.challenge import load_case
 
     case = load_case(dev_data / "imgs" / "2DBox_Microscopy_stardist_img2d.npz")
     out = segment_2d(segmenter, case.image, case.boxes, policy=MaskPolicy(clip=0))
@@ -151,7 +151,7 @@ def test_recheck_reprompts_a_jumping_slice_with_its_neighbours_box():
     """A stand-in model that once leaks on slice 6: with smooth = 2 that slice is decoded again with the box of
     slices 5 and 7 and repainted without the leak; without it the leak stays."""
     from tests.test_propagation import ThresholdSegmenter, volume_with_cube
-    from litemedsam.pipeline import segment_3d
+    from litemedsam.methods.pipeline import segment_3d
 
     class Leaky(ThresholdSegmenter):
         leaked = False

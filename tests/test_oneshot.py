@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.oneshot import kmeans, wasserstein
+from litemedsam.methods.oneshot import kmeans, wasserstein
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_reference_of_any_format(dev_data, tmp_path):
     """--reference reads a 2D case of any format infer reads, its mask a label image of any format."""
     import cv2
 
-    from litemedsam.oneshot import load_reference
+    from litemedsam.methods.oneshot import load_reference
 
     name = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
     image, mask = load_reference(dev_data / "imgs" / name)

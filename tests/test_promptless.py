@@ -138,8 +138,8 @@ def test_samed_runtime_matches_torch(dev_data, samed_dir):
 
     from export.lora import merge
     from export.sam_vit import SemanticDecoder, load_model
-    from litemedsam.promptless import SemanticSegmenter
-    from litemedsam.registry import MODELS
+    from litemedsam.methods.promptless import SemanticSegmenter
+    from litemedsam.models.registry import MODELS
 
     seg = SemanticSegmenter(MODELS["samed"], model_dir=samed_dir)
     image = dev_image(dev_data)
@@ -231,8 +231,8 @@ def test_promise_runtime_matches_torch(dev_data, tmp_path):
     import cv2
     import torch
 
-    from litemedsam.promptless import AutoPromptSegmenter
-    from litemedsam.registry import MODELS
+    from litemedsam.methods.promptless import AutoPromptSegmenter
+    from litemedsam.models.registry import MODELS
 
     model = promise_checkpoint(torch, tmp_path / "promise.pt")
     done = subprocess.run([sys.executable, "-m", "export.promise", "--checkpoint", tmp_path / "promise.pt",
@@ -260,9 +260,9 @@ def test_sam_vit_box_runtime_matches_torch(dev_data, tmp_path):
 
     from export.graphs import BoxDecoder
     from export.sam_vit import SamModel, export
-    from litemedsam.registry import MODELS, write_manifest
-    from litemedsam.segmenter import SamSegmenter, make_segmenter
-    from litemedsam.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+    from litemedsam.models.registry import MODELS, write_manifest
+    from litemedsam.models.segmenter import SamSegmenter, make_segmenter
+    from litemedsam.core.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
     torch.manual_seed(0)
     model = SamModel(**SMALL_SAM).eval()

@@ -2,14 +2,14 @@
 bright pixels inside the prompt box. (The real graphs are exercised in test_infer_real.py.)"""
 import numpy as np
 
-from litemedsam import transforms as T
-from litemedsam.frame import Frame
-from litemedsam.pipeline import segment_2d, segment_3d
-from litemedsam.segmenter import Embedding
+from litemedsam.core import transforms as T
+from litemedsam.core.frame import Frame
+from litemedsam.methods.pipeline import segment_2d, segment_3d
+from litemedsam.models.segmenter import Embedding
 
 
 class ThresholdSegmenter:
-    """A box segmenter (the protocol of litemedsam.segmenter) in LiteMedSAM's 256 frame."""
+    """A box segmenter (the protocol of litemedsam.models.segmenter) in LiteMedSAM's 256 frame."""
 
     size = 256
     max_batch = 16
@@ -114,7 +114,7 @@ def test_cache_cap_only_costs_time(monkeypatch):
     vol = volume_with_cube()
     boxes = np.array([[10, 20, 2, 30, 40, 9], [10, 20, 5, 30, 40, 11]])
     full = segment_3d(ThresholdSegmenter(), vol, boxes)
-    import litemedsam.pipeline as pipeline
+    import litemedsam.methods.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "MAX_CACHED_SLICES", 0)
     seg = ThresholdSegmenter()
@@ -133,7 +133,7 @@ def test_stride_encodes_every_kth_slice_and_interpolates_between():
 
 
 def test_interpolation_moves_a_shape_between_two_masks():
-    from litemedsam.pipeline import interpolate_masks
+    from litemedsam.methods.pipeline import interpolate_masks
 
     a = np.zeros((40, 40), bool)
     a[5:25, 5:25] = True

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from litemedsam.cli import main
-from litemedsam.pipeline import majority_vote, segment_3d, segment_multiview
-from litemedsam.registry import MODELS
-from litemedsam.router import Router, RouterError
+from litemedsam.methods.pipeline import majority_vote, segment_3d, segment_multiview
+from litemedsam.models.registry import MODELS
+from litemedsam.methods.router import Router, RouterError
 
 # <Mod> spellings: those of the dev set and of the challenge's file names
 SPELLINGS = {
@@ -169,7 +169,7 @@ def test_shipped_router_ships_only_what_passed_the_rule(router):
     lost 6 DSC points on a dev MR volume), no strategy for a modality with fewer than 4 dev cases (PET: none,
     so no multi-view), no model without evidence (EfficientSAM has no weights here); mask strategies only for
     2D microscopy (clip 0) and 3D CT and MR (the smaller object wins where objects overlap)."""
-    from litemedsam.masks import EXACT, MaskPolicy
+    from litemedsam.core.masks import EXACT, MaskPolicy
 
     for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "3DBox_US_x.npz", "2DBox_MR_x.npz"):
         d = router.decide(name)

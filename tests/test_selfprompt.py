@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litemedsam.selfprompt import fit_logistic, self_prompts
+from litemedsam.methods.selfprompt import fit_logistic, self_prompts
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_logistic_fit_separates_and_matches_its_onnx_graph(tmp_path):
     pytest.importorskip("onnx")
-    from litemedsam.selfprompt import save_head
-    from litemedsam.session import make_session
+    from litemedsam.methods.selfprompt import save_head
+    from litemedsam.models.session import make_session
 
     rng = np.random.default_rng(0)
     direction = rng.normal(size=16)

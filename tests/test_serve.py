@@ -22,10 +22,10 @@ WRITE = {"X-Litemedsam": "1"}
 def served(dev_data, models_ready, tmp_path):
     from starlette.testclient import TestClient
 
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router
-    from litemedsam.runner import Segmenters
-    from litemedsam.web.app import Server, make_app
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.run.runner import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
 
     folder = link_cases(dev_data, [CASE_2D, CASE_3D, CASE_BIG], tmp_path / "in")
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 256 << 20, 1 << 20)
@@ -105,10 +105,10 @@ def test_two_cases_never_share_an_output(tmp_path):
     import cv2
     from starlette.testclient import TestClient
 
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router
-    from litemedsam.runner import Segmenters
-    from litemedsam.web.app import Server, make_app
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.run.runner import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -215,10 +215,10 @@ def test_only_the_token_holder_gets_in(dev_data, tmp_path):
     even with the token (DNS rebinding), also when serving every interface."""
     from starlette.testclient import TestClient
 
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router
-    from litemedsam.runner import Segmenters
-    from litemedsam.web.app import Server, make_app
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.run.runner import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
 
     folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 16 << 20, 1 << 20,
@@ -364,11 +364,11 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
 
     from starlette.testclient import TestClient
 
-    from litemedsam.given_boxes import CaseInputs
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.router import Router
-    from litemedsam.runner import Segmenters
-    from litemedsam.web.app import Server, make_app
+    from litemedsam.io.given_boxes import CaseInputs
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.run.runner import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
     from tests.conftest import DEV
 
     raw = Path(DEV).parent / "raw" / "example_ct_sm.nii.gz"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from litemedsam import transforms as T
+from litemedsam.core import transforms as T
 
 
 @pytest.mark.parametrize("hw,expected", [((512, 512), (256, 256)), ((181, 258), (180, 256)),

@@ -28,7 +28,7 @@ def test_two_workers_give_the_outputs_of_one_process(dev_data, models_ready, tmp
 
 
 def test_killed_worker_fails_only_its_case(dev_data, models_ready, tmp_path):
-    from litemedsam.workers import case_work
+    from litemedsam.run.workers import case_work
 
     inp = link_cases(dev_data, CASES, tmp_path / "in")
     assert max(CASES, key=lambda c: case_work(inp / c)).startswith("3DBox")  # the largest go first

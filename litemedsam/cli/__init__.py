@@ -5,7 +5,7 @@ import importlib
 import click
 
 from litemedsam import __version__
-from litemedsam.errors import LitemedsamError
+from litemedsam.core.errors import LitemedsamError
 
 SUBCOMMANDS = {  # name -> module of litemedsam.cli holding a click command of that name
     "infer": "infer",

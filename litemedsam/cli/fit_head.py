@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.registry import MODELS
+from litemedsam.models.registry import MODELS
 
 
 @click.command("fit-head")
@@ -24,12 +24,12 @@ def fit_head(cases, output, gts, k, model, threads):
     """
     import numpy as np
 
-    from litemedsam.errors import CaseError, shown
-    from litemedsam.folders import list_cases
-    from litemedsam.formats import read_labelled_2d
-    from litemedsam.segmenter import make_segmenter
-    from litemedsam.session import resolve_threads
-    from litemedsam.selfprompt import fit_logistic, save_head, training_pixels
+    from litemedsam.core.errors import CaseError, shown
+    from litemedsam.run.folders import list_cases
+    from litemedsam.io.formats import read_labelled_2d
+    from litemedsam.models.segmenter import make_segmenter
+    from litemedsam.models.session import resolve_threads
+    from litemedsam.methods.selfprompt import fit_logistic, save_head, training_pixels
 
     files = []
     for path in cases:

@@ -6,23 +6,23 @@ from pathlib import Path
 import click
 
 from litemedsam.cli.options import case_inputs, load_router
-from litemedsam.errors import LitemedsamError, Terminated, UsageError, shown
-from litemedsam.registry import MODELS
+from litemedsam.core.errors import LitemedsamError, Terminated, UsageError, shown
+from litemedsam.models.registry import MODELS
 
 
 def prompt_mode(prompt, head, reference, reference_mask, model, threads):
     """The box-free mode asked for (self-prompting, one-shot or prompt-free), or None for box prompts."""
     if prompt == "none":
-        from litemedsam.promptless import Promptless
+        from litemedsam.methods.promptless import Promptless
 
         free = sorted(name for name, spec in MODELS.items() if not spec.takes_boxes)
         if model is None or MODELS[model].takes_boxes:
             raise UsageError(f"--prompt none needs --model with a prompt-free model: {', '.join(free)}")
         return Promptless(model)
     if head is not None:
-        from litemedsam.errors import ModelError
-        from litemedsam.selfprompt import SelfPrompt
-        from litemedsam.session import make_session
+        from litemedsam.core.errors import ModelError
+        from litemedsam.methods.selfprompt import SelfPrompt
+        from litemedsam.models.session import make_session
 
         if not head.is_file():
             raise UsageError(f"--head {shown(head)}: not a regular file")
@@ -31,7 +31,7 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
         except ModelError as e:  # ONNX Runtime's own message says what is wrong with the file
             raise UsageError(f"--head {e}: not a usable head") from None
     if reference is not None:
-        from litemedsam.oneshot import OneShot, load_reference
+        from litemedsam.methods.oneshot import OneShot, load_reference
 
         return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
     return None
@@ -48,7 +48,7 @@ def terminal_bar(name: str, done: int, total: int) -> None:
 
 def cluster_executor(scheduler: str, threads):
     try:
-        from litemedsam.cluster import executor
+        from litemedsam.run.cluster import executor
     except ImportError as e:
         raise UsageError(f"--scheduler needs Dask distributed ({e}); install it with: pip install "
                          f"'litemedsam[cluster]'") from None
@@ -123,9 +123,9 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
     2 when nothing could run (a missing or altered model file, an unusable router file).
     """
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.runner import Predictor, RunSpec
-    from litemedsam.session import resolve_threads
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.run.runner import Predictor, RunSpec
+    from litemedsam.models.session import resolve_threads
 
     if (prompt == "self") != (head is not None):
         raise click.UsageError("--prompt self and --head HEAD go together")
@@ -145,7 +145,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     try:
         threads_given = threads  # for a cluster's workers: None, each worker's own CPUs
         if workers > 1 and threads is None and not os.environ.get("LITEMEDSAM_THREADS", "").strip():
-            from litemedsam.workers import default_threads
+            from litemedsam.run.workers import default_threads
 
             threads = default_threads(workers)
         threads, warning = resolve_threads(threads)
@@ -165,7 +165,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         if scheduler is not None:
             run_elsewhere = cluster_executor(scheduler, threads_given)
         elif workers > 1:
-            from litemedsam.workers import executor
+            from litemedsam.run.workers import executor
 
             run_elsewhere = executor(workers, threads)
         else:

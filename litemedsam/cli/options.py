@@ -2,12 +2,12 @@
 options of the cases (``case_inputs``) and the router with its modality (``load_router``)."""
 import math
 
-from litemedsam.errors import UsageError, shown
+from litemedsam.core.errors import UsageError, shown
 
 
 def case_inputs(box_texts, boxes_file, labels_path, window, modality):
-    """The command line's boxes and intensity options (litemedsam.given_boxes.CaseInputs), checked once."""
-    from litemedsam.given_boxes import CaseInputs, parse_box, read_table
+    """The command line's boxes and intensity options (litemedsam.io.given_boxes.CaseInputs), checked once."""
+    from litemedsam.io.given_boxes import CaseInputs, parse_box, read_table
 
     if sum(bool(x) for x in (box_texts, boxes_file, labels_path)) > 1:
         raise UsageError("give boxes one way: --box, --boxes or --boxes-from-labels")
@@ -34,7 +34,7 @@ def case_inputs(box_texts, boxes_file, labels_path, window, modality):
 
 def load_router(router_file, modality):
     """The router (the shipped one, or ``router_file``), with ``modality`` checked to be one of its own."""
-    from litemedsam.router import Router, RouterError
+    from litemedsam.methods.router import Router, RouterError
 
     router = Router.load(router_file)
     if modality and router.modality(modality) is None:

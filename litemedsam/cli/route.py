@@ -15,11 +15,11 @@ def route(cases, router_file, modality, show):
     read (any format; a folder lists its cases as `infer` does), so its dimension and modality are those `infer`
     finds (a NIfTI volume in Hounsfield units is CT); a name alone is decided by what it says (2DBox_CT_...).
     Models that are not built are reported as skipped."""
-    from litemedsam import formats
-    from litemedsam.errors import LitemedsamError, shown
-    from litemedsam.folders import list_cases
-    from litemedsam.given_boxes import CaseInputs
-    from litemedsam.router import DEFAULT_CONFIG, Router
+    from litemedsam.io import formats
+    from litemedsam.core.errors import LitemedsamError, shown
+    from litemedsam.run.folders import list_cases
+    from litemedsam.io.given_boxes import CaseInputs
+    from litemedsam.methods.router import DEFAULT_CONFIG, Router
 
     router = Router.load(router_file)  # a RouterError ends the command with exit 2 (cli.main)
     if show:

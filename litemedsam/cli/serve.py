@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.errors import Terminated, UsageError, shown
+from litemedsam.core.errors import Terminated, UsageError, shown
 
 
 TOKEN_ENV = "LITEMEDSAM_SERVE_TOKEN"  # a token of your own (scripts, containers); else a random one per start
@@ -58,15 +58,15 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
     try:
         import uvicorn
 
-        from litemedsam.web.app import Server, make_app
+        from litemedsam.serve.web.app import Server, make_app
     except ImportError as e:
         raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
                          f"'litemedsam[serve]'") from None
     from litemedsam.cli.options import case_inputs, load_router
-    from litemedsam.folders import check_folders
-    from litemedsam.prompting import BoxPrompting
-    from litemedsam.runner import Segmenters
-    from litemedsam.session import resolve_threads
+    from litemedsam.run.folders import check_folders
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.models.session import resolve_threads
 
     threads, warning = resolve_threads(threads)
     if warning:

@@ -1,0 +1,77 @@
+"""The limits on one case, decided here for every format: bytes of its arrays (``max_case_bytes``, default 4 GiB,
+``$LITEMEDSAM_MAX_CASE_BYTES``), memory it may take (``MEMORY_FACTOR`` times its arrays, against the cgroup limit
+or MemAvailable), objects per case (``MAX_OBJECTS``), and that a case file is a regular file."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from litemedsam.core.errors import CaseError
+
+DEFAULT_MAX_CASE_BYTES = 4 << 30
+MAX_OBJECTS = 65535  # boxes (objects) of one case: its labels are uint16
+MEMORY_FACTOR = 3  # a case needs about its arrays' size three times over (input, labels, working copies)
+def human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+def max_case_bytes() -> int:
+    """The documented limit on the arrays of one case (bytes): $LITEMEDSAM_MAX_CASE_BYTES or 4 GiB."""
+    env = os.environ.get("LITEMEDSAM_MAX_CASE_BYTES", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_MAX_CASE_BYTES
+
+
+CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))  # v1
+NO_LIMIT = 1 << 60  # cgroup v1 writes a huge number (page-rounded LONG_MAX) where there is no limit
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: its cgroup's limit (v2, or v1 as under ``docker -m`` on older hosts)
+    less its usage, or MemAvailable, whichever is smaller."""
+    found = []
+    for limit_file, usage_file in CGROUP_MEMORY:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < NO_LIMIT:
+                found.append(int(limit) - int(Path(usage_file).read_text()))
+        except (OSError, ValueError):
+            pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, min(found)) if found else None
+
+
+def check_size(need: int, over: str, subject: str = "it") -> None:
+    """CaseError when ``need`` bytes are over the per-case limit (``over``: what needs them, e.g. "its volume
+    (512, 512, 300) needs 300.0 MiB") or, times MEMORY_FACTOR, over the memory available (``subject``)."""
+    if need > max_case_bytes():
+        raise CaseError(f"{over}, more than the limit of {human(max_case_bytes())} per case (LITEMEDSAM_MAX_CASE_BYTES)")
+    free = available_memory()
+    if free is not None and need * MEMORY_FACTOR > free:
+        raise CaseError(f"{subject} needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")
+
+
+def check_file(path: Path) -> None:
+    """A regular file we can open, else a CaseError saying what it is instead."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CaseError("a symbolic link loop, not a file") from None
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            raise CaseError(f"a broken symbolic link (its target {os.readlink(path)!r} does not exist)") from None
+        raise CaseError(f"cannot read it ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise CaseError(f"{kind}, not a case file")

@@ -1,0 +1,112 @@
+"""NIfTI volumes (.nii, .nii.gz) via nibabel.
+
+Axes: a volume of voxel shape (I, J, K) becomes the (D, H, W) = (K, J, I) array the pipeline takes: slices
+along the third voxel axis (k), rows along the second (j), columns along the first (i); so a box
+``x0,y0,z0,x1,y1,z1`` is in voxel indices (x = i, y = j, z = k), inclusive, whatever the orientation in
+space (the affine is not applied: what the file's voxel grid is, the model sees). Intensities: CT (named, given,
+or found in Hounsfield units) windowed, other modalities clipped at percentiles (litemedsam.io.intensity). The label map is written as a NIfTI of the
+same voxel shape, affine, qform/sform and their codes, zooms and units, with integer labels (uint8, uint16
+above 255 boxes) and no intensity scaling.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from litemedsam.io.cases import Case, make_case
+from litemedsam.core.errors import CaseError, reason
+from litemedsam.io.given_boxes import CaseInputs
+from litemedsam.io.intensity import prepare
+from litemedsam.core.limits import check_file, check_size, human
+from litemedsam.core.safeio import write_bytes
+
+
+MAX_EXTENSIONS = 16 << 20  # bytes of header extensions read (what lies between the header and the voxels)
+
+
+def _check_header(path: Path) -> None:
+    """CaseError when the header puts the voxels past MAX_EXTENSIONS: nibabel reads every byte before them (header
+    extensions) when it loads the header, so a few hundred KB of .nii.gz could make it decompress gigabytes."""
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as handle:
+            head = handle.read(176)
+    except (OSError, EOFError, zlib.error) as e:
+        raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
+    for order in "<>":
+        if len(head) >= 112 and struct.unpack(order + "i", head[:4])[0] == 348:
+            offset = struct.unpack(order + "f", head[108:112])[0]
+        elif len(head) >= 176 and struct.unpack(order + "i", head[:4])[0] == 540:
+            offset = struct.unpack(order + "q", head[168:176])[0]
+        else:
+            continue
+        if not math.isfinite(offset) or offset > MAX_EXTENSIONS + 544:
+            raise CaseError(f"its header puts the voxels {offset:.0f} bytes into the file (header extensions); at most "
+                            f"{human(MAX_EXTENSIONS)} of extensions are read")
+        return
+
+
+def _load(path: Path):
+    """The nibabel image (header read, data not yet) with its voxel shape checked and sized."""
+    import nibabel as nib
+
+    check_file(path)
+    _check_header(path)
+    try:
+        image = nib.load(str(path))
+    except Exception as e:  # nibabel's own errors, gzip, zlib, struct: the file is not a NIfTI it can read
+        raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise CaseError(f"not a NIfTI image (nibabel reads it as {type(image).__name__})")
+    shape = tuple(int(n) for n in image.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3 or min(shape) < 1:
+        raise CaseError(f"a NIfTI case must be a 3D volume, got voxel shape {image.shape}")
+    need = int(np.prod(shape)) * max(image.get_data_dtype().itemsize, 4)
+    check_size(need, f"its volume {shape} needs {human(need)}", "its volume")
+    return image, shape
+
+
+def _voxels(image, shape, path: Path) -> np.ndarray:
+    try:
+        data = np.asanyarray(image.dataobj)
+    except Exception as e:
+        raise CaseError(f"its voxel data cannot be read ({type(e).__name__}: {reason(e, path)})") from None
+    return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
+
+
+def space(path: Path) -> np.ndarray:
+    """Where a label file's voxels are: its affine (from the header only)."""
+    return _load(path)[0].affine
+
+
+def read_labels(path: Path) -> np.ndarray:
+    image, shape = _load(path)
+    return _voxels(image, shape, path)
+
+
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+    inputs = inputs or CaseInputs()
+    image, shape = _load(path)
+    volume, found, warnings = prepare(_voxels(image, shape, path), path.name, inputs.modality, inputs.window)
+    boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, image.affine)
+    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape),
+                     modality=found, warnings=warnings + placed)
+
+
+def write(case: Case, segs: np.ndarray, target: Path) -> None:
+    source, shape = case.geometry
+    header = source.header.copy()
+    labels = np.ascontiguousarray(segs.transpose(2, 1, 0)).reshape(source.shape)
+    out = type(source)(labels, None, header)
+    out.set_data_dtype(labels.dtype)
+    out.header.set_slope_inter(1.0, 0.0)
+    data = out.to_bytes()
+    if target.name.lower().endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    write_bytes(target, data)

@@ -1,0 +1,293 @@
+"""Segmenting one case: 2D images in one encoder call, 3D volumes by propagation from the middle slice."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from litemedsam.core import confidence, progress
+from litemedsam.io.cases import Case, label_dtype
+from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.models.segmenter import BoxSegmenter as Segmenter
+
+MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
+
+
+def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
+    """Write ``label`` where ``mask`` is set, unless a higher label is there: the highest box wins,
+    as when boxes are painted in order (the reference's behaviour), whatever order we paint in. Works on the
+    rows and columns the mask covers (no full-size temporaries for a small object in a large image)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    part = region[window]
+    lower = part < label
+    lower &= mask[window]
+    part[lower] = label
+
+
+class Canvas:
+    """The label map being painted. Where objects overlap, ``overlap`` (litemedsam.core.masks) decides who wins:
+    ``"label"``, the higher label (the reference); ``"logit"``, the object whose mask logit is higher there (a
+    mask without logits, such as one interpolated between slices, counts as logit 0: it wins only where no
+    decoded mask is); ``"smaller"``, the object whose mask on this image or slice is smaller (nested structures:
+    the inner one wins), the higher label on a tie."""
+
+    def __init__(self, shape: tuple, count: int, overlap: str = "label"):
+        self.labels = np.zeros(shape, dtype=label_dtype(count))
+        self.overlap = overlap
+        self.count = count
+        self.best: dict = {}  # "logit": slice (None in 2D) -> (H, W) float32, the logit of the label painted there
+        self.areas: dict = {}  # "smaller": slice -> (count + 1,) the mask area of each label painted there
+
+    def erase(self, z: int | None, label: int) -> None:
+        """Remove ``label`` (to paint it again); the pixels it had won become background."""
+        region = self.labels if z is None else self.labels[z]
+        gone = region == label
+        region[gone] = 0
+        if z in self.best:
+            self.best[z][gone] = -np.inf
+
+    def paint(self, z: int | None, mask: np.ndarray, label: int, logit: np.ndarray | None = None) -> None:
+        region = self.labels if z is None else self.labels[z]
+        if self.overlap == "label":
+            paint(region, mask, label)
+            return
+        if self.overlap == "smaller":  # the owner's area is looked up by label: no per-pixel map is kept
+            areas = self.areas.get(z)
+            if areas is None:
+                areas = self.areas[z] = np.full(self.count + 1, np.inf)
+            areas[label] = area = float(np.count_nonzero(mask))
+            owner = areas[region]  # background: infinite, any mask wins there
+            region[mask & ((owner > area) | ((owner == area) & (region < label)))] = label
+            return
+        best = self.best.get(z)
+        if best is None:
+            best = self.best[z] = np.full(region.shape, -np.inf, np.float32)
+        if logit is None:
+            win = mask & (best < 0)
+            best[win] = 0.0
+        else:
+            win = mask & (logit > best)
+            best[win] = logit[win]
+        region[win] = label
+
+
+def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy):
+    """(mask, logit map or None, predicted IoU or None) per box of ``boxes`` (input frame), the mask strategies
+    applied; one object at a time, so that a large image holds one full-size logit map, never one per box."""
+    frame = emb.frame
+    scale = max(frame.original_hw) / 256
+    scored = getattr(seg, "scored_logit_maps", None)  # a segmenter without scores: None for each
+    maps = iter(scored(emb, boxes, prompt) if scored else ((up, None) for up in seg.logit_maps(emb, boxes, prompt)))
+    for box in boxes:
+        up, score = next(maps)
+        mask = up > 0
+        if not policy.needs_logits:
+            up = None  # freed before the next map is made
+        if not policy.exact:
+            mask = policy.apply(mask, frame.box_to_image(box), scale)
+        yield mask, up, score
+        mask = up = None  # (zip or a loop variable would keep the last map alive while the next one is made)
+
+
+def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box",
+               policy: MaskPolicy = EXACT) -> np.ndarray:
+    """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
+    canvas = Canvas(image.shape[:2], len(boxes), policy.overlap)
+    labels = [i + 1 for i in range(len(boxes)) if i + 1 not in skipped]
+    if not labels:
+        return canvas.labels
+    emb = seg.encode(image)
+    model_boxes = emb.frame.boxes_to_model(boxes[np.array(labels) - 1])
+    for start in range(0, len(labels), seg.max_batch):
+        chunk = slice(start, start + seg.max_batch)
+        for label, (mask, logit, score) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], prompt, policy)):
+            canvas.paint(None, mask, label, logit)
+            confidence.note(label, score)
+    return canvas.labels
+
+
+@dataclass
+class Track:
+    """One 3D box followed through its slices."""
+
+    label: int
+    box: np.ndarray  # the given box in the model's input frame: prompt on the middle slice and fallback
+    z_mid: int
+    up: list  # slices segmented from the middle slice upwards
+    down: list  # below the middle slice, downwards
+    prev_box: np.ndarray | None = None  # the prompt its mask on the previously segmented slice gives (None: empty)
+    prev_z: int | None = None
+    mid_box: np.ndarray | None = None  # likewise on the middle slice (where the downward pass starts)
+    prev: np.ndarray | None = None  # its mask on the previously segmented slice, kept only to interpolate (stride)
+    mid: np.ndarray | None = None
+    empty: int = 0  # consecutive empty masks in the current pass
+    stopped: bool = False
+    areas: dict = field(default_factory=dict)  # slice -> mask area (only for the 3D re-check strategies)
+    boxes: dict = field(default_factory=dict)  # slice -> box around the mask, input frame (likewise)
+
+
+def _visited(start: int, end: int, stride: int) -> list:
+    """start, start +- stride, ... up to end inclusive (end always visited)."""
+    step = stride if end >= start else -stride
+    zs = list(range(start, end + (1 if step > 0 else -1), step))
+    if zs and zs[-1] != end:
+        zs.append(end)
+    return zs
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Positive inside, negative outside (pixels); an empty mask is far outside everywhere."""
+    if not mask.any():
+        return np.full(mask.shape, -float(sum(mask.shape)), np.float32)
+    m = mask.astype(np.uint8)
+    return cv2.distanceTransform(m, cv2.DIST_L2, 3) - cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
+
+
+def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
+    """The ``steps`` masks between a and b (exclusive), by linear interpolation of their signed distances."""
+    da, db = signed_distance(a), signed_distance(b)
+    return [((1 - t) * da + t * db) > 0 for t in (np.arange(1, steps + 1) / (steps + 1))]
+
+
+def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
+               prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
+               starts: list | None = None) -> np.ndarray:
+    """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
+
+    As the reference: from the middle slice of each box up to z_max, then from below the middle
+    down to z_min (both inclusive); the middle slice is prompted with the given box, every other
+    slice with the box of the object's mask on the neighbouring slice widened by ``margin`` pixels,
+    falling back to the given box when that mask is empty. Unlike the reference, all boxes advance
+    together, so each slice is encoded at most once and all boxes on a slice go through the decoder
+    in one call; a box spanning a single slice segments that slice (the reference aborts).
+
+    Faster options (the router's, off by default): ``stride`` K > 1 segments every K-th slice of each pass
+    (and its last) and fills the slices between by shape interpolation of the two masks around them;
+    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask. ``policy``
+    (litemedsam.core.masks) acts on each slice's mask before it is painted and prompts the next slice.
+    ``starts`` (the 2025 layout's z_mid per box) replaces the middle slice as where each box starts.
+    """
+    d, h, w = volume.shape
+    frame = seg.frame(h, w)
+    canvas = Canvas(volume.shape, len(boxes), policy.overlap)
+    tracks = []
+    for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
+        if i + 1 in skipped:
+            continue
+        z_mid = z0 + (z1 - z0) // 2 if starts is None else starts[i]
+        box = frame.boxes_to_model([[x0, y0, x1, y1]])[0]
+        down = _visited(z_mid - stride, z0, stride) if z_mid > z0 else []
+        tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, stride), down))
+
+    uses = Counter(z for t in tracks for z in (*t.up, *t.down))  # decoder steps still needing slice z
+    cache: dict = {}
+
+    def run_slice(z: int, active: list, slices_of) -> None:
+        emb = cache.pop(z, None) or seg.encode(volume[z])
+        prompts = [t.box if z == t.z_mid or t.prev_box is None else t.prev_box for t in active]
+        for t, (mask, logit, score) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
+            if mask.any():
+                confidence.note(t.label, score)
+            if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
+                step = 1 if z > t.prev_z else -1
+                between = range(t.prev_z + step, z, step)
+                for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
+                    canvas.paint(zz, filled, t.label)
+            # what the next slice needs of this mask: its box (and the mask itself only to interpolate), so that
+            # a volume with many objects holds no full-size mask per object
+            t.prev_box, t.prev_z, t.prev = frame.box_from_mask(mask, t.label, margin), z, mask if stride > 1 else None
+            if z == t.z_mid:
+                t.mid_box, t.mid = t.prev_box, t.prev
+            canvas.paint(z, mask, t.label, logit)
+            if policy.rechecks:
+                t.areas[z] = int(mask.sum())
+                t.boxes[z] = t.prev_box
+            t.empty = 0 if mask.any() else t.empty + 1
+            if stop and t.empty >= stop:  # this pass of the box ends here
+                t.stopped = True
+                rest = slices_of(t)
+                for zz in rest[rest.index(z) + 1:]:
+                    uses[zz] -= 1
+        uses[z] -= len(active)
+        if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
+            cache[z] = emb
+
+    total = sum(len({z for t in tracks for z in zs(t)}) for zs in (lambda t: t.up, lambda t: t.down))
+    done = 0
+    for slices_of, downward in ((lambda t: t.up, False), (lambda t: t.down, True)):
+        schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
+        for t in tracks:
+            for z in slices_of(t):
+                schedule[z].append(t)
+        for z in sorted(schedule, reverse=downward):
+            active = [t for t in schedule[z] if not t.stopped]
+            if active:
+                run_slice(z, active, slices_of)
+            done += 1
+            progress.report(done, total)
+        for t in tracks:
+            t.prev_box, t.prev, t.prev_z, t.empty, t.stopped = t.mid_box, t.mid, t.z_mid, 0, False
+    if policy.rechecks:
+        recheck(seg, volume, tracks, canvas, prompt, policy)
+    return canvas.labels
+
+
+def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
+    """The 3D re-check strategies (MaskPolicy.recheck): each flagged slice of an object is decoded again with
+    the box around its neighbours' masks and repainted; each slice is encoded once for all its objects."""
+    todo = defaultdict(list)  # slice -> (track, prompt box)
+    for t in tracks:
+        for z, a, b in policy.recheck(t.areas, t.z_mid):
+            if t.boxes[a] is not None and t.boxes[b] is not None:
+                box = np.concatenate([np.minimum(t.boxes[a][:2], t.boxes[b][:2]), np.maximum(t.boxes[a][2:], t.boxes[b][2:])])
+                todo[z].append((t, box))
+    for z in sorted(todo):
+        emb = seg.encode(volume[z])
+        items = todo[z]
+        for (t, _), (mask, logit, _) in zip(items, decode(seg, emb, np.stack([box for _, box in items]), prompt,
+                                                         policy)):
+            canvas.erase(z, t.label)
+            canvas.paint(z, mask, t.label, logit)
+
+
+# The three orientations of multi-view segmentation: how to turn a (D, H, W) volume so that its slices
+# are the view's planes, and how its boxes' columns (x0, y0, z0, x1, y1, z1) move with it.
+VIEWS = {
+    "axial": ((0, 1, 2), [0, 1, 2, 3, 4, 5]),     # slices along z: (H, W) images, box (x, y, z)
+    "coronal": ((1, 0, 2), [0, 2, 1, 3, 5, 4]),   # slices along y: (D, W) images, box (x, z, y)
+    "sagittal": ((2, 0, 1), [1, 2, 0, 4, 5, 3]),  # slices along x: (D, H) images, box (y, z, x)
+}
+
+
+def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Per voxel, the label at least two of the three maps agree on; background where all differ."""
+    out = np.where((a == b) | (a == c), a, 0).astype(a.dtype)
+    np.copyto(out, b, where=(b == c) & (a != b))
+    return out
+
+
+def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
+                      prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+    """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
+    views = []
+    for axes, columns in VIEWS.values():
+        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin,
+                            prompt, stride, stop, policy)
+        views.append(turned.transpose(np.argsort(axes)))
+    return majority_vote(*views)
+
+
+def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
+                 prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+    """One case with the strategy, prompt style and mask strategies the router chose (2D cases take one
+    encoder call; a 3D case's boxes start on their given start slices when it has them, else the middle)."""
+    if case.dim == "2D":
+        return segment_2d(seg, case.image, case.boxes, case.skipped, prompt, policy)
+    if strategy == "multiview":
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy, case.starts)

@@ -1,0 +1,92 @@
+"""How the cases of a run are prompted: one protocol, four ways.
+
+A prompting says which model segments a case (``choose``, before any model is loaded) and segments it with
+that model's runtime object (``segment``); ``uses_boxes`` says whether the case's boxes are read.
+
+- ``BoxPrompting``: the case's boxes, model and strategy from the router (the challenge path);
+- ``SelfPrompt`` (litemedsam.methods.selfprompt), ``OneShot`` (litemedsam.methods.oneshot), ``Promptless``
+  (litemedsam.methods.promptless): no boxes; each 2D image, or each slice of a 3D volume, is segmented alone
+  (``SlicePrompting``), label 1 or the model's classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from litemedsam.models import fastest
+from litemedsam.io.cases import Case
+from litemedsam.core.errors import CaseError, ModelError
+from litemedsam.methods.pipeline import segment_case
+from litemedsam.models.registry import get_model
+
+
+@dataclass
+class Plan:
+    """What segments one case: the model, and what the prompting decided besides (the router's decision)."""
+
+    model: str
+    decision: object = None  # the router's Decision, for box prompts
+
+    @property
+    def skipped(self) -> list:
+        """(model, missing file) passed over for this case (the router's fallback chain)."""
+        return getattr(self.decision, "skipped", [])
+
+
+class Prompting(Protocol):
+    name: str
+    uses_boxes: bool
+
+    def choose(self, case: Case) -> Plan: ...
+
+    def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray: ...
+
+
+class BoxPrompting:
+    """The case's boxes prompt the model the router picks (``model``/``modality`` override it; ``exact`` turns
+    off the router's faster 3D options and mask strategies)."""
+
+    name = "box prompts"
+    uses_boxes = True
+
+    def __init__(self, router, model: str | None = None, modality: str | None = None, exact: bool = False):
+        self.router, self.model, self.modality, self.exact = router, model, modality, exact
+        if not exact:  # time int8 against float here, once per machine, before any worker process needs it
+            for name in {model} if model else {m for rule in router.rules for m in rule.models}:
+                fastest.choose(name)
+
+    def choose(self, case: Case) -> Plan:
+        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
+                                      model=self.model, exact=self.exact)
+        if decision.model is None:
+            raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
+                f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
+        return Plan(decision.model, decision)
+
+    def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
+        d = plan.decision
+        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy)
+
+
+class SlicePrompting:
+    """A box-free way: ``segment_image`` labels one 2D image; 3D volumes go slice by slice."""
+
+    name = "box-free prompting"
+    uses_boxes = False
+    dims = ("2D", "3D")
+    model = "litemedsam"
+
+    def choose(self, case: Case) -> Plan:
+        if case.dim not in self.dims:
+            raise CaseError(f"{self.name} segments {' and '.join(self.dims)} cases, not {case.dim}")
+        return Plan(self.model)
+
+    def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
+        if case.dim == "3D":
+            return np.stack([self.segment_image(segmenter, image) for image in case.image])
+        return self.segment_image(segmenter, case.image)
+
+    def segment_image(self, segmenter, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError

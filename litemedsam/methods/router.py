@@ -1,0 +1,228 @@
+"""The modality router: which model and strategy segment a case, from a declarative TOML file."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from litemedsam.models import fastest
+from litemedsam.io.cases import name_tags
+from litemedsam.core.errors import RouterError, shown
+from litemedsam.core.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
+from litemedsam.models.registry import MODELS, get_model, missing_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path(__file__).with_name("router.toml")
+STRATEGIES = ("propagate", "multiview")
+PROMPTS = ("box", "box+center")
+MAX_ROUTER_BYTES = 1 << 20
+RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt", "stride", "stop",
+             "clip", "component", "fill", "overlap", "smooth", "middle"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    models: tuple
+    dim: str | None = None
+    modality: tuple | None = None
+    strategy: str = "propagate"
+    margin: int = 3
+    prompt: str = "box"
+    stride: int = 1
+    stop: int = 0
+    policy: MaskPolicy = EXACT
+
+    def matches(self, dim: str | None, modality: str | None) -> bool:
+        return (self.dim is None or self.dim == dim) and (self.modality is None or modality in self.modality)
+
+
+@dataclass
+class Decision:
+    """What the router chose for one case."""
+
+    case: str
+    dim: str | None
+    tag: str | None  # the <Mod> of the file name, as written
+    modality: str | None  # its canonical name, None when unknown
+    rule: str
+    model: str | None  # None when no model of the chain is built
+    strategy: str
+    margin: int
+    prompt: str
+    stride: int = 1
+    stop: int = 0
+    policy: MaskPolicy = EXACT  # mask strategies (litemedsam.core.masks)
+    skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
+    encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.models.fastest)
+
+    def describe(self) -> str:
+        mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
+        text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
+        if self.dim == "3D":
+            text += f", {self.strategy} (margin {self.margin}"
+            text += (f", every {self.stride} slices" if self.stride > 1 else "")
+            text += (f", stop after {self.stop} empty" if self.stop else "") + ")"
+        if self.prompt != "box" and self.model and self.prompt in get_model(self.model).kind.prompt_styles:
+            text += f", prompt {self.prompt}"
+        if not self.policy.exact:
+            text += f", masks: {self.policy.describe()}"
+        text += f"  [rule {self.rule!r}]"
+        for model, missing in self.skipped:
+            text += f"\n    {model} skipped: not built (missing {missing})"
+        return text
+
+
+def _list(value, what: str, source: str) -> tuple:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RouterError(f"{source}: {what} must be a string or a non-empty list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _policy(raw: dict, where: str) -> MaskPolicy:
+    """A rule's mask strategies (clip, component, fill, overlap, smooth, middle), checked."""
+    clip = raw.get("clip")
+    if clip is not None and (not isinstance(clip, int) or isinstance(clip, bool) or not 0 <= clip <= 256):
+        raise RouterError(f"{where}: clip must be an integer 0-256 (pixels of a 256 frame), got {clip!r}")
+    component = raw.get("component", "")
+    if component not in COMPONENTS:
+        raise RouterError(f"{where}: component must be one of {', '.join(map(repr, COMPONENTS))}, got {component!r}")
+    fill = raw.get("fill", False)
+    if not isinstance(fill, bool):
+        raise RouterError(f"{where}: fill must be true or false, got {fill!r}")
+    overlap = raw.get("overlap", "label")
+    if overlap not in OVERLAPS:
+        raise RouterError(f"{where}: overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")
+    smooth = raw.get("smooth", 0)
+    if not isinstance(smooth, int) or isinstance(smooth, bool) or not (smooth == 0 or 2 <= smooth <= 100):
+        raise RouterError(f"{where}: smooth must be 0 (off) or an integer area ratio 2-100, got {smooth!r}")
+    middle = raw.get("middle", False)
+    if not isinstance(middle, bool):
+        raise RouterError(f"{where}: middle must be true or false, got {middle!r}")
+    return MaskPolicy(clip, component, fill, overlap, smooth, middle)
+
+
+class Router:
+    def __init__(self, spellings: dict, rules: list, source: str = "router"):
+        self.spellings = spellings  # lower-case spelling -> canonical modality
+        self.rules = rules
+        self.source = source
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Router":
+        path = Path(path) if path else DEFAULT_CONFIG
+        source = shown(path)
+        try:
+            if not path.is_file():  # a folder, FIFO or device would block or mislead
+                raise RouterError(f"{source}: not a regular file" if path.exists() else f"{source}: no such file")
+            if path.stat().st_size > MAX_ROUTER_BYTES:
+                raise RouterError(f"{source}: {path.stat().st_size} bytes; a router file is at most {MAX_ROUTER_BYTES}")
+            text = path.read_bytes().decode("utf-8")
+            data = tomllib.loads(text)
+        except OSError as e:
+            raise RouterError(f"{source}: cannot read it ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise RouterError(f"{source}: not a text file (not UTF-8); a router file is TOML text") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RouterError(f"{source}: not valid TOML ({e})") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "router") -> "Router":
+        if data.get("version") != 1:
+            raise RouterError(f"{source}: 'version = 1' expected, got {data.get('version')!r}")
+        unknown = set(data) - {"version", "modalities", "rules"}
+        if unknown:
+            raise RouterError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+        spellings = {}
+        modalities = data.get("modalities", {})
+        if not isinstance(modalities, dict):
+            raise RouterError(f"{source}: [modalities] must be a table")
+        for canonical, names in modalities.items():
+            for spelling in (canonical, *_list(names, f"modalities.{canonical}", source)):
+                other = spellings.setdefault(spelling.lower(), canonical)
+                if other != canonical:
+                    raise RouterError(f"{source}: spelling {spelling!r} is given for both {other} and {canonical}")
+        raw_rules = data.get("rules")
+        if not isinstance(raw_rules, list) or not raw_rules:
+            raise RouterError(f"{source}: at least one [[rules]] entry is needed")
+        rules = []
+        for i, raw in enumerate(raw_rules, 1):
+            where = f"{source}: rule {i}"
+            if not isinstance(raw, dict):
+                raise RouterError(f"{where} must be a table")
+            unknown = set(raw) - RULE_KEYS
+            if unknown:
+                raise RouterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+            if "models" not in raw:
+                raise RouterError(f"{where}: 'models' (the fallback chain) is required")
+            models = _list(raw["models"], "models", where)
+            boxed = sorted(name for name, spec in MODELS.items() if spec.takes_boxes)
+            for m in models:
+                if m not in MODELS:
+                    raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
+                if not MODELS[m].takes_boxes:
+                    raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
+                                      f"box models: {', '.join(boxed)}")
+            dim = raw.get("dim")
+            if dim is not None and dim not in ("2D", "3D"):
+                raise RouterError(f"{where}: dim must be \"2D\" or \"3D\", got {dim!r}")
+            modality = raw.get("modality")
+            if modality is not None:
+                modality = _list(modality, "modality", where)
+                for m in modality:
+                    if m not in modalities:
+                        raise RouterError(f"{where}: modality {m!r} is not in [modalities]")
+            strategy = raw.get("strategy", "propagate")
+            if strategy not in STRATEGIES:
+                raise RouterError(f"{where}: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+            prompt = raw.get("prompt", "box")
+            if prompt not in PROMPTS:
+                raise RouterError(f"{where}: prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+            numbers = {}
+            for key, default, low, high in (("margin", 3, 0, 64), ("stride", 1, 1, 16), ("stop", 0, 0, 64)):
+                value = raw.get(key, default)
+                if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                    raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
+                numbers[key] = value
+            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, prompt=prompt,
+                              policy=_policy(raw, where), **numbers))
+        return cls(spellings, rules, source)
+
+    def modality(self, tag: str | None) -> str | None:
+        """Canonical modality of a spelling (whole word, any case), None when unknown."""
+        return self.spellings.get(tag.lower()) if tag else None
+
+    def decide(self, case: str, dim: str | None = None, modality: str | None = None,
+               model: str | None = None, directory: Path | None = None, exact: bool = False) -> Decision:
+        """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
+        (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
+        turns off the rule's faster options (stride, stop) and mask strategies, giving the reference's masks."""
+        named_dim, named = name_tags(Path(case).name)
+        # a 2025 name's first word (CT_Lesion_...) is a modality only when it is a known spelling
+        tag = modality or (named if named_dim or self.modality(named) else None)
+        dim = dim or named_dim
+        canonical = self.modality(tag)
+        rule = next((r for r in self.rules if r.matches(dim, canonical)), None)
+        if rule is None:
+            raise RouterError(f"{self.source}: no rule matches {dim or 'unknown dimension'} "
+                              f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
+        chain = (model,) if model else rule.models
+        decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt,
+                            1 if exact else rule.stride, 0 if exact else rule.stop, EXACT if exact else rule.policy)
+        for name in chain:
+            missing = missing_file(get_model(name), directory)
+            if missing is None:
+                decision.model = name
+                break
+            decision.skipped.append((name, missing))
+        if decision.model and not exact:
+            choice = fastest.choose(decision.model, directory)
+            decision.model, decision.encoder = choice.model, choice.reason
+        return decision
