@@ -25,7 +25,7 @@ from litemedsam.io.formats.challenge import load_case, save_segmentation
 from litemedsam.methods.pipeline import segment_case
 from litemedsam.models.registry import dev_data_dir, get_model, missing_file
 from litemedsam.methods.router import Router
-from litemedsam.run.runner import Segmenters
+from litemedsam.models.segmenter import Segmenters
 
 DEFAULT = ["float=litemedsam", "int8=litemedsam-int8", "multiview=litemedsam@multiview"]
 

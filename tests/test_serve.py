@@ -24,7 +24,7 @@ def served(dev_data, models_ready, tmp_path):
 
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
-    from litemedsam.run.runner import Segmenters
+    from litemedsam.models.segmenter import Segmenters
     from litemedsam.serve.web.app import Server, make_app
 
     folder = link_cases(dev_data, [CASE_2D, CASE_3D, CASE_BIG], tmp_path / "in")
@@ -107,7 +107,7 @@ def test_two_cases_never_share_an_output(tmp_path):
 
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
-    from litemedsam.run.runner import Segmenters
+    from litemedsam.models.segmenter import Segmenters
     from litemedsam.serve.web.app import Server, make_app
 
     folder = tmp_path / "in"
@@ -217,7 +217,7 @@ def test_only_the_token_holder_gets_in(dev_data, tmp_path):
 
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
-    from litemedsam.run.runner import Segmenters
+    from litemedsam.models.segmenter import Segmenters
     from litemedsam.serve.web.app import Server, make_app
 
     folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
@@ -367,7 +367,7 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
     from litemedsam.io.given_boxes import CaseInputs
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
-    from litemedsam.run.runner import Segmenters
+    from litemedsam.models.segmenter import Segmenters
     from litemedsam.serve.web.app import Server, make_app
     from tests.conftest import DEV
 
@@ -419,3 +419,58 @@ def test_a_label_that_is_taken_is_never_replaced_without_asking(served):
     assert r.status_code == 200 and not (replaced[before == 1] == 1).any() and (replaced == 1).any()
     for bad in ({"box": [1, 2, 30, 40], "mode": "replace"}, {"box": [1, 2, 30, 40], "label": 2, "mode": "merge"}):
         assert served.post(url, json=bad, headers=WRITE).status_code == 400
+
+
+def test_edits_outlive_a_reload_another_case_and_a_restart_until_saved_or_dropped(served, tmp_path):
+    """Issue 26, bug 3: every edit is kept in a work file beside the outputs, so opening the case again (a reload,
+    another case in between, a new server) gives the edits back, marked unsaved; Save writes them and drops the
+    work file; Discard goes back to the saved output."""
+    doc = open_case(served, CASE_2D)
+    assert doc["unsaved"] is False
+    r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [200, 150, 400, 350]}, headers=WRITE).json()
+    assert r["unsaved"] is True and r["problem"] == ""
+    edited = labels(served, doc)
+    work = tmp_path / "segs" / ".litemedsam-work" / f"{CASE_2D}.edits"
+    assert work.is_file() and (work.parent.stat().st_mode & 0o077) == 0  # only the user who serves reads it
+    open_case(served, CASE_3D)  # another case in between
+    again = open_case(served, CASE_2D)  # a reload opens it again: a new document
+    assert again["unsaved"] is True and [o["label"] for o in again["objects"]] == [1]
+    assert np.array_equal(labels(served, again), edited)
+    saved = served.post(f"/api/doc/{again['id']}/save", json={}, headers=WRITE).json()
+    assert saved["unsaved"] is False and not work.exists()
+    assert np.array_equal(np.load(tmp_path / "segs" / CASE_2D)["segs"], edited)
+    served.post(f"/api/doc/{again['id']}/box", json={"box": [20, 20, 80, 80]}, headers=WRITE)
+    assert work.is_file() and (labels(served, again) == 2).any()
+    dropped = served.post(f"/api/doc/{again['id']}/discard", json={}, headers=WRITE).json()
+    assert dropped["unsaved"] is False and not work.exists() and np.array_equal(labels(served, again), edited)
+
+
+def test_edits_outlive_a_server_restart(dev_data, models_ready, tmp_path):
+    import json as jsonlib
+    import urllib.request
+
+    folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
+    token = "restart-test-token-0123456789"
+
+    def call(url, path, body=None):
+        request = urllib.request.Request(url + path, data=None if body is None else jsonlib.dumps(body).encode(),
+                                         headers={"X-Litemedsam-Token": token, "Content-Type": "application/json",
+                                                  **(WRITE if body is not None else {})})
+        return urllib.request.urlopen(request, timeout=60).read()
+
+    first, url = serve_process(folder, "-o", tmp_path / "segs", token=token)
+    try:
+        doc = jsonlib.loads(call(url, "/api/open", {"name": CASE_2D}))
+        call(url, f"/api/doc/{doc['id']}/box", {"box": [200, 150, 400, 350]})
+        edited = np.load(io.BytesIO(call(url, f"/api/doc/{doc['id']}/labels.npy")))
+    finally:
+        first.terminate()
+        first.wait(30)
+    second, url = serve_process(folder, "-o", tmp_path / "segs", token=token)
+    try:
+        doc = jsonlib.loads(call(url, "/api/open", {"name": CASE_2D}))
+        assert doc["unsaved"] is True
+        assert np.array_equal(np.load(io.BytesIO(call(url, f"/api/doc/{doc['id']}/labels.npy"))), edited)
+    finally:
+        second.terminate()
+        second.wait(30)

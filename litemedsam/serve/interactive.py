@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import struct
 import threading
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -22,6 +24,7 @@ from litemedsam.io.formats.registry import module_for
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 
+WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 
@@ -97,8 +100,11 @@ class Document:
     the image was read with.
     """
 
-    def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None, inputs=None):
+    def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None, inputs=None,
+                 unsaved: bool = False):
         self.case, self.target, self.inputs = case, target, inputs or CaseInputs()
+        self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
+        self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
         shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
         self.labels = np.zeros(shape, np.uint16)
@@ -233,7 +239,33 @@ class Document:
                 return False
             where, previous = self.undo_stack.pop()
             self._set(where, previous)
+            self._keep(where, previous)
             return True
+
+    @property
+    def work_file(self) -> Path:
+        """Where the unsaved edits are kept: ``.litemedsam-work/<output name>.edits`` in the output's folder."""
+        return work_file(self.target)
+
+    def _keep(self, where: np.ndarray, values) -> None:
+        """After an edit: append it (the voxels it set and their labels) to the work file, so that no edit is lost
+        when the page is reloaded, another case is opened or the server restarts; only what changed is written.
+        A failure (disk full) is reported, the edit stays in memory."""
+        self.unsaved = True
+        try:
+            append_edit(self.work_file, where, values)
+            self.autosave_problem = ""
+        except OSError as e:
+            self.autosave_problem = f"the edits could not be kept in {shown(self.work_file.name)} ({shown(e)}); save"
+
+    def discard(self) -> None:
+        """Drop the unsaved edits: the label map as the output file holds it (or empty), no work file."""
+        with self.lock:
+            labels = read_output(self.case, self.target)
+            self._set(np.arange(self.labels.size), (labels if labels is not None else np.zeros_like(self.labels)).ravel())
+            self.undo_stack.clear()
+            self.work_file.unlink(missing_ok=True)
+            self.unsaved, self.autosave_problem = False, ""
 
     def _edit(self, where: np.ndarray, values) -> None:
         if len(where):
@@ -242,6 +274,7 @@ class Document:
             while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
                 del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
             self._set(where, values)
+            self._keep(where, self.labels.ravel()[where])
 
     def _set(self, where: np.ndarray, values) -> None:
         flat = self.labels.ravel()  # a view: labels is contiguous
@@ -256,21 +289,81 @@ class Document:
         with self.lock:
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
+            self.work_file.unlink(missing_ok=True)
+            self.unsaved, self.autosave_problem = False, ""
         return self.target
+
+
+def work_file(target: Path) -> Path:
+    return target.parent / WORK_FOLDER / f"{target.name}.edits"
+
+
+EDIT = struct.Struct("<4sQ")  # a record of the work file: b"EDIT", n; then n voxel indices (<u8), n labels (<u2)
+
+
+def append_edit(path: Path, where: np.ndarray, values) -> None:
+    """Append one edit to the work file ``path`` (made private: its folder 0700, the file 0600; never through a
+    link) and flush it to disk."""
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as handle:
+        handle.write(EDIT.pack(b"EDIT", len(where)) + np.asarray(where, "<u8").tobytes()
+                     + np.asarray(values, "<u2").tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def replay_edits(path: Path, labels: np.ndarray) -> int:
+    """Apply the work file's edits to ``labels`` in order; returns how many. A record cut short (the server
+    stopped while writing it) ends the replay; indices outside the label map make the whole file untrusted
+    (CaseError)."""
+    flat = labels.reshape(-1)
+    data = path.read_bytes()
+    pos = count = 0
+    while pos + EDIT.size <= len(data):
+        magic, n = EDIT.unpack_from(data, pos)
+        end = pos + EDIT.size + 10 * n
+        if magic != b"EDIT":
+            raise CaseError(f"{shown(path.name)} is not a work file of litemedsam serve")
+        if end > len(data):
+            break
+        where = np.frombuffer(data, "<u8", n, pos + EDIT.size)
+        if n and where.max() >= flat.size:
+            raise CaseError(f"{shown(path.name)} holds edits outside the image")
+        flat[where] = np.frombuffer(data, "<u2", n, pos + EDIT.size + 8 * n)
+        pos, count = end, count + 1
+    return count
+
+
+def read_output(case, target: Path):
+    """The label map an output file holds for ``case`` (None: no output yet); CaseError naming it."""
+    if not target.is_file():
+        return None
+    try:
+        labels = module_for(target).read_labels(target)
+    except CaseError as e:
+        raise CaseError(f"its segmentation {shown(target.name)}: {e}") from None
+    return labels[..., 0] if case.dim == "2D" and labels.ndim == 3 else labels
 
 
 def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None,
               target: Path | None = None) -> Document:
     """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
-    its labels from there when ``infer`` (or a save) wrote them."""
+    its unsaved edits when a work file holds them (an earlier page, or server, left them), else its labels from
+    the output file when ``infer`` (or a save) wrote one."""
     case = formats.read(path, inputs, require_boxes=False)
     target = target or output_dir / formats.output_name(path)
-    labels = None
-    if target.is_file():
-        try:
-            labels = module_for(target).read_labels(target)
-        except CaseError as e:
-            raise CaseError(f"its segmentation {shown(target.name)}: {e}") from None
-        if case.dim == "2D" and labels.ndim == 3:
-            labels = labels[..., 0]
+    labels = read_output(case, target)
+    work = work_file(target)
+    if not (work.is_file() and not work.is_symlink()):
+        return Document(case, target, prompting, segmenters, cache, labels, inputs)
+    shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+    edited = np.zeros(shape, np.uint16) if labels is None else np.array(labels, np.uint16)
+    try:
+        if edited.shape == shape and replay_edits(work, edited):
+            return Document(case, target, prompting, segmenters, cache, edited, inputs, unsaved=True)
+    except (CaseError, OSError):
+        pass
+    work.unlink(missing_ok=True)  # damaged, or edits of another image: the output stands
     return Document(case, target, prompting, segmenters, cache, labels, inputs)

@@ -192,8 +192,14 @@ def describe(key: str, entry: Open) -> dict:
     except LitemedsamError as e:
         model = f"none ({e})"
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
-            "width": shape[2], "model": model, "output": doc.target.name, "objects": objects(doc),
+            "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
             "raw": doc.raw, "window": doc.window}
+
+
+def edited(doc: Document) -> dict:
+    """What the page shows after an edit: the objects, and whether edits are not saved yet (they are kept in
+    the work file; ``problem``: why they could not be)."""
+    return {"objects": objects(doc), "unsaved": doc.unsaved, "problem": doc.autosave_problem}
 
 
 def objects(doc: Document) -> list:
@@ -345,7 +351,7 @@ def make_app(server: Server) -> Starlette:
             return {"job": True}
         mask = await run_in_threadpool(doc.box_mask, coords, z, z_range)
         label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add")
-        return {"label": label, "objects": objects(doc)}
+        return {"label": label, **edited(doc)}
 
     def propagate(doc: Document, job: Job, coords, z, z_range, add: bool) -> None:
         def report(done, total):
@@ -383,7 +389,7 @@ def make_app(server: Server) -> Starlette:
             raise ApiError(404, "no propagation on this case")
         state = {"state": job.state, "done": job.done, "total": job.total, "message": job.message, "label": job.label}
         if job.state == "done":
-            state["objects"] = objects(entry.doc)
+            state.update(edited(entry.doc))
         return state
 
     async def cancel(request: Request):
@@ -398,20 +404,26 @@ def make_app(server: Server) -> Starlette:
         await json_body(request)
         label = request.path_params["label"]
         removed = await run_in_threadpool(entry.doc.erase, label)
-        return {"removed": removed, "objects": objects(entry.doc)}
+        return {"removed": removed, **edited(entry.doc)}
 
     async def undo(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
         undone = await run_in_threadpool(entry.doc.undo)
-        return {"undone": undone, "objects": objects(entry.doc)}
+        return {"undone": undone, **edited(entry.doc)}
+
+    async def discard(request: Request):
+        entry = idle(server.get(request.path_params["doc"]))
+        await json_body(request)
+        await run_in_threadpool(entry.doc.discard)
+        return edited(entry.doc)
 
     async def save(request: Request):
         entry = server.get(request.path_params["doc"])
         await json_body(request)
         server.output_dir.mkdir(parents=True, exist_ok=True)
         target = await run_in_threadpool(entry.doc.save)
-        return {"saved": target.name, "folder": str(target.parent)}
+        return {"saved": target.name, "folder": str(target.parent), **edited(entry.doc)}
 
     routes = [
         Route("/", page), Route("/static/{asset}", page),
@@ -429,6 +441,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/undo", api(undo, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/discard", api(discard, write=True), methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=server.hosts),
                                                 Middleware(TokenGate, token=server.token)])

@@ -22,7 +22,16 @@ async function api(method, url, body) {
   });
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) throw new Error(data.error || response.statusText);
+  if (state.doc && url.startsWith(`/api/doc/${state.doc.id}/`) && typeof data.unsaved === "boolean") {
+    markUnsaved(data);  // every edit's answer says whether the case has edits not saved yet
+  }
   return data;
+}
+
+function markUnsaved(doc) {
+  $("unsaved").hidden = !doc.unsaved;
+  $("discard").disabled = !doc.unsaved;
+  if (doc.problem) say(doc.problem, true);
 }
 
 function loadImage(url) {
@@ -91,8 +100,11 @@ async function show(doc) {
   view.height = doc.height;
   fit();
   listObjects(doc.objects);
+  markUnsaved(doc);
   await showSlice(state.z);
-  say(`${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
+  say(doc.unsaved ? `${doc.name} open with its unsaved edits (kept since the last save): Save writes them, `
+    + "Discard drops them"
+    : `${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
 }
 
 async function showSlice(z) {
@@ -330,6 +342,15 @@ $("mw-apply").onclick = async () => {
   } catch (e) { say(e.message, true); }
 };
 $("save").onclick = save;
+$("discard").onclick = async () => {
+  if (!confirm("Drop the edits made since the last save?")) return;
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/discard`);
+    listObjects(result.objects);
+    await refreshOverlay();
+    say("unsaved edits dropped");
+  } catch (e) { say(e.message, true); }
+};
 $("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch((e) => say(e.message, true));
 $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
 window.addEventListener("keydown", (e) => {
