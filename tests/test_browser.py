@@ -119,6 +119,7 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
             assert shot.stat().st_size > 10000
             docs[name] = driver.execute_script("return state.doc.id")
             assert [o["label"] for o in driver.execute_script("return state.objects")] == [1]
+            assert driver.find_element(By.ID, "unsaved").is_displayed()  # edits kept on the server, not saved yet
         if os.environ.get("LITEMEDSAM_SCREENSHOT"):
             shutil.copy(shot, os.environ["LITEMEDSAM_SCREENSHOT"])
     finally:
