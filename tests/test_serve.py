@@ -474,3 +474,20 @@ def test_edits_outlive_a_server_restart(dev_data, models_ready, tmp_path):
     finally:
         second.terminate()
         second.wait(30)
+
+
+def test_undo_and_redo(served):
+    """Undo takes an edit back, redo makes it again; a new edit forgets what was undone."""
+    doc = open_case(served, CASE_2D)
+    url = f"/api/doc/{doc['id']}"
+    served.post(f"{url}/box", json={"box": [200, 150, 400, 350]}, headers=WRITE)
+    one = labels(served, doc)
+    served.post(f"{url}/box", json={"box": [20, 20, 80, 80]}, headers=WRITE)
+    two = labels(served, doc)
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), one)
+    assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] and np.array_equal(labels(served, doc), two)
+    served.post(f"{url}/undo", json={}, headers=WRITE)
+    served.post(f"{url}/box", json={"box": [450, 20, 500, 80]}, headers=WRITE)  # a new edit: nothing to redo
+    assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] is False
+    again = open_case(served, CASE_2D)  # the undo and redo went to the work file as any edit
+    assert np.array_equal(labels(served, again), labels(served, doc))

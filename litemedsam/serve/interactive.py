@@ -117,6 +117,7 @@ class Document:
         values, counts = np.unique(self.labels, return_counts=True)
         self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
+        self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
         self.lock = threading.Lock()
 
     @property
@@ -234,12 +235,21 @@ class Document:
             return len(changed)
 
     def undo(self) -> bool:
+        """Take the last edit back (it can be redone); False when there is none."""
+        return self._step(self.undo_stack, self.redo_stack)
+
+    def redo(self) -> bool:
+        """Make the last undone edit again; False when there is none (a new edit since forgets undone ones)."""
+        return self._step(self.redo_stack, self.undo_stack)
+
+    def _step(self, source: list, target: list) -> bool:
         with self.lock:
-            if not self.undo_stack:
+            if not source:
                 return False
-            where, previous = self.undo_stack.pop()
-            self._set(where, previous)
-            self._keep(where, previous)
+            where, values = source.pop()
+            target.append((where, self.labels.ravel()[where].copy()))
+            self._set(where, values)
+            self._keep(where, values)
             return True
 
     @property
@@ -264,12 +274,14 @@ class Document:
             labels = read_output(self.case, self.target)
             self._set(np.arange(self.labels.size), (labels if labels is not None else np.zeros_like(self.labels)).ravel())
             self.undo_stack.clear()
+            self.redo_stack.clear()
             self.work_file.unlink(missing_ok=True)
             self.unsaved, self.autosave_problem = False, ""
 
     def _edit(self, where: np.ndarray, values) -> None:
         if len(where):
             self.undo_stack.append((where, self.labels.ravel()[where].copy()))
+            self.redo_stack.clear()
             del self.undo_stack[:-MAX_UNDO]
             while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
                 del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable

@@ -412,6 +412,12 @@ def make_app(server: Server) -> Starlette:
         undone = await run_in_threadpool(entry.doc.undo)
         return {"undone": undone, **edited(entry.doc)}
 
+    async def redo(request: Request):
+        entry = idle(server.get(request.path_params["doc"]))
+        await json_body(request)
+        redone = await run_in_threadpool(entry.doc.redo)
+        return {"redone": redone, **edited(entry.doc)}
+
     async def discard(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
@@ -439,6 +445,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
         Route("/api/doc/{doc}/undo", api(undo, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/redo", api(redo, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/discard", api(discard, write=True), methods=["POST"]),

@@ -304,12 +304,13 @@ async function erase(label) {
   } catch (e) { say(e.message, true); }
 }
 
-async function undo() {
+async function undo(again = false) {
+  const step = again ? "redo" : "undo";
   try {
-    const result = await api("POST", `/api/doc/${state.doc.id}/undo`);
+    const result = await api("POST", `/api/doc/${state.doc.id}/${step}`);
     listObjects(result.objects);
     await refreshOverlay();
-    say(result.undone ? "undone" : "nothing to undo");
+    say(result[again ? "redone" : "undone"] ? `${step} done` : `nothing to ${step}`);
   } catch (e) { say(e.message, true); }
 }
 
@@ -332,7 +333,8 @@ $("opacity").addEventListener("input", draw);
 $("set-z0").onclick = () => { $("z0").value = state.z; };
 $("set-z1").onclick = () => { $("z1").value = state.z; };
 $("new").onclick = () => { state.selected = null; listObjects(state.objects || []); };
-$("undo").onclick = undo;
+$("undo").onclick = () => undo();
+$("redo").onclick = () => undo(true);
 $("mw-apply").onclick = async () => {
   try {
     const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window: [+$("mw-level").value, +$("mw-width").value] });
@@ -355,7 +357,9 @@ $("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch
 $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
 window.addEventListener("keydown", (e) => {
   if (!state.doc || e.target.tagName === "INPUT") return;
-  if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
+  if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) {
+    e.preventDefault(); undo(true);
+  } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
   else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
   else if (e.key === "Delete" && state.selected) erase(state.selected);
   else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.z + 1);
