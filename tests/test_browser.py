@@ -4,6 +4,7 @@ with real mouse events, and the mask read back is infer's for that box; then a 3
 middle slice and propagated over the box's slices. A screenshot is kept (in the test's
 folder, and at $LITEMEDSAM_SCREENSHOT when set)."""
 import io
+from pathlib import Path
 import os
 import shutil
 import urllib.request
@@ -55,7 +56,10 @@ def drag_box(driver, box) -> None:
     width, height, css_w, css_h = driver.execute_script(
         "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]", canvas)
 
-    def offset(x, y):  # image pixel -> offset from the canvas centre in CSS pixels (selenium 4)
+    flip_x, flip_y = driver.execute_script("const d = state.doc.display || {}; return [!!d.flip_x, !!d.flip_y]")
+
+    def offset(x, y):  # image pixel -> offset from the canvas centre in CSS pixels (selenium 4), as displayed
+        x, y = (width - 1 - x if flip_x else x), (height - 1 - y if flip_y else y)
         return (int(round((x + 0.5) * css_w / width - css_w / 2)), int(round((y + 0.5) * css_h / height - css_h / 2)))
     (ax, ay), (bx, by) = offset(*box[:2]), offset(*box[2:])
     actions = ActionChains(driver).move_to_element_with_offset(canvas, ax, ay).click_and_hold()
@@ -66,6 +70,59 @@ def drag_box(driver, box) -> None:
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
     return np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
+
+
+def browser_driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,800",
+                 "--disable-gpu", "--no-first-run"]:
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_ready, tmp_path):
+    """Issue 26, bug 8: a CT NIfTI whose name says nothing opens windowed as CT (its Hounsfield units) and shown
+    as radiologists read it (the patient's right on the left, the front at the top: flipped from voxel order, with
+    the sides' letters); a box dragged on the flipped view segments the voxels under it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
+    if not ct.is_file():
+        pytest.skip(f"{ct} is not here")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / ct.name).symlink_to(ct)
+    proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{url}/?token={TOKEN}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
+        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        doc = driver.execute_script("return state.doc")
+        assert doc["window"] == [40, 400] and doc["display"]["flip_x"] and doc["display"]["flip_y"]
+        assert [driver.find_element(By.ID, f"side-{s}").text for s in ("top", "bottom", "left", "right")] == \
+            ["A", "P", "R", "L"]
+        driver.find_element(By.ID, "propagate").click()  # this slice only
+        z, (h, w) = doc["depth"] // 2, (doc["height"], doc["width"])
+        box = [w // 4, h // 4, w // 2, h // 2]  # image pixels: on screen in the lower right quarter
+        drag_box(driver, box)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#objects .object"))
+        got = np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/api/doc/{doc['id']}/labels.npy", headers=TOKEN_HEADER)).read()))[z]
+        ys, xs = np.nonzero(got)
+        assert len(xs) and box[0] - 2 <= xs.min() and xs.max() <= box[2] + 2 and box[1] - 2 <= ys.min() \
+            and ys.max() <= box[3] + 2, (xs.min(), xs.max(), ys.min(), ys.max())
+        driver.save_screenshot(str(tmp_path / "ct.png"))
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):

@@ -70,3 +70,20 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     if labels.shape[:2] != case.image.shape[:2] or labels.ndim != 2:
         raise CaseError(f"its mask has shape {labels.shape}, the image {case.image.shape[:2]}")
     return case.image, labels > 0
+
+
+OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def display(case) -> dict | None:
+    """How to show a volume's slices as radiologists read them: flips of columns and rows so that the patient's
+    right is on the screen's left and the front (or the head) at the top, and the letters of the four sides;
+    None where the format places nothing in the patient (challenge files, 2D images)."""
+    axes = getattr(module_of_format(case.fmt), "axes", None)
+    if axes is None or case.geometry is None:
+        return None
+    col, row = axes(case)
+    flip_x, flip_y = col in ("R", "A", "S"), row in ("A", "S", "R")  # wanted: columns to L (or P), rows to P (or I)
+    right, bottom = (OPPOSITE[col] if flip_x else col), (OPPOSITE[row] if flip_y else row)
+    return {"flip_x": flip_x, "flip_y": flip_y,
+            "sides": {"top": OPPOSITE[bottom], "bottom": bottom, "left": OPPOSITE[right], "right": right}}

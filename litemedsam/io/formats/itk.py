@@ -111,6 +111,18 @@ def _flat(where: dict) -> list:
     return [*where["origin"], *where["spacing"], *where["direction"]]
 
 
+def axes(case: Case) -> tuple:
+    """Where the image's columns and rows run in the patient, as letters ("L" when a column index increasing goes
+    to the patient's left): from the direction cosines, which ITK gives in LPS."""
+    d = np.asarray(case.geometry["direction"], float).reshape(3, 3)
+    letters = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: +x is left, +y posterior, +z superior
+
+    def code(column):
+        axis = int(np.argmax(np.abs(column)))
+        return letters[axis][int(column[axis] > 0)]
+    return code(d[:, 0]), code(d[:, 1])
+
+
 def geometry(image) -> dict:
     """What writing the labels back needs of a SimpleITK image."""
     return {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}

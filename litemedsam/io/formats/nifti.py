@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from nibabel.orientations import aff2axcodes
 
 from litemedsam.io.cases import Case, make_case
 from litemedsam.core.errors import CaseError, reason
@@ -97,6 +98,14 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
     boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, image.affine)
     return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape),
                      modality=found, warnings=warnings + placed)
+
+
+def axes(case: Case) -> tuple:
+    """Where the image's columns and rows run in the patient (RAS): e.g. ("R", "A") when a column index
+    increasing goes to the patient's right and a row index to the front (the volume is (K, J, I): columns are the
+    first voxel axis, rows the second)."""
+    codes = aff2axcodes(case.geometry[0].affine)
+    return codes[0], codes[1]
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:

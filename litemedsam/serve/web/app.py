@@ -42,6 +42,7 @@ from starlette.routing import Route
 from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.run.folders import list_cases
 from litemedsam.io.formats.registry import numbered, output_name, output_owners, suffix
+from litemedsam.io import formats
 from litemedsam.serve.interactive import Cancelled, Document, EmbeddingCache, open_case
 
 STATIC = Path(__file__).parent / "static"
@@ -193,7 +194,7 @@ def describe(key: str, entry: Open) -> dict:
         model = f"none ({e})"
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
-            "raw": doc.raw, "window": doc.window}
+            "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case)}
 
 
 def edited(doc: Document) -> dict:

@@ -98,6 +98,11 @@ async function show(doc) {
   $("z1").value = Math.min(doc.depth - 1, state.z + 5);
   view.width = doc.width;
   view.height = doc.height;
+  // radiological display (the file's orientation): the patient's right on the left, the front at the top;
+  // only what is shown is flipped, the image and its labels keep their voxel order
+  const d = doc.display || { flip_x: false, flip_y: false, sides: {} };
+  view.style.transform = `scale(${d.flip_x ? -1 : 1}, ${d.flip_y ? -1 : 1})`;
+  for (const side of ["top", "bottom", "left", "right"]) $(`side-${side}`).textContent = d.sides[side] || "";
   fit();
   listObjects(doc.objects);
   markUnsaved(doc);
@@ -211,11 +216,11 @@ function listObjects(objects) {
 }
 
 function imagePoint(event) {
-  const rect = view.getBoundingClientRect();
-  return {
-    x: Math.max(0, Math.min(view.width - 1, Math.floor((event.clientX - rect.left) * view.width / rect.width))),
-    y: Math.max(0, Math.min(view.height - 1, Math.floor((event.clientY - rect.top) * view.height / rect.height))),
-  };
+  // the image pixel under the mouse, through the display's flips
+  const rect = view.getBoundingClientRect(), d = (state.doc && state.doc.display) || {};
+  const x = Math.max(0, Math.min(view.width - 1, Math.floor((event.clientX - rect.left) * view.width / rect.width)));
+  const y = Math.max(0, Math.min(view.height - 1, Math.floor((event.clientY - rect.top) * view.height / rect.height)));
+  return { x: d.flip_x ? view.width - 1 - x : x, y: d.flip_y ? view.height - 1 - y : y };
 }
 
 view.addEventListener("mousedown", (e) => {
