@@ -118,6 +118,18 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         ys, xs = np.nonzero(got)
         assert len(xs) and box[0] - 2 <= xs.min() and xs.max() <= box[2] + 2 and box[1] - 2 <= ys.min() \
             and ys.max() <= box[3] + 2, (xs.min(), xs.max(), ys.min(), ys.max())
+        # the brush (key B) on the flipped view: the selected object grows where it is painted, on this slice
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(driver).send_keys("b").perform()
+        assert driver.execute_script("return tool()") == "brush"
+        driver.find_element(By.CSS_SELECTOR, "#objects .object").click()  # select label 1: the brush paints it
+        before = got.sum()
+        drag_box(driver, [w // 4 - 12, h // 4 - 12, w // 4 - 6, h // 4 - 6])  # a short stroke above-left of the box
+        wait.until(lambda d: "painted" in d.find_element(By.ID, "status").text)
+        painted = np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/api/doc/{doc['id']}/labels.npy", headers=TOKEN_HEADER)).read()))
+        assert painted[z].sum() > before and painted[z, h // 4 - 9, w // 4 - 9] == 1 and not painted[z - 1].any()
         driver.save_screenshot(str(tmp_path / "ct.png"))
     finally:
         driver.quit()

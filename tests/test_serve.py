@@ -491,3 +491,21 @@ def test_undo_and_redo(served):
     assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] is False
     again = open_case(served, CASE_2D)  # the undo and redo went to the work file as any edit
     assert np.array_equal(labels(served, again), labels(served, doc))
+
+
+def test_brush_and_eraser_change_only_their_slice(served):
+    doc = open_case(served, CASE_3D)
+    url = f"/api/doc/{doc['id']}/brush"
+    z = doc["depth"] // 2
+    r = served.post(url, json={"z": z, "points": [[30, 30], [60, 30]], "radius": 3, "label": None}, headers=WRITE)
+    assert r.status_code == 200 and r.json()["label"] == 1 and r.json()["unsaved"] is True
+    painted = labels(served, doc)
+    assert (painted[z, 27:34, 30:61] == 1).all() and painted[z, 40, 45] == 0 and not painted[:z].any() \
+        and not painted[z + 1:].any()  # a 3-pixel brush along the stroke, on this slice only
+    served.post(url, json={"z": z, "points": [[45, 30]], "radius": 2, "label": 0}, headers=WRITE)  # the eraser
+    erased = labels(served, doc)
+    assert (erased[z, 28:33, 43:48] == 0).all() and erased[z, 30, 35] == 1
+    for bad in ({"z": z, "points": [[9999, 1]], "radius": 3}, {"z": z, "points": [[1, 1]], "radius": 0},
+                {"z": -1, "points": [[1, 1]], "radius": 3}, {"z": z, "points": [], "radius": 3},
+                {"z": z, "points": [[1, 1]], "radius": 3, "label": 70000}):
+        assert served.post(url, json=bad, headers=WRITE).status_code == 400, bad

@@ -14,6 +14,7 @@ import threading
 from collections import Counter, OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from litemedsam.core import progress
@@ -222,6 +223,26 @@ class Document:
                 changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
+
+    def brush(self, z: int, points, radius: int, label: int | None) -> int:
+        """A brush stroke on slice ``z`` (2D: the image): the disks of ``radius`` pixels along ``points`` (x, y)
+        become object ``label`` (a new one when None), or with ``label`` 0 the eraser: they become background.
+        Only that slice changes. Returns the label painted (0 for the eraser)."""
+        h, w = self.labels.shape[-2:]
+        stroke = np.zeros((h, w), np.uint8)
+        pts = [(int(round(x)), int(round(y))) for x, y in points]
+        for a, b in zip(pts, pts[1:] or pts):
+            cv2.line(stroke, a, b, 1, thickness=2 * int(radius) + 1)
+            cv2.circle(stroke, b, int(radius), 1, thickness=-1)
+        cv2.circle(stroke, pts[0], int(radius), 1, thickness=-1)
+        mask = np.zeros(self.labels.shape, bool)
+        (mask if self.case.dim == "2D" else mask[z])[...] = stroke.astype(bool)
+        if label == 0:
+            with self.lock:
+                changed = np.flatnonzero(mask & (self.labels != 0))
+                self._edit(changed, np.zeros(len(changed), np.uint16))
+            return 0
+        return self.paint(mask, label, slices=(z, z), add=True)
 
     def has(self, label: int) -> int:
         """How many voxels object ``label`` has (0: none, a free label)."""

@@ -172,6 +172,9 @@ def idle(entry: Open) -> Open:
     return entry
 
 
+MAX_BRUSH_POINTS = 10000  # points of one brush stroke
+
+
 def number(value, limit: float = 1e9) -> bool:
     """A JSON number (not a boolean) of magnitude below ``limit``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < limit
@@ -413,6 +416,24 @@ def make_app(server: Server) -> Starlette:
         undone = await run_in_threadpool(entry.doc.undo)
         return {"undone": undone, **edited(entry.doc)}
 
+    async def brush(request: Request):
+        entry = idle(server.get(request.path_params["doc"]))
+        doc, body = entry.doc, await json_body(request)
+        z, radius, label, points = body.get("z", 0), body.get("radius"), body.get("label"), body.get("points")
+        h, w = doc.labels.shape[-2:]
+        if not integer(z) or not 0 <= z < doc.depth:
+            raise ApiError(400, f"z must be a slice of this case (0-{doc.depth - 1})")
+        if not integer(radius) or not 1 <= radius <= 200:
+            raise ApiError(400, "radius must be an integer 1-200 (pixels)")
+        if label is not None and not (integer(label) and 0 <= label <= 65535):
+            raise ApiError(400, "label must be an integer 0-65535 (0: the eraser) or null (a new object)")
+        if not (isinstance(points, list) and 1 <= len(points) <= MAX_BRUSH_POINTS and all(
+                isinstance(p, list) and len(p) == 2 and number(p[0]) and number(p[1])
+                and 0 <= p[0] < w and 0 <= p[1] < h for p in points)):
+            raise ApiError(400, f"points must be 1-{MAX_BRUSH_POINTS} [x, y] pixels inside the {w} x {h} image")
+        painted = await run_in_threadpool(doc.brush, z, points, radius, label)
+        return {"label": painted, **edited(doc)}
+
     async def redo(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
@@ -447,6 +468,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
         Route("/api/doc/{doc}/undo", api(undo, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/redo", api(redo, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/brush", api(brush, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/discard", api(discard, write=True), methods=["POST"]),

@@ -184,6 +184,12 @@ function draw() {
     ctx.drawImage(state.overlay, 0, 0);
     ctx.globalAlpha = 1;
   }
+  if (state.stroke) {  // the brush stroke being drawn, sent when the mouse is released
+    ctx.fillStyle = state.stroke.erase ? "rgba(0,0,0,0.6)" : "rgba(255,255,0,0.5)";
+    for (const [x, y] of state.stroke.points) {
+      ctx.beginPath(); ctx.arc(x, y, state.stroke.radius, 0, 2 * Math.PI); ctx.fill();
+    }
+  }
   if (state.drag) {
     const { x0, y0, x1, y1 } = state.drag;
     ctx.strokeStyle = "#0f0";
@@ -223,19 +229,49 @@ function imagePoint(event) {
   return { x: d.flip_x ? view.width - 1 - x : x, y: d.flip_y ? view.height - 1 - y : y };
 }
 
+function tool() { return document.querySelector('input[name="tool"]:checked').value; }
+
 view.addEventListener("mousedown", (e) => {
   if (!state.doc || state.busy) return;
   const p = imagePoint(e);
-  state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  if (tool() === "box") state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  else state.stroke = { points: [[p.x, p.y]], erase: tool() === "eraser",
+                        radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)) };
 });
 window.addEventListener("mousemove", (e) => {
+  if (state.stroke) {
+    const p = imagePoint(e), last = state.stroke.points[state.stroke.points.length - 1];
+    if ((p.x !== last[0] || p.y !== last[1]) && state.stroke.points.length < 10000) state.stroke.points.push([p.x, p.y]);
+    draw();
+    return;
+  }
   if (!state.drag) return;
   const p = imagePoint(e);
   state.drag.x1 = p.x;
   state.drag.y1 = p.y;
   draw();
 });
+async function sendStroke(stroke) {
+  const doc = state.doc, wanted = parseInt($("next-label").value, 10);
+  const label = stroke.erase ? 0 : state.selected ?? (wanted >= 1 && wanted <= 65535 && !(state.objects || [])
+    .some((o) => o.label === wanted) ? wanted : null);
+  try {
+    const result = await api("POST", `/api/doc/${doc.id}/brush`,
+      { z: state.z, points: stroke.points, radius: stroke.radius, label });
+    if (doc !== state.doc) return;
+    if (!stroke.erase && state.selected === null) state.selected = result.label;  // keep painting the same object
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(stroke.erase ? "erased" : `label ${result.label} painted`);
+  } catch (e) { say(e.message, true); draw(); }
+}
 window.addEventListener("mouseup", async () => {
+  if (state.stroke) {
+    const stroke = state.stroke;
+    state.stroke = null;
+    await sendStroke(stroke);
+    return;
+  }
   const d = state.drag;
   if (!d) return;
   state.drag = null;
@@ -365,6 +401,9 @@ window.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) {
     e.preventDefault(); undo(true);
   } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
+  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x"].includes(e.key) && e.target.tagName !== "INPUT") {
+    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box" }[e.key]}"]`).checked = true;
+  }
   else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
   else if (e.key === "Delete" && state.selected) erase(state.selected);
   else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.z + 1);
