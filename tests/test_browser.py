@@ -108,6 +108,12 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         assert doc["window"] == [40, 400] and doc["display"]["flip_x"] and doc["display"]["flip_y"]
         assert [driver.find_element(By.ID, f"side-{s}").text for s in ("top", "bottom", "left", "right")] == \
             ["A", "P", "R", "L"]
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "mw-preset")).select_by_value("-600,1500")  # the lung preset
+        wait.until(lambda d: d.execute_script("return state.doc.window") == [-600, 1500])
+        Select(driver.find_element(By.ID, "mw-preset")).select_by_value("40,400")  # back to soft tissue
+        wait.until(lambda d: d.execute_script("return state.doc.window") == [40, 400])
         driver.find_element(By.ID, "propagate").click()  # this slice only
         z, (h, w) = doc["depth"] // 2, (doc["height"], doc["width"])
         box = [w // 4, h // 4, w // 2, h // 2]  # image pixels: on screen in the lower right quarter

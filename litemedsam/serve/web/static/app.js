@@ -384,6 +384,14 @@ $("mw-apply").onclick = async () => {
     say(`model window ${doc.window[0]}, ${doc.window[1]}: the next boxes see the image so`);
   } catch (e) { say(e.message, true); }
 };
+$("mw-preset").onchange = () => {  // a CT window preset: set as the model window, as typed
+  const [level, width] = $("mw-preset").value.split(",");
+  $("mw-preset").value = "";
+  if (width === undefined) return;
+  $("mw-level").value = level;
+  $("mw-width").value = width;
+  $("mw-apply").click();
+};
 $("save").onclick = save;
 $("discard").onclick = async () => {
   if (!confirm("Drop the edits made since the last save?")) return;
