@@ -85,6 +85,12 @@ def browser_driver():
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
+def nib_zooms(path):
+    import nibabel as nib
+
+    return nib.load(str(path)).header.get_zooms()[:3]
+
+
 def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_ready, tmp_path):
     """Issue 26, bug 8: a CT NIfTI whose name says nothing opens windowed as CT (its Hounsfield units) and shown
     as radiologists read it (the patient's right on the left, the front at the top: flipped from voxel order, with
@@ -121,6 +127,8 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#objects .object"))
         got = np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
             f"{url}/api/doc/{doc['id']}/labels.npy", headers=TOKEN_HEADER)).read()))[z]
+        mm3 = float(np.prod(nib_zooms(ct)))
+        assert driver.execute_script("return state.objects[0].ml") == round(got.sum() * mm3 / 1000, 3)  # mL shown
         ys, xs = np.nonzero(got)
         assert len(xs) and box[0] - 2 <= xs.min() and xs.max() <= box[2] + 2 and box[1] - 2 <= ys.min() \
             and ys.max() <= box[3] + 2, (xs.min(), xs.max(), ys.min(), ys.max())

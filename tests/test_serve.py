@@ -509,3 +509,10 @@ def test_brush_and_eraser_change_only_their_slice(served):
                 {"z": -1, "points": [[1, 1]], "radius": 3}, {"z": z, "points": [], "radius": 3},
                 {"z": z, "points": [[1, 1]], "radius": 3, "label": 70000}):
         assert served.post(url, json=bad, headers=WRITE).status_code == 400, bad
+
+
+def test_object_colours_stay_distinct_past_the_palette():
+    from litemedsam.serve.web.app import PALETTE, colour
+
+    colours = [colour(label) for label in range(1, 1001)]
+    assert colours[:len(PALETTE)] == PALETTE and len(set(colours)) == 1000

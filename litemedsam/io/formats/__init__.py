@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for, module_of_format,
                                          numbered, output_name, output_owners, suffix)
 
@@ -73,6 +75,16 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
 
 
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def voxel_mm3(case) -> float | None:
+    """The volume of one voxel in mm³ where the format gives its spacing (volumes placed in the patient), else None."""
+    found = getattr(module_of_format(case.fmt), "voxel_mm3", None)
+    try:
+        volume = found(case) if found is not None and case.geometry is not None else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+    return volume if volume and np.isfinite(volume) and volume > 0 else None
 
 
 def display(case) -> dict | None:

@@ -123,6 +123,11 @@ def axes(case: Case) -> tuple:
     return code(d[:, 0]), code(d[:, 1])
 
 
+def voxel_mm3(case: Case) -> float:
+    """One voxel's volume in mm³ (the spacing, which ITK gives in millimetres)."""
+    return float(np.prod(case.geometry["spacing"]))
+
+
 def geometry(image) -> dict:
     """What writing the labels back needs of a SimpleITK image."""
     return {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}

@@ -108,6 +108,11 @@ def axes(case: Case) -> tuple:
     return codes[0], codes[1]
 
 
+def voxel_mm3(case: Case) -> float:
+    """One voxel's volume in mm³ (the header's zooms; millimetres, as NIfTI's usual unit)."""
+    return float(np.prod(case.geometry[0].header.get_zooms()[:3]))
+
+
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
     source, shape = case.geometry
     header = source.header.copy()

@@ -13,6 +13,8 @@ another case's encoder, and a 3D propagation runs as a job that reports progress
 """
 from __future__ import annotations
 
+import colorsys
+
 import hashlib
 import hmac
 import io
@@ -185,7 +187,11 @@ def integer(value) -> bool:
 
 
 def colour(label: int) -> tuple:
-    return PALETTE[(label - 1) % len(PALETTE)]
+    """The palette's distinct colours for the first labels, then hues a golden angle apart (never repeating)."""
+    if label <= len(PALETTE):
+        return PALETTE[label - 1]
+    h, s, v = (label * 0.6180339887) % 1.0, 0.65 + 0.3 * ((label * 7) % 3) / 2, 0.95
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, min(s, 0.95), v))
 
 
 def describe(key: str, entry: Open) -> dict:
@@ -207,7 +213,10 @@ def edited(doc: Document) -> dict:
 
 
 def objects(doc: Document) -> list:
-    return [{"label": label, "voxels": voxels, "color": colour(label)} for label, voxels in doc.objects()]
+    """Each object's label, voxels, colour and, for a volume with a spacing, its volume in mL."""
+    mm3 = formats.voxel_mm3(doc.case) if doc.case.dim == "3D" else None
+    return [{"label": label, "voxels": voxels, "color": colour(label),
+             "ml": round(voxels * mm3 / 1000, 3) if mm3 else None} for label, voxels in doc.objects()]
 
 
 def png(image: np.ndarray) -> Response:

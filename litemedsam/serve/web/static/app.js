@@ -210,7 +210,8 @@ function listObjects(objects) {
     swatch.style.background = `rgb(${o.color.join(",")})`;
     const text = document.createElement("span");
     text.className = "grow";
-    text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`;
+    text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`
+      + (o.ml !== null && o.ml !== undefined ? ` · ${o.ml} mL` : "");
     const remove = document.createElement("button");
     remove.textContent = "Delete";
     remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
