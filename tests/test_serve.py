@@ -171,6 +171,10 @@ def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
     small = (dev_data / "imgs" / "3DBox_MR_pyradiomics_breast1.npz").read_bytes()
     r = served.post("/api/upload?name=3DBox_MR_pyradiomics_breast1.npz", content=small, headers=WRITE)
     assert r.status_code == 200 and r.json()["dim"] == "3D", r.text
+    r = served.post("/api/upload?name=3DBox_MR_my%20scan%20(2).npz", content=small, headers=WRITE)
+    assert r.status_code == 200 and r.json()["output"] == "3DBox_MR_my scan (2).npz", r.text  # spaces, as files are named
+    for name in ("%20lead.npz", "a%2Fb.npz", "a%0Ab.npz", ".hidden.npz"):
+        assert served.post(f"/api/upload?name={name}", content=small, headers=WRITE).status_code == 400, name
     # writes need the header (a page of another site cannot send it); other hosts are refused
     assert served.post("/api/open", json={"name": CASE_2D}).status_code == 403
     assert served.post("/api/open", content=b'{"name": "x"}', headers={**WRITE, "content-type": "text/plain"}

@@ -54,7 +54,7 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
 MAX_JSON = 65536  # bytes of a JSON request
 MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits are lost)
-UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,200}")
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-+() ]{0,200}")  # spaces as in "scan (2).nii.gz"; no separator
 
 
 class ApiError(Exception):
@@ -282,8 +282,8 @@ def make_app(server: Server) -> Starlette:
         series = name.lower().endswith(".zip") and len(name) > 4
         if not UPLOAD_NAME.fullmatch(name) or (suffix(name) is None and not series) or ".." in name:
             raise ApiError(400, f"{shown(name)!r}: upload a case file (.npz, .nii.gz, .nrrd, .mha, .png, .jpg, "
-                                f".tif, .bmp, or a .zip of one DICOM series) named with letters, digits, '.', '_' "
-                                f"or '-'")
+                                f".tif, .bmp, or a .zip of one DICOM series) named with letters, digits, spaces and "
+                                f"'.', '_', '-', '+', '(' or ')'")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > server.max_upload):
             raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
