@@ -14,6 +14,9 @@ from evaluation.compute_metrics import agreement
 CASES_2D = ["2DBox_CT_SAMMed2D_s0114_111.npz", "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz",
             "2DBox_US_MedScribble-CAMUS_train-patient0173_axis0_midslice.npz"]
 CASES_3D = ["3DBox_MR_pyradiomics_breast1.npz", "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
+# --exact against the official script's outputs on all dev cases it has (51): 49 identical, these two not quite
+NEAR = {"2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz": 0.99999,
+        "3DBox_MR_BraTS-deepmedic_brats_2013_pat0005_1.npz": 0.99993}
 
 
 def cli(*args, env=None):
@@ -37,7 +40,8 @@ def test_dev_cases_agree_with_the_official_baseline(dev_data, models_ready, tmp_
         ours = np.load(out / name)["segs"]
         base = np.load(dev_data / "baseline" / "segs" / name)["segs"]
         assert ours.dtype == np.uint8 and ours.shape == base.shape
-        assert agreement(ours, base) >= 0.98, name
+        # identical, but for the dev cases where PyTorch and ONNX Runtime round a few boundary pixels apart
+        assert np.array_equal(ours, base) or (name in NEAR and agreement(ours, base) >= 0.9999), name
     rows = list(csv.DictReader(open(out / "efficiency.csv")))
     assert sorted(r["case"] for r in rows) == sorted(CASES_2D + CASES_3D)
     assert all(float(r["time"]) > 0 and r["status"] == "ok" for r in rows)
