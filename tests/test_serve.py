@@ -411,7 +411,8 @@ def test_a_label_that_is_taken_is_never_replaced_without_asking(served):
     (409) unless it says "replace" (the page sends it for the selected object) or "add" (another region)."""
     doc = open_case(served, CASE_2D)
     url = f"/api/doc/{doc['id']}/box"
-    assert served.post(url, json={"box": [200, 150, 400, 350]}, headers=WRITE).json()["label"] == 1
+    made = served.post(url, json={"box": [200, 150, 400, 350]}, headers=WRITE).json()
+    assert made["label"] == 1 and 0.5 < made["objects"][0]["confidence"] <= 1.05  # the decoder's predicted IoU
     before = labels(served, doc)
     r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1}, headers=WRITE)
     assert r.status_code == 409 and "already an object" in r.json()["error"] and np.array_equal(labels(served, doc), before)
@@ -503,6 +504,7 @@ def test_brush_and_eraser_change_only_their_slice(served):
     z = doc["depth"] // 2
     r = served.post(url, json={"z": z, "points": [[30, 30], [60, 30]], "radius": 3, "label": None}, headers=WRITE)
     assert r.status_code == 200 and r.json()["label"] == 1 and r.json()["unsaved"] is True
+    assert r.json()["objects"][0]["confidence"] is None  # painted by hand: no model's confidence
     painted = labels(served, doc)
     assert (painted[z, 27:34, 30:61] == 1).all() and painted[z, 40, 45] == 0 and not painted[:z].any() \
         and not painted[z + 1:].any()  # a 3-pixel brush along the stroke, on this slice only

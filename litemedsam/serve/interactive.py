@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from litemedsam.core import progress
+from litemedsam.core import confidence, progress
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes
 from litemedsam.core.errors import CaseError, shown
@@ -105,6 +105,7 @@ class Document:
                  unsaved: bool = False):
         self.case, self.target, self.inputs = case, target, inputs or CaseInputs()
         self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
+        self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
         shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
@@ -180,10 +181,11 @@ class Document:
     def label_slice(self, z: int) -> np.ndarray:
         return self.labels if self.case.dim == "2D" else self.labels[z]
 
-    def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> np.ndarray:
-        """The mask of one box as ``infer`` makes it: 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and
-        propagated over ``z_range`` (z0, z1, inclusive; default the slice alone), starting on ``z``. The box is
-        clipped to the image as infer clips a case's boxes."""
+    def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> tuple[np.ndarray, float | None]:
+        """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
+        run.json records it): 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and propagated over ``z_range``
+        (z0, z1, inclusive; default the slice alone), starting on ``z``. The box is clipped to the image as infer
+        clips a case's boxes."""
         x0, y0, x1, y1 = box
         if self.case.dim == "2D":
             raw = [x0, y0, x1, y1]
@@ -198,8 +200,9 @@ class Document:
         case = self._case_with(boxes, starts=None if self.case.dim == "2D" else [int(z)])
         plan = self.prompting.choose(case)
         segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with progress.reporting(reporter):
-            return self.prompting.segment(segmenter, case, plan) == 1
+        with progress.reporting(reporter), confidence.collecting() as noted:
+            mask = self.prompting.segment(segmenter, case, plan) == 1
+        return mask, confidence.summary(noted).get(1)
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
               add: bool = False) -> int:

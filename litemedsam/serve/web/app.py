@@ -213,9 +213,10 @@ def edited(doc: Document) -> dict:
 
 
 def objects(doc: Document) -> list:
-    """Each object's label, voxels, colour and, for a volume with a spacing, its volume in mL."""
+    """Each object's label, voxels, colour, the confidence of the box that made it (the decoder's predicted IoU;
+    None for objects from a file or the brush) and, for a volume with a spacing, its volume in mL."""
     mm3 = formats.voxel_mm3(doc.case) if doc.case.dim == "3D" else None
-    return [{"label": label, "voxels": voxels, "color": colour(label),
+    return [{"label": label, "voxels": voxels, "color": colour(label), "confidence": doc.confidence.get(label),
              "ml": round(voxels * mm3 / 1000, 3) if mm3 else None} for label, voxels in doc.objects()]
 
 
@@ -362,8 +363,9 @@ def make_app(server: Server) -> Starlette:
             entry.job = job = Job(label)
             threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True).start()
             return {"job": True}
-        mask = await run_in_threadpool(doc.box_mask, coords, z, z_range)
+        mask, score = await run_in_threadpool(doc.box_mask, coords, z, z_range)
         label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add")
+        doc.confidence[label] = score
         return {"label": label, **edited(doc)}
 
     def propagate(doc: Document, job: Job, coords, z, z_range, add: bool) -> None:
@@ -372,10 +374,11 @@ def make_app(server: Server) -> Starlette:
             if job.cancel.is_set():
                 raise Cancelled()
         try:
-            mask = doc.box_mask(coords, z, z_range, report)
+            mask, score = doc.box_mask(coords, z, z_range, report)
             if job.cancel.is_set():
                 raise Cancelled()
             job.label = doc.paint(mask, job.label, tuple(z_range), add)
+            doc.confidence[job.label] = score
             job.state = "done"
         except Cancelled:
             job.state, job.message = "cancelled", "cancelled; the labels are as before"

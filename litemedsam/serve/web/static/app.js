@@ -211,7 +211,9 @@ function listObjects(objects) {
     const text = document.createElement("span");
     text.className = "grow";
     text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`
-      + (o.ml !== null && o.ml !== undefined ? ` · ${o.ml} mL` : "");
+      + (o.ml !== null && o.ml !== undefined ? ` · ${o.ml} mL` : "")
+      + (typeof o.confidence === "number" ? ` · IoU ${o.confidence.toFixed(2)}` : "");
+    if (typeof o.confidence === "number") text.title = "the model's own estimate of this mask's IoU (its confidence)";
     const remove = document.createElement("button");
     remove.textContent = "Delete";
     remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
