@@ -172,3 +172,37 @@ def test_more_boxes_than_labels_can_hold_are_refused_up_front(tmp_path):
     np.savez(path, imgs=np.zeros((8, 8, 3), np.uint8), boxes=np.tile([[0, 0, 4, 4]], (65536, 1)))
     with pytest.raises(CaseError, match=r"65536 boxes; a case holds at most 65535 objects"):
         load_case(path)
+
+
+class Shell:
+    """A pickled object whose unpickling would run a shell command: never run, refused."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/litemedsam-pwned",))
+
+
+def test_clicks_are_read_as_the_organisers_write_them(tmp_path):
+    """Issue 27, item 1: clicks per class ({'fg': [[z, y, x], ...], 'bg': [...]}, numpy integers as the evaluation
+    script's np.argwhere gives them), their order, and the previous prediction are read and checked."""
+    clicks = np.array([{"fg": [[np.int64(3), np.int64(20), np.int64(15)]], "bg": [[4, 1, 1]]}], dtype=object)
+    order = np.array([["fg", "bg", None]], dtype=object)
+    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, clicks_order=order,
+                                prev_pred=np.zeros((10, 48, 48), np.uint8)))
+    assert "read and checked" in case.notices[0] and len(case.boxes) == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(clicks=np.array([{"fg": [[3, 20, 99]], "bg": []}], dtype=object)), r"outside the image \(10 x 48 x 48"),
+    (dict(clicks=np.array([{"fg": [[3.5, 20, 9]], "bg": []}], dtype=object)), "3 non-negative integers"),
+    (dict(clicks=np.array([{"fg": [[3, -1, 9]], "bg": []}], dtype=object)), "3 non-negative integers"),
+    (dict(clicks=np.array([{"fg": [[3, 2]], "bg": []}], dtype=object)), "3 non-negative integers"),
+    (dict(clicks=np.array([{"left": [[3, 2, 1]]}], dtype=object)), "'fg' and 'bg'"),
+    (dict(clicks=np.array([{"fg": [[Shell(), 1, 1]]}], dtype=object)), "names posix.system|names os.system"),
+    (dict(clicks_order=np.array([["fg", "rm -rf"]], dtype=object)), "'fg', 'bg' or None"),
+    (dict(prev_pred=np.zeros((10, 48, 47), np.uint8)), r"prev_pred' must be an integer label map"),
+    (dict(prev_pred=np.zeros((10, 48, 48), np.float32)), r"prev_pred' must be an integer label map"),
+])
+def test_hostile_or_broken_clicks_are_refused(tmp_path, extra, message):
+    with pytest.raises(CaseError, match=message):
+        load_case(write_case(tmp_path / "CT_x.npz", [BOX], **extra))
+    assert not Path("/tmp/litemedsam-pwned").exists()

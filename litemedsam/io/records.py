@@ -1,5 +1,6 @@
-"""Object arrays of records (the 2025 challenge layout's ``boxes``: dicts of numbers), read without running
-anything from the file.
+"""Object arrays of records (the 2025 challenge layout's ``boxes``: dicts of numbers; its ``clicks``: dicts of
+lists of [z, y, x] integers; its ``clicks_order``: lists of "fg"/"bg"/None), read without running anything from
+the file.
 
 NumPy stores an object array as a pickle, and a pickle may call any function it names. This loader admits
 only the names NumPy itself writes for an array of dicts of numbers (the array reconstructor, ``ndarray``,
@@ -21,6 +22,8 @@ import numpy as np
 from litemedsam.core.errors import CaseError
 
 MAX_RECORD_BYTES = 4 << 20  # a pickled member larger than this is not a list of boxes (its objects: < 300 MB)
+MAX_CLICKS = 10000  # clicks of one class (the challenge gives 5 per step)
+SIDES = ("fg", "bg")
 NUMBERS = {"i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "b1"}  # dtype codes of the values
 
 
@@ -43,29 +46,32 @@ class _DType:
 class _Array:
     """The object array of records the pickle builds: its shape, dtype and items checked before anything is made."""
 
-    def __init__(self, limit: int):
-        self.limit, self.items = limit, None
+    def __init__(self, limit: int, rows: bool = False):
+        self.limit, self.rows, self.items = limit, rows, None  # rows: a 2-D array is read as a list of rows
 
     def __setstate__(self, state):
         if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[1], tuple)):
             raise CaseError("its pickled array is not an array NumPy writes")
-        if len(state[1]) > 1 or not all(type(n) is int and n >= 0 for n in state[1]):
-            raise CaseError(f"its pickled array has shape {str(state[1])[:40]}; it must be a 1-D array of dicts of "
+        shape = state[1]
+        if len(shape) > (2 if self.rows else 1) or not all(type(n) is int and n >= 0 for n in shape):
+            raise CaseError(f"its pickled array has shape {str(shape)[:40]}; it must be a 1-D array of dicts of "
                             f"numbers")
-        count = state[1][0] if state[1] else 1
-        if count > self.limit:
+        count = shape[0] if shape else 1
+        width = shape[1] if len(shape) == 2 else None
+        if count > self.limit or (width or 0) > 2 * MAX_CLICKS:
             raise CaseError(f"its pickled array holds {count} records; a case holds at most {self.limit} objects")
         if not (isinstance(state[2], _DType) and state[2].dtype == object and isinstance(state[4], list)
-                and len(state[4]) == count):
+                and len(state[4]) == count * (width if width is not None else 1)):
             raise CaseError("its pickled array is not an array of records (object dtype, one item per entry)")
-        self.items = state[4]
+        items = state[4]
+        self.items = items if width is None else [items[i * width:(i + 1) * width] for i in range(count)]
 
 
-def _reconstruct(cls, shape, code, limit: int):
+def _reconstruct(cls, shape, code, limit: int, rows: bool = False):
     """NumPy's array reconstructor, as NumPy calls it for a pickle (an empty array, filled by __setstate__)."""
     if cls is not np.ndarray or shape != (0,) or code != b"b":
         raise CaseError("its pickled data builds an array in a way NumPy never writes; only records of numbers are read")
-    return _Array(limit)
+    return _Array(limit, rows)
 
 
 def _scalar(dtype, data):
@@ -84,16 +90,16 @@ ALLOWED = {
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, limit: int):
+    def __init__(self, data: bytes, limit: int, rows: bool = False):
         super().__init__(io.BytesIO(data))
-        self.limit = limit
+        self.limit, self.rows = limit, rows
 
     def find_class(self, module, name):
         """Only NumPy's names for an array of records, each bound to our checked stand-in (never imported)."""
         if (module, name) not in ALLOWED:
             raise CaseError(f"its pickled data names {module}.{name}; only arrays of dicts of numbers are read "
                             f"(nothing from the file was run)")
-        return {"_reconstruct": lambda cls, shape, code: _reconstruct(cls, shape, code, self.limit),
+        return {"_reconstruct": lambda cls, shape, code: _reconstruct(cls, shape, code, self.limit, self.rows),
                 "scalar": _scalar, "ndarray": np.ndarray, "dtype": _DType}[name]
 
     def persistent_load(self, pid):
@@ -101,12 +107,53 @@ class _Unpickler(pickle.Unpickler):
 
 
 def load_records(data: bytes, key: str, limit: int) -> list:
-    """The records (dicts of str -> float or int) of a pickled object array ``key``, at most ``limit`` of them;
+    """The records of a pickled object array ``key`` (at most ``limit``), checked for what the 2025 layout puts
+    there: ``clicks`` dicts {"fg": [[z, y, x], ...], "bg": [...]} of integer triples (``clicks_of``),
+    ``clicks_order`` lists of "fg", "bg" or None (``order_of``), anything else dicts of str -> finite numbers.
     CaseError otherwise."""
+    items = _load_items(data, key, limit, rows=key == "clicks_order")  # equal-length orders make a 2-D array
+    if key == "clicks":
+        return [clicks_of(item, key, i) for i, item in enumerate(items)]
+    if key == "clicks_order":
+        return [order_of(item, key, i) for i, item in enumerate(items)]
+    return _numbers(items, key)
+
+
+def clicks_of(item, key: str, i: int) -> dict:
+    """One class's clicks: {"fg": [(z, y, x), ...], "bg": [...]} with non-negative integer coordinates."""
+    if not isinstance(item, dict) or not set(item) <= set(SIDES):
+        raise CaseError(f"'{key}' item {i} must be a dict with 'fg' and 'bg' lists of [z, y, x] clicks")
+    clicks = {}
+    for side in SIDES:
+        points = item.get(side) or []
+        if not isinstance(points, (list, tuple)) or len(points) > MAX_CLICKS:
+            raise CaseError(f"'{key}' item {i}: '{side}' must be a list of at most {MAX_CLICKS} [z, y, x] clicks")
+        triples = []
+        for p in points:
+            p = list(p) if isinstance(p, (list, tuple, np.ndarray)) else p
+            if not (isinstance(p, list) and len(p) == 3 and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 1 << 31 for v in p)):
+                raise CaseError(f"'{key}' item {i}: each '{side}' click must be 3 non-negative integers [z, y, x], "
+                                f"got {str(p)[:40]}")
+            triples.append(tuple(int(v) for v in p))
+        clicks[side] = triples
+    return clicks
+
+
+def order_of(item, key: str, i: int) -> list:
+    """One class's click order: a list of "fg", "bg" or None (no click at that step)."""
+    if not isinstance(item, (list, tuple)) or len(item) > 2 * MAX_CLICKS or not all(
+            v is None or v in SIDES for v in item):
+        raise CaseError(f"'{key}' item {i} must be a list of 'fg', 'bg' or None")
+    return list(item)
+
+
+def _load_items(data: bytes, key: str, limit: int, rows: bool = False) -> list:
+    """The items of a pickled object array (NumPy's own names only, nothing run), at most ``limit``."""
     if len(data) > MAX_RECORD_BYTES:
         raise CaseError(f"'{key}' holds {len(data)} bytes of pickled data; at most {MAX_RECORD_BYTES} are read")
     try:
-        value = _Unpickler(data, limit).load()
+        value = _Unpickler(data, limit, rows).load()
     except CaseError:
         raise
     except Exception as e:  # any malformed pickle: its own message, never run
@@ -118,6 +165,11 @@ def load_records(data: bytes, key: str, limit: int) -> list:
         raise CaseError(f"'{key}' must be a list of dicts of numbers, got {type(value).__name__}")
     if len(items) > limit:
         raise CaseError(f"'{key}' holds {len(items)} records; a case holds at most {limit} objects")
+    return items
+
+
+def _numbers(items: list, key: str) -> list:
+    """Records of dicts of str -> finite numbers."""
     records = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):

@@ -13,7 +13,7 @@ from litemedsam.io.cases import Case, make_case
 from litemedsam.io.npz import read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
-IGNORED_2025 = ("clicks", "clicks_order", "prev_pred")
+CLICK_KEYS = ("clicks", "clicks_order", "prev_pred")  # the 2025 layout's refinement inputs (check_clicks)
 
 
 
@@ -36,8 +36,8 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     raises CaseError with a readable reason. ``require_boxes`` False (prompt-free modes): a case without
     ``boxes`` has none."""
     path = Path(path)
-    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",), () if require_boxes else ("boxes",),
-                      records=("boxes",))
+    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",),
+                      CLICK_KEYS + (() if require_boxes else ("boxes",)), records=("boxes", "clicks", "clicks_order"))
     image = arrays["imgs"]
     raw_boxes = arrays.get("boxes", np.zeros((0, 4)))
     starts, notices = None, []
@@ -45,10 +45,33 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
         raw_boxes, starts = boxes_from_records(raw_boxes)
         if image.ndim != 3:
             raise CaseError(f"'boxes' are 3D box dicts (the 2025 layout) but 'imgs' has shape {image.shape}, not DxHxW")
-    ignored = [k for k in IGNORED_2025 if k in arrays["__members__"]]
-    if ignored:
-        notices.append(f"{', '.join(ignored)} of the 2025 layout are ignored: the box models take boxes only")
+    check_clicks(arrays, image.shape)
+    given = [k for k in CLICK_KEYS if k in arrays]
+    if given:
+        notices.append(f"{', '.join(given)} of the 2025 layout are read and checked, not used yet: the box models "
+                       f"take boxes only, so each step's output is the box step's")
     return make_case(path, image, raw_boxes, starts=starts, notices=notices)
+
+
+def check_clicks(arrays: dict, shape: tuple) -> None:
+    """The 2025 layout's refinement inputs, as its evaluation script writes them: ``clicks`` per class, each
+    [z, y, x] inside the image (array indices; a 2D image's z is 0); ``clicks_order`` one list per class;
+    ``prev_pred`` an integer label map of the image's shape. CaseError naming what is wrong."""
+    volume = shape if len(shape) == 3 and shape[-1] != 3 else (1, *shape[:2])
+    for i, cls in enumerate(arrays.get("clicks", [])):
+        for side, points in cls.items():
+            outside = [p for p in points if not all(v < n for v, n in zip(p, volume))]
+            if outside:
+                raise CaseError(f"'clicks' item {i}: '{side}' click {list(outside[0])} is outside the image "
+                                f"({' x '.join(map(str, volume))}, [z, y, x])")
+    if "clicks_order" in arrays and "clicks" in arrays and len(arrays["clicks_order"]) != len(arrays["clicks"]):
+        raise CaseError(f"'clicks_order' has {len(arrays['clicks_order'])} classes, 'clicks' {len(arrays['clicks'])}")
+    prev = arrays.get("prev_pred")
+    if prev is not None:
+        labels = volume if len(shape) == 3 and shape[-1] != 3 else shape[:2]
+        if prev.shape != tuple(labels) or not (np.issubdtype(prev.dtype, np.integer) or prev.dtype == bool):
+            raise CaseError(f"'prev_pred' must be an integer label map of the image's shape {tuple(labels)}, got "
+                            f"{prev.dtype} {prev.shape}")
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
