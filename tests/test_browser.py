@@ -94,7 +94,9 @@ def nib_zooms(path):
 def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_ready, tmp_path):
     """Issue 26, bug 8: a CT NIfTI whose name says nothing opens windowed as CT (its Hounsfield units) and shown
     as radiologists read it (the patient's right on the left, the front at the top: flipped from voxel order, with
-    the sides' letters); a box dragged on the flipped view segments the voxels under it."""
+    the sides' letters); a box dragged on the flipped view segments the voxels under it; the brush fixes it, undo
+    and redo, a box propagated; the server restarts and the page opens the case with every edit, Save writes them
+    in the input's geometry."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -134,6 +136,7 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
             and ys.max() <= box[3] + 2, (xs.min(), xs.max(), ys.min(), ys.max())
         # the brush (key B) on the flipped view: the selected object grows where it is painted, on this slice
         from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
 
         ActionChains(driver).send_keys("b").perform()
         assert driver.execute_script("return tool()") == "brush"
@@ -145,6 +148,45 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
             f"{url}/api/doc/{doc['id']}/labels.npy", headers=TOKEN_HEADER)).read()))
         assert painted[z].sum() > before and painted[z, h // 4 - 9, w // 4 - 9] == 1 and not painted[z - 1].any()
         driver.save_screenshot(str(tmp_path / "ct.png"))
+
+        def page_labels():
+            return np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+                f"{url}/api/doc/{driver.execute_script('return state.doc.id')}/labels.npy",
+                headers=TOKEN_HEADER)).read()))
+
+        driver.find_element(By.ID, "undo").click()  # the brush stroke taken back, then made again
+        wait.until(lambda d: "undo done" in d.find_element(By.ID, "status").text)
+        assert page_labels()[z, h // 4 - 9, w // 4 - 9] == 0
+        driver.find_element(By.ID, "redo").click()
+        wait.until(lambda d: "redo done" in d.find_element(By.ID, "status").text)
+        assert page_labels()[z, h // 4 - 9, w // 4 - 9] == 1
+        # a second object by a box propagated over five slices
+        ActionChains(driver).send_keys("x").send_keys(Keys.ESCAPE).perform()
+        driver.find_element(By.ID, "propagate").click()
+        for field, value in (("z0", z - 2), ("z1", z + 2)):
+            driver.find_element(By.ID, field).clear()
+            driver.find_element(By.ID, field).send_keys(str(value))
+        drag_box(driver, [w // 2 + 5, h // 2 + 5, w // 2 + 30, h // 2 + 30])
+        wait.until(lambda d: "propagated over" in d.find_element(By.ID, "status").text)
+        edited = page_labels()
+        assert {int(v) for v in np.unique(edited[z - 2:z + 3])} >= {0, 2} and not (edited[:z - 2] == 2).any()
+        # the server restarts: the page opens the case again with every edit, unsaved; Save writes them
+        proc.terminate()
+        proc.wait(10)
+        proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+        driver.get(f"{url}/?token={TOKEN}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
+        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        assert driver.find_element(By.ID, "unsaved").is_displayed() and np.array_equal(page_labels(), edited)
+        driver.find_element(By.ID, "save").click()
+        wait.until(lambda d: "saved" in d.find_element(By.ID, "status").text)
+        assert not driver.find_element(By.ID, "unsaved").is_displayed()
+        import nibabel as nib
+
+        saved, source = nib.load(str(tmp_path / "segs" / ct.name)), nib.load(str(ct))
+        assert np.allclose(saved.affine, source.affine) and saved.shape == source.shape  # the input's geometry
+        assert np.array_equal(np.asarray(saved.dataobj).transpose(2, 1, 0), edited)  # the page's labels
+        driver.save_screenshot(str(tmp_path / "ct-saved.png"))
     finally:
         driver.quit()
         proc.terminate()
