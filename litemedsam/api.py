@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,11 @@ def _segmenter(model: str, threads: int | None):
         if (model, threads) not in _SEGMENTERS:
             _SEGMENTERS[model, threads] = make_segmenter(model, threads=threads)
         return _SEGMENTERS[model, threads]
+
+
+@lru_cache(maxsize=1)
+def _shipped_router() -> Router:
+    return Router.load()
 
 
 def _uint8(image, modality: str | None, window: tuple | None) -> tuple:
@@ -68,7 +74,7 @@ def segment(image, boxes, modality: str | None = None, window: tuple | None = No
     case = make_case(Path("array"), data, boxes, dim=dim, starts=starts, modality=modality or found, warnings=notes)
     for note in case.warnings:
         warnings.warn(note, stacklevel=2)
-    prompting = BoxPrompting(router or Router.load(), model, modality or found, exact)
+    prompting = BoxPrompting(router or _shipped_router(), model, modality or found, exact)
     plan = prompting.choose(case)
     with confidence.collecting() as noted:
         labels = prompting.segment(_segmenter(plan.model, threads), case, plan)

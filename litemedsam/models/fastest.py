@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from litemedsam.models.graph_cache import cpu, machine_key
 from litemedsam.models.registry import MODELS, get_model, missing_file, model_files
 from litemedsam.core.safeio import write_text
 from litemedsam.core.settings import cache_dir
@@ -37,30 +36,11 @@ class Choice:
     reason: str  # why, for run.json and `models list`
 
 
-@lru_cache(maxsize=1)
-def cpu() -> tuple[str, frozenset]:
-    """(the CPU's model name, its feature flags) from /proc/cpuinfo; ("", {}) where there is none."""
-    name, flags = platform.processor(), frozenset()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = frozenset(value.split())
-    except OSError:
-        pass
-    return name, flags
-
-
 def has_vnni() -> bool:
     return bool({"avx512_vnni", "avx_vnni"} & cpu()[1])
 
 
 def _record_path() -> Path | None:
-    from litemedsam.models.graph_cache import machine_key
-
     folder = cache_dir()
     if folder is None:
         return None

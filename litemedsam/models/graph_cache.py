@@ -26,19 +26,28 @@ from litemedsam.core.settings import cache_dir
 
 
 @lru_cache(maxsize=1)
-def machine_key() -> str:
-    import onnxruntime as ort
-
-    flags = ""
+def cpu() -> tuple[str, frozenset]:
+    """(the CPU's model name, its feature flags) from /proc/cpuinfo (``Features`` on ARM); ("", {}) where there
+    is none. Entries are named by the flags; litemedsam.models.fastest also looks for VNNI in them."""
+    name, flags = platform.processor(), frozenset()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith(("flags", "Features")):
-                    flags = " ".join(sorted(line.split(":", 1)[1].split()))
-                    break
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = frozenset(value.split())
     except OSError:
         pass
-    text = f"onnxruntime {ort.__version__} | {platform.machine()} | {flags}"
+    return name, flags
+
+
+@lru_cache(maxsize=1)
+def machine_key() -> str:
+    import onnxruntime as ort
+
+    text = f"onnxruntime {ort.__version__} | {platform.machine()} | {' '.join(sorted(cpu()[1]))}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

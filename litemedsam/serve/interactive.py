@@ -21,7 +21,6 @@ from litemedsam.core import confidence, progress
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes
 from litemedsam.core.errors import CaseError, shown
-from litemedsam.io.formats.registry import module_for
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 
@@ -116,11 +115,14 @@ class Document:
             if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
                 raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
             self.labels[...] = labels
-        values, counts = np.unique(self.labels, return_counts=True)
-        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
+        self._count()
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
         self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
         self.lock = threading.Lock()
+
+    def _count(self) -> None:
+        values, counts = np.unique(self.labels, return_counts=True)
+        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
 
     @property
     def depth(self) -> int:
@@ -229,23 +231,23 @@ class Document:
 
     def brush(self, z: int, points, radius: int, label: int | None) -> int:
         """A brush stroke on slice ``z`` (2D: the image): the disks of ``radius`` pixels along ``points`` (x, y)
-        become object ``label`` (a new one when None), or with ``label`` 0 the eraser: they become background.
-        Only that slice changes. Returns the label painted (0 for the eraser)."""
+        become object ``label`` (a new one when None; added to it when it exists), or with ``label`` 0 (the
+        eraser) background. Only that slice is looked at and changed. Returns the label painted."""
         h, w = self.labels.shape[-2:]
         stroke = np.zeros((h, w), np.uint8)
         pts = [(int(round(x)), int(round(y))) for x, y in points]
         for a, b in zip(pts, pts[1:] or pts):
             cv2.line(stroke, a, b, 1, thickness=2 * int(radius) + 1)
-            cv2.circle(stroke, b, int(radius), 1, thickness=-1)
-        cv2.circle(stroke, pts[0], int(radius), 1, thickness=-1)
-        mask = np.zeros(self.labels.shape, bool)
-        (mask if self.case.dim == "2D" else mask[z])[...] = stroke.astype(bool)
-        if label == 0:
-            with self.lock:
-                changed = np.flatnonzero(mask & (self.labels != 0))
-                self._edit(changed, np.zeros(len(changed), np.uint16))
-            return 0
-        return self.paint(mask, label, slices=(z, z), add=True)
+        for p in pts[:1] + pts[-1:]:
+            cv2.circle(stroke, p, int(radius), 1, thickness=-1)
+        with self.lock:
+            label = self.next_label() if label is None else int(label)
+            if not 0 <= label <= 65535:
+                raise CaseError(f"label {label} is not 0-65535")
+            hit = stroke.astype(bool) & (self.label_slice(z) != label)
+            changed = np.flatnonzero(hit) + (0 if self.case.dim == "2D" else z * h * w)  # flat indices of the map
+            self._edit(changed, np.full(len(changed), label, np.uint16))
+            return label
 
     def has(self, label: int) -> int:
         """How many voxels object ``label`` has (0: none, a free label)."""
@@ -296,7 +298,8 @@ class Document:
         """Drop the unsaved edits: the label map as the output file holds it (or empty), no work file."""
         with self.lock:
             labels = read_output(self.case, self.target)
-            self._set(np.arange(self.labels.size), (labels if labels is not None else np.zeros_like(self.labels)).ravel())
+            self.labels[...] = 0 if labels is None else labels
+            self._count()
             self.undo_stack.clear()
             self.redo_stack.clear()
             self.work_file.unlink(missing_ok=True)
@@ -377,7 +380,7 @@ def read_output(case, target: Path):
     if not target.is_file():
         return None
     try:
-        labels = module_for(target).read_labels(target)
+        labels = formats.read_labels(target)[0]
     except CaseError as e:
         raise CaseError(f"its segmentation {shown(target.name)}: {e}") from None
     return labels[..., 0] if case.dim == "2D" and labels.ndim == 3 else labels

@@ -21,8 +21,9 @@ import numpy as np
 from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for, module_of_format,
                                          numbered, output_name, output_owners, suffix)
 
-__all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "is_case_folder", "module_of_format", "module_for", "numbered", "output_name", "output_owners", "read", "read_labels",
-           "suffix", "write"]
+__all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
+           "numbered", "output_name", "output_owners", "read", "read_labelled_2d", "read_labels", "suffix", "voxel_mm3",
+           "write"]
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True):
@@ -60,10 +61,9 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     problems = []
     for candidate in candidates:
         try:
-            if suffix(candidate.name) in (".npz", None):  # not a label image's name: read as a challenge file
-                labels = read_npz(candidate, ("gts",))["gts"]
-            else:
-                labels = read_labels(candidate)[0]
+            # any label file by its format ('gts' or 'segs' of a .npz); another name is read as a .npz, which says
+            # what it is instead (a .npy, ...)
+            labels = read_labels(candidate)[0] if suffix(candidate.name) else read_npz(candidate, ("gts",))["gts"]
             break
         except CaseError as e:
             problems.append(f"{shown(candidate)}: {e}")
@@ -74,9 +74,6 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     return case.image, labels > 0
 
 
-OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
-
-
 def voxel_mm3(case) -> float | None:
     """The volume of one voxel in mm³ where the format gives its spacing (volumes placed in the patient), else None."""
     found = getattr(module_of_format(case.fmt), "voxel_mm3", None)
@@ -85,6 +82,9 @@ def voxel_mm3(case) -> float | None:
     except (TypeError, ValueError, KeyError, IndexError):
         return None
     return volume if volume and np.isfinite(volume) and volume > 0 else None
+
+
+OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
 
 
 def display(case) -> dict | None:

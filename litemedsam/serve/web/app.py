@@ -14,7 +14,6 @@ another case's encoder, and a 3D propagation runs as a job that reports progress
 from __future__ import annotations
 
 import colorsys
-
 import hashlib
 import hmac
 import io
@@ -29,6 +28,7 @@ import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -53,7 +53,7 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
 MAX_JSON = 65536  # bytes of a JSON request
-MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits are lost)
+MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits stay in its work file)
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-+() ]{0,200}")  # spaces as in "scan (2).nii.gz"; no separator
 
 
@@ -186,6 +186,7 @@ def integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@lru_cache(maxsize=65536)
 def colour(label: int) -> tuple:
     """The palette's distinct colours for the first labels, then hues a golden angle apart (never repeating)."""
     if label <= len(PALETTE):
@@ -422,11 +423,14 @@ def make_app(server: Server) -> Starlette:
         removed = await run_in_threadpool(entry.doc.erase, label)
         return {"removed": removed, **edited(entry.doc)}
 
-    async def undo(request: Request):
-        entry = idle(server.get(request.path_params["doc"]))
-        await json_body(request)
-        undone = await run_in_threadpool(entry.doc.undo)
-        return {"undone": undone, **edited(entry.doc)}
+    def step(action: str, said: str):
+        """An edit of the document that takes no arguments (undo, redo, discard): {said: its result, ...}."""
+        async def endpoint(request: Request):
+            entry = idle(server.get(request.path_params["doc"]))
+            await json_body(request)
+            result = await run_in_threadpool(getattr(entry.doc, action))
+            return {said: result, **edited(entry.doc)}
+        return endpoint
 
     async def brush(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
@@ -446,17 +450,6 @@ def make_app(server: Server) -> Starlette:
         painted = await run_in_threadpool(doc.brush, z, points, radius, label)
         return {"label": painted, **edited(doc)}
 
-    async def redo(request: Request):
-        entry = idle(server.get(request.path_params["doc"]))
-        await json_body(request)
-        redone = await run_in_threadpool(entry.doc.redo)
-        return {"redone": redone, **edited(entry.doc)}
-
-    async def discard(request: Request):
-        entry = idle(server.get(request.path_params["doc"]))
-        await json_body(request)
-        await run_in_threadpool(entry.doc.discard)
-        return edited(entry.doc)
 
     async def save(request: Request):
         entry = server.get(request.path_params["doc"])
@@ -478,12 +471,12 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/job", api(job_state)),
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
-        Route("/api/doc/{doc}/undo", api(undo, write=True), methods=["POST"]),
-        Route("/api/doc/{doc}/redo", api(redo, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/undo", api(step("undo", "undone"), write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/redo", api(step("redo", "redone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/brush", api(brush, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
-        Route("/api/doc/{doc}/discard", api(discard, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/discard", api(step("discard", "discarded"), write=True), methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=server.hosts),
                                                 Middleware(TokenGate, token=server.token)])

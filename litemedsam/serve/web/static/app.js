@@ -254,10 +254,20 @@ window.addEventListener("mousemove", (e) => {
   state.drag.y1 = p.y;
   draw();
 });
+function typedLabel() {
+  // the label typed for the next object, when it is one (1-65535), else null (the next free one)
+  const wanted = parseInt($("next-label").value, 10);
+  return wanted >= 1 && wanted <= 65535 ? wanted : null;
+}
+
 async function sendStroke(stroke) {
-  const doc = state.doc, wanted = parseInt($("next-label").value, 10);
-  const label = stroke.erase ? 0 : state.selected ?? (wanted >= 1 && wanted <= 65535 && !(state.objects || [])
-    .some((o) => o.label === wanted) ? wanted : null);
+  const doc = state.doc, typed = typedLabel();
+  if (!stroke.erase && state.selected === null && (state.objects || []).some((o) => o.label === typed)) {
+    say(`label ${typed} is already an object: select it to paint it, or type a free label`, true);  // never silently
+    draw();
+    return;
+  }
+  const label = stroke.erase ? 0 : state.selected ?? typed;
   try {
     const result = await api("POST", `/api/doc/${doc.id}/brush`,
       { z: state.z, points: stroke.points, radius: stroke.radius, label });
@@ -285,8 +295,7 @@ window.addEventListener("mouseup", async () => {
 
 async function segmentBox(box) {
   const doc = state.doc;
-  const wanted = parseInt($("next-label").value, 10);
-  const body = { box, z: state.z, label: state.selected ?? (wanted >= 1 && wanted <= 65535 ? wanted : null),
+  const body = { box, z: state.z, label: state.selected ?? typedLabel(),
     mode: state.selected !== null ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
   if (doc.dim === "3D" && $("propagate").checked) {
     const z0 = Math.min(+$("z0").value, +$("z1").value), z1 = Math.max(+$("z0").value, +$("z1").value);
@@ -412,7 +421,7 @@ window.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) {
     e.preventDefault(); undo(true);
   } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
-  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x"].includes(e.key) && e.target.tagName !== "INPUT") {
+  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x"].includes(e.key)) {
     document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box" }[e.key]}"]`).checked = true;
   }
   else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
