@@ -59,12 +59,12 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, records: 
     return shape, dtype, declared, header_len
 
 
-def array_shapes(path: Path, keys: tuple) -> dict:
-    """The shapes the .npy headers of ``keys`` declare (those present), reading nothing else; CaseError or an
+def array_headers(path: Path, keys: tuple) -> dict:
+    """(shape, dtype) of each of ``keys`` present, from its .npy header, reading nothing else; CaseError or an
     OSError for a file that is not such an archive."""
     with zipfile.ZipFile(path) as archive:
         members = {i.filename: i for i in archive.infolist()}
-        return {k: _header(archive, members[f"{k}.npy"], k, records=True)[0] for k in keys if f"{k}.npy" in members}
+        return {k: _header(archive, members[f"{k}.npy"], k, records=True)[:2] for k in keys if f"{k}.npy" in members}
 
 
 def _describe(e: Exception) -> str:

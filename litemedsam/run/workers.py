@@ -20,9 +20,9 @@ def case_work(path: Path) -> int:
     """How much work a case is, roughly: voxels x boxes for a challenge file (from its headers), else bytes."""
     try:
         if path.name.lower().endswith(".npz"):
-            from litemedsam.io.npz import array_shapes
+            from litemedsam.io.npz import array_headers
 
-            shapes = array_shapes(path, ("imgs", "boxes"))
+            shapes = {k: shape for k, (shape, _) in array_headers(path, ("imgs", "boxes")).items()}
             return math.prod(shapes.get("imgs", (1,))) * max(1, (shapes.get("boxes") or (1,))[0])
         if path.is_dir():
             return sum(p.stat().st_size for p in path.iterdir() if p.is_file())

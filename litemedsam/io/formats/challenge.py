@@ -10,7 +10,7 @@ import numpy as np
 from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
 from litemedsam.io.cases import Case, make_case
-from litemedsam.io.npz import read_npz
+from litemedsam.io.npz import array_headers, read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
 CLICK_KEYS = ("clicks", "clicks_order", "prev_pred")  # the 2025 layout's refinement inputs (check_clicks)
@@ -37,7 +37,8 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     ``boxes`` has none."""
     path = Path(path)
     arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",),
-                      CLICK_KEYS + (() if require_boxes else ("boxes",)), records=("boxes", "clicks", "clicks_order"))
+                      ("clicks", "clicks_order") + (() if require_boxes else ("boxes",)),
+                      records=("boxes", "clicks", "clicks_order"))
     image = arrays["imgs"]
     raw_boxes = arrays.get("boxes", np.zeros((0, 4)))
     starts, notices = None, []
@@ -45,18 +46,21 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
         raw_boxes, starts = boxes_from_records(raw_boxes)
         if image.ndim != 3:
             raise CaseError(f"'boxes' are 3D box dicts (the 2025 layout) but 'imgs' has shape {image.shape}, not DxHxW")
-    check_clicks(arrays, image.shape)
-    given = [k for k in CLICK_KEYS if k in arrays]
+    # prev_pred (a whole label map) is checked from its header: nothing uses its voxels yet
+    prev = array_headers(path, ("prev_pred",)).get("prev_pred") if "prev_pred" in arrays["__members__"] else None
+    check_clicks(arrays, image.shape, prev)
+    given = [k for k in CLICK_KEYS if k in arrays or k == "prev_pred" and prev is not None]
     if given:
         notices.append(f"{', '.join(given)} of the 2025 layout are read and checked, not used yet: the box models "
                        f"take boxes only, so each step's output is the box step's")
     return make_case(path, image, raw_boxes, starts=starts, notices=notices)
 
 
-def check_clicks(arrays: dict, shape: tuple) -> None:
+def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:
     """The 2025 layout's refinement inputs, as its evaluation script writes them: ``clicks`` per class, each
     [z, y, x] inside the image (array indices; a 2D image's z is 0); ``clicks_order`` one list per class;
-    ``prev_pred`` an integer label map of the image's shape. CaseError naming what is wrong."""
+    ``prev_pred`` (``prev``: its header's shape and dtype) an integer label map of the image's shape. CaseError
+    naming what is wrong."""
     volume = shape if len(shape) == 3 and shape[-1] != 3 else (1, *shape[:2])
     for i, cls in enumerate(arrays.get("clicks", [])):
         for side, points in cls.items():
@@ -66,12 +70,11 @@ def check_clicks(arrays: dict, shape: tuple) -> None:
                                 f"({' x '.join(map(str, volume))}, [z, y, x])")
     if "clicks_order" in arrays and "clicks" in arrays and len(arrays["clicks_order"]) != len(arrays["clicks"]):
         raise CaseError(f"'clicks_order' has {len(arrays['clicks_order'])} classes, 'clicks' {len(arrays['clicks'])}")
-    prev = arrays.get("prev_pred")
     if prev is not None:
-        labels = volume if len(shape) == 3 and shape[-1] != 3 else shape[:2]
-        if prev.shape != tuple(labels) or not (np.issubdtype(prev.dtype, np.integer) or prev.dtype == bool):
+        labels, (found, dtype) = volume if len(shape) == 3 and shape[-1] != 3 else shape[:2], prev
+        if tuple(found) != tuple(labels) or not (np.issubdtype(dtype, np.integer) or dtype == bool):
             raise CaseError(f"'prev_pred' must be an integer label map of the image's shape {tuple(labels)}, got "
-                            f"{prev.dtype} {prev.shape}")
+                            f"{dtype} {tuple(found)}")
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
