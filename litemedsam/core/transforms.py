@@ -48,7 +48,8 @@ def scale_boxes(boxes: np.ndarray, h: int, w: int, target: int) -> np.ndarray:
 
 def bounding_box(mask: np.ndarray) -> tuple | None:
     """(x0, y0, x1, y1), inclusive, of a 2D mask's set pixels (OpenCV's boundingRect), None when it is empty."""
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8) if mask.dtype != np.uint8 else mask)
+    mask = np.ascontiguousarray(mask)
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8, copy=False))
     return None if w == 0 else (x, y, x + w - 1, y + h - 1)
 
 

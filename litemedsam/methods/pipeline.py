@@ -10,6 +10,7 @@ import numpy as np
 from litemedsam.core import confidence, progress
 from litemedsam.io.cases import Case, label_dtype
 from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.core.transforms import bounding_box
 from litemedsam.models.segmenter import BoxSegmenter as Segmenter
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
@@ -19,10 +20,10 @@ def paint(region: np.ndarray, mask: np.ndarray, label: int) -> None:
     """Write ``label`` where ``mask`` is set, unless a higher label is there: the highest box wins,
     as when boxes are painted in order (the reference's behaviour), whatever order we paint in. Works on the
     rows and columns the mask covers (no full-size temporaries for a small object in a large image)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = bounding_box(mask)
+    if box is None:
         return
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    window = (slice(box[1], box[3] + 1), slice(box[0], box[2] + 1))
     part = region[window]
     lower = part < label
     lower &= mask[window]
