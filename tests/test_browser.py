@@ -56,7 +56,7 @@ def drag_box(driver, box) -> None:
     width, height, css_w, css_h = driver.execute_script(
         "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]", canvas)
 
-    flip_x, flip_y = driver.execute_script("const d = state.doc.display || {}; return [!!d.flip_x, !!d.flip_y]")
+    flip_x, flip_y = driver.execute_script("const d = planeView(); return [!!d.flip_x, !!d.flip_y]")
 
     def offset(x, y):  # image pixel -> offset from the canvas centre in CSS pixels (selenium 4), as displayed
         x, y = (width - 1 - x if flip_x else x), (height - 1 - y if flip_y else y)
@@ -113,7 +113,7 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
         wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
         doc = driver.execute_script("return state.doc")
-        assert doc["window"] == [40, 400] and doc["display"]["flip_x"] and doc["display"]["flip_y"]
+        assert doc["window"] == [40, 400] and doc["display"]["z"]["flip_x"] and doc["display"]["z"]["flip_y"]
         assert [driver.find_element(By.ID, f"side-{s}").text for s in ("top", "bottom", "left", "right")] == \
             ["A", "P", "R", "L"]
         from selenium.webdriver.support.ui import Select
@@ -221,7 +221,7 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
             if len(box) == 6:  # 3D: to the box's middle slice, the range of the box, then drag on that slice
                 x0, y0, z0, x1, y1, z1 = box
                 driver.execute_script(f"showSlice({z0 + (z1 - z0) // 2})")
-                wait.until(lambda d: d.execute_script("return state.z") == z0 + (z1 - z0) // 2)
+                wait.until(lambda d: d.execute_script("return state.at.z") == z0 + (z1 - z0) // 2)
                 for field, value in (("z0", 0), ("z1", 0)):  # a range without the slice: said, never stretched
                     driver.find_element(By.ID, field).clear()
                     driver.find_element(By.ID, field).send_keys(str(value))
@@ -257,3 +257,123 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
         expected = np.load(tmp_path / "infer" / name)["segs"]
         # the dragged box is the case's to within a pixel of rounding: the mask is infer's, or all but its rim
         assert got.shape == expected.shape and overlap(got == 1, expected == 1) > 0.95, (name, overlap(got, expected))
+
+
+def raw_ct():
+    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
+    if not ct.is_file():
+        pytest.skip(f"{ct} is not here")
+    return ct
+
+
+def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(models_ready, tmp_path):
+    """Issue 26: the CT NIfTI shows its axial slice large and its coronal and sagittal cuts beside it (named from
+    the file's orientation, head at the top); one click shows the coronal cut large, a box dragged on it segments
+    that cut (the liver, against the file's own labels) and nothing else; the value under the mouse is the file's,
+    in HU; zooming enlarges the image and a box still lands under the mouse. Screenshots at 1024x700 and 1400x900
+    (kept in the test's folder, and in $LITEMEDSAM_SCREENSHOTS when set)."""
+    import nibabel as nib
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ct = raw_ct()
+    truth = np.asarray(nib.load(str(ct.parent / "example_seg.nii.gz")).dataobj).transpose(2, 1, 0)  # (z, y, x)
+    hu = np.asarray(nib.load(str(ct)).dataobj).transpose(2, 1, 0)
+    liver = truth == 5
+    y = int(np.argmax(liver.sum(axis=(0, 2))))  # the coronal cut with the most liver
+    zs, xs = np.nonzero(liver[:, y, :])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / ct.name).symlink_to(ct)
+    proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{url}/?token={TOKEN}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
+        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        wait.until(lambda d: d.find_element(By.ID, "other-1-name").text)
+        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#planes button")] == ["axial", "coronal", "sagittal"]
+        assert driver.find_element(By.ID, "other-0-name").text.startswith("coronal")
+        for width, height in ((1024, 700), (1400, 900)):  # the three views and the toolbar in sight at both sizes
+            driver.set_window_size(width, height)
+            wait.until(lambda d: d.execute_script("return innerWidth") <= width)
+            shot = tmp_path / f"serve-{width}x{height}.png"
+            driver.save_screenshot(str(shot))
+            for id_ in ("save", "undo", "view", "other-0", "other-1"):
+                assert driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                                             "return r.width > 0 && r.right <= innerWidth && r.top < innerHeight",
+                                             driver.find_element(By.ID, id_)), (id_, width)
+            if os.environ.get("LITEMEDSAM_SCREENSHOTS"):
+                shutil.copy(shot, Path(os.environ["LITEMEDSAM_SCREENSHOTS"]) / shot.name)
+        # the value under the mouse: the file's own, in HU (the page shows the voxel and its value)
+        z = driver.execute_script("return state.at.z")
+        canvas = driver.find_element(By.ID, "view")
+        ActionChains(driver).move_to_element(canvas).perform()
+        wait.until(lambda d: "HU" in d.find_element(By.ID, "cursor").text)
+        text = driver.find_element(By.ID, "cursor").text
+        vx, vy, vz = (int(text.split(f"{k} ")[1].split(",")[0].split(":")[0]) for k in "xyz")
+        assert vz == z and text.endswith(f": {int(hu[vz, vy, vx])} HU"), text
+        # the coronal cut shown large: one click on it; a box on it segments that cut only
+        driver.execute_script("state.at.y = arguments[0]", y)
+        driver.find_element(By.ID, "other-0").click()
+        wait.until(lambda d: d.execute_script("return state.plane === 'y' && view.height === state.doc.depth"))
+        wait.until(lambda d: d.find_element(By.ID, "side-top").text == "S")
+        wide = driver.execute_script("return view.getBoundingClientRect().width")
+        driver.find_element(By.ID, "zoom-in").click()  # zoomed: the box is still drawn where the mouse is
+        assert driver.execute_script("return view.getBoundingClientRect().width") > 1.2 * wide
+        drag_box(driver, [int(xs.min()), int(zs.min()), int(xs.max()), int(zs.max())])
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#objects .object"))
+        got = np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/api/doc/{driver.execute_script('return state.doc.id')}/labels.npy", headers=TOKEN_HEADER)).read()))
+        assert got.any() and not np.delete(got, y, axis=1).any()  # that cut alone
+        dice = 2 * (got[:, y] & liver[:, y]).sum() / (got[:, y].astype(bool).sum() + liver[:, y].sum())
+        assert dice > 0.8, dice
+        driver.save_screenshot(str(tmp_path / "coronal-box.png"))
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_late_slices_are_dropped_and_a_gone_server_is_said(dev_data, models_ready, tmp_path):
+    """Issue 26, bugs 6 and 7: the image of a slice asked for before another arrives after it (held back in the
+    page's loader, released by the test): the page keeps showing the slice now wanted, and its number. Then the
+    server stops: the next slice asked for says that the server does not answer, in red."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    folder = link_cases(dev_data, [CASE_3D], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{url}/?token={TOKEN}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE_3D}"]')).click()
+        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        # slice 5's image held back until the test lets it go; slice 6 asked for meanwhile, and shown
+        driver.execute_script("""
+            const load = loadImage;
+            window.held = null;
+            loadImage = (url) => url.includes("/image/5?") && !url.includes("plane=")
+              ? new Promise((resolve) => { window.held = () => resolve(load(url)); }) : load(url);
+            window.five = showSlice(5);""")
+        wait.until(lambda d: d.execute_script("return window.held !== null"))
+        shown = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            showSlice(6).then(() => { window.six = state.image; done(state.at.z); });""")
+        assert shown == 6
+        late = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            window.held();
+            window.five.then(() => done([state.image === window.six, state.at.z, $("slice").value]));""")
+        assert late == [True, 6, "6"], late  # slice 5's late image did not replace slice 6's
+        proc.terminate()  # the server gone: the next slice says so
+        proc.wait(10)
+        driver.execute_script("showSlice(7)")
+        wait.until(lambda d: "still running" in d.find_element(By.ID, "status").text)
+        assert driver.find_element(By.ID, "status").get_attribute("class") == "error"
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)

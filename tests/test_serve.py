@@ -522,3 +522,32 @@ def test_object_colours_stay_distinct_past_the_palette():
 
     colours = [colour(label) for label in range(1, 1001)]
     assert colours[:len(PALETTE)] == PALETTE and len(set(colours)) == 1000
+
+
+def test_cuts_across_the_slices_show_take_boxes_and_the_brush(served):
+    """A volume's y and x planes (cuts across its slices): their images and labels, a box on a y cut segments that
+    cut alone as a 2D image (and redraws the object there only), the brush paints an x cut; bad planes refused."""
+    doc = open_case(served, CASE_3D)
+    url = f"/api/doc/{doc['id']}"
+    d, h, w = doc["depth"], doc["height"], doc["width"]
+    assert set(doc["display"]) == {"z", "y", "x"} and doc["display"]["y"]["aspect"] == 1.0  # no spacing: square
+    image = served.get(f"{url}/image/{h // 2}?plane=y")
+    assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+    assert served.get(f"{url}/image/{w}?plane=x").status_code == 404 and served.get(f"{url}/image/{h - 1}?plane=x").status_code == 200
+    assert served.get(f"{url}/image/0?plane=q").status_code == 400
+    y = h // 2
+    r = served.post(f"{url}/box", json={"box": [w // 4, 0, 3 * w // 4, d - 1], "z": y, "plane": "y"}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    got = labels(served, doc)
+    assert got[:, y].any() and not np.delete(got, y, axis=1).any()
+    assert served.post(f"{url}/box", json={"box": [1, 1, 9, 9], "z": y, "plane": "y", "z_range": [0, 3]},
+                       headers=WRITE).status_code == 400  # propagation runs over slices only
+    x = w // 2
+    r = served.post(f"{url}/brush", json={"z": x, "plane": "x", "points": [[5, 2]], "radius": 1, "label": 2},
+                    headers=WRITE)
+    assert r.status_code == 200, r.text
+    painted = labels(served, doc)
+    assert painted[2, 5, x] == 2 and 5 <= (painted == 2).sum() == (painted[:, :, x] == 2).sum() <= 13  # a small disk, on that cut
+    value = served.get(f"{url}/value?z=0&y=0&x=0")
+    assert value.status_code == 200 and value.json()["value"] is None  # a challenge file keeps no intensities
+    assert served.get(f"{url}/value?z={d}&y=0&x=0").status_code == 404

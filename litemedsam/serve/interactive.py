@@ -19,7 +19,7 @@ import numpy as np
 
 from litemedsam.core import confidence, progress
 from litemedsam.io import formats
-from litemedsam.io.cases import clip_boxes
+from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
@@ -119,6 +119,7 @@ class Document:
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
         self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
         self.lock = threading.Lock()
+        self._values = None  # the file's own voxel values, read by value_at when first asked
 
     def _count(self) -> None:
         values, counts = np.unique(self.labels, return_counts=True)
@@ -165,8 +166,12 @@ class Document:
         """The intensity window the image was read with (level, width), None for percentile clipping."""
         if not self.raw:
             return None
-        return self.inputs.window or (CT_WINDOW if modality_of(self.case.path.name, self.inputs.modality
-                                                                 or self.case.modality) == "CT" else None)
+        return self.inputs.window or (CT_WINDOW if self.modality == "CT" else None)
+
+    @property
+    def modality(self) -> str | None:
+        """The case's modality as infer decides it (given, the file's, its intensities', its name's)."""
+        return modality_of(self.case.path.name, self.inputs.modality or self.case.modality)
 
     def rewindow(self, window: tuple) -> None:
         """Read the image again through ``window`` (level, width), as infer's --window does; the labels stay."""
@@ -177,17 +182,66 @@ class Document:
         with self.lock:
             self.case, self.inputs = case, inputs
 
-    def image_slice(self, z: int) -> np.ndarray:
-        return self.case.image if self.case.dim == "2D" else self.case.image[z]
+    def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
+        """The image of slice ``z`` (2D: the image), or of the cut at index ``z`` of a volume's ``plane`` ("y": a
+        row across the slices, "x": a column across them; litemedsam.io.formats.plane_image)."""
+        return self.case.image if self.case.dim == "2D" else formats.plane_image(self.case.image, plane, z)
 
-    def label_slice(self, z: int) -> np.ndarray:
-        return self.labels if self.case.dim == "2D" else self.labels[z]
+    def label_slice(self, z: int, plane: str = "z") -> np.ndarray:
+        return self.labels if self.case.dim == "2D" else formats.plane_image(self.labels, plane, z)
 
-    def box_mask(self, box, z: int = 0, z_range=None, reporter=None) -> tuple[np.ndarray, float | None]:
+    def plane_size(self, plane: str = "z") -> int:
+        """How many cuts a volume has in ``plane`` (its slices, rows or columns); 1 for a 2D image."""
+        return 1 if self.case.dim == "2D" else self.labels.shape["zyx".index(plane)]
+
+    def value_at(self, z: int, y: int, x: int) -> float | None:
+        """The file's own value at voxel (z, y, x) (Hounsfield units of a CT) for formats that keep their
+        intensities (NIfTI, NRRD/MHA, DICOM; read once, on the first call), None for the others."""
+        if not self.raw or self.case.dim != "3D":
+            return None
+        with self.lock:
+            if self._values is None:
+                values = formats.read_values(self.case.path)
+                if values.shape != self.labels.shape:
+                    raise CaseError("its file changed since it was opened; reopen it")
+                self._values = values
+        return float(self._values[z, y, x])
+
+    def _cut_mask(self, box, plane: str, index: int) -> tuple[np.ndarray, float | None]:
+        """The mask of a box drawn on the cut at ``index`` of ``plane`` ("y" or "x") of a volume: the cut is
+        segmented as a 2D image by the router's 2D rule for the case's modality, after resampling it to square
+        pixels (a cut across 5 mm slices of 0.8 mm pixels would reach the model squashed); the mask is put back
+        on the cut's own pixels. Returns a volume-sized mask and its confidence."""
+        image = self.image_slice(index, plane)
+        h, w = image.shape[:2]
+        rows, cols = formats.PLANES[plane]
+        mm = (formats.spacing(self.case) or (1.0, 1.0, 1.0))[::-1]
+        sy, sx = mm[rows] / min(mm[rows], mm[cols]), mm[cols] / min(mm[rows], mm[cols])
+        size = (max(1, round(w * sx)), max(1, round(h * sy)))
+        square = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) if (sx, sy) != (1.0, 1.0) else image
+        x0, y0, x1, y1 = box
+        scaled = [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1]
+        case = make_case(self.case.path, square, [scaled], dim="2D", fmt=self.case.fmt,
+                         modality=self.inputs.modality or self.case.modality)
+        if case.skipped:
+            raise CaseError(case.warnings[0].split("; ")[0])
+        plan = self.prompting.choose(case)
+        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
+        with confidence.collecting() as noted:
+            mask = self.prompting.segment(segmenter, case, plan) == 1
+        if mask.shape != (h, w):
+            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        full = np.zeros(self.labels.shape, bool)
+        formats.plane_image(full, plane, index)[...] = mask
+        return full, confidence.summary(noted).get(1)
+
+    def box_mask(self, box, z: int = 0, z_range=None, reporter=None, plane: str = "z") -> tuple[np.ndarray, float | None]:
         """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
         run.json records it): 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and propagated over ``z_range``
-        (z0, z1, inclusive; default the slice alone), starting on ``z``. The box is clipped to the image as infer
-        clips a case's boxes."""
+        (z0, z1, inclusive; default the slice alone), starting on ``z``; or drawn on the cut ``z`` of ``plane``
+        "y" or "x" (that cut alone). The box is clipped to the image as infer clips a case's boxes."""
+        if plane != "z" and self.case.dim == "3D":
+            return self._cut_mask(box, plane, z)
         x0, y0, x1, y1 = box
         if self.case.dim == "2D":
             raw = [x0, y0, x1, y1]
@@ -207,10 +261,11 @@ class Document:
         return mask, confidence.summary(noted).get(1)
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
-              add: bool = False) -> int:
+              add: bool = False, plane: str = "z") -> int:
         """Put ``mask`` in the label map as ``label`` or as a new object; the new object wins where it overlaps
         others. An existing object's voxels are replaced only where the mask was made: on ``slices`` (first,
-        last; a 3D mask from one slice or a propagated range), the whole image in 2D; elsewhere the object stays.
+        last; a 3D mask from one slice or a propagated range; cuts of ``plane``), the whole image in 2D; elsewhere
+        the object stays.
         With ``add``, nothing of it is removed (the mask is another region of the object). Returns its label."""
         with self.lock:
             new = label is None or not self.counts.get(int(label))
@@ -223,17 +278,19 @@ class Document:
                 old = self.labels == label
                 if slices is not None and self.case.dim == "3D":  # the object on other slices is not redrawn
                     first, last = min(slices), max(slices)
-                    old[:first] = False
-                    old[last + 1:] = False
+                    along = np.moveaxis(old, "zyx".index(plane), 0)  # a view
+                    along[:first] = False
+                    along[last + 1:] = False
                 changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
 
-    def brush(self, z: int, points, radius: int, label: int | None) -> int:
-        """A brush stroke on slice ``z`` (2D: the image): the disks of ``radius`` pixels along ``points`` (x, y)
-        become object ``label`` (a new one when None; added to it when it exists), or with ``label`` 0 (the
-        eraser) background. Only that slice is looked at and changed. Returns the label painted."""
-        h, w = self.labels.shape[-2:]
+    def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z") -> int:
+        """A brush stroke on slice ``z`` (2D: the image; or the cut ``z`` of ``plane``): the disks of ``radius``
+        pixels along ``points`` (x, y) become object ``label`` (a new one when None; added to it when it exists),
+        or with ``label`` 0 (the eraser) background. Only that slice is looked at and changed. Returns the label
+        painted."""
+        h, w = self.label_slice(0, plane).shape
         stroke = np.zeros((h, w), np.uint8)
         pts = [(int(round(x)), int(round(y))) for x, y in points]
         for a, b in zip(pts, pts[1:] or pts):
@@ -244,8 +301,13 @@ class Document:
             label = self.next_label() if label is None else int(label)
             if not 0 <= label <= 65535:
                 raise CaseError(f"label {label} is not 0-65535")
-            hit = stroke.astype(bool) & (self.label_slice(z) != label)
-            changed = np.flatnonzero(hit) + (0 if self.case.dim == "2D" else z * h * w)  # flat indices of the map
+            rows, cols = np.nonzero(stroke.astype(bool) & (self.label_slice(z, plane) != label))
+            if self.case.dim == "2D":
+                changed = np.ravel_multi_index((rows, cols), self.labels.shape)
+            else:  # the cut's pixels -> voxels: the plane's fixed index put back among the other two
+                at = [rows, cols]
+                at.insert("zyx".index(plane), np.full(len(rows), z))
+                changed = np.ravel_multi_index(at, self.labels.shape)
             self._edit(changed, np.full(len(changed), label, np.uint16))
             return label
 

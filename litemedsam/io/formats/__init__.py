@@ -22,8 +22,8 @@ from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, i
                                          numbered, output_name, output_owners, suffix)
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
-           "numbered", "output_name", "output_owners", "read", "read_labelled_2d", "read_labels", "suffix", "voxel_mm3",
-           "write"]
+           "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
+           "read_values", "spacing", "suffix", "voxel_mm3", "write"]
 
 
 def read(path: Path, inputs=None, require_boxes: bool = True):
@@ -74,28 +74,60 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     return case.image, labels > 0
 
 
-def voxel_mm3(case) -> float | None:
-    """The volume of one voxel in mm³ where the format gives its spacing (volumes placed in the patient), else None."""
-    found = getattr(module_of_format(case.fmt), "voxel_mm3", None)
+def spacing(case) -> tuple | None:
+    """The distance between a volume's columns, rows and slices in mm where the format gives it (volumes placed in
+    the patient), else None."""
+    found = getattr(module_of_format(case.fmt), "spacing", None)
     try:
-        volume = found(case) if found is not None and case.geometry is not None else None
+        mm = found(case) if found is not None and case.geometry is not None else None
     except (TypeError, ValueError, KeyError, IndexError):
         return None
-    return volume if volume and np.isfinite(volume) and volume > 0 else None
+    return mm if mm and len(mm) == 3 and all(np.isfinite(v) and v > 0 for v in mm) else None
+
+
+def voxel_mm3(case) -> float | None:
+    """The volume of one voxel in mm³ where the format gives its spacing, else None."""
+    mm = spacing(case)
+    return float(np.prod(mm)) if mm else None
+
+
+def read_values(path: Path) -> np.ndarray:
+    """A volume file's own voxel values (Hounsfield units of a CT, before any window), oriented as ``read`` gives
+    its image: each format's reader of label files reads them."""
+    return module_for(path).read_labels(Path(path))
 
 
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+PLANES = {"z": (1, 2), "y": (0, 2), "x": (0, 1)}  # a plane (the volume axis it keeps fixed) -> its rows', columns' axes
+PLANE_NAMES = {"S": "axial", "I": "axial", "A": "coronal", "P": "coronal", "L": "sagittal", "R": "sagittal"}
+
+
+def plane_image(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """The 2D cut of a (slices, rows, columns[, channels]) array at ``index`` of the axis ``plane`` names."""
+    return volume[(slice(None),) * "zyx".index(plane) + (index,)]
 
 
 def display(case) -> dict | None:
-    """How to show a volume's slices as radiologists read them: flips of columns and rows so that the patient's
-    right is on the screen's left and the front (or the head) at the top, and the letters of the four sides;
-    None where the format places nothing in the patient (challenge files, 2D images)."""
-    axes = getattr(module_of_format(case.fmt), "axes", None)
-    if axes is None or case.geometry is None:
+    """How to show a volume's three planes (``z``: its slices, ``y``: a row across the slices, ``x``: a column
+    across them) as radiologists read them: per plane, its name (axial, coronal, sagittal, from the file's
+    orientation), flips of columns and rows so that the patient's right is on the screen's left and the front
+    (or the head) at the top, the letters of the four sides, and ``aspect``: a pixel's height over its width (the
+    spacing). No flips or letters where the format places nothing in the patient; None for a 2D image."""
+    if case.dim != "3D":
         return None
-    col, row = axes(case)
-    flip_x, flip_y = col in ("R", "A", "S"), row in ("A", "S", "R")  # wanted: columns to L (or P), rows to P (or I)
-    right, bottom = (OPPOSITE[col] if flip_x else col), (OPPOSITE[row] if flip_y else row)
-    return {"flip_x": flip_x, "flip_y": flip_y,
-            "sides": {"top": OPPOSITE[bottom], "bottom": bottom, "left": OPPOSITE[right], "right": right}}
+    axes = getattr(module_of_format(case.fmt), "axes", None)
+    letters = None if axes is None or case.geometry is None else axes(case)[::-1]  # (slices, rows, columns)
+    mm = spacing(case) or (1.0, 1.0, 1.0)
+    mm = mm[::-1]
+    planes = {}
+    for plane, (rows, cols) in PLANES.items():
+        view = {"name": f"{plane} plane", "flip_x": False, "flip_y": False, "sides": {},
+                "aspect": mm[rows] / mm[cols]}
+        if letters is not None:
+            col, row = letters[cols], letters[rows]
+            flip_x, flip_y = col in ("R", "A", "S"), row in ("A", "S", "R")  # wanted: columns to L (or P), rows to P or I
+            right, bottom = (OPPOSITE[col] if flip_x else col), (OPPOSITE[row] if flip_y else row)
+            view.update(name=PLANE_NAMES[letters["zyx".index(plane)]], flip_x=flip_x, flip_y=flip_y,
+                        sides={"top": OPPOSITE[bottom], "bottom": bottom, "left": OPPOSITE[right], "right": right})
+        planes[plane] = view
+    return planes

@@ -16,7 +16,7 @@ import numpy as np
 
 from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, reason, shown
-from litemedsam.io.formats.itk import _sitk, axes, volume_case, voxel_mm3, write as write_itk  # noqa: F401 (axes, voxel_mm3: a series is placed as an ITK image)
+from litemedsam.io.formats.itk import _sitk, axes, spacing, volume_case, write as write_itk  # noqa: F401 (axes, spacing: a series is placed as an ITK image)
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.core.limits import check_size, human
 

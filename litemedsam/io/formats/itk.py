@@ -112,20 +112,20 @@ def _flat(where: dict) -> list:
 
 
 def axes(case: Case) -> tuple:
-    """Where the image's columns and rows run in the patient, as letters ("L" when a column index increasing goes
-    to the patient's left): from the direction cosines, which ITK gives in LPS."""
+    """Where the image's columns, rows and slices run in the patient, as letters ("L" when a column index
+    increasing goes to the patient's left): from the direction cosines, which ITK gives in LPS."""
     d = np.asarray(case.geometry["direction"], float).reshape(3, 3)
     letters = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: +x is left, +y posterior, +z superior
 
     def code(column):
         axis = int(np.argmax(np.abs(column)))
         return letters[axis][int(column[axis] > 0)]
-    return code(d[:, 0]), code(d[:, 1])
+    return code(d[:, 0]), code(d[:, 1]), code(d[:, 2])
 
 
-def voxel_mm3(case: Case) -> float:
-    """One voxel's volume in mm³ (the spacing, which ITK gives in millimetres)."""
-    return float(np.prod(case.geometry["spacing"]))
+def spacing(case: Case) -> tuple:
+    """The distance between columns, rows and slices in mm (ITK's spacing, in millimetres)."""
+    return tuple(float(s) for s in case.geometry["spacing"])
 
 
 def geometry(image) -> dict:

@@ -101,16 +101,15 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
 
 
 def axes(case: Case) -> tuple:
-    """Where the image's columns and rows run in the patient (RAS): e.g. ("R", "A") when a column index
-    increasing goes to the patient's right and a row index to the front (the volume is (K, J, I): columns are the
-    first voxel axis, rows the second)."""
-    codes = aff2axcodes(case.geometry[0].affine)
-    return codes[0], codes[1]
+    """Where the image's columns, rows and slices run in the patient (RAS): e.g. ("R", "A", "S") when a column
+    index increasing goes to the patient's right, a row index to the front and a slice index up (the volume is
+    (K, J, I): columns are the first voxel axis, rows the second, slices the third)."""
+    return tuple(aff2axcodes(case.geometry[0].affine))
 
 
-def voxel_mm3(case: Case) -> float:
-    """One voxel's volume in mm³ (the header's zooms; millimetres, as NIfTI's usual unit)."""
-    return float(np.prod(case.geometry[0].header.get_zooms()[:3]))
+def spacing(case: Case) -> tuple:
+    """The distance between columns, rows and slices in mm (the header's zooms; millimetres, as NIfTI's usual unit)."""
+    return tuple(float(z) for z in case.geometry[0].header.get_zooms()[:3])
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:

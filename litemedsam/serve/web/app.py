@@ -317,16 +317,25 @@ def make_app(server: Server) -> Starlette:
 
     async def image(request: Request):
         entry = server.get(request.path_params["doc"])
-        doc = entry.doc
-        z = slice_index(doc, request.path_params["z"])
-        if doc.case.dim == "3D":
+        doc, plane = entry.doc, plane_of(request.query_params.get("plane", "z"))
+        z = slice_index(doc, request.path_params["z"], plane)
+        if doc.case.dim == "3D" and plane == "z":
             server.warm(entry, z)
-        return png(doc.image_slice(z))
+        return png(doc.image_slice(z, plane))
 
     async def labels(request: Request):
-        doc = server.get(request.path_params["doc"]).doc
-        z = slice_index(doc, request.path_params["z"])
-        return png(overlay(doc.label_slice(z)))
+        doc, plane = server.get(request.path_params["doc"]).doc, plane_of(request.query_params.get("plane", "z"))
+        z = slice_index(doc, request.path_params["z"], plane)
+        return png(overlay(doc.label_slice(z, plane)))
+
+    async def value(request: Request):
+        doc, at = server.get(request.path_params["doc"]).doc, request.query_params
+        voxel = [at.get(k, "") for k in "zyx"]
+        if doc.case.dim != "3D" or not all(v.isascii() and v.isdigit() for v in voxel) or not all(
+                int(v) < n for v, n in zip(voxel, doc.labels.shape)):
+            raise ApiError(404, f"no voxel z={shown(voxel[0])}, y={shown(voxel[1])}, x={shown(voxel[2])} in this case")
+        found = await run_in_threadpool(doc.value_at, *map(int, voxel))
+        return {"value": found, "unit": "HU" if found is not None and doc.modality == "CT" else ""}
 
     async def label_map(request: Request):
         doc = server.get(request.path_params["doc"]).doc
@@ -353,19 +362,22 @@ def make_app(server: Server) -> Starlette:
                                 f"a free label")
         if label is None and mode != "new":
             raise ApiError(400, f"mode {mode!r} needs the label of the object")
-        z, z_range = body.get("z", 0), body.get("z_range")
+        z, z_range, plane = body.get("z", 0), body.get("z_range"), plane_of(body.get("plane", "z"))
         if not integer(z) or (z_range is not None and not (
                 isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range)))):
             raise ApiError(400, "z must be a slice index and z_range [first, last] slice indices")
-        if not 0 <= z < doc.depth or (z_range is not None and not min(z_range) <= z <= max(z_range)):
-            raise ApiError(400, f"slice {z} is not a slice of this case (0-{doc.depth - 1}) within the range given")
+        if plane != "z" and z_range is not None and z_range[0] != z_range[1]:
+            raise ApiError(400, f"a box on a {plane} cut segments that cut alone: propagation runs over slices (plane z)")
+        if not 0 <= z < doc.plane_size(plane) or (z_range is not None and not min(z_range) <= z <= max(z_range)):
+            raise ApiError(400, f"slice {z} is not a slice of this case (0-{doc.plane_size(plane) - 1}) within the "
+                                f"range given")
         idle(entry)
         if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
             entry.job = job = Job(label)
             threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True).start()
             return {"job": True}
-        mask, score = await run_in_threadpool(doc.box_mask, coords, z, z_range)
-        label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add")
+        mask, score = await run_in_threadpool(doc.box_mask, coords, z, None, None, plane)
+        label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
         doc.confidence[label] = score
         return {"label": label, **edited(doc)}
 
@@ -436,9 +448,10 @@ def make_app(server: Server) -> Starlette:
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
         z, radius, label, points = body.get("z", 0), body.get("radius"), body.get("label"), body.get("points")
-        h, w = doc.labels.shape[-2:]
-        if not integer(z) or not 0 <= z < doc.depth:
-            raise ApiError(400, f"z must be a slice of this case (0-{doc.depth - 1})")
+        plane = plane_of(body.get("plane", "z"))
+        if not integer(z) or not 0 <= z < doc.plane_size(plane):
+            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1})")
+        h, w = doc.label_slice(z, plane).shape
         if not integer(radius) or not 1 <= radius <= 200:
             raise ApiError(400, "radius must be an integer 1-200 (pixels)")
         if label is not None and not (integer(label) and 0 <= label <= 65535):
@@ -447,7 +460,7 @@ def make_app(server: Server) -> Starlette:
                 isinstance(p, list) and len(p) == 2 and number(p[0]) and number(p[1])
                 and 0 <= p[0] < w and 0 <= p[1] < h for p in points)):
             raise ApiError(400, f"points must be 1-{MAX_BRUSH_POINTS} [x, y] pixels inside the {w} x {h} image")
-        painted = await run_in_threadpool(doc.brush, z, points, radius, label)
+        painted = await run_in_threadpool(doc.brush, z, points, radius, label, plane)
         return {"label": painted, **edited(doc)}
 
 
@@ -467,6 +480,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/image/{z}", api(image)),
         Route("/api/doc/{doc}/labels/{z}", api(labels)),
         Route("/api/doc/{doc}/labels.npy", api(label_map)),
+        Route("/api/doc/{doc}/value", api(value)),
         Route("/api/doc/{doc}/box", api(box, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/job", api(job_state)),
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
@@ -580,7 +594,14 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def slice_index(doc: Document, text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) >= doc.depth:
-        raise ApiError(404, f"no slice {shown(text)} (this case has {doc.depth})")
+def plane_of(given) -> str:
+    """A plane a request names: "z" (a volume's slices; a 2D image), "y" or "x" (cuts across the slices)."""
+    if given not in ("z", "y", "x"):
+        raise ApiError(400, "plane must be \"z\", \"y\" or \"x\"")
+    return given
+
+
+def slice_index(doc: Document, text: str, plane: str = "z") -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) >= doc.plane_size(plane):
+        raise ApiError(404, f"no slice {shown(text)} (this case has {doc.plane_size(plane)} in plane {plane})")
     return int(text)

@@ -4,7 +4,18 @@
 const $ = (id) => document.getElementById(id);
 const view = $("view");
 const ctx = view.getContext("2d");
-const state = { doc: null, z: 0, image: null, overlay: null, selected: null, drag: null, version: 0, busy: false };
+const state = { doc: null, plane: "z", at: { z: 0, y: 0, x: 0 }, zoom: 1, image: null, overlay: null,
+                selected: null, drag: null, lastBox: null, version: 0, busy: false };
+// a volume's planes: "z" its slices, "y" and "x" cuts across them -> the axes of their rows and columns
+const PLANES = { z: ["y", "x"], y: ["z", "x"], x: ["z", "y"] };
+
+function sizeOf(axis) { const d = state.doc; return { z: d.depth, y: d.height, x: d.width }[axis]; }
+function planeView(plane = state.plane) {
+  // how a plane is shown (formats.display): flips, side letters, a pixel's height over its width, its name
+  const d = state.doc.display && state.doc.display[plane];
+  return d || { flip_x: false, flip_y: false, sides: {}, aspect: 1, name: "" };
+}
+function planeQuery(plane = state.plane) { return plane === "z" ? "" : `plane=${plane}&`; }
 
 function say(text, error = false) {
   $("status").textContent = text;
@@ -81,76 +92,154 @@ async function show(doc) {
   state.doc = doc;
   state.selected = null;
   state.busy = false;  // a job of the case before belongs to it
-  state.z = Math.floor(doc.depth / 2);
+  state.at = { z: Math.floor(doc.depth / 2), y: Math.floor(doc.height / 2), x: Math.floor(doc.width / 2) };
+  state.plane = "z";
+  state.zoom = 1;
+  state.lastBox = null;
   $("case-panel").hidden = false;
   $("case-name").textContent = doc.name;
   $("case-info").textContent = `${doc.dim}, ${doc.width} × ${doc.height}` + (doc.dim === "3D" ? ` × ${doc.depth} slices` : "")
     + `; model ${doc.model}; saves as ${doc.output}`;
   const is3d = doc.dim === "3D";
   $("slice-row").hidden = !is3d;
-  $("range-row").hidden = !is3d;
+  $("plane-row").hidden = !is3d;
+  $("others").hidden = !is3d;
   $("model-window-row").hidden = !doc.raw;
   $("mw-level").value = doc.window ? doc.window[0] : "";  // none: percentile clipping (not CT)
   $("mw-width").value = doc.window ? doc.window[1] : "";
-  $("slice").max = doc.depth - 1;
   $("z0").max = $("z1").max = doc.depth - 1;
-  $("z0").value = Math.max(0, state.z - 5);
-  $("z1").value = Math.min(doc.depth - 1, state.z + 5);
-  view.width = doc.width;
-  view.height = doc.height;
-  // radiological display (the file's orientation): the patient's right on the left, the front at the top;
-  // only what is shown is flipped, the image and its labels keep their voxel order
-  const d = doc.display || { flip_x: false, flip_y: false, sides: {} };
-  view.style.transform = `scale(${d.flip_x ? -1 : 1}, ${d.flip_y ? -1 : 1})`;
-  for (const side of ["top", "bottom", "left", "right"]) $(`side-${side}`).textContent = d.sides[side] || "";
-  fit();
+  $("z0").value = Math.max(0, state.at.z - 5);
+  $("z1").value = Math.min(doc.depth - 1, state.at.z + 5);
+  const planes = $("planes");
+  planes.replaceChildren();
+  if (is3d) {
+    for (const plane of ["z", "y", "x"]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.plane = plane;
+      button.textContent = planeView(plane).name || `${plane} plane`;
+      button.onclick = () => setPlane(plane);
+      planes.append(button);
+    }
+  }
   listObjects(doc.objects);
   markUnsaved(doc);
-  await showSlice(state.z);
+  await setPlane("z");
   say(doc.unsaved ? `${doc.name} open with its unsaved edits (kept since the last save): Save writes them, `
     + "Discard drops them"
     : `${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
 }
 
-async function showSlice(z) {
+async function setPlane(plane) {
+  // show ``plane`` large: a volume's slices (z) or a cut across them (y, x); boxes and the brush work in any
   const doc = state.doc;
-  state.z = Math.max(0, Math.min(doc.depth - 1, z));
-  $("slice").value = state.z;
-  $("slice-text").textContent = `${state.z} (0–${doc.depth - 1})`;
-  const wanted = state.z;
+  state.plane = plane;
+  const [rows, cols] = doc.dim === "3D" ? PLANES[plane] : ["y", "x"];
+  view.width = sizeOf(cols);
+  view.height = sizeOf(rows);
+  // radiological display (the file's orientation): the patient's right on the left, the front (the head) at the
+  // top; only what is shown is flipped, the image and its labels keep their voxel order
+  const d = planeView();
+  view.style.transform = `scale(${d.flip_x ? -1 : 1}, ${d.flip_y ? -1 : 1})`;
+  for (const side of ["top", "bottom", "left", "right"]) $(`side-${side}`).textContent = d.sides[side] || "";
+  for (const button of $("planes").children) button.classList.toggle("current", button.dataset.plane === plane);
+  $("range-row").hidden = !(doc.dim === "3D" && plane === "z");  // propagation runs over slices
+  $("slice").max = sizeOf(plane) - 1;
+  fit();
+  await showSlice(state.at[plane]);
+}
+
+function currentPlace() { return `${state.doc.id}/${state.plane}/${state.at[state.plane]}`; }
+
+async function showSlice(z) {
+  const doc = state.doc, plane = state.plane, n = doc.dim === "3D" ? sizeOf(plane) : 1;
+  state.at[plane] = Math.max(0, Math.min(n - 1, z));
+  $("slice").value = state.at[plane];
+  $("slice-text").textContent = `${state.at[plane]} (0–${n - 1})` + (plane === "z" ? "" : ` · ${planeView().name || plane}`);
+  const wanted = currentPlace(), index = state.at[plane], q = planeQuery(plane);
   let image, overlay;
   try {
     [image, overlay] = await Promise.all([
-      loadImage(`/api/doc/${doc.id}/image/${wanted}`),
-      loadImage(`/api/doc/${doc.id}/labels/${wanted}?v=${state.version}`),
+      loadImage(`/api/doc/${doc.id}/image/${index}?${q}`),
+      loadImage(`/api/doc/${doc.id}/labels/${index}?${q}v=${state.version}`),
     ]);
   } catch (e) {
-    if (doc === state.doc && wanted === state.z) say(`slice ${wanted} cannot be shown: is litemedsam serve still running?`, true);
+    if (doc === state.doc && wanted === currentPlace()) say(`slice ${index} cannot be shown: is litemedsam serve still running?`, true);
     return;
   }
-  if (doc !== state.doc || wanted !== state.z) return;  // a newer slice (or case) was asked for meanwhile
+  if (doc !== state.doc || wanted !== currentPlace()) return;  // a newer slice (or case, or plane) was asked for meanwhile
   state.image = windowed(image);
   state.overlay = overlay;
   draw();
+  showOthers();
 }
 
 async function refreshOverlay() {
   state.version += 1;
-  const doc = state.doc, z = state.z;
-  const overlay = await loadImage(`/api/doc/${doc.id}/labels/${z}?v=${state.version}`);
-  if (doc !== state.doc || z !== state.z) return;  // the page moved on: showSlice loads the one wanted
+  const doc = state.doc, wanted = currentPlace();
+  const overlay = await loadImage(`/api/doc/${doc.id}/labels/${state.at[state.plane]}?${planeQuery()}v=${state.version}`);
+  if (doc !== state.doc || wanted !== currentPlace()) return;  // the page moved on: showSlice loads the one wanted
   state.overlay = overlay;
   draw();
+  showOthers();
 }
 
-function fit() {
-  // the image as large as the stage allows, its aspect kept (small images enlarged, pixels square)
-  const stage = $("stage");
-  const scale = Math.min((stage.clientWidth - 16) / view.width, (stage.clientHeight - 16) / view.height);
-  view.style.width = Math.max(1, Math.floor(view.width * scale)) + "px";
-  view.style.height = Math.max(1, Math.floor(view.height * scale)) + "px";
+async function showOthers() {
+  // the two other planes of a volume, through the point shown, with a line where the large view's cut is
+  const doc = state.doc;
+  if (doc.dim !== "3D") return;
+  const others = ["z", "y", "x"].filter((p) => p !== state.plane);
+  await Promise.all(others.map(async (plane, k) => {
+    const canvas = $(`other-${k}`), index = state.at[plane], q = planeQuery(plane), wanted = currentPlace();
+    let image, overlay;
+    try {
+      [image, overlay] = await Promise.all([loadImage(`/api/doc/${doc.id}/image/${index}?${q}`),
+                                            loadImage(`/api/doc/${doc.id}/labels/${index}?${q}v=${state.version}`)]);
+    } catch (e) { return; }  // the large view says it
+    if (doc !== state.doc || wanted !== currentPlace() || index !== state.at[plane]) return;
+    const [rows, cols] = PLANES[plane], d = planeView(plane);
+    canvas.width = image.width;
+    canvas.height = image.height;
+    canvas.style.height = (canvas.clientWidth * image.height * d.aspect / image.width) + "px";
+    canvas.style.transform = `scale(${d.flip_x ? -1 : 1}, ${d.flip_y ? -1 : 1})`;
+    canvas.dataset.plane = plane;
+    const c = canvas.getContext("2d");
+    c.drawImage(image, 0, 0);
+    c.globalAlpha = +$("opacity").value / 100;
+    c.drawImage(overlay, 0, 0);
+    c.globalAlpha = 1;
+    c.strokeStyle = "#fc6";
+    c.lineWidth = Math.max(1, image.width / 200);
+    const at = state.at[state.plane] + 0.5;
+    c.beginPath();
+    if (rows === state.plane) { c.moveTo(0, at); c.lineTo(image.width, at); } else if (cols === state.plane) { c.moveTo(at, 0); c.lineTo(at, image.height); }
+    c.stroke();
+    $(`other-${k}-name`).textContent = `${d.name || plane + " plane"} ${index} (click: show it large)`;
+  }));
 }
-window.addEventListener("resize", () => { if (state.doc) fit(); });
+for (const k of [0, 1]) $(`other-${k}`).addEventListener("click", (e) => { if (e.target.dataset.plane) setPlane(e.target.dataset.plane); });
+
+function fit() {
+  // the image as large as the stage allows times the zoom, its pixels' aspect kept (the spacing: a cut across
+  // thick slices is stretched as the patient is)
+  const stage = $("stage"), aspect = planeView().aspect || 1;
+  const scale = Math.min((stage.clientWidth - 16) / view.width, (stage.clientHeight - 16) / (view.height * aspect)) * state.zoom;
+  view.style.width = Math.max(1, Math.floor(view.width * scale)) + "px";
+  view.style.height = Math.max(1, Math.floor(view.height * aspect * scale)) + "px";
+}
+window.addEventListener("resize", () => { if (state.doc) { fit(); showOthers(); } });
+
+function zoom(factor) {
+  // zoom about the stage's centre (factor 0: fit)
+  if (!state.doc) return;
+  const stage = $("stage");
+  const cx = (stage.scrollLeft + stage.clientWidth / 2) / Math.max(1, stage.scrollWidth);
+  const cy = (stage.scrollTop + stage.clientHeight / 2) / Math.max(1, stage.scrollHeight);
+  state.zoom = factor === 0 ? 1 : Math.max(1, Math.min(16, state.zoom * factor));
+  fit();
+  stage.scrollLeft = cx * stage.scrollWidth - stage.clientWidth / 2;
+  stage.scrollTop = cy * stage.scrollHeight - stage.clientHeight / 2;
+}
 
 function windowed(img) {
   // the slice with the level/width window applied to its 0-255 values
@@ -190,11 +279,15 @@ function draw() {
       ctx.beginPath(); ctx.arc(x, y, state.stroke.radius, 0, 2 * Math.PI); ctx.fill();
     }
   }
-  if (state.drag) {
-    const { x0, y0, x1, y1 } = state.drag;
-    ctx.strokeStyle = "#0f0";
+  const last = state.lastBox && state.lastBox.place === currentPlace() ? state.lastBox : null;
+  for (const [box, dashed] of [[state.drag, false], [last, true]]) {  // the box being drawn; the last one drawn here
+    if (!box) continue;
+    const { x0, y0, x1, y1 } = box;
+    ctx.strokeStyle = dashed ? "#9f9" : "#0f0";
     ctx.lineWidth = Math.max(1, view.width / 400);
+    ctx.setLineDash(dashed ? [4 * ctx.lineWidth, 3 * ctx.lineWidth] : []);
     ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+    ctx.setLineDash([]);
   }
 }
 
@@ -226,7 +319,7 @@ function listObjects(objects) {
 
 function imagePoint(event) {
   // the image pixel under the mouse, through the display's flips
-  const rect = view.getBoundingClientRect(), d = (state.doc && state.doc.display) || {};
+  const rect = view.getBoundingClientRect(), d = planeView();
   const x = Math.max(0, Math.min(view.width - 1, Math.floor((event.clientX - rect.left) * view.width / rect.width)));
   const y = Math.max(0, Math.min(view.height - 1, Math.floor((event.clientY - rect.top) * view.height / rect.height)));
   return { x: d.flip_x ? view.width - 1 - x : x, y: d.flip_y ? view.height - 1 - y : y };
@@ -235,13 +328,26 @@ function imagePoint(event) {
 function tool() { return document.querySelector('input[name="tool"]:checked').value; }
 
 view.addEventListener("mousedown", (e) => {
-  if (!state.doc || state.busy) return;
+  if (!state.doc) return;
+  if (e.button === 1 || e.shiftKey) {  // pan: the middle button, or Shift and drag
+    e.preventDefault();
+    const stage = $("stage");
+    state.pan = { x: e.clientX, y: e.clientY, left: stage.scrollLeft, top: stage.scrollTop };
+    stage.classList.add("panning");
+    return;
+  }
+  if (e.button !== 0 || state.busy) return;
   const p = imagePoint(e);
   if (tool() === "box") state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
   else state.stroke = { points: [[p.x, p.y]], erase: tool() === "eraser",
                         radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)) };
 });
 window.addEventListener("mousemove", (e) => {
+  if (state.pan) {
+    $("stage").scrollLeft = state.pan.left - (e.clientX - state.pan.x);
+    $("stage").scrollTop = state.pan.top - (e.clientY - state.pan.y);
+    return;
+  }
   if (state.stroke) {
     const p = imagePoint(e), last = state.stroke.points[state.stroke.points.length - 1];
     if ((p.x !== last[0] || p.y !== last[1]) && state.stroke.points.length < 10000) state.stroke.points.push([p.x, p.y]);
@@ -270,7 +376,7 @@ async function sendStroke(stroke) {
   const label = stroke.erase ? 0 : state.selected ?? typed;
   try {
     const result = await api("POST", `/api/doc/${doc.id}/brush`,
-      { z: state.z, points: stroke.points, radius: stroke.radius, label });
+      { z: state.at[state.plane], plane: state.plane, points: stroke.points, radius: stroke.radius, label });
     if (doc !== state.doc) return;
     if (!stroke.erase && state.selected === null) state.selected = result.label;  // keep painting the same object
     listObjects(result.objects);
@@ -279,6 +385,7 @@ async function sendStroke(stroke) {
   } catch (e) { say(e.message, true); draw(); }
 }
 window.addEventListener("mouseup", async () => {
+  if (state.pan) { state.pan = null; $("stage").classList.remove("panning"); return; }
   if (state.stroke) {
     const stroke = state.stroke;
     state.stroke = null;
@@ -290,17 +397,19 @@ window.addEventListener("mouseup", async () => {
   state.drag = null;
   draw();
   if (Math.abs(d.x1 - d.x0) < 2 || Math.abs(d.y1 - d.y0) < 2) return;
+  state.lastBox = { ...d, place: currentPlace() };  // stays drawn (dashed) on this slice until the next box
+  draw();
   await segmentBox([Math.min(d.x0, d.x1), Math.min(d.y0, d.y1), Math.max(d.x0, d.x1), Math.max(d.y0, d.y1)]);
 });
 
 async function segmentBox(box) {
   const doc = state.doc;
-  const body = { box, z: state.z, label: state.selected ?? typedLabel(),
+  const body = { box, z: state.at[state.plane], plane: state.plane, label: state.selected ?? typedLabel(),
     mode: state.selected !== null ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
-  if (doc.dim === "3D" && $("propagate").checked) {
+  if (doc.dim === "3D" && state.plane === "z" && $("propagate").checked) {
     const z0 = Math.min(+$("z0").value, +$("z1").value), z1 = Math.max(+$("z0").value, +$("z1").value);
-    if (state.z < z0 || state.z > z1) {  // never stretch the range the user set without saying so
-      say(`slice ${state.z} is outside the range ${z0}–${z1}: set "from" and "to" to include it, or untick propagate`, true);
+    if (state.at.z < z0 || state.at.z > z1) {  // never stretch the range the user set without saying so
+      say(`slice ${state.at.z} is outside the range ${z0}–${z1}: set "from" and "to" to include it, or untick propagate`, true);
       return;
     }
     body.z_range = [z0, z1];
@@ -377,14 +486,51 @@ async function save() {
 
 $("slice").addEventListener("input", () => showSlice(+$("slice").value));
 view.addEventListener("wheel", (e) => {
-  if (!state.doc || state.doc.depth < 2) return;
+  if (!state.doc) return;
   e.preventDefault();
-  showSlice(state.z + (e.deltaY > 0 ? 1 : -1));
+  if (e.ctrlKey || e.metaKey) zoom(e.deltaY > 0 ? 1 / 1.25 : 1.25);
+  else if (state.doc.dim === "3D") showSlice(state.at[state.plane] + (e.deltaY > 0 ? 1 : -1));
 }, { passive: false });
+view.addEventListener("dblclick", (e) => {  // the other views through this point
+  if (!state.doc || state.doc.dim !== "3D") return;
+  const p = imagePoint(e), [rows, cols] = PLANES[state.plane];
+  state.at[rows] = p.y;
+  state.at[cols] = p.x;
+  showOthers();
+});
+let cursorAsked = null, cursorBusy = false;
+async function showCursor() {
+  // the voxel under the mouse and, for a volume read with its own intensities, its value (HU for a CT); one
+  // request at a time, the latest position asked next
+  if (cursorBusy || !cursorAsked) return;
+  const { doc, voxel } = cursorAsked;
+  cursorAsked = null;
+  const where = doc.dim === "3D" ? `x ${voxel.x}, y ${voxel.y}, z ${voxel.z}` : `x ${voxel.x}, y ${voxel.y}`;
+  $("cursor").textContent = where;
+  if (!doc.raw || doc.dim !== "3D") return;
+  cursorBusy = true;
+  try {
+    const v = await api("GET", `/api/doc/${doc.id}/value?z=${voxel.z}&y=${voxel.y}&x=${voxel.x}`);
+    if (doc === state.doc && v.value !== null) $("cursor").textContent = `${where}: ${Math.round(v.value * 100) / 100}${v.unit ? " " + v.unit : ""}`;
+  } catch (e) { /* the slice view says when the server is gone */ }
+  cursorBusy = false;
+  showCursor();
+}
+view.addEventListener("mousemove", (e) => {
+  if (!state.doc || state.pan) return;
+  const p = imagePoint(e), voxel = { ...state.at };
+  if (state.doc.dim === "3D") { const [rows, cols] = PLANES[state.plane]; voxel[rows] = p.y; voxel[cols] = p.x; }
+  else { voxel.y = p.y; voxel.x = p.x; }
+  cursorAsked = { doc: state.doc, voxel };
+  showCursor();
+});
+$("zoom-in").onclick = () => zoom(1.25);
+$("zoom-out").onclick = () => zoom(1 / 1.25);
+$("zoom-fit").onclick = () => zoom(0);
 for (const id of ["level", "width"]) $(id).addEventListener("input", () => { if (state.image) { applyWindow(state.image); draw(); } });
 $("opacity").addEventListener("input", draw);
-$("set-z0").onclick = () => { $("z0").value = state.z; };
-$("set-z1").onclick = () => { $("z1").value = state.z; };
+$("set-z0").onclick = () => { $("z0").value = state.at.z; };
+$("set-z1").onclick = () => { $("z1").value = state.at.z; };
 $("new").onclick = () => { state.selected = null; listObjects(state.objects || []); };
 $("undo").onclick = () => undo();
 $("redo").onclick = () => undo(true);
@@ -392,7 +538,7 @@ $("mw-apply").onclick = async () => {
   try {
     const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window: [+$("mw-level").value, +$("mw-width").value] });
     state.doc = doc;
-    await showSlice(state.z);
+    await showSlice(state.at[state.plane]);
     say(`model window ${doc.window[0]}, ${doc.window[1]}: the next boxes see the image so`);
   } catch (e) { say(e.message, true); }
 };
@@ -426,8 +572,11 @@ window.addEventListener("keydown", (e) => {
   }
   else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
   else if (e.key === "Delete" && state.selected) erase(state.selected);
-  else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.z + 1);
-  else if (e.key === "ArrowDown" || e.key === "PageDown") showSlice(state.z - 1);
+  else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.at[state.plane] + 1);
+  else if (e.key === "ArrowDown" || e.key === "PageDown") showSlice(state.at[state.plane] - 1);
+  else if (e.key === "+" || e.key === "=") zoom(1.25);
+  else if (e.key === "-") zoom(1 / 1.25);
+  else if (e.key === "0") zoom(0);
 });
 
 listCases().catch((e) => say(e.message, true));
