@@ -271,7 +271,8 @@ def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(mo
     the file's orientation, head at the top); one click shows the coronal cut large, a box dragged on it segments
     that cut (the liver, against the file's own labels) and nothing else; the value under the mouse is the file's,
     in HU; zooming enlarges the image and a box still lands under the mouse. Screenshots at 1024x700 and 1400x900
-    (kept in the test's folder, and in $LITEMEDSAM_SCREENSHOTS when set)."""
+    and of the coronal box (kept in the test's folder, and in $LITEMEDSAM_SCREENSHOTS when set: the README's are
+    made with LITEMEDSAM_SCREENSHOTS=docs)."""
     import nibabel as nib
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -329,7 +330,9 @@ def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(mo
         assert got.any() and not np.delete(got, y, axis=1).any()  # that cut alone
         dice = 2 * (got[:, y] & liver[:, y]).sum() / (got[:, y].astype(bool).sum() + liver[:, y].sum())
         assert dice > 0.8, dice
-        driver.save_screenshot(str(tmp_path / "coronal-box.png"))
+        driver.save_screenshot(str(tmp_path / "serve-ct.png"))
+        if os.environ.get("LITEMEDSAM_SCREENSHOTS"):
+            shutil.copy(tmp_path / "serve-ct.png", Path(os.environ["LITEMEDSAM_SCREENSHOTS"]) / "serve-ct.png")
     finally:
         driver.quit()
         proc.terminate()

@@ -551,3 +551,45 @@ def test_cuts_across_the_slices_show_take_boxes_and_the_brush(served):
     value = served.get(f"{url}/value?z=0&y=0&x=0")
     assert value.status_code == 200 and value.json()["value"] is None  # a challenge file keeps no intensities
     assert served.get(f"{url}/value?z={d}&y=0&x=0").status_code == 404
+
+
+def test_objects_are_named_and_coloured_and_tidied(served, tmp_path):
+    """An object's name and colour: shown in the list and the overlay, kept with the unsaved edits (the case opened
+    again has them), written beside the output by Save (<output>.labels.json), read back; bad ones refused, a
+    hostile names file ignored. Fill holes and remove islands act on one slice of the selected object."""
+    import json
+
+    doc = open_case(served, CASE_3D)
+    url = f"/api/doc/{doc['id']}"
+    z = doc["depth"] // 2
+    ring = [[40 + 10 * np.cos(a), 40 + 10 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 40)]
+    served.post(f"{url}/brush", json={"z": z, "points": ring, "radius": 2, "label": 3}, headers=WRITE)
+    served.post(f"{url}/brush", json={"z": z, "points": [[100, 100]], "radius": 2, "label": 3}, headers=WRITE)
+    r = served.post(f"{url}/objects/3", json={"name": "left ventricle", "color": [10, 200, 30]}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    assert r.json()["objects"][0]["name"] == "left ventricle" and r.json()["objects"][0]["color"] == [10, 200, 30]
+    import cv2
+
+    shown = cv2.imdecode(np.frombuffer(served.get(f"{url}/labels/{z}").content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert tuple(shown[100, 100, :3][::-1]) == (10, 200, 30)  # the overlay in its colour (BGRA decoded)
+    for bad in ({"name": "x" * 65}, {"name": "a\nb"}, {"color": [1, 2]}, {"color": [0, 0, 256]}, {"name": 5}):
+        assert served.post(f"{url}/objects/3", json=bad, headers=WRITE).status_code == 400, bad
+    again = open_case(served, CASE_3D)  # kept with the unsaved edits
+    assert again["unsaved"] and again["objects"][0]["name"] == "left ventricle"
+    # fill the ring's hole, then remove the island at (100, 100): this slice only
+    assert labels(served, doc)[z, 40, 40] == 0
+    r = served.post(f"{url}/tidy", json={"z": z, "label": 3, "action": "fill"}, headers=WRITE)
+    assert r.status_code == 200 and r.json()["changed"] > 0 and labels(served, doc)[z, 40, 40] == 3
+    r = served.post(f"{url}/tidy", json={"z": z, "label": 3, "action": "islands"}, headers=WRITE)
+    after = labels(served, doc)
+    assert r.json()["changed"] > 0 and after[z, 100, 100] == 0 and after[z, 40, 40] == 3
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and labels(served, doc)[z, 100, 100] == 3
+    for bad in ({"z": z, "label": 9, "action": "fill"}, {"z": z, "label": 3, "action": "dilate"}, {"z": -1, "label": 3, "action": "fill"}):
+        assert served.post(f"{url}/tidy", json=bad, headers=WRITE).status_code == 400, bad
+    served.post(f"{url}/save", json={}, headers=WRITE)
+    names = tmp_path / "segs" / f"{CASE_3D}.labels.json"
+    assert json.loads(names.read_text())["labels"]["3"] == {"name": "left ventricle", "color": [10, 200, 30]}
+    names.write_text(json.dumps({"labels": {"3": {"name": "ok"}, "0": {"name": "x"}, "x": 1, "4": {"color": "red"}}}))
+    assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == ["ok"]  # the bad entries left out
+    names.write_text("{" * 100000)
+    assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == [""]  # not JSON: ignored

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import struct
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from litemedsam.core import confidence, progress
 from litemedsam.io import formats
@@ -23,6 +25,7 @@ from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
+from litemedsam.core.safeio import write_text
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
 MAX_UNDO = 50  # edits that can be undone, at most
@@ -101,8 +104,9 @@ class Document:
     """
 
     def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None, inputs=None,
-                 unsaved: bool = False):
+                 unsaved: bool = False, names: dict | None = None):
         self.case, self.target, self.inputs = case, target, inputs or CaseInputs()
+        self.names = dict(names or {})  # label -> {"name": ..., "color": [r, g, b] or None}: what the user called it
         self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
@@ -302,14 +306,37 @@ class Document:
             if not 0 <= label <= 65535:
                 raise CaseError(f"label {label} is not 0-65535")
             rows, cols = np.nonzero(stroke.astype(bool) & (self.label_slice(z, plane) != label))
-            if self.case.dim == "2D":
-                changed = np.ravel_multi_index((rows, cols), self.labels.shape)
-            else:  # the cut's pixels -> voxels: the plane's fixed index put back among the other two
-                at = [rows, cols]
-                at.insert("zyx".index(plane), np.full(len(rows), z))
-                changed = np.ravel_multi_index(at, self.labels.shape)
+            changed = self._voxels(rows, cols, z, plane)
             self._edit(changed, np.full(len(changed), label, np.uint16))
             return label
+
+    def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
+        """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
+        enclosed by it; other objects stay) or remove its ``islands`` (all but its largest 8-connected region).
+        One undoable edit; returns the pixels changed."""
+        with self.lock:
+            cut = self.label_slice(z, plane)
+            mask = cut == label
+            if action == "fill":
+                change = ndimage.binary_fill_holes(mask) & (cut == 0)
+                value = label
+            else:
+                n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+                largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
+                change = mask & (parts != largest)
+                value = 0
+            rows, cols = np.nonzero(change)
+            self._edit(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
+            return len(rows)
+
+    def _voxels(self, rows, cols, z: int, plane: str) -> np.ndarray:
+        """Flat indices of the label map of pixels (rows, cols) of slice ``z`` (2D: the image) or the cut ``z`` of
+        ``plane``: the plane's fixed index put back among the other two."""
+        if self.case.dim == "2D":
+            return np.ravel_multi_index((rows, cols), self.labels.shape)
+        at = [rows, cols]
+        at.insert("zyx".index(plane), np.full(len(rows), z))
+        return np.ravel_multi_index(at, self.labels.shape)
 
     def has(self, label: int) -> int:
         """How many voxels object ``label`` has (0: none, a free label)."""
@@ -356,6 +383,26 @@ class Document:
         except OSError as e:
             self.autosave_problem = f"the edits could not be kept in {shown(self.work_file.name)} ({shown(e)}); save"
 
+    def name(self, label: int, name: str | None = None, color=None) -> dict:
+        """Name object ``label`` and/or give it a colour ([r, g, b]); kept with the unsaved edits (the work
+        folder) until Save writes them beside the output (``<output>.labels.json``). CaseError for a bad one."""
+        with self.lock:
+            entry = dict(self.names.get(int(label), {"name": "", "color": None}))
+            if name is not None:
+                entry["name"] = name
+            if color is not None:
+                entry["color"] = color
+            entry = checked_name(label, entry)
+            self.names[int(label)] = entry
+            self.unsaved = True
+            try:
+                private_folder(self.work_file.parent)
+                write_names(self.work_file.with_suffix(".names"), self.names)
+                self.autosave_problem = ""
+            except OSError as e:
+                self.autosave_problem = f"the names could not be kept ({shown(e)}); save"
+            return entry
+
     def discard(self) -> None:
         """Drop the unsaved edits: the label map as the output file holds it (or empty), no work file."""
         with self.lock:
@@ -365,6 +412,8 @@ class Document:
             self.undo_stack.clear()
             self.redo_stack.clear()
             self.work_file.unlink(missing_ok=True)
+            self.work_file.with_suffix(".names").unlink(missing_ok=True)
+            self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem = False, ""
 
     def _edit(self, where: np.ndarray, values) -> None:
@@ -390,7 +439,10 @@ class Document:
         with self.lock:
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
+            if self.names or names_file(self.target).exists():
+                write_names(names_file(self.target), self.names)
             self.work_file.unlink(missing_ok=True)
+            self.work_file.with_suffix(".names").unlink(missing_ok=True)
             self.unsaved, self.autosave_problem = False, ""
         return self.target
 
@@ -399,14 +451,65 @@ def work_file(target: Path) -> Path:
     return target.parent / WORK_FOLDER / f"{target.name}.edits"
 
 
+def names_file(target: Path) -> Path:
+    """Where the objects' names and colours are saved: beside the output, ``<output name>.labels.json``."""
+    return target.with_name(target.name + ".labels.json")
+
+
+MAX_NAME = 64  # characters of an object's name
+
+
+def checked_name(label, entry) -> dict:
+    """An object's name entry {"name": text, "color": [r, g, b] or None} as checked; CaseError saying what is wrong."""
+    if not (isinstance(label, int) and not isinstance(label, bool) and 1 <= label <= 65535):
+        raise CaseError(f"label {shown(label)} is not 1-65535")
+    if not isinstance(entry, dict):
+        raise CaseError(f"label {label}: a name entry must be an object")
+    name, color = entry.get("name", ""), entry.get("color")
+    if not (isinstance(name, str) and len(name) <= MAX_NAME and name.isprintable()):
+        raise CaseError(f"label {label}: a name is at most {MAX_NAME} printable characters")
+    if color is not None and not (isinstance(color, list) and len(color) == 3 and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)):
+        raise CaseError(f"label {label}: a colour is [r, g, b], each 0-255")
+    return {"name": name.strip(), "color": color}
+
+
+def write_names(path: Path, names: dict) -> None:
+    write_text(path, json.dumps({"labels": {str(k): v for k, v in sorted(names.items())}}, indent=1) + "\n")
+
+
+def read_names(path: Path) -> dict:
+    """The names and colours a names file holds ({} without one); an entry that fails its checks is left out, a
+    file that is not one (too large, not JSON, a link) is ignored."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 20:
+            return {}
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for key, entry in (data.get("labels") if isinstance(data, dict) and isinstance(data.get("labels"), dict) else {}).items():
+        try:
+            label = int(key) if key.isascii() and key.isdigit() else None
+            found[label] = checked_name(label, entry)
+        except CaseError:
+            continue
+    return found
+
+
 EDIT = struct.Struct("<4sQ")  # a record of the work file: b"EDIT", n; then n voxel indices (<u8), n labels (<u2)
+
+
+def private_folder(folder: Path) -> None:
+    """Make the work folder (0700: only its owner reads the edits) and its parents."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def append_edit(path: Path, where: np.ndarray, values) -> None:
     """Append one edit to the work file ``path`` (made private: its folder 0700, the file 0600; never through a
     link) and flush it to disk."""
-    path.parent.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.mkdir(mode=0o700, exist_ok=True)
+    private_folder(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "ab") as handle:
         handle.write(EDIT.pack(b"EDIT", len(where)) + np.asarray(where, "<u8").tobytes()
@@ -457,14 +560,17 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
     target = target or output_dir / formats.output_name(path)
     labels = read_output(case, target)
     work = work_file(target)
+    names, unsaved_names = read_names(names_file(target)), work.with_suffix(".names")
+    if unsaved_names.is_file():
+        names = read_names(unsaved_names)
     if not (work.is_file() and not work.is_symlink()):
-        return Document(case, target, prompting, segmenters, cache, labels, inputs)
+        return Document(case, target, prompting, segmenters, cache, labels, inputs, unsaved_names.is_file(), names)
     shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
     edited = np.zeros(shape, np.uint16) if labels is None else np.array(labels, np.uint16)
     try:
         if edited.shape == shape and replay_edits(work, edited):
-            return Document(case, target, prompting, segmenters, cache, edited, inputs, unsaved=True)
+            return Document(case, target, prompting, segmenters, cache, edited, inputs, True, names)
     except (CaseError, OSError):
         pass
     work.unlink(missing_ok=True)  # damaged, or edits of another image: the output stands
-    return Document(case, target, prompting, segmenters, cache, labels, inputs)
+    return Document(case, target, prompting, segmenters, cache, labels, inputs, unsaved_names.is_file(), names)

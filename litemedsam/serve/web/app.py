@@ -217,8 +217,15 @@ def objects(doc: Document) -> list:
     """Each object's label, voxels, colour, the confidence of the box that made it (the decoder's predicted IoU;
     None for objects from a file or the brush) and, for a volume with a spacing, its volume in mL."""
     mm3 = formats.voxel_mm3(doc.case) if doc.case.dim == "3D" else None
-    return [{"label": label, "voxels": voxels, "color": colour(label), "confidence": doc.confidence.get(label),
-             "ml": round(voxels * mm3 / 1000, 3) if mm3 else None} for label, voxels in doc.objects()]
+    return [{"label": label, "voxels": voxels, "color": shade(doc, label), "name": doc.names.get(label, {}).get("name", ""),
+             "confidence": doc.confidence.get(label), "ml": round(voxels * mm3 / 1000, 3) if mm3 else None}
+            for label, voxels in doc.objects()]
+
+
+def shade(doc: Document, label: int) -> tuple:
+    """An object's colour: the one the user gave it, else the palette's."""
+    given = doc.names.get(label, {}).get("color")
+    return tuple(given) if given else colour(label)
 
 
 def png(image: np.ndarray) -> Response:
@@ -228,11 +235,11 @@ def png(image: np.ndarray) -> Response:
     return Response(data.tobytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def overlay(labels: np.ndarray) -> np.ndarray:
-    """An RGBA image of a label slice: each object in its palette colour, background transparent."""
+def overlay(doc: Document, labels: np.ndarray) -> np.ndarray:
+    """An RGBA image of a label slice: each object in its colour, background transparent."""
     colours = np.zeros((int(labels.max(initial=0)) + 1, 4), np.uint8)
     for label in range(1, len(colours)):
-        colours[label] = (*colour(label), 255)
+        colours[label] = (*shade(doc, label), 255)
     return colours[labels]
 
 
@@ -326,7 +333,7 @@ def make_app(server: Server) -> Starlette:
     async def labels(request: Request):
         doc, plane = server.get(request.path_params["doc"]).doc, plane_of(request.query_params.get("plane", "z"))
         z = slice_index(doc, request.path_params["z"], plane)
-        return png(overlay(doc.label_slice(z, plane)))
+        return png(overlay(doc, doc.label_slice(z, plane)))
 
     async def value(request: Request):
         doc, at = server.get(request.path_params["doc"]).doc, request.query_params
@@ -444,6 +451,27 @@ def make_app(server: Server) -> Starlette:
             return {said: result, **edited(entry.doc)}
         return endpoint
 
+    async def name(request: Request):
+        doc, body = server.get(request.path_params["doc"]).doc, await json_body(request)
+        try:
+            await run_in_threadpool(doc.name, request.path_params["label"], body.get("name"), body.get("color"))
+        except CaseError as e:
+            raise ApiError(400, str(e)) from None
+        return edited(doc)
+
+    async def tidy(request: Request):
+        entry = idle(server.get(request.path_params["doc"]))
+        doc, body = entry.doc, await json_body(request)
+        z, label, action, plane = body.get("z", 0), body.get("label"), body.get("action"), plane_of(body.get("plane", "z"))
+        if not integer(z) or not 0 <= z < doc.plane_size(plane):
+            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1})")
+        if not (integer(label) and doc.has(label)):
+            raise ApiError(400, "label must be an object of this case")
+        if action not in ("fill", "islands"):
+            raise ApiError(400, "action must be \"fill\" (its holes) or \"islands\" (remove them)")
+        changed = await run_in_threadpool(doc.tidy, z, label, action, plane)
+        return {"changed": changed, **edited(doc)}
+
     async def brush(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
@@ -485,9 +513,11 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/job", api(job_state)),
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
+        Route("/api/doc/{doc}/objects/{label:int}", api(name, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/undo", api(step("undo", "undone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/redo", api(step("redo", "redone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/brush", api(brush, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/tidy", api(tidy, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/discard", api(step("discard", "discarded"), write=True), methods=["POST"]),

@@ -223,6 +223,7 @@ function fit() {
   // the image as large as the stage allows times the zoom, its pixels' aspect kept (the spacing: a cut across
   // thick slices is stretched as the patient is)
   const stage = $("stage"), aspect = planeView().aspect || 1;
+  stage.style.overflow = state.zoom > 1 ? "auto" : "hidden";  // scroll bars only when zoomed in
   const scale = Math.min((stage.clientWidth - 16) / view.width, (stage.clientHeight - 16) / (view.height * aspect)) * state.zoom;
   view.style.width = Math.max(1, Math.floor(view.width * scale)) + "px";
   view.style.height = Math.max(1, Math.floor(view.height * aspect * scale)) + "px";
@@ -298,9 +299,20 @@ function listObjects(objects) {
     const row = document.createElement("li");
     row.className = "object" + (o.label === state.selected ? " selected" : "");
     row.dataset.label = o.label;
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = `rgb(${o.color.join(",")})`;
+    const pick = document.createElement("input");  // its colour, the user's to change
+    pick.type = "color";
+    pick.className = "swatch";
+    pick.value = "#" + o.color.map((c) => c.toString(16).padStart(2, "0")).join("");
+    pick.title = "its colour";
+    pick.onclick = (e) => e.stopPropagation();
+    pick.onchange = () => rename(o.label, { color: [1, 3, 5].map((i) => parseInt(pick.value.slice(i, i + 2), 16)) });
+    const name = document.createElement("input");  // its name (liver, tumour, …), kept with the edits and saved
+    name.className = "name";
+    name.value = o.name || "";
+    name.placeholder = "name";
+    name.maxLength = 64;
+    name.onclick = (e) => e.stopPropagation();
+    name.onchange = () => rename(o.label, { name: name.value });
     const text = document.createElement("span");
     text.className = "grow";
     text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`
@@ -310,7 +322,10 @@ function listObjects(objects) {
     const remove = document.createElement("button");
     remove.textContent = "Delete";
     remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
-    row.append(swatch, text, remove);
+    const about = document.createElement("span");
+    about.className = "grow";
+    about.append(name, text);
+    row.append(pick, about, remove);
     row.onclick = () => { state.selected = state.selected === o.label ? null : o.label; listObjects(objects); };
     list.append(row);
   }
@@ -465,6 +480,29 @@ async function erase(label) {
     say(`label ${label} deleted`);
   } catch (e) { say(e.message, true); }
 }
+
+async function rename(label, change) {
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/objects/${label}`, change);
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(`label ${label} ${change.name !== undefined ? "named" : "recoloured"}`);
+  } catch (e) { say(e.message, true); }
+}
+
+async function tidy(action) {
+  // the selected object on this slice: its holes filled, or its islands removed
+  if (state.selected === null) { say("select an object first", true); return; }
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/tidy`,
+      { z: state.at[state.plane], plane: state.plane, label: state.selected, action });
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(`label ${state.selected}: ${result.changed} pixels ${action === "fill" ? "filled" : "removed"}`);
+  } catch (e) { say(e.message, true); }
+}
+$("fill").onclick = () => tidy("fill");
+$("islands").onclick = () => tidy("islands");
 
 async function undo(again = false) {
   const step = again ? "redo" : "undo";
