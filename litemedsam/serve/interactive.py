@@ -17,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from litemedsam.core import confidence, progress
 from litemedsam.io import formats
@@ -318,6 +317,8 @@ class Document:
             cut = self.label_slice(z, plane)
             mask = cut == label
             if action == "fill":
+                from scipy import ndimage  # here: SciPy's import would add ~0.15 s to the server's start
+
                 change = ndimage.binary_fill_holes(mask) & (cut == 0)
                 value = label
             else:
