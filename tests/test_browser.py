@@ -380,3 +380,56 @@ def test_late_slices_are_dropped_and_a_gone_server_is_said(dev_data, models_read
         driver.quit()
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data, models_ready, tmp_path):
+    """Issue 27, item 4: after a box, the click tool (key C) on the page: a left click where the object is missing
+    (or a right click where it is not), at the pixel the 2025 protocol would click; the page's labels equal
+    infer's for the case with that click and the labels before it as its previous prediction."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from benchmarks.bench_clicks import next_click, write_case
+
+    folder = link_cases(dev_data, [CASE], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{url}/?token={TOKEN}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE}"]')).click()
+        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        case, gts = np.load(folder / CASE), np.load(dev_data / "gts" / CASE)["gts"]
+        drag_box(driver, case["boxes"][0].tolist())
+        wait.until(lambda d: "label 1:" in d.find_element(By.ID, "status").text)
+
+        def page_labels():
+            return np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+                f"{url}/api/doc/{driver.execute_script('return state.doc.id')}/labels.npy",
+                headers=TOKEN_HEADER)).read()))
+        before = page_labels()
+        kind, (y, x) = next_click(before, gts, 1)
+        driver.find_element(By.CSS_SELECTOR, "#objects .object").click()  # the object clicked on
+        ActionChains(driver).send_keys("c").perform()
+        assert driver.execute_script("return tool()") == "click"
+        canvas = driver.find_element(By.ID, "view")
+        width, height, css_w, css_h = driver.execute_script(
+            "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]", canvas)
+        at = ActionChains(driver).move_to_element_with_offset(
+            canvas, int(round((x + 0.5) * css_w / width - css_w / 2)), int(round((y + 0.5) * css_h / height - css_h / 2)))
+        (at.click() if kind == "fg" else at.context_click()).perform()
+        wait.until(lambda d: "here" in d.find_element(By.ID, "status").text)
+        after = page_labels()
+        assert (after[y, x] == 1) == (kind == "fg") and not np.array_equal(after, before)
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
+    clicked = tmp_path / "clicked"
+    clicked.mkdir()
+    write_case(clicked / CASE, case["imgs"], np.ones(3), case["boxes"], [{"fg": [[0, y, x]] if kind == "fg" else [],
+               "bg": [[0, y, x]] if kind == "bg" else []}], [[kind]], before)
+    done = cli("infer", "-i", clicked, "-o", tmp_path / "infer")
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.load(tmp_path / "infer" / CASE)["segs"], after)

@@ -1,5 +1,6 @@
 """The 2025 challenge layout: boxes as an object array of dicts, read by a loader that runs nothing from the
-file; the given z_mid is where propagation starts; clicks and previous predictions are noted and ignored."""
+file; the given z_mid is where propagation starts; clicks (read the same way) in their order, with the previous
+prediction they correct."""
 import io
 import os
 from pathlib import Path
@@ -70,10 +71,27 @@ def test_dict_boxes_with_a_2d_image_are_refused(tmp_path):
         load_case(write_case(tmp_path / "CT_x.npz", [BOX], imgs=np.zeros((48, 48, 3), np.uint8)))
 
 
-def test_clicks_and_previous_prediction_are_noted(tmp_path):
-    clicks = np.array([{"fg": [[1, 2, 3]], "bg": []}], dtype=object)
-    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, prev_pred=np.zeros((10, 48, 48), np.uint8)))
-    assert case.notices and "clicks, prev_pred" in case.notices[0]
+def test_clicks_come_in_their_order_with_the_previous_prediction_and_the_spacing(tmp_path):
+    clicks = [{"fg": [[1, 2, 3], [4, 5, 6]], "bg": [[7, 8, 9]]}, {"fg": [], "bg": []}]
+    prev = np.zeros((10, 48, 48), np.uint8)
+    prev[1, 2, 3] = 1
+    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX, BOX], clicks=np.array(clicks, dtype=object),
+                                clicks_order=np.array([["fg", "bg", "fg"], []], dtype=object), prev_pred=prev))
+    assert case.clicks == [[("fg", (1, 2, 3)), ("bg", (7, 8, 9)), ("fg", (4, 5, 6))], []]
+    assert np.array_equal(case.prev, prev) and not case.notices
+    from litemedsam.io import formats
+
+    assert formats.spacing(case) == (1.0, 1.0, 1.0)
+    # an order that does not count the clicks: foreground first
+    case = load_case(write_case(tmp_path / "CT_y.npz", [BOX], clicks=np.array(clicks[:1], dtype=object),
+                                clicks_order=np.array([["bg"]], dtype=object)))
+    assert [k for k, _ in case.clicks[0]] == ["fg", "fg", "bg"] and case.prev is None
+    # a box-free case of clicks (the 2025 layout has them) is a case; without boxes nor clicks it is not
+    np.savez(tmp_path / "CT_z.npz", imgs=np.zeros((10, 48, 48), np.uint8), clicks=np.array(clicks[:1], dtype=object))
+    assert len(load_case(tmp_path / "CT_z.npz").boxes) == 0
+    np.savez(tmp_path / "CT_w.npz", imgs=np.zeros((10, 48, 48), np.uint8))
+    with pytest.raises(CaseError, match="missing array"):
+        load_case(tmp_path / "CT_w.npz")
 
 
 def test_real_2025_cases_segment_from_their_z_mid(models_ready, tmp_path):
@@ -188,7 +206,7 @@ def test_clicks_are_read_as_the_organisers_write_them(tmp_path):
     order = np.array([["fg", "bg", None]], dtype=object)
     case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, clicks_order=order,
                                 prev_pred=np.zeros((10, 48, 48), np.uint8)))
-    assert "read and checked" in case.notices[0] and len(case.boxes) == 1
+    assert case.clicks == [[("fg", (3, 20, 15)), ("bg", (4, 1, 1))]] and len(case.boxes) == 1 and case.prev.shape == (10, 48, 48)
 
 
 @pytest.mark.parametrize("extra, message", [

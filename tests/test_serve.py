@@ -593,3 +593,33 @@ def test_objects_are_named_and_coloured_and_tidied(served, tmp_path):
     assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == ["ok"]  # the bad entries left out
     names.write_text("{" * 100000)
     assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == [""]  # not JSON: ignored
+
+
+def test_clicks_change_the_selected_object_as_infer_applies_them(served, dev_data, tmp_path):
+    """Issue 27, item 4: a foreground click where the object is missing grows it, a background click where it is
+    not shrinks it, each as `infer` applies that click to the same previous labels (one code path); undoable; a
+    foreground click with no object selected builds one with the model; a background click needs an object."""
+    from benchmarks.bench_clicks import next_click, write_case
+
+    doc = open_case(served, CASE_2D)
+    url = f"/api/doc/{doc['id']}"
+    case = np.load(dev_data / "imgs" / CASE_2D)
+    gts = np.load(dev_data / "gts" / CASE_2D)["gts"]
+    served.post(f"{url}/box", json={"box": case["boxes"][0].tolist()}, headers=WRITE)
+    before = labels(served, doc)
+    kind, (y, x) = next_click(before, gts, 1)
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": kind, "label": 1}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    after = labels(served, doc)
+    assert (after[y, x] == 1) == (kind == "fg") and not np.array_equal(after, before)
+    folder = tmp_path / "clicked"
+    folder.mkdir()
+    write_case(folder / CASE_2D, case["imgs"], np.ones(3), case["boxes"], [{"fg": [[0, y, x]] if kind == "fg" else [],
+               "bg": [[0, y, x]] if kind == "bg" else []}], [[kind]], before)
+    assert np.array_equal(infer_segs(folder, CASE_2D, tmp_path / "out"), after)
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), before)
+    r = served.post(f"{url}/click", json={"x": 5, "y": 5, "kind": "fg", "label": None}, headers=WRITE)
+    assert r.status_code in (200, 422), r.text  # a new object from one click, or the model says it finds none
+    for bad in ({"x": 5, "y": 5, "kind": "bg", "label": None}, {"x": 5, "y": 5, "kind": "up", "label": 1},
+                {"x": 99999, "y": 5, "kind": "fg", "label": 1}, {"x": 5, "y": 5, "kind": "fg", "label": 0}):
+        assert served.post(f"{url}/click", json=bad, headers=WRITE).status_code in (400, 422), bad

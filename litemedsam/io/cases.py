@@ -28,6 +28,8 @@ class Case:
     fmt: str = "challenge"  # the file format (litemedsam.io.formats), which writes the result back
     geometry: object = None  # what that format needs to write the result in the input's geometry
     modality: str | None = None  # as the file says (DICOM's Modality) or its intensities show (CT in HU)
+    clicks: list | None = None  # per object (label i + 1): its clicks in order, [("fg" or "bg", (z, y, x)), ...]
+    prev: np.ndarray | None = None  # the previous step's label map the clicks correct (the 2025 layout's prev_pred)
 
 
 def name_tags(name: str) -> tuple[str | None, str | None]:
@@ -149,7 +151,8 @@ def check_memory_2d(hw: tuple) -> None:
 
 
 def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, starts=None, notices=(), absent=(),
-              fmt: str = "challenge", geometry=None, modality: str | None = None, warnings=()) -> Case:
+              fmt: str = "challenge", geometry=None, modality: str | None = None, warnings=(), clicks=None,
+              prev=None) -> Case:
     """A checked Case of any format: the dimension (given, else from the name, boxes and image), the image as
     uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes; ``modality``
     and ``warnings``: what the file or its intensities said (litemedsam.io.intensity.prepare)."""
@@ -171,7 +174,7 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved
-    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry, modality)
+    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry, modality, clicks, prev)
 
 
 def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:

@@ -19,6 +19,7 @@ from litemedsam.models import fastest
 from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
 from litemedsam.methods.pipeline import segment_case
+from litemedsam.methods.refine import segment_with_clicks
 from litemedsam.models.registry import get_model
 
 
@@ -67,7 +68,10 @@ class BoxPrompting:
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         d = plan.decision
-        return segment_case(segmenter, case, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy)
+
+        def boxes(c):
+            return segment_case(segmenter, c, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy)
+        return boxes(case) if case.clicks is None else segment_with_clicks(segmenter, case, boxes)
 
 
 class SlicePrompting:

@@ -24,6 +24,7 @@ from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
+from litemedsam.methods import refine
 from litemedsam.core.safeio import write_text
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
@@ -309,6 +310,34 @@ class Document:
             self._edit(changed, np.full(len(changed), label, np.uint16))
             return label
 
+    def click(self, label: int | None, kind: str, at: tuple) -> int:
+        """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
+        object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
+        object grows or shrinks around the click; a foreground click for an object that has no voxel yet (or
+        ``label`` None: a new one) builds it with the model. One undoable edit; returns the label."""
+        if label is None or (kind == "fg" and not self.counts.get(int(label))):
+            if kind != "fg":
+                raise CaseError("a background click needs an object to take the voxel from: select one")
+            model = self.model_for()
+            segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
+            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), at)
+            if not mask.any():
+                raise CaseError("the model finds no object around that click: draw a box")
+            return self.paint(mask, label)
+        volume = self.labels if self.case.dim == "3D" else self.labels[None]
+        grey = self.case.image if self.case.dim == "3D" else (
+            self.case.image.mean(axis=2) if self.case.image.ndim == 3 else self.case.image)[None]
+        mm = formats.spacing(self.case)
+        with self.lock:
+            found = refine.change(volume, grey, int(label), kind, at, np.ones(3) if mm is None else np.array(mm[::-1]))
+            if found is not None:
+                window, take, value = found
+                where = np.nonzero(take)
+                at_voxels = [w + s.start for w, s in zip(where, window)]
+                changed = np.ravel_multi_index(at_voxels, volume.shape)  # a 2D map's flat indices are its (1, H, W)'s
+                self._edit(changed, np.full(len(changed), value, np.uint16))
+        return int(label)
+
     def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
         """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
         enclosed by it; other objects stay) or remove its ``islands`` (all but its largest 8-connected region).
@@ -335,9 +364,7 @@ class Document:
         ``plane``: the plane's fixed index put back among the other two."""
         if self.case.dim == "2D":
             return np.ravel_multi_index((rows, cols), self.labels.shape)
-        at = [rows, cols]
-        at.insert("zyx".index(plane), np.full(len(rows), z))
-        return np.ravel_multi_index(at, self.labels.shape)
+        return np.ravel_multi_index(voxel_of(plane, np.full(len(rows), z), rows, cols), self.labels.shape)
 
     def has(self, label: int) -> int:
         """How many voxels object ``label`` has (0: none, a free label)."""
@@ -446,6 +473,14 @@ class Document:
             self.work_file.with_suffix(".names").unlink(missing_ok=True)
             self.unsaved, self.autosave_problem = False, ""
         return self.target
+
+
+def voxel_of(plane: str, index, row, column) -> tuple:
+    """The voxel (z, y, x) of pixel (row, column) of the cut ``index`` of ``plane`` (numbers or arrays of them):
+    the plane's fixed index put back among the other two."""
+    at = [row, column]
+    at.insert("zyx".index(plane), index)
+    return tuple(at)
 
 
 def work_file(target: Path) -> Path:

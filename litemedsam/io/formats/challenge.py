@@ -10,7 +10,7 @@ import numpy as np
 from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
 from litemedsam.io.cases import Case, make_case
-from litemedsam.io.npz import array_headers, read_npz
+from litemedsam.io.npz import read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
 CLICK_KEYS = ("clicks", "clicks_order", "prev_pred")  # the 2025 layout's refinement inputs (check_clicks)
@@ -36,24 +36,54 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     raises CaseError with a readable reason. ``require_boxes`` False (prompt-free modes): a case without
     ``boxes`` has none."""
     path = Path(path)
-    arrays = read_npz(path, ("imgs", "boxes") if require_boxes else ("imgs",),
-                      ("clicks", "clicks_order") + (() if require_boxes else ("boxes",)),
-                      records=("boxes", "clicks", "clicks_order"))
+    arrays = read_npz(path, ("imgs",), ("boxes", "spacing") + CLICK_KEYS, records=("boxes", "clicks", "clicks_order"))
+    if require_boxes and "boxes" not in arrays and "clicks" not in arrays:  # the 2025 layout's box-free cases have clicks
+        found = ", ".join(sorted(k for k in arrays["__members__"]))
+        raise CaseError(f"missing array(s) boxes; found: {found}")
     image = arrays["imgs"]
-    raw_boxes = arrays.get("boxes", np.zeros((0, 4)))
+    raw_boxes = arrays.get("boxes", np.zeros((0, 4 if image.ndim == 2 or image.shape[-1] == 3 else 6)))
     starts, notices = None, []
     if isinstance(raw_boxes, list):
         raw_boxes, starts = boxes_from_records(raw_boxes)
         if image.ndim != 3:
             raise CaseError(f"'boxes' are 3D box dicts (the 2025 layout) but 'imgs' has shape {image.shape}, not DxHxW")
-    # prev_pred (a whole label map) is checked from its header: nothing uses its voxels yet
-    prev = array_headers(path, ("prev_pred",)).get("prev_pred") if "prev_pred" in arrays["__members__"] else None
-    check_clicks(arrays, image.shape, prev)
-    given = [k for k in CLICK_KEYS if k in arrays or k == "prev_pred" and prev is not None]
-    if given:
-        notices.append(f"{', '.join(given)} of the 2025 layout are read and checked, not used yet: the box models "
-                       f"take boxes only, so each step's output is the box step's")
-    return make_case(path, image, raw_boxes, starts=starts, notices=notices)
+    prev = arrays.get("prev_pred")
+    check_clicks(arrays, image.shape, None if prev is None else (prev.shape, prev.dtype))
+    clicks = ordered_clicks(arrays["clicks"], arrays.get("clicks_order")) if "clicks" in arrays else None
+    if prev is not None and clicks is None:
+        notices.append("its 'prev_pred' is not used without 'clicks' (the boxes are segmented again)")
+        prev = None
+    return make_case(path, image, raw_boxes, starts=starts, notices=notices, geometry=_geometry(arrays),
+                     clicks=clicks, prev=prev)
+
+
+def _geometry(arrays: dict) -> dict | None:
+    """The file's ``spacing`` (column, row, slice in mm, as the challenge lists it) when it is one."""
+    mm = arrays.get("spacing")
+    if mm is None or mm.dtype.kind not in "iuf" or mm.size not in (2, 3) or not np.all(np.isfinite(mm)) \
+            or not np.all(mm > 0):
+        return None
+    return {"spacing": tuple(float(v) for v in mm.ravel())}
+
+
+def spacing(case: Case) -> tuple | None:
+    """The distance between columns, rows and slices in mm: the file's ``spacing`` (3 numbers, for a volume)."""
+    mm = case.geometry.get("spacing", ())
+    return mm if len(mm) == 3 and case.dim == "3D" else None
+
+
+def ordered_clicks(clicks: list, orders: list | None) -> list:
+    """Per class, its clicks in the order they were made: [("fg" or "bg", (z, y, x)), ...]. ``orders`` (the
+    2025 layout's clicks_order: per class "fg"/"bg"/None per step) sets the order; without it, or where it does
+    not count the class's clicks, its foreground clicks come first."""
+    found = []
+    for i, sides in enumerate(clicks):
+        order = [kind for kind in (orders[i] if orders is not None and i < len(orders) else []) if kind is not None]
+        if sorted(order) != sorted(["fg"] * len(sides.get("fg", [])) + ["bg"] * len(sides.get("bg", []))):
+            order = ["fg"] * len(sides.get("fg", [])) + ["bg"] * len(sides.get("bg", []))
+        taken = {"fg": iter(sides.get("fg", [])), "bg": iter(sides.get("bg", []))}
+        found.append([(kind, tuple(int(v) for v in next(taken[kind]))) for kind in order])
+    return found
 
 
 def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:

@@ -45,7 +45,7 @@ from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, shown
 from litemedsam.run.folders import list_cases
 from litemedsam.io.formats.registry import numbered, output_name, output_owners, suffix
 from litemedsam.io import formats
-from litemedsam.serve.interactive import Cancelled, Document, EmbeddingCache, open_case
+from litemedsam.serve.interactive import Cancelled, Document, EmbeddingCache, open_case, voxel_of
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -459,6 +459,24 @@ def make_app(server: Server) -> Starlette:
             raise ApiError(400, str(e)) from None
         return edited(doc)
 
+    async def click(request: Request):
+        entry = idle(server.get(request.path_params["doc"]))
+        doc, body = entry.doc, await json_body(request)
+        plane, label, kind = plane_of(body.get("plane", "z")), body.get("label"), body.get("kind")
+        z, x, y = body.get("z", 0), body.get("x"), body.get("y")
+        if kind not in ("fg", "bg"):
+            raise ApiError(400, "kind must be \"fg\" (the object is here) or \"bg\" (it is not)")
+        if label is not None and not (integer(label) and 1 <= label <= 65535):
+            raise ApiError(400, "label must be an integer 1-65535 or null (a new object)")
+        if not all(map(integer, (z, x, y))) or not 0 <= z < doc.plane_size(plane):
+            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1}), x and y pixels")
+        h, w = doc.label_slice(z, plane).shape
+        if not (0 <= x < w and 0 <= y < h):
+            raise ApiError(400, f"x, y must be a pixel of the {w} x {h} image")
+        at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
+        painted = await run_in_threadpool(doc.click, label, kind, at)
+        return {"label": painted, **edited(doc)}
+
     async def tidy(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
@@ -518,6 +536,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/redo", api(step("redo", "redone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/brush", api(brush, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/tidy", api(tidy, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/click", api(click, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/window", api(window, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/save", api(save, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/discard", api(step("discard", "discarded"), write=True), methods=["POST"]),

@@ -351,8 +351,10 @@ view.addEventListener("mousedown", (e) => {
     stage.classList.add("panning");
     return;
   }
+  if (e.button === 2 && tool() === "click" && !state.busy) { sendClick(imagePoint(e), "bg"); return; }
   if (e.button !== 0 || state.busy) return;
   const p = imagePoint(e);
+  if (tool() === "click") { sendClick(p, e.altKey ? "bg" : "fg"); return; }
   if (tool() === "box") state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
   else state.stroke = { points: [[p.x, p.y]], erase: tool() === "eraser",
                         radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)) };
@@ -416,6 +418,30 @@ window.addEventListener("mouseup", async () => {
   draw();
   await segmentBox([Math.min(d.x0, d.x1), Math.min(d.y0, d.y1), Math.max(d.x0, d.x1), Math.max(d.y0, d.y1)]);
 });
+
+view.addEventListener("contextmenu", (e) => { if (tool() === "click") e.preventDefault(); });
+
+async function sendClick(p, kind) {
+  // a click on the selected object (a new one for a foreground click when none is selected), as infer applies
+  // the 2025 challenge's clicks: the object grows (fg) or shrinks (bg) around it
+  const doc = state.doc, typed = typedLabel();
+  if (state.selected === null && kind === "bg") { say("select the object that is not here", true); return; }
+  if (state.selected === null && (state.objects || []).some((o) => o.label === typed)) {
+    say(`label ${typed} is already an object: select it to click on it, or type a free label`, true);
+    return;
+  }
+  state.busy = true;
+  try {
+    const result = await api("POST", `/api/doc/${doc.id}/click`,
+      { z: state.at[state.plane], plane: state.plane, x: p.x, y: p.y, kind, label: state.selected ?? typed });
+    if (doc !== state.doc) return;
+    state.selected = result.label;
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(`label ${result.label}: ${kind === "fg" ? "here" : "not here"}`);
+  } catch (e) { if (doc === state.doc) say(e.message, true); }
+  finally { if (doc === state.doc) state.busy = false; }
+}
 
 async function segmentBox(box) {
   const doc = state.doc;
@@ -605,8 +631,8 @@ window.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) {
     e.preventDefault(); undo(true);
   } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
-  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x"].includes(e.key)) {
-    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box" }[e.key]}"]`).checked = true;
+  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x", "c"].includes(e.key)) {
+    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click" }[e.key]}"]`).checked = true;
   }
   else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
   else if (e.key === "Delete" && state.selected) erase(state.selected);
