@@ -85,6 +85,34 @@ def browser_driver():
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
+def raw_ct() -> Path:
+    """The raw CT NIfTI of ../shared/data/raw (a skip where it is not)."""
+    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
+    if not ct.is_file():
+        pytest.skip(f"{ct} is not here")
+    return ct
+
+
+def serve_file(path: Path, tmp_path: Path):
+    """(process, address) of a real server of a folder holding a link to ``path``."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / path.name).symlink_to(path)
+    return serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+
+
+def open_in_page(driver, url: str, name: str):
+    """Load the page, open case ``name`` and wait for its image; returns the wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+    driver.get(f"{url}/?token={TOKEN}")
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{name}"]')).click()
+    wait.until(lambda d: d.execute_script("return state.doc !== null && state.doc.name === arguments[0] "
+                                          "&& state.image !== null", name))
+    return wait
+
+
 def nib_zooms(path):
     import nibabel as nib
 
@@ -98,20 +126,12 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
     and redo, a box propagated; the server restarts and the page opens the case with every edit, Save writes them
     in the input's geometry."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
-    if not ct.is_file():
-        pytest.skip(f"{ct} is not here")
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / ct.name).symlink_to(ct)
-    proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+    ct = raw_ct()
+    proc, url = serve_file(ct, tmp_path)
     driver = browser_driver()
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{url}/?token={TOKEN}")
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
-        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        wait = open_in_page(driver, url, ct.name)
         doc = driver.execute_script("return state.doc")
         assert doc["window"] == [40, 400] and doc["display"]["z"]["flip_x"] and doc["display"]["z"]["flip_y"]
         assert [driver.find_element(By.ID, f"side-{s}").text for s in ("top", "bottom", "left", "right")] == \
@@ -259,13 +279,6 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
         assert got.shape == expected.shape and overlap(got == 1, expected == 1) > 0.95, (name, overlap(got, expected))
 
 
-def raw_ct():
-    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
-    if not ct.is_file():
-        pytest.skip(f"{ct} is not here")
-    return ct
-
-
 def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(models_ready, tmp_path):
     """Issue 26: the CT NIfTI shows its axial slice large and its coronal and sagittal cuts beside it (named from
     the file's orientation, head at the top); one click shows the coronal cut large, a box dragged on it segments
@@ -276,7 +289,6 @@ def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(mo
     import nibabel as nib
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     ct = raw_ct()
     truth = np.asarray(nib.load(str(ct.parent / "example_seg.nii.gz")).dataobj).transpose(2, 1, 0)  # (z, y, x)
@@ -284,15 +296,10 @@ def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(mo
     liver = truth == 5
     y = int(np.argmax(liver.sum(axis=(0, 2))))  # the coronal cut with the most liver
     zs, xs = np.nonzero(liver[:, y, :])
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / ct.name).symlink_to(ct)
-    proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
+    proc, url = serve_file(ct, tmp_path)
     driver = browser_driver()
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{url}/?token={TOKEN}")
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
-        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        wait = open_in_page(driver, url, ct.name)
         wait.until(lambda d: d.find_element(By.ID, "other-1-name").text)
         assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#planes button")] == ["axial", "coronal", "sagittal"]
         assert driver.find_element(By.ID, "other-0-name").text.startswith("coronal")
@@ -344,16 +351,12 @@ def test_late_slices_are_dropped_and_a_gone_server_is_said(dev_data, models_read
     page's loader, released by the test): the page keeps showing the slice now wanted, and its number. Then the
     server stops: the next slice asked for says that the server does not answer, in red."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     folder = link_cases(dev_data, [CASE_3D], tmp_path / "in")
     proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
     driver = browser_driver()
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{url}/?token={TOKEN}")
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE_3D}"]')).click()
-        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        wait = open_in_page(driver, url, CASE_3D)
         # slice 5's image held back until the test lets it go; slice 6 asked for meanwhile, and shown
         driver.execute_script("""
             const load = loadImage;
@@ -388,7 +391,6 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
     infer's for the case with that click and the labels before it as its previous prediction."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from benchmarks.bench_clicks import next_click, write_case
 
@@ -396,10 +398,7 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
     proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
     driver = browser_driver()
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{url}/?token={TOKEN}")
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE}"]')).click()
-        wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
+        wait = open_in_page(driver, url, CASE)
         case, gts = np.load(folder / CASE), np.load(dev_data / "gts" / CASE)["gts"]
         drag_box(driver, case["boxes"][0].tolist())
         wait.until(lambda d: "label 1:" in d.find_element(By.ID, "status").text)

@@ -11,8 +11,6 @@ import pytest
 from litemedsam.methods.refine import refine
 from tests.test_infer_real import cli
 
-pytestmark = pytest.mark.fast
-
 
 def disk_image(shape=(1, 64, 64), centre=(32, 32), radius=12):
     yy, xx = np.ogrid[:shape[1], :shape[2]]
@@ -58,7 +56,6 @@ def test_2d_maps_and_other_objects():
     assert out[32, 44] == 1 and (out == 2).sum() < (labels == 2).sum()
 
 
-@pytest.mark.models
 def test_infer_applies_the_clicks_to_the_previous_prediction(dev_data, models_ready, tmp_path):
     """The organisers' step: the dev CT lesion in the 2025 layout with its previous output and a foreground click
     on the lesion where the output missed it: the new output equals the previous one away from the click and

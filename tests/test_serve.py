@@ -530,7 +530,7 @@ def test_cuts_across_the_slices_show_take_boxes_and_the_brush(served):
     doc = open_case(served, CASE_3D)
     url = f"/api/doc/{doc['id']}"
     d, h, w = doc["depth"], doc["height"], doc["width"]
-    assert set(doc["display"]) == {"z", "y", "x"} and doc["display"]["y"]["aspect"] == 1.0  # no spacing: square
+    assert set(doc["display"]) == {"z", "y", "x"} and doc["display"]["y"]["aspect"] == pytest.approx(6.5 / 0.78125)  # the spacing
     image = served.get(f"{url}/image/{h // 2}?plane=y")
     assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
     assert served.get(f"{url}/image/{w}?plane=x").status_code == 404 and served.get(f"{url}/image/{h - 1}?plane=x").status_code == 200

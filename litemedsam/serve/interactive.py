@@ -320,7 +320,7 @@ class Document:
                 raise CaseError("a background click needs an object to take the voxel from: select one")
             model = self.model_for()
             segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
-            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), at)
+            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), {1: at}) == 1
             if not mask.any():
                 raise CaseError("the model finds no object around that click: draw a box")
             return self.paint(mask, label)
