@@ -432,3 +432,44 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
     done = cli("infer", "-i", clicked, "-o", tmp_path / "infer")
     assert done.returncode == 0, done.stderr
     assert np.array_equal(np.load(tmp_path / "infer" / CASE)["segs"], after)
+
+
+def test_a_propagation_belongs_to_its_case(dev_data, models_ready, tmp_path):
+    """Issue 26, bug 4: a box propagated on a volume, and another case opened while its job runs (the page's
+    polling of the job held back by the test): a box on the case opened now is segmented at once, and when the
+    old job's answer arrives it does not go into the new case's object list."""
+    from selenium.webdriver.common.by import By
+
+    folder = link_cases(dev_data, [CASE, CASE_3D], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = open_in_page(driver, url, CASE_3D)
+        driver.execute_script("""
+            const call = api;
+            window.held = [];
+            api = (method, url, body) => url.endsWith("/job")
+              ? new Promise((resolve) => window.held.push(() => { const answer = call(method, url, body);
+                                                                   resolve(answer); return answer; }))
+              : call(method, url, body);""")
+        x0, y0, z0, x1, y1, z1 = np.load(folder / CASE_3D)["boxes"][0].tolist()
+        driver.execute_script(f"showSlice({(z0 + z1) // 2})")
+        wait.until(lambda d: d.execute_script("return state.at.z") == (z0 + z1) // 2)
+        for field, value in (("z0", z0), ("z1", z1)):
+            driver.find_element(By.ID, field).clear()
+            driver.find_element(By.ID, field).send_keys(str(value))
+        drag_box(driver, [x0, y0, x1, y1])
+        wait.until(lambda d: d.execute_script("return window.held.length") > 0)  # the job runs, its page waits
+        driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE}"]').click()
+        wait.until(lambda d: d.execute_script("return state.doc.name === arguments[0] && state.image !== null", CASE))
+        drag_box(driver, np.load(folder / CASE)["boxes"][0].tolist())
+        wait.until(lambda d: "label 1:" in d.find_element(By.ID, "status").text)  # not blocked by the volume's job
+        mine = driver.execute_script("return state.objects")
+        driver.execute_async_script("""  // the old job's answer arrives, and the page has done with it
+            const done = arguments[arguments.length - 1];
+            Promise.all(window.held.map((release) => release())).then(() => setTimeout(done, 50), () => setTimeout(done, 50));""")
+        assert driver.execute_script("return state.doc.name") == CASE and driver.execute_script("return state.objects") == mine
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
