@@ -393,6 +393,9 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
         assert r.status_code == 200 and r.json()["window"] == [-600, 1500] and len(r.json()["objects"]) == 1
         assert client.get(f"/api/doc/{doc['id']}/image/{z}").content != before
         assert client.post(f"/api/doc/{doc['id']}/window", json={"window": [40, 0]}, headers=WRITE).status_code == 400
+        auto = client.post(f"/api/doc/{doc['id']}/window", json={"window": None}, headers=WRITE)  # as infer reads it
+        assert auto.json()["window"] == [40, 400] and client.get(f"/api/doc/{doc['id']}/image/{z}").content == before
+        client.post(f"/api/doc/{doc['id']}/window", json={"window": [-600, 1500]}, headers=WRITE)
         r = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "z": z}, headers=WRITE)
         assert r.json()["label"] == 2
         got = labels(client, doc) == 2

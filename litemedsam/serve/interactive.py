@@ -177,9 +177,10 @@ class Document:
         """The case's modality as infer decides it (given, the file's, its intensities', its name's)."""
         return modality_of(self.case.path.name, self.inputs.modality or self.case.modality)
 
-    def rewindow(self, window: tuple) -> None:
-        """Read the image again through ``window`` (level, width), as infer's --window does; the labels stay."""
-        inputs = dataclasses.replace(self.inputs, window=tuple(window))
+    def rewindow(self, window: tuple | None) -> None:
+        """Read the image again through ``window`` (level, width), as infer's --window does, or (None) as infer
+        reads it without one (the CT window for a CT, else percentile clipping); the labels stay."""
+        inputs = dataclasses.replace(self.inputs, window=None if window is None else tuple(window))
         case = formats.read(self.case.path, inputs, require_boxes=False)
         if case.image.shape != self.case.image.shape:
             raise CaseError("its file changed since it was opened; reopen it")

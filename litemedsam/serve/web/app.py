@@ -411,11 +411,12 @@ def make_app(server: Server) -> Starlette:
         entry = server.get(request.path_params["doc"])
         body = await json_body(request)
         value = body.get("window")
-        if not (isinstance(value, list) and len(value) == 2 and all(number(v, 1e7) for v in value) and value[1] > 0):
-            raise ApiError(400, "window must be [level, width] with width > 0 (e.g. [40, 400])")
+        if value is not None and not (isinstance(value, list) and len(value) == 2
+                                      and all(number(v, 1e7) for v in value) and value[1] > 0):
+            raise ApiError(400, "window must be [level, width] with width > 0 (e.g. [40, 400]), or null (auto)")
         if not entry.doc.raw:
             raise ApiError(400, "this case's image is already 0-255: the model window does not apply to it")
-        await run_in_threadpool(idle(entry).doc.rewindow, (float(value[0]), float(value[1])))
+        await run_in_threadpool(idle(entry).doc.rewindow, None if value is None else (float(value[0]), float(value[1])))
         return describe(request.path_params["doc"], entry)
 
     async def job_state(request: Request):

@@ -598,17 +598,23 @@ $("set-z1").onclick = () => { $("z1").value = state.at.z; };
 $("new").onclick = () => { state.selected = null; listObjects(state.objects || []); };
 $("undo").onclick = () => undo();
 $("redo").onclick = () => undo(true);
-$("mw-apply").onclick = async () => {
+async function setWindow(window) {
+  // the model window (what the model sees, as infer's --window); null: as infer reads the file without one
   try {
-    const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window: [+$("mw-level").value, +$("mw-width").value] });
+    const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window });
     state.doc = doc;
+    $("mw-level").value = doc.window ? doc.window[0] : "";
+    $("mw-width").value = doc.window ? doc.window[1] : "";
     await showSlice(state.at[state.plane]);
-    say(`model window ${doc.window[0]}, ${doc.window[1]}: the next boxes see the image so`);
+    say((doc.window ? `model window ${doc.window[0]}, ${doc.window[1]}` : "model window auto (percentile clipping)")
+      + ": the next boxes see the image so");
   } catch (e) { say(e.message, true); }
-};
-$("mw-preset").onchange = () => {  // a CT window preset: set as the model window, as typed
+}
+$("mw-apply").onclick = () => setWindow([+$("mw-level").value, +$("mw-width").value]);
+$("mw-preset").onchange = () => {  // a preset: set as the model window, as typed; auto: as infer reads the file
   const [level, width] = $("mw-preset").value.split(",");
   $("mw-preset").value = "";
+  if (level === "auto") { setWindow(null); return; }
   if (width === undefined) return;
   $("mw-level").value = level;
   $("mw-width").value = width;
