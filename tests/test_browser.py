@@ -93,6 +93,12 @@ def raw_ct() -> Path:
     return ct
 
 
+def serve_dev(dev_data: Path, names: list, tmp_path: Path):
+    """(folder, process, address) of a real server of a folder of links to dev cases."""
+    folder = link_cases(dev_data, names, tmp_path / "in")
+    return (folder, *serve_process(folder, "-o", tmp_path / "segs", token=TOKEN))
+
+
 def serve_file(path: Path, tmp_path: Path):
     """(process, address) of a real server of a folder holding a link to ``path``."""
     (tmp_path / "in").mkdir()
@@ -352,8 +358,7 @@ def test_late_slices_are_dropped_and_a_gone_server_is_said(dev_data, models_read
     server stops: the next slice asked for says that the server does not answer, in red."""
     from selenium.webdriver.common.by import By
 
-    folder = link_cases(dev_data, [CASE_3D], tmp_path / "in")
-    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    folder, proc, url = serve_dev(dev_data, [CASE_3D], tmp_path)
     driver = browser_driver()
     try:
         wait = open_in_page(driver, url, CASE_3D)
@@ -394,8 +399,7 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
 
     from benchmarks.bench_clicks import next_click, write_case
 
-    folder = link_cases(dev_data, [CASE], tmp_path / "in")
-    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    folder, proc, url = serve_dev(dev_data, [CASE], tmp_path)
     driver = browser_driver()
     try:
         wait = open_in_page(driver, url, CASE)
@@ -440,8 +444,7 @@ def test_a_propagation_belongs_to_its_case(dev_data, models_ready, tmp_path):
     old job's answer arrives it does not go into the new case's object list."""
     from selenium.webdriver.common.by import By
 
-    folder = link_cases(dev_data, [CASE, CASE_3D], tmp_path / "in")
-    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    folder, proc, url = serve_dev(dev_data, [CASE, CASE_3D], tmp_path)
     driver = browser_driver()
     try:
         wait = open_in_page(driver, url, CASE_3D)

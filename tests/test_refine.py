@@ -3,10 +3,8 @@ reaches it, a background click removes the ball that reaches its edge, both with
 the map already agrees with changes nothing, so applying every click again keeps every earlier fix; infer applies
 a case's clicks to its previous prediction (the 2025 layout), and a case that starts from clicks is built by the
 model from its first click."""
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from litemedsam.methods.refine import refine
 from tests.test_infer_real import cli
