@@ -594,8 +594,9 @@ def test_objects_are_named_and_coloured_and_tidied(served, tmp_path):
     assert json.loads(names.read_text())["labels"]["3"] == {"name": "left ventricle", "color": [10, 200, 30]}
     names.write_text(json.dumps({"labels": {"3": {"name": "ok"}, "0": {"name": "x"}, "x": 1, "4": {"color": "red"}}}))
     assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == ["ok"]  # the bad entries left out
-    names.write_text("{" * 100000)
-    assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == [""]  # not JSON: ignored
+    for hostile in ("{" * 100000, "[" * 100000, "\x00\xff"):  # not JSON, nested past any parser's depth, binary
+        names.write_text(hostile, errors="surrogateescape")
+        assert [o["name"] for o in open_case(served, CASE_3D)["objects"]] == [""]  # ignored
 
 
 def test_clicks_change_the_selected_object_as_infer_applies_them(served, dev_data, tmp_path):

@@ -522,7 +522,7 @@ def read_names(path: Path) -> dict:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 20:
             return {}
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
         return {}
     found = {}
     for key, entry in (data.get("labels") if isinstance(data, dict) and isinstance(data.get("labels"), dict) else {}).items():
