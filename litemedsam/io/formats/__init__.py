@@ -121,7 +121,9 @@ def display(case) -> dict | None:
     mm = mm[::-1]
     planes = {}
     for plane, (rows, cols) in PLANES.items():
-        view = {"name": f"{plane} plane", "flip_x": False, "flip_y": False, "sides": {},
+        # placed nowhere: a cut across the slices shows them upwards (the challenge's volumes, converted from
+        # NIfTI, have their slices from the feet up), a slice as stored
+        view = {"name": f"{plane} plane", "flip_x": False, "flip_y": plane != "z", "sides": {},
                 "aspect": mm[rows] / mm[cols]}
         if letters is not None:
             col, row = letters[cols], letters[rows]

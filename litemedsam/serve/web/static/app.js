@@ -198,21 +198,25 @@ async function showOthers() {
     } catch (e) { return; }  // the large view says it
     if (doc !== state.doc || wanted !== currentPlace() || index !== state.at[plane]) return;
     const [rows, cols] = PLANES[plane], d = planeView(plane);
-    canvas.width = image.width;
-    canvas.height = image.height;
-    canvas.style.height = (canvas.clientWidth * image.height * d.aspect / image.width) + "px";
+    // drawn at the size shown (the cut stretched by its spacing), so that the line stays thin and sharp
+    const w = Math.max(1, canvas.clientWidth), h = Math.max(1, Math.round(w * image.height * d.aspect / image.width));
+    canvas.width = w;
+    canvas.height = h;
+    canvas.style.height = h + "px";
     canvas.style.transform = `scale(${d.flip_x ? -1 : 1}, ${d.flip_y ? -1 : 1})`;
     canvas.dataset.plane = plane;
     const c = canvas.getContext("2d");
-    c.drawImage(image, 0, 0);
+    c.imageSmoothingEnabled = false;
+    c.drawImage(image, 0, 0, w, h);
     c.globalAlpha = +$("opacity").value / 100;
-    c.drawImage(overlay, 0, 0);
+    c.drawImage(overlay, 0, 0, w, h);
     c.globalAlpha = 1;
     c.strokeStyle = "#fc6";
-    c.lineWidth = Math.max(1, image.width / 200);
+    c.lineWidth = 2;
     const at = state.at[state.plane] + 0.5;
     c.beginPath();
-    if (rows === state.plane) { c.moveTo(0, at); c.lineTo(image.width, at); } else if (cols === state.plane) { c.moveTo(at, 0); c.lineTo(at, image.height); }
+    if (rows === state.plane) { const y = at * h / image.height; c.moveTo(0, y); c.lineTo(w, y); }
+    else if (cols === state.plane) { const x = at * w / image.width; c.moveTo(x, 0); c.lineTo(x, h); }
     c.stroke();
     $(`other-${k}-name`).textContent = `${d.name || plane + " plane"} ${index} (click: show it large)`;
   }));
