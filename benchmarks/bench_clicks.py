@@ -157,9 +157,8 @@ def main(argv=None) -> int:
                         help="keep each case's box-step output in DIR and reuse it (comparing click methods)")
     args = parser.parse_args(argv)
     dev = dev_data_dir()
-    names = sorted(p.name for p in (dev / "imgs").glob("*.npz")
-                   if p.name[:2] in args.dims.split(",") or p.name.startswith(tuple(f"{d}Box" for d in args.dims.split(","))))
-    names = [n for n in names if args.match in n]
+    dims = tuple(f"{d}Box_" for d in args.dims.split(","))
+    names = sorted(p.name for p in (dev / "imgs").glob("*.npz") if p.name.startswith(dims) and args.match in p.name)
     infer = InProcess() if args.in_process else fresh
     results = {}
     print(f"{'case':60s} {'DSC per step':>44s}  DSC_AUC  final DSC/NSD  s per run (box; clicks)")

@@ -28,6 +28,7 @@ from litemedsam.io.cases import label_dtype
 from litemedsam.methods.pipeline import segment_3d
 
 REACH_MM = 60.0  # how far from a click the object's edge is looked for (beyond: a ball of this radius at most)
+SEED_SIZES = (0.05, 0.1, 0.2, 0.35, 0.5)  # boxes tried around a first click, as a share of the image's longer side
 
 
 def refine(labels: np.ndarray, clicks: list, image: np.ndarray, spacing=None) -> np.ndarray:
@@ -35,13 +36,24 @@ def refine(labels: np.ndarray, clicks: list, image: np.ndarray, spacing=None) ->
     order: per object (label i + 1 for ``clicks[i]``), [("fg" or "bg", (z, y, x)), ...] (z is 0 in 2D).
     ``image``: the case's uint8 image (2D: H x W [x 3]; 3D: D x H x W). ``spacing``: mm between slices, rows,
     columns (None: voxels are cubes)."""
-    volume = labels if labels.ndim == 3 else labels[None]
-    grey = image if labels.ndim == 3 else (image.mean(axis=2) if image.ndim == 3 else image)[None]
-    mm = np.ones(3) if spacing is None else np.asarray(spacing, float)
+    volume, grey = volumes(labels, image)
+    mm = millimetres(spacing)
     for i, made in enumerate(clicks):
         for kind, at in made:
-            click(volume, grey, i + 1, kind, at if labels.ndim == 3 else (0, *at[1:]), mm)
+            click(volume, grey, i + 1, kind, at, mm)
     return labels
+
+
+def volumes(labels: np.ndarray, image: np.ndarray) -> tuple:
+    """(D, H, W) views of a label map and its image in grey, as clicks take them: a 2D map is one slice (z 0)."""
+    if labels.ndim == 3:
+        return labels, image
+    return labels[None], (image.mean(axis=2) if image.ndim == 3 else image)[None]
+
+
+def millimetres(spacing) -> np.ndarray:
+    """The spacing (z, y, x in mm, litemedsam.io.formats.spacing) as clicks measure it; None: cubes of 1."""
+    return np.ones(3) if spacing is None else np.asarray(spacing, float)
 
 
 def click(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray) -> None:
@@ -77,8 +89,6 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     return window, ball & mask, 0
 
 
-SEED_SIZES = (0.05, 0.1, 0.2, 0.35, 0.5)  # boxes tried around a first click, as a share of the image's longer side
-
 
 def alike(grey: np.ndarray, centre: tuple) -> np.ndarray:
     """The voxels of ``grey`` whose intensity is that of the click's neighbourhood: within max(6, 5 standard
@@ -109,8 +119,7 @@ def segment_with_clicks(seg, case, segment_boxes) -> np.ndarray:
     if firsts:
         built = seed(seg, case, firsts)
         labels[(labels == 0) & (built > 0)] = built[(labels == 0) & (built > 0)]
-    mm = formats.spacing(case)
-    return refine(labels, case.clicks, case.image, None if mm is None else mm[::-1])
+    return refine(labels, case.clicks, case.image, formats.spacing(case))
 
 
 def seed(seg, case, firsts: dict) -> np.ndarray:
@@ -127,7 +136,9 @@ def seed(seg, case, firsts: dict) -> np.ndarray:
         z, y, x = (int(v) for v in at)
         image = case.image if case.dim == "2D" else case.image[z]
         h, w = image.shape[:2]
-        emb = encoded.get(z) or encoded.setdefault(z, seg.encode(image))
+        if z not in encoded:
+            encoded[z] = seg.encode(image)
+        emb = encoded[z]
         half = [max(2.0, f * max(h, w) / 2) for f in SEED_SIZES]
         boxes = np.array([[max(0, x - r), max(0, y - r), min(w - 1, x + r), min(h - 1, y + r)] for r in half])
         low, scores = seg.decode(emb, emb.frame.boxes_to_model(boxes))

@@ -220,7 +220,7 @@ class Document:
         image = self.image_slice(index, plane)
         h, w = image.shape[:2]
         rows, cols = formats.PLANES[plane]
-        mm = (formats.spacing(self.case) or (1.0, 1.0, 1.0))[::-1]
+        mm = formats.spacing(self.case) or (1.0, 1.0, 1.0)
         sy, sx = mm[rows] / min(mm[rows], mm[cols]), mm[cols] / min(mm[rows], mm[cols])
         size = (max(1, round(w * sx)), max(1, round(h * sy)))
         square = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) if (sx, sy) != (1.0, 1.0) else image
@@ -230,15 +230,20 @@ class Document:
                          modality=self.inputs.modality or self.case.modality)
         if case.skipped:
             raise CaseError(case.warnings[0].split("; ")[0])
-        plan = self.prompting.choose(case)
-        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with confidence.collecting() as noted:
-            mask = self.prompting.segment(segmenter, case, plan) == 1
+        mask, score = self._segment(case)
         if mask.shape != (h, w):
             mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         full = np.zeros(self.labels.shape, bool)
         formats.plane_image(full, plane, index)[...] = mask
-        return full, confidence.summary(noted).get(1)
+        return full, score
+
+    def _segment(self, case, reporter=None) -> tuple[np.ndarray, float | None]:
+        """Object 1 of ``case`` (one box) as infer segments it, through the embedding cache, and its confidence."""
+        plan = self.prompting.choose(case)
+        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
+        with progress.reporting(reporter), confidence.collecting() as noted:
+            mask = self.prompting.segment(segmenter, case, plan) == 1
+        return mask, confidence.summary(noted).get(1)
 
     def box_mask(self, box, z: int = 0, z_range=None, reporter=None, plane: str = "z") -> tuple[np.ndarray, float | None]:
         """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
@@ -258,12 +263,7 @@ class Document:
             raise CaseError(warnings[0].split("; ")[0])  # inverted, or outside the image
         if self.case.dim == "3D" and not boxes[0, 2] <= z <= boxes[0, 5]:
             raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
-        case = self._case_with(boxes, starts=None if self.case.dim == "2D" else [int(z)])
-        plan = self.prompting.choose(case)
-        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with progress.reporting(reporter), confidence.collecting() as noted:
-            mask = self.prompting.segment(segmenter, case, plan) == 1
-        return mask, confidence.summary(noted).get(1)
+        return self._segment(self._case_with(boxes, starts=None if self.case.dim == "2D" else [int(z)]), reporter)
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
               add: bool = False, plane: str = "z") -> int:
@@ -325,12 +325,9 @@ class Document:
             if not mask.any():
                 raise CaseError("the model finds no object around that click: draw a box")
             return self.paint(mask, label)
-        volume = self.labels if self.case.dim == "3D" else self.labels[None]
-        grey = self.case.image if self.case.dim == "3D" else (
-            self.case.image.mean(axis=2) if self.case.image.ndim == 3 else self.case.image)[None]
-        mm = formats.spacing(self.case)
+        volume, grey = refine.volumes(self.labels, self.case.image)
         with self.lock:
-            found = refine.change(volume, grey, int(label), kind, at, np.ones(3) if mm is None else np.array(mm[::-1]))
+            found = refine.change(volume, grey, int(label), kind, at, refine.millimetres(formats.spacing(self.case)))
             if found is not None:
                 window, take, value = found
                 where = np.nonzero(take)
@@ -426,7 +423,7 @@ class Document:
             self.unsaved = True
             try:
                 private_folder(self.work_file.parent)
-                write_names(self.work_file.with_suffix(".names"), self.names)
+                write_names(names_work_file(self.target), self.names)
                 self.autosave_problem = ""
             except OSError as e:
                 self.autosave_problem = f"the names could not be kept ({shown(e)}); save"
@@ -441,7 +438,7 @@ class Document:
             self.undo_stack.clear()
             self.redo_stack.clear()
             self.work_file.unlink(missing_ok=True)
-            self.work_file.with_suffix(".names").unlink(missing_ok=True)
+            names_work_file(self.target).unlink(missing_ok=True)
             self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem = False, ""
 
@@ -471,7 +468,7 @@ class Document:
             if self.names or names_file(self.target).exists():
                 write_names(names_file(self.target), self.names)
             self.work_file.unlink(missing_ok=True)
-            self.work_file.with_suffix(".names").unlink(missing_ok=True)
+            names_work_file(self.target).unlink(missing_ok=True)
             self.unsaved, self.autosave_problem = False, ""
         return self.target
 
@@ -486,6 +483,11 @@ def voxel_of(plane: str, index, row, column) -> tuple:
 
 def work_file(target: Path) -> Path:
     return target.parent / WORK_FOLDER / f"{target.name}.edits"
+
+
+def names_work_file(target: Path) -> Path:
+    """Where the objects' names and colours are kept until saved: beside the work file (``<output>.names``)."""
+    return work_file(target).with_suffix(".names")
 
 
 def names_file(target: Path) -> Path:
@@ -597,7 +599,7 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
     target = target or output_dir / formats.output_name(path)
     labels = read_output(case, target)
     work = work_file(target)
-    names, unsaved_names = read_names(names_file(target)), work.with_suffix(".names")
+    names, unsaved_names = read_names(names_file(target)), names_work_file(target)
     if unsaved_names.is_file():
         names = read_names(unsaved_names)
     if not (work.is_file() and not work.is_symlink()):

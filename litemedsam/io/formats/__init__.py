@@ -75,14 +75,15 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
 
 
 def spacing(case) -> tuple | None:
-    """The distance between a volume's columns, rows and slices in mm where the format gives it (volumes placed in
-    the patient), else None."""
+    """The distance between a volume's slices, rows and columns in mm (the array's axes z, y, x) where the format
+    gives it (volumes placed in the patient, challenge files with ``spacing``), else None. Each format's own
+    ``spacing`` lists them as the file does: columns, rows, slices."""
     found = getattr(module_of_format(case.fmt), "spacing", None)
     try:
         mm = found(case) if found is not None and case.geometry is not None else None
     except (TypeError, ValueError, KeyError, IndexError):
         return None
-    return mm if mm and len(mm) == 3 and all(np.isfinite(v) and v > 0 for v in mm) else None
+    return tuple(mm[::-1]) if mm and len(mm) == 3 and all(np.isfinite(v) and v > 0 for v in mm) else None
 
 
 def voxel_mm3(case) -> float | None:
@@ -118,7 +119,6 @@ def display(case) -> dict | None:
     axes = getattr(module_of_format(case.fmt), "axes", None)
     letters = None if axes is None or case.geometry is None else axes(case)[::-1]  # (slices, rows, columns)
     mm = spacing(case) or (1.0, 1.0, 1.0)
-    mm = mm[::-1]
     planes = {}
     for plane, (rows, cols) in PLANES.items():
         # placed nowhere: a cut across the slices shows them upwards (the challenge's volumes, converted from

@@ -369,15 +369,13 @@ def make_app(server: Server) -> Starlette:
                                 f"a free label")
         if label is None and mode != "new":
             raise ApiError(400, f"mode {mode!r} needs the label of the object")
-        z, z_range, plane = body.get("z", 0), body.get("z_range"), plane_of(body.get("plane", "z"))
-        if not integer(z) or (z_range is not None and not (
-                isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range)))):
-            raise ApiError(400, "z must be a slice index and z_range [first, last] slice indices")
+        (plane, z), z_range = cut_of(doc, body), body.get("z_range")
+        if z_range is not None and not (isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range))):
+            raise ApiError(400, "z_range must be [first, last] slice indices")
         if plane != "z" and z_range is not None and z_range[0] != z_range[1]:
             raise ApiError(400, f"a box on a {plane} cut segments that cut alone: propagation runs over slices (plane z)")
-        if not 0 <= z < doc.plane_size(plane) or (z_range is not None and not min(z_range) <= z <= max(z_range)):
-            raise ApiError(400, f"slice {z} is not a slice of this case (0-{doc.plane_size(plane) - 1}) within the "
-                                f"range given")
+        if z_range is not None and not min(z_range) <= z <= max(z_range):
+            raise ApiError(400, f"slice {z} is not within the range given {z_range}")
         idle(entry)
         if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
             entry.job = job = Job(label)
@@ -463,16 +461,14 @@ def make_app(server: Server) -> Starlette:
     async def click(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
-        plane, label, kind = plane_of(body.get("plane", "z")), body.get("label"), body.get("kind")
-        z, x, y = body.get("z", 0), body.get("x"), body.get("y")
+        plane, z = cut_of(doc, body)
+        label, kind, x, y = body.get("label"), body.get("kind"), body.get("x"), body.get("y")
         if kind not in ("fg", "bg"):
             raise ApiError(400, "kind must be \"fg\" (the object is here) or \"bg\" (it is not)")
         if label is not None and not (integer(label) and 1 <= label <= 65535):
             raise ApiError(400, "label must be an integer 1-65535 or null (a new object)")
-        if not all(map(integer, (z, x, y))) or not 0 <= z < doc.plane_size(plane):
-            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1}), x and y pixels")
         h, w = doc.label_slice(z, plane).shape
-        if not (0 <= x < w and 0 <= y < h):
+        if not (integer(x) and integer(y) and 0 <= x < w and 0 <= y < h):
             raise ApiError(400, f"x, y must be a pixel of the {w} x {h} image")
         at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
         painted = await run_in_threadpool(doc.click, label, kind, at)
@@ -481,9 +477,7 @@ def make_app(server: Server) -> Starlette:
     async def tidy(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
-        z, label, action, plane = body.get("z", 0), body.get("label"), body.get("action"), plane_of(body.get("plane", "z"))
-        if not integer(z) or not 0 <= z < doc.plane_size(plane):
-            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1})")
+        (plane, z), label, action = cut_of(doc, body), body.get("label"), body.get("action")
         if not (integer(label) and doc.has(label)):
             raise ApiError(400, "label must be an object of this case")
         if action not in ("fill", "islands"):
@@ -494,10 +488,7 @@ def make_app(server: Server) -> Starlette:
     async def brush(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         doc, body = entry.doc, await json_body(request)
-        z, radius, label, points = body.get("z", 0), body.get("radius"), body.get("label"), body.get("points")
-        plane = plane_of(body.get("plane", "z"))
-        if not integer(z) or not 0 <= z < doc.plane_size(plane):
-            raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1})")
+        (plane, z), radius, label, points = cut_of(doc, body), body.get("radius"), body.get("label"), body.get("points")
         h, w = doc.label_slice(z, plane).shape
         if not integer(radius) or not 1 <= radius <= 200:
             raise ApiError(400, "radius must be an integer 1-200 (pixels)")
@@ -649,6 +640,14 @@ def plane_of(given) -> str:
     if given not in ("z", "y", "x"):
         raise ApiError(400, "plane must be \"z\", \"y\" or \"x\"")
     return given
+
+
+def cut_of(doc: Document, body: dict) -> tuple:
+    """(plane, index) of the slice or cut an edit request names ("plane", default "z", and "z": its index)."""
+    plane, z = plane_of(body.get("plane", "z")), body.get("z", 0)
+    if not integer(z) or not 0 <= z < doc.plane_size(plane):
+        raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1} in plane {plane})")
+    return plane, z
 
 
 def slice_index(doc: Document, text: str, plane: str = "z") -> int:

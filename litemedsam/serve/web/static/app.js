@@ -15,7 +15,12 @@ function planeView(plane = state.plane) {
   const d = state.doc.display && state.doc.display[plane];
   return d || { flip_x: false, flip_y: false, sides: {}, aspect: 1, name: "" };
 }
-function planeQuery(plane = state.plane) { return plane === "z" ? "" : `plane=${plane}&`; }
+function cutUrl(what, plane, index) {
+  // the image or the labels of slice ``index`` of ``plane`` (labels: this version of them, never a cached one)
+  const query = [plane === "z" ? "" : `plane=${plane}`, what === "labels" ? `v=${state.version}` : ""].filter(Boolean);
+  return `/api/doc/${state.doc.id}/${what}/${index}?${query.join("&")}`;
+}
+function loadCut(plane, index) { return Promise.all([loadImage(cutUrl("image", plane, index)), loadImage(cutUrl("labels", plane, index))]); }
 
 function say(text, error = false) {
   $("status").textContent = text;
@@ -156,13 +161,10 @@ async function showSlice(z) {
   state.at[plane] = Math.max(0, Math.min(n - 1, z));
   $("slice").value = state.at[plane];
   $("slice-text").textContent = `${state.at[plane]} (0–${n - 1})` + (plane === "z" ? "" : ` · ${planeView().name || plane}`);
-  const wanted = currentPlace(), index = state.at[plane], q = planeQuery(plane);
+  const wanted = currentPlace(), index = state.at[plane];
   let image, overlay;
   try {
-    [image, overlay] = await Promise.all([
-      loadImage(`/api/doc/${doc.id}/image/${index}?${q}`),
-      loadImage(`/api/doc/${doc.id}/labels/${index}?${q}v=${state.version}`),
-    ]);
+    [image, overlay] = await loadCut(plane, index);
   } catch (e) {
     if (doc === state.doc && wanted === currentPlace()) say(`slice ${index} cannot be shown: is litemedsam serve still running?`, true);
     return;
@@ -177,7 +179,7 @@ async function showSlice(z) {
 async function refreshOverlay() {
   state.version += 1;
   const doc = state.doc, wanted = currentPlace();
-  const overlay = await loadImage(`/api/doc/${doc.id}/labels/${state.at[state.plane]}?${planeQuery()}v=${state.version}`);
+  const overlay = await loadImage(cutUrl("labels", state.plane, state.at[state.plane]));
   if (doc !== state.doc || wanted !== currentPlace()) return;  // the page moved on: showSlice loads the one wanted
   state.overlay = overlay;
   draw();
@@ -190,11 +192,10 @@ async function showOthers() {
   if (doc.dim !== "3D") return;
   const others = ["z", "y", "x"].filter((p) => p !== state.plane);
   await Promise.all(others.map(async (plane, k) => {
-    const canvas = $(`other-${k}`), index = state.at[plane], q = planeQuery(plane), wanted = currentPlace();
+    const canvas = $(`other-${k}`), index = state.at[plane], wanted = currentPlace();
     let image, overlay;
     try {
-      [image, overlay] = await Promise.all([loadImage(`/api/doc/${doc.id}/image/${index}?${q}`),
-                                            loadImage(`/api/doc/${doc.id}/labels/${index}?${q}v=${state.version}`)]);
+      [image, overlay] = await loadCut(plane, index);
     } catch (e) { return; }  // the large view says it
     if (doc !== state.doc || wanted !== currentPlace() || index !== state.at[plane]) return;
     const [rows, cols] = PLANES[plane], d = planeView(plane);
