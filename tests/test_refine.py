@@ -45,6 +45,26 @@ def test_applying_every_click_again_keeps_earlier_fixes():
     assert again[0, 32, 40] == 1
 
 
+def test_a_click_follows_the_models_contour_along_the_error():
+    """A foreground click in the middle of a band the object misses on every slice: with the model's logits
+    (their contour 4 pixels outside the object) the edit takes the band on the slices beyond its ball, to the
+    model's contour through the click and a margin, and no further; a background click likewise; where the
+    model was sure (its logit far from 0 at the click), only the ball."""
+    image, truth = disk_image((15, 64, 64), radius=14)
+    labels, _ = disk_image((15, 64, 64), radius=8)
+    labels = (labels == 200).astype(np.uint8)
+    yy, xx = np.ogrid[:64, :64]
+    distance = np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2)
+    logits = lambda level: (lambda z, label: (10 - distance + level).astype(np.float32))  # noqa: E731
+    balls = refine(labels.copy(), [[("fg", (7, 32, 42))]], image)
+    followed = refine(labels.copy(), [[("fg", (7, 32, 42))]], image, logits=logits(0))
+    assert followed.sum() > balls.sum() and followed[1, 32, 42] and not balls[1, 32, 42]  # 6 slices away
+    assert not followed[:5, distance > 11].any()  # the contour through the click (10) and the margin (1)
+    assert np.array_equal(refine(labels.copy(), [[("fg", (7, 32, 42))]], image, logits=logits(-40)), balls)
+    shrunk = refine(truth.astype(np.uint8), [[("bg", (7, 32, 44))]], image, logits=logits(2))  # contour at 12
+    assert not shrunk[1, 32, 44] and shrunk[:5, distance <= 10].all()
+
+
 def test_2d_maps_and_other_objects():
     image, truth = disk_image()
     labels = np.zeros((64, 64), np.uint8)

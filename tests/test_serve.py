@@ -123,7 +123,7 @@ def test_two_cases_never_share_an_output(tmp_path):
     server.close()
 
 
-def test_3d_propagation_gives_infers_output(served, tmp_path):
+def test_3d_propagation_and_a_click_give_infers_output(served, dev_data, tmp_path):
     x0, y0, z0, x1, y1, z1 = np.load(served.folder / CASE_3D)["boxes"][0].tolist()
     expected = infer_segs(served.folder, CASE_3D, tmp_path / "infer")
     doc = open_case(served, CASE_3D)
@@ -133,6 +133,20 @@ def test_3d_propagation_gives_infers_output(served, tmp_path):
     job = finish(served, doc)
     assert job["state"] == "done" and job["label"] == 1 and job["done"] == job["total"] > 0, job
     assert np.array_equal(labels(served, doc), expected)
+    # a click where the 2025 protocol places it: the page's labels equal infer's with that click and these labels
+    # as the previous prediction (in a volume the click follows the model's logits: one code path)
+    from benchmarks.bench_clicks import next_click, write_case
+    data = np.load(served.folder / CASE_3D)
+    kind, (z, y, x) = next_click(expected, np.load(dev_data / "gts" / CASE_3D)["gts"], 1)
+    r = served.post(f"/api/doc/{doc['id']}/click", json={"x": x, "y": y, "z": z, "kind": kind, "label": 1}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    clicked = tmp_path / "clicked"
+    clicked.mkdir()
+    write_case(clicked / CASE_3D, data["imgs"], data["spacing"], None, [{"fg": [[z, y, x]] if kind == "fg" else [],
+               "bg": [[z, y, x]] if kind == "bg" else []}], [[kind]], expected)
+    after = labels(served, doc)
+    assert not np.array_equal(after, expected) and np.array_equal(infer_segs(clicked, CASE_3D, tmp_path / "out"), after)
+    served.post(f"/api/doc/{doc['id']}/undo", json={}, headers=WRITE)
     # one slice alone, without a range
     r = served.post(f"/api/doc/{doc['id']}/box", json={"box": [x0, y0, x1, y1], "z": z0, "label": 7}, headers=WRITE)
     got = labels(served, doc)

@@ -314,20 +314,23 @@ class Document:
     def click(self, label: int | None, kind: str, at: tuple) -> int:
         """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
         object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
-        object grows or shrinks around the click; a foreground click for an object that has no voxel yet (or
-        ``label`` None: a new one) builds it with the model. One undoable edit; returns the label."""
+        object grows or shrinks around the click (and along the model's contour through it); a foreground click
+        for an object that has no voxel yet (or ``label`` None: a new one) builds it with the model. One undoable
+        edit; returns the label."""
+        model = self.model_for()
+        segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         if label is None or (kind == "fg" and not self.counts.get(int(label))):
             if kind != "fg":
                 raise CaseError("a background click needs an object to take the voxel from: select one")
-            model = self.model_for()
-            segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
             mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), {1: at}) == 1
             if not mask.any():
                 raise CaseError("the model finds no object around that click: draw a box")
             return self.paint(mask, label)
         volume, grey = refine.volumes(self.labels, self.case.image)
         with self.lock:
-            found = refine.change(volume, grey, int(label), kind, at, refine.millimetres(formats.spacing(self.case)))
+            logits = refine.model_logits(segmenter, self.case.image, self.labels)
+            found = refine.change(volume, grey, int(label), kind, at, refine.millimetres(formats.spacing(self.case)),
+                                  logits)
             if found is not None:
                 window, take, value = found
                 where = np.nonzero(take)
