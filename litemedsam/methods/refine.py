@@ -122,9 +122,9 @@ def follow(logits, window: tuple, label: int, at: tuple, grow: bool, mask: np.nd
     if abs(level) > FOLLOW_LEVEL:
         return np.zeros(mask.shape, bool)
     field = np.full(mask.shape, -np.inf if grow else np.inf, np.float32)
-    for k in range(mask.shape[0]):
+    for k, z in enumerate(range(window[0].start, window[0].start + mask.shape[0])):
         if near[k].any():
-            found = logits(window[0].start + k, label)
+            found = here if z == at[0] else logits(z, label)
             if found is not None:
                 field[k] = found[window[1], window[2]]
     if grow:
