@@ -31,6 +31,11 @@ class Case:
     clicks: list | None = None  # per object (label i + 1): its clicks in order, [("fg" or "bg", (z, y, x)), ...]
     prev: np.ndarray | None = None  # the previous step's label map the clicks correct (the 2025 layout's prev_pred)
 
+    @property
+    def label_shape(self) -> tuple:
+        """The shape of the case's label map: the image's without its colour."""
+        return self.image.shape[:2] if self.dim == "2D" else self.image.shape
+
 
 def name_tags(name: str) -> tuple[str | None, str | None]:
     """What a case's file name says, read in this one place: (its dimension, '2D'/'3D' from 2DBox_/3DBox_, and

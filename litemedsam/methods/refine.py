@@ -180,7 +180,7 @@ def segment_with_clicks(seg, case, segment_boxes) -> np.ndarray:
     boxes segmented by ``segment_boxes(case)``), each object that has no voxel yet seeded from its first
     foreground click, then every click applied (``refine``)."""
     count = max(len(case.clicks), len(case.boxes))
-    shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+    shape = case.label_shape
     if case.prev is not None:
         labels = case.prev
     elif len(case.boxes):
@@ -203,7 +203,7 @@ def seed(seg, case, firsts: dict) -> np.ndarray:
     the click with the highest predicted IoU wins; in 3D those boxes are then propagated from their clicks'
     slices together, as a case's boxes are (each slice encoded once for all), each way until its object ends. A
     label map of the case's shape (0 where no object is; an object whose masks all miss its click is left out)."""
-    shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+    shape = case.label_shape
     out = np.zeros(shape, label_dtype(max(firsts, default=0)))
     found = []  # (label, its box on its click's slice, that slice)
     encoded = {}

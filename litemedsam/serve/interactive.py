@@ -111,7 +111,7 @@ class Document:
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
-        shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+        shape = case.label_shape
         self.labels = np.zeros(shape, np.uint16)
         if labels is not None:
             if labels.shape != shape:
@@ -607,7 +607,7 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
         names = read_names(unsaved_names)
     if not (work.is_file() and not work.is_symlink()):
         return Document(case, target, prompting, segmenters, cache, labels, inputs, unsaved_names.is_file(), names)
-    shape = case.image.shape[:2] if case.dim == "2D" else case.image.shape
+    shape = case.label_shape
     edited = np.zeros(shape, np.uint16) if labels is None else np.array(labels, np.uint16)
     try:
         if edited.shape == shape and replay_edits(work, edited):
