@@ -13,16 +13,17 @@ setup(
         "opencv-python-headless>=4.8",
         "click>=8.0",
         "nibabel>=5.0",
+        "scipy>=1.10",  # the 2025 clicks (litemedsam.methods.refine) and the app's Fill holes
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
         # pinned: the registry's checksums are those of exports made with these versions
         "export": ["torch==2.13.0", "onnx==1.23.2"],
-        "eval": ["surface-distance==0.1", "scipy>=1.10"],
+        "eval": ["surface-distance==0.1"],
         "io": ["SimpleITK>=2.3"],
         "cluster": ["distributed>=2024.1"],
         "serve": ["starlette>=0.37", "uvicorn>=0.29"],
-        "test": ["pytest>=7", "surface-distance==0.1", "scipy>=1.10", "SimpleITK>=2.3", "pydicom>=2.4",
+        "test": ["pytest>=7", "surface-distance==0.1", "SimpleITK>=2.3", "pydicom>=2.4",
                  "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "httpx2>=2.0", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},

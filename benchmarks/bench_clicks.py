@@ -3,6 +3,7 @@ CVPR25_iter_eval.py runs it, rewritten here): a box step, then 5 click steps, ea
 with the clicks so far, their order and the previous output (``prev_pred``).
 
     python -m benchmarks.bench_clicks [--dims 3D,2D] [--match TEXT] [--no-boxes] [--in-process] [--clicks 5]
+                                      [--docker IMAGE]
 
 Each dev case is written in the 2025 layout (3D: ``boxes`` as dicts, z_mid the middle slice the object is on and
 its box there; 2D: its Nx4 boxes, clicks as [0, y, x]); ``--no-boxes`` leaves the boxes out (the first step is
@@ -11,8 +12,11 @@ class: the largest 26-connected (2D: 8-connected) error component of the output,
 component's border (ties: the organisers' seeded choice), a background click if that voxel is over-segmented,
 else a foreground one. Prints per case DSC and NSD after each step, DSC_AUC and NSD_AUC (trapezoids over the 5
 click steps, at most 4), the final DSC/NSD and the seconds of each run (a fresh ``litemedsam infer`` process per
-run, as the challenge runs a container; ``--in-process``: one process, models loaded once, for comparing methods
-quickly), then the means.
+run, as the challenge runs a container; ``--docker IMAGE``: the organisers' ``docker container run -m 8G ... sh
+predict.sh`` per run; ``--in-process``: one process, models loaded once, for comparing methods quickly), each case's
+total seconds against the organisers' bound (90 s per class for its 6 runs), then the means. As the organisers'
+script, the output folder keeps the last output between runs: a run that fails leaves it there (it is counted as
+that step's output) and is listed.
 """
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ def next_click(segs: np.ndarray, gts: np.ndarray, c: int):
     distance = ndimage.distance_transform_edt(crop)[(slice(1, -1),) * error.ndim]
     best = np.argwhere(distance == distance.max())
     np.random.seed(42)  # the organisers' choice among equally deep voxels
-    at = tuple(int(v) for v in best[np.random.choice(len(best))] + [s.start for s in where])
+    at = tuple(best[np.random.choice(len(best))] + [s.start for s in where])  # NumPy integers, as theirs
     return ("bg" if gts[at] != c else "fg"), at
 
 
@@ -92,15 +96,35 @@ class InProcess:
 
         self.predictor = Predictor(RunSpec(BoxPrompting(Router.load(None))), echo=lambda line: None, quiet=True)
 
-    def __call__(self, folder: Path, out: Path) -> None:
-        self.predictor.predict_folder(folder, out)
+    def __call__(self, folder: Path, out: Path) -> bool:
+        return all(r.status == "ok" for r in self.predictor.predict_folder(folder, out))
 
 
-def fresh(folder: Path, out: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", str(folder), "-o", str(out), "--quiet"],
-                          capture_output=True, text=True, cwd=REPO)
+def ran(command: list) -> bool:
+    """Whether ``command`` succeeded; its error output is printed when not."""
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         print(done.stderr.strip()[-2000:], file=sys.stderr)
+    return done.returncode == 0
+
+
+def fresh(folder: Path, out: Path) -> bool:
+    return ran([sys.executable, "-m", "litemedsam", "infer", "-i", folder, "-o", out, "--quiet"])
+
+
+class Docker:
+    """A run of the image as the organisers' CVPR25_iter_eval.py runs it: a new container per run, the input and
+    output folders mounted (made writable for the container's user, as their ``chmod -R 777``), ``sh predict.sh``.
+    The memory cap is the 2024 challenge's 8 GB (their 2025 script gives 32)."""
+
+    def __init__(self, image: str):
+        self.image = image
+
+    def __call__(self, folder: Path, out: Path) -> bool:
+        for path in (folder, out, *folder.iterdir(), *out.iterdir()):
+            path.chmod(0o777)
+        return ran(["docker", "container", "run", "-m", "8G", "--rm", "-v", f"{folder}/:/workspace/inputs/",
+                    "-v", f"{out}/:/workspace/outputs/", self.image, "/bin/bash", "-c", "sh predict.sh"])
 
 
 def run_case(name: str, dev: Path, infer, steps: int, with_boxes: bool, keep: Path | None = None) -> dict:
@@ -112,10 +136,11 @@ def run_case(name: str, dev: Path, infer, steps: int, with_boxes: bool, keep: Pa
     kinds = classes(gts)
     clicks, order = [{"fg": [], "bg": []} for _ in kinds], [[] for _ in kinds]
     segs = np.zeros_like(gts)
-    dscs, nsds, seconds = [], [], []
+    dscs, nsds, seconds, failed = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "in", Path(tmp) / "out"
         folder.mkdir()
+        out.mkdir()
         for step in range(steps + 1):
             if step == 0 and not with_boxes:
                 dscs.append(0.0), nsds.append(0.0), seconds.append(0.0)
@@ -127,14 +152,15 @@ def run_case(name: str, dev: Path, infer, steps: int, with_boxes: bool, keep: Pa
                         kind, at = click
                         clicks[i][kind].append(list(at) if is3d else [0, *at])
                         order[i].append(kind)
-            write_case(folder / name, image, spacing, boxes, clicks if step else None, order, segs)
-            (out / name).unlink(missing_ok=True)
+            write_case(folder / name, image, spacing, boxes, clicks if step else None, order, segs.astype(np.uint8))
             kept = keep / name if keep is not None and step == 0 else None
             start = time.perf_counter()
             if kept is not None and kept.is_file():  # the box step of an earlier run (--keep-box-steps)
                 segs = np.load(kept)["segs"]
+                np.savez_compressed(out / name, segs=segs)
             else:
-                infer(folder, out)
+                if not infer(folder, out):
+                    failed.append(step)
                 segs = np.load(out / name)["segs"] if (out / name).is_file() else np.zeros_like(gts)
                 if kept is not None:
                     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +169,8 @@ def run_case(name: str, dev: Path, infer, steps: int, with_boxes: bool, keep: Pa
             dsc, nsd = case_metrics(gts, segs, spacing)
             dscs.append(dsc), nsds.append(nsd)
     auc = lambda v: float(np.trapezoid(v[-steps:]))  # noqa: E731 (the organisers' cumulative trapezoid, its last value)
-    return {"dsc": dscs, "nsd": nsds, "seconds": seconds, "dsc_auc": auc(dscs), "nsd_auc": auc(nsds)}
+    return {"dsc": dscs, "nsd": nsds, "seconds": seconds, "dsc_auc": auc(dscs), "nsd_auc": auc(nsds),
+            "failed": failed, "bound": 90.0 * len(kinds)}
 
 
 def main(argv=None) -> int:
@@ -152,6 +179,7 @@ def main(argv=None) -> int:
     parser.add_argument("--match", default="", help="only the cases whose name contains this")
     parser.add_argument("--no-boxes", action="store_true", help="no boxes: the first step is a click")
     parser.add_argument("--in-process", action="store_true", help="one process (for comparing methods)")
+    parser.add_argument("--docker", metavar="IMAGE", help="each run in a new container of IMAGE, as the organisers")
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--keep-box-steps", type=Path, metavar="DIR",
                         help="keep each case's box-step output in DIR and reuse it (comparing click methods)")
@@ -159,14 +187,16 @@ def main(argv=None) -> int:
     dev = dev_data_dir()
     dims = tuple(f"{d}Box_" for d in args.dims.split(","))
     names = sorted(p.name for p in (dev / "imgs").glob("*.npz") if p.name.startswith(dims) and args.match in p.name)
-    infer = InProcess() if args.in_process else fresh
+    infer = Docker(args.docker) if args.docker else InProcess() if args.in_process else fresh
     results = {}
-    print(f"{'case':60s} {'DSC per step':>44s}  DSC_AUC  final DSC/NSD  s per run (box; clicks)")
+    print(f"{'case':60s} {'DSC per step':>44s}  DSC_AUC  final DSC/NSD  s per run (box; clicks)  total s / bound")
     for name in names:
         r = results[name] = run_case(name, dev, infer, args.clicks, not args.no_boxes, args.keep_box_steps)
+        total = sum(r["seconds"])
         print(f"{name[:60]:60s} {' '.join(f'{100 * d:6.2f}' for d in r['dsc'])}  {r['dsc_auc']:7.3f}  "
               f"{100 * r['dsc'][-1]:6.2f}/{100 * r['nsd'][-1]:6.2f}  {r['seconds'][0]:.2f}; "
-              f"{np.mean(r['seconds'][1:]):.2f}", flush=True)
+              f"{np.mean(r['seconds'][1:]):.2f}  {total:.0f} / {r['bound']:.0f}{'  OVER' if total > r['bound'] else ''}"
+              f"{'  FAILED steps ' + str(r['failed']) if r['failed'] else ''}", flush=True)
     for dim in args.dims.split(","):
         rs = [r for n, r in results.items() if n.startswith(f"{dim}Box")]
         if not rs:

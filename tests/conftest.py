@@ -39,13 +39,13 @@ def segmenter(models_ready):
     return Segmenter(models_ready)
 
 
-TIERS = {"test_docker.py": "docker", "test_browser.py": "browser", "test_cluster.py": "cluster",
+TIERS = {"test_docker.py": "docker", "test_install.py": "install", "test_browser.py": "browser", "test_cluster.py": "cluster",
          **dict.fromkeys(["test_export.py", "test_lora.py", "test_families.py", "test_promptless.py", "test_sam_vit.py",
                           "test_efficient_sam.py"], "export")}
 
 
 def pytest_collection_modifyitems(items):
-    """Each test's tier (pytest.ini's markers): docker, browser and cluster by file; models when it uses the
+    """Each test's tier (pytest.ini's markers): docker, install, browser and cluster by file; models when it uses the
     real models (the models_ready fixture, directly or through another); export for the torch export files; fast
     otherwise. `bash test.sh` runs
     all tiers; `bash test.sh -m fast` only the tests that need neither models nor a system service."""

@@ -74,6 +74,22 @@ def test_container_output_is_identical_to_host(image, dev_data, tmp_path):
         assert (out / "efficiency.csv").is_file()
 
 
+def test_the_2025_protocol_as_the_organisers_run_it(image, dev_data):
+    """Issue 33: the organisers' CVPR25_iter_eval.py runs a new container per step (`docker container run -m ...
+    sh predict.sh`), the input rewritten between steps with the clicks so far, their order and the last output as
+    prev_pred, the output folder kept. Every step succeeds in the image (SciPy was once missing there: every click
+    step failed and the box step's mask stood for them all), each step's DSC and NSD are the host's, and the clicks
+    take the final DSC above the box step's."""
+    from benchmarks.bench_clicks import Docker, fresh, run_case
+
+    name = CASES[3]  # a CT lesion volume
+    ours = run_case(name, dev_data, Docker(image), 5, True)
+    host = run_case(name, dev_data, fresh, 5, True)
+    assert ours["failed"] == [] and host["failed"] == []
+    assert np.allclose(ours["dsc"], host["dsc"], rtol=0, atol=1e-12) and np.allclose(ours["nsd"], host["nsd"], rtol=0, atol=1e-12)
+    assert ours["dsc"][-1] > ours["dsc"][0] + 0.01, ours["dsc"]
+
+
 def test_broken_file_gives_a_clear_message(image, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()

@@ -88,3 +88,47 @@ def test_the_top_package_imports_no_module_at_load():
 
     tree = syntax.parse((PACKAGE / "__init__.py").read_text())
     assert not [n for n in tree.body if isinstance(n, (syntax.Import, syntax.ImportFrom))]
+
+
+# the third-party modules the runtime may import beyond setup.py's install_requires: each one's extra, which the
+# code names in its message when the module is missing (tests/test_install.py runs those messages in a fresh venv)
+EXTRA = {"onnx": "export", "SimpleITK": "io", "distributed": "cluster", "cloudpickle": "cluster", "starlette": "serve",
+         "uvicorn": "serve"}
+DISTRIBUTION = {"cv2": "opencv-python-headless", "tomli": "tomli"}
+
+
+def third_party_imports() -> dict:
+    """top-level third-party module -> the runtime files importing it (at any depth of their code)."""
+    import sys
+
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "litemedsam":
+                    found.setdefault(top, set()).add(path.relative_to(PACKAGE).as_posix())
+    return found
+
+
+def install_requires() -> set:
+    setup = ast.parse((PACKAGE.parent / "setup.py").read_text())
+    call = next(n for n in ast.walk(setup) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    listed = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+    return {req.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in listed}
+
+
+def test_every_runtime_import_is_installed_or_its_extra_is_named():
+    """Issue 33: SciPy was imported by the 2025 clicks but only installed by extras, so a plain install (and the
+    Docker image) failed every click step. A module the runtime imports is a core dependency, or belongs to an
+    extra that the code names where the import fails."""
+    core = install_requires()
+    for module, files in third_party_imports().items():
+        if DISTRIBUTION.get(module, module).lower() in core:
+            continue
+        assert module in EXTRA, f"{module} (imported by {sorted(files)}) is neither in install_requires nor an extra"
+        named = [f for f in files | {"cli/infer.py", "cli/serve.py"}
+                 if f"litemedsam[{EXTRA[module]}]" in (PACKAGE / f).read_text()]
+        assert named, f"no message names the extra litemedsam[{EXTRA[module]}] that {module} needs"

@@ -57,7 +57,7 @@ def save_head(path: Path, weights: np.ndarray, bias: float, metadata: dict) -> N
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise RuntimeError("saving a head needs the onnx package (pip install onnx, or the export extra)") from None
+        raise RuntimeError("saving a head needs the onnx package: pip install onnx (or 'litemedsam[export]')") from None
     c = len(weights)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["image_embeddings", "weight", "bias"], ["logit"]),
