@@ -73,7 +73,7 @@ def next_click(segs: np.ndarray, gts: np.ndarray, c: int):
     distance = ndimage.distance_transform_edt(crop)[(slice(1, -1),) * error.ndim]
     best = np.argwhere(distance == distance.max())
     np.random.seed(42)  # the organisers' choice among equally deep voxels
-    at = tuple(best[np.random.choice(len(best))] + [s.start for s in where])  # NumPy integers, as theirs
+    at = tuple(int(v) for v in best[np.random.choice(len(best))] + [s.start for s in where])
     return ("bg" if gts[at] != c else "fg"), at
 
 
@@ -150,7 +150,7 @@ def run_case(name: str, dev: Path, infer, steps: int, with_boxes: bool, keep: Pa
                     click = next_click(segs, gts, c)
                     if click is not None:
                         kind, at = click
-                        clicks[i][kind].append(list(at) if is3d else [0, *at])
+                        clicks[i][kind].append(list(map(np.int64, at)) if is3d else [0, *at])  # as theirs: argwhere's
                         order[i].append(kind)
             write_case(folder / name, image, spacing, boxes, clicks if step else None, order, segs.astype(np.uint8))
             kept = keep / name if keep is not None and step == 0 else None

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 import os
 import shutil
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -112,7 +113,7 @@ def open_in_page(driver, url: str, name: str):
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(driver, 60)
-    driver.get(f"{url}/?token={TOKEN}")
+    driver.get(f"{url}/#token={TOKEN}")
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{name}"]')).click()
     wait.until(lambda d: d.execute_script("return state.doc !== null && state.doc.name === arguments[0] "
                                           "&& state.image !== null", name))
@@ -200,7 +201,7 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         proc.terminate()
         proc.wait(10)
         proc, url = serve_process(tmp_path / "in", "-o", tmp_path / "segs", token=TOKEN)
-        driver.get(f"{url}/?token={TOKEN}")
+        driver.get(f"{url}/#token={TOKEN}")
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{ct.name}"]')).click()
         wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
         assert driver.find_element(By.ID, "unsaved").is_displayed() and np.array_equal(page_labels(), edited)
@@ -237,7 +238,7 @@ def test_page_segments_dragged_boxes_2d_and_3d(server, tmp_path):
     docs = {}
     try:
         wait = WebDriverWait(driver, 60)
-        driver.get(f"{url}/?token={TOKEN}")  # the address serve prints
+        driver.get(f"{url}/#token={TOKEN}")  # the address serve prints
         for name, done_text in [(CASE, "label 1:"), (CASE_3D, "propagated over")]:
             button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{name}"]'))
             button.click()
@@ -476,3 +477,48 @@ def test_a_propagation_belongs_to_its_case(dev_data, models_ready, tmp_path):
         driver.quit()
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_token_never_reaches_another_local_port(server, tmp_path):
+    """Issue 34, T07: the page kept the token in a cookie, and a browser sends a host's cookies to every port of
+    it: any other local program the browser visited (here a recorder on another port of 127.0.0.1) received the
+    token, and with it the API. Now the page takes it from the address's fragment, keeps it in the tab's
+    sessionStorage (this origin's) and sends it as a header: the other port gets nothing, and the page still works
+    when the tab comes back without the token in its address."""
+    import http.server
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    seen = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>another local program</body></html>")
+
+        def log_message(self, *args):
+            pass
+
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    driver = browser_driver()
+    try:
+        wait = open_in_page(driver, url, CASE)
+        assert TOKEN not in driver.current_url  # it left the address bar
+        driver.get(f"http://127.0.0.1:{recorder.server_address[1]}/")
+        wait.until(lambda d: "another local program" in d.page_source)
+        assert seen and not [h for h in seen if any(TOKEN in v for v in h.values())], seen
+        for headers in seen:  # whatever the other port received opens nothing
+            given = {k: v for k, v in headers.items() if k.lower() == "cookie"}
+            with pytest.raises(urllib.error.HTTPError, match="403"):
+                urllib.request.urlopen(urllib.request.Request(url + "/api/cases", headers=given), timeout=10)
+        driver.get(url + "/")  # back, without the token in the address: the tab still has it
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'button.case[data-name="{CASE}"]'))
+    finally:
+        driver.quit()
+        recorder.shutdown()

@@ -76,25 +76,27 @@ def test_redrawing_an_object_on_some_slices_keeps_it_on_the_others(tmp_path):
 
 def test_work_file_replays_edits_and_survives_a_cut_and_a_forgery(tmp_path):
     """The work file of litemedsam serve: edits appended and replayed in order; a record cut short (the server
-    killed while writing) ends the replay; indices outside the image make it untrusted."""
+    killed while writing) or garbled, and a record with indices outside the image, are said and left out while
+    every valid record is kept (issue 34, T27/T29: the whole file was dropped)."""
     import numpy as np
     import pytest
 
-    from litemedsam.core.errors import CaseError
-    from litemedsam.serve.interactive import append_edit, replay_edits
+    from litemedsam.serve.interactive import append_edit, edit_record, replay_edits
 
     work = tmp_path / "segs" / ".litemedsam-work" / "a.npz.edits"
     append_edit(work, np.array([0, 1, 2]), [5, 5, 5])
     append_edit(work, np.array([1]), [0])  # an undo sets a voxel back
     assert (work.parent.stat().st_mode & 0o777) == 0o700 and (work.stat().st_mode & 0o777) == 0o600
     labels = np.zeros((2, 3), np.uint16)
-    assert replay_edits(work, labels) == 2 and labels.ravel().tolist() == [5, 0, 5, 0, 0, 0]
-    work.write_bytes(work.read_bytes()[:-3])  # the last record cut short
+    assert replay_edits(work.read_bytes(), labels) == (2, "") and labels.ravel().tolist() == [5, 0, 5, 0, 0, 0]
     labels[...] = 0
-    assert replay_edits(work, labels) == 1 and labels.ravel().tolist() == [5, 5, 5, 0, 0, 0]
-    append_edit(tmp_path / "bad.edits", np.array([99]), [1])
-    with pytest.raises(CaseError, match="outside the image"):
-        replay_edits(tmp_path / "bad.edits", np.zeros((2, 3), np.uint16))
+    count, damage = replay_edits(work.read_bytes()[:-3], labels)  # the last record cut short
+    assert count == 1 and "no edit" in damage and labels.ravel().tolist() == [5, 5, 5, 0, 0, 0]
+    labels[...] = 0
+    garbled = edit_record([0], [1]) + b"\x07" * 20 + edit_record([99], [1]) + edit_record([4], [2])
+    count, damage = replay_edits(garbled, labels)  # 20 garbage bytes, then a record off the image: both skipped
+    assert count == 2 and "20 bytes" in damage and "outside the image" in damage
+    assert labels.ravel().tolist() == [1, 0, 0, 0, 2, 0]
     (tmp_path / "link.edits").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(OSError):
         append_edit(tmp_path / "link.edits", np.array([0]), [1])  # never written through a link

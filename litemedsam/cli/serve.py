@@ -50,7 +50,7 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
           max_upload_mb):
     """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
 
-    Open the printed address (http://127.0.0.1:8765/?token=...) in a browser on this machine: the token is a
+    Open the printed address (http://127.0.0.1:8765/#token=...) in a browser on this machine: the token is a
     secret made at each start (or $LITEMEDSAM_SERVE_TOKEN), and every request without it is refused, so other
     users of the machine cannot open the cases. Everything the page needs is served from this package; nothing
     is fetched from the network.
@@ -90,7 +90,7 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
                     case_inputs((), None, None, window, router.modality(modality) if modality else None), hosts,
                     token)
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
-    click.echo(f"litemedsam serve: http://{shown_host}:{port}/?token={server.token}")
+    click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}")
     click.echo(f"  cases: {shown(folder) if folder else 'uploads only'}; saves to {shown(output_dir)}; "
                f"Ctrl-C stops")
     if open_to_all:

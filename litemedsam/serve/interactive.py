@@ -6,12 +6,16 @@ it); edits can be undone; a 3D propagation reports progress and can be cancelled
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import stat
 import struct
 import threading
+import zlib
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 from litemedsam.methods import refine
-from litemedsam.core.safeio import write_text
+from litemedsam.core.safeio import write_bytes, write_text
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
 MAX_UNDO = 50  # edits that can be undone, at most
@@ -110,6 +114,9 @@ class Document:
         self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
+        self.behind = False  # edits in memory that the work file lacks (a write failed): never closed silently
+        self.readonly = ""  # why edits are refused (its work folder cannot be read), if they are
+        self.notice = ""  # what the page should say once opened (a damaged work file moved aside)
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
         shape = case.label_shape
         self.labels = np.zeros(shape, np.uint16)
@@ -138,7 +145,14 @@ class Document:
         return sorted((label, n) for label, n in self.counts.items() if label and n)
 
     def next_label(self) -> int:
-        return max((label for label, n in self.counts.items() if n), default=0) + 1
+        """The label of a new object: one past the highest, else (past 65535) the lowest free one."""
+        top = max((label for label, n in self.counts.items() if n), default=0) + 1
+        if top <= 65535:
+            return top
+        free = next((label for label in range(1, 65536) if not self.counts.get(label)), None)
+        if free is None:
+            raise CaseError("every label 1-65535 is an object: delete one to make another")
+        return free
 
     def model_for(self) -> str:
         return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
@@ -372,7 +386,9 @@ class Document:
         return self.counts.get(int(label), 0)
 
     def erase(self, label: int) -> int:
-        """Remove object ``label``; returns the voxels removed."""
+        """Remove object ``label``; returns the voxels removed. Label 0 (the background) is no object."""
+        if not 1 <= int(label) <= 65535:
+            raise CaseError(f"label {label} is not an object (1-65535)")
         with self.lock:
             changed = np.flatnonzero(self.labels == int(label))
             self._edit(changed, np.zeros(len(changed), np.uint16))
@@ -388,6 +404,7 @@ class Document:
 
     def _step(self, source: list, target: list) -> bool:
         with self.lock:
+            self._writable()
             if not source:
                 return False
             where, values = source.pop()
@@ -404,18 +421,70 @@ class Document:
     def _keep(self, where: np.ndarray, values) -> None:
         """After an edit: append it (the voxels it set and their labels) to the work file, so that no edit is lost
         when the page is reloaded, another case is opened or the server restarts; only what changed is written.
-        A failure (disk full) is reported, the edit stays in memory."""
+        A failure (disk full) is reported and leaves no partial record; the edit stays in memory, and the next
+        edit writes the work file whole (every voxel that differs from the output) before appending goes on."""
         self.unsaved = True
         try:
-            append_edit(self.work_file, where, values)
-            self.autosave_problem = ""
-        except OSError as e:
+            if self.behind:
+                write_work(self.work_file, self._saved_labels(), self.labels)
+            else:
+                append_edit(self.work_file, where, values)
+            self.behind, self.autosave_problem = False, ""
+        except (OSError, CaseError) as e:
+            self.behind = True
             self.autosave_problem = f"the edits could not be kept in {shown(self.work_file.name)} ({shown(e)}); save"
+
+    def _saved_labels(self) -> np.ndarray:
+        """The label map the output file holds (zeros without one): what the work file's edits apply to."""
+        labels = read_output(self.case, self.target)
+        return np.zeros(self.labels.shape, np.uint16) if labels is None else labels
+
+    def restore(self) -> None:
+        """Take back the unsaved names and edits the work folder holds (an earlier page or server left them). A work
+        file that is damaged (a record that is not one, edits outside the image, a link) gives every valid record,
+        is moved aside (``<name>.damaged-N``, said in ``notice``) and written again with them. A work folder that
+        cannot be read opens the case read-only, as last saved (``readonly``)."""
+        work, kept_names = self.work_file, names_work_file(self.target)
+        try:
+            if kept_names.is_file():
+                self.names, self.unsaved = read_names(kept_names), True
+            data = read_work(work)
+        except OSError as e:
+            self.readonly = f"its work folder cannot be read ({shown(e.strerror or e)}): opened read-only, as last saved"
+            return
+        if data is None:
+            return
+        count, damage = replay_edits(data, self.labels)
+        self._count()
+        self.unsaved = self.unsaved or count > 0
+        if not damage:
+            return
+        try:
+            aside = next(work.with_name(f"{work.name}.damaged-{n}") for n in range(1, 10 ** 6)
+                         if not os.path.lexists(work.with_name(f"{work.name}.damaged-{n}")))
+            os.rename(work, aside)
+        except OSError as e:
+            self.readonly = f"its work file {shown(work.name)} is damaged and cannot be moved aside ({shown(e)}): " \
+                            f"opened read-only"
+            return
+        self.notice = f"its work file was damaged ({damage}): {count} edit(s) kept, the file moved aside as " \
+                      f"{shown(aside.name)}"
+        if count:
+            try:
+                write_work(work, self._saved_labels(), self.labels)
+            except (OSError, CaseError) as e:
+                self.behind = True
+                self.autosave_problem = f"the edits could not be kept in {shown(work.name)} ({shown(e)}); save"
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise CaseError(f"this case is read-only: {self.readonly}")
 
     def name(self, label: int, name: str | None = None, color=None) -> dict:
         """Name object ``label`` and/or give it a colour ([r, g, b]); kept with the unsaved edits (the work
         folder) until Save writes them beside the output (``<output>.labels.json``). CaseError for a bad one."""
         with self.lock:
+            self._writable()
             entry = dict(self.names.get(int(label), {"name": "", "color": None}))
             if name is not None:
                 entry["name"] = name
@@ -435,6 +504,7 @@ class Document:
     def discard(self) -> None:
         """Drop the unsaved edits: the label map as the output file holds it (or empty), no work file."""
         with self.lock:
+            self._writable()
             labels = read_output(self.case, self.target)
             self.labels[...] = 0 if labels is None else labels
             self._count()
@@ -443,9 +513,10 @@ class Document:
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
             self.names = read_names(names_file(self.target))
-            self.unsaved, self.autosave_problem = False, ""
+            self.unsaved, self.autosave_problem, self.behind = False, "", False
 
     def _edit(self, where: np.ndarray, values) -> None:
+        self._writable()
         if len(where):
             self.undo_stack.append((where, self.labels.ravel()[where].copy()))
             self.redo_stack.clear()
@@ -466,13 +537,14 @@ class Document:
     def save(self) -> Path:
         """Write the label map in the input's format (its output name) and return its path."""
         with self.lock:
+            self._writable()
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
             if self.names or names_file(self.target).exists():
                 write_names(names_file(self.target), self.names)
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
-            self.unsaved, self.autosave_problem = False, ""
+            self.unsaved, self.autosave_problem, self.behind = False, "", False
         return self.target
 
 
@@ -539,47 +611,100 @@ def read_names(path: Path) -> dict:
     return found
 
 
-EDIT = struct.Struct("<4sQ")  # a record of the work file: b"EDIT", n; then n voxel indices (<u8), n labels (<u2)
+EDIT = struct.Struct("<4sQI")  # a record of the work file: EDIT_MAGIC, n, the CRC-32 of what follows: n voxel
+EDIT_MAGIC = b"EDT2"  # indices (<u8) and n labels (<u2)
+
+
+def edit_record(where, values) -> bytes:
+    payload = np.asarray(where, "<u8").tobytes() + np.asarray(values, "<u2").tobytes()
+    return EDIT.pack(EDIT_MAGIC, len(payload) // 10, zlib.crc32(payload)) + payload
 
 
 def private_folder(folder: Path) -> None:
-    """Make the work folder (0700: only its owner reads the edits) and its parents."""
+    """Make the work folder and its parents; the work folder is this user's and only theirs (0700, made so when
+    found open to others). OSError when it is a link or another user's: edits are never written through it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    folder.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # ELOOP for a link
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid():
+            raise OSError(errno.EPERM, f"{WORK_FOLDER} belongs to another user", str(folder))
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def append_edit(path: Path, where: np.ndarray, values) -> None:
-    """Append one edit to the work file ``path`` (made private: its folder 0700, the file 0600; never through a
-    link) and flush it to disk."""
+    """Append one edit to the work file ``path`` (private: its folder 0700, the file 0600; never through a link)
+    and flush it to disk. When the write fails (disk full) the file is cut back to what it was: no partial
+    record stays."""
     private_folder(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "ab") as handle:
-        handle.write(EDIT.pack(b"EDIT", len(where)) + np.asarray(where, "<u8").tobytes()
-                     + np.asarray(values, "<u2").tobytes())
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            record = memoryview(edit_record(where, values))
+            while record:
+                record = record[os.write(fd, record):]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
-def replay_edits(path: Path, labels: np.ndarray) -> int:
-    """Apply the work file's edits to ``labels`` in order; returns how many. A record cut short (the server
-    stopped while writing it) ends the replay; indices outside the label map make the whole file untrusted
-    (CaseError)."""
+def write_work(path: Path, saved: np.ndarray, labels: np.ndarray) -> None:
+    """The work file written whole (atomically): one record of every voxel where ``labels`` differ from the
+    ``saved`` label map (the output's)."""
+    private_folder(path.parent)
+    where = np.flatnonzero(labels.reshape(-1) != saved.reshape(-1))
+    write_bytes(path, edit_record(where, labels.reshape(-1)[where]))
+
+
+def read_work(path: Path) -> bytes | None:
+    """The work file's bytes (None when there is none); a link or a thing that is not a file reads as b"!" (damage)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return b"!"
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def replay_edits(data: bytes, labels: np.ndarray) -> tuple[int, str]:
+    """Apply the edits of a work file's bytes to ``labels`` in order: (how many, what was damaged, "" when
+    nothing). Every valid record is applied: bytes that are not one (a torn or garbled record: wrong magic,
+    length or CRC) are skipped to the next record found, a record with voxels outside the label map is left out."""
     flat = labels.reshape(-1)
-    data = path.read_bytes()
     pos = count = 0
-    while pos + EDIT.size <= len(data):
-        magic, n = EDIT.unpack_from(data, pos)
-        end = pos + EDIT.size + 10 * n
-        if magic != b"EDIT":
-            raise CaseError(f"{shown(path.name)} is not a work file of litemedsam serve")
-        if end > len(data):
-            break
+    damage = []
+    while pos < len(data):
+        valid = pos + EDIT.size <= len(data)
+        if valid:
+            magic, n, crc = EDIT.unpack_from(data, pos)
+            end = pos + EDIT.size + 10 * n
+            valid = magic == EDIT_MAGIC and end <= len(data) and zlib.crc32(data[pos + EDIT.size:end]) == crc
+        if not valid:
+            found = data.find(EDIT_MAGIC, pos + 1)
+            damage.append(f"{(found if found >= 0 else len(data)) - pos} bytes that are no edit")
+            pos = len(data) if found < 0 else found
+            continue
         where = np.frombuffer(data, "<u8", n, pos + EDIT.size)
         if n and where.max() >= flat.size:
-            raise CaseError(f"{shown(path.name)} holds edits outside the image")
-        flat[where] = np.frombuffer(data, "<u2", n, pos + EDIT.size + 8 * n)
-        pos, count = end, count + 1
-    return count
+            damage.append("an edit outside the image")
+        else:
+            flat[where] = np.frombuffer(data, "<u2", n, pos + EDIT.size + 8 * n)
+            count += 1
+        pos = end
+    return count, "; ".join(dict.fromkeys(damage))
 
 
 def read_output(case, target: Path):
@@ -596,23 +721,11 @@ def read_output(case, target: Path):
 def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None,
               target: Path | None = None) -> Document:
     """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
-    its unsaved edits when a work file holds them (an earlier page, or server, left them), else its labels from
-    the output file when ``infer`` (or a save) wrote one."""
+    its labels from the output file when ``infer`` (or a save) wrote one, and the unsaved edits and names a work
+    file holds (an earlier page, or server, left them: ``Document.restore``)."""
     case = formats.read(path, inputs, require_boxes=False)
     target = target or output_dir / formats.output_name(path)
-    labels = read_output(case, target)
-    work = work_file(target)
-    names, unsaved_names = read_names(names_file(target)), names_work_file(target)
-    if unsaved_names.is_file():
-        names = read_names(unsaved_names)
-    if not (work.is_file() and not work.is_symlink()):
-        return Document(case, target, prompting, segmenters, cache, labels, inputs, unsaved_names.is_file(), names)
-    shape = case.label_shape
-    edited = np.zeros(shape, np.uint16) if labels is None else np.array(labels, np.uint16)
-    try:
-        if edited.shape == shape and replay_edits(work, edited):
-            return Document(case, target, prompting, segmenters, cache, edited, inputs, True, names)
-    except (CaseError, OSError):
-        pass
-    work.unlink(missing_ok=True)  # damaged, or edits of another image: the output stands
-    return Document(case, target, prompting, segmenters, cache, labels, inputs, unsaved_names.is_file(), names)
+    doc = Document(case, target, prompting, segmenters, cache, read_output(case, target), inputs,
+                   names=read_names(names_file(target)))
+    doc.restore()
+    return doc

@@ -3,18 +3,18 @@ this package, nothing from the network) and a small JSON API over litemedsam.ser
 
 Files: cases are opened by their name in the listing of FOLDER (never by a path from the request) or uploaded
 (size-limited, kept in a private temporary folder); labels are saved only as the case's output name in the
-output folder. Every request must carry the server's token (a random secret made at start and printed in the
-address to open, as Jupyter does): the page gets it as a cookie when opened with ``?token=...``, scripts send
-the header ``X-Litemedsam-Token``; without it, 403 (other local users and other sites get nothing). Every
-request that changes something must also carry the header ``X-Litemedsam: 1``, which a page of another site
-cannot send without a CORS preflight that this app never grants; the Host header must be one of the names the
-server accepts (no DNS rebinding). Model runs happen in worker threads: a page's requests never wait for
+output folder. Every API request must carry the server's token (a random secret made at start and printed in
+the address to open, as Jupyter does) in the header ``X-Litemedsam-Token`` (``TokenGate``): the page takes it
+from the address's fragment (``/#token=...``); without it, 403 (other local users, other sites and other local
+programs get nothing). Every request that changes something must also carry the header ``X-Litemedsam: 1``,
+which a page of another site cannot send without a CORS preflight that this app never grants; the Host header
+must be one of the names the server accepts (no DNS rebinding). A case is one document whoever opens it (two
+tabs see and save the same edits). Model runs happen in worker threads: a page's requests never wait for
 another case's encoder, and a 3D propagation runs as a job that reports progress and can be cancelled.
 """
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import hmac
 import io
 import json
@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, shown
@@ -53,7 +53,8 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
 MAX_JSON = 65536  # bytes of a JSON request
-MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits stay in its work file)
+MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits stay in its work file;
+# one whose edits could not all be written there stays open)
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-+() ]{0,200}")  # spaces as in "scan (2).nii.gz"; no separator
 
 
@@ -98,6 +99,7 @@ class Server:
         self.max_upload = max_upload
         self.docs: dict = {}  # id -> Open, least recently used first
         self.lock = threading.Lock()
+        self.opening = threading.Lock()  # one open at a time: two tabs opening a case get one document
         self.uploads = Path(tempfile.mkdtemp(prefix="litemedsam-uploads-"))
 
     def close(self) -> None:
@@ -109,11 +111,23 @@ class Server:
         found, _ = list_cases(self.folder)
         return {p.name: p for p in found}
 
+    def open(self, path: Path, name: str, target: Path | None = None, upload: Path | None = None) -> str:
+        """The id of the open document of the case at ``path`` (saved to ``target``, default its output name):
+        the one already open for that output, whoever opened it, else a new one (``open_case``)."""
+        target = target or self.output_dir / output_name(path)
+        with self.opening:
+            with self.lock:
+                found = next((k for k, o in self.docs.items() if o.doc.target == target), None)
+            if found is not None:
+                return found
+            doc = open_case(path, self.output_dir, self.prompting, self.segmenters, self.cache, self.inputs, target)
+            return self.add(doc, name, upload)
+
     def add(self, doc: Document, name: str, upload: Path | None = None) -> str:
         key = uuid.uuid4().hex
         with self.lock:
             self.docs[key] = Open(doc, name, upload=upload)
-            idle = [k for k, o in self.docs.items() if not busy(o)]
+            idle = [k for k, o in self.docs.items() if not busy(o) and not o.doc.behind]
             for old in idle[:max(0, len(self.docs) - MAX_OPEN)]:  # oldest first; never one propagating
                 closed = self.docs.pop(old)
                 if closed.upload is not None:
@@ -204,7 +218,8 @@ def describe(key: str, entry: Open) -> dict:
         model = f"none ({e})"
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
-            "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case)}
+            "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
+            "notice": doc.notice, "readonly": doc.readonly}
 
 
 def edited(doc: Document) -> dict:
@@ -271,20 +286,19 @@ def make_app(server: Server) -> Starlette:
     async def opened(path: Path, name: str, upload: Path | None = None):
         try:
             target = None if upload is None else await run_in_threadpool(server.upload_target, path)
-            doc = await run_in_threadpool(open_case, path, server.output_dir, server.prompting, server.segmenters,
-                                          server.cache, server.inputs, target)
+            key = await run_in_threadpool(server.open, path, name, target, upload)
         except BaseException as e:
             if upload is not None:  # nothing of a file that cannot be opened is kept
                 shutil.rmtree(upload, ignore_errors=True)
             if isinstance(e, LitemedsamError):
                 e.args = (f"{shown(name)}: {e}",)  # as infer says it: the file, then the problem
             raise
+        entry = server.get(key)
         try:
-            await run_in_threadpool(doc.warm, doc.depth // 2)  # the slice shown first: its first box is quick
+            await run_in_threadpool(entry.doc.warm, entry.doc.depth // 2)  # the slice shown first: its first box is quick
         except LitemedsamError:
             pass  # no model for this case: said when a box is drawn
-        key = server.add(doc, name, upload)
-        return describe(key, server.get(key))
+        return describe(key, entry)
 
     async def upload(request: Request):
         name = request.query_params.get("name", "")
@@ -338,9 +352,10 @@ def make_app(server: Server) -> Starlette:
     async def value(request: Request):
         doc, at = server.get(request.path_params["doc"]).doc, request.query_params
         voxel = [at.get(k, "") for k in "zyx"]
-        if doc.case.dim != "3D" or not all(v.isascii() and v.isdigit() for v in voxel) or not all(
+        if doc.case.dim != "3D" or not all(small_number(v) for v in voxel) or not all(
                 int(v) < n for v, n in zip(voxel, doc.labels.shape)):
-            raise ApiError(404, f"no voxel z={shown(voxel[0])}, y={shown(voxel[1])}, x={shown(voxel[2])} in this case")
+            raise ApiError(404, f"no voxel z={shown(voxel[0][:20])}, y={shown(voxel[1][:20])}, x={shown(voxel[2][:20])} "
+                                f"in this case")
         found = await run_in_threadpool(doc.value_at, *map(int, voxel))
         return {"value": found, "unit": "HU" if found is not None and doc.modality == "CT" else ""}
 
@@ -437,7 +452,7 @@ def make_app(server: Server) -> Starlette:
     async def erase(request: Request):
         entry = idle(server.get(request.path_params["doc"]))
         await json_body(request)
-        label = request.path_params["label"]
+        label = object_label(request)
         removed = await run_in_threadpool(entry.doc.erase, label)
         return {"removed": removed, **edited(entry.doc)}
 
@@ -453,7 +468,7 @@ def make_app(server: Server) -> Starlette:
     async def name(request: Request):
         doc, body = server.get(request.path_params["doc"]).doc, await json_body(request)
         try:
-            await run_in_threadpool(doc.name, request.path_params["label"], body.get("name"), body.get("color"))
+            await run_in_threadpool(doc.name, object_label(request), body.get("name"), body.get("color"))
         except CaseError as e:
             raise ApiError(400, str(e)) from None
         return edited(doc)
@@ -522,8 +537,8 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/box", api(box, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/job", api(job_state)),
         Route("/api/doc/{doc}/cancel", api(cancel, write=True), methods=["POST"]),
-        Route("/api/doc/{doc}/objects/{label:int}", api(erase, write=True), methods=["DELETE"]),
-        Route("/api/doc/{doc}/objects/{label:int}", api(name, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/objects/{label}", api(erase, write=True), methods=["DELETE"]),
+        Route("/api/doc/{doc}/objects/{label}", api(name, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/undo", api(step("undo", "undone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/redo", api(step("redo", "redone"), write=True), methods=["POST"]),
         Route("/api/doc/{doc}/brush", api(brush, write=True), methods=["POST"]),
@@ -538,32 +553,24 @@ def make_app(server: Server) -> Starlette:
 
 
 class TokenGate:
-    """Only requests carrying the server's token pass: the cookie set when the page is opened with ``/?token=``
-    (then redirected to ``/``, so the token leaves the address bar), or the header ``X-Litemedsam-Token``."""
+    """Only API requests carrying the server's token in the header ``X-Litemedsam-Token`` pass. The page (the
+    package's own files, no data: served to anyone) takes the token from the address's fragment (``/#token=…``,
+    which browsers never send to a server; ``?token=`` is read too), keeps it in the tab's sessionStorage (its
+    origin's: this port's) and sends it as that header. No cookie: a browser sends a host's cookies to every port
+    of it, so any other local program the browser visits would receive the token."""
 
     def __init__(self, app, token: str):
         self.app, self.token = app, token.encode()
-        self.cookie = "litemedsam-" + hashlib.sha256(self.token).hexdigest()[:12]  # one per server, whatever its port
 
     def valid(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), self.token)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not scope["path"].startswith("/api/") \
+                or self.valid(Request(scope).headers.get("x-litemedsam-token")):
             return await self.app(scope, receive, send)
-        request = Request(scope)
-        given = request.query_params.get("token")
-        if scope["path"] == "/" and given is not None and self.valid(given):
-            response = RedirectResponse("/", 303)
-            response.set_cookie(self.cookie, given, httponly=True, samesite="strict")
-        elif self.valid(request.cookies.get(self.cookie)) or self.valid(request.headers.get("x-litemedsam-token")):
-            return await self.app(scope, receive, send)
-        elif scope["path"].startswith("/api/"):
-            response = JSONResponse({"error": "this server needs its token: open the address litemedsam serve "
-                                              "printed (…/?token=…), or send the header X-Litemedsam-Token"}, 403)
-        else:
-            response = PlainTextResponse("litemedsam serve: open the address it printed when it started "
-                                         "(http://…/?token=…); this page needs its token.\n", 403)
+        response = JSONResponse({"error": "this server needs its token: open the address litemedsam serve printed "
+                                          "(…/#token=…), or send the header X-Litemedsam-Token"}, 403)
         await response(scope, receive, send)
 
 
@@ -650,7 +657,20 @@ def cut_of(doc: Document, body: dict) -> tuple:
     return plane, z
 
 
+def small_number(text: str) -> bool:
+    """Whether a URL's text is a non-negative integer that can index an image (at most 9 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
+def object_label(request: Request) -> int:
+    """The object label a URL names (``/objects/{label}``): 1-65535, else ApiError 400 (0 is the background)."""
+    text = request.path_params["label"]
+    if not (small_number(text) and 1 <= int(text) <= 65535):
+        raise ApiError(400, f"{shown(text[:20])}: an object's label is 1-65535 (0 is the background)")
+    return int(text)
+
+
 def slice_index(doc: Document, text: str, plane: str = "z") -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) >= doc.plane_size(plane):
-        raise ApiError(404, f"no slice {shown(text)} (this case has {doc.plane_size(plane)} in plane {plane})")
+    if not small_number(text) or int(text) >= doc.plane_size(plane):
+        raise ApiError(404, f"no slice {shown(text[:20])} (this case has {doc.plane_size(plane)} in plane {plane})")
     return int(text)

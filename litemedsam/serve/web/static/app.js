@@ -8,6 +8,17 @@ const state = { doc: null, plane: "z", at: { z: 0, y: 0, x: 0 }, zoom: 1, image:
                 selected: null, drag: null, lastBox: null, version: 0, busy: false };
 // a volume's planes: "z" its slices, "y" and "x" cuts across them -> the axes of their rows and columns
 const PLANES = { z: ["y", "x"], y: ["z", "x"], x: ["z", "y"] };
+// the server's token: from the address serve printed (/#token=..., or ?token=), kept in this tab's sessionStorage
+// (this origin's: another port never sees it) and sent as a header with every request; never a cookie
+const TOKEN = (() => {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token") || new URLSearchParams(location.search).get("token");
+  if (given) {
+    sessionStorage.setItem("litemedsam-token", given);
+    history.replaceState(null, "", "/");  // the token leaves the address bar
+  }
+  return sessionStorage.getItem("litemedsam-token") || "";
+})();
+const GONE = "the server does not answer: is litemedsam serve still running?";
 
 function sizeOf(axis) { const d = state.doc; return { z: d.depth, y: d.height, x: d.width }[axis]; }
 function planeView(plane = state.plane) {
@@ -28,14 +39,12 @@ function say(text, error = false) {
 }
 
 async function api(method, url, body) {
-  const options = { method, headers: {} };
+  const options = { method, headers: { "X-Litemedsam-Token": TOKEN } };
   if (method !== "GET") {
-    options.headers = { "Content-Type": "application/json", "X-Litemedsam": "1" };
+    Object.assign(options.headers, { "Content-Type": "application/json", "X-Litemedsam": "1" });
     options.body = JSON.stringify(body || {});
   }
-  const response = await fetch(url, options).catch(() => {
-    throw new Error("the server does not answer: is litemedsam serve still running?");
-  });
+  const response = await fetch(url, options).catch(() => { throw new Error(GONE); });
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) throw new Error(data.error || response.statusText);
   if (state.doc && url.startsWith(`/api/doc/${state.doc.id}/`) && typeof data.unsaved === "boolean") {
@@ -50,13 +59,19 @@ function markUnsaved(doc) {
   if (doc.problem) say(doc.problem, true);
 }
 
-function loadImage(url) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error("cannot load " + url));
-    img.src = url;
-  });
+async function loadImage(url) {
+  // fetched with the token's header (an <img src> could only send a cookie), shown from the bytes received
+  const response = await fetch(url, { headers: { "X-Litemedsam-Token": TOKEN } }).catch(() => { throw new Error(GONE); });
+  if (!response.ok) throw new Error("cannot load " + url);
+  const local = URL.createObjectURL(await response.blob());
+  try {
+    return await new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onload = () => resolve(img);
+      img.onerror = () => reject(new Error("cannot load " + url));
+      img.src = local;
+    });
+  } finally { URL.revokeObjectURL(local); }
 }
 
 async function listCases() {
@@ -87,7 +102,7 @@ async function openCase(name) {
 async function upload(file) {
   say("uploading " + file.name + " …");
   const response = await fetch("/api/upload?name=" + encodeURIComponent(file.name),
-    { method: "POST", headers: { "X-Litemedsam": "1" }, body: file });
+    { method: "POST", headers: { "X-Litemedsam": "1", "X-Litemedsam-Token": TOKEN }, body: file });
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) { say(data.error, true); return; }
   show(data);
@@ -130,6 +145,7 @@ async function show(doc) {
   listObjects(doc.objects);
   markUnsaved(doc);
   await setPlane("z");
+  if (doc.readonly || doc.notice) { say(`${doc.name}: ${doc.readonly || doc.notice}`, true); return; }
   say(doc.unsaved ? `${doc.name} open with its unsaved edits (kept since the last save): Save writes them, `
     + "Discard drops them"
     : `${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
