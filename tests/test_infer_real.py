@@ -80,6 +80,23 @@ def test_continue_prediction_keeps_existing_outputs(dev_data, models_ready, tmp_
     assert (out / CASES_3D[0]).stat().st_mtime_ns == before
 
 
+def test_continue_prediction_does_again_an_output_cut_short_empty_or_of_another_shape(dev_data, models_ready, tmp_path):
+    """Issue 34, W08: a truncated and a 0-byte output were kept as "kept from before" (exit 0)."""
+    names = [CASES_3D[0], "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz", "2DBox_CT_SAMMed2D_s0114_111.npz"]
+    inp = link_cases(dev_data, names, tmp_path / "in")
+    out = tmp_path / "out"
+    assert cli("infer", "-i", inp, "-o", out).returncode == 0
+    good = {n: np.load(out / n)["segs"] for n in names}
+    (out / names[0]).write_bytes((out / names[0]).read_bytes()[:-100])
+    (out / names[1]).write_bytes(b"")
+    np.savez_compressed(out / names[2], segs=np.zeros((7, 9), np.uint8))
+    done = cli("infer", "-i", inp, "-o", out, "--continue-prediction")
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    for name in names:
+        assert f"WARNING: {name} exists but" in done.stdout + done.stderr, name
+        assert np.array_equal(np.load(out / name)["segs"], good[name]), name
+
+
 def test_empty_input_folder_is_not_an_error(models_ready, tmp_path):
     (tmp_path / "in").mkdir()
     done = cli("infer", "-i", tmp_path / "in", "-o", tmp_path / "out")

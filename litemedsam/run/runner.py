@@ -88,6 +88,19 @@ class RunSpec:
         return spec
 
 
+def unusable_output(path: Path, target: Path) -> str:
+    """Why the existing output ``target`` of the case at ``path`` cannot be kept by --continue-prediction, "" when
+    it can: it must read as a label map of the case's shape (not a file cut short, empty, or another case's)."""
+    try:
+        labels = formats.read_labels(target)[0]
+        shape = formats.read(path, require_boxes=False).label_shape
+    except Exception as e:  # whatever stops reading it: the case is done again
+        return f"cannot be read ({brief(shown(e)) or type(e).__name__})"
+    if labels.shape[:len(shape)] != shape:
+        return f"has shape {labels.shape}, the case {shape}"
+    return ""
+
+
 class Predictor:
     """The books of a run (nnU-Net v2's predictor): ``predict_folder`` lists a folder's cases, hands them to its
     executor (``run_jobs``, here; or worker processes, or a cluster) and, as each one finishes, prints its lines
@@ -157,7 +170,11 @@ class Predictor:
         for n, path in enumerate(cases, 1):
             target = output_dir / formats.output_name(path)
             owner = owners[target.name]
-            if continue_prediction and target.exists():
+            kept = continue_prediction and target.exists()
+            problem = unusable_output(path, target) if kept else ""
+            if problem:
+                echo(f"WARNING: {shown(target.name)} exists but {problem}: {shown(path.name)} is segmented again")
+            if kept and not problem:
                 results.append(Result(path.name, 0.0, "existing", output=target.name))
                 if record is not None:
                     record.add(results[-1])
