@@ -21,19 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.core import confidence
-from litemedsam.io.cases import make_case
 from litemedsam.core.errors import CaseError
-from litemedsam.io.intensity import prepare
+from litemedsam.core.limits import MAX_OBJECTS, check_size
+from litemedsam.io.cases import clip_boxes, make_case
+from litemedsam.io.intensity import checked_window, prepare
 from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import Embedding, make_segmenter
+from litemedsam.models.session import resolve_threads
 
 _SEGMENTERS: dict = {}
 _LOCK = threading.Lock()
 
 
 def _segmenter(model: str, threads: int | None):
-    """One runtime object per (model, threads) per process: sessions are made once."""
+    """One runtime object per (model, threads) per process: sessions are made once. ``threads`` is checked as
+    `infer --threads` checks it (an integer 1-1024; more than the CPUs is capped to them)."""
+    threads = None if threads is None else resolve_threads(threads, "threads=")[0]
     with _LOCK:
         if (model, threads) not in _SEGMENTERS:
             _SEGMENTERS[model, threads] = make_segmenter(model, threads=threads)
@@ -45,8 +49,13 @@ def _shipped_router() -> Router:
     return Router.load()
 
 
-def _uint8(image, modality: str | None, window: tuple | None) -> tuple:
-    """(uint8 image, modality the data say, warnings): `infer`'s intensity rule for any real dtype."""
+def _uint8(image, modality: str | None, window: tuple | None, router: Router | None = None) -> tuple:
+    """(uint8 image, modality the data say, warnings): `infer`'s intensity rule for any real dtype; ``modality`` and
+    ``window`` checked as `infer` checks --modality and --window (against ``router``, default the shipped one)."""
+    (router or _shipped_router()).check_modality(modality, "modality=")
+    if window is not None:
+        given = tuple(window) if isinstance(window, (tuple, list, np.ndarray)) and len(window) == 2 else (0, 0)
+        window = checked_window(*given, option=f"window={str(window)[:40]}")
     image = np.asarray(image)
     if image.dtype == np.bool_:
         image = image.astype(np.uint8) * np.uint8(255)
@@ -70,7 +79,7 @@ def segment(image, boxes, modality: str | None = None, window: tuple | None = No
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
         raise CaseError(f"boxes must be an (N, 4) array for a 2D image or (N, 6) for a volume, got shape {boxes.shape}")
     dim = "2D" if boxes.shape[1] == 4 else "3D"
-    data, found, notes = _uint8(image, modality, window)
+    data, found, notes = _uint8(image, modality, window, router)
     case = make_case(Path("array"), data, boxes, dim=dim, starts=starts, modality=modality or found, warnings=notes)
     for note in case.warnings:
         warnings.warn(note, stacklevel=2)
@@ -103,7 +112,8 @@ class Predictor:
 
     def predict(self, boxes) -> tuple[np.ndarray, np.ndarray]:
         """(N, 4) boxes ``x0, y0, x1, y1`` in image pixels -> (N, H, W) bool masks and (N,) scores: the
-        decoder's predicted IoU of each mask, its confidence."""
+        decoder's predicted IoU of each mask, its confidence. Boxes are clipped to the image as ``segment`` clips
+        them, with its warnings; a box inverted or outside the image gets an empty mask and score 0."""
         if self.embedding is None:
             raise CaseError("no image: call set_image first")
         boxes = np.asarray(boxes, dtype=np.float64)
@@ -112,7 +122,16 @@ class Predictor:
         if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
             raise CaseError(f"boxes must be a finite (N, 4) array, got shape {boxes.shape}")
         h, w = self.shape
-        boxes = np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1])
-        model_boxes = self.embedding.frame.boxes_to_model(boxes)
-        low, scores = self.segmenter.decode(self.embedding, model_boxes)
-        return self.embedding.frame.masks(low, self.segmenter.upsample), scores
+        if len(boxes) > MAX_OBJECTS:
+            raise CaseError(f"{len(boxes)} boxes; a case holds at most {MAX_OBJECTS} objects (as segment)")
+        check_size(len(boxes) * h * w, f"{len(boxes)} masks of {w} x {h} need {len(boxes) * h * w} bytes",
+                   f"{len(boxes)} masks of {w} x {h}")
+        clipped, skipped, notes = clip_boxes(boxes, "2D", self.shape)  # as segment clips them, and warns
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        masks, scores = np.zeros((len(boxes), h, w), bool), np.zeros(len(boxes), np.float32)
+        used = np.array([i for i in range(len(boxes)) if i + 1 not in skipped], int)
+        if len(used):
+            low, found = self.segmenter.decode(self.embedding, self.embedding.frame.boxes_to_model(clipped[used]))
+            masks[used], scores[used] = self.embedding.frame.masks(low, self.segmenter.upsample), found
+        return masks, scores

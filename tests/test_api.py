@@ -75,3 +75,43 @@ def test_hu_volume_is_windowed_as_ct_with_a_warning(models_ready):
 def test_bad_input_raises_a_clear_error(models_ready, call, message):
     with pytest.raises(CaseError, match=message):
         call()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threads=10 ** 12), r"threads= 1000000000000 is not a usable number of threads \(1-1024\)"),
+    (dict(threads=2.5), r"threads= 2.5 is not a usable number of threads"),
+    (dict(window=(40, 0)), r"window=\(40, 0\): LEVEL,WIDTH expected, width > 0"),
+    (dict(window=(float("nan"), 400)), r"window=\(nan, 400\): LEVEL,WIDTH expected"),
+    (dict(window="40"), r"LEVEL,WIDTH expected"),
+    (dict(modality="../../etc/passwd"), r"modality= '../../etc/passwd' is not a modality of"),
+    (dict(starts=[1, 2, 3]), r"starts: one start slice \(a number\) per box, 1 in all"),
+    (dict(starts=[float("nan")]), r"starts: one start slice"),
+])
+def test_the_api_refuses_what_infer_refuses(models_ready, kwargs, message):
+    """Issue 34, A24-A28: threads=10**12 gave onnxruntime's TypeError; starts=[1, 2, 3] for one box, window=(40, 0),
+    window=(nan, 400) and modality='../../etc/passwd' were taken silently. They are refused as infer refuses them."""
+    from litemedsam.core.errors import LitemedsamError
+
+    with pytest.raises(LitemedsamError, match=message):
+        litemedsam.segment(np.zeros((4, 32, 32), np.uint8), [[4, 4, 0, 20, 20, 3]], **kwargs)
+    with pytest.raises(LitemedsamError, match=r"--window '40,0': LEVEL,WIDTH expected"):  # infer's own words
+        from litemedsam.cli.options import case_inputs
+        case_inputs((), None, None, "40,0", None)
+
+
+def test_predictor_warns_of_boxes_as_segment_does_and_bounds_its_masks(models_ready, dev_data):
+    """Issue 34, A34-A37: a box off the image or inverted gave a mask with score 0.3-0.5 and no warning; 20,000
+    boxes ran until killed (their masks alone: 6.6 GB). Now such boxes are warned of as segment warns, and get an
+    empty mask and score 0; masks past the per-case limit are refused at once."""
+    with np.load(dev_data / "imgs" / CASE_2D) as case:
+        image, boxes = case["imgs"], case["boxes"]
+    predictor = litemedsam.Predictor()
+    predictor.set_image(image)
+    h, w = image.shape[:2]
+    with pytest.warns(UserWarning) as caught:
+        masks, scores = predictor.predict([boxes[0], [w + 10, 5, w + 50, 40], [300, 300, 100, 100]])
+    said = " ".join(str(c.message) for c in caught)
+    assert "box 2" in said and "outside the image" in said and "box 3" in said and "min > max" in said
+    assert masks[0].any() and not masks[1:].any() and scores[0] > 0.5 and (scores[1:] == 0).all()
+    with pytest.raises(CaseError, match=r"20000 masks of 622 x 529 need .* more than the limit"):
+        predictor.predict(np.tile(boxes[:1], (20000, 1)))

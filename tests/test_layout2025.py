@@ -224,3 +224,72 @@ def test_hostile_or_broken_clicks_are_refused(tmp_path, extra, message):
     with pytest.raises(CaseError, match=message):
         load_case(write_case(tmp_path / "CT_x.npz", [BOX], **extra))
     assert not Path("/tmp/litemedsam-pwned").exists()
+
+
+def test_clicks_that_repeat_one_list_through_the_pickle_memo_are_counted_whole(tmp_path):
+    """Issue 34, C14/T36: a 151 KB file whose `clicks` reference one dict of 10,000 clicks 65,535 times passed every
+    per-item check and took 3 GiB. Clicks are counted over all classes before any is copied."""
+    import resource
+
+    one = {"fg": [[1, 2, 3]] * 10000, "bg": []}
+    clicks = np.empty(65535, dtype=object)
+    clicks[:] = [one] * 65535  # one dict, memoised by the pickle
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    path = write_case(tmp_path / "CT_bomb.npz", [BOX], clicks=clicks)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(CaseError, match=r"'clicks' holds 655350000 clicks in all; a case takes at most 1000"):
+        load_case(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 << 10  # KiB: under 200 MB more
+    order = np.empty(2, dtype=object)
+    order[:] = [["fg"] * 1500] * 2
+    with pytest.raises(CaseError, match=r"'clicks_order' holds 3000 clicks in all"):
+        load_case(write_case(tmp_path / "CT_orders.npz", [BOX], clicks_order=order))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(clicks=np.array([[3, 20, 9]])), r"'clicks' must be an object array of one dict per class .* int64 array"),
+    (dict(clicks=np.array([{"fg": [[3, 20, 9]], "bg": []}], dtype=object), clicks_order=np.array([["up"]])),
+     r"'clicks_order' must list 'fg', 'bg' or None per class"),
+])
+def test_clicks_of_the_wrong_kind_are_refused_with_a_message(tmp_path, extra, message):
+    """Issue 34, C03/T37: `clicks` as an integer array gave an internal AttributeError (and a 500 on upload)."""
+    with pytest.raises(CaseError, match=message):
+        load_case(write_case(tmp_path / "CT_x.npz", [BOX], **extra))
+
+
+def test_the_organisers_orders_of_equal_length_are_read():
+    """Their clicks_order: lists that NumPy turns into a 2-D str array when every class has as many clicks."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clicks = np.array([{"fg": [[3, 20, 9]], "bg": [[4, 1, 1]]}], dtype=object)
+        case = load_case(write_case(Path(tmp) / "CT_x.npz", [BOX], clicks=clicks, clicks_order=np.array([["bg", "fg"]])))
+    assert case.clicks == [[("bg", (4, 1, 1)), ("fg", (3, 20, 9))]]
+
+
+@pytest.mark.parametrize("dtype, stray", [(np.uint16, 300), (np.int8, -1), (np.int32, 70000), (np.uint8, 9),
+                                          (np.uint64, 2 ** 64 - 1)])
+def test_prev_pred_labels_that_are_no_object_of_the_case_become_background(tmp_path, dtype, stray):
+    """Issue 34, C42 and C22-C24/C38: a one-box case whose prev_pred held label 300 wrote label 300 to the output.
+    Labels that are none of the case's objects (negative, past them) are taken as background, and said."""
+    prev = np.zeros((10, 48, 48), dtype)
+    prev[2:4, 10:20, 10:20] = 1
+    prev[8, 40:45, 40:45] = stray
+    clicks = np.array([{"fg": [[3, 20, 15]], "bg": []}], dtype=object)
+    case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, prev_pred=prev))
+    assert case.prev.max() == 1 and case.prev[8].max() == 0 and (case.prev == 1).sum() == 200
+    assert any(f"labels that are none of its 1 objects ({stray})" in w for w in case.warnings), case.warnings
+
+
+@pytest.mark.parametrize("mm", [[1e-300, 1.0, 1.0], [5e-324, 5e-324, 5e-324], [1.0, 1.0, 1e9]])
+def test_a_spacing_that_is_no_spacing_is_ignored_and_said(tmp_path, mm):
+    """Issue 34, C31/C32: clicks with spacing 1e-300 or 5e-324 gave an internal IndexError."""
+    from litemedsam.io import formats
+
+    path = write_case(tmp_path / "CT_x.npz", [BOX], clicks=np.array([{"fg": [[3, 20, 15]], "bg": []}], dtype=object))
+    with np.load(path, allow_pickle=True) as data:
+        arrays = dict(data)
+    arrays["spacing"] = np.array(mm)
+    np.savez(path, **arrays)
+    case = load_case(path)
+    assert formats.spacing(case) is None and any("'spacing' is not 3 numbers of mm" in w for w in case.warnings)

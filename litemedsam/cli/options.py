@@ -1,13 +1,12 @@
 """What `infer` and `serve` read from the command line alike, checked in this one place: the boxes and intensity
 options of the cases (``case_inputs``) and the router with its modality (``load_router``)."""
-import math
-
 from litemedsam.core.errors import UsageError, shown
 
 
 def case_inputs(box_texts, boxes_file, labels_path, window, modality):
     """The command line's boxes and intensity options (litemedsam.io.given_boxes.CaseInputs), checked once."""
     from litemedsam.io.given_boxes import CaseInputs, parse_box, read_table
+    from litemedsam.io.intensity import checked_window
 
     if sum(bool(x) for x in (box_texts, boxes_file, labels_path)) > 1:
         raise UsageError("give boxes one way: --box, --boxes or --boxes-from-labels")
@@ -22,22 +21,15 @@ def case_inputs(box_texts, boxes_file, labels_path, window, modality):
             raise UsageError(f"--boxes-from-labels {shown(labels_path)}: no such file or folder")
         inputs.labels = labels_path
     if window is not None:
-        try:
-            level, width = (float(v) for v in window.split(","))
-        except ValueError:
-            level, width = 0.0, 0.0
-        if not width > 0 or not all(map(math.isfinite, (level, width))):
-            raise UsageError(f"--window {shown(window)!r}: LEVEL,WIDTH expected, width > 0 (e.g. 40,400)")
-        inputs.window = (level, width)
+        parts = window.split(",")
+        inputs.window = checked_window(*parts if len(parts) == 2 else (0, 0), option=f"--window {shown(window)!r}")
     return inputs
 
 
 def load_router(router_file, modality):
     """The router (the shipped one, or ``router_file``), with ``modality`` checked to be one of its own."""
-    from litemedsam.methods.router import Router, RouterError
+    from litemedsam.methods.router import Router
 
     router = Router.load(router_file)
-    if modality and router.modality(modality) is None:
-        raise RouterError(f"--modality {shown(modality)!r} is not a modality of {router.source}; known: "
-                          + ", ".join(sorted(set(router.spellings.values()))))
+    router.check_modality(modality)
     return router

@@ -37,6 +37,14 @@ class Case:
         return self.image.shape[:2] if self.dim == "2D" else self.image.shape
 
 
+MIN_MM, MAX_MM = 1e-6, 1e6  # a spacing a voxel may have: a nanometre to a kilometre (5e-324 mm made clicks fail)
+
+
+def usable_spacing(mm) -> bool:
+    """Whether numbers given as a spacing are one: finite, in mm from MIN_MM to MAX_MM."""
+    return all(np.isfinite(v) and MIN_MM <= v <= MAX_MM for v in mm)
+
+
 def name_tags(name: str) -> tuple[str | None, str | None]:
     """What a case's file name says, read in this one place: (its dimension, '2D'/'3D' from 2DBox_/3DBox_, and
     its modality tag: 'CT' for 2DBox_CT_... or, in the 2025 layout's names, CT_Lesion_...), None where it says
@@ -176,6 +184,9 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
         check_memory_2d(image.shape[:2])
     boxes, skipped, clipped = clip_boxes(raw_boxes, dim, image.shape, absent)
     warnings = [*warnings, *clipped]
+    if starts is not None and (len(starts) != len(boxes) or not all(
+            isinstance(z, (int, float, np.integer, np.floating)) and np.isfinite(z) for z in starts)):
+        raise CaseError(f"starts: one start slice (a number) per box, {len(boxes)} in all; got {str(starts)[:60]}")
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved

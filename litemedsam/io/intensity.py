@@ -8,10 +8,12 @@ Which rule applies: the modality given (``--modality``, a DICOM series' Modality
 are CT whatever the name says."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from litemedsam.io.cases import modality
-from litemedsam.core.errors import CaseError
+from litemedsam.core.errors import CaseError, UsageError
 
 CT_WINDOW = (40.0, 400.0)  # level, width (HU)
 HU_AIR = -900.0  # voxels at or below: air (or the padding outside a CT's field of view)
@@ -35,6 +37,17 @@ def looks_like_hu(data: np.ndarray) -> bool:
     if air < AIR_SHARE * data.size:
         return False
     return np.count_nonzero((data >= HU_SOFT[0]) & (data <= HU_SOFT[1])) >= SOFT_SHARE * data.size
+
+
+def checked_window(level, width, option: str = "--window") -> tuple:
+    """(level, width) as numbers, or UsageError naming ``option``: finite, width > 0."""
+    try:
+        level, width = float(level), float(width)
+    except (TypeError, ValueError):
+        level, width = 0.0, 0.0
+    if not width > 0 or not (math.isfinite(level) and math.isfinite(width)):
+        raise UsageError(f"{option}: LEVEL,WIDTH expected, width > 0 (e.g. 40,400)")
+    return level, width
 
 
 def prepare(data: np.ndarray, name: str, given: str | None = None, window: tuple | None = None) -> tuple:

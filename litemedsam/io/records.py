@@ -22,7 +22,7 @@ import numpy as np
 from litemedsam.core.errors import CaseError
 
 MAX_RECORD_BYTES = 4 << 20  # a pickled member larger than this is not a list of boxes (its objects: < 300 MB)
-MAX_CLICKS = 10000  # clicks of one class (the challenge gives 5 per step)
+MAX_CLICKS = 1000  # clicks of a case, all classes together (the challenge gives one per class and step, 5 steps)
 SIDES = ("fg", "bg")
 NUMBERS = {"i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "b1"}  # dtype codes of the values
 
@@ -112,6 +112,11 @@ def load_records(data: bytes, key: str, limit: int) -> list:
     ``clicks_order`` lists of "fg", "bg" or None (``order_of``), anything else dicts of str -> finite numbers.
     CaseError otherwise."""
     items = _load_items(data, key, limit, rows=key == "clicks_order")  # equal-length orders make a 2-D array
+    if key in ("clicks", "clicks_order"):  # counted before any is copied: a pickle may repeat one list everywhere
+        lists = [v for item in items for v in (item.values() if isinstance(item, dict) else [item])]
+        total = sum(len(v) for v in lists if isinstance(v, (list, tuple)))
+        if total > (MAX_CLICKS if key == "clicks" else 2 * MAX_CLICKS):
+            raise CaseError(f"'{key}' holds {total} clicks in all; a case takes at most {MAX_CLICKS}")
     if key == "clicks":
         return [clicks_of(item, key, i) for i, item in enumerate(items)]
     if key == "clicks_order":
@@ -126,8 +131,8 @@ def clicks_of(item, key: str, i: int) -> dict:
     clicks = {}
     for side in SIDES:
         points = item.get(side) or []
-        if not isinstance(points, (list, tuple)) or len(points) > MAX_CLICKS:
-            raise CaseError(f"'{key}' item {i}: '{side}' must be a list of at most {MAX_CLICKS} [z, y, x] clicks")
+        if not isinstance(points, (list, tuple)):
+            raise CaseError(f"'{key}' item {i}: '{side}' must be a list of [z, y, x] clicks")
         triples = []
         for p in points:
             p = list(p) if isinstance(p, (list, tuple, np.ndarray)) else p
@@ -142,7 +147,7 @@ def clicks_of(item, key: str, i: int) -> dict:
 
 def order_of(item, key: str, i: int) -> list:
     """One class's click order: a list of "fg", "bg" or None (no click at that step)."""
-    if not isinstance(item, (list, tuple)) or len(item) > 2 * MAX_CLICKS or not all(
+    if not isinstance(item, (list, tuple)) or not all(
             v is None or v in SIDES for v in item):
         raise CaseError(f"'{key}' item {i} must be a list of 'fg', 'bg' or None")
     return list(item)

@@ -26,6 +26,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from litemedsam.core.errors import CaseError
 from litemedsam.core.transforms import bounding_box
 from litemedsam.io import formats
 from litemedsam.io.cases import label_dtype
@@ -36,6 +37,7 @@ FOLLOW_REACH = 3.0  # how far a click's edit may follow the model's logits, in r
 FOLLOW_MARGIN = 1.0  # ... to the voxels whose logit is within this of the click's (beyond its level: the error's far side)
 FOLLOW_LEVEL = 15.0  # ... when the click's own logit is within this of 0 (the model was unsure there)
 SEED_SIZES = (0.05, 0.1, 0.2, 0.35, 0.5)  # boxes tried around a first click, as a share of the image's longer side
+MAX_SEEDS = 100  # objects a case may build from clicks alone (each is propagated through a volume like a box)
 
 
 def refine(labels: np.ndarray, clicks: list, image: np.ndarray, spacing=None, logits=None) -> np.ndarray:
@@ -191,6 +193,9 @@ def segment_with_clicks(seg, case, segment_boxes) -> np.ndarray:
     present = np.bincount(labels.ravel(), minlength=count + 1) > 0
     firsts = {i + 1: next(at for kind, at in made if kind == "fg") for i, made in enumerate(case.clicks)
               if not present[i + 1] and any(kind == "fg" for kind, _ in made)}
+    if len(firsts) > MAX_SEEDS:
+        raise CaseError(f"{len(firsts)} objects have clicks but no voxel and no box; a case builds at most {MAX_SEEDS} "
+                        f"objects from clicks alone (give the others a box)")
     if firsts:
         built = seed(seg, case, firsts)
         labels[(labels == 0) & (built > 0)] = built[(labels == 0) & (built > 0)]

@@ -199,6 +199,12 @@ class Router:
         """Canonical modality of a spelling (whole word, any case), None when unknown."""
         return self.spellings.get(tag.lower()) if tag else None
 
+    def check_modality(self, given, option: str = "--modality") -> None:
+        """RouterError naming ``option`` unless ``given`` (None: none given) is a spelling of one of its modalities."""
+        if given is not None and not (isinstance(given, str) and self.modality(given)):
+            raise RouterError(f"{option} {shown(str(given))!r} is not a modality of {self.source}; known: "
+                              + ", ".join(sorted(set(self.spellings.values()))))
+
     def decide(self, case: str, dim: str | None = None, modality: str | None = None,
                model: str | None = None, directory: Path | None = None, exact: bool = False) -> Decision:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``

@@ -30,11 +30,10 @@ def available_cpus() -> int:
     return max(1, min(cpus, limit) if limit else cpus)
 
 
-def resolve_threads(requested: int | None = None) -> tuple[int, str | None]:
+def resolve_threads(requested: int | None = None, source: str = "--threads") -> tuple[int, str | None]:
     """(threads, warning) for ``--threads`` (or, when None, $LITEMEDSAM_THREADS, else every CPU available),
     checked once per run: UsageError unless an integer 1-1024; more than the CPUs available is capped to
     them (more threads than cores only slows ONNX Runtime down), with a warning saying so."""
-    source = "--threads"
     if requested is None:
         env = os.environ.get("LITEMEDSAM_THREADS", "").strip()
         if not env:
@@ -43,7 +42,7 @@ def resolve_threads(requested: int | None = None) -> tuple[int, str | None]:
         if not env.isdigit():
             raise UsageError(f"{source}={shown(env)!r} is not a number of threads (an integer 1-{MAX_THREADS})")
         requested = int(env)
-    if not 1 <= requested <= MAX_THREADS:
+    if not isinstance(requested, int) or isinstance(requested, bool) or not 1 <= requested <= MAX_THREADS:
         raise UsageError(f"{source} {requested} is not a usable number of threads (1-{MAX_THREADS})")
     cpus = available_cpus()
     if requested > cpus:

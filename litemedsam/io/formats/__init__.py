@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam.io.cases import usable_spacing
 from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for, module_of_format,
                                          numbered, output_name, output_owners, suffix)
 
@@ -83,7 +84,7 @@ def spacing(case) -> tuple | None:
         mm = found(case) if found is not None and case.geometry is not None else None
     except (TypeError, ValueError, KeyError, IndexError):
         return None
-    return tuple(mm[::-1]) if mm and len(mm) == 3 and all(np.isfinite(v) and v > 0 for v in mm) else None
+    return tuple(mm[::-1]) if mm and len(mm) == 3 and usable_spacing(mm) else None
 
 
 def voxel_mm3(case) -> float | None:

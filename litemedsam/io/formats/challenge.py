@@ -9,7 +9,7 @@ import numpy as np
 
 from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
-from litemedsam.io.cases import Case, make_case
+from litemedsam.io.cases import MAX_MM, MIN_MM, Case, make_case, usable_spacing
 from litemedsam.io.npz import read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
@@ -53,15 +53,37 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     if prev is not None and clicks is None:
         notices.append("its 'prev_pred' is not used without 'clicks' (the boxes are segmented again)")
         prev = None
-    return make_case(path, image, raw_boxes, starts=starts, notices=notices, geometry=_geometry(arrays),
-                     clicks=clicks, prev=prev)
+    warnings = []
+    if prev is not None:
+        prev, stray = known_labels(prev, max(len(clicks), len(raw_boxes)))
+        if stray:
+            warnings.append(f"its 'prev_pred' holds labels that are none of its {max(len(clicks), len(raw_boxes))} "
+                           f"objects ({', '.join(map(str, stray[:5]))}{', ...' if len(stray) > 5 else ''}): taken as "
+                           f"background")
+    geometry = _geometry(arrays)
+    if "spacing" in arrays and geometry is None:
+        warnings.append(f"its 'spacing' is not 3 numbers of mm from {MIN_MM:g} to {MAX_MM:g}: ignored (voxels taken as "
+                       f"cubes)")
+    return make_case(path, image, raw_boxes, starts=starts, notices=notices, geometry=geometry, clicks=clicks,
+                     prev=prev, warnings=warnings)
+
+
+def known_labels(prev: np.ndarray, count: int) -> tuple[np.ndarray, list]:
+    """``prev`` (a previous label map) with its labels outside 1..``count`` (the case's objects; negative, or past
+    them) made background, and those labels (sorted)."""
+    stray = (prev < 0) | (prev > count) if prev.dtype.kind == "i" else prev > count
+    if not stray.any():
+        return prev, []
+    found = np.unique(prev[stray]).tolist()
+    prev = prev.copy()
+    prev[stray] = 0
+    return prev, found
 
 
 def _geometry(arrays: dict) -> dict | None:
     """The file's ``spacing`` (column, row, slice in mm, as the challenge lists it) when it is one."""
     mm = arrays.get("spacing")
-    if mm is None or mm.dtype.kind not in "iuf" or mm.size not in (2, 3) or not np.all(np.isfinite(mm)) \
-            or not np.all(mm > 0):
+    if mm is None or mm.dtype.kind not in "iuf" or mm.size not in (2, 3) or not usable_spacing(mm.ravel()):
         return None
     return {"spacing": tuple(float(v) for v in mm.ravel())}
 
@@ -92,7 +114,15 @@ def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:
     ``prev_pred`` (``prev``: its header's shape and dtype) an integer label map of the image's shape. CaseError
     naming what is wrong."""
     volume = shape if len(shape) == 3 and shape[-1] != 3 else (1, *shape[:2])
-    for i, cls in enumerate(arrays.get("clicks", [])):
+    clicks, order = arrays.get("clicks"), arrays.get("clicks_order")
+    if clicks is not None and not isinstance(clicks, list):
+        raise CaseError(f"'clicks' must be an object array of one dict per class ({{'fg': [[z, y, x], ...], 'bg': "
+                        f"[...]}}), got a {clicks.dtype} array of shape {clicks.shape}")
+    if order is not None and not isinstance(order, list) and not (
+            order.dtype.kind == "U" and order.ndim == 2 and set(np.unique(order).tolist()) <= {"fg", "bg", ""}):
+        raise CaseError(f"'clicks_order' must list 'fg', 'bg' or None per class, got a {order.dtype} array of "
+                        f"shape {order.shape}")
+    for i, cls in enumerate(clicks or []):
         for side, points in cls.items():
             outside = [p for p in points if not all(v < n for v, n in zip(p, volume))]
             if outside:
