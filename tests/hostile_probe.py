@@ -90,6 +90,24 @@ def records_npz(pickled: bytes) -> bytes:
                       "boxes.npy": b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + pickled})
 
 
+def clicks_case(clicks=None, boxes=True, **extra) -> bytes:
+    """A 2025-layout volume (6 x 32 x 32) with one box, ``clicks`` (default: one foreground click), spacing 1 mm."""
+    one = np.empty(1, dtype=object)
+    one[0] = {"fg": [[2, 16, 16]], "bg": []}
+    arrays = {"imgs": np.random.default_rng(2).integers(0, 255, (6, 32, 32), dtype=np.uint8), "spacing": np.ones(3),
+              "clicks": one if clicks is None else clicks, **extra}
+    if boxes:
+        arrays["boxes"] = np.array([RECORD], dtype=object)
+    return npz_bytes(**arrays)
+
+
+def objects(values: list) -> np.ndarray:
+    """An object array of ``values`` (NumPy would make a 2-D array of equal-length lists)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def huge_jpeg() -> bytes:
     import cv2
 
@@ -309,6 +327,17 @@ FILE_KINDS = [
          write(lambda: extension_bomb())),
     Kind("DICOM series with a missing slice", "failed", r"not evenly spaced: 5\.00 mm between slices 1 and 2",
          lambda folder, name: dicom_gap(folder / name)),
+    Kind("2025 clicks: one 10,000-click dict referenced 65,535 times (issue 34, C14)", "failed",
+         r"'clicks' holds 655350000 clicks in all; a case takes at most 1000",
+         write(lambda: clicks_case(objects([{"fg": [[1, 2, 3]] * 10000, "bg": []}] * 65535)))),
+    Kind("2025 clicks as an integer array (C03)", "failed", r"'clicks' must be an object array of one dict per class",
+         write(lambda: clicks_case(np.array([[2, 16, 16]])))),
+    Kind("2025 prev_pred holding label 300 for one box (C42)", "ok", r"labels that are none of its 1 objects \(300\)",
+         write(lambda: clicks_case(prev_pred=np.full((6, 32, 32), 300, np.uint16)))),
+    Kind("2025 clicks with spacing 5e-324 mm (C32)", "ok", r"'spacing' is not 3 numbers of mm",
+         write(lambda: clicks_case(spacing=np.full(3, 5e-324)))),
+    Kind("2025: 101 objects built from clicks alone (C16)", "failed", r"a case builds at most 100 objects from clicks",
+         write(lambda: clicks_case(objects([{"fg": [[2, i % 32, i // 32]], "bg": []} for i in range(101)]), boxes=False))),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -339,6 +368,11 @@ SPECIAL_NAMES = {
     "TIFF of 3 pages": "Microscopy_probe_pages.tif",
     "NIfTI with 1.2 GB of header extensions (1 MB gzipped)": "CT_probe_extensions.nii.gz",
     "DICOM series with a missing slice": "CT_probe_gap",
+    "2025 clicks: one 10,000-click dict referenced 65,535 times (issue 34, C14)": "CT_probe_click_memo.npz",
+    "2025 clicks as an integer array (C03)": "CT_probe_click_ints.npz",
+    "2025 prev_pred holding label 300 for one box (C42)": "CT_probe_prev300.npz",
+    "2025 clicks with spacing 5e-324 mm (C32)": "CT_probe_tiny_spacing.npz",
+    "2025: 101 objects built from clicks alone (C16)": "CT_probe_seeds.npz",
 }
 for number, kind in enumerate(FILE_KINDS, 1):
     kind.file = SPECIAL_NAMES.get(kind.name, f"2DBox_CT_probe{number:02d}.npz")
