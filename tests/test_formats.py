@@ -114,6 +114,34 @@ def test_nifti_labels_are_written_in_the_input_geometry(tmp_path):
     assert labels[4, 3, 2] == 1 and labels.sum() == 1
 
 
+def test_a_nifti_with_a_header_extension_nibabel_cannot_parse_is_read(tmp_path):
+    """Issue 34, N18: a valid NIfTI with an unused DICOM extension was refused as "UnicodeDecodeError" (nibabel,
+    with pydicom installed, decodes its bytes 4-5 as text). The voxels are read without the extensions."""
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    pytest.importorskip("pydicom")  # without it nibabel does not parse DICOM extensions at all
+    data = np.arange(6 * 7 * 5, dtype=np.int16).reshape(6, 7, 5)
+    image = nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.5, 1]))
+    image.header.extensions.append(nib.nifti1.Nifti1Extension(0, b"\0\0\0\0\xff\xfe\0\0" * 4))
+    path = tmp_path / "MR_ext.nii.gz"
+    nib.save(image, str(path))
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<i", raw, 356, 2)  # the extension's code: DICOM
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(UnicodeDecodeError):
+        nib.load(str(path))
+    case = formats.read(path, CaseInputs(boxes=[[1, 1, 0, 4, 5, 3]]))
+    assert case.image.shape == (5, 7, 6) and np.allclose(formats.spacing(case), (2.5, 0.8, 0.8))
+    segs = np.zeros(case.image.shape, np.uint8)
+    segs[2, 3, 4] = 1
+    formats.write(case, segs, tmp_path / "out.nii.gz")
+    written = nib.load(str(tmp_path / "out.nii.gz"))
+    assert np.allclose(written.affine, image.affine) and np.asanyarray(written.dataobj)[4, 3, 2] == 1
+
+
 def test_boxes_from_a_table_and_from_labels(tmp_path):
     table = tmp_path / "boxes.json"
     table.write_text(json.dumps([{"file": "a.png", "box": [1, 2, 3, 4]}, [0, 0, 9, 9]]))

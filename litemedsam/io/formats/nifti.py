@@ -51,6 +51,26 @@ def _check_header(path: Path) -> None:
         return
 
 
+def _without_extensions(path: Path):
+    """The NIfTI image at ``path`` read without its header extensions (None when it cannot be read so either).
+    litemedsam uses none, and nibabel fails on some it parses: with pydicom installed, a DICOM extension whose
+    bytes 4-5 are not UTF-8 stops the whole file with a UnicodeDecodeError."""
+    import nibabel as nib
+
+    class Unread(nib.nifti1.Nifti1Extensions):
+        @classmethod
+        def from_fileobj(cls, fileobj, size, byteswap):
+            return cls()
+
+    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        header_class = type("Header", (image_class.header_class,), {"exts_klass": Unread})
+        try:
+            return type(image_class.__name__, (image_class,), {"header_class": header_class}).from_filename(str(path))
+        except Exception:
+            continue
+    return None
+
+
 def _load(path: Path):
     """The nibabel image (header read, data not yet) with its voxel shape checked and sized."""
     import nibabel as nib
@@ -60,7 +80,9 @@ def _load(path: Path):
     try:
         image = nib.load(str(path))
     except Exception as e:  # nibabel's own errors, gzip, zlib, struct: the file is not a NIfTI it can read
-        raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
+        image = _without_extensions(path)  # unless only a header extension stopped it
+        if image is None:
+            raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise CaseError(f"not a NIfTI image (nibabel reads it as {type(image).__name__})")
     shape = tuple(int(n) for n in image.shape)
