@@ -93,7 +93,7 @@ def unusable_output(path: Path, target: Path) -> str:
     it can: it must read as a label map of the case's shape (not a file cut short, empty, or another case's)."""
     try:
         labels = formats.read_labels(target)[0]
-        shape = formats.read(path, require_boxes=False).label_shape
+        shape = formats.label_shape(path)
     except Exception as e:  # whatever stops reading it: the case is done again
         return f"cannot be read ({brief(shown(e)) or type(e).__name__})"
     if labels.shape[:len(shape)] != shape:

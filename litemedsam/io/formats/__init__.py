@@ -23,7 +23,7 @@ from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, i
                                          numbered, output_name, output_owners, suffix)
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
-           "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
+           "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
            "read_values", "spacing", "suffix", "voxel_mm3", "write"]
 
 
@@ -31,6 +31,15 @@ def read(path: Path, inputs=None, require_boxes: bool = True):
     if inputs is not None and inputs.labels is not None and inputs.read_labels is None:
         inputs = replace(inputs, read_labels=read_labels)
     return module_for(path).read(Path(path), inputs, require_boxes)
+
+
+def label_shape(path: Path) -> tuple:
+    """The shape of the label map of the case at ``path``: from its header where its format can say it (the
+    challenge's .npz), else by reading the case."""
+    module = module_for(path)
+    if hasattr(module, "label_shape"):
+        return module.label_shape(Path(path))
+    return read(path, require_boxes=False).label_shape
 
 
 def read_labels(path: Path, with_space: bool = False) -> tuple:

@@ -10,7 +10,7 @@ import numpy as np
 from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
 from litemedsam.io.cases import MAX_MM, MIN_MM, Case, make_case, usable_spacing
-from litemedsam.io.npz import read_npz
+from litemedsam.io.npz import array_headers, read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
 CLICK_KEYS = ("clicks", "clicks_order", "prev_pred")  # the 2025 layout's refinement inputs (check_clicks)
@@ -139,6 +139,13 @@ def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:
 
 def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
     return load_case(path, require_boxes=require_boxes)
+
+
+def label_shape(path: Path) -> tuple:
+    """The label map's shape from the header of ``imgs`` (nothing decompressed): a volume's, or a 2D image's
+    without its colour."""
+    shape = tuple(array_headers(path, ("imgs",))["imgs"][0])
+    return shape if len(shape) == 3 and shape[-1] != 3 else shape[:2]
 
 
 def read_labels(path: Path) -> np.ndarray:
