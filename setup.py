@@ -22,9 +22,10 @@ setup(
         "eval": ["surface-distance==0.1"],
         "io": ["SimpleITK>=2.3"],
         "cluster": ["distributed>=2024.1"],
-        "serve": ["starlette>=0.37", "uvicorn>=0.29"],
+        "serve": ["starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5"],  # blosc2: the nnInteractive protocol
         "test": ["pytest>=7", "surface-distance==0.1", "SimpleITK>=2.3", "pydicom>=2.4",
-                 "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "httpx2>=2.0", "selenium>=4.20"],
+                 "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5", "httpx2>=2.0", "selenium>=4.20",
+                 "nninteractive-client==2.6.0"],  # the client 3D Slicer and napari use, as it is
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

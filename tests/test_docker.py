@@ -164,3 +164,46 @@ def test_image_serves_the_web_app(image, dev_data, tmp_path):
         assert doc["dim"] == "3D" and doc["model"] == "litemedsam"
     finally:
         sh("docker", "rm", "-f", name, check=False)
+
+
+def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
+    """docker run -p ... -e NN_INTERACTIVE_API_KEY litemedsam serve --protocol nninteractive --host 0.0.0.0: the
+    real client (3D Slicer's) claims, uploads a volume and gets the 3D object of a box drawn on one slice."""
+    import socket
+    import time
+
+    remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
+    from benchmarks.bench_protocol import KEY, dice, largest_slice_box
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"litemedsam-protocol-test-{port}"
+    sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:1527", "-e",
+       f"NN_INTERACTIVE_API_KEY={KEY}", image, "litemedsam", "serve", "--protocol", "nninteractive", "--host", "0.0.0.0")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                session = remote.nnInteractiveRemoteInferenceSession(url, api_key=KEY, read_timeout=600)
+                break
+            except OSError:
+                time.sleep(0.2)  # polling for the server to listen
+            except Exception as e:  # httpx's errors until it answers
+                if "ConnectError" not in type(e).__name__ and "RemoteProtocolError" not in type(e).__name__:
+                    raise
+                time.sleep(0.2)
+        else:
+            raise AssertionError(sh("docker", "logs", name, check=False).stdout)
+        data = np.load(dev_data / "imgs" / CASES[3])
+        gt = np.load(dev_data / "gts" / CASES[3])["gts"] == 1
+        session.set_image(data["imgs"][None], {"spacing": list(data["spacing"][::-1])})
+        mask = np.zeros(gt.shape, np.uint8)
+        session.set_target_buffer(mask)
+        session.add_bbox_interaction(largest_slice_box(gt), include_interaction=True)
+        assert dice(mask > 0, gt) > 0.8
+        session.close()
+    finally:
+        logs = sh("docker", "logs", name, check=False)
+        sh("docker", "rm", "-f", name, check=False)
+    assert "Traceback" not in logs.stderr, logs.stderr

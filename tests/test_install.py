@@ -104,11 +104,11 @@ def test_a_2025_click_step(venv, dev_data, tmp_path):
 def test_the_features_of_an_extra_name_it(venv, dev_data, tmp_path):
     """Without the extras: serve, --scheduler and NRRD each say what to install, with no traceback."""
     raw = dev_data.parent / "raw" / "brain1_image.nrrd"
-    for args, extra in [(("serve", dev_data / "imgs"), "serve"),
+    for args, extra in [(("serve", dev_data / "imgs"), "serve"), (("serve", "--protocol", "nninteractive"), "serve"),
                         (("infer", "-i", dev_data / "imgs" / CASE_2D, "-o", tmp_path / "a", "--scheduler",
                           "tcp://127.0.0.1:9"), "cluster"),
                         (("infer", "-i", raw, "-o", tmp_path / "b", "--box", "10,10,10,40,40,20"), "io")]:
-        if not Path(args[1] if args[0] == "serve" else args[2]).exists():
+        if not Path(args[1] if args[0] == "serve" else args[2]).exists() and "--protocol" not in args:
             continue
         done = venv.run("litemedsam", *args)
         assert done.returncode != 0 and f"litemedsam[{extra}]" in done.stderr, (args, done.stderr)
@@ -153,3 +153,26 @@ def test_serve_fills_holes_once_its_extra_is_installed(venv, dev_data, tmp_path)
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_the_nninteractive_protocol_once_serve_is_installed(venv, dev_data, tmp_path):
+    """The fresh venv's server (litemedsam[serve]: blosc2 declared) answers the real client: a box, a 3D object."""
+    pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
+    from benchmarks.bench_protocol import Served, dice, largest_slice_box
+
+    done = venv.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{venv.wheel}[serve]")
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = np.load(dev_data / "imgs" / CASE_3D)
+    gt = np.load(dev_data / "gts" / CASE_3D)["gts"] == 1
+    server = Served(venv.work, program=[venv.root / "bin" / "litemedsam"], env=venv.env)
+    try:
+        session = server.session()
+        session.set_image(data["imgs"][None], {"spacing": list(data["spacing"][::-1])})
+        mask = np.zeros(gt.shape, np.uint8)
+        session.set_target_buffer(mask)
+        session.add_bbox_interaction(largest_slice_box(gt), include_interaction=True)
+        assert dice(mask > 0, gt) > 0.5
+        session.close()
+    finally:
+        _, err = server.close()
+    assert "Traceback" not in err, err

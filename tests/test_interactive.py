@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from litemedsam.serve.interactive import EmbeddingCache
+from litemedsam.serve.scene import EmbeddingCache
 
 
 def emb(nbytes: int):

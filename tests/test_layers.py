@@ -93,7 +93,7 @@ def test_the_top_package_imports_no_module_at_load():
 # the third-party modules the runtime may import beyond setup.py's install_requires: each one's extra, which the
 # code names in its message when the module is missing (tests/test_install.py runs those messages in a fresh venv)
 EXTRA = {"onnx": "export", "SimpleITK": "io", "distributed": "cluster", "cloudpickle": "cluster", "starlette": "serve",
-         "uvicorn": "serve"}
+         "uvicorn": "serve", "blosc2": "serve"}
 DISTRIBUTION = {"cv2": "opencv-python-headless", "tomli": "tomli"}
 
 

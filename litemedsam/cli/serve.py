@@ -25,13 +25,28 @@ def check_listen(host: str, port: int) -> None:
                          f"--host") from None
 
 
+KEY_ENV = "NN_INTERACTIVE_API_KEY"  # the nnInteractive protocol's key: the variable its client reads too
+
+
+def refuse_key_option(ctx, param, value):
+    if value is not None:
+        raise UsageError(f"--api-key: a key on the command line is seen by every user of this machine (ps); set "
+                         f"${KEY_ENV} or give --api-key-file")
+    return value
+
+
 @click.command()
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--protocol", type=click.Choice(["app", "nninteractive"]), default="app", show_default=True,
+              help="app: the browser app over FOLDER's cases; nninteractive: the nnInteractive server protocol, "
+                   "for 3D Slicer's and napari's nnInteractive tools and nninteractive-client scripts (README: "
+                   "\"From 3D Slicer\").")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segs"),
               show_default=True, help="Where saved label maps go (the input's format and output name, as infer).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets anyone on the network open FOLDER's cases (in a container).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on (default 8765 for the app, 1527 for nninteractive, as nnInteractive's).")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also accept requests addressed to this host name (the name or address browsers use to reach "
                    "the server, e.g. a workstation's name); repeatable. Default: the listening address, "
@@ -45,16 +60,36 @@ def check_listen(host: str, port: int) -> None:
 @click.option("--cache-mb", type=click.IntRange(16, 1 << 20), default=1024, show_default=True,
               help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
-              help="Largest file accepted by upload.")
-def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads, cache_mb,
-          max_upload_mb):
+              help="Largest file accepted by upload (nninteractive: largest image, decompressed).")
+@click.option("--max-sessions", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="nninteractive: clients served at once (each its own image and object).")
+@click.option("--idle-timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+              help="nninteractive: seconds without an interaction before a client's session is dropped.")
+@click.option("--liveness-timeout", type=click.FloatRange(1, 86400), default=60, show_default=True,
+              help="nninteractive: seconds without any request (the client heartbeats) before it is dropped.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"nninteractive: a file holding the key clients send (default ${KEY_ENV}, else a new key "
+                   f"printed at start).")
+@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads,
+          cache_mb, max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file):
     """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
 
     Open the printed address (http://127.0.0.1:8765/#token=...) in a browser on this machine: the token is a
     secret made at each start (or $LITEMEDSAM_SERVE_TOKEN), and every request without it is refused, so other
     users of the machine cannot open the cases. Everything the page needs is served from this package; nothing
     is fetched from the network.
+
+    With --protocol nninteractive it serves the nnInteractive protocol instead (no FOLDER, no page): 3D Slicer's
+    nnInteractive extension, napari's plugin or a script with nninteractive-client point at
+    http://127.0.0.1:1527 with the key ($NN_INTERACTIVE_API_KEY, --api-key-file, else one made and printed).
     """
+    if protocol == "nninteractive":
+        if folder is not None:
+            raise UsageError("--protocol nninteractive takes no FOLDER: its clients upload their image")
+        return serve_protocol(host, port or 1527, router_file, modality, window, exact, threads, cache_mb,
+                              max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file)
+    port = port or 8765
     try:
         import uvicorn
 
@@ -107,3 +142,71 @@ def serve(folder, output_dir, host, port, allow_hosts, router_file, modality, wi
         uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
     finally:
         server.close()
+
+
+def read_key(key_file: Path | None) -> tuple[str, bool]:
+    """(the nnInteractive protocol's key, whether it was made here): --api-key-file's, else $NN_INTERACTIVE_API_KEY,
+    else a new random one."""
+    if key_file is not None:
+        try:
+            key = key_file.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--api-key-file {shown(key_file)}: cannot be read ({getattr(e, 'strerror', None) or e})") \
+                from None
+        where = f"--api-key-file {shown(key_file)}"
+    elif os.environ.get(KEY_ENV):
+        key, where = os.environ[KEY_ENV].strip(), f"${KEY_ENV}"
+    else:
+        import secrets
+
+        return secrets.token_urlsafe(32), True
+    if not re.fullmatch(r"[\x21-\x7e]{16,256}", key):
+        raise UsageError(f"{where}: the key must be 16-256 printable ASCII characters without spaces")
+    return key, False
+
+
+def serve_protocol(host, port, router_file, modality, window, exact, threads, cache_mb, max_image_mb, max_sessions,
+                   idle_timeout, liveness_timeout, key_file) -> None:
+    """``serve --protocol nninteractive``: litemedsam.serve.nninteractive on ``host:port``."""
+    try:
+        import uvicorn
+
+        from litemedsam.serve.nninteractive import Protocol, Settings, make_app
+    except ImportError as e:
+        raise UsageError(f"--protocol nninteractive needs Starlette, uvicorn and blosc2 ({e}); install them with: "
+                         f"pip install 'litemedsam[serve]'") from None
+    from litemedsam.cli.options import case_inputs, load_router
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.models.session import resolve_threads
+    from litemedsam.serve.scene import EmbeddingCache
+
+    threads, warning = resolve_threads(threads)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    router = load_router(router_file, modality)
+    inputs = case_inputs((), None, None, window, router.modality(modality) if modality else None)
+    if liveness_timeout >= idle_timeout:
+        raise UsageError("--liveness-timeout must be shorter than --idle-timeout")
+    key, made = read_key(key_file)
+    check_listen(host, port)
+    settings = Settings(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
+                        inputs.window)
+    protocol = Protocol(settings, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
+                        EmbeddingCache(cache_mb << 20))
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"litemedsam serve --protocol nninteractive: http://{shown_host}:{port} (at most {max_sessions} "
+               f"client(s)); Ctrl-C stops")
+    if made:
+        click.echo(f"  API key (made for this start; set ${KEY_ENV} or --api-key-file to keep one): {key}")
+    if host in ("0.0.0.0", "::"):
+        click.echo("WARNING: listening on every interface: whoever has the key can segment on this machine; the "
+                   "traffic is not encrypted (put a TLS proxy in front, or use an SSH tunnel)", err=True)
+
+    def terminate(signum, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        uvicorn.run(make_app(protocol), host=host, port=port, log_level="warning")
+    finally:
+        protocol.close()

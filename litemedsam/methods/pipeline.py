@@ -126,7 +126,8 @@ class Track:
     mid_box: np.ndarray | None = None  # likewise on the middle slice (where the downward pass starts)
     prev: np.ndarray | None = None  # its mask on the previously segmented slice, kept only to interpolate (stride)
     mid: np.ndarray | None = None
-    empty: int = 0  # consecutive empty masks in the current pass
+    empty: int = 0  # consecutive empty (or, with ``shrink``, shrunken) masks in the current pass
+    largest: int = 0  # the area of its largest mask so far (``shrink``)
     stopped: bool = False
     areas: dict = field(default_factory=dict)  # slice -> mask area (only for the 3D re-check strategies)
     boxes: dict = field(default_factory=dict)  # slice -> box around the mask, input frame (likewise)
@@ -157,7 +158,7 @@ def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
 
 def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
                prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
-               starts: list | None = None) -> np.ndarray:
+               starts: list | None = None, shrink: float = 0.0) -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
 
     As the reference: from the middle slice of each box up to z_max, then from below the middle
@@ -169,7 +170,9 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
 
     Faster options (the router's, off by default): ``stride`` K > 1 segments every K-th slice of each pass
     (and its last) and fills the slices between by shape interpolation of the two masks around them;
-    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask. ``policy``
+    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask, or with ``shrink`` > 0 a
+    mask smaller than that share of the box's largest mask so far (where nothing says where an object ends:
+    litemedsam.serve.scene.Scene.propagate; LiteMedSAM finds something in almost any box). ``policy``
     (litemedsam.core.masks) acts on each slice's mask before it is painted and prompts the next slice.
     ``starts`` (the 2025 layout's z_mid per box) replaces the middle slice as where each box starts.
     """
@@ -208,7 +211,9 @@ def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=()
             if policy.rechecks:
                 t.areas[z] = int(mask.sum())
                 t.boxes[z] = t.prev_box
-            t.empty = 0 if mask.any() else t.empty + 1
+            area = int(np.count_nonzero(mask))
+            t.largest = max(t.largest, area)
+            t.empty = 0 if area and area >= shrink * t.largest else t.empty + 1
             if stop and t.empty >= stop:  # this pass of the box ends here
                 t.stopped = True
                 rest = slices_of(t)
@@ -284,11 +289,13 @@ def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, ski
 
 
 def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
-                 prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+                 prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
+                 shrink: float = 0.0) -> np.ndarray:
     """One case with the strategy, prompt style and mask strategies the router chose (2D cases take one
     encoder call; a 3D case's boxes start on their given start slices when it has them, else the middle)."""
     if case.dim == "2D":
         return segment_2d(seg, case.image, case.boxes, case.skipped, prompt, policy)
     if strategy == "multiview":
         return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy, case.starts)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy, case.starts,
+                      shrink)

@@ -70,7 +70,7 @@ class BoxPrompting:
         d = plan.decision
 
         def boxes(c):
-            return segment_case(segmenter, c, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy)
+            return segment_case(segmenter, c, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy, d.shrink)
         return boxes(case) if case.clicks is None else segment_with_clicks(segmenter, case, boxes)
 
 

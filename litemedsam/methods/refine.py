@@ -75,11 +75,16 @@ def click(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple
     found = change(volume, grey, label, kind, at, mm, logits)
     if found is not None:
         window, take, value = found
-        for voxel in kept:
-            inside = tuple(v - w.start for v, w in zip(voxel, window))
-            if all(0 <= v < n for v, n in zip(inside, take.shape)):
-                take[inside] = False
+        keep_clicks(take, window, kept)
         volume[window][take] = value
+
+
+def keep_clicks(take: np.ndarray, window: tuple, kept) -> None:
+    """Leave out of a click's change ``take`` (over ``window``) the voxels of the earlier clicks ``kept``."""
+    for voxel in kept:
+        inside = tuple(int(v) - w.start for v, w in zip(voxel, window))
+        if all(0 <= v < n for v, n in zip(inside, take.shape)):
+            take[inside] = False
 
 
 def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray, logits=None):
@@ -108,6 +113,22 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     if kind == "fg":  # background, or the object the click is on (wrongly there), becomes this object
         return window, ball & ((local == 0) | (local == local[centre])), label
     return window, ball & mask, 0
+
+
+def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: tuple, spacing=None, kept=()):
+    """What one click on ``labels`` (a 2D or 3D label map, not changed) does, as ``refine`` applies it to a case
+    whose earlier clicks were ``kept`` ((z, y, x) each; their voxels keep their label): (flat indices of
+    ``labels``, the label they take), None when the map already says what the click says. ``seg``: the model
+    whose logits a volume's click follows (``model_logits``); ``at``: (z, y, x), z 0 in 2D."""
+    volume, grey = volumes(labels, image)
+    found = change(volume, grey, int(label), kind, at, millimetres(spacing), model_logits(seg, image, labels))
+    if found is None:
+        return None
+    window, take, value = found
+    keep_clicks(take, window, kept)
+    where = np.nonzero(take)
+    changed = np.ravel_multi_index([w + s.start for w, s in zip(where, window)], volume.shape)
+    return changed, value  # a 2D map's flat indices are its (1, H, W)'s: the same
 
 
 def follow(logits, window: tuple, label: int, at: tuple, grow: bool, mask: np.ndarray, near: np.ndarray) -> np.ndarray:

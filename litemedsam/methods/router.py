@@ -57,6 +57,7 @@ class Decision:
     stride: int = 1
     stop: int = 0
     policy: MaskPolicy = EXACT  # mask strategies (litemedsam.core.masks)
+    shrink: float = 0.0  # a pass also ends at masks below this share of the largest (no rule sets it: Scene.propagate)
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
     encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.models.fastest)
 

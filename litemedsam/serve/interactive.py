@@ -1,115 +1,48 @@
-"""Interactive segmentation of one case (what ``litemedsam serve`` drives; no web code here): a Document holds a
-case read by litemedsam.io.formats and its label map, and segments one box at a time with the same router, models
-and pipeline as ``infer``, so a box gives the mask ``infer`` gives for that box. Image embeddings are kept by
-slice content in an EmbeddingCache bounded in bytes (a slice is encoded once, however many boxes are drawn on
-it); edits can be undone; a 3D propagation reports progress and can be cancelled.
+"""The browser app's open case (what ``litemedsam serve`` drives; no web code here): a Document is a Scene
+(litemedsam.serve.scene, the interactive core) of a case read by litemedsam.io.formats, saved in the input's
+format, with every unsaved edit kept in a work file beside the output so that none is lost to a reload, a closed
+tab or a restart, and its objects' names.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import stat
 import struct
-import threading
 import zlib
-from collections import Counter, OrderedDict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from litemedsam.core import confidence, progress
 from litemedsam.io import formats
-from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
-from litemedsam.methods import refine
 from litemedsam.core.safeio import write_bytes, write_text
+from litemedsam.serve.scene import EmbeddingCache, Scene
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
-MAX_UNDO = 50  # edits that can be undone, at most
-MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 
 
-class Cancelled(Exception):
-    """A propagation was cancelled."""
-
-
-class EmbeddingCache:
-    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
-    being encoded by one thread is waited for by the others, not encoded twice."""
-
-    def __init__(self, max_bytes: int = 1 << 30):
-        self.max_bytes, self.bytes = max_bytes, 0
-        self.items: OrderedDict = OrderedDict()
-        self.pending: dict = {}  # key -> Event set when its encoding ends
-        self.lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get_or_encode(self, key, encode):
-        while True:
-            with self.lock:
-                emb = self.items.get(key)
-                if emb is not None:
-                    self.items.move_to_end(key)
-                    self.hits += 1
-                    return emb
-                running = self.pending.get(key)
-                if running is None:
-                    self.pending[key] = threading.Event()
-                    self.misses += 1
-                    break
-            running.wait()  # then look again: done, or failed (or too large to keep) and encoded here
-        try:
-            emb = encode()
-            self._put(key, emb)
-            return emb
-        finally:
-            with self.lock:
-                self.pending.pop(key).set()
-
-    def _put(self, key, emb) -> None:
-        size = emb.features.nbytes
-        with self.lock:
-            if key in self.items or size > self.max_bytes:
-                return
-            self.items[key] = emb
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self.items.popitem(last=False)
-                self.bytes -= old.features.nbytes
-
-
-class CachingSegmenter:
-    """A box segmenter whose ``encode`` goes through an EmbeddingCache; everything else is the segmenter's."""
-
-    def __init__(self, segmenter, cache: EmbeddingCache, name: str):
-        self.segmenter, self.cache, self.name = segmenter, cache, name
-
-    def encode(self, image: np.ndarray):
-        key = (self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
-        return self.cache.get_or_encode(key, lambda: self.segmenter.encode(image))
-
-    def __getattr__(self, name):
-        return getattr(self.segmenter, name)
-
-
-class Document:
-    """One open case: its image, its label map (uint16, the image's shape without colour) and its edits.
-
-    ``prompting`` is a litemedsam.methods.prompting.BoxPrompting (the router), ``segmenters`` a litemedsam.models.segmenter.Segmenters.
-    Edits are serialised by ``lock``. ``inputs`` (litemedsam.io.given_boxes.CaseInputs) are the intensity options
-    the image was read with.
+class Document(Scene):
+    """One open case of the browser app: a Scene of a case read from a file, saved to ``target`` in the input's
+    format, its unsaved edits kept after each one in a work file beside the output (``restore`` takes them back),
+    and its objects' names. ``inputs`` (litemedsam.io.given_boxes.CaseInputs) are the intensity options the image
+    was read with.
     """
 
     def __init__(self, case, target: Path, prompting, segmenters, cache: EmbeddingCache, labels=None, inputs=None,
-                 unsaved: bool = False, names: dict | None = None):
-        self.case, self.target, self.inputs = case, target, inputs or CaseInputs()
+                 unsaved: bool = False, names: dict | None = None, turns=None):
+        if labels is not None and labels.shape != case.label_shape:
+            raise CaseError(f"its segmentation {shown(target.name)} has shape {labels.shape}, the image "
+                            f"{case.label_shape}")
+        if labels is not None and (labels.min(initial=0) < 0 or labels.max(initial=0) > 65535):
+            raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
+        super().__init__(case, prompting, segmenters, cache, labels, turns)
+        self.target, self.inputs = target, inputs or CaseInputs()
         self.names = dict(names or {})  # label -> {"name": ..., "color": [r, g, b] or None}: what the user called it
         self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
@@ -117,61 +50,7 @@ class Document:
         self.behind = False  # edits in memory that the work file lacks (a write failed): never closed silently
         self.readonly = ""  # why edits are refused (its work folder cannot be read), if they are
         self.notice = ""  # what the page should say once opened (a damaged work file moved aside)
-        self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
-        shape = case.label_shape
-        self.labels = np.zeros(shape, np.uint16)
-        if labels is not None:
-            if labels.shape != shape:
-                raise CaseError(f"its segmentation {shown(target.name)} has shape {labels.shape}, the image {shape}")
-            if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
-                raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
-            self.labels[...] = labels
-        self._count()
-        self.undo_stack: list = []  # (flat indices, their previous labels) per edit
-        self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
-        self.lock = threading.Lock()
         self._values = None  # the file's own voxel values, read by value_at when first asked
-
-    def _count(self) -> None:
-        values, counts = np.unique(self.labels, return_counts=True)
-        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
-
-    @property
-    def depth(self) -> int:
-        return 1 if self.case.dim == "2D" else self.labels.shape[0]
-
-    def objects(self) -> list:
-        """[(label, voxels)] of the labels present (kept up to date by each edit: no pass over a volume)."""
-        return sorted((label, n) for label, n in self.counts.items() if label and n)
-
-    def next_label(self) -> int:
-        """The label of a new object: one past the highest, else (past 65535) the lowest free one."""
-        top = max((label for label, n in self.counts.items() if n), default=0) + 1
-        if top <= 65535:
-            return top
-        free = next((label for label in range(1, 65536) if not self.counts.get(label)), None)
-        if free is None:
-            raise CaseError("every label 1-65535 is an object: delete one to make another")
-        return free
-
-    def model_for(self) -> str:
-        return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
-
-    def warm(self, z: int = 0) -> None:
-        """Encode slice ``z`` (the image, in 2D) now, so that the first box drawn on it is answered at once."""
-        model = self.model_for()
-        image = self.image_slice(int(z))
-        segmenter = self.segmenters.get(model)
-        emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
-        if not getattr(segmenter, "warmed", False):  # ONNX Runtime's first two decoder runs are slow (~4x)
-            h, w = image.shape[:2]
-            for _ in range(2):
-                segmenter.predict(emb, emb.frame.boxes_to_model([[0, 0, w - 1, h - 1]]))
-            segmenter.warmed = True
-
-    def _case_with(self, boxes: np.ndarray, starts=None):
-        return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
-                                   starts=starts)
 
     @property
     def raw(self) -> bool:
@@ -185,6 +64,10 @@ class Document:
         if not self.raw:
             return None
         return self.inputs.window or (CT_WINDOW if self.modality == "CT" else None)
+
+    @property
+    def given_modality(self) -> str | None:
+        return self.inputs.modality or self.case.modality
 
     @property
     def modality(self) -> str | None:
@@ -201,18 +84,6 @@ class Document:
         with self.lock:
             self.case, self.inputs = case, inputs
 
-    def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
-        """The image of slice ``z`` (2D: the image), or of the cut at index ``z`` of a volume's ``plane`` ("y": a
-        row across the slices, "x": a column across them; litemedsam.io.formats.plane_image)."""
-        return self.case.image if self.case.dim == "2D" else formats.plane_image(self.case.image, plane, z)
-
-    def label_slice(self, z: int, plane: str = "z") -> np.ndarray:
-        return self.labels if self.case.dim == "2D" else formats.plane_image(self.labels, plane, z)
-
-    def plane_size(self, plane: str = "z") -> int:
-        """How many cuts a volume has in ``plane`` (its slices, rows or columns); 1 for a 2D image."""
-        return 1 if self.case.dim == "2D" else self.labels.shape["zyx".index(plane)]
-
     def value_at(self, z: int, y: int, x: int) -> float | None:
         """The file's own value at voxel (z, y, x) (Hounsfield units of a CT) for formats that keep their
         intensities (NIfTI, NRRD/MHA, DICOM; read once, on the first call), None for the others."""
@@ -225,193 +96,6 @@ class Document:
                     raise CaseError("its file changed since it was opened; reopen it")
                 self._values = values
         return float(self._values[z, y, x])
-
-    def _cut_mask(self, box, plane: str, index: int) -> tuple[np.ndarray, float | None]:
-        """The mask of a box drawn on the cut at ``index`` of ``plane`` ("y" or "x") of a volume: the cut is
-        segmented as a 2D image by the router's 2D rule for the case's modality, after resampling it to square
-        pixels (a cut across 5 mm slices of 0.8 mm pixels would reach the model squashed); the mask is put back
-        on the cut's own pixels. Returns a volume-sized mask and its confidence."""
-        image = self.image_slice(index, plane)
-        h, w = image.shape[:2]
-        rows, cols = formats.PLANES[plane]
-        mm = formats.spacing(self.case) or (1.0, 1.0, 1.0)
-        sy, sx = mm[rows] / min(mm[rows], mm[cols]), mm[cols] / min(mm[rows], mm[cols])
-        size = (max(1, round(w * sx)), max(1, round(h * sy)))
-        square = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) if (sx, sy) != (1.0, 1.0) else image
-        x0, y0, x1, y1 = box
-        scaled = [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1]
-        case = make_case(self.case.path, square, [scaled], dim="2D", fmt=self.case.fmt,
-                         modality=self.inputs.modality or self.case.modality)
-        if case.skipped:
-            raise CaseError(case.warnings[0].split("; ")[0])
-        mask, score = self._segment(case)
-        if mask.shape != (h, w):
-            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-        full = np.zeros(self.labels.shape, bool)
-        formats.plane_image(full, plane, index)[...] = mask
-        return full, score
-
-    def _segment(self, case, reporter=None) -> tuple[np.ndarray, float | None]:
-        """Object 1 of ``case`` (one box) as infer segments it, through the embedding cache, and its confidence."""
-        plan = self.prompting.choose(case)
-        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with progress.reporting(reporter), confidence.collecting() as noted:
-            mask = self.prompting.segment(segmenter, case, plan) == 1
-        return mask, confidence.summary(noted).get(1)
-
-    def box_mask(self, box, z: int = 0, z_range=None, reporter=None, plane: str = "z") -> tuple[np.ndarray, float | None]:
-        """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
-        run.json records it): 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and propagated over ``z_range``
-        (z0, z1, inclusive; default the slice alone), starting on ``z``; or drawn on the cut ``z`` of ``plane``
-        "y" or "x" (that cut alone). The box is clipped to the image as infer clips a case's boxes."""
-        if plane != "z" and self.case.dim == "3D":
-            return self._cut_mask(box, plane, z)
-        x0, y0, x1, y1 = box
-        if self.case.dim == "2D":
-            raw = [x0, y0, x1, y1]
-        else:
-            z0, z1 = (z, z) if z_range is None else (min(z_range), max(z_range))
-            raw = [x0, y0, z0, x1, y1, z1]
-        boxes, skipped, warnings = clip_boxes([raw], self.case.dim, self.case.image.shape)
-        if skipped:
-            raise CaseError(warnings[0].split("; ")[0])  # inverted, or outside the image
-        if self.case.dim == "3D" and not boxes[0, 2] <= z <= boxes[0, 5]:
-            raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
-        return self._segment(self._case_with(boxes, starts=None if self.case.dim == "2D" else [int(z)]), reporter)
-
-    def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
-              add: bool = False, plane: str = "z") -> int:
-        """Put ``mask`` in the label map as ``label`` or as a new object; the new object wins where it overlaps
-        others. An existing object's voxels are replaced only where the mask was made: on ``slices`` (first,
-        last; a 3D mask from one slice or a propagated range; cuts of ``plane``), the whole image in 2D; elsewhere
-        the object stays.
-        With ``add``, nothing of it is removed (the mask is another region of the object). Returns its label."""
-        with self.lock:
-            new = label is None or not self.counts.get(int(label))
-            label = self.next_label() if label is None else int(label)
-            if not 1 <= label <= 65535:
-                raise CaseError(f"label {label} is not 1-65535")
-            if new or add:  # nothing of the object to remove
-                changed = np.flatnonzero(mask & (self.labels != label))
-            else:
-                old = self.labels == label
-                if slices is not None and self.case.dim == "3D":  # the object on other slices is not redrawn
-                    first, last = min(slices), max(slices)
-                    along = np.moveaxis(old, "zyx".index(plane), 0)  # a view
-                    along[:first] = False
-                    along[last + 1:] = False
-                changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
-            self._edit(changed, np.where(mask.ravel()[changed], label, 0))
-            return label
-
-    def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z") -> int:
-        """A brush stroke on slice ``z`` (2D: the image; or the cut ``z`` of ``plane``): the disks of ``radius``
-        pixels along ``points`` (x, y) become object ``label`` (a new one when None; added to it when it exists),
-        or with ``label`` 0 (the eraser) background. Only that slice is looked at and changed. Returns the label
-        painted."""
-        h, w = self.label_slice(0, plane).shape
-        stroke = np.zeros((h, w), np.uint8)
-        pts = [(int(round(x)), int(round(y))) for x, y in points]
-        for a, b in zip(pts, pts[1:] or pts):
-            cv2.line(stroke, a, b, 1, thickness=2 * int(radius) + 1)
-        for p in pts[:1] + pts[-1:]:
-            cv2.circle(stroke, p, int(radius), 1, thickness=-1)
-        with self.lock:
-            label = self.next_label() if label is None else int(label)
-            if not 0 <= label <= 65535:
-                raise CaseError(f"label {label} is not 0-65535")
-            rows, cols = np.nonzero(stroke.astype(bool) & (self.label_slice(z, plane) != label))
-            changed = self._voxels(rows, cols, z, plane)
-            self._edit(changed, np.full(len(changed), label, np.uint16))
-            return label
-
-    def click(self, label: int | None, kind: str, at: tuple) -> int:
-        """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
-        object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
-        object grows or shrinks around the click (and along the model's contour through it); a foreground click
-        for an object that has no voxel yet (or ``label`` None: a new one) builds it with the model. One undoable
-        edit; returns the label."""
-        model = self.model_for()
-        segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
-        if label is None or (kind == "fg" and not self.counts.get(int(label))):
-            if kind != "fg":
-                raise CaseError("a background click needs an object to take the voxel from: select one")
-            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), {1: at}) == 1
-            if not mask.any():
-                raise CaseError("the model finds no object around that click: draw a box")
-            return self.paint(mask, label)
-        volume, grey = refine.volumes(self.labels, self.case.image)
-        with self.lock:
-            logits = refine.model_logits(segmenter, self.case.image, self.labels)
-            found = refine.change(volume, grey, int(label), kind, at, refine.millimetres(formats.spacing(self.case)),
-                                  logits)
-            if found is not None:
-                window, take, value = found
-                where = np.nonzero(take)
-                at_voxels = [w + s.start for w, s in zip(where, window)]
-                changed = np.ravel_multi_index(at_voxels, volume.shape)  # a 2D map's flat indices are its (1, H, W)'s
-                self._edit(changed, np.full(len(changed), value, np.uint16))
-        return int(label)
-
-    def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
-        """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
-        enclosed by it; other objects stay) or remove its ``islands`` (all but its largest 8-connected region).
-        One undoable edit; returns the pixels changed."""
-        with self.lock:
-            cut = self.label_slice(z, plane)
-            mask = cut == label
-            if action == "fill":
-                from scipy import ndimage  # here: SciPy's import would add ~0.15 s to the server's start
-
-                change = ndimage.binary_fill_holes(mask) & (cut == 0)
-                value = label
-            else:
-                n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-                largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
-                change = mask & (parts != largest)
-                value = 0
-            rows, cols = np.nonzero(change)
-            self._edit(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
-            return len(rows)
-
-    def _voxels(self, rows, cols, z: int, plane: str) -> np.ndarray:
-        """Flat indices of the label map of pixels (rows, cols) of slice ``z`` (2D: the image) or the cut ``z`` of
-        ``plane``: the plane's fixed index put back among the other two."""
-        if self.case.dim == "2D":
-            return np.ravel_multi_index((rows, cols), self.labels.shape)
-        return np.ravel_multi_index(voxel_of(plane, np.full(len(rows), z), rows, cols), self.labels.shape)
-
-    def has(self, label: int) -> int:
-        """How many voxels object ``label`` has (0: none, a free label)."""
-        return self.counts.get(int(label), 0)
-
-    def erase(self, label: int) -> int:
-        """Remove object ``label``; returns the voxels removed. Label 0 (the background) is no object."""
-        if not 1 <= int(label) <= 65535:
-            raise CaseError(f"label {label} is not an object (1-65535)")
-        with self.lock:
-            changed = np.flatnonzero(self.labels == int(label))
-            self._edit(changed, np.zeros(len(changed), np.uint16))
-            return len(changed)
-
-    def undo(self) -> bool:
-        """Take the last edit back (it can be redone); False when there is none."""
-        return self._step(self.undo_stack, self.redo_stack)
-
-    def redo(self) -> bool:
-        """Make the last undone edit again; False when there is none (a new edit since forgets undone ones)."""
-        return self._step(self.redo_stack, self.undo_stack)
-
-    def _step(self, source: list, target: list) -> bool:
-        with self.lock:
-            self._writable()
-            if not source:
-                return False
-            where, values = source.pop()
-            target.append((where, self.labels.ravel()[where].copy()))
-            self._set(where, values)
-            self._keep(where, values)
-            return True
 
     @property
     def work_file(self) -> Path:
@@ -515,25 +199,6 @@ class Document:
             self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem, self.behind = False, "", False
 
-    def _edit(self, where: np.ndarray, values) -> None:
-        self._writable()
-        if len(where):
-            self.undo_stack.append((where, self.labels.ravel()[where].copy()))
-            self.redo_stack.clear()
-            del self.undo_stack[:-MAX_UNDO]
-            while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
-                del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
-            self._set(where, values)
-            self._keep(where, self.labels.ravel()[where])
-
-    def _set(self, where: np.ndarray, values) -> None:
-        flat = self.labels.ravel()  # a view: labels is contiguous
-        for value, n in zip(*np.unique(flat[where], return_counts=True)):
-            self.counts[int(value)] -= int(n)
-        flat[where] = values
-        for value, n in zip(*np.unique(flat[where], return_counts=True)):
-            self.counts[int(value)] += int(n)
-
     def save(self) -> Path:
         """Write the label map in the input's format (its output name) and return its path."""
         with self.lock:
@@ -546,14 +211,6 @@ class Document:
             names_work_file(self.target).unlink(missing_ok=True)
             self.unsaved, self.autosave_problem, self.behind = False, "", False
         return self.target
-
-
-def voxel_of(plane: str, index, row, column) -> tuple:
-    """The voxel (z, y, x) of pixel (row, column) of the cut ``index`` of ``plane`` (numbers or arrays of them):
-    the plane's fixed index put back among the other two."""
-    at = [row, column]
-    at.insert("zyx".index(plane), index)
-    return tuple(at)
 
 
 def work_file(target: Path) -> Path:
@@ -719,13 +376,14 @@ def read_output(case, target: Path):
 
 
 def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None,
-              target: Path | None = None) -> Document:
+              target: Path | None = None, turns=None) -> Document:
     """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
     its labels from the output file when ``infer`` (or a save) wrote one, and the unsaved edits and names a work
     file holds (an earlier page, or server, left them: ``Document.restore``)."""
     case = formats.read(path, inputs, require_boxes=False)
     target = target or output_dir / formats.output_name(path)
     doc = Document(case, target, prompting, segmenters, cache, read_output(case, target), inputs,
-                   names=read_names(names_file(target)))
+                   names=read_names(names_file(target)), turns=turns)
     doc.restore()
     return doc
+

@@ -1,0 +1,674 @@
+"""The nnInteractive server protocol (``litemedsam serve --protocol nninteractive``): 3D Slicer's nnInteractive
+extension, napari's plugin and any script with ``nninteractive-client`` drive LiteMedSAM on a CPU.
+
+The protocol is nnInteractive's (its client's ``remote_session.py`` and ``SERVER_CLIENT.md`` define it): a
+client claims a lease (``X-Lease-Token`` on each request after), uploads its image (``/set_image``: [C, a0, a1,
+a2], packed by litemedsam.serve.wire; ``image_properties`` may give ``spacing`` in the array's axis order),
+declares a target buffer (the object it edits: shape and dtype), then adds interactions; each answer carries
+the changed region's bounding box in ``X-Meta`` and the target buffer's content there, packed. A Bearer key
+guards every request but ``/healthz``.
+
+Each lease holds a Scene (litemedsam.serve.scene: the core under the browser app too) of its image, axis 0 of
+the array as slices, and its object as label 1 of the scene's map. How interactions map onto LiteMedSAM:
+
+- a box of extent 1 along an axis (as a viewer draws it on a slice; half-open, floats rounded) is drawn on that
+  cut: the object on it, propagated along that axis both ways until it ends (``Scene.propagate``); a box of
+  extent 1 on no axis is a 3D box (``bbox3d``, as a challenge case's: the object within its slices). An
+  excluding box removes what it gives from the object;
+- a point is a click (litemedsam.methods.refine, as ``infer`` applies the 2025 protocol's clicks: the same
+  voxels for the same clicks and previous mask), the earlier points of the object kept;
+- a lasso (a filled region on one cut) adds the object of the box around it, or, excluding, removes its region;
+- an initial segmentation is the object (the 2025 protocol's previous mask); scribbles are not supported
+  (``/capabilities`` says so: the front ends grey the tool out);
+- ``/undo`` takes the last edit back (any number of times), ``/reset_interactions`` empties the object.
+
+After ``/set_image`` the slices are encoded in the background, the one under the latest interaction first, so
+that interactions decode only; embeddings live in one cache of ``--cache-mb`` for all leases. One model lock
+serialises the model's runs across leases (two runs on a 2-core machine would only slow each other). The server
+writes no file.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from litemedsam import __version__
+from litemedsam.core.errors import CaseError, LitemedsamError, shown
+from litemedsam.io.cases import make_case, usable_spacing
+from litemedsam.io.intensity import prepare
+from litemedsam.serve import wire
+from litemedsam.serve.scene import EmbeddingCache, ModelTurns, Scene
+
+log = logging.getLogger("litemedsam.nninteractive")
+
+META, LEASE = "X-Meta", "X-Lease-Token"
+OBJECT = 1  # the target buffer's object in a lease's scene
+MAX_JSON = 1 << 20  # bytes of a JSON body
+MAX_VOXELS = 1 << 31  # of an image (as nnInteractive's 4 GB target buffer: 2^31 uint16 voxels of labels)
+CAPABILITIES = {
+    "supported_interactions": {"points": True, "bbox2d": True, "bbox3d": True, "lasso": True, "scribble": False},
+    # nnInteractive's channel layout, for clients that read it; LiteMedSAM has no interaction channels
+    "channel_mapping": {"prev_seg": 0, "bbox2d": [1, 2], "bbox3d": [1, 2], "lasso": [1, 2], "points": [3, 4],
+                        "scribble": [5, 6]},
+    "num_interaction_channels": 7,
+    "supports_initial_label": True,
+    "supports_zero_shot_label_refinement": True,
+    "preferred_scribble_thickness": [3, 3, 3],
+    "interaction_decay": None,
+    "patch_size": None,
+    "do_autozoom": False,
+    "inference_session_version": "2.6.0",  # the protocol's version this server speaks
+    "license": "Apache-2.0",  # LiteMedSAM's weights (MedSAM) and this server
+    "supports_undo": True,
+    "server": f"litemedsam {__version__}",
+}
+
+
+class Refused(Exception):
+    """A request that cannot be answered: its HTTP status and what is wrong (the client shows ``detail``)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+@dataclass
+class Settings:
+    key: str  # the Bearer key every request but /healthz carries
+    max_sessions: int = 1
+    idle_timeout: float = 600.0  # seconds without an interaction before a lease is reaped
+    liveness_timeout: float = 60.0  # seconds without any request (not even a heartbeat)
+    max_image_bytes: int = 4 << 30  # of an uploaded image, decompressed
+    modality: str | None = None  # every image's, when the client does not say (image_properties["modality"])
+    window: tuple | None = None  # intensity window (level, width) for images that are not uint8
+
+
+class Protocolled(Scene):
+    """A lease's scene: the edits of one request are collected (``changed``) to answer with their region."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.changed: list = []
+
+    def _keep(self, where: np.ndarray, values) -> None:
+        self.changed.append(where)
+
+
+@dataclass
+class Lease:
+    token: str
+    seen: float = field(default_factory=time.monotonic)  # any request (liveness)
+    active: float = field(default_factory=time.monotonic)  # an interaction (idle)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    scene: Protocolled | None = None
+    target: tuple | None = None  # (shape, dtype) of the client's target buffer
+    clicks: list = field(default_factory=list)  # the object's points so far ((z, y, x) each): their voxels kept
+    pending: list = field(default_factory=list)  # interactions added with run_prediction false, run by the next
+    ahead: threading.Thread | None = None  # the background encoder of the scene's slices
+    stop: threading.Event = field(default_factory=threading.Event)
+    focus: int = 0  # the slice the background encoder starts from (the latest interaction's)
+    encoded: set = field(default_factory=set)  # the slices of the image whose embeddings are ready
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class Protocol:
+    """The leases and the model of one server."""
+
+    def __init__(self, settings: Settings, prompting, segmenters, cache: EmbeddingCache):
+        self.settings, self.prompting, self.segmenters, self.cache = settings, prompting, segmenters, cache
+        self.leases: dict[str, Lease] = {}
+        self.lock = threading.Lock()  # the leases dict
+        self.model = ModelTurns()  # one model run at a time across leases, interactions before background encoding
+
+    # -- leases --
+    def claim(self) -> Lease:
+        self.sweep()
+        with self.lock:
+            if len(self.leases) >= self.settings.max_sessions:
+                raise Refused(503, f"server is at capacity ({self.settings.max_sessions} session(s)); try again "
+                                   f"later")
+            lease = Lease(secrets.token_urlsafe(24))
+            self.leases[lease.token] = lease
+            return lease
+
+    def get(self, token: str | None, touch: str = "active") -> Lease:
+        """The lease of ``token`` (410 when there is none), its clocks set as ``touch`` says: "active" (an
+        interaction: both), "seen" (a heartbeat: liveness only) or "peek" (neither)."""
+        self.sweep()  # a lease past its time is gone when asked for, whenever the sweeper last ran
+        with self.lock:
+            lease = self.leases.get(token or "")
+        if lease is None:
+            raise Refused(410, "lease expired or unknown" if token else "lease token missing (claim one first)")
+        now = time.monotonic()
+        if touch != "peek":
+            lease.seen = now
+        if touch == "active":
+            lease.active = now
+        return lease
+
+    def release(self, token: str | None) -> None:
+        with self.lock:
+            lease = self.leases.pop(token or "", None)
+        if lease is not None:
+            lease.close()
+
+    def sweep(self) -> None:
+        """Drop the leases idle past the idle timeout or silent past the liveness timeout."""
+        now = time.monotonic()
+        with self.lock:
+            gone = [t for t, lease in self.leases.items() if now - lease.seen > self.settings.liveness_timeout
+                    or now - lease.active > self.settings.idle_timeout]
+            for token in gone:
+                self.leases.pop(token).close()
+
+    def remaining(self, lease: Lease) -> float:
+        return max(0.0, self.settings.idle_timeout - (time.monotonic() - lease.active))
+
+    def close(self) -> None:
+        with self.lock:
+            for lease in self.leases.values():
+                lease.close()
+            self.leases.clear()
+
+    # -- the image and the object --
+    def set_image(self, lease: Lease, image: np.ndarray, properties: dict) -> list:
+        if image.ndim != 4 or min(image.shape) < 1:
+            raise Refused(400, f"the image must be 4D [channels, a0, a1, a2] with no empty axis, got shape "
+                               f"{list(image.shape)}")
+        if image.dtype == np.float16:
+            image = image.astype(np.float32)
+        if image.dtype.kind == "f" and not np.isfinite(image[0]).all():
+            raise Refused(400, "the image holds NaN or infinite values")
+        modality = properties.get("modality", self.settings.modality)
+        if modality is not None and not (isinstance(modality, str) and modality.isprintable() and len(modality) < 40):
+            raise Refused(400, "image_properties.modality must be a short name such as \"CT\" or \"MR\"")
+        spacing = properties.get("spacing")
+        if spacing is not None:
+            if not (isinstance(spacing, list) and len(spacing) == 3 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in spacing)
+                    and usable_spacing(spacing)):
+                raise Refused(400, "image_properties.spacing must be 3 positive numbers (mm, in the array's axis "
+                                   "order)")
+        data = image[0] if image.dtype != np.bool_ else image[0].astype(np.uint8) * np.uint8(255)
+        try:
+            grey, found, _ = prepare(data, "", modality, self.settings.window)
+            case = make_case(Path("nninteractive"), grey, np.zeros((0, 6)), dim="3D", fmt="challenge",
+                             geometry={"spacing": list(spacing[::-1])} if spacing else {},
+                             modality=modality or found)
+            scene = Protocolled(case, self.prompting, self.segmenters, self.cache, turns=self.model)
+            scene.model_for()  # a model is built for it: said now, not at the first interaction
+        except LitemedsamError as e:
+            raise Refused(400, f"the image: {e}") from None
+        lease.close()  # the previous image's background encoder
+        lease.stop = threading.Event()
+        lease.scene, lease.clicks, lease.pending, lease.encoded = scene, [], [], set()
+        lease.focus = scene.depth // 2
+        lease.ahead = threading.Thread(target=self._encode_ahead, args=(lease, scene, lease.stop), daemon=True,
+                                       name="litemedsam-encode-ahead")
+        lease.ahead.start()
+        return list(image.shape)
+
+    def _encode_ahead(self, lease: Lease, scene: Scene, stop: threading.Event) -> None:
+        try:
+            scene.encode_ahead(lambda: lease.focus, stop, lease.encoded.add)
+        except Exception:  # a failure here costs speed only: the interaction encodes its slice itself
+            log.exception("background encoding stopped")
+
+    def set_target(self, lease: Lease, payload: dict) -> None:
+        shape, dtype = payload.get("shape"), payload.get("dtype")
+        if not (isinstance(shape, list) and len(shape) == 3 and all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+            raise Refused(400, "shape must be 3 positive integers")
+        try:
+            dtype = np.dtype(dtype if isinstance(dtype, str) else "")
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in "biu":
+            raise Refused(400, f"dtype {shown(payload.get('dtype'))} is not a bool or integer type")
+        if lease.scene is not None and tuple(shape) != lease.scene.labels.shape:
+            raise Refused(400, f"the target buffer's shape {shape} is not the image's {list(lease.scene.labels.shape)}")
+        lease.target = (tuple(shape), dtype)
+        self.reset(lease)
+
+    def reset(self, lease: Lease) -> None:
+        """An empty object, no interactions, nothing to undo."""
+        lease.clicks, lease.pending = [], []
+        scene = lease.scene
+        if scene is not None:
+            with scene.lock:
+                scene.labels[...] = 0
+                scene._count()
+                scene.undo_stack.clear()
+                scene.redo_stack.clear()
+                scene.changed.clear()
+
+    # -- interactions --
+    def ready(self, lease: Lease) -> Protocolled:
+        if lease.scene is None:
+            raise Refused(409, "no image: call set_image first")
+        if lease.target is None:
+            raise Refused(409, "no target buffer: call set_target_buffer first")
+        if lease.target[0] != lease.scene.labels.shape:
+            raise Refused(409, "the target buffer's shape is not the image's: call set_target_buffer again")
+        return lease.scene
+
+    def interact(self, lease: Lease, action, run: bool) -> tuple[bool, list | None, np.ndarray | None]:
+        """Add ``action`` (a function of the scene) and, with ``run``, run it with those added before without a
+        run: (ran, the changed region's half-open bbox or None, the target buffer there)."""
+        self.ready(lease)
+        lease.pending.append(action)
+        if not run:
+            return False, None, None
+        return self.run(lease)
+
+    def run(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
+        scene = self.ready(lease)
+        actions, lease.pending = lease.pending, []
+        if not actions:
+            return False, None, None
+        scene.changed.clear()
+        try:
+            for action in actions:  # each runs the model in its turn (the scene's, this server's ModelTurns)
+                action(scene)
+        except CaseError as e:
+            raise Refused(400, str(e)) from None
+        return (True, *self.region(lease, scene))
+
+    def undo(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
+        scene = self.ready(lease)
+        scene.changed.clear()
+        if not scene.undo():
+            return False, None, None
+        return (True, *self.region(lease, scene))
+
+    def region(self, lease: Lease, scene: Protocolled) -> tuple[list | None, np.ndarray | None]:
+        """The bbox of the voxels this request changed (half-open, in array order) and the object there, in the
+        target buffer's dtype."""
+        changed = [w for w in scene.changed if len(w)]
+        scene.changed.clear()
+        if not changed:
+            return None, None
+        where = np.concatenate(changed)
+        at = np.unravel_index(where, scene.labels.shape)
+        bbox = [[int(a.min()), int(a.max()) + 1] for a in at]
+        window = tuple(slice(lo, hi) for lo, hi in bbox)
+        lease.focus = (bbox[0][0] + bbox[0][1]) // 2
+        return bbox, (scene.labels[window] == OBJECT).astype(lease.target[1])
+
+    def box_action(self, lease: Lease, coords, include: bool):
+        """The action of a box (half-open [[lo, hi]] x 3 in array order, floats rounded)."""
+        shape = self.ready(lease).labels.shape
+        if not (isinstance(coords, list) and len(coords) == 3 and all(
+                isinstance(b, list) and len(b) == 2 and all(number(v) for v in b) for b in coords)):
+            raise Refused(400, "bbox_coords must be [[lo, hi], [lo, hi], [lo, hi]] (numbers, half-open)")
+        box = [[round(lo), round(hi)] for lo, hi in coords]
+        if any(hi <= lo for lo, hi in box):
+            raise Refused(400, f"bbox_coords {coords} has no extent on an axis (half-open: hi > lo)")
+        flat = [a for a, (lo, hi) in enumerate(box) if hi - lo == 1]
+        clipped = [[max(lo, 0), min(hi, n)] for (lo, hi), n in zip(box, shape)]
+        if any(hi <= lo for lo, hi in clipped):
+            raise Refused(400, f"bbox_coords {coords} lies outside the image {list(shape)}")
+        (z0, z1), (y0, y1), (x0, x1) = clipped
+        lease.focus = (z0 + z1 - 1) // 2
+        if not flat:
+            def action(scene):
+                mask, _ = scene.box_mask((x0, y0, x1 - 1, y1 - 1), (z0 + z1 - 1) // 2, (z0, z1 - 1))
+                apply(scene, mask, include, (z0, z1 - 1), "z")
+            return action
+        axis = 0 if 0 in flat else flat[0]
+        plane = "zyx"[axis]
+        index = clipped[axis][0]
+        rows, cols = [clipped[a] for a in range(3) if a != axis]
+        rect = (cols[0], rows[0], cols[1] - 1, rows[1] - 1)
+
+        def action(scene):
+            mask, _ = scene.propagate(rect, index, plane)
+            apply(scene, mask, include, extent(mask, axis), plane)
+        return action
+
+    def point_action(self, lease: Lease, coordinates, include: bool):
+        shape = self.ready(lease).labels.shape
+        if not (isinstance(coordinates, list) and len(coordinates) == 3 and all(number(v) for v in coordinates)):
+            raise Refused(400, "coordinates must be 3 numbers (a voxel, in the array's axis order)")
+        at = tuple(int(round(v)) for v in coordinates)
+        if not all(0 <= v < n for v, n in zip(at, shape)):
+            raise Refused(400, f"point {list(at)} is outside the image {list(shape)}")
+        lease.focus = at[0]
+        kept = list(lease.clicks)
+        lease.clicks.append(at)
+
+        def action(scene):
+            if not include and not scene.has(OBJECT):
+                return  # nothing to take the voxel from
+            scene.click(OBJECT, "fg" if include else "bg", at, kept)
+        return action
+
+    def lasso_action(self, lease: Lease, mask: np.ndarray, bbox, include: bool):
+        shape = self.ready(lease).labels.shape
+        region = placed(mask, bbox, shape)
+        found = np.nonzero(region)
+        if not len(found[0]):
+            raise Refused(400, "the lasso is empty")
+        flat = [a for a in range(3) if found[a].min() == found[a].max()]
+        if not flat:
+            raise Refused(400, "a lasso is a region on one slice (extent 1 along an axis); this one spans several")
+        axis = 0 if 0 in flat else flat[0]
+        plane, index = "zyx"[axis], int(found[axis][0])
+        rows, cols = [found[a] for a in range(3) if a != axis]
+        rect = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
+        lease.focus = int(found[0].min())
+
+        def action(scene):
+            if include:
+                got, _ = scene.propagate(rect, index, plane)
+                apply(scene, got, True, extent(got, axis), plane)
+            else:
+                scene.remove(region, OBJECT)
+        return action
+
+    def initial_action(self, lease: Lease, seg: np.ndarray):
+        shape = self.ready(lease).labels.shape
+        if seg.shape != shape:
+            raise Refused(400, f"the initial segmentation's shape {list(seg.shape)} is not the image's {list(shape)}")
+        lease.clicks = []
+        mask = seg != 0
+
+        def action(scene):
+            scene.paint(mask, OBJECT)
+        return action
+
+
+def number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1 << 40
+
+
+def extent(mask: np.ndarray, axis: int) -> tuple | None:
+    """(first, last) cut along ``axis`` where ``mask`` has a voxel (None: nowhere)."""
+    along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+    return (int(along[0]), int(along[-1])) if len(along) else None
+
+
+def apply(scene: Scene, mask: np.ndarray, include: bool, cuts: tuple | None, plane: str) -> None:
+    """A box's mask into the object: including, it replaces the object on the cuts the mask spans (the object
+    elsewhere stays); excluding, the object loses the mask's voxels."""
+    if cuts is None:
+        return
+    if include:
+        scene.paint(mask, OBJECT, slices=cuts, plane=plane)
+    else:
+        scene.remove(mask, OBJECT)
+
+
+def placed(mask: np.ndarray, bbox, shape: tuple) -> np.ndarray:
+    """A mask interaction on the image's grid: the whole image's, or a crop at ``bbox`` (half-open, in bounds)."""
+    if bbox is None:
+        if mask.shape != shape:
+            raise Refused(400, f"the mask's shape {list(mask.shape)} is not the image's {list(shape)} (or give its "
+                               f"interaction_bbox)")
+        return mask != 0
+    if not (isinstance(bbox, list) and len(bbox) == 3 and all(
+            isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in b)
+            for b in bbox)):
+        raise Refused(400, "interaction_bbox must be [[lo, hi], [lo, hi], [lo, hi]] (integers, half-open)")
+    if not all(0 <= lo < hi <= n for (lo, hi), n in zip(bbox, shape)):
+        raise Refused(400, f"interaction_bbox {bbox} is not within the image {list(shape)}")
+    if list(mask.shape) != [hi - lo for lo, hi in bbox]:
+        raise Refused(400, f"the mask's shape {list(mask.shape)} is not its interaction_bbox's size")
+    region = np.zeros(shape, bool)
+    region[tuple(slice(lo, hi) for lo, hi in bbox)] = mask != 0
+    return region
+
+
+# -- HTTP --
+
+async def body(request: Request, limit: int) -> bytes:
+    """The request's body, at most ``limit`` bytes (413 beyond, said before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise Refused(413, f"the body is larger than the {limit} bytes accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"the body is larger than the {limit} bytes accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request) -> dict:
+    data = await body(request, MAX_JSON)
+    try:
+        payload = json.loads(data or b"{}")
+    except (ValueError, RecursionError):
+        raise Refused(400, "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise Refused(400, "the body must be a JSON object")
+    return payload
+
+
+def meta(request: Request) -> dict:
+    raw = request.headers.get(META)
+    if raw is None:
+        return {}
+    if len(raw) > MAX_JSON:
+        raise Refused(400, f"{META} is too long")
+    try:
+        found = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Refused(400, f"{META} is not JSON") from None
+    if not isinstance(found, dict):
+        raise Refused(400, f"{META} must be a JSON object")
+    return found
+
+
+def flag(payload: dict, name: str, default: bool | None = None) -> bool:
+    value = payload.get(name, default)
+    if not isinstance(value, bool):
+        raise Refused(400, f"{name} must be true or false")
+    return value
+
+
+def answer(ran: bool, bbox, region) -> Response:
+    info = {"ran_prediction": bool(ran), "bbox": bbox}
+    content = b""
+    if bbox is not None:
+        info.update(dtype=str(region.dtype), shape=list(region.shape))
+        content = wire.pack(region)
+    return Response(content, media_type="application/octet-stream",
+                    headers={META: json.dumps(info, separators=(",", ":"))})
+
+
+def make_app(protocol: Protocol, sweep_every: float = 5.0) -> Starlette:
+    settings = protocol.settings
+    key = settings.key.encode()
+
+    def guarded(handler, lease: str | None = "active"):
+        """A route: the key checked (401), the lease looked up (410; ``lease`` None: no lease, else how it is
+        touched: Protocol.get), Refused answered with its status and detail, anything else a 500 that says no more."""
+        async def route(request: Request):
+            try:
+                given = request.headers.get("authorization", "")
+                if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key)):
+                    raise Refused(401, "missing or wrong API key (Authorization: Bearer ...)")
+                if lease is None:
+                    return await handler(request)
+                found = protocol.get(request.headers.get(LEASE), lease)
+                return await handler(request, found)
+            except Refused as e:
+                return JSONResponse({"detail": e.detail}, e.status,
+                                    headers={"Retry-After": "10"} if e.status == 503 else None)
+            except Exception:
+                log.exception("internal error answering %s", request.url.path)
+                return JSONResponse({"detail": "internal error (see the server's log)"}, 500)
+        return route
+
+    async def healthz(request: Request):
+        return JSONResponse({"ok": True})
+
+    async def capabilities(request: Request):
+        return JSONResponse(CAPABILITIES)
+
+    async def claim(request: Request):
+        lease = protocol.claim()
+        return JSONResponse({"lease_token": lease.token, "idle_timeout_seconds": settings.idle_timeout,
+                             "liveness_timeout_seconds": settings.liveness_timeout,
+                             "max_sessions": settings.max_sessions})
+
+    async def release(request: Request):
+        protocol.release(request.headers.get(LEASE))
+        return JSONResponse({"released": True})
+
+    async def heartbeat(request: Request, lease: Lease):
+        return JSONResponse({"remaining_seconds": protocol.remaining(lease)})
+
+    async def lease_status(request: Request, lease: Lease):
+        scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many
+        return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
+                             settings.idle_timeout, "encoded_slices": len(lease.encoded),
+                             "slices": scene.depth if scene is not None else 0})
+
+    async def set_image(request: Request, lease: Lease):
+        info = meta(request)
+        properties = info.get("image_properties") or {}
+        if not isinstance(properties, dict):
+            raise Refused(400, "image_properties must be a JSON object")
+        data = await body(request, settings.max_image_bytes + (1 << 20))
+
+        def work(lease):
+            try:
+                image = wire.unpack(data, settings.max_image_bytes)
+            except ValueError as e:
+                raise Refused(400, f"the image: {e}") from None
+            if image.ndim == 4 and int(np.prod(image.shape[1:], dtype=object)) > MAX_VOXELS:
+                raise Refused(413, f"an image of {list(image.shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
+            return protocol.set_image(lease, image, properties)
+        shape = await locked(lease, work)
+        return JSONResponse({"original_image_shape": shape})
+
+    def locked(lease: Lease, work, *args):
+        """``work(lease, *args)`` under the lease's lock, in a worker thread (never blocking the event loop)."""
+        def run():
+            with lease.lock:
+                return work(lease, *args)
+        return run_in_threadpool(run)
+
+    async def set_target_buffer(request: Request, lease: Lease):
+        payload = await json_body(request)
+        await locked(lease, protocol.set_target, payload)
+        return JSONResponse({})
+
+    async def set_do_autozoom(request: Request, lease: Lease):
+        flag(await json_body(request), "do_autozoom")  # checked; LiteMedSAM has no zoom to turn off
+        return JSONResponse({})
+
+    async def reset_interactions(request: Request, lease: Lease):
+        await locked(lease, protocol.reset)
+        return JSONResponse({})
+
+    async def interaction(lease: Lease, make, run: bool):
+        return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run)))
+
+    async def add_bbox(request: Request, lease: Lease):
+        p = await json_body(request)
+        include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
+        return await interaction(lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
+
+    async def add_point(request: Request, lease: Lease):
+        p = await json_body(request)
+        include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
+        return await interaction(lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
+
+    async def mask_body(request: Request, lease: Lease) -> tuple[dict, np.ndarray]:
+        info = meta(request)
+        shape = protocol.ready(lease).labels.shape
+        limit = int(np.prod(shape, dtype=object)) * 8
+        data = await body(request, limit + (1 << 20))
+        try:
+            return info, await run_in_threadpool(wire.unpack, data, limit)
+        except ValueError as e:
+            raise Refused(400, f"the mask: {e}") from None
+
+    async def add_lasso(request: Request, lease: Lease):
+        info, mask = await mask_body(request, lease)
+        include, run = flag(info, "include_interaction"), flag(info, "run_prediction", True)
+        if mask.ndim != 3:
+            raise Refused(400, f"a lasso is a 3D mask, got {mask.ndim} dimensions")
+        return await interaction(lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
+                                                                      include), run)
+
+    async def add_scribble(request: Request, lease: Lease):
+        raise Refused(400, "scribbles are not supported by litemedsam (see /capabilities): use points, a box or a "
+                           "lasso")
+
+    async def add_initial_seg(request: Request, lease: Lease):
+        info, seg = await mask_body(request, lease)
+        run = flag(info, "run_prediction", False)
+
+        def work(lease):
+            lease.pending.clear()
+            ran, bbox, region = protocol.interact(lease, protocol.initial_action(lease, seg), True)
+            # the client already holds the mask it sent: answer a run only when asked for one
+            return (ran, bbox, region) if run else (False, None, None)
+        return answer(*await locked(lease, work))
+
+    async def predict(request: Request, lease: Lease):
+        await json_body(request)
+        return answer(*await locked(lease, protocol.run))
+
+    async def undo(request: Request, lease: Lease):
+        return answer(*await locked(lease, protocol.undo))
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/capabilities", guarded(capabilities, None), methods=["GET"]),
+        Route("/claim", guarded(claim, None), methods=["POST"]),
+        Route("/release", guarded(release, None), methods=["POST"]),
+        Route("/heartbeat", guarded(heartbeat, "seen"), methods=["POST"]),
+        Route("/lease_status", guarded(lease_status, "peek"), methods=["GET"]),
+        Route("/set_image", guarded(set_image), methods=["POST"]),
+        Route("/set_target_buffer", guarded(set_target_buffer), methods=["POST"]),
+        Route("/set_do_autozoom", guarded(set_do_autozoom), methods=["POST"]),
+        Route("/reset_interactions", guarded(reset_interactions), methods=["POST"]),
+        Route("/undo", guarded(undo), methods=["POST"]),
+        Route("/predict", guarded(predict), methods=["POST"]),
+        Route("/add_bbox_interaction", guarded(add_bbox), methods=["POST"]),
+        Route("/add_point_interaction", guarded(add_point), methods=["POST"]),
+        Route("/add_scribble_interaction", guarded(add_scribble), methods=["POST"]),
+        Route("/add_lasso_interaction", guarded(add_lasso), methods=["POST"]),
+        Route("/add_initial_seg_interaction", guarded(add_initial_seg), methods=["POST"]),
+    ]
+    stop = threading.Event()
+
+    def sweeper():
+        while not stop.wait(sweep_every):
+            protocol.sweep()
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        thread = threading.Thread(target=sweeper, daemon=True, name="litemedsam-lease-sweeper")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            protocol.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,536 @@
+"""The interactive core under both front ends: the browser app (litemedsam.serve.web, a Document of
+litemedsam.serve.interactive: a Scene kept in a file) and the nnInteractive protocol server
+(litemedsam.serve.nninteractive: a Scene per client). A Scene is one image (a litemedsam Case) and its label map,
+segmented one prompt at a time with the same router, models and pipeline as ``infer`` (a box gives the mask
+``infer`` gives for that box; a click the edit ``infer`` makes for it), with undo and redo. Image embeddings are
+kept by slice content in an EmbeddingCache bounded in bytes (a slice is encoded once, however many prompts are
+drawn on it) and can be made ahead, in the background (``encode_ahead``).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import threading
+from collections import Counter, OrderedDict
+
+import cv2
+import numpy as np
+
+from litemedsam.core import confidence, progress
+from litemedsam.core.errors import CaseError
+from litemedsam.io import formats
+from litemedsam.io.cases import clip_boxes, make_case
+from litemedsam.methods import refine
+
+PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
+MAX_UNDO = 50  # edits that can be undone, at most
+MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
+
+class Cancelled(Exception):
+    """A propagation was cancelled."""
+
+
+class EmbeddingCache:
+    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
+    being encoded by one thread is waited for by the others, not encoded twice."""
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: OrderedDict = OrderedDict()
+        self.pending: dict = {}  # key -> Event set when its encoding ends
+        self.lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_or_encode(self, key, encode):
+        while True:
+            with self.lock:
+                emb = self.items.get(key)
+                if emb is not None:
+                    self.items.move_to_end(key)
+                    self.hits += 1
+                    return emb
+                running = self.pending.get(key)
+                if running is None:
+                    self.pending[key] = threading.Event()
+                    self.misses += 1
+                    break
+            running.wait()  # then look again: done, or failed (or too large to keep) and encoded here
+        try:
+            emb = encode()
+            self._put(key, emb)
+            return emb
+        finally:
+            with self.lock:
+                self.pending.pop(key).set()
+
+    def has(self, key) -> bool:
+        with self.lock:
+            return key in self.items
+
+    def room(self) -> bool:
+        """Whether one more embedding of the size of the last one fits without pushing another out."""
+        with self.lock:
+            last = next(reversed(self.items.values()), None)
+            return last is None or self.bytes + last.features.nbytes <= self.max_bytes
+
+    def _put(self, key, emb) -> None:
+        size = emb.features.nbytes
+        with self.lock:
+            if key in self.items or size > self.max_bytes:
+                return
+            self.items[key] = emb
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.items.popitem(last=False)
+                self.bytes -= old.features.nbytes
+
+
+class CachingSegmenter:
+    """A box segmenter whose ``encode`` goes through an EmbeddingCache; everything else is the segmenter's."""
+
+    def __init__(self, segmenter, cache: EmbeddingCache, name: str):
+        self.segmenter, self.cache, self.name = segmenter, cache, name
+
+    def key(self, image: np.ndarray) -> tuple:
+        return self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
+
+    def encode(self, image: np.ndarray):
+        return self.cache.get_or_encode(self.key(image), lambda: self.segmenter.encode(image))
+
+    def cached(self, image: np.ndarray) -> bool:
+        return self.cache.has(self.key(image))
+
+    def __getattr__(self, name):
+        return getattr(self.segmenter, name)
+
+class ModelTurns:
+    """One model run at a time, interactions first: ``with turns:`` is an interaction's turn; ``with
+    turns.background():`` a background encoder's, taken only when no interaction waits (a plain lock would let an
+    encoder that releases and takes it again in a loop starve a waiting interaction)."""
+
+    def __init__(self):
+        self.lock, self.changed = threading.Lock(), threading.Condition()
+        self.waiting = 0
+
+    def __enter__(self):
+        with self.changed:
+            self.waiting += 1
+        self.lock.acquire()
+        with self.changed:
+            self.waiting -= 1
+            self.changed.notify_all()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+    @contextlib.contextmanager
+    def background(self):
+        with self.changed:
+            self.changed.wait_for(lambda: self.waiting == 0)
+        with self.lock:
+            yield
+
+
+class Scene:
+    """One image and its label map (uint16, the image's shape without colour), edited one prompt at a time.
+
+    ``prompting`` is a litemedsam.methods.prompting.BoxPrompting (the router), ``segmenters`` a
+    litemedsam.models.segmenter.Segmenters, ``cache`` the EmbeddingCache shared by every scene of a server.
+    Edits are serialised by ``lock``; each is one undoable step. The model runs in ``turns`` (ModelTurns). ``_keep`` (after each edit) and ``_writable``
+    (before it) are what a subclass that keeps the edits somewhere (the app's Document) overrides.
+    """
+
+    def __init__(self, case, prompting, segmenters, cache: EmbeddingCache, labels=None, turns=None):
+        self.case = case
+        self.turns = turns or ModelTurns()  # shared by a server's scenes: one model run at a time, prompts first
+        self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
+        shape = case.label_shape
+        self.labels = np.zeros(shape, np.uint16)
+        if labels is not None:
+            if labels.shape != shape:
+                raise CaseError(f"its segmentation has shape {labels.shape}, the image {shape}")
+            if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
+                raise CaseError("its segmentation holds labels outside 0-65535")
+            self.labels[...] = labels
+        self._count()
+        self.undo_stack: list = []  # (flat indices, their previous labels) per edit
+        self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
+        self.lock = threading.Lock()
+
+    def _count(self) -> None:
+        values, counts = np.unique(self.labels, return_counts=True)
+        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
+
+    @property
+    def depth(self) -> int:
+        return 1 if self.case.dim == "2D" else self.labels.shape[0]
+
+    def objects(self) -> list:
+        """[(label, voxels)] of the labels present (kept up to date by each edit: no pass over a volume)."""
+        return sorted((label, n) for label, n in self.counts.items() if label and n)
+
+    def next_label(self) -> int:
+        """The label of a new object: one past the highest, else (past 65535) the lowest free one."""
+        top = max((label for label, n in self.counts.items() if n), default=0) + 1
+        if top <= 65535:
+            return top
+        free = next((label for label in range(1, 65536) if not self.counts.get(label)), None)
+        if free is None:
+            raise CaseError("every label 1-65535 is an object: delete one to make another")
+        return free
+
+    def model_for(self) -> str:
+        return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
+
+    def warm(self, z: int = 0) -> None:
+        """Encode slice ``z`` (the image, in 2D) now, so that the first box drawn on it is answered at once."""
+        with self.turns:
+            self._warm(int(z))
+
+    def _warm(self, z: int) -> None:
+        model = self.model_for()
+        image = self.image_slice(z)
+        segmenter = self.segmenters.get(model)
+        emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
+        if not getattr(segmenter, "warmed", False):  # ONNX Runtime's first two decoder runs are slow (~4x)
+            h, w = image.shape[:2]
+            for _ in range(2):
+                segmenter.predict(emb, emb.frame.boxes_to_model([[0, 0, w - 1, h - 1]]))
+            segmenter.warmed = True
+
+    def _case_with(self, boxes: np.ndarray, starts=None):
+        return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
+                                   starts=starts)
+
+
+    def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
+        """The image of slice ``z`` (2D: the image), or of the cut at index ``z`` of a volume's ``plane`` ("y": a
+        row across the slices, "x": a column across them; litemedsam.io.formats.plane_image)."""
+        return self.case.image if self.case.dim == "2D" else formats.plane_image(self.case.image, plane, z)
+
+    def label_slice(self, z: int, plane: str = "z") -> np.ndarray:
+        return self.labels if self.case.dim == "2D" else formats.plane_image(self.labels, plane, z)
+
+    def plane_size(self, plane: str = "z") -> int:
+        """How many cuts a volume has in ``plane`` (its slices, rows or columns); 1 for a 2D image."""
+        return 1 if self.case.dim == "2D" else self.labels.shape["zyx".index(plane)]
+
+
+    def _cut_mask(self, box, plane: str, index: int) -> tuple[np.ndarray, float | None]:
+        """The mask of a box drawn on the cut at ``index`` of ``plane`` ("y" or "x") of a volume: the cut is
+        segmented as a 2D image by the router's 2D rule for the case's modality, resampled to square pixels
+        (``Cuts``); the mask is put back on the cut's own pixels. Returns a volume-sized mask and its confidence."""
+        cuts = Cuts(self.case.image, plane, formats.spacing(self.case))
+        x0, y0, x1, y1 = box
+        scaled = [x0 * cuts.sx, y0 * cuts.sy, (x1 + 1) * cuts.sx - 1, (y1 + 1) * cuts.sy - 1]
+        case = make_case(self.case.path, cuts[index], [scaled], dim="2D", fmt=self.case.fmt,
+                         modality=self.given_modality)
+        if case.skipped:
+            raise CaseError(case.warnings[0].split("; ")[0])
+        mask, score = self._segment(case)
+        full = np.zeros((len(cuts),) + mask.shape, bool)
+        full[index] = mask
+        return cuts.back(full), score
+
+    def _segment(self, case, reporter=None, end: tuple | None = None) -> tuple[np.ndarray, float | None]:
+        """Object 1 of ``case`` (one box) as infer segments it, through the embedding cache, and its confidence;
+        ``end`` (stop, shrink): where a 3D pass ends instead of the router's rule (litemedsam.methods.pipeline)."""
+        plan = self.prompting.choose(case)
+        if end is not None and plan.decision is not None:
+            stop, shrink = end
+            plan = dataclasses.replace(plan, decision=dataclasses.replace(plan.decision, stop=stop, shrink=shrink,
+                                                                          strategy="propagate"))
+        segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
+        with self.turns, progress.reporting(reporter), confidence.collecting() as noted:
+            mask = self.prompting.segment(segmenter, case, plan) == 1
+        return mask, confidence.summary(noted).get(1)
+
+    def box_mask(self, box, z: int = 0, z_range=None, reporter=None, plane: str = "z") -> tuple[np.ndarray, float | None]:
+        """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
+        run.json records it): 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and propagated over ``z_range``
+        (z0, z1, inclusive; default the slice alone), starting on ``z``; or drawn on the cut ``z`` of ``plane``
+        "y" or "x" (that cut alone). The box is clipped to the image as infer clips a case's boxes."""
+        if plane != "z" and self.case.dim == "3D":
+            return self._cut_mask(box, plane, z)
+        if self.case.dim == "2D":
+            boxes, skipped, warnings = clip_boxes([list(box)], "2D", self.case.image.shape)
+            if skipped:
+                raise CaseError(warnings[0].split("; ")[0])  # inverted, or outside the image
+            return self._segment(self._case_with(boxes), reporter)
+        return self._segment(self._checked_box(box, z, (z, z) if z_range is None else z_range), reporter)
+
+    def propagate(self, box, index: int, plane: str = "z", end: tuple = PROPAGATION_END,
+                  reporter=None) -> tuple[np.ndarray, float | None]:
+        """The 3D object a 2D box drawn on one cut of a volume gives when nothing says where it ends: the cut
+        ``index`` of ``plane`` ("z": a slice; "y", "x": a row or column across the slices) is segmented with
+        ``box`` (x0, y0, x1, y1 in the cut's pixels), then each next cut along the plane's axis, both ways, is
+        prompted with the mask before it, as infer propagates a 3D box, until the object ends by ``end`` (stop,
+        shrink): ``stop`` consecutive cuts whose mask is empty or below ``shrink`` of the largest so far. Cuts across anisotropic slices are resampled to square pixels first
+        (as ``_cut_mask``). Returns a volume-sized mask and its confidence."""
+        if self.case.dim != "3D":
+            raise CaseError("a 2D image has no slices to propagate through")
+        if plane == "z":
+            depth = self.labels.shape[0]
+            return self._segment(self._checked_box(box, index, (0, depth - 1)), reporter, end)
+        cuts = Cuts(self.case.image, plane, formats.spacing(self.case))
+        x0, y0, x1, y1 = box
+        scaled = [x0 * cuts.sx, y0 * cuts.sy, (x1 + 1) * cuts.sx - 1, (y1 + 1) * cuts.sy - 1]
+        boxes, skipped, warnings = clip_boxes([[*scaled[:2], 0, *scaled[2:], len(cuts) - 1]], "3D", cuts.shape)
+        if skipped:
+            raise CaseError(warnings[0].split("; ")[0])
+        case = dataclasses.replace(self._case_with(boxes, starts=[int(index)]), image=cuts)
+        mask, score = self._segment(case, reporter, end)
+        return cuts.back(mask), score
+
+    def _checked_box(self, box, z: int, z_range):
+        """The case of one box x0, y0, x1, y1 on slice ``z`` over ``z_range`` (inclusive), clipped as infer clips
+        a case's boxes; CaseError for a box outside the image or a slice outside its range."""
+        x0, y0, x1, y1 = box
+        boxes, skipped, warnings = clip_boxes([[x0, y0, min(z_range), x1, y1, max(z_range)]], "3D",
+                                              self.case.image.shape)
+        if skipped:
+            raise CaseError(warnings[0].split("; ")[0])  # inverted, or outside the image
+        if not boxes[0, 2] <= z <= boxes[0, 5]:
+            raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
+        return self._case_with(boxes, starts=[int(z)])
+
+    def remove(self, mask: np.ndarray, label: int) -> int:
+        """Object ``label`` loses the voxels of ``mask`` (they become background): one undoable edit. Returns how
+        many it lost."""
+        with self.lock:
+            changed = np.flatnonzero(mask.ravel() & (self.labels.ravel() == int(label)))
+            self._edit(changed, np.zeros(len(changed), np.uint16))
+            return len(changed)
+
+    def encode_ahead(self, focus, stop: threading.Event, done=None) -> int:
+        """Encode the slices of a volume (the image of a 2D case) into the embedding cache, the one nearest to
+        ``focus()`` (a slice index, read before each: where the user works now) first, so that prompts drawn
+        later decode only. Ends when every slice is encoded, ``stop`` is set or the cache is full (it never
+        pushes out what it encoded). Each slice waits for the model's background turn (prompts go first);
+        ``done(z)`` is called for each slice found or put in the cache. Returns how many slices
+        it encoded."""
+        model = self.model_for()
+        segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
+        with self.turns.background():
+            self._warm(min(max(int(focus()), 0), self.depth - 1))
+        todo = set(range(self.depth))
+        encoded = 0
+        while todo and not stop.is_set():
+            at = focus()
+            z = min(todo, key=lambda k: (abs(k - at), k))
+            todo.discard(z)
+            image = self.image_slice(z)
+            if not segmenter.cached(image):
+                if not self.cache.room():
+                    break
+                with self.turns.background():
+                    if stop.is_set():
+                        break
+                    segmenter.encode(image)
+                encoded += 1
+            if done is not None:
+                done(z)
+        return encoded
+
+    def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
+              add: bool = False, plane: str = "z") -> int:
+        """Put ``mask`` in the label map as ``label`` or as a new object; the new object wins where it overlaps
+        others. An existing object's voxels are replaced only where the mask was made: on ``slices`` (first,
+        last; a 3D mask from one slice or a propagated range; cuts of ``plane``), the whole image in 2D; elsewhere
+        the object stays.
+        With ``add``, nothing of it is removed (the mask is another region of the object). Returns its label."""
+        with self.lock:
+            new = label is None or not self.counts.get(int(label))
+            label = self.next_label() if label is None else int(label)
+            if not 1 <= label <= 65535:
+                raise CaseError(f"label {label} is not 1-65535")
+            if new or add:  # nothing of the object to remove
+                changed = np.flatnonzero(mask & (self.labels != label))
+            else:
+                old = self.labels == label
+                if slices is not None and self.case.dim == "3D":  # the object on other slices is not redrawn
+                    first, last = min(slices), max(slices)
+                    along = np.moveaxis(old, "zyx".index(plane), 0)  # a view
+                    along[:first] = False
+                    along[last + 1:] = False
+                changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
+            self._edit(changed, np.where(mask.ravel()[changed], label, 0))
+            return label
+
+    def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z") -> int:
+        """A brush stroke on slice ``z`` (2D: the image; or the cut ``z`` of ``plane``): the disks of ``radius``
+        pixels along ``points`` (x, y) become object ``label`` (a new one when None; added to it when it exists),
+        or with ``label`` 0 (the eraser) background. Only that slice is looked at and changed. Returns the label
+        painted."""
+        h, w = self.label_slice(0, plane).shape
+        stroke = np.zeros((h, w), np.uint8)
+        pts = [(int(round(x)), int(round(y))) for x, y in points]
+        for a, b in zip(pts, pts[1:] or pts):
+            cv2.line(stroke, a, b, 1, thickness=2 * int(radius) + 1)
+        for p in pts[:1] + pts[-1:]:
+            cv2.circle(stroke, p, int(radius), 1, thickness=-1)
+        with self.lock:
+            label = self.next_label() if label is None else int(label)
+            if not 0 <= label <= 65535:
+                raise CaseError(f"label {label} is not 0-65535")
+            rows, cols = np.nonzero(stroke.astype(bool) & (self.label_slice(z, plane) != label))
+            changed = self._voxels(rows, cols, z, plane)
+            self._edit(changed, np.full(len(changed), label, np.uint16))
+            return label
+
+    def click(self, label: int | None, kind: str, at: tuple, kept=()) -> int:
+        """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
+        object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
+        object grows or shrinks around the click (and along the model's contour through it); a foreground click
+        for an object that has no voxel yet (or ``label`` None: a new one) builds it with the model. The voxels of
+        the earlier clicks ``kept`` ((z, y, x) each) keep their label, as infer keeps a case's. One undoable edit;
+        returns the label."""
+        with self.turns:
+            return self._click(label, kind, at, kept)
+
+    def _click(self, label, kind: str, at: tuple, kept) -> int:
+        model = self.model_for()
+        segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
+        if label is None or (kind == "fg" and not self.counts.get(int(label))):
+            if kind != "fg":
+                raise CaseError("a background click needs an object to take the voxel from: select one")
+            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), {1: at}) == 1
+            label = self.paint(mask, label) if mask.any() else self.next_label() if label is None else label
+            # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
+        with self.lock:
+            found = refine.edit(segmenter, self.case.image, self.labels, int(label), kind, at, formats.spacing(self.case),
+                                kept)
+            if found is not None:
+                changed, value = found
+                self._edit(changed, np.full(len(changed), value, np.uint16))
+        return int(label)
+
+    def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
+        """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
+        enclosed by it; other objects stay) or remove its ``islands`` (all but its largest 8-connected region).
+        One undoable edit; returns the pixels changed."""
+        with self.lock:
+            cut = self.label_slice(z, plane)
+            mask = cut == label
+            if action == "fill":
+                from scipy import ndimage  # here: SciPy's import would add ~0.15 s to the server's start
+
+                change = ndimage.binary_fill_holes(mask) & (cut == 0)
+                value = label
+            else:
+                n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+                largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
+                change = mask & (parts != largest)
+                value = 0
+            rows, cols = np.nonzero(change)
+            self._edit(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
+            return len(rows)
+
+    def _voxels(self, rows, cols, z: int, plane: str) -> np.ndarray:
+        """Flat indices of the label map of pixels (rows, cols) of slice ``z`` (2D: the image) or the cut ``z`` of
+        ``plane``: the plane's fixed index put back among the other two."""
+        if self.case.dim == "2D":
+            return np.ravel_multi_index((rows, cols), self.labels.shape)
+        return np.ravel_multi_index(voxel_of(plane, np.full(len(rows), z), rows, cols), self.labels.shape)
+
+    def has(self, label: int) -> int:
+        """How many voxels object ``label`` has (0: none, a free label)."""
+        return self.counts.get(int(label), 0)
+
+    def erase(self, label: int) -> int:
+        """Remove object ``label``; returns the voxels removed. Label 0 (the background) is no object."""
+        if not 1 <= int(label) <= 65535:
+            raise CaseError(f"label {label} is not an object (1-65535)")
+        with self.lock:
+            changed = np.flatnonzero(self.labels == int(label))
+            self._edit(changed, np.zeros(len(changed), np.uint16))
+            return len(changed)
+
+    def undo(self) -> bool:
+        """Take the last edit back (it can be redone); False when there is none."""
+        return self._step(self.undo_stack, self.redo_stack)
+
+    def redo(self) -> bool:
+        """Make the last undone edit again; False when there is none (a new edit since forgets undone ones)."""
+        return self._step(self.redo_stack, self.undo_stack)
+
+    def _step(self, source: list, target: list) -> bool:
+        with self.lock:
+            self._writable()
+            if not source:
+                return False
+            where, values = source.pop()
+            target.append((where, self.labels.ravel()[where].copy()))
+            self._set(where, values)
+            self._keep(where, values)
+            return True
+
+    def _edit(self, where: np.ndarray, values) -> None:
+        self._writable()
+        if len(where):
+            self.undo_stack.append((where, self.labels.ravel()[where].copy()))
+            self.redo_stack.clear()
+            del self.undo_stack[:-MAX_UNDO]
+            while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
+                del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
+            self._set(where, values)
+            self._keep(where, self.labels.ravel()[where])
+
+    def _set(self, where: np.ndarray, values) -> None:
+        flat = self.labels.ravel()  # a view: labels is contiguous
+        for value, n in zip(*np.unique(flat[where], return_counts=True)):
+            self.counts[int(value)] -= int(n)
+        flat[where] = values
+        for value, n in zip(*np.unique(flat[where], return_counts=True)):
+            self.counts[int(value)] += int(n)
+
+    @property
+    def given_modality(self) -> str | None:
+        """The modality the case was given (routes a cut segmented as a 2D image)."""
+        return self.case.modality
+
+    def _keep(self, where: np.ndarray, values) -> None:
+        """After an edit of the voxels ``where`` to ``values``: nothing here (a Document writes it to its work file)."""
+
+    def _writable(self) -> None:
+        """Before an edit: raises CaseError when edits are refused (nothing here; a read-only Document)."""
+
+
+def voxel_of(plane: str, index, row, column) -> tuple:
+    """The voxel (z, y, x) of pixel (row, column) of the cut ``index`` of ``plane`` (numbers or arrays of them):
+    the plane's fixed index put back among the other two."""
+    at = [row, column]
+    at.insert("zyx".index(plane), index)
+    return tuple(at)
+
+
+
+class Cuts:
+    """The cuts of a volume across its slices (``plane`` "y": rows, "x": columns) as a volume of its own, each
+    cut resampled to square pixels when the spacing is not (a cut across 5 mm slices of 0.8 mm pixels would
+    reach the model squashed): ``shape`` and ``cuts[i]``, made when asked, as litemedsam.methods.pipeline reads
+    a volume. ``back`` puts a mask of it back on the volume's voxels."""
+
+    def __init__(self, volume: np.ndarray, plane: str, spacing=None):
+        self.volume, self.plane = volume, plane
+        rows, cols = formats.PLANES[plane]
+        h, w = volume.shape[rows], volume.shape[cols]
+        mm = spacing or (1.0, 1.0, 1.0)
+        self.sy, self.sx = mm[rows] / min(mm[rows], mm[cols]), mm[cols] / min(mm[rows], mm[cols])
+        self.hw = (h, w)
+        self.size = (max(1, round(w * self.sx)), max(1, round(h * self.sy)))  # OpenCV's (width, height)
+        self.shape = (volume.shape["zyx".index(plane)], self.size[1], self.size[0])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        cut = np.ascontiguousarray(formats.plane_image(self.volume, self.plane, int(index)))
+        return cut if cut.shape == self.shape[1:] else cv2.resize(cut, self.size, interpolation=cv2.INTER_LINEAR)
+
+    def back(self, mask: np.ndarray) -> np.ndarray:
+        h, w = self.hw
+        if mask.shape[1:] != (h, w):
+            mask = np.stack([cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for m in mask]) > 0
+        return np.moveaxis(mask, 0, "zyx".index(self.plane))
