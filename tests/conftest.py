@@ -41,16 +41,17 @@ def segmenter(models_ready):
 
 TIERS = {"test_docker.py": "docker", "test_install.py": "install", "test_browser.py": "browser", "test_cluster.py": "cluster",
          **dict.fromkeys(["test_export.py", "test_lora.py", "test_families.py", "test_promptless.py", "test_sam_vit.py",
-                          "test_efficient_sam.py"], "export")}
+                          "test_efficient_sam.py", "test_frame.py"], "export")}
+NEEDS_MODELS_OR_DATA = {"models_ready", "dev_data"}  # a test using either is not fast: a fresh clone has neither
 
 
 def pytest_collection_modifyitems(items):
     """Each test's tier (pytest.ini's markers): docker, install, browser and cluster by file; models when it uses the
-    real models (the models_ready fixture, directly or through another); export for the torch export files; fast
-    otherwise. `bash test.sh` runs
+    real models or the dev cases (the models_ready or dev_data fixture, directly or through another); export for
+    the torch export files; fast otherwise: what passes on a fresh clone with no model and no data. `bash test.sh` runs
     all tiers; `bash test.sh -m fast` only the tests that need neither models nor a system service."""
     for item in items:
-        tier = TIERS.get(item.path.name) or ("models" if "models_ready" in item.fixturenames else "fast")
+        tier = TIERS.get(item.path.name) or ("models" if NEEDS_MODELS_OR_DATA & set(item.fixturenames) else "fast")
         item.add_marker(getattr(pytest.mark, tier))
 
 

@@ -8,6 +8,7 @@ import pytest
 from litemedsam.core import settings
 from litemedsam.models import fastest
 from litemedsam.models.registry import get_model, model_files
+from litemedsam.methods.prompting import with_model
 from litemedsam.methods.router import Router
 
 
@@ -41,11 +42,11 @@ def test_int8_twin_keeps_the_float_decoders(int8_ready):
 def test_float_encoder_by_default_and_under_exact(int8_ready, cache, monkeypatch):
     monkeypatch.delenv("LITEMEDSAM_INT8", raising=False)
     router = Router.load()
-    d = router.decide("2DBox_CT_x.npz")
+    d = with_model(router.decide("2DBox_CT_x.npz"))
     assert d.model == "litemedsam" and "fails the accuracy gate" in d.encoder
     monkeypatch.setenv("LITEMEDSAM_INT8", "on")
-    assert router.decide("2DBox_CT_x.npz").model == "litemedsam-int8"
-    exact = router.decide("2DBox_CT_x.npz", exact=True)
+    assert with_model(router.decide("2DBox_CT_x.npz")).model == "litemedsam-int8"
+    exact = with_model(router.decide("2DBox_CT_x.npz", exact=True), exact=True)
     assert exact.model == "litemedsam" and exact.encoder == ""
 
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from litemedsam.cli import main
 from litemedsam.methods.pipeline import majority_vote, segment_3d, segment_multiview
 from litemedsam.models.registry import MODELS
+from litemedsam.methods.prompting import with_model
 from litemedsam.methods.router import Router, RouterError
 
 # <Mod> spellings: those of the dev set and of the challenge's file names
@@ -89,31 +90,31 @@ def test_rules_with_everything_built(chains, tmp_path):
     router = chains
     for name in ("litemedsam", "litemedsam-ft", "efficientsam-ti-int8"):
         built(tmp_path, name)
-    d = router.decide("3DBox_PET_autoPET_0001.npz", directory=tmp_path)
+    d = with_model(router.decide("3DBox_PET_autoPET_0001.npz"), tmp_path)
     assert (d.model, d.strategy, d.dim) == ("litemedsam-ft", "multiview", "3D")
-    assert router.decide("2DBox_Microscope_cells_1.npz", directory=tmp_path).model == "litemedsam-ft"
-    d = router.decide("2DBox_X-Ray_chest_1.npz", directory=tmp_path)
+    assert with_model(router.decide("2DBox_Microscope_cells_1.npz"), tmp_path).model == "litemedsam-ft"
+    d = with_model(router.decide("2DBox_X-Ray_chest_1.npz"), tmp_path)
     assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box")
-    d = router.decide("3DBox_CT_abdomen_1.npz", directory=tmp_path)
+    d = with_model(router.decide("3DBox_CT_abdomen_1.npz"), tmp_path)
     assert (d.model, d.strategy, d.margin) == ("litemedsam", "propagate", 3)
-    assert router.decide("2DBox_PET_slice_1.npz", directory=tmp_path).model == "litemedsam"  # 2D PET: default rule
+    assert with_model(router.decide("2DBox_PET_slice_1.npz"), tmp_path).model == "litemedsam"  # 2D PET: default rule
 
 
 def test_fallback_chain_names_what_is_missing(chains, tmp_path):
     router = chains
     built(tmp_path, "litemedsam")
-    d = router.decide("2DBox_Microscopy_cells_1.npz", directory=tmp_path)
+    d = with_model(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
     assert d.model == "litemedsam"
     assert [m for m, _ in d.skipped] == ["litemedsam-ft", "efficientsam-ti-int8"]
     assert d.skipped[0][1].endswith("litemedsam_ft_encoder.onnx")
     built(tmp_path, "efficientsam-ti-int8")
-    d = router.decide("2DBox_Microscopy_cells_1.npz", directory=tmp_path)
+    d = with_model(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
     assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box+center")
     assert "prompt box+center" in d.describe()
 
 
 def test_nothing_built(router, tmp_path):
-    d = router.decide("2DBox_CT_x_1.npz", directory=tmp_path)
+    d = with_model(router.decide("2DBox_CT_x_1.npz"), tmp_path)
     assert d.model is None and d.skipped[0][0] == "litemedsam"
 
 
@@ -121,10 +122,10 @@ def test_overrides(chains, tmp_path):
     router = chains
     for name in ("litemedsam", "litemedsam-ft"):
         built(tmp_path, name)
-    assert router.decide("2DBox_CT_x_1.npz", modality="Microscope", directory=tmp_path).model == "litemedsam-ft"
-    assert router.decide("case.npz", dim="3D", modality="PET", directory=tmp_path).strategy == "multiview"
-    assert router.decide("2DBox_Microscopy_x.npz", model="litemedsam", directory=tmp_path).model == "litemedsam"
-    d = router.decide("mystery.npz", dim="2D", directory=tmp_path)
+    assert with_model(router.decide("2DBox_CT_x_1.npz", modality="Microscope"), tmp_path).model == "litemedsam-ft"
+    assert with_model(router.decide("case.npz", dim="3D", modality="PET"), tmp_path).strategy == "multiview"
+    assert with_model(router.decide("2DBox_Microscopy_x.npz", model="litemedsam"), tmp_path).model == "litemedsam"
+    d = with_model(router.decide("mystery.npz", dim="2D"), tmp_path)
     assert (d.modality, d.rule, d.model) == (None, "everything else", "litemedsam")
 
 
@@ -173,7 +174,7 @@ def test_shipped_router_ships_only_what_passed_the_rule(router):
 
     for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "3DBox_US_x.npz", "2DBox_MR_x.npz"):
         d = router.decide(name)
-        assert (d.stride, d.stop, d.strategy, d.model) == (1, 0, "propagate", "litemedsam"), name
+        assert (d.stride, d.stop, d.strategy, d.models) == (1, 0, "propagate", ("litemedsam",)), name
     assert router.decide("3DBox_MR_x.npz").policy == router.decide("3DBox_CT_x.npz").policy == MaskPolicy(overlap="smaller")
     assert router.decide("3DBox_PET_x.npz").policy == EXACT
     assert router.decide("2DBox_Microscopy_x.npz").policy == MaskPolicy(clip=0)

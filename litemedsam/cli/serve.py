@@ -154,6 +154,8 @@ def read_key(key_file: Path | None) -> tuple[str, bool]:
             raise UsageError(f"--api-key-file {shown(key_file)}: cannot be read ({getattr(e, 'strerror', None) or e})") \
                 from None
         where = f"--api-key-file {shown(key_file)}"
+        if key_file.stat().st_mode & 0o077:
+            click.echo(f"WARNING: {where} can be read by other users of this machine (chmod 600 it)", err=True)
     elif os.environ.get(KEY_ENV):
         key, where = os.environ[KEY_ENV].strip(), f"${KEY_ENV}"
     else:

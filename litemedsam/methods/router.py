@@ -1,15 +1,16 @@
-"""The modality router: which model and strategy segment a case, from a declarative TOML file."""
+"""The modality router: which models (a fallback chain) and strategy segment a case, from a declarative TOML file.
+A decision depends on the case's name, dimension and modality only (no disk, no timing): which model of the
+chain is built, and float or int8, is chosen where sessions are made (litemedsam.methods.prompting.with_model)."""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from litemedsam.models import fastest
 from litemedsam.io.cases import name_tags
 from litemedsam.core.errors import RouterError, shown
 from litemedsam.core.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
-from litemedsam.models.registry import MODELS, get_model, missing_file
+from litemedsam.models.registry import MODELS, get_model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,7 +51,7 @@ class Decision:
     tag: str | None  # the <Mod> of the file name, as written
     modality: str | None  # its canonical name, None when unknown
     rule: str
-    model: str | None  # None when no model of the chain is built
+    models: tuple  # the rule's fallback chain (or the model asked for): the first built one segments
     strategy: str
     margin: int
     prompt: str
@@ -58,6 +59,7 @@ class Decision:
     stop: int = 0
     policy: MaskPolicy = EXACT  # mask strategies (litemedsam.core.masks)
     shrink: float = 0.0  # a pass also ends at masks below this share of the largest (no rule sets it: Scene.propagate)
+    model: str | None = None  # the model of the chain that runs (with_model; None: none chosen, or none built)
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
     encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.models.fastest)
 
@@ -207,7 +209,7 @@ class Router:
                               + ", ".join(sorted(set(self.spellings.values()))))
 
     def decide(self, case: str, dim: str | None = None, modality: str | None = None,
-               model: str | None = None, directory: Path | None = None, exact: bool = False) -> Decision:
+               model: str | None = None, exact: bool = False) -> Decision:
         """The decision for a case file name. ``dim`` overrides the name's 2DBox_/3DBox_; ``modality``
         (a spelling or canonical name) overrides the name's <Mod>; ``model`` overrides the chain; ``exact``
         turns off the rule's faster options (stride, stop) and mask strategies, giving the reference's masks."""
@@ -220,16 +222,6 @@ class Router:
         if rule is None:
             raise RouterError(f"{self.source}: no rule matches {dim or 'unknown dimension'} "
                               f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
-        chain = (model,) if model else rule.models
-        decision = Decision(Path(case).name, dim, tag, canonical, rule.name, None, rule.strategy, rule.margin, rule.prompt,
-                            1 if exact else rule.stride, 0 if exact else rule.stop, EXACT if exact else rule.policy)
-        for name in chain:
-            missing = missing_file(get_model(name), directory)
-            if missing is None:
-                decision.model = name
-                break
-            decision.skipped.append((name, missing))
-        if decision.model and not exact:
-            choice = fastest.choose(decision.model, directory)
-            decision.model, decision.encoder = choice.model, choice.reason
-        return decision
+        return Decision(Path(case).name, dim, tag, canonical, rule.name, (model,) if model else rule.models,
+                        rule.strategy, rule.margin, rule.prompt, 1 if exact else rule.stride, 0 if exact else rule.stop,
+                        EXACT if exact else rule.policy)
