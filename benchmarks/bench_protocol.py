@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam.core.masks import dice
+
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-" + "x" * 24
 
@@ -84,10 +86,6 @@ def largest_slice_box(gt: np.ndarray) -> list:
     k = int(np.argmax(gt.sum(axis=(1, 2))))
     ys, xs = np.nonzero(gt[k])
     return [[k, k + 1], [int(ys.min()), int(ys.max()) + 1], [int(xs.min()), int(xs.max()) + 1]]
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum()) + int(b.sum()))
 
 
 def timed(fn, *args, **kwargs) -> float:

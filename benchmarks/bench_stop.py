@@ -15,6 +15,7 @@ import argparse
 
 import numpy as np
 
+from litemedsam.core.masks import dice
 from litemedsam.io import formats
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.methods.prompting import BoxPrompting
@@ -22,11 +23,6 @@ from litemedsam.methods.router import Router
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.models.segmenter import Segmenters
 from litemedsam.serve.scene import EmbeddingCache, Scene
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def slice_box(gt: np.ndarray) -> tuple:

@@ -6,20 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from litemedsam.core.masks import dice
 from litemedsam.io.cases import Case
-
 from litemedsam.io.formats.challenge import load_case
 from litemedsam.methods.pipeline import segment_2d
 from litemedsam.models.registry import dev_data_dir
 
 DEV = dev_data_dir()
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks (anything > 0 is foreground); 1.0 when both are empty."""
-    a, b = a > 0, b > 0
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
 def labelled_cases(cases_dir: Path, match: str) -> dict[str, tuple[Case, np.ndarray]]:

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import torch
 
+from litemedsam.core.masks import dice
 from litemedsam.core.safeio import temp_path
 from litemedsam.models.session import make_session
 
@@ -33,11 +34,6 @@ class GraphSpec:
     mask_outputs: tuple = ()  # logit outputs whose masks (> 0) must agree
     min_dice: float = 0.999
     max_abs_error: float = 1e-2  # sanity bound; the report gives the real number
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
 
 def export_graph(spec: GraphSpec, path: Path, opset: int = 17) -> dict:

@@ -13,18 +13,14 @@ import pytest
 blosc2 = pytest.importorskip("blosc2", reason="blosc2 is not installed (litemedsam[serve])")
 pytest.importorskip("starlette", reason="Starlette is not installed (litemedsam[serve])")
 remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
+import httpx  # noqa: E402  (the client's dependency)
 from nnInteractive.inference.remote.serialization import pack_array, unpack_array  # noqa: E402
 
-import httpx  # noqa: E402  (the client's dependency)
-
 from benchmarks.bench_protocol import KEY, Served, largest_slice_box  # noqa: E402
+from litemedsam.core.masks import dice
 from litemedsam.serve import wire  # noqa: E402
 
 CASE = "3DBox_CT_CT_Lesion_000001_02_01_008-023.npz"  # 16 slices, one lesion
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum()) + int(b.sum()))
 
 
 # -- the wire format (fast) --

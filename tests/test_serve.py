@@ -539,7 +539,7 @@ def test_brush_and_eraser_change_only_their_slice(served):
 
 
 def test_object_colours_stay_distinct_past_the_palette():
-    from litemedsam.serve.web.server import PALETTE, colour
+    from litemedsam.io.overlay import PALETTE, colour
 
     colours = [colour(label) for label in range(1, 1001)]
     assert colours[:len(PALETTE)] == PALETTE and len(set(colours)) == 1000

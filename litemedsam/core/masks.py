@@ -130,3 +130,11 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     flood = np.zeros((h + 4, w + 4), np.uint8)
     cv2.floodFill(padded, flood, (0, 0), 1)  # background reachable from the border becomes 1
     return mask | (padded[1:-1, 1:-1] == 0)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two masks (anything non-zero is foreground); 1.0 when both are empty. The one the export gate,
+    the benchmarks and the tests compare masks with (scoring against ground truth: evaluation/compute_metrics)."""
+    a, b = a != 0, b != 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total

@@ -4,6 +4,8 @@ the slice in the middle of its box's z-range, every label's contour on it, its b
 DIR/<case file name>.png, atomically."""
 from __future__ import annotations
 
+import colorsys
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -15,11 +17,18 @@ MAX_PANELS = 16
 PANEL = 384  # longest side of a 3D panel, pixels
 
 
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+           (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
+
+
+@lru_cache(maxsize=65536)
 def colour(label: int) -> tuple:
-    """A distinct, bright RGB colour per label (golden-angle hues)."""
-    hue = int((label * 137.508) % 180)
-    rgb = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2RGB)[0, 0]
-    return tuple(int(c) for c in rgb)
+    """The palette's distinct colours for the first labels, then hues a golden angle apart (never repeating)."""
+    if label <= len(PALETTE):
+        return PALETTE[label - 1]
+    h, s, v = (label * 0.6180339887) % 1.0, 0.65 + 0.3 * ((label * 7) % 3) / 2, 0.95
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, min(s, 0.95), v))
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

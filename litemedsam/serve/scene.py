@@ -19,6 +19,7 @@ import numpy as np
 
 from litemedsam.core import confidence, progress
 from litemedsam.core.errors import CaseError
+from litemedsam.core.masks import fill_holes, keep_component
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.methods import refine
@@ -414,15 +415,9 @@ class Scene:
             cut = self.label_slice(z, plane)
             mask = cut == label
             if action == "fill":
-                from scipy import ndimage  # here: SciPy's import would add ~0.15 s to the server's start
-
-                change = ndimage.binary_fill_holes(mask) & (cut == 0)
-                value = label
+                change, value = fill_holes(mask) & (cut == 0), label
             else:
-                n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-                largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
-                change = mask & (parts != largest)
-                value = 0
+                change, value = mask & ~keep_component(mask, None, "largest"), 0
             rows, cols = np.nonzero(change)
             self._edit(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
             return len(rows)

@@ -4,7 +4,6 @@ endpoints (litemedsam.serve.web.cases, litemedsam.serve.web.edits) share.
 """
 from __future__ import annotations
 
-import colorsys
 import hmac
 import json
 import os
@@ -14,7 +13,6 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -27,12 +25,10 @@ from litemedsam.run.folders import list_cases
 from litemedsam.io.formats.registry import numbered, output_name
 from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
+from litemedsam.io.overlay import colour
 from litemedsam.serve.scene import EmbeddingCache, ModelTurns
 
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-           (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180)]
 MAX_JSON = 65536  # bytes of a JSON request
 MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits stay in its work file;
 # one whose edits could not all be written there stays open)
@@ -183,15 +179,6 @@ def number(value, limit: float = 1e9) -> bool:
 
 def integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@lru_cache(maxsize=65536)
-def colour(label: int) -> tuple:
-    """The palette's distinct colours for the first labels, then hues a golden angle apart (never repeating)."""
-    if label <= len(PALETTE):
-        return PALETTE[label - 1]
-    h, s, v = (label * 0.6180339887) % 1.0, 0.65 + 0.3 * ((label * 7) % 3) / 2, 0.95
-    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, min(s, 0.95), v))
 
 
 def describe(key: str, entry: Open) -> dict:
