@@ -176,3 +176,26 @@ def test_the_nninteractive_protocol_once_serve_is_installed(venv, dev_data, tmp_
     finally:
         _, err = server.close()
     assert "Traceback" not in err, err
+
+
+def test_models_are_found_from_any_folder_in_the_users_data_folder(venv, dev_data, tmp_path):
+    """No $LITEMEDSAM_WORK_DIR, no checkout: the installed package looks in this user's data folder, from any
+    current folder, and `models list` says so."""
+    data = tmp_path / "data"
+    (data / "litemedsam").mkdir(parents=True)
+    for path in (REPO / "work_dir").glob("*.onnx*"):
+        (data / "litemedsam" / path.name).symlink_to(path)
+    env = {k: v for k, v in venv.env.items() if k != "LITEMEDSAM_WORK_DIR"}
+    env.update(XDG_DATA_HOME=str(data), LITEMEDSAM_CACHE_DIR="off")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = subprocess.run([venv.root / "bin" / "litemedsam", "models", "list"], capture_output=True, text=True,
+                            cwd=elsewhere, env=env)
+    assert f"models folder: {data / 'litemedsam'} (this user's data folder" in listed.stdout, listed.stdout + listed.stderr
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(dev_data / "imgs" / CASE_2D, folder)
+    done = subprocess.run([venv.root / "bin" / "litemedsam", "infer", "-i", folder, "-o", tmp_path / "out"],
+                          capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / CASE_2D).is_file()

@@ -14,12 +14,16 @@ PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
 
 @click.group()
 def models():
-    """Fetch checkpoints, export, quantize and verify ONNX models (files live in work_dir/)."""
+    """Fetch checkpoints, export, quantize and verify ONNX models (in the models folder: models list says where)."""
 
 
 @models.command("list")
 def list_models():
-    """Show the registry and the state of each model."""
+    """Show where the models are, the registry and the state of each model."""
+    from litemedsam.core.settings import work_dir_and_why
+
+    folder, why = work_dir_and_why()
+    click.echo(f"models folder: {folder} ({why}; LITEMEDSAM_WORK_DIR sets another)")
     for spec in MODELS.values():
         click.echo(f"{spec.name} ({spec.family}): input {spec.input_size}; {spec.kind.preprocessing}; prompt: {spec.kind.prompt}")
         click.echo(f"  from {spec.source}" + (f", int8 of {spec.quantized_from}" if spec.quantized_from else ""))

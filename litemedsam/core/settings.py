@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -11,13 +12,33 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def work_dir() -> Path:
-    """Where checkpoints and generated models live: $LITEMEDSAM_WORK_DIR, else the repo's work_dir/."""
+    """Where checkpoints and generated models live (``litemedsam models list`` says which): $LITEMEDSAM_WORK_DIR,
+    else the checkout's work_dir/ when running from one, else this user's data folder (``user_data_dir``), the
+    same from any current folder."""
+    return work_dir_and_why()[0]
+
+
+def work_dir_and_why() -> tuple[Path, str]:
     env = os.environ.get("LITEMEDSAM_WORK_DIR")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser(), "$LITEMEDSAM_WORK_DIR"
     if (REPO_ROOT / "setup.py").exists():
-        return REPO_ROOT / "work_dir"
-    return Path.cwd() / "work_dir"
+        return REPO_ROOT / "work_dir", "this checkout's work_dir"
+    return user_data_dir(), "this user's data folder"
+
+
+def user_data_dir() -> Path:
+    """This user's folder for litemedsam's models by the platform's rule: $XDG_DATA_HOME/litemedsam (default
+    ~/.local/share/litemedsam) on Linux, ~/Library/Application Support/litemedsam on macOS,
+    %LOCALAPPDATA%\\litemedsam on Windows."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME", "")
+        base = base if os.path.isabs(base) else str(Path.home() / ".local" / "share")  # the spec: relative is ignored
+    return Path(base) / "litemedsam"
 
 
 def dev_data_dir() -> Path:
