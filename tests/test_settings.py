@@ -38,3 +38,15 @@ def test_the_platforms_rule(monkeypatch, tmp_path, platform, env, expected):
 def test_a_checkout_uses_its_work_dir(monkeypatch):
     monkeypatch.delenv("LITEMEDSAM_WORK_DIR", raising=False)
     assert settings.work_dir_and_why() == (settings.REPO_ROOT / "work_dir", "this checkout's work_dir")
+
+
+def test_models_commands_say_their_errors_as_infer_does(monkeypatch, tmp_path):
+    """`models verify` with nothing built: ERROR: ..., exit 2 (nothing could run), as every command says it."""
+    from click.testing import CliRunner
+
+    from litemedsam.cli import main
+
+    monkeypatch.setenv("LITEMEDSAM_WORK_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["models", "verify"])
+    assert result.exit_code == 2 and result.output.startswith("ERROR: model file") and "models setup" in result.output
+    assert "Traceback" not in result.output

