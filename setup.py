@@ -1,8 +1,13 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', (Path(__file__).parent / "litemedsam" / "__init__.py").read_text())[1]
 
 setup(
     name="litemedsam",
-    version="0.1.0",
+    version=VERSION,  # one version: litemedsam.__version__
     description="Fast CPU box-prompted medical image segmentation with LiteMedSAM in ONNX Runtime",
     packages=find_packages(include=["litemedsam", "litemedsam.*"]),
     package_data={"litemedsam.methods": ["router.toml"], "litemedsam.serve.web": ["static/*"]},
@@ -25,7 +30,7 @@ setup(
         "serve": ["starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5"],  # blosc2: the nnInteractive protocol
         "test": ["pytest>=7", "surface-distance==0.1", "SimpleITK>=2.3", "pydicom>=2.4",
                  "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5", "httpx2>=2.0", "selenium>=4.20",
-                 "nninteractive-client==2.6.0"],  # the client 3D Slicer and napari use, as it is
+                 "nninteractive-client==2.6.0", "ruff>=0.5"],  # the client 3D Slicer and napari use, as it is
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

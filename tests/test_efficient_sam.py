@@ -2,7 +2,6 @@
 agrees with torch, and runs through the segmenter. No real weights exist here: randomly initialised
 models saved in the upstream format stand in (small sizes for speed; the layout is the full one)."""
 import importlib.util
-import json
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 from evaluation.compute_metrics import agreement
@@ -169,8 +168,8 @@ def test_router_uses_the_fine_tuned_slot_and_falls_back(models_ready, dev_data, 
     done = cli("infer", "-i", inp, "-o", tmp_path / "ft", "--router", router, env={"LITEMEDSAM_WORK_DIR": str(slot)})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert any(MICRO in l and "(litemedsam-ft)" in l for l in lines)
-    assert any(CASES_2D[0] in l and "(litemedsam)" in l for l in lines)
+    assert any(MICRO in line and "(litemedsam-ft)" in line for line in lines)
+    assert any(CASES_2D[0] in line and "(litemedsam)" in line for line in lines)
     for name in (MICRO, CASES_2D[0]):
         with np.load(tmp_path / "fallback" / name) as a, np.load(tmp_path / "ft" / name) as b:
             assert np.array_equal(a["segs"], b["segs"])

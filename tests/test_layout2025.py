@@ -1,7 +1,6 @@
 """The 2025 challenge layout: boxes as an object array of dicts, read by a loader that runs nothing from the
 file; the given z_mid is where propagation starts; clicks (read the same way) in their order, with the previous
 prediction they correct."""
-import io
 import os
 from pathlib import Path
 

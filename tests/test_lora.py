@@ -70,7 +70,9 @@ def test_train_two_steps_then_merge_loads_strictly(dev_data, tmp_path):
         pytest.skip(str(e))
     repo = Path(__file__).resolve().parent.parent
     case = dev_data / "imgs" / "2DBox_Microscopy_MedScribble-WBC_004_axis0_midslice.npz"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "export.lora", *map(str, a)], cwd=repo, capture_output=True, text=True)
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "export.lora", *map(str, a)], cwd=repo, capture_output=True,
+                              text=True)
     done = run("train", case, "--gts", dev_data / "gts", "--out", tmp_path / "lora.pth", "--steps", "2")
     assert done.returncode == 0, done.stderr
     lora = torch.load(tmp_path / "lora.pth", weights_only=True)

@@ -193,7 +193,7 @@ def test_cli_route_and_bad_router(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["route", "3DBox_PET_a_1.npz", "2DBox_CXR_b_2.npz", "2DBox_OCT_c.npz"])
     assert result.exit_code == 0, result.output
-    lines = [l for l in result.output.splitlines() if not l.startswith("    ")]
+    lines = [line for line in result.output.splitlines() if not line.startswith("    ")]
     assert "3D PET" in lines[0] and "propagate" in lines[0]
     assert "2D XRay" in lines[1] and "2D OCT" in lines[2]
     (tmp_path / "chains.toml").write_text(CHAINS)

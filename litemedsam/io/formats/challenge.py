@@ -132,7 +132,7 @@ def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:
         raise CaseError(f"'clicks_order' has {len(arrays['clicks_order'])} classes, 'clicks' {len(arrays['clicks'])}")
     if prev is not None:
         labels, (found, dtype) = volume if len(shape) == 3 and shape[-1] != 3 else shape[:2], prev
-        if tuple(found) != tuple(labels) or not (np.issubdtype(dtype, np.integer) or dtype == bool):
+        if tuple(found) != tuple(labels) or not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
             raise CaseError(f"'prev_pred' must be an integer label map of the image's shape {tuple(labels)}, got "
                             f"{dtype} {tuple(found)}")
 
