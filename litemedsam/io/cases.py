@@ -1,4 +1,5 @@
-"""Reading challenge cases and writing segmentations, with clear errors for bad files."""
+"""A case (an image, its boxes, what its file said) made and checked the same way for every format: ``make_case``,
+``clip_boxes``, the tags a file name carries (``name_tags``), label dtypes; CaseError says what is wrong."""
 from __future__ import annotations
 
 import re
