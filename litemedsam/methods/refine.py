@@ -135,8 +135,17 @@ def nearest(edge: np.ndarray, centre: tuple, mm: np.ndarray) -> float:
     """The distance in mm from voxel ``centre`` to the nearest voxel of ``edge`` (not empty): the value SciPy's
     ``distance_transform_edt(~edge, sampling=mm)`` has at ``centre``, by its own arithmetic (offsets as float64
     times the spacing, squared, summed z, y, x, the square root), for that one voxel instead of the whole window
-    (0.84 of a 0.97 s click on a 16 x 512 x 512 CT)."""
-    found = np.nonzero(edge)
+    (0.84 of a 0.97 s click on a 16 x 512 x 512 CT). Only ``edge``'s surface is looked at (its voxels with a
+    6-neighbour outside it): the nearest voxel is always there, since a step from it towards ``centre`` (not in
+    ``edge``) would otherwise be a nearer one."""
+    inner = edge.copy()
+    for axis, n in enumerate(edge.shape):
+        if n > 1:
+            low, high = [slice(None)] * edge.ndim, [slice(None)] * edge.ndim
+            low[axis], high[axis] = slice(0, n - 1), slice(1, n)
+            inner[tuple(low)] &= edge[tuple(high)]
+            inner[tuple(high)] &= edge[tuple(low)]
+    found = np.nonzero(edge & ~inner)
     total = None
     for axis, (where, c) in enumerate(zip(found, centre)):
         d = (where - c).astype(np.float64)
