@@ -88,6 +88,18 @@ def largest_slice_box(gt: np.ndarray) -> list:
     return [[k, k + 1], [int(ys.min()), int(ys.max()) + 1], [int(xs.min()), int(xs.max()) + 1]]
 
 
+def box_dice(session, dev: Path, name: str) -> float:
+    """A dev volume through ``session`` as Slicer sends it (its spacing, a target buffer, a box on the largest
+    slice of object 1, no z-range): the Dice of the 3D object that comes back."""
+    data = np.load(dev / "imgs" / name)
+    gt = np.load(dev / "gts" / name)["gts"] == 1
+    session.set_image(data["imgs"][None], {"spacing": list(data["spacing"][::-1])})
+    mask = np.zeros(gt.shape, np.uint8)
+    session.set_target_buffer(mask)
+    session.add_bbox_interaction(largest_slice_box(gt), include_interaction=True)
+    return dice(mask > 0, gt)
+
+
 def timed(fn, *args, **kwargs) -> float:
     start = time.perf_counter()
     fn(*args, **kwargs)

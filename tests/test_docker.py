@@ -175,7 +175,7 @@ def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
     remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
     import httpx
 
-    from benchmarks.bench_protocol import KEY, dice, largest_slice_box
+    from benchmarks.bench_protocol import KEY, box_dice
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,13 +193,7 @@ def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
                 time.sleep(0.2)
         else:
             raise AssertionError(sh("docker", "logs", name, check=False).stdout)
-        data = np.load(dev_data / "imgs" / CASES[3])
-        gt = np.load(dev_data / "gts" / CASES[3])["gts"] == 1
-        session.set_image(data["imgs"][None], {"spacing": list(data["spacing"][::-1])})
-        mask = np.zeros(gt.shape, np.uint8)
-        session.set_target_buffer(mask)
-        session.add_bbox_interaction(largest_slice_box(gt), include_interaction=True)
-        assert dice(mask > 0, gt) > 0.8
+        assert box_dice(session, dev_data, CASES[3]) > 0.8
         session.close()
     finally:
         logs = sh("docker", "logs", name, check=False)

@@ -158,20 +158,14 @@ def test_serve_fills_holes_once_its_extra_is_installed(venv, dev_data, tmp_path)
 def test_the_nninteractive_protocol_once_serve_is_installed(venv, dev_data, tmp_path):
     """The fresh venv's server (litemedsam[serve]: blosc2 declared) answers the real client: a box, a 3D object."""
     pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
-    from benchmarks.bench_protocol import Served, dice, largest_slice_box
+    from benchmarks.bench_protocol import Served, box_dice
 
     done = venv.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{venv.wheel}[serve]")
     assert done.returncode == 0, done.stderr[-2000:]
-    data = np.load(dev_data / "imgs" / CASE_3D)
-    gt = np.load(dev_data / "gts" / CASE_3D)["gts"] == 1
     server = Served(venv.work, program=[venv.root / "bin" / "litemedsam"], env=venv.env)
     try:
         session = server.session()
-        session.set_image(data["imgs"][None], {"spacing": list(data["spacing"][::-1])})
-        mask = np.zeros(gt.shape, np.uint8)
-        session.set_target_buffer(mask)
-        session.add_bbox_interaction(largest_slice_box(gt), include_interaction=True)
-        assert dice(mask > 0, gt) > 0.5
+        assert box_dice(session, dev_data, CASE_3D) > 0.8
         session.close()
     finally:
         _, err = server.close()

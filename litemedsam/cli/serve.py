@@ -97,16 +97,11 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     except ImportError as e:
         raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
                          f"'litemedsam[serve]'") from None
-    from litemedsam.cli.options import case_inputs, load_router
     from litemedsam.run.folders import check_folders
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.models.session import resolve_threads
 
-    threads, warning = resolve_threads(threads)
-    if warning:
-        click.echo(f"WARNING: {warning}", err=True)
-    router = load_router(router_file, modality)
+    threads, router, inputs = model_options(router_file, modality, window, threads)
     output_dir = output_dir.resolve()
     if folder is not None:
         check_folders(folder, output_dir)  # saves take the cases' names: never into the served folder
@@ -121,9 +116,7 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
                                 *([socket.gethostname()] if open_to_all else []), *allow_hosts]))
     server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
-                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20,
-                    case_inputs((), None, None, window, router.modality(modality) if modality else None), hosts,
-                    token)
+                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20, inputs, hosts, token)
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
     click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}")
     click.echo(f"  cases: {shown(folder) if folder else 'uploads only'}; saves to {shown(output_dir)}; "
@@ -132,16 +125,7 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
         click.echo(f"WARNING: listening on every interface: whoever has the address above (with its token) can open "
                    f"these cases; requests are accepted for the host names {', '.join(hosts)} "
                    f"(add one with --allow-host NAME)", err=True)
-
-    def terminate(signum, frame):
-        raise Terminated()
-    # SIGTERM (docker stop) as Ctrl-C: uvicorn stops serving, then raises the signal again to this handler (not
-    # the default one, which would end the process at once), and the uploads (patients' files) are removed
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        uvicorn.run(make_app(server), host=host, port=port, log_level="warning")
-    finally:
-        server.close()
+    run(uvicorn, make_app(server), host, port, server.close)
 
 
 def read_key(key_file: Path | None) -> tuple[str, bool]:
@@ -177,17 +161,11 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     except ImportError as e:
         raise UsageError(f"--protocol nninteractive needs Starlette, uvicorn and blosc2 ({e}); install them with: "
                          f"pip install 'litemedsam[serve]'") from None
-    from litemedsam.cli.options import case_inputs, load_router
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.models.session import resolve_threads
     from litemedsam.serve.scene import EmbeddingCache
 
-    threads, warning = resolve_threads(threads)
-    if warning:
-        click.echo(f"WARNING: {warning}", err=True)
-    router = load_router(router_file, modality)
-    inputs = case_inputs((), None, None, window, router.modality(modality) if modality else None)
+    threads, router, inputs = model_options(router_file, modality, window, threads)
     if liveness_timeout >= idle_timeout:
         raise UsageError("--liveness-timeout must be shorter than --idle-timeout")
     key, made = read_key(key_file)
@@ -204,11 +182,29 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     if host in ("0.0.0.0", "::"):
         click.echo("WARNING: listening on every interface: whoever has the key can segment on this machine; the "
                    "traffic is not encrypted (put a TLS proxy in front, or use an SSH tunnel)", err=True)
+    run(uvicorn, make_app(protocol), host, port, protocol.close)
 
+
+def model_options(router_file, modality, window, threads) -> tuple:
+    """(threads, router, intensity inputs) as both servers read --threads, --router, --modality, --window."""
+    from litemedsam.cli.options import case_inputs, load_router
+    from litemedsam.models.session import resolve_threads
+
+    threads, warning = resolve_threads(threads)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    router = load_router(router_file, modality)
+    return threads, router, case_inputs((), None, None, window, router.modality(modality) if modality else None)
+
+
+def run(uvicorn, app, host: str, port: int, close) -> None:
+    """Serve ``app`` until Ctrl-C or SIGTERM, then ``close()``. SIGTERM (docker stop) is taken as Ctrl-C: uvicorn
+    stops serving, then raises the signal again to this handler (not the default one, which would end the process
+    at once), and ``close`` runs (the app's uploads, patients' files, are removed)."""
     def terminate(signum, frame):
         raise Terminated()
     signal.signal(signal.SIGTERM, terminate)
     try:
-        uvicorn.run(make_app(protocol), host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
-        protocol.close()
+        close()
