@@ -15,7 +15,7 @@ What the graph computes (ProMISe's ``Sam.forward`` for APM + IPS with the ResNet
   multimask outputs, i.e. mask token 1.
 The graph takes the image resized to S x S in [0, 1] and normalises it with the ImageNet mean and std
 (ProMISe's ``basic_color`` transform). The morphological opening (5 x 5) of its evaluation is done by
-``litemedsam.methods.promptless.AutoPromptSegmenter`` on the thresholded low-res mask.
+``litemedsam.models.image_segmenters.AutoPromptSegmenter`` on the thresholded low-res mask.
 
 Checkpoint layout (a plain state dict of ProMISe's ``Sam``; ``module.`` prefixes dropped, and
 ``ffn.lin*`` renamed ``ips_ffn.lin*`` as ProMISe's eval.py does): ``image_encoder.*``,

@@ -2,6 +2,7 @@
 (core, models, io, methods, run, serve, cli) whose imports only go down, and its modules import each other without
 a circle (so that any module, e.g. a worker's, can be imported first), imports by importlib string included."""
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "litemedsam"
@@ -12,8 +13,12 @@ def is_module(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def imports() -> dict:
-    """module -> the litemedsam modules it imports (at any depth of its code)."""
+REFERENCE = re.compile(r"litemedsam(\.[a-z_0-9]+)+:[A-Za-z_]\w*")
+
+
+def imports(references: bool = False) -> dict:
+    """module -> the litemedsam modules it imports (at any depth of its code); with ``references``, also those its
+    "module:attribute" strings name (the registry's runtime classes: imported when used, so no circle at load)."""
     graph = {}
     for path in PACKAGE.rglob("*.py"):
         name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
@@ -32,6 +37,9 @@ def imports() -> dict:
                     found.add(arg.value)
                 elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
                     found.add(arg.values[0].value + "*")  # any module whose name starts so
+            elif references and isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and REFERENCE.fullmatch(node.value):
+                found.add(node.value.partition(":")[0])  # the registry's "module:attribute" (imported when used)
         graph[name] = found
     for found in graph.values():
         for prefix in [m[:-1] for m in found if m.endswith("*")]:
@@ -74,7 +82,7 @@ def package(module: str) -> str:
 
 
 def test_imports_go_down_the_layers():
-    graph = imports()
+    graph = imports(references=True)  # the registry's "module:Class" strings too: no arrow up by a string
     unplaced = sorted({package(m) for m in graph if "." in m} - set(LAYER))
     assert not unplaced, f"packages or modules in no layer (add them to LAYERS and the README's layout): {unplaced}"
     upward = sorted({(m, d) for m, found in graph.items() if "." in m for d in found

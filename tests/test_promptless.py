@@ -138,7 +138,7 @@ def test_samed_runtime_matches_torch(dev_data, samed_dir):
 
     from export.lora import merge
     from export.sam_vit import SemanticDecoder, load_model
-    from litemedsam.methods.promptless import SemanticSegmenter
+    from litemedsam.models.image_segmenters import SemanticSegmenter
     from litemedsam.models.registry import MODELS
 
     seg = SemanticSegmenter(MODELS["samed"], model_dir=samed_dir)
@@ -231,7 +231,7 @@ def test_promise_runtime_matches_torch(dev_data, tmp_path):
     import cv2
     import torch
 
-    from litemedsam.methods.promptless import AutoPromptSegmenter
+    from litemedsam.models.image_segmenters import AutoPromptSegmenter
     from litemedsam.models.registry import MODELS
 
     model = promise_checkpoint(torch, tmp_path / "promise.pt")

@@ -67,12 +67,12 @@ FAMILIES = {f.name: f for f in (
            "encoder: image (1, 3, H, W) float32 in [0, 1] -> image_embeddings (1, 256, S/16, S/16); decoder: "
            "image_embeddings, points (N, P, 2), point_labels (N, P) -> low_res_logits (N, 1, S/4, S/4) of the "
            "best of three masks, iou_predictions (N, 1)", ("box", "box+center")),
-    Family("samed", "litemedsam.methods.promptless:SemanticSegmenter", "export.sam_vit:export_model", False, 512,
+    Family("samed", "litemedsam.models.image_segmenters:SemanticSegmenter", "export.sam_vit:export_model", False, 512,
            "as SAMed's test: uint8 / 255, resized to 224 x 224 then to S x S (bicubic), three equal channels for "
            "a grey image, pixel mean 0 and std 1",
            "none: argmax over background and the K classes (bilinear to S x S, nearest to the image)",
            "encoder as sam at S; decoder: image_embeddings -> low_res_logits (1, K + 1, S/4, S/4)"),
-    Family("promise", "litemedsam.methods.promptless:AutoPromptSegmenter", "export.promise:export_model", False, 1024,
+    Family("promise", "litemedsam.models.image_segmenters:AutoPromptSegmenter", "export.promise:export_model", False, 1024,
            "resize to S x S (bilinear), / 255; the graph normalises with the ImageNet mean and std",
            "none: the auto-prompting module gives its own points; mask token 1 >= 0 on the S/4 grid, "
            "morphological opening (5 x 5), resized to the image",
