@@ -50,6 +50,15 @@ def test_infer_with_a_reference(models_ready, dev_data, tmp_path):
     lone.write_bytes(reference.read_bytes())
     done = cli("infer", "-i", inp, "-o", tmp_path / "out2", "--reference", lone)
     assert done.returncode == 2 and "no usable mask" in done.stderr and "Traceback" not in done.stderr
+    # a mask too small to cover one embedding cell: said once, before any case, as a usage error (exit 2)
+    tiny = tmp_path / "tiny.npz"
+    with np.load(reference) as data:
+        mask = np.zeros(data["imgs"].shape[:2], np.uint8)
+    mask[0, 0] = 1
+    np.savez(tiny, gts=mask)
+    done = cli("infer", "-i", inp, "-o", tmp_path / "out3", "--reference", reference, "--reference-mask", tiny)
+    assert done.returncode == 2 and "covers no embedding cell" in done.stderr, done.stderr
+    assert done.stderr.count("ERROR") == 1 and "internal error" not in done.stderr
 
 
 def test_reference_of_any_format(dev_data, tmp_path):

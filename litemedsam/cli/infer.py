@@ -32,8 +32,11 @@ def prompt_mode(prompt, head, reference, reference_mask, model, threads):
             raise UsageError(f"--head {e}: not a usable head") from None
     if reference is not None:
         from litemedsam.methods.oneshot import OneShot, load_reference
+        from litemedsam.models.segmenter import make_segmenter
 
-        return OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
+        oneshot = OneShot(*load_reference(reference, reference_mask), model=model or "litemedsam")
+        oneshot.prepare(make_segmenter(oneshot.model, threads=threads), reference)  # once, before any case
+        return oneshot
     return None
 
 

@@ -152,8 +152,17 @@ class OneShot(SlicePrompting):
         self.image, self.mask, self.model, self.max_parts = image, mask, model, max_parts
         self.reference = None
 
+    def prepare(self, seg: Segmenter, path) -> None:
+        """Build the reference now (before the first case): UsageError naming ``path`` when it cannot serve."""
+        from litemedsam.core.errors import UsageError, shown
+
+        try:
+            self.reference = build_reference(seg, seg.encode(self.image), self.mask, self.max_parts)
+        except ValueError as e:
+            raise UsageError(f"reference {shown(path)}: {e}") from None
+
     def segment_image(self, seg: Segmenter, image: np.ndarray) -> np.ndarray:
-        if self.reference is None:  # built with the run's segmenter, on first use
+        if self.reference is None:  # built with the run's segmenter, on first use (prepare builds it sooner)
             self.reference = build_reference(seg, seg.encode(self.image), self.mask, self.max_parts)
         return segment_oneshot(seg, self.reference, seg.encode(image))[0]
 
