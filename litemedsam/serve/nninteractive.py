@@ -494,148 +494,151 @@ def answer(ran: bool, bbox, region) -> Response:
                     headers={META: json.dumps(info, separators=(",", ":"))})
 
 
-def make_app(protocol: Protocol, sweep_every: float = 5.0) -> Starlette:
-    settings = protocol.settings
-    key = settings.key.encode()
-
-    def guarded(handler, lease: str | None = "active"):
-        """A route: the key checked (401), the lease looked up (410; ``lease`` None: no lease, else how it is
-        touched: Protocol.get), Refused answered with its status and detail, anything else a 500 that says no more."""
-        async def route(request: Request):
-            try:
-                given = request.headers.get("authorization", "")
-                if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key)):
-                    raise Refused(401, "missing or wrong API key (Authorization: Bearer ...)")
-                if lease is None:
-                    return await handler(request)
-                found = protocol.get(request.headers.get(LEASE), lease)
-                return await handler(request, found)
-            except Refused as e:
-                return JSONResponse({"detail": e.detail}, e.status,
-                                    headers={"Retry-After": "10"} if e.status == 503 else None)
-            except Exception:
-                log.exception("internal error answering %s", request.url.path)
-                return JSONResponse({"detail": "internal error (see the server's log)"}, 500)
-        return route
-
-    async def healthz(request: Request):
-        return JSONResponse({"ok": True})
-
-    async def capabilities(request: Request):
-        return JSONResponse(CAPABILITIES)
-
-    async def claim(request: Request):
-        lease = protocol.claim()
-        return JSONResponse({"lease_token": lease.token, "idle_timeout_seconds": settings.idle_timeout,
-                             "liveness_timeout_seconds": settings.liveness_timeout,
-                             "max_sessions": settings.max_sessions})
-
-    async def release(request: Request):
-        protocol.release(request.headers.get(LEASE))
-        return JSONResponse({"released": True})
-
-    async def heartbeat(request: Request, lease: Lease):
-        return JSONResponse({"remaining_seconds": protocol.remaining(lease)})
-
-    async def lease_status(request: Request, lease: Lease):
-        scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many
-        return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
-                             settings.idle_timeout, "encoded_slices": len(lease.encoded),
-                             "slices": scene.depth if scene is not None else 0})
-
-    async def set_image(request: Request, lease: Lease):
-        info = meta(request)
-        properties = info.get("image_properties") or {}
-        if not isinstance(properties, dict):
-            raise Refused(400, "image_properties must be a JSON object")
-        data = await body(request, settings.max_image_bytes + (1 << 20))
-
-        def work(lease):
-            try:
-                image = wire.unpack(data, settings.max_image_bytes)
-            except ValueError as e:
-                raise Refused(400, f"the image: {e}") from None
-            if image.ndim == 4 and int(np.prod(image.shape[1:], dtype=object)) > MAX_VOXELS:
-                raise Refused(413, f"an image of {list(image.shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
-            return protocol.set_image(lease, image, properties)
-        shape = await locked(lease, work)
-        return JSONResponse({"original_image_shape": shape})
-
-    def locked(lease: Lease, work, *args):
-        """``work(lease, *args)`` under the lease's lock, in a worker thread (never blocking the event loop)."""
-        def run():
-            with lease.lock:
-                return work(lease, *args)
-        return run_in_threadpool(run)
-
-    async def set_target_buffer(request: Request, lease: Lease):
-        payload = await json_body(request)
-        await locked(lease, protocol.set_target, payload)
-        return JSONResponse({})
-
-    async def set_do_autozoom(request: Request, lease: Lease):
-        flag(await json_body(request), "do_autozoom")  # checked; LiteMedSAM has no zoom to turn off
-        return JSONResponse({})
-
-    async def reset_interactions(request: Request, lease: Lease):
-        await locked(lease, protocol.reset)
-        return JSONResponse({})
-
-    async def interaction(lease: Lease, make, run: bool):
-        return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run)))
-
-    async def add_bbox(request: Request, lease: Lease):
-        p = await json_body(request)
-        include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-        return await interaction(lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
-
-    async def add_point(request: Request, lease: Lease):
-        p = await json_body(request)
-        include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-        return await interaction(lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
-
-    async def mask_body(request: Request, lease: Lease) -> tuple[dict, np.ndarray]:
-        info = meta(request)
-        shape = protocol.ready(lease).labels.shape
-        limit = int(np.prod(shape, dtype=object)) * 8
-        data = await body(request, limit + (1 << 20))
+def guarded(handler, lease: str | None = "active"):
+    """A route of ``handler(protocol, request[, lease])``: the key checked (401), the lease looked up (410; ``lease``
+    None: no lease, else how it is touched: Protocol.get), Refused answered with its status and detail, anything
+    else a 500 that says no more."""
+    async def route(request: Request):
+        protocol = request.app.state.protocol
         try:
-            return info, await run_in_threadpool(wire.unpack, data, limit)
+            given = request.headers.get("authorization", "")
+            key = protocol.settings.key.encode()
+            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key)):
+                raise Refused(401, "missing or wrong API key (Authorization: Bearer ...)")
+            if lease is None:
+                return await handler(protocol, request)
+            return await handler(protocol, request, protocol.get(request.headers.get(LEASE), lease))
+        except Refused as e:
+            return JSONResponse({"detail": e.detail}, e.status,
+                                headers={"Retry-After": "10"} if e.status == 503 else None)
+        except Exception:
+            log.exception("internal error answering %s", request.url.path)
+            return JSONResponse({"detail": "internal error (see the server's log)"}, 500)
+    return route
+
+
+async def healthz(request: Request):
+    return JSONResponse({"ok": True})
+
+async def capabilities(protocol: Protocol, request: Request):
+    return JSONResponse(CAPABILITIES)
+
+async def claim(protocol: Protocol, request: Request):
+    lease = protocol.claim()
+    return JSONResponse({"lease_token": lease.token, "idle_timeout_seconds": protocol.settings.idle_timeout,
+                         "liveness_timeout_seconds": protocol.settings.liveness_timeout,
+                         "max_sessions": protocol.settings.max_sessions})
+
+async def release(protocol: Protocol, request: Request):
+    protocol.release(request.headers.get(LEASE))
+    return JSONResponse({"released": True})
+
+async def heartbeat(protocol: Protocol, request: Request, lease: Lease):
+    return JSONResponse({"remaining_seconds": protocol.remaining(lease)})
+
+async def lease_status(protocol: Protocol, request: Request, lease: Lease):
+    scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many
+    return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
+                         protocol.settings.idle_timeout, "encoded_slices": len(lease.encoded),
+                         "slices": scene.depth if scene is not None else 0})
+
+async def set_image(protocol: Protocol, request: Request, lease: Lease):
+    info = meta(request)
+    properties = info.get("image_properties") or {}
+    if not isinstance(properties, dict):
+        raise Refused(400, "image_properties must be a JSON object")
+    data = await body(request, protocol.settings.max_image_bytes + (1 << 20))
+
+    def work(lease):
+        try:
+            image = wire.unpack(data, protocol.settings.max_image_bytes)
         except ValueError as e:
-            raise Refused(400, f"the mask: {e}") from None
+            raise Refused(400, f"the image: {e}") from None
+        if image.ndim == 4 and int(np.prod(image.shape[1:], dtype=object)) > MAX_VOXELS:
+            raise Refused(413, f"an image of {list(image.shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
+        return protocol.set_image(lease, image, properties)
+    shape = await locked(lease, work)
+    return JSONResponse({"original_image_shape": shape})
 
-    async def add_lasso(request: Request, lease: Lease):
-        info, mask = await mask_body(request, lease)
-        include, run = flag(info, "include_interaction"), flag(info, "run_prediction", True)
-        if mask.ndim != 3:
-            raise Refused(400, f"a lasso is a 3D mask, got {mask.ndim} dimensions")
-        return await interaction(lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
-                                                                      include), run)
+def locked(lease: Lease, work, *args):
+    """``work(lease, *args)`` under the lease's lock, in a worker thread (never blocking the event loop)."""
+    def run():
+        with lease.lock:
+            return work(lease, *args)
+    return run_in_threadpool(run)
 
-    async def add_scribble(request: Request, lease: Lease):
-        raise Refused(400, "scribbles are not supported by litemedsam (see /capabilities): use points, a box or a "
-                           "lasso")
+async def set_target_buffer(protocol: Protocol, request: Request, lease: Lease):
+    payload = await json_body(request)
+    await locked(lease, protocol.set_target, payload)
+    return JSONResponse({})
 
-    async def add_initial_seg(request: Request, lease: Lease):
-        info, seg = await mask_body(request, lease)
-        run = flag(info, "run_prediction", False)
+async def set_do_autozoom(protocol: Protocol, request: Request, lease: Lease):
+    flag(await json_body(request), "do_autozoom")  # checked; LiteMedSAM has no zoom to turn off
+    return JSONResponse({})
 
-        def work(lease):
-            lease.pending.clear()
-            ran, bbox, region = protocol.interact(lease, protocol.initial_action(lease, seg), True)
-            # the client already holds the mask it sent: answer a run only when asked for one
-            return (ran, bbox, region) if run else (False, None, None)
-        return answer(*await locked(lease, work))
+async def reset_interactions(protocol: Protocol, request: Request, lease: Lease):
+    await locked(lease, protocol.reset)
+    return JSONResponse({})
 
-    async def predict(request: Request, lease: Lease):
-        await json_body(request)
-        return answer(*await locked(lease, protocol.run))
+async def interaction(protocol: Protocol, lease: Lease, make, run: bool):
+    return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run)))
 
-    async def undo(request: Request, lease: Lease):
-        return answer(*await locked(lease, protocol.undo))
+async def add_bbox(protocol: Protocol, request: Request, lease: Lease):
+    p = await json_body(request)
+    include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
+    return await interaction(protocol, lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
 
+async def add_point(protocol: Protocol, request: Request, lease: Lease):
+    p = await json_body(request)
+    include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
+    return await interaction(protocol, lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
+
+async def mask_body(protocol: Protocol, request: Request, lease: Lease) -> tuple[dict, np.ndarray]:
+    info = meta(request)
+    shape = protocol.ready(lease).labels.shape
+    limit = int(np.prod(shape, dtype=object)) * 8
+    data = await body(request, limit + (1 << 20))
+    try:
+        return info, await run_in_threadpool(wire.unpack, data, limit)
+    except ValueError as e:
+        raise Refused(400, f"the mask: {e}") from None
+
+async def add_lasso(protocol: Protocol, request: Request, lease: Lease):
+    info, mask = await mask_body(protocol, request, lease)
+    include, run = flag(info, "include_interaction"), flag(info, "run_prediction", True)
+    if mask.ndim != 3:
+        raise Refused(400, f"a lasso is a 3D mask, got {mask.ndim} dimensions")
+    return await interaction(protocol, lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
+                                                                  include), run)
+
+async def add_scribble(protocol: Protocol, request: Request, lease: Lease):
+    raise Refused(400, "scribbles are not supported by litemedsam (see /capabilities): use points, a box or a "
+                       "lasso")
+
+async def add_initial_seg(protocol: Protocol, request: Request, lease: Lease):
+    info, seg = await mask_body(protocol, request, lease)
+    run = flag(info, "run_prediction", False)
+
+    def work(lease):
+        lease.pending.clear()
+        ran, bbox, region = protocol.interact(lease, protocol.initial_action(lease, seg), True)
+        # the client already holds the mask it sent: answer a run only when asked for one
+        return (ran, bbox, region) if run else (False, None, None)
+    return answer(*await locked(lease, work))
+
+async def predict(protocol: Protocol, request: Request, lease: Lease):
+    await json_body(request)
+    return answer(*await locked(lease, protocol.run))
+
+async def undo(protocol: Protocol, request: Request, lease: Lease):
+    return answer(*await locked(lease, protocol.undo))
+
+
+def make_app(protocol: Protocol, sweep_every: float = 5.0) -> Starlette:
+    """The routes of the protocol over ``protocol`` (the endpoints: request.app.state.protocol), and a sweeper
+    that drops the leases past their time every ``sweep_every`` seconds."""
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),  # no key: says only that the server is up
         Route("/capabilities", guarded(capabilities, None), methods=["GET"]),
         Route("/claim", guarded(claim, None), methods=["POST"]),
         Route("/release", guarded(release, None), methods=["POST"]),
@@ -671,4 +674,6 @@ def make_app(protocol: Protocol, sweep_every: float = 5.0) -> Starlette:
             stop.set()
             protocol.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.protocol = protocol
+    return app

@@ -138,8 +138,9 @@ class Scene:
 
     ``prompting`` is a litemedsam.methods.prompting.BoxPrompting (the router), ``segmenters`` a
     litemedsam.models.segmenter.Segmenters, ``cache`` the EmbeddingCache shared by every scene of a server.
-    Edits are serialised by ``lock``; each is one undoable step. The model runs in ``turns`` (ModelTurns). ``_keep`` (after each edit) and ``_writable``
-    (before it) are what a subclass that keeps the edits somewhere (the app's Document) overrides.
+    Edits are serialised by ``lock``; each is one undoable step. The model runs in ``turns`` (ModelTurns).
+    ``_keep`` (after each edit) and ``_writable`` (before it) are what a subclass that keeps the edits somewhere
+    (the app's Document) overrides.
     """
 
     def __init__(self, case, prompting, segmenters, cache: EmbeddingCache, labels=None, turns=None):
@@ -267,8 +268,9 @@ class Scene:
         ``index`` of ``plane`` ("z": a slice; "y", "x": a row or column across the slices) is segmented with
         ``box`` (x0, y0, x1, y1 in the cut's pixels), then each next cut along the plane's axis, both ways, is
         prompted with the mask before it, as infer propagates a 3D box, until the object ends by ``end`` (stop,
-        shrink): ``stop`` consecutive cuts whose mask is empty or below ``shrink`` of the largest so far. Cuts across anisotropic slices are resampled to square pixels first
-        (as ``_cut_mask``). Returns a volume-sized mask and its confidence."""
+        shrink): ``stop`` consecutive cuts whose mask is empty or below ``shrink`` of the largest so far. Cuts
+        across anisotropic slices are resampled to square pixels first (``Cuts``). Returns a volume-sized mask and
+        its confidence."""
         if self.case.dim != "3D":
             raise CaseError("a 2D image has no slices to propagate through")
         if plane == "z":
@@ -396,12 +398,13 @@ class Scene:
         if label is None or (kind == "fg" and not self.counts.get(int(label))):
             if kind != "fg":
                 raise CaseError("a background click needs an object to take the voxel from: select one")
-            mask = refine.seed(segmenter, self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6))), {1: at}) == 1
+            empty = self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6)))
+            mask = refine.seed(segmenter, empty, {1: at}) == 1
             label = self.paint(mask, label) if mask.any() else self.next_label() if label is None else label
             # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
         with self.lock:
-            found = refine.edit(segmenter, self.case.image, self.labels, int(label), kind, at, formats.spacing(self.case),
-                                kept)
+            found = refine.edit(segmenter, self.case.image, self.labels, int(label), kind, at,
+                                formats.spacing(self.case), kept)
             if found is not None:
                 changed, value = found
                 self._edit(changed, np.full(len(changed), value, np.uint16))
