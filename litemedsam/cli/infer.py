@@ -1,12 +1,11 @@
 import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
 from litemedsam.cli.options import case_inputs, load_router
-from litemedsam.core.errors import LitemedsamError, Terminated, UsageError, shown
+from litemedsam.core.errors import LitemedsamError, Terminated, UsageError, shown, terminate_on_sigterm
 from litemedsam.models.registry import MODELS
 
 
@@ -56,10 +55,6 @@ def cluster_executor(scheduler: str, threads):
         raise UsageError(f"--scheduler needs Dask distributed ({e}); install it with: pip install "
                          f"'litemedsam[cluster]'") from None
     return executor(scheduler, threads)
-
-
-def _terminate(signum, frame):
-    raise Terminated()
 
 
 @click.command()
@@ -144,7 +139,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
 
     # SIGTERM (docker stop, a scheduler's time limit) ends the run as Ctrl-C does: the case being written
     # leaves no temporary file, finished outputs stay, exit 143
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     try:
         threads_given = threads  # for a cluster's workers: None, each worker's own CPUs
         if workers > 1 and threads is None and not os.environ.get("LITEMEDSAM_THREADS", "").strip():

@@ -1,12 +1,11 @@
 import os
 import re
-import signal
 import socket
 from pathlib import Path
 
 import click
 
-from litemedsam.core.errors import Terminated, UsageError, shown
+from litemedsam.core.errors import UsageError, shown, terminate_on_sigterm
 
 
 TOKEN_ENV = "LITEMEDSAM_SERVE_TOKEN"  # a token of your own (scripts, containers); else a random one per start
@@ -201,9 +200,7 @@ def run(uvicorn, app, host: str, port: int, close) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM, then ``close()``. SIGTERM (docker stop) is taken as Ctrl-C: uvicorn
     stops serving, then raises the signal again to this handler (not the default one, which would end the process
     at once), and ``close`` runs (the app's uploads, patients' files, are removed)."""
-    def terminate(signum, frame):
-        raise Terminated()
-    signal.signal(signal.SIGTERM, terminate)
+    terminate_on_sigterm()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -78,3 +78,14 @@ def brief(text) -> str:
     characters."""
     text = shown(text)
     return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def terminate_on_sigterm() -> None:
+    """SIGTERM (docker stop, a scheduler's time limit) raises Terminated in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: what runs stops as it stops for Ctrl-C (no partial file left), exit 143. The one handler
+    of infer, its worker processes and both servers."""
+    import signal
+
+    def terminate(signum, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminate)

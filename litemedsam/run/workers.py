@@ -13,7 +13,7 @@ import signal
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from litemedsam.core.errors import ModelError, Terminated
+from litemedsam.core.errors import ModelError, Terminated, terminate_on_sigterm
 
 
 def case_work(path: Path) -> int:
@@ -36,17 +36,13 @@ def largest_first(jobs: list) -> list:
     return sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
 
 
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def _serve(conn, spec, threads) -> None:
     """A worker: run the jobs it receives until it receives None (its own model sessions, made by its first case)."""
     from litemedsam.models.segmenter import Segmenters
     from litemedsam.run.runner import run_case
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     segmenters = Segmenters(threads)
     try:
         while True:
