@@ -257,3 +257,34 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(served, lesio
     assert s.add_bbox_interaction(largest_slice_box(gt), include_interaction=True) is not None
     assert dice(buf > 0, gt) > 0.8
     s.close()
+
+
+def test_two_clients_at_once_each_get_their_own_object(served, dev_data):
+    """Two real clients, each its own volume, set_image and a box at the same moment (threads released together):
+    the model runs one at a time (ModelTurns), each client's buffer gets its own object and nothing of the
+    other's."""
+    import threading
+
+    from benchmarks.bench_protocol import box_dice
+
+    names = [CASE, "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
+    sessions = [served.session(), served.session()]
+    start = threading.Barrier(2)
+    found, failed = {}, []
+
+    def work(i):
+        try:
+            start.wait()
+            found[i] = box_dice(sessions[i], dev_data, names[i])
+        except Exception as e:  # said below: a thread's exception would be lost
+            failed.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed, failed
+    assert found[0] > 0.8 and found[1] > 0.8, found  # a swapped or mixed object would score near 0
+    for s in sessions:
+        s.close()
