@@ -32,7 +32,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import secrets
 import threading
 import time
@@ -51,6 +50,7 @@ from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.io.cases import make_case, usable_spacing
 from litemedsam.io.intensity import prepare
 from litemedsam.serve import wire
+from litemedsam.serve.http import Refused, json_object, number, read_body
 from litemedsam.serve.scene import EmbeddingCache, ModelTurns, Scene
 
 log = logging.getLogger("litemedsam.nninteractive")
@@ -76,14 +76,6 @@ CAPABILITIES = {
     "supports_undo": True,
     "server": f"litemedsam {__version__}",
 }
-
-
-class Refused(Exception):
-    """A request that cannot be answered: its HTTP status and what is wrong (the client shows ``detail``)."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 @dataclass
@@ -315,7 +307,7 @@ class Protocol:
         """The action of a box (half-open [[lo, hi]] x 3 in array order, floats rounded)."""
         shape = self.ready(lease).labels.shape
         if not (isinstance(coords, list) and len(coords) == 3 and all(
-                isinstance(b, list) and len(b) == 2 and all(number(v) for v in b) for b in coords)):
+                isinstance(b, list) and len(b) == 2 and all(number(v, 1 << 40) for v in b) for b in coords)):
             raise Refused(400, "bbox_coords must be [[lo, hi], [lo, hi], [lo, hi]] (numbers, half-open)")
         box = [[round(lo), round(hi)] for lo, hi in coords]
         if any(hi <= lo for lo, hi in box):
@@ -344,7 +336,8 @@ class Protocol:
 
     def point_action(self, lease: Lease, coordinates, include: bool):
         shape = self.ready(lease).labels.shape
-        if not (isinstance(coordinates, list) and len(coordinates) == 3 and all(number(v) for v in coordinates)):
+        if not (isinstance(coordinates, list) and len(coordinates) == 3
+                and all(number(v, 1 << 40) for v in coordinates)):
             raise Refused(400, "coordinates must be 3 numbers (a voxel, in the array's axis order)")
         at = tuple(int(round(v)) for v in coordinates)
         if not all(0 <= v < n for v, n in zip(at, shape)):
@@ -394,10 +387,6 @@ class Protocol:
         return action
 
 
-def number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1 << 40
-
-
 def extent(mask: np.ndarray, axis: int) -> tuple | None:
     """(first, last) cut along ``axis`` where ``mask`` has a voxel (None: nowhere)."""
     along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
@@ -437,44 +426,15 @@ def placed(mask: np.ndarray, bbox, shape: tuple) -> np.ndarray:
 
 # -- HTTP --
 
-async def body(request: Request, limit: int) -> bytes:
-    """The request's body, at most ``limit`` bytes (413 beyond, said before reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Refused(413, f"the body is larger than the {limit} bytes accepted")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"the body is larger than the {limit} bytes accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def json_body(request: Request) -> dict:
-    data = await body(request, MAX_JSON)
-    try:
-        payload = json.loads(data or b"{}")
-    except (ValueError, RecursionError):
-        raise Refused(400, "the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Refused(400, "the body must be a JSON object")
-    return payload
+    return json_object(await read_body(request, MAX_JSON))
 
 
 def meta(request: Request) -> dict:
     raw = request.headers.get(META)
-    if raw is None:
-        return {}
-    if len(raw) > MAX_JSON:
+    if raw is not None and len(raw) > MAX_JSON:
         raise Refused(400, f"{META} is too long")
-    try:
-        found = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise Refused(400, f"{META} is not JSON") from None
-    if not isinstance(found, dict):
-        raise Refused(400, f"{META} must be a JSON object")
-    return found
+    return json_object(raw or "", META)
 
 
 def flag(payload: dict, name: str, default: bool | None = None) -> bool:
@@ -509,7 +469,7 @@ def guarded(handler, lease: str | None = "active"):
                 return await handler(protocol, request)
             return await handler(protocol, request, protocol.get(request.headers.get(LEASE), lease))
         except Refused as e:
-            return JSONResponse({"detail": e.detail}, e.status,
+            return JSONResponse({"detail": str(e)}, e.status,
                                 headers={"Retry-After": "10"} if e.status == 503 else None)
         except Exception:
             log.exception("internal error answering %s", request.url.path)
@@ -547,7 +507,7 @@ async def set_image(protocol: Protocol, request: Request, lease: Lease):
     properties = info.get("image_properties") or {}
     if not isinstance(properties, dict):
         raise Refused(400, "image_properties must be a JSON object")
-    data = await body(request, protocol.settings.max_image_bytes + (1 << 20))
+    data = await read_body(request, protocol.settings.max_image_bytes + (1 << 20))
 
     def work(lease):
         try:
@@ -597,7 +557,7 @@ async def mask_body(protocol: Protocol, request: Request, lease: Lease) -> tuple
     info = meta(request)
     shape = protocol.ready(lease).labels.shape
     limit = int(np.prod(shape, dtype=object)) * 8
-    data = await body(request, limit + (1 << 20))
+    data = await read_body(request, limit + (1 << 20))
     try:
         return info, await run_in_threadpool(wire.unpack, data, limit)
     except ValueError as e:

@@ -16,7 +16,8 @@ from starlette.responses import FileResponse, JSONResponse
 
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.io.formats.registry import output_name, output_owners, suffix
-from litemedsam.serve.web.server import ApiError, describe, json_body
+from litemedsam.serve.http import Refused
+from litemedsam.serve.web.server import describe, json_body
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -44,10 +45,10 @@ async def open_named(request: Request):
     name = body.get("name")
     found = await run_in_threadpool(server.cases)
     if not isinstance(name, str) or name not in found:
-        raise ApiError(404, f"{shown(str(name))!r} is not a case of the served folder")
+        raise Refused(404, f"{shown(str(name))!r} is not a case of the served folder")
     owner = output_owners(found.values())[output_name(found[name])]
     if owner != name:  # as infer: the first case of the folder owns an output name
-        raise ApiError(409, f"{shown(name)}: its output {shown(output_name(found[name]))} is also the output of "
+        raise Refused(409, f"{shown(name)}: its output {shown(output_name(found[name]))} is also the output of "
                             f"{shown(owner)} (2D images are saved as .png); rename one of them")
     return await opened(server, found[name], name)
 
@@ -75,12 +76,12 @@ async def upload(request: Request):
     name = request.query_params.get("name", "")
     series = name.lower().endswith(".zip") and len(name) > 4
     if not UPLOAD_NAME.fullmatch(name) or (suffix(name) is None and not series) or ".." in name:
-        raise ApiError(400, f"{shown(name)!r}: upload a case file (.npz, .nii.gz, .nrrd, .mha, .png, .jpg, "
+        raise Refused(400, f"{shown(name)!r}: upload a case file (.npz, .nii.gz, .nrrd, .mha, .png, .jpg, "
                             f".tif, .bmp, or a .zip of one DICOM series) named with letters, digits, spaces and "
                             f"'.', '_', '-', '+', '(' or ')'")
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > server.max_upload):
-        raise ApiError(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
+        raise Refused(413, f"{shown(name)}: larger than the upload limit ({server.max_upload >> 20} MiB)")
     folder = Path(tempfile.mkdtemp(dir=server.uploads))
     try:  # nothing of an upload that does not open is kept: too large, cut off by the client, not a case
         path = folder / name
@@ -89,7 +90,7 @@ async def upload(request: Request):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > server.max_upload:
-                    raise ApiError(413, f"{shown(name)}: larger than the upload limit "
+                    raise Refused(413, f"{shown(name)}: larger than the upload limit "
                                         f"({server.max_upload >> 20} MiB)")
                 handle.write(chunk)
         if series:  # a DICOM series: its files, flattened and renamed, in a folder named as the archive

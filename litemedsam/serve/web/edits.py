@@ -14,9 +14,9 @@ from starlette.responses import Response
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.serve.interactive import Document
 from litemedsam.serve.scene import Cancelled, voxel_of
-from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, ApiError, Job, busy, cut_of, describe, edited, idle,
-                                         integer, json_body, number, object_label, overlay, plane_of, png,
-                                         slice_index, small_number)
+from litemedsam.serve.http import Refused, integer, number
+from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, edited, idle, json_body,
+                                         object_label, overlay, plane_of, png, slice_index, small_number)
 
 
 async def info(request: Request):
@@ -48,7 +48,7 @@ async def value(request: Request):
     voxel = [at.get(k, "") for k in "zyx"]
     if doc.case.dim != "3D" or not all(small_number(v) for v in voxel) or not all(
             int(v) < n for v, n in zip(voxel, doc.labels.shape)):
-        raise ApiError(404, f"no voxel z={shown(voxel[0][:20])}, y={shown(voxel[1][:20])}, x={shown(voxel[2][:20])} "
+        raise Refused(404, f"no voxel z={shown(voxel[0][:20])}, y={shown(voxel[1][:20])}, x={shown(voxel[2][:20])} "
                             f"in this case")
     found = await run_in_threadpool(doc.value_at, *map(int, voxel))
     return {"value": found, "unit": "HU" if found is not None and doc.modality == "CT" else ""}
@@ -69,26 +69,26 @@ async def box(request: Request):
     doc, body = entry.doc, await json_body(request)
     label = body.get("label")
     if label is not None and not (integer(label) and 1 <= label <= 65535):
-        raise ApiError(400, "label must be an integer 1-65535")
+        raise Refused(400, "label must be an integer 1-65535")
     coords = body.get("box")
     if not (isinstance(coords, list) and len(coords) == 4 and all(map(number, coords))):
-        raise ApiError(400, "box must be [x0, y0, x1, y1]")
+        raise Refused(400, "box must be [x0, y0, x1, y1]")
     mode = body.get("mode", "new")
     if mode not in ("new", "replace", "add"):
-        raise ApiError(400, "mode must be \"new\", \"replace\" or \"add\"")
+        raise Refused(400, "mode must be \"new\", \"replace\" or \"add\"")
     if label is not None and mode == "new" and doc.has(label):
-        raise ApiError(409, f"label {label} is already an object ({doc.has(label)} voxels): redraw it (mode "
+        raise Refused(409, f"label {label} is already an object ({doc.has(label)} voxels): redraw it (mode "
                             f"\"replace\", or select it on the page), add a region to it (mode \"add\"), or choose "
                             f"a free label")
     if label is None and mode != "new":
-        raise ApiError(400, f"mode {mode!r} needs the label of the object")
+        raise Refused(400, f"mode {mode!r} needs the label of the object")
     (plane, z), z_range = cut_of(doc, body), body.get("z_range")
     if z_range is not None and not (isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range))):
-        raise ApiError(400, "z_range must be [first, last] slice indices")
+        raise Refused(400, "z_range must be [first, last] slice indices")
     if plane != "z" and z_range is not None and z_range[0] != z_range[1]:
-        raise ApiError(400, f"a box on a {plane} cut segments that cut alone: propagation runs over slices (plane z)")
+        raise Refused(400, f"a box on a {plane} cut segments that cut alone: propagation runs over slices (plane z)")
     if z_range is not None and not min(z_range) <= z <= max(z_range):
-        raise ApiError(400, f"slice {z} is not within the range given {z_range}")
+        raise Refused(400, f"slice {z} is not within the range given {z_range}")
     idle(entry)
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
         entry.job = job = Job(label)
@@ -127,9 +127,9 @@ async def window(request: Request):
     value = body.get("window")
     if value is not None and not (isinstance(value, list) and len(value) == 2
                                   and all(number(v, 1e7) for v in value) and value[1] > 0):
-        raise ApiError(400, "window must be [level, width] with width > 0 (e.g. [40, 400]), or null (auto)")
+        raise Refused(400, "window must be [level, width] with width > 0 (e.g. [40, 400]), or null (auto)")
     if not entry.doc.raw:
-        raise ApiError(400, "this case's image is already 0-255: the model window does not apply to it")
+        raise Refused(400, "this case's image is already 0-255: the model window does not apply to it")
     await run_in_threadpool(idle(entry).doc.rewindow, None if value is None else (float(value[0]), float(value[1])))
     return describe(request.path_params["doc"], entry)
 
@@ -139,7 +139,7 @@ async def job_state(request: Request):
     entry = server.get(request.path_params["doc"])
     job = entry.job
     if job is None:
-        raise ApiError(404, "no propagation on this case")
+        raise Refused(404, "no propagation on this case")
     state = {"state": job.state, "done": job.done, "total": job.total, "message": job.message, "label": job.label}
     if job.state == "done":
         state.update(edited(entry.doc))
@@ -180,7 +180,7 @@ async def name(request: Request):
     try:
         await run_in_threadpool(doc.name, object_label(request), body.get("name"), body.get("color"))
     except CaseError as e:
-        raise ApiError(400, str(e)) from None
+        raise Refused(400, str(e)) from None
     return edited(doc)
 
 
@@ -191,12 +191,12 @@ async def click(request: Request):
     plane, z = cut_of(doc, body)
     label, kind, x, y = body.get("label"), body.get("kind"), body.get("x"), body.get("y")
     if kind not in ("fg", "bg"):
-        raise ApiError(400, "kind must be \"fg\" (the object is here) or \"bg\" (it is not)")
+        raise Refused(400, "kind must be \"fg\" (the object is here) or \"bg\" (it is not)")
     if label is not None and not (integer(label) and 1 <= label <= 65535):
-        raise ApiError(400, "label must be an integer 1-65535 or null (a new object)")
+        raise Refused(400, "label must be an integer 1-65535 or null (a new object)")
     h, w = doc.label_slice(z, plane).shape
     if not (integer(x) and integer(y) and 0 <= x < w and 0 <= y < h):
-        raise ApiError(400, f"x, y must be a pixel of the {w} x {h} image")
+        raise Refused(400, f"x, y must be a pixel of the {w} x {h} image")
     at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
     painted = await run_in_threadpool(doc.click, label, kind, at)
     return {"label": painted, **edited(doc)}
@@ -208,9 +208,9 @@ async def tidy(request: Request):
     doc, body = entry.doc, await json_body(request)
     (plane, z), label, action = cut_of(doc, body), body.get("label"), body.get("action")
     if not (integer(label) and doc.has(label)):
-        raise ApiError(400, "label must be an object of this case")
+        raise Refused(400, "label must be an object of this case")
     if action not in ("fill", "islands"):
-        raise ApiError(400, "action must be \"fill\" (its holes) or \"islands\" (remove them)")
+        raise Refused(400, "action must be \"fill\" (its holes) or \"islands\" (remove them)")
     changed = await run_in_threadpool(doc.tidy, z, label, action, plane)
     return {"changed": changed, **edited(doc)}
 
@@ -222,13 +222,13 @@ async def brush(request: Request):
     (plane, z), radius, label, points = cut_of(doc, body), body.get("radius"), body.get("label"), body.get("points")
     h, w = doc.label_slice(z, plane).shape
     if not integer(radius) or not 1 <= radius <= 200:
-        raise ApiError(400, "radius must be an integer 1-200 (pixels)")
+        raise Refused(400, "radius must be an integer 1-200 (pixels)")
     if label is not None and not (integer(label) and 0 <= label <= 65535):
-        raise ApiError(400, "label must be an integer 0-65535 (0: the eraser) or null (a new object)")
+        raise Refused(400, "label must be an integer 0-65535 (0: the eraser) or null (a new object)")
     if not (isinstance(points, list) and 1 <= len(points) <= MAX_BRUSH_POINTS and all(
             isinstance(p, list) and len(p) == 2 and number(p[0]) and number(p[1])
             and 0 <= p[0] < w and 0 <= p[1] < h for p in points)):
-        raise ApiError(400, f"points must be 1-{MAX_BRUSH_POINTS} [x, y] pixels inside the {w} x {h} image")
+        raise Refused(400, f"points must be 1-{MAX_BRUSH_POINTS} [x, y] pixels inside the {w} x {h} image")
     painted = await run_in_threadpool(doc.brush, z, points, radius, label, plane)
     return {"label": painted, **edited(doc)}
 

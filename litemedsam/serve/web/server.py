@@ -5,7 +5,6 @@ endpoints (litemedsam.serve.web.cases, litemedsam.serve.web.edits) share.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import secrets
 import shutil
@@ -26,6 +25,7 @@ from litemedsam.io.formats.registry import numbered, output_name
 from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
 from litemedsam.io.overlay import colour
+from litemedsam.serve.http import Refused, integer, json_object, read_body
 from litemedsam.serve.scene import EmbeddingCache, ModelTurns
 
 
@@ -33,12 +33,6 @@ MAX_JSON = 65536  # bytes of a JSON request
 MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsaved edits stay in its work file;
 # one whose edits could not all be written there stays open)
 
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -153,7 +147,7 @@ class Server:
         with self.lock:
             found = self.docs.get(key)
             if found is None:
-                raise ApiError(404, "this case is no longer open (reopen it)")
+                raise Refused(404, "this case is no longer open (reopen it)")
             self.docs[key] = self.docs.pop(key)  # most recently used last
             return found
 
@@ -163,22 +157,13 @@ def busy(entry: Open) -> bool:
 
 
 def idle(entry: Open) -> Open:
-    """``entry``, or ApiError 409 while a propagation runs on it."""
+    """``entry``, or Refused 409 while a propagation runs on it."""
     if busy(entry):
-        raise ApiError(409, "a propagation is running on this case; wait for it or cancel it")
+        raise Refused(409, "a propagation is running on this case; wait for it or cancel it")
     return entry
 
 
 MAX_BRUSH_POINTS = 10000  # points of one brush stroke
-
-
-def number(value, limit: float = 1e9) -> bool:
-    """A JSON number (not a boolean) of magnitude below ``limit``."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < limit
-
-
-def integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def describe(key: str, entry: Open) -> dict:
@@ -259,10 +244,10 @@ def api(handler, write: bool = False):
     async def endpoint(request: Request):
         try:
             if write and request.headers.get("x-litemedsam") != "1":
-                raise ApiError(403, "requests that change something need the header X-Litemedsam: 1")
+                raise Refused(403, "requests that change something need the header X-Litemedsam: 1")
             result = await handler(request)
             return result if isinstance(result, Response) else JSONResponse(result)
-        except ApiError as e:
+        except Refused as e:
             return JSONResponse({"error": str(e)}, e.status)
         except ModelError as e:
             return JSONResponse({"error": f"the model cannot run: {e}"}, 503)
@@ -279,29 +264,14 @@ def api(handler, write: bool = False):
 
 async def json_body(request: Request) -> dict:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise ApiError(415, "send JSON (Content-Type: application/json)")
-    body = b""
-    async for chunk in request.stream():  # never more than MAX_JSON in memory, whatever the client says
-        body += chunk
-        if len(body) > MAX_JSON:
-            raise ApiError(413, "request too large")
-    try:
-        data = json.loads(body or b"{}", parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "the request body is not JSON (or nested too deeply)") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return data
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+        raise Refused(415, "send JSON (Content-Type: application/json)")
+    return json_object(await read_body(request, MAX_JSON))
 
 
 def plane_of(given) -> str:
     """A plane a request names: "z" (a volume's slices; a 2D image), "y" or "x" (cuts across the slices)."""
     if given not in ("z", "y", "x"):
-        raise ApiError(400, "plane must be \"z\", \"y\" or \"x\"")
+        raise Refused(400, "plane must be \"z\", \"y\" or \"x\"")
     return given
 
 
@@ -309,7 +279,7 @@ def cut_of(doc: Document, body: dict) -> tuple:
     """(plane, index) of the slice or cut an edit request names ("plane", default "z", and "z": its index)."""
     plane, z = plane_of(body.get("plane", "z")), body.get("z", 0)
     if not integer(z) or not 0 <= z < doc.plane_size(plane):
-        raise ApiError(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1} in plane {plane})")
+        raise Refused(400, f"z must be a slice of this case (0-{doc.plane_size(plane) - 1} in plane {plane})")
     return plane, z
 
 
@@ -319,14 +289,14 @@ def small_number(text: str) -> bool:
 
 
 def object_label(request: Request) -> int:
-    """The object label a URL names (``/objects/{label}``): 1-65535, else ApiError 400 (0 is the background)."""
+    """The object label a URL names (``/objects/{label}``): 1-65535, else Refused 400 (0 is the background)."""
     text = request.path_params["label"]
     if not (small_number(text) and 1 <= int(text) <= 65535):
-        raise ApiError(400, f"{shown(text[:20])}: an object's label is 1-65535 (0 is the background)")
+        raise Refused(400, f"{shown(text[:20])}: an object's label is 1-65535 (0 is the background)")
     return int(text)
 
 
 def slice_index(doc: Document, text: str, plane: str = "z") -> int:
     if not small_number(text) or int(text) >= doc.plane_size(plane):
-        raise ApiError(404, f"no slice {shown(text[:20])} (this case has {doc.plane_size(plane)} in plane {plane})")
+        raise Refused(404, f"no slice {shown(text[:20])} (this case has {doc.plane_size(plane)} in plane {plane})")
     return int(text)
