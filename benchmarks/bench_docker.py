@@ -1,9 +1,10 @@
 """Image size and wall seconds of `docker run` (container start included), as the challenge runs us:
 
-    python -m benchmarks.bench_docker [--image litemedsam:latest] [--repeat 3]
+    python -m benchmarks.bench_docker [--image litemedsam:latest] [--against IMAGE] [--repeat 3]
 
 Prints the image size, the median seconds of a run on an empty input folder (the container
-overhead), and of one 2D and one 3D dev case, next to `litemedsam infer` on the host.
+overhead), and of one 2D and one 3D dev case, next to `litemedsam infer` on the host, or next to
+another image (``--against``), run for run interleaved.
 """
 from __future__ import annotations
 
@@ -31,14 +32,21 @@ def timed(cmd) -> float:
     return time.perf_counter() - start
 
 
+def predict(image: str, inp: Path, out: Path) -> float:
+    return timed(["docker", "run", "--rm", "-m", "8G", "--network", "none", "-v", f"{inp}:/workspace/inputs",
+                  "-v", f"{out}:/workspace/outputs", image, "/bin/bash", "-c", "sh predict.sh"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="litemedsam:latest")
+    parser.add_argument("--against", metavar="IMAGE", help="time this image instead of the host")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", args.image],
-                              capture_output=True, text=True, check=True).stdout)
-    print(f"image {args.image}: {size / 1e6:.0f} MB")
+    for image in filter(None, (args.image, args.against)):
+        size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                                  capture_output=True, text=True, check=True).stdout)
+        print(f"image {image}: {size / 1e6:.0f} MB")
     for name in [None] + CASES:
         docker, host = [], []
         for _ in range(args.repeat):
@@ -49,12 +57,12 @@ def main() -> None:
                 out.chmod(0o777)
                 if name:
                     shutil.copy(DEV / name, inp / name)
-                docker.append(timed(["docker", "run", "--rm", "-m", "8G", "--network", "none",
-                                     "-v", f"{inp}:/workspace/inputs", "-v", f"{out}:/workspace/outputs",
-                                     args.image, "/bin/bash", "-c", "sh predict.sh"]))
-                host.append(timed([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "h")]))
+                docker.append(predict(args.image, inp, out))
+                host.append(predict(args.against, inp, out) if args.against else
+                            timed([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "h")]))
         label = name or "empty input folder"
-        print(f"{label:60s} docker run {statistics.median(docker):6.2f} s   host {statistics.median(host):6.2f} s"
+        other = args.against or "host"
+        print(f"{label:60s} {args.image} {statistics.median(docker):6.2f} s   {other} {statistics.median(host):6.2f} s"
               f"   (median of {args.repeat})")
 
 

@@ -2,8 +2,9 @@
 # Build the litemedsam image with no network access during the build:
 #   bash docker/build.sh [--base IMAGE] [--tag TAG]
 # 1. models: exported and verified in work_dir/ (scripts/setup.sh) when missing; LiteMedSAM and every
-#    other model built in work_dir/ (fine-tuned slot, EfficientSAM, int8 models that passed their
-#    gate) are staged in docker/models/ for the image, so its router finds them;
+#    other model built in work_dir/ (fine-tuned slot, EfficientSAM) are staged in docker/models/ for the
+#    image, so its router finds them; int8 encoders are not (every run uses the float encoder unless
+#    LITEMEDSAM_INT8 opts in: int8 fails the accuracy gate, litemedsam/models/fastest.py);
 # 2. wheelhouse: docker/wheelhouse/ gets our wheel and the runtime dependencies (pip download, for
 #    CPython 3.11 on this architecture);
 # 3. docker build, FROM --base (default python:3.11.11-slim-bookworm; where no registry can be
@@ -31,6 +32,8 @@ mkdir -p docker/models
 import json, shutil
 from litemedsam.models.registry import MODELS, is_built, manifest_path, model_paths
 for spec in MODELS.values():
+    if spec.quantized_from:
+        continue
     if not spec.pinned:
         if not is_built(spec) or json.loads(manifest_path(spec).read_text()).get("accepted") is False:
             continue
