@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             if args.match not in what:
                 continue
             case = formats.read(image, CaseInputs(labels=labels, modality=modality))
-            gts = formats.module_for(labels).read_labels(labels).astype(np.int64)
+            gts = formats.module_for(labels).read_labels(labels)[0].astype(np.int64)
             spacing = voxel_spacing(labels)
             row = []
             for exact in (False, True):

@@ -33,6 +33,39 @@ def small_nifti(path: Path, data: np.ndarray, affine=None):
     return path
 
 
+def test_every_format_keeps_the_reader_writer_contract():
+    """litemedsam.io.formats' contract: an image format reads an image with its geometry and a label file, and
+    writes labels in a geometry; the challenge's .npz reads a whole case instead of an image."""
+    import importlib
+    import inspect
+
+    from litemedsam.io.formats.registry import CASE_FILES
+
+    for fmt in formats.FORMATS:
+        module = importlib.import_module(f"litemedsam.io.formats.{fmt}")
+        assert list(inspect.signature(module.write).parameters) == ["segs", "geometry", "target"], fmt
+        assert list(inspect.signature(module.read_labels).parameters) == ["path"], fmt
+        if fmt in CASE_FILES:
+            assert callable(module.read_case) and callable(module.label_shape) and not hasattr(module, "read_image")
+        else:
+            assert module.DIM in ("2D", "3D") and list(inspect.signature(module.read_image).parameters) == ["path"]
+    assert set(formats.MODULES.values()) | {"dicom"} == set(formats.FORMATS)
+
+
+def test_a_geometry_says_where_its_axes_run_and_refuses_spacings_that_are_none():
+    from litemedsam.io.geometry import Geometry
+
+    nifti = Geometry.of((0.8, 0.9, 2.5), np.diag([0.8, 0.9, 2.5, 1.0]))  # RAS: i to the right, j front, k up
+    assert nifti.spacing == (2.5, 0.9, 0.8) and nifti.axes == ("S", "A", "R")
+    itk = Geometry.of_itk((1, 2, 3), (0.5, 0.5, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))  # LPS: x to the left, y back
+    assert itk.axes == ("S", "P", "L") and itk.spacing == (3.0, 0.5, 0.5)
+    assert np.allclose(itk.affine[:3, 3], (-1, -2, 3))  # RAS
+    for bad in [(1, 1), (1, 1, 0), (1, np.inf, 1), (1, 1, 1e7), ("a", 1, 1), None]:
+        assert Geometry.of(bad).spacing is None and Geometry.of(bad).axes is None
+    assert nifti.placed_like(Geometry.of((0.8, 0.9, 2.5), np.diag([0.8, 0.9, 2.5, 1.0]) + 1e-5))
+    assert not nifti.placed_like(itk) and nifti.placed_like(Geometry())
+
+
 def test_suffixes_and_output_names():
     assert formats.suffix("a.NII.GZ") == ".nii.gz" and formats.suffix("b.nii") == ".nii"
     assert formats.suffix(".npz") is None and formats.suffix("notes.txt") is None

@@ -10,6 +10,7 @@ import numpy as np
 
 from litemedsam.core.errors import CaseError
 from litemedsam.core.limits import MAX_OBJECTS
+from litemedsam.io.geometry import Geometry
 
 __all__ = ["Case", "CaseError", "label_dtype", "make_case", "modality", "name_tags"]
 
@@ -27,7 +28,7 @@ class Case:
     starts: list | None = None  # 3D: the slice each box's propagation starts on (2025 layout's z_mid)
     notices: list = field(default_factory=list)  # about the file's layout, the same for every such file
     fmt: str = "challenge"  # the file format (litemedsam.io.formats), which writes the result back
-    geometry: object = None  # what that format needs to write the result in the input's geometry
+    geometry: Geometry = field(default_factory=Geometry)  # where its voxels lie, as its file says
     modality: str | None = None  # as the file says (DICOM's Modality) or its intensities show (CT in HU)
     clicks: list | None = None  # per object (label i + 1): its clicks in order, [("fg" or "bg", (z, y, x)), ...]
     prev: np.ndarray | None = None  # the previous step's label map the clicks correct (the 2025 layout's prev_pred)
@@ -36,14 +37,6 @@ class Case:
     def label_shape(self) -> tuple:
         """The shape of the case's label map: the image's without its colour."""
         return self.image.shape[:2] if self.dim == "2D" else self.image.shape
-
-
-MIN_MM, MAX_MM = 1e-6, 1e6  # a spacing a voxel may have: a nanometre to a kilometre (5e-324 mm made clicks fail)
-
-
-def usable_spacing(mm) -> bool:
-    """Whether numbers given as a spacing are one: finite, in mm from MIN_MM to MAX_MM."""
-    return all(np.isfinite(v) and MIN_MM <= v <= MAX_MM for v in mm)
 
 
 def name_tags(name: str) -> tuple[str | None, str | None]:
@@ -165,7 +158,7 @@ def check_memory_2d(hw: tuple) -> None:
 
 
 def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, starts=None, notices=(), absent=(),
-              fmt: str = "challenge", geometry=None, modality: str | None = None, warnings=(), clicks=None,
+              fmt: str = "challenge", geometry: Geometry | None = None, modality: str | None = None, warnings=(), clicks=None,
               prev=None) -> Case:
     """A checked Case of any format: the dimension (given, else from the name, boxes and image), the image as
     uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes; ``modality``
@@ -191,7 +184,8 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved
-    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry, modality, clicks, prev)
+    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry or Geometry(), modality,
+                clicks, prev)
 
 
 def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:

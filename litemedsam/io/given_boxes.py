@@ -12,7 +12,6 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -125,9 +124,6 @@ class CaseInputs:
     labels: Path | None = None  # --boxes-from-labels: a label file, or a folder of them named as the cases
     modality: str | None = None  # --modality
     window: tuple | None = None  # --window LEVEL,WIDTH
-    # (path, with_space) -> (label map, its place in space or None): the formats' reader (litemedsam.io.formats
-    # sets it when it reads a case; this module reads no format itself)
-    read_labels: Callable | None = None
 
     def for_case(self, path: Path) -> list | None:
         """The boxes given for ``path`` (--box or --boxes), or None (labels are read by the case's format)."""
@@ -141,41 +137,21 @@ class CaseInputs:
         return None
 
     def labels_for(self, path: Path) -> Path | None:
+        """The label image given for ``path`` (--boxes-from-labels: the file, or the one named as the case in
+        the folder), or None; litemedsam.io.formats reads it."""
         if self.labels is None:
             return None
         return self.labels / path.name if self.labels.is_dir() else self.labels
 
-    def boxes_of(self, path: Path, shape: tuple, width: int, require: bool = True,
-                 space=None) -> tuple[np.ndarray, list, list]:
-        """(boxes, label values absent, warnings) for the case ``path`` whose image has ``shape``: the boxes given
-        (--box, --boxes), else those of its label image (--boxes-from-labels, read by its format and checked to
-        have the same shape and some label; a warning when its ``space``, the image's placement in the world as
-        its format gives it, differs), else none (CaseError naming the options when ``require``)."""
-        given = self.for_case(path)
-        if given is not None:
-            return np.array(given, np.float64), [], []
-        labels = self.labels_for(path)
-        if labels is not None:
-            if self.read_labels is None:
-                raise UsageError("label images are read through litemedsam.io.formats.read (no label reader given)")
-            try:
-                label_map, other = self.read_labels(labels, space is not None)
-            except CaseError as e:
-                raise CaseError(f"its label image {shown(labels.name)}: {e}") from None
-            if label_map.shape != tuple(shape):
-                raise CaseError(f"its label image {shown(labels.name)} has shape {label_map.shape}, the image "
-                                f"{tuple(shape)}")
-            boxes, absent = boxes_of_labels(label_map)
-            if not len(boxes):
-                raise CaseError(f"its label image {shown(labels.name)} holds no label (every voxel is 0): no boxes")
-            mine, theirs = np.asarray(space, float), np.asarray(other, float)
-            moved = other is not None and mine.shape == theirs.shape and not np.allclose(mine, theirs, 1e-4, 1e-3)
-            return boxes, absent, [f"its label image {shown(labels.name)} is placed otherwise in space (another "
-                                   f"affine, origin, spacing or direction); its boxes are taken in voxel indices"] \
-                if moved else []
-        if require:
-            raise CaseError(no_boxes_message())
-        return np.zeros((0, width)), [], []
+def boxes_of_label_image(labels: np.ndarray, shape: tuple, name: str) -> tuple[np.ndarray, list]:
+    """(boxes, label values absent) of the label image ``name`` given for a case whose image has ``shape``;
+    CaseError unless it has that shape and some label."""
+    if labels.shape != tuple(shape):
+        raise CaseError(f"its label image {shown(name)} has shape {labels.shape}, the image {tuple(shape)}")
+    boxes, absent = boxes_of_labels(labels)
+    if not len(boxes):
+        raise CaseError(f"its label image {shown(name)} holds no label (every voxel is 0): no boxes")
+    return boxes, absent
 
 
 def no_boxes_message() -> str:

@@ -47,7 +47,8 @@ from starlette.routing import Route
 
 from litemedsam import __version__
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
-from litemedsam.io.cases import make_case, usable_spacing
+from litemedsam.io.cases import make_case
+from litemedsam.io.geometry import Geometry, usable_spacing
 from litemedsam.io.intensity import prepare
 from litemedsam.serve import wire
 from litemedsam.serve.http import Refused, json_object, number, read_body
@@ -201,7 +202,7 @@ class Protocol:
         try:
             grey, found, _ = prepare(data, "", modality, self.settings.window)
             case = make_case(Path("nninteractive"), grey, np.zeros((0, 6)), dim="3D", fmt="challenge",
-                             geometry={"spacing": list(spacing[::-1])} if spacing else {},
+                             geometry=Geometry.of(spacing[::-1] if spacing else None),
                              modality=modality or found)
             scene = Protocolled(case, self.prompting, self.segmenters, self.cache, turns=self.model)
             scene.model_for()  # a model is built for it: said now, not at the first interaction

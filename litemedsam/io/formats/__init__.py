@@ -8,58 +8,100 @@
 | a folder of one DICOM series | dicom (SimpleITK) | 3D volume (slices by position) | given | ``<folder>.nrrd`` |
 | .png, .jpg, .jpeg, .tif, .tiff, .bmp | image | 2D image | given | `.png` label image |
 
-Each module has ``read(path, inputs) -> Case`` (inputs: litemedsam.io.given_boxes.CaseInputs),
-``read_labels(path) -> array`` in the orientation ``read`` gives, and ``write(case, segs, target)``.
+The contract every format module keeps (nnU-Net's ``BaseReaderWriter`` is its model; tests/test_formats.py checks
+it), its suffixes in litemedsam.io.formats.registry:
+
+- ``read_image(path) -> (voxels, Geometry, modality or None)``: the file's own values (before any intensity
+  mapping; a volume (slices, rows, columns), a 2D image (rows, columns[, RGB])), where they lie
+  (litemedsam.io.geometry) and the modality the file states; ``DIM``: "2D" or "3D";
+- ``read_labels(path) -> (labels, Geometry)``: a label file, oriented as ``read_image`` orients an image;
+- ``write(segs, geometry, target)``: the label map in the format and geometry of the image read.
+
+The challenge's .npz is a whole case (image, boxes, clicks, the previous mask): it has ``read_case(path,
+require_boxes)`` instead of ``read_image``. ``read`` composes the others: image and geometry, intensities
+(litemedsam.io.intensity), boxes (given, or from a label image), the checked Case.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from litemedsam.io.cases import usable_spacing
-from litemedsam.io.formats.registry import (FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for, module_of_format,
-                                         numbered, output_name, output_owners, suffix)
+from litemedsam.core.errors import CaseError, shown
+from litemedsam.io.cases import Case, make_case
+from litemedsam.io.formats.registry import (CASE_FILES, FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for,
+                                            module_name, module_of_format, numbered, output_name, output_owners, suffix)
+from litemedsam.io.geometry import Geometry
+from litemedsam.io.given_boxes import CaseInputs, boxes_of_label_image, no_boxes_message
+from litemedsam.io.intensity import prepare
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
            "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
            "read_values", "spacing", "suffix", "voxel_mm3", "write"]
 
 
-def read(path: Path, inputs=None, require_boxes: bool = True):
-    if inputs is not None and inputs.labels is not None and inputs.read_labels is None:
-        inputs = replace(inputs, read_labels=read_labels)
-    return module_for(path).read(Path(path), inputs, require_boxes)
+def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+    """The case at ``path`` (CaseError saying what is wrong); ``inputs``: boxes and intensity options given for
+    formats that carry none; ``require_boxes`` False: a case without boxes has none (the box-free modes)."""
+    path = Path(path)
+    module = module_for(path)
+    if module_name(module) in CASE_FILES:
+        return module.read_case(path, require_boxes)
+    inputs = inputs or CaseInputs()
+    voxels, geometry, stated = module.read_image(path)
+    image, found, warnings = prepare(voxels, path.name, inputs.modality or stated, inputs.window)
+    shape = image.shape[:2] if module.DIM == "2D" else image.shape
+    boxes, absent, placed = _boxes(path, inputs, shape, geometry, require_boxes)
+    return make_case(path, image, boxes, dim=module.DIM, absent=absent, fmt=module_name(module), geometry=geometry,
+                     modality=stated or found, warnings=warnings + placed)
+
+
+def _boxes(path: Path, inputs: CaseInputs, shape: tuple, geometry: Geometry, require: bool) -> tuple:
+    """(boxes, label values absent, warnings) of a case whose file carries none: those given (--box, --boxes),
+    else those of its label image (--boxes-from-labels; a warning when that file places its voxels otherwise),
+    else none (CaseError naming the options when ``require``)."""
+    given = inputs.for_case(path)
+    if given is not None:
+        return np.array(given, np.float64), [], []
+    labels = inputs.labels_for(path)
+    if labels is None:
+        if require:
+            raise CaseError(no_boxes_message())
+        return np.zeros((0, 2 * len(shape))), [], []
+    try:
+        label_map, placed = read_labels(labels)
+    except CaseError as e:
+        raise CaseError(f"its label image {shown(labels.name)}: {e}") from None
+    boxes, absent = boxes_of_label_image(label_map, shape, labels.name)
+    moved = [] if geometry.placed_like(placed) else [
+        f"its label image {shown(labels.name)} is placed otherwise in space (another affine, origin, spacing or "
+        f"direction); its boxes are taken in voxel indices"]
+    return boxes, absent, moved
 
 
 def label_shape(path: Path) -> tuple:
     """The shape of the label map of the case at ``path``: from its header where its format can say it (the
     challenge's .npz), else by reading the case."""
     module = module_for(path)
-    if hasattr(module, "label_shape"):
+    if module_name(module) in CASE_FILES:
         return module.label_shape(Path(path))
     return read(path, require_boxes=False).label_shape
 
 
-def read_labels(path: Path, with_space: bool = False) -> tuple:
-    """A label image of any format, as its format's ``read`` orients the image, and (``with_space``) where it is
-    placed in the world (the format's ``space``; None where the format has none)."""
-    module = module_for(path)
-    space = module.space(Path(path)) if with_space and hasattr(module, "space") else None
-    return module.read_labels(Path(path)), space
+def read_labels(path: Path) -> tuple:
+    """(a label image of any format, oriented as its format's ``read_image`` orients an image, and its Geometry)."""
+    return module_for(path).read_labels(Path(path))
 
 
-def write(case, segs, target: Path) -> None:
-    """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``)."""
-    module_of_format(case.fmt).write(case, segs, target)
+def write(case: Case, segs: np.ndarray, target: Path) -> None:
+    """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``), in its geometry."""
+    module_of_format(case.fmt).write(segs, case.geometry, target)
 
 
 def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     """(image, bool mask) of a labelled 2D case of any format: the image as ``read`` gives it; the mask from
     ``mask_path`` (any format ``read_labels`` reads, or a .npz with ``gts``), else from ``gts`` in the case's own
     .npz, else from ``../gts/<name>`` beside it (the dev data's layout). CaseError saying what is missing."""
-    from litemedsam.core.errors import CaseError, shown
     from litemedsam.io.npz import read_npz
 
     path = Path(path)
@@ -84,28 +126,22 @@ def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:
     return case.image, labels > 0
 
 
-def spacing(case) -> tuple | None:
-    """The distance between a volume's slices, rows and columns in mm (the array's axes z, y, x) where the format
-    gives it (volumes placed in the patient, challenge files with ``spacing``), else None. Each format's own
-    ``spacing`` lists them as the file does: columns, rows, slices."""
-    found = getattr(module_of_format(case.fmt), "spacing", None)
-    try:
-        mm = found(case) if found is not None and case.geometry is not None else None
-    except (TypeError, ValueError, KeyError, IndexError):
-        return None
-    return tuple(mm[::-1]) if mm and len(mm) == 3 and usable_spacing(mm) else None
+def spacing(case: Case) -> tuple | None:
+    """The distance between a volume's slices, rows and columns in mm (the array's axes z, y, x) where its file
+    gives it (volumes placed in the patient, challenge files with ``spacing``), else None."""
+    return case.geometry.spacing if case.dim == "3D" else None
 
 
-def voxel_mm3(case) -> float | None:
-    """The volume of one voxel in mm³ where the format gives its spacing, else None."""
+def voxel_mm3(case: Case) -> float | None:
+    """The volume of one voxel in mm³ where the file gives its spacing, else None."""
     mm = spacing(case)
     return float(np.prod(mm)) if mm else None
 
 
 def read_values(path: Path) -> np.ndarray:
     """A volume file's own voxel values (Hounsfield units of a CT, before any window), oriented as ``read`` gives
-    its image: each format's reader of label files reads them."""
-    return module_for(path).read_labels(Path(path))
+    its image."""
+    return module_for(path).read_image(Path(path))[0]
 
 
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
@@ -126,8 +162,7 @@ def display(case) -> dict | None:
     spacing). No flips or letters where the format places nothing in the patient; None for a 2D image."""
     if case.dim != "3D":
         return None
-    axes = getattr(module_of_format(case.fmt), "axes", None)
-    letters = None if axes is None or case.geometry is None else axes(case)[::-1]  # (slices, rows, columns)
+    letters = case.geometry.axes  # (slices, rows, columns)
     mm = spacing(case) or (1.0, 1.0, 1.0)
     planes = {}
     for plane, (rows, cols) in PLANES.items():

@@ -9,7 +9,8 @@ import numpy as np
 
 from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
-from litemedsam.io.cases import MAX_MM, MIN_MM, Case, make_case, usable_spacing
+from litemedsam.io.cases import Case, make_case
+from litemedsam.io.geometry import MAX_MM, MIN_MM, Geometry, usable_spacing
 from litemedsam.io.npz import array_headers, read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
@@ -61,7 +62,7 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
                            f"objects ({', '.join(map(str, stray[:5]))}{', ...' if len(stray) > 5 else ''}): taken as "
                            f"background")
     geometry = _geometry(arrays)
-    if "spacing" in arrays and geometry is None:
+    if "spacing" in arrays and geometry.spacing is None and not _plane_spacing(arrays["spacing"]):
         warnings.append(f"its 'spacing' is not 3 numbers of mm from {MIN_MM:g} to {MAX_MM:g}: ignored (voxels taken as "
                        f"cubes)")
     return make_case(path, image, raw_boxes, starts=starts, notices=notices, geometry=geometry, clicks=clicks,
@@ -80,18 +81,15 @@ def known_labels(prev: np.ndarray, count: int) -> tuple[np.ndarray, list]:
     return prev, found
 
 
-def _geometry(arrays: dict) -> dict | None:
-    """The file's ``spacing`` (column, row, slice in mm, as the challenge lists it) when it is one."""
+def _geometry(arrays: dict) -> Geometry:
+    """The file's ``spacing`` (column, row, slice in mm, as the challenge lists it) where it is one."""
     mm = arrays.get("spacing")
-    if mm is None or mm.dtype.kind not in "iuf" or mm.size not in (2, 3) or not usable_spacing(mm.ravel()):
-        return None
-    return {"spacing": tuple(float(v) for v in mm.ravel())}
+    return Geometry.of(mm.ravel() if mm is not None and mm.dtype.kind in "iuf" and mm.size == 3 else None)
 
 
-def spacing(case: Case) -> tuple | None:
-    """The distance between columns, rows and slices in mm: the file's ``spacing`` (3 numbers, for a volume)."""
-    mm = case.geometry.get("spacing", ())
-    return mm if len(mm) == 3 and case.dim == "3D" else None
+def _plane_spacing(mm: np.ndarray) -> bool:
+    """Whether ``spacing`` is 2 numbers of mm (a 2D image's column and row; not used)."""
+    return mm.dtype.kind in "iuf" and mm.size == 2 and usable_spacing(mm.ravel())
 
 
 def ordered_clicks(clicks: list, orders: list | None) -> list:
@@ -137,7 +135,7 @@ def check_clicks(arrays: dict, shape: tuple, prev: tuple | None = None) -> None:
                             f"{dtype} {tuple(found)}")
 
 
-def read(path: Path, inputs=None, require_boxes: bool = True) -> Case:
+def read_case(path: Path, require_boxes: bool = True) -> Case:
     return load_case(path, require_boxes=require_boxes)
 
 
@@ -148,15 +146,15 @@ def label_shape(path: Path) -> tuple:
     return shape if len(shape) == 3 and shape[-1] != 3 else shape[:2]
 
 
-def read_labels(path: Path) -> np.ndarray:
+def read_labels(path: Path) -> tuple:
     arrays = read_npz(path, (), ("gts", "segs"))
     for key in ("gts", "segs"):
         if key in arrays:
-            return arrays[key]
+            return arrays[key], Geometry()
     raise CaseError("no 'gts' or 'segs' label array in it")
 
 
-def write(case: Case, segs: np.ndarray, target: Path) -> None:
+def write(segs: np.ndarray, geometry: Geometry, target: Path) -> None:
     save_segmentation(target, segs)
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, reason, shown
-from litemedsam.io.formats.itk import _sitk, axes, spacing, volume_case, write as write_itk  # noqa: F401 (axes, spacing: a series is placed as an ITK image)
-from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.core.limits import check_size, human
+from litemedsam.io.formats.itk import _sitk, geometry_of, write  # noqa: F401 (write: a series' labels as an ITK image)
+
+DIM = "3D"
 
 MAX_PROBED = 32  # files looked at to tell whether a folder is a DICOM series
 
@@ -134,14 +134,10 @@ def _check_slices(sitk, folder: Path, names) -> object:
     return first
 
 
-def read_labels(path: Path) -> np.ndarray:
-    return _sitk().GetArrayFromImage(_load(path)[0])
-
-
-def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
+def read_image(path: Path) -> tuple:
     image, modality = _load(path)
-    return volume_case(path, image, inputs, require_boxes, "dicom", modality)
+    return _sitk().GetArrayFromImage(image), geometry_of(image), modality
 
 
-def write(case: Case, segs: np.ndarray, target: Path) -> None:
-    write_itk(case, segs, target)
+def read_labels(path: Path) -> tuple:
+    return read_image(path)[:2]

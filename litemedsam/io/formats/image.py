@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from litemedsam.io.cases import Case, make_case
 from litemedsam.core.errors import CaseError, OutputError, reason
-from litemedsam.io.given_boxes import CaseInputs
-from litemedsam.io.intensity import prepare
 from litemedsam.core.limits import check_file, check_size, human, max_case_bytes
 from litemedsam.core.safeio import write_bytes
+from litemedsam.io.geometry import Geometry
+
+DIM = "2D"
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -112,28 +112,24 @@ def _check_declared(data: np.ndarray) -> None:
                f"a {kind} of {width}x{height} pixels")
 
 
-def read_labels(path: Path) -> np.ndarray:
+def read_labels(path: Path) -> tuple:
     labels = _decode(path)
     if labels.ndim != 2:
         raise CaseError(f"a label image must have one channel, got shape {labels.shape}")
-    return labels
+    return labels, Geometry()
 
 
-def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
-    inputs = inputs or CaseInputs()
+def read_image(path: Path) -> tuple:
     image = _decode(path)
     if image.ndim == 3:
         if image.shape[2] not in (3, 4):
             raise CaseError(f"an image with {image.shape[2]} channels; 1, 3 or 4 (RGBA) are read")
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
-    image, found, warnings = prepare(image, path.name, inputs.modality, inputs.window)
-    boxes, absent, placed = inputs.boxes_of(path, image.shape[:2], 4, require_boxes)
-    return make_case(path, image, boxes, dim="2D", absent=absent, fmt="image", modality=found,
-                     warnings=warnings + placed)
+    return image, Geometry(), None
 
 
-def write(case: Case, segs: np.ndarray, target: Path) -> None:
+def write(segs: np.ndarray, geometry: Geometry, target: Path) -> None:
     ok, data = cv2.imencode(".png", segs)
     if not ok:
-        raise OutputError(f"cannot encode the label map of {case.path.name} as PNG")
+        raise OutputError(f"cannot encode the label map {target.name} as PNG")
     write_bytes(target, data.tobytes())

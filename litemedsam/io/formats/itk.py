@@ -1,9 +1,10 @@
-"""NRRD and MetaImage volumes (.nrrd, .mha) via SimpleITK, an optional extra (``pip install litemedsam[io]``).
+"""NRRD and MetaImage volumes (.nrrd, .mha; a header's data file beside it) via SimpleITK, an optional extra
+(``pip install litemedsam[io]``); litemedsam.io.formats.dicom reads DICOM series with it too.
 
 Axes as SimpleITK's arrays: a volume of size (X, Y, Z) is the (D, H, W) = (Z, Y, X) array the pipeline
 takes (slices along z); a box ``x0,y0,z0,x1,y1,z1`` is in voxel indices, inclusive; origin, spacing and
-direction are not applied. Intensities as for NIfTI (litemedsam.io.intensity). The label map is written in the
-input's format under its name, with its origin, spacing and direction (CopyInformation), compressed.
+direction are not applied (they place the case: its Geometry). The label map is written in the input's format
+under its name, with its origin, spacing and direction, compressed.
 """
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.io.cases import Case, make_case
 from litemedsam.core.errors import CaseError, OutputError, reason, shown
-from litemedsam.io.given_boxes import CaseInputs
-from litemedsam.io.intensity import prepare
 from litemedsam.core.limits import check_file, check_size, human
 from litemedsam.core.safeio import temp_path
+from litemedsam.io.geometry import Geometry
+
+DIM = "3D"
 
 BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
 MAX_HEADER = 1 << 20  # bytes of a header read to find its data file
@@ -92,69 +93,28 @@ def _load(path: Path):
     return image
 
 
-def read_labels(path: Path) -> np.ndarray:
-    return _sitk().GetArrayFromImage(_load(path))
+def geometry_of(image) -> Geometry:
+    """Where a SimpleITK image's voxels lie (its origin, spacing and direction, kept to write the labels back)."""
+    where = {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
+    return Geometry.of_itk(where["origin"], where["spacing"], where["direction"], where)
 
 
-def space(path: Path) -> list:
-    """Where a label file's voxels are (origin, spacing, direction), read from its header only."""
-    reader = _sitk().ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as e:
-        raise CaseError(f"not a readable {path.suffix.lstrip('.').upper()} file ({reason(e, path)})") from None
-    return _flat({"origin": reader.GetOrigin(), "spacing": reader.GetSpacing(), "direction": reader.GetDirection()})
+def read_image(path: Path) -> tuple:
+    image = _load(path)
+    return _sitk().GetArrayFromImage(image), geometry_of(image), None
 
 
-def _flat(where: dict) -> list:
-    return [*where["origin"], *where["spacing"], *where["direction"]]
+def read_labels(path: Path) -> tuple:
+    image = _load(path)
+    return _sitk().GetArrayFromImage(image), geometry_of(image)
 
 
-def axes(case: Case) -> tuple:
-    """Where the image's columns, rows and slices run in the patient, as letters ("L" when a column index
-    increasing goes to the patient's left): from the direction cosines, which ITK gives in LPS."""
-    d = np.asarray(case.geometry["direction"], float).reshape(3, 3)
-    letters = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: +x is left, +y posterior, +z superior
-
-    def code(column):
-        axis = int(np.argmax(np.abs(column)))
-        return letters[axis][int(column[axis] > 0)]
-    return code(d[:, 0]), code(d[:, 1]), code(d[:, 2])
-
-
-def spacing(case: Case) -> tuple:
-    """The distance between columns, rows and slices in mm (ITK's spacing, in millimetres)."""
-    return tuple(float(s) for s in case.geometry["spacing"])
-
-
-def geometry(image) -> dict:
-    """What writing the labels back needs of a SimpleITK image."""
-    return {"origin": image.GetOrigin(), "spacing": image.GetSpacing(), "direction": image.GetDirection()}
-
-
-def volume_case(path: Path, image, inputs: CaseInputs | None, require_boxes: bool, fmt: str,
-                file_modality: str | None = None) -> Case:
-    """The Case of a SimpleITK volume (a file here, a DICOM series in litemedsam.io.formats.dicom)."""
-    inputs = inputs or CaseInputs()
-    volume, found, warnings = prepare(_sitk().GetArrayFromImage(image), path.name, inputs.modality or file_modality,
-                                      inputs.window)
-    where = geometry(image)
-    boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, _flat(where))
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt=fmt, geometry=where,
-                     modality=file_modality or found, warnings=warnings + placed)
-
-
-def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
-    return volume_case(path, _load(path), inputs, require_boxes, "itk")
-
-
-def write(case: Case, segs: np.ndarray, target: Path) -> None:
+def write(segs: np.ndarray, geometry: Geometry, target: Path) -> None:
     sitk = _sitk()
     out = sitk.GetImageFromArray(segs)
-    out.SetOrigin(case.geometry["origin"])
-    out.SetSpacing(case.geometry["spacing"])
-    out.SetDirection(case.geometry["direction"])
+    out.SetOrigin(geometry.source["origin"])
+    out.SetSpacing(geometry.source["spacing"])
+    out.SetDirection(geometry.source["direction"])
     # SimpleITK picks its writer by the suffix and writes to a path: a temporary file of ours with that suffix
     try:
         tmp = temp_path(target.parent, suffix=target.suffix)

@@ -3,10 +3,9 @@
 Axes: a volume of voxel shape (I, J, K) becomes the (D, H, W) = (K, J, I) array the pipeline takes: slices
 along the third voxel axis (k), rows along the second (j), columns along the first (i); so a box
 ``x0,y0,z0,x1,y1,z1`` is in voxel indices (x = i, y = j, z = k), inclusive, whatever the orientation in
-space (the affine is not applied: what the file's voxel grid is, the model sees). Intensities: CT (named, given,
-or found in Hounsfield units) windowed, other modalities clipped at percentiles (litemedsam.io.intensity). The label map is written as a NIfTI of the
-same voxel shape, affine, qform/sform and their codes, zooms and units, with integer labels (uint8, uint16
-above 255 boxes) and no intensity scaling.
+space (the affine is not applied: what the file's voxel grid is, the model sees; it places the case, its
+Geometry). The label map is written as a NIfTI of the same voxel shape, affine, qform/sform and their codes, zooms
+and units, with integer labels (uint8, uint16 above 255 boxes) and no intensity scaling.
 """
 from __future__ import annotations
 
@@ -17,14 +16,13 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from nibabel.orientations import aff2axcodes
 
-from litemedsam.io.cases import Case, make_case
 from litemedsam.core.errors import CaseError, reason
-from litemedsam.io.given_boxes import CaseInputs
-from litemedsam.io.intensity import prepare
 from litemedsam.core.limits import check_file, check_size, human
 from litemedsam.core.safeio import write_bytes
+from litemedsam.io.geometry import Geometry
+
+DIM = "3D"
 
 
 MAX_EXTENSIONS = 16 << 20  # bytes of header extensions read (what lies between the header and the voxels)
@@ -103,39 +101,22 @@ def _voxels(image, shape, path: Path) -> np.ndarray:
     return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
 
 
-def space(path: Path) -> np.ndarray:
-    """Where a label file's voxels are: its affine (from the header only)."""
-    return _load(path)[0].affine
-
-
-def read_labels(path: Path) -> np.ndarray:
+def _read(path: Path) -> tuple:
     image, shape = _load(path)
-    return _voxels(image, shape, path)
+    geometry = Geometry.of(image.header.get_zooms()[:3], image.affine, (image, shape))  # zooms: NIfTI's usual mm
+    return _voxels(image, shape, path), geometry
 
 
-def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
-    inputs = inputs or CaseInputs()
-    image, shape = _load(path)
-    volume, found, warnings = prepare(_voxels(image, shape, path), path.name, inputs.modality, inputs.window)
-    boxes, absent, placed = inputs.boxes_of(path, volume.shape, 6, require_boxes, image.affine)
-    return make_case(path, volume, boxes, dim="3D", absent=absent, fmt="nifti", geometry=(image, shape),
-                     modality=found, warnings=warnings + placed)
+def read_image(path: Path) -> tuple:
+    return *_read(path), None
 
 
-def axes(case: Case) -> tuple:
-    """Where the image's columns, rows and slices run in the patient (RAS): e.g. ("R", "A", "S") when a column
-    index increasing goes to the patient's right, a row index to the front and a slice index up (the volume is
-    (K, J, I): columns are the first voxel axis, rows the second, slices the third)."""
-    return tuple(aff2axcodes(case.geometry[0].affine))
+def read_labels(path: Path) -> tuple:
+    return _read(path)
 
 
-def spacing(case: Case) -> tuple:
-    """The distance between columns, rows and slices in mm (the header's zooms; millimetres, as NIfTI's usual unit)."""
-    return tuple(float(z) for z in case.geometry[0].header.get_zooms()[:3])
-
-
-def write(case: Case, segs: np.ndarray, target: Path) -> None:
-    source, shape = case.geometry
+def write(segs: np.ndarray, geometry: Geometry, target: Path) -> None:
+    source, shape = geometry.source
     header = source.header.copy()
     labels = np.ascontiguousarray(segs.transpose(2, 1, 0)).reshape(source.shape)
     out = type(source)(labels, None, header)

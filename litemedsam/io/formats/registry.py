@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 FORMATS = ("challenge", "nifti", "itk", "dicom", "image")  # a Case's ``fmt``: the module that read it and writes it
+CASE_FILES = ("challenge",)  # formats whose file is a whole case (``read_case``); the others give an image (``read_image``)
 RAW_INTENSITIES = ("nifti", "itk", "dicom")  # formats whose voxels are mapped to 0-255 by litemedsam.io.intensity
 MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "itk", ".mha": "itk", ".png": "image",
            ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}
@@ -39,6 +40,11 @@ def module_for(path):
 
         raise CaseError(f"{name!r} is not named as a file litemedsam reads (" + ", ".join(sorted(MODULES)) + ")")
     return importlib.import_module(f"litemedsam.io.formats.{MODULES[s]}")
+
+
+def module_name(module) -> str:
+    """The format a format module reads (a Case's ``fmt``): its name."""
+    return module.__name__.rsplit(".", 1)[-1]
 
 
 def module_of_format(fmt: str):
