@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from benchmarks.bench_strategies import MemoEncoder
 from evaluation.compute_metrics import case_metrics
 from litemedsam.io.formats.challenge import load_case
 from litemedsam.core.masks import EXACT
-from litemedsam.methods.pipeline import segment_case
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import make_segmenter
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             outs = {}
             for key in ("float", "int8") if len(records) % 2 else ("int8", "float"):  # alternate which runs first
                 policy = EXACT if mode == "exact" else d.policy
-                outs[key] = segment_case(memo[key], case, d.strategy, d.margin, d.prompt, d.stride, d.stop, policy)
+                outs[key] = replace(d.propagation(), policy=policy).segment(memo[key], case)
                 record["scores"][f"{mode} {key}"] = [float(v) for v in case_metrics(gts, outs[key], spacing)]
             record["dice"][mode] = object_dice(outs["float"], outs["int8"])
         record["encode_s"] = {k: m.encode_seconds / max(1, len(m.memo)) for k, m in memo.items()}

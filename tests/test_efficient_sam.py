@@ -106,7 +106,7 @@ def test_segmenter_matches_torch_on_a_real_image(small_model, dev_data):
 
     from export.efficient_sam import DecoderGraph, EncoderGraph
     from litemedsam.io.formats.challenge import load_case
-    from litemedsam.methods.pipeline import segment_2d
+    from litemedsam.methods.pipeline import Propagation, segment_2d
     from litemedsam.models.segmenter import EfficientSamSegmenter
 
     out, model, _ = small_model
@@ -124,7 +124,7 @@ def test_segmenter_matches_torch_on_a_real_image(small_model, dev_data):
             assert labels[0, :3].tolist() == ([2, 3, -1] if prompt == "box" else [1, 2, 3])
             ref, _ = DecoderGraph(model)(EncoderGraph(model)(image), torch.from_numpy(points), torch.from_numpy(labels))
         assert np.abs(ref.numpy()[:, 0] - logits).max() < 1e-3
-        labels_map = segment_2d(seg, case.image, case.boxes, prompt=prompt)
+        labels_map = segment_2d(seg, case.image, case.boxes, how=Propagation(prompt=prompt))
         assert labels_map.shape == (h, w)
     # box scaling is the upstream one: x * 1024 / W, y * 1024 / H (here 256 for the small model)
     assert np.allclose(seg.frame(h, w).boxes_to_model([[0, 0, w, h]]), [[0, 0, 256, 256]])

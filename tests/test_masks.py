@@ -5,7 +5,7 @@ import pytest
 
 from litemedsam.core.errors import RouterError
 from litemedsam.core.masks import EXACT, MaskPolicy, clip_to_box, fill_holes, keep_component
-from litemedsam.methods.pipeline import Canvas, segment_2d
+from litemedsam.methods.pipeline import Canvas, Propagation, segment_2d
 from litemedsam.methods.router import Router
 
 
@@ -106,7 +106,7 @@ def test_2d_pipeline_applies_the_policy():
     img[25:38, 25:38] = 200
     box = np.array([[0, 0, 39, 39]])
     assert (segment_2d(ThresholdSegmenter(), img, box) == 1).sum() == 269
-    out = segment_2d(ThresholdSegmenter(), img, box, policy=MaskPolicy(component="largest"))
+    out = segment_2d(ThresholdSegmenter(), img, box, how=Propagation(policy=MaskPolicy(component="largest")))
     assert (out == 1).sum() == 169
 
 
@@ -117,7 +117,7 @@ def test_logit_overlap_on_real_graphs(segmenter, dev_data):
 
     case = load_case(dev_data / "imgs" / "2DBox_CT_SAMMed2D_s0114_111.npz")
     exact = segment_2d(segmenter, case.image, case.boxes)
-    by_logit = segment_2d(segmenter, case.image, case.boxes, policy=MaskPolicy(overlap="logit"))
+    by_logit = segment_2d(segmenter, case.image, case.boxes, how=Propagation(policy=MaskPolicy(overlap="logit")))
     emb = segmenter.encode(case.image)
     logits = np.stack(list(segmenter.logit_maps(emb, emb.frame.boxes_to_model(case.boxes))))
     covered = logits > 0
@@ -131,7 +131,7 @@ def test_clip_on_real_graphs_keeps_labels_inside_their_boxes(segmenter, dev_data
     from litemedsam.io.formats.challenge import load_case
 
     case = load_case(dev_data / "imgs" / "2DBox_Microscopy_stardist_img2d.npz")
-    out = segment_2d(segmenter, case.image, case.boxes, policy=MaskPolicy(clip=0))
+    out = segment_2d(segmenter, case.image, case.boxes, how=Propagation(policy=MaskPolicy(clip=0)))
     for label, (x0, y0, x1, y1) in enumerate(case.boxes.astype(int), 1):
         ys, xs = np.nonzero(out == label)
         if ys.size:
@@ -168,6 +168,6 @@ def test_recheck_reprompts_a_jumping_slice_with_its_neighbours_box():
     plain = segment_3d(Leaky(), vol, box)
     assert plain[6, 50, 5] == 1
     seg = Leaky()
-    fixed = segment_3d(seg, vol, box, policy=MaskPolicy(smooth=2))
+    fixed = segment_3d(seg, vol, box, how=Propagation(policy=MaskPolicy(smooth=2)))
     assert fixed[6, 50, 5] == 0 and (fixed[6] == 1).sum() == (fixed[5] == 1).sum()
     assert [int(s[0, 0]) for s in seg.encoded].count(6) == 2

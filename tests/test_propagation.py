@@ -4,7 +4,7 @@ import numpy as np
 
 from litemedsam.core import transforms as T
 from litemedsam.core.frame import Frame
-from litemedsam.methods.pipeline import segment_2d, segment_3d
+from litemedsam.methods.pipeline import Propagation, segment_2d, segment_3d
 from litemedsam.models.segmenter import Embedding
 
 
@@ -126,7 +126,7 @@ def test_stride_encodes_every_kth_slice_and_interpolates_between():
     vol = volume_with_cube(d=16, z=(1, 14))
     exact = segment_3d(ThresholdSegmenter(), vol, np.array([[10, 20, 1, 30, 40, 14]]))
     seg = ThresholdSegmenter()
-    fast = segment_3d(seg, vol, np.array([[10, 20, 1, 30, 40, 14]]), stride=3)
+    fast = segment_3d(seg, vol, np.array([[10, 20, 1, 30, 40, 14]]), how=Propagation(stride=3))
     encoded = sorted(int(s[0, 0]) for s in seg.encoded)
     assert encoded == [1, 4, 7, 10, 13, 14]  # z_mid 7, up 7 10 13 14, down 4 1
     assert np.array_equal(fast, exact)  # a constant cross-section interpolates to itself
@@ -148,7 +148,7 @@ def test_interpolation_moves_a_shape_between_two_masks():
 def test_stop_ends_a_pass_after_empty_slices():
     vol = volume_with_cube(d=20, z=(8, 11))
     seg = ThresholdSegmenter()
-    out = segment_3d(seg, vol, np.array([[10, 20, 0, 30, 40, 19]]), stop=2)
+    out = segment_3d(seg, vol, np.array([[10, 20, 0, 30, 40, 19]]), how=Propagation(stop=2))
     encoded = sorted(int(s[0, 0]) for s in seg.encoded)
     assert encoded == [6, 7, 8, 9, 10, 11, 12, 13]  # up from 9: 12, 13 empty -> stop; down: 7, 6 empty -> stop
     assert np.array_equal(out, segment_3d(ThresholdSegmenter(), vol, np.array([[10, 20, 0, 30, 40, 19]])))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from nibabel.orientations import aff2axcodes
 
 MIN_MM, MAX_MM = 1e-6, 1e6  # a spacing a voxel may have: a nanometre to a kilometre (5e-324 mm made clicks fail)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -52,6 +51,8 @@ class Geometry:
         "A", "R")); None where the file places nothing."""
         if self.affine is None:
             return None
+        from nibabel.orientations import aff2axcodes  # nibabel takes 0.3 s to import: only when a case is placed
+
         try:
             codes = tuple(aff2axcodes(self.affine))[::-1]
         except (ValueError, np.linalg.LinAlgError):

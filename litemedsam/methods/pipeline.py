@@ -95,9 +95,43 @@ def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPoli
         mask = up = None  # (zip or a loop variable would keep the last map alive while the next one is made)
 
 
-def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(), prompt: str = "box",
-               policy: MaskPolicy = EXACT) -> np.ndarray:
+@dataclass(frozen=True)
+class Propagation:
+    """How a case's boxes become its label map: a strategy as a value (MONAI's ``SliceInferer`` is the model),
+    made once per case from the router's decision (``Decision.propagation``).
+
+    A 2D image: one encoder call for all its boxes. A volume (``strategy`` "propagate"): each 3D box from its
+    start slice (the middle, or the 2025 layout's z_mid) up to z_max, then from below it down to z_min, every
+    slice but the start prompted with the box of the object's mask on the slice before, widened by ``margin``
+    pixels (the given box where that mask is empty); "multiview": that through the axial, coronal and sagittal
+    slices, fused by majority vote. ``prompt``: how a box is given to the decoder (the family's prompt styles).
+    Faster options (off by default): ``stride`` K > 1 segments every K-th slice of each pass (and its last) and
+    fills those between by shape interpolation; ``stop`` N > 0 ends a box's pass after N consecutive slices with
+    an empty mask or, with ``shrink`` > 0, one smaller than that share of its largest so far (where nothing says
+    where an object ends: litemedsam.serve.scene.Scene.propagate). ``policy`` (litemedsam.core.masks) acts on
+    each mask before it is painted and prompts the next slice."""
+
+    strategy: str = "propagate"
+    margin: int = 3
+    prompt: str = "box"
+    stride: int = 1
+    stop: int = 0
+    shrink: float = 0.0
+    policy: MaskPolicy = EXACT
+
+    def segment(self, seg: Segmenter, case: Case) -> np.ndarray:
+        """The label map of ``case`` (labels 1..N for its N boxes; skipped ones stay empty)."""
+        if case.dim == "2D":
+            return segment_2d(seg, case.image, case.boxes, case.skipped, self)
+        if self.strategy == "multiview":
+            return segment_multiview(seg, case.image, case.boxes, case.skipped, self)
+        return segment_3d(seg, case.image, case.boxes, case.skipped, self, case.starts)
+
+
+def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
+               how: Propagation = Propagation()) -> np.ndarray:
     """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
+    policy = how.policy
     canvas = Canvas(image.shape[:2], len(boxes), policy.overlap)
     labels = [i + 1 for i in range(len(boxes)) if i + 1 not in skipped]
     if not labels:
@@ -106,7 +140,7 @@ def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
     model_boxes = emb.frame.boxes_to_model(boxes[np.array(labels) - 1])
     for start in range(0, len(labels), seg.max_batch):
         chunk = slice(start, start + seg.max_batch)
-        for label, (mask, logit, score) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], prompt, policy)):
+        for label, (mask, logit, score) in zip(labels[chunk], decode(seg, emb, model_boxes[chunk], how.prompt, policy)):
             canvas.paint(None, mask, label, logit)
             confidence.note(label, score)
     return canvas.labels
@@ -156,91 +190,95 @@ def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
     return [((1 - t) * da + t * db) > 0 for t in (np.arange(1, steps + 1) / (steps + 1))]
 
 
-def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-               prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
-               starts: list | None = None, shrink: float = 0.0) -> np.ndarray:
-    """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N.
+def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), how: Propagation = Propagation(),
+               starts: list | None = None) -> np.ndarray:
+    """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N, propagated as ``how`` says (Propagation).
 
-    As the reference: from the middle slice of each box up to z_max, then from below the middle
-    down to z_min (both inclusive); the middle slice is prompted with the given box, every other
-    slice with the box of the object's mask on the neighbouring slice widened by ``margin`` pixels,
-    falling back to the given box when that mask is empty. Unlike the reference, all boxes advance
-    together, so each slice is encoded at most once and all boxes on a slice go through the decoder
-    in one call; a box spanning a single slice segments that slice (the reference aborts).
+    As the reference, but all boxes advance together, so each slice is encoded at most once and all boxes on
+    a slice go through the decoder in one call; a box spanning a single slice segments that slice (the
+    reference aborts). ``starts`` (the 2025 layout's z_mid per box) replaces the middle slice as where each box
+    starts."""
+    return _Volume(seg, volume, boxes, skipped, how, starts).segment()
 
-    Faster options (the router's, off by default): ``stride`` K > 1 segments every K-th slice of each pass
-    (and its last) and fills the slices between by shape interpolation of the two masks around them;
-    ``stop`` N > 0 ends a pass of a box after N consecutive slices with an empty mask, or with ``shrink`` > 0 a
-    mask smaller than that share of the box's largest mask so far (where nothing says where an object ends:
-    litemedsam.serve.scene.Scene.propagate; LiteMedSAM finds something in almost any box). ``policy``
-    (litemedsam.core.masks) acts on each slice's mask before it is painted and prompts the next slice.
-    ``starts`` (the 2025 layout's z_mid per box) replaces the middle slice as where each box starts.
-    """
-    d, h, w = volume.shape
-    frame = seg.frame(h, w)
-    canvas = Canvas(volume.shape, len(boxes), policy.overlap)
-    tracks = []
-    for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
-        if i + 1 in skipped:
-            continue
-        z_mid = z0 + (z1 - z0) // 2 if starts is None else starts[i]
-        box = frame.boxes_to_model([[x0, y0, x1, y1]])[0]
-        down = _visited(z_mid - stride, z0, stride) if z_mid > z0 else []
-        tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, stride), down))
 
-    uses = Counter(z for t in tracks for z in (*t.up, *t.down))  # decoder steps still needing slice z
-    cache: dict = {}
+class _Volume:
+    """One volume's propagation: its tracks, how many decoder steps still need each slice, and the embeddings
+    kept for the other pass."""
 
-    def run_slice(z: int, active: list, slices_of) -> None:
-        emb = cache.pop(z, None) or seg.encode(volume[z])
+    def __init__(self, seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped, how: Propagation, starts):
+        d, h, w = volume.shape
+        self.seg, self.volume, self.how = seg, volume, how
+        self.frame = seg.frame(h, w)
+        self.canvas = Canvas(volume.shape, len(boxes), how.policy.overlap)
+        self.tracks = []
+        for i, (x0, y0, z0, x1, y1, z1) in enumerate(boxes.tolist()):
+            if i + 1 in skipped:
+                continue
+            z_mid = z0 + (z1 - z0) // 2 if starts is None else starts[i]
+            box = self.frame.boxes_to_model([[x0, y0, x1, y1]])[0]
+            down = _visited(z_mid - how.stride, z0, how.stride) if z_mid > z0 else []
+            self.tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, how.stride), down))
+        self.uses = Counter(z for t in self.tracks for z in (*t.up, *t.down))  # decoder steps still needing z
+        self.cache: dict = {}
+
+    def segment(self) -> np.ndarray:
+        passes = ((lambda t: t.up, False), (lambda t: t.down, True))
+        total = sum(len({z for t in self.tracks for z in slices_of(t)}) for slices_of, _ in passes)
+        done = 0
+        for slices_of, downward in passes:
+            schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
+            for t in self.tracks:
+                for z in slices_of(t):
+                    schedule[z].append(t)
+            for z in sorted(schedule, reverse=downward):
+                active = [t for t in schedule[z] if not t.stopped]
+                if active:
+                    self.segment_slice(z, active, slices_of)
+                done += 1
+                progress.report(done, total)
+            for t in self.tracks:
+                t.prev_box, t.prev, t.prev_z, t.empty, t.stopped = t.mid_box, t.mid, t.z_mid, 0, False
+        if self.how.policy.rechecks:
+            recheck(self.seg, self.volume, self.tracks, self.canvas, self.how.prompt, self.how.policy)
+        return self.canvas.labels
+
+    def segment_slice(self, z: int, active: list, slices_of) -> None:
+        """Slice ``z`` for the ``active`` tracks of this pass (``slices_of``: a track's slices in it)."""
+        how, emb = self.how, self.cache.pop(z, None) or self.seg.encode(self.volume[z])
         prompts = [t.box if z == t.z_mid or t.prev_box is None else t.prev_box for t in active]
-        for t, (mask, logit, score) in zip(active, decode(seg, emb, np.stack(prompts), prompt, policy)):
+        for t, (mask, logit, score) in zip(active, decode(self.seg, emb, np.stack(prompts), how.prompt, how.policy)):
             if mask.any():
                 confidence.note(t.label, score)
-            if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
-                step = 1 if z > t.prev_z else -1
-                between = range(t.prev_z + step, z, step)
-                for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
-                    canvas.paint(zz, filled, t.label)
-            # what the next slice needs of this mask: its box (and the mask itself only to interpolate), so that
-            # a volume with many objects holds no full-size mask per object
-            t.prev_box, t.prev_z, t.prev = frame.box_from_mask(mask, t.label, margin), z, mask if stride > 1 else None
-            if z == t.z_mid:
-                t.mid_box, t.mid = t.prev_box, t.prev
-            canvas.paint(z, mask, t.label, logit)
-            if policy.rechecks:
-                t.areas[z] = int(mask.sum())
-                t.boxes[z] = t.prev_box
+            self.follow(t, z, mask, logit)
             area = int(np.count_nonzero(mask))
             t.largest = max(t.largest, area)
-            t.empty = 0 if area and area >= shrink * t.largest else t.empty + 1
-            if stop and t.empty >= stop:  # this pass of the box ends here
+            t.empty = 0 if area and area >= how.shrink * t.largest else t.empty + 1
+            if how.stop and t.empty >= how.stop:  # this pass of the box ends here
                 t.stopped = True
                 rest = slices_of(t)
                 for zz in rest[rest.index(z) + 1:]:
-                    uses[zz] -= 1
-        uses[z] -= len(active)
-        if uses[z] > 0 and len(cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
-            cache[z] = emb
+                    self.uses[zz] -= 1
+        self.uses[z] -= len(active)
+        if self.uses[z] > 0 and len(self.cache) < MAX_CACHED_SLICES:  # the other pass needs this slice too
+            self.cache[z] = emb
 
-    total = sum(len({z for t in tracks for z in zs(t)}) for zs in (lambda t: t.up, lambda t: t.down))
-    done = 0
-    for slices_of, downward in ((lambda t: t.up, False), (lambda t: t.down, True)):
-        schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
-        for t in tracks:
-            for z in slices_of(t):
-                schedule[z].append(t)
-        for z in sorted(schedule, reverse=downward):
-            active = [t for t in schedule[z] if not t.stopped]
-            if active:
-                run_slice(z, active, slices_of)
-            done += 1
-            progress.report(done, total)
-        for t in tracks:
-            t.prev_box, t.prev, t.prev_z, t.empty, t.stopped = t.mid_box, t.mid, t.z_mid, 0, False
-    if policy.rechecks:
-        recheck(seg, volume, tracks, canvas, prompt, policy)
-    return canvas.labels
+    def follow(self, t: Track, z: int, mask: np.ndarray, logit) -> None:
+        """Paint track ``t``'s mask on slice ``z`` (and, with a stride, the slices skipped since its last one) and
+        keep what the next slice needs of it: its box (and the mask itself only to interpolate), so that a volume
+        with many objects holds no full-size mask per object."""
+        if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
+            step = 1 if z > t.prev_z else -1
+            between = range(t.prev_z + step, z, step)
+            for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):
+                self.canvas.paint(zz, filled, t.label)
+        t.prev_box, t.prev_z = self.frame.box_from_mask(mask, t.label, self.how.margin), z
+        t.prev = mask if self.how.stride > 1 else None
+        if z == t.z_mid:
+            t.mid_box, t.mid = t.prev_box, t.prev
+        self.canvas.paint(z, mask, t.label, logit)
+        if self.how.policy.rechecks:
+            t.areas[z] = int(mask.sum())
+            t.boxes[z] = t.prev_box
 
 
 def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
@@ -277,25 +315,11 @@ def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), margin: int = 3,
-                      prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT) -> np.ndarray:
+def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(),
+                      how: Propagation = Propagation()) -> np.ndarray:
     """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
     views = []
     for axes, columns in VIEWS.values():
-        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, margin,
-                            prompt, stride, stop, policy)
+        turned = segment_3d(seg, np.ascontiguousarray(volume.transpose(axes)), boxes[:, columns], skipped, how)
         views.append(turned.transpose(np.argsort(axes)))
     return majority_vote(*views)
-
-
-def segment_case(seg: Segmenter, case: Case, strategy: str = "propagate", margin: int = 3,
-                 prompt: str = "box", stride: int = 1, stop: int = 0, policy: MaskPolicy = EXACT,
-                 shrink: float = 0.0) -> np.ndarray:
-    """One case with the strategy, prompt style and mask strategies the router chose (2D cases take one
-    encoder call; a 3D case's boxes start on their given start slices when it has them, else the middle)."""
-    if case.dim == "2D":
-        return segment_2d(seg, case.image, case.boxes, case.skipped, prompt, policy)
-    if strategy == "multiview":
-        return segment_multiview(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy)
-    return segment_3d(seg, case.image, case.boxes, case.skipped, margin, prompt, stride, stop, policy, case.starts,
-                      shrink)

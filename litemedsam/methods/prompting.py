@@ -19,7 +19,6 @@ import numpy as np
 from litemedsam.models import fastest
 from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
-from litemedsam.methods.pipeline import segment_case
 from litemedsam.methods.refine import segment_with_clicks
 from litemedsam.models.registry import get_model, missing_file
 
@@ -71,7 +70,7 @@ class BoxPrompting:
         d = plan.decision
 
         def boxes(c):
-            return segment_case(segmenter, c, d.strategy, d.margin, d.prompt, d.stride, d.stop, d.policy, d.shrink)
+            return d.propagation().segment(segmenter, c)
         return boxes(case) if case.clicks is None else segment_with_clicks(segmenter, case, boxes)
 
 

@@ -30,7 +30,7 @@ from litemedsam.core.errors import CaseError
 from litemedsam.core.transforms import bounding_box
 from litemedsam.io import formats
 from litemedsam.io.cases import label_dtype
-from litemedsam.methods.pipeline import segment_3d
+from litemedsam.methods.pipeline import Propagation, segment_3d
 
 REACH_MM = 60.0  # how far from a click the object's edge is looked for (beyond: a ball of this radius at most)
 FOLLOW_REACH = 3.0  # how far a click's edit may follow the model's logits, in radii of its ball
@@ -278,7 +278,7 @@ def seed(seg, case, firsts: dict) -> np.ndarray:
             found.append((label, bounding_box(masks[best]), z))
     if found:
         volume_boxes = np.array([[x0, y0, 0, x1, y1, shape[0] - 1] for _, (x0, y0, x1, y1), _ in found])
-        made = segment_3d(seg, case.image, volume_boxes, stop=1, starts=[z for _, _, z in found])
+        made = segment_3d(seg, case.image, volume_boxes, how=Propagation(stop=1), starts=[z for _, _, z in found])
         lookup = np.array([0] + [label for label, _, _ in found], out.dtype)
         out[...] = lookup[made]
     return out

@@ -63,6 +63,13 @@ class Decision:
     skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
     encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.models.fastest)
 
+    def propagation(self):
+        """How its case's boxes become its label map (litemedsam.methods.pipeline.Propagation; imported here, not
+        above: the router alone needs no OpenCV)."""
+        from litemedsam.methods.pipeline import Propagation
+
+        return Propagation(self.strategy, self.margin, self.prompt, self.stride, self.stop, self.shrink, self.policy)
+
     def describe(self) -> str:
         mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
         text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
