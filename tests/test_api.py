@@ -53,10 +53,56 @@ def test_predictor_gives_the_exact_masks_and_scores(models_ready, dev_data):
         image, boxes = case["imgs"], case["boxes"]
     predictor = litemedsam.Predictor()
     predictor.set_image(image)
-    masks, scores = predictor.predict(boxes)
+    masks, scores, logits = predictor.predict(boxes)
     exact = litemedsam.segment(image, boxes, exact=True)
     assert masks.shape == (len(boxes), *image.shape[:2]) and np.array_equal(masks[0], exact == 1)
-    assert scores.shape == (len(boxes),) and 0.5 < scores[0] <= 1.05
+    assert scores.shape == (len(boxes),) and 0.5 < scores[0] <= 1.05 and logits.shape == (len(boxes), 256, 256)
+
+
+def test_predictor_takes_points_and_its_own_logits_back(models_ready, dev_data):
+    """As segment-anything's SamPredictor: a box with a point off the object and the box's logits fed back gives
+    a smaller mask than the box alone, a point on it a mask as large; bad points are refused with their shape."""
+    with np.load(dev_data / "imgs" / CASE_2D) as case:
+        image, boxes = case["imgs"], case["boxes"]
+    predictor = litemedsam.Predictor()
+    predictor.set_image(image)
+    masks, _, logits = predictor.predict(boxes)
+    ys, xs = np.nonzero(masks[0])
+    inside = [[xs[len(xs) // 2], ys[len(ys) // 2]]]
+    on, on_score, _ = predictor.predict(boxes, points=[inside], point_labels=[[1]], mask_input=logits)
+    off, _, _ = predictor.predict(boxes, points=[inside], point_labels=[[0]], mask_input=logits)
+    dice = 2 * (on[0] & masks[0]).sum() / (on[0].sum() + masks[0].sum())
+    assert dice > 0.9 and on_score[0] > 0.5 and off[0].sum() < on[0].sum()
+    for bad, message in ((dict(points=[[1, 2, 3]]), r"points must be a finite \(N, P, 2\)"),
+                         (dict(points=[[-5, 2]]), "outside the 622 x 529 image"),
+                         (dict(points=[[1, 2]], point_labels=[7]), "point_labels must be"),
+                         (dict(mask_input=np.zeros((3, 3))), r"mask_input must be a finite \(N, 256, 256\)"),
+                         (dict(boxes=boxes, points=[[[1, 1]], [[2, 2]]]), "the same number of objects"), ({}, "give")):
+        with pytest.raises(CaseError, match=message):
+            predictor.predict(**bad)
+
+
+def test_segment_takes_a_nifti_image_or_a_path_and_gives_the_same_type_back(models_ready, dev_data, tmp_path):
+    """TotalSegmentator's python_api as the model: a nibabel image in, one out with the input's affine; a path
+    in, infer's output written in the input's format (the same voxels) and the labels returned."""
+    import nibabel as nib
+
+    path = dev_data.parent / "raw" / "example_ct_sm.nii.gz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data holds the real files)")
+    box = [[20, 20, 10, 60, 60, 29]]
+    image = nib.load(str(path))
+    labels = litemedsam.segment(image, box, modality="CT")
+    assert isinstance(labels, nib.Nifti1Image) and np.allclose(labels.affine, image.affine)
+    assert labels.shape == image.shape and np.asarray(labels.dataobj).max() == 1
+    array = litemedsam.segment(path, box, modality="CT", output=tmp_path / path.name)
+    written = nib.load(str(tmp_path / path.name))
+    assert np.array_equal(np.asarray(written.dataobj), np.asarray(labels.dataobj))
+    assert np.array_equal(array, np.asarray(labels.dataobj).transpose(2, 1, 0))
+    with pytest.raises(CaseError, match=r"written as \.nii\.gz"):
+        litemedsam.segment(path, box, output=tmp_path / "labels.png")
+    with pytest.raises(CaseError, match="missing.nii.gz: cannot read it"):
+        litemedsam.segment(tmp_path / "missing.nii.gz", box)
 
 
 def test_hu_volume_is_windowed_as_ct_with_a_warning(models_ready):
@@ -109,7 +155,7 @@ def test_predictor_warns_of_boxes_as_segment_does_and_bounds_its_masks(models_re
     predictor.set_image(image)
     h, w = image.shape[:2]
     with pytest.warns(UserWarning) as caught:
-        masks, scores = predictor.predict([boxes[0], [w + 10, 5, w + 50, 40], [300, 300, 100, 100]])
+        masks, scores, _ = predictor.predict([boxes[0], [w + 10, 5, w + 50, 40], [300, 300, 100, 100]])
     said = " ".join(str(c.message) for c in caught)
     assert "box 2" in said and "outside the image" in said and "box 3" in said and "min > max" in said
     assert masks[0].any() and not masks[1:].any() and scores[0] > 0.5 and (scores[1:] == 0).all()

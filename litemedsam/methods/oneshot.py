@@ -120,15 +120,15 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
         points[i, :len(lab)] = emb.frame.points_to_model(pts)
         labels[i, :len(lab)] = lab
     # step 1: points; step 2: points + mask; step 3: points + box of that mask + mask
-    masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p])
-    masks, logits = seg.predict_points(emb, points[:, :p], labels[:, :p], logits)
+    masks, logits, _ = seg.predict_points(emb, points[:, :p], labels[:, :p])
+    masks, logits, _ = seg.predict_points(emb, points[:, :p], labels[:, :p], logits)
     for i, mask in enumerate(masks):
         found = bounding_box(mask)
         if found is not None:
             box = np.array(found).reshape(2, 2)
             points[i, p:] = np.trunc(emb.frame.points_to_model(box))
             labels[i, p:] = [2, 3]
-    masks, logits = seg.predict_points(emb, points, labels, logits)
+    masks, logits, _ = seg.predict_points(emb, points, labels, logits)
     g = emb.features.shape[2]
     best = None
     for i, (parts, pts, _) in enumerate(configs):

@@ -121,7 +121,7 @@ def segment_embedded(seg: Segmenter, head, emb: Embedding, prompt: str = "box") 
         pts, labels = point, [1]
     else:
         pts, labels = np.concatenate([point, box.reshape(2, 2)]), [1, 2, 3]
-    masks, _ = seg.predict_points(emb, pts[None], np.array([labels], np.float32))
+    masks, _, _ = seg.predict_points(emb, pts[None], np.array([labels], np.float32))
     out[masks[0]] = 1
     return out, coarse
 

@@ -142,10 +142,10 @@ class Segmenter:
         return self._prompt_decoder
 
     def predict_points(self, emb: Embedding, points: np.ndarray, labels: np.ndarray,
-                       mask_input: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       mask_input: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Any prompt: points (N, P, 2) in the input frame with labels (N, P) (1 foreground, 0 background,
         2/3 box corners, -1 padding) and optional low-res mask logits (N, L, L) -> (N, H, W) bool masks and
-        (N, L, L) low-res logits (to feed back as ``mask_input``)."""
+        (N, L, L) low-res logits (to feed back as ``mask_input``) and (N,) the decoder's predicted IoU of each."""
         n = len(points)
         low = emb.frame.logit_size
         has = np.zeros(n, np.float32) if mask_input is None else np.ones(n, np.float32)
@@ -155,9 +155,9 @@ class Segmenter:
                  "mask_input": np.asarray(mask_input, np.float32)[:, None], "has_mask_input": has}
         decoder = self.prompt_decoder  # loaded when first needed
         with phase("decode"):
-            logits, _ = decoder.run(None, feeds)
+            logits, scores = decoder.run(None, feeds)
         logits = logits[:, 0]
-        return emb.frame.masks(logits), logits
+        return emb.frame.masks(logits), logits, scores.reshape(-1)
 
 
 class SamSegmenter(Segmenter):

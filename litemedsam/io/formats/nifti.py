@@ -81,6 +81,14 @@ def _load(path: Path):
         image = _without_extensions(path)  # unless only a header extension stopped it
         if image is None:
             raise CaseError(f"not a readable NIfTI file ({type(e).__name__}: {reason(e, path)})") from None
+    return image, checked_shape(image)
+
+
+def checked_shape(image) -> tuple:
+    """The 3D voxel shape of a nibabel image (trailing axes of 1 dropped), checked and sized; CaseError if it is
+    no NIfTI image of one volume."""
+    import nibabel as nib
+
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise CaseError(f"not a NIfTI image (nibabel reads it as {type(image).__name__})")
     shape = tuple(int(n) for n in image.shape)
@@ -90,39 +98,40 @@ def _load(path: Path):
         raise CaseError(f"a NIfTI case must be a 3D volume, got voxel shape {image.shape}")
     need = int(np.prod(shape)) * max(image.get_data_dtype().itemsize, 4)
     check_size(need, f"its volume {shape} needs {human(need)}", "its volume")
-    return image, shape
+    return shape
 
 
-def _voxels(image, shape, path: Path) -> np.ndarray:
+def voxels(image, shape: tuple, path: Path | None = None) -> tuple:
+    """(the (K, J, I) array of a nibabel image of voxel shape ``shape`` (I, J, K), its Geometry)."""
     try:
         data = np.asanyarray(image.dataobj)
     except Exception as e:
         raise CaseError(f"its voxel data cannot be read ({type(e).__name__}: {reason(e, path)})") from None
-    return data.reshape(shape).transpose(2, 1, 0)  # (I, J, K) -> (K, J, I)
-
-
-def _read(path: Path) -> tuple:
-    image, shape = _load(path)
-    geometry = Geometry.of(image.header.get_zooms()[:3], image.affine, (image, shape))  # zooms: NIfTI's usual mm
-    return _voxels(image, shape, path), geometry
+    geometry = Geometry.of(image.header.get_zooms()[:3], image.affine, image)  # zooms: NIfTI's usual mm
+    return data.reshape(shape).transpose(2, 1, 0), geometry  # (I, J, K) -> (K, J, I)
 
 
 def read_image(path: Path) -> tuple:
-    return *_read(path), None
+    return *voxels(*_load(path), path), None
 
 
 def read_labels(path: Path) -> tuple:
-    return _read(path)
+    return voxels(*_load(path), path)
+
+
+def labels_image(segs: np.ndarray, geometry: Geometry):
+    """The label map (K, J, I) as a nibabel image of the source image's class, voxel shape, affine, qform/sform
+    and their codes, zooms and units; integer labels, no intensity scaling."""
+    source = geometry.source
+    labels = np.ascontiguousarray(segs.transpose(2, 1, 0)).reshape(source.shape)
+    out = type(source)(labels, None, source.header.copy())
+    out.set_data_dtype(labels.dtype)
+    out.header.set_slope_inter(1.0, 0.0)
+    return out
 
 
 def write(segs: np.ndarray, geometry: Geometry, target: Path) -> None:
-    source, shape = geometry.source
-    header = source.header.copy()
-    labels = np.ascontiguousarray(segs.transpose(2, 1, 0)).reshape(source.shape)
-    out = type(source)(labels, None, header)
-    out.set_data_dtype(labels.dtype)
-    out.header.set_slope_inter(1.0, 0.0)
-    data = out.to_bytes()
+    data = labels_image(segs, geometry).to_bytes()
     if target.name.lower().endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     write_bytes(target, data)
