@@ -45,10 +45,10 @@ def build_random(out: Path) -> None:
     torch.save(lora, out / "samed_random_lora.pth")
     torch.save(ProMISe().state_dict(), out / "promise_random.pt")
     del sam, lora, head
-    for args in (["export.sam_vit", "--model", "sam-vit-b", "--checkpoint", out / "sam_vit_b_random.pth"],
-                 ["export.sam_vit", "--model", "samed", "--checkpoint", out / "sam_vit_b_random.pth",
+    for args in (["export", "--model", "sam-vit-b", "--checkpoint", out / "sam_vit_b_random.pth"],
+                 ["export", "--model", "samed", "--checkpoint", out / "sam_vit_b_random.pth",
                   "--lora", out / "samed_random_lora.pth"],
-                 ["export.promise", "--checkpoint", out / "promise_random.pt"]):
+                 ["export", "--model", "promise", "--checkpoint", out / "promise_random.pt"]):
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", *map(str, args), "--out-dir", str(out)], cwd=REPO,
                               capture_output=True, text=True)

@@ -1,7 +1,7 @@
 """EfficientSAM (yformer/EfficientSAM) in torch, matching its checkpoint format, and its ONNX export.
 
-    python -m export.efficient_sam --variant ti --checkpoint efficient_sam_vitt.pt [--out-dir DIR]
-    python -m export.efficient_sam --variant s  --checkpoint efficient_sam_vits.pt
+    python -m export --model efficientsam-ti --checkpoint efficient_sam_vitt.pt [--out-dir DIR]
+    python -m export --model efficientsam-s --checkpoint efficient_sam_vits.pt
 
 Checkpoint layout (upstream ``build_efficient_sam``): ``torch.load(f)["model"]`` is the state dict of a
 module with ``image_encoder`` (plain ViT: ``patch_embed.proj``, ``pos_embed`` (1, 197, C) at the
@@ -21,8 +21,6 @@ returns the best of the three multimask outputs by predicted IoU, at 256 x 256.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -361,20 +359,3 @@ def export_model(spec, checkpoint: Path, out_dir: Path | None = None) -> dict:
     report = export(load_model(checkpoint, variant), out_dir / spec.encoder.file, out_dir / spec.decoder.file)
     write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report)
     return report
-
-
-def main(argv=None) -> dict:
-    from litemedsam.models.registry import get_model
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="efficient_sam_vitt.pt or efficient_sam_vits.pt")
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
-    args = parser.parse_args(argv)
-    report = export_model(get_model(VARIANTS[args.variant]["model"]), args.checkpoint, args.out_dir)
-    print(json.dumps(report, indent=1))
-    return report
-
-
-if __name__ == "__main__":
-    main()

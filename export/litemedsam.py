@@ -1,7 +1,7 @@
 """Export LiteMedSAM (the real lite_medsam.pth) to an encoder and a box decoder ONNX graph.
 
-    python -m export.litemedsam [--checkpoint PATH] [--out-dir DIR]
-    python -m export.litemedsam --model litemedsam-ft --checkpoint FINE_TUNED.pth   # the router's slot
+    python -m export --model litemedsam [--checkpoint PATH] [--out-dir DIR]
+    python -m export --model litemedsam-ft --checkpoint FINE_TUNED.pth   # the router's slot
 
 A fine-tuned checkpoint is accepted in lite_medsam.pth's layout (``image_encoder.*``,
 ``prompt_encoder.*``, ``mask_decoder.*``; optionally wrapped in ``{"model": ...}`` as training
@@ -15,8 +15,6 @@ report with the errors and each file's sha256.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ from export.mask_decoder import MaskDecoder
 from export.onnx_export import GraphSpec, check_chain, export_graph
 from export.prompt_encoder import PromptEncoder
 from export.tiny_vit import TinyViT
-from litemedsam.models.registry import CHECKPOINTS, MODELS, sha256_of, verified_path, work_dir, write_manifest
+from litemedsam.models.registry import CHECKPOINTS, sha256_of, verified_path, work_dir, write_manifest
 
 
 class LiteMedSAM(nn.Module):
@@ -138,20 +136,3 @@ def export_model(spec, checkpoint: Path | None = None, out_dir: Path | None = No
     if not spec.pinned:
         write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report)
     return report
-
-
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["litemedsam", "litemedsam-ft"], default="litemedsam")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the verified work_dir/lite_medsam.pth")
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/")
-    args = parser.parse_args(argv)
-    if args.model == "litemedsam-ft" and args.checkpoint is None:
-        parser.error("--model litemedsam-ft needs --checkpoint (your fine-tuned LiteMedSAM)")
-    report = export_model(MODELS[args.model], args.checkpoint, args.out_dir)
-    print(json.dumps(report, indent=1))
-    return report
-
-
-if __name__ == "__main__":
-    main()

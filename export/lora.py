@@ -12,7 +12,7 @@ B_v A_v x on the v rows]`` with no scaling, so merging adds ``B_q @ A_q`` to the
 [q | k | v] (``image_encoder.blocks.i.attn.qkv``); LiteMedSAM's TinyViT lays it out per head as
 [q_h | k_h | v_h] (``image_encoder.layers.{1,2,3}.blocks.j.attn.qkv``), and adapters trained here
 target those real q and v rows. The merged dict is a plain checkpoint of the base model; for
-LiteMedSAM, ``python -m export.litemedsam --model litemedsam-ft --checkpoint MERGED.pth`` exports it
+LiteMedSAM, ``python -m export --model litemedsam-ft --checkpoint MERGED.pth`` exports it
 into the router's fine-tuned slot (``litemedsam models finetune`` does all of it).
 
 SAMed's variant with LoRA on the mask decoder too (``sam_lora_image_encoder_mask_decoder.py``) adds,

@@ -1,7 +1,7 @@
 """ProMISe (xinkunwang111/ProMISe, model "SAM_vit-b_APM_IPS_resnet"): SAM ViT-B with an auto-prompting
 module (APM) and an image-specific pattern shift (IPS), exported as one ONNX graph: image -> mask, no prompt.
 
-    python -m export.promise --checkpoint PROMISE.pt [--point-value 1-1-1-1-1-1-1-1-0-0-0-0-0-0-0-0]
+    python -m export --model promise --checkpoint PROMISE.pt [--point-value 1-1-1-1-1-1-1-1-0-0-0-0-0-0-0-0]
 
 What the graph computes (ProMISe's ``Sam.forward`` for APM + IPS with the ResNet head):
 - the SAM ViT-B encoder (export/sam_vit.py), keeping the outputs of blocks 3, 6, 9 and 12;
@@ -27,8 +27,6 @@ block of ``layer4`` always has a 1x1 conv shortcut; ``fc`` 512 -> 2P, ``fc2`` 51
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 from pathlib import Path
 
@@ -172,21 +170,3 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, point_value: str
     report = export(load_model(checkpoint, labels, img_size=img_size or spec.input_size), out_dir / spec.encoder.file)
     write_manifest(spec, out_dir, checkpoint=str(checkpoint), point_value=point_value)
     return report
-
-
-def main(argv=None) -> dict:
-    from litemedsam.models.registry import MODELS
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--point-value", default=None, help="labels of the points, e.g. 1-1-0-0 (default: half 1, half 0)")
-    parser.add_argument("--img-size", type=int, default=1024)
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/ (with a checksum manifest)")
-    args = parser.parse_args(argv)
-    report = export_model(MODELS["promise"], args.checkpoint, args.out_dir, args.point_value, args.img_size)
-    print(json.dumps(report, indent=1))
-    return report
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Int8 encoder of a registered float model, accepted only if its masks agree with the float model's.
 
-    python -m export.quantize MODEL [--cases DIR] [--min-dice 0.98] [--min-p10 0.90] [--force]
+    python -m export --model MODEL-int8 [--cases DIR] [--min-dice 0.98] [--min-p10 0.90] [--force]
 
 MODEL is a float model of the registry (litemedsam, efficientsam-ti, efficientsam-s); the result is the encoder
 of its ``-int8`` entry (``*_encoder.int8.onnx``; the decoders stay the float model's: they are a small share of
@@ -20,8 +20,6 @@ gate on every dev case (3D propagation included) is ``python -m benchmarks.bench
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.models.digests import sha256_of
-from litemedsam.models.registry import MODELS, dev_data_dir, get_model, model_paths, work_dir, write_manifest
+from litemedsam.models.registry import dev_data_dir, get_model, model_paths, work_dir, write_manifest
 from litemedsam.core.safeio import write_bytes
 
 OP_TYPES = ["MatMul"]
@@ -153,27 +151,3 @@ def export_model(spec, checkpoint=None, out_dir: Path | None = None, cases: Path
     (directory / f"{spec.name}.manifest.json").unlink(missing_ok=True)
     raise RuntimeError(f"{spec.name} rejected: its masks disagree with {src.name} (mean Dice {gate['mean_dice']:.4f} < "
                        f"{min_dice} or 10th percentile {gate['p10_dice']:.4f} < {min_p10}); nothing kept")
-
-
-def main(argv=None) -> int:
-    floats = sorted(n for n, s in MODELS.items() if s.quantized_from is None and f"{n}-int8" in MODELS)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=floats)
-    parser.add_argument("--cases", type=Path, default=None, help="folder of challenge cases for the gate "
-                        "(default: the dev cases' imgs/, $LITEMEDSAM_DEV_DATA)")
-    parser.add_argument("--min-dice", type=float, default=0.98)
-    parser.add_argument("--min-p10", type=float, default=0.90)
-    parser.add_argument("--force", action="store_true", help="keep the int8 model even if it fails the gate")
-    args = parser.parse_args(argv)
-    try:
-        report = export_model(get_model(f"{args.model}-int8"), cases=args.cases, min_dice=args.min_dice,
-                              min_p10=args.min_p10, force=args.force)
-    except RuntimeError as e:
-        print(e, file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

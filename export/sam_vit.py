@@ -3,8 +3,8 @@ SAM ViT-B checkpoints, and SAMed checkpoints with their LoRA merged in (``export
 ONNX: encoder + box decoder + general prompt decoder (``sam-vit-b``), or encoder + SAMed's prompt-free
 semantic decoder (``samed``), each graph checked against torch.
 
-    python -m export.sam_vit --model sam-vit-b --checkpoint sam_vit_b_01ec64.pth
-    python -m export.sam_vit --model samed --checkpoint sam_vit_b_01ec64.pth --lora samed_lora.pth [--img-size 512]
+    python -m export --model sam-vit-b --checkpoint sam_vit_b_01ec64.pth
+    python -m export --model samed --checkpoint sam_vit_b_01ec64.pth --lora samed_lora.pth [--img-size 512]
 
 Layout (``image_encoder.``): ``patch_embed.proj`` (16x16 conv), ``pos_embed`` (1, S/16, S/16, C),
 ``blocks.i.{norm1, attn.qkv, attn.proj, attn.rel_pos_h, attn.rel_pos_w, norm2, mlp.lin1, mlp.lin2}``
@@ -21,8 +21,6 @@ does it: SAM's mean and std for ``sam-vit-b``; SAMed's [0, 1] with mean 0 and st
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -233,23 +231,3 @@ def export_model(spec, checkpoint, out_dir: Path | None = None, lora: Path | Non
                     semantic=not spec.takes_boxes)
     write_manifest(spec, out_dir, checkpoint=str(checkpoint), lora=str(lora) if lora else None, img_size=size)
     return report
-
-
-def main(argv=None) -> dict:
-    from litemedsam.models.registry import MODELS
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["sam-vit-b", "samed"], default="sam-vit-b")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="SAM ViT-B (sam_vit_b_01ec64.pth), or a checkpoint with a LoRA already merged")
-    parser.add_argument("--lora", type=Path, default=None, help="a SAMed LoRA file to merge into --checkpoint first")
-    parser.add_argument("--img-size", type=int, default=None, help="default: 1024 for sam-vit-b, 512 for samed")
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: work_dir/ (with a checksum manifest)")
-    args = parser.parse_args(argv)
-    report = export_model(MODELS[args.model], args.checkpoint, args.out_dir, args.lora, args.img_size)
-    print(json.dumps(report, indent=1))
-    return report
-
-
-if __name__ == "__main__":
-    main()

@@ -19,7 +19,7 @@ def checkpoint():
 def test_export_matches_torch_and_registry(checkpoint, tmp_path):
     from export import litemedsam as exporter
 
-    report = exporter.main(["--checkpoint", str(checkpoint), "--out-dir", str(tmp_path)])
+    report = exporter.export_model(MODELS["litemedsam"], checkpoint, tmp_path)
     for graph in report["graphs"]:
         for name, out in graph["outputs"].items():
             assert out["max_abs_error"] < 1e-3, (graph["graph"], name)

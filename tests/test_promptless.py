@@ -114,7 +114,7 @@ def test_samed_merge_is_exact_and_semantic_decoder_exports(tmp_path):
 
 @pytest.fixture(scope="module")
 def samed_dir(tmp_path_factory):
-    """A small random SAMed built the way `python -m export.sam_vit --model samed` builds it."""
+    """A small random SAMed built the way `python -m export --model samed` builds it."""
     import torch
 
     from export.sam_vit import SamModel
@@ -123,7 +123,7 @@ def samed_dir(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(SamModel(**SMALL_SAM).state_dict(), out / "sam_small.pth")
     torch.save(samed_lora(torch, torch.load(out / "sam_small.pth")), out / "samed_lora.pth")
-    done = subprocess.run([sys.executable, "-m", "export.sam_vit", "--model", "samed", "--checkpoint", out / "sam_small.pth",
+    done = subprocess.run([sys.executable, "-m", "export", "--model", "samed", "--checkpoint", out / "sam_small.pth",
                            "--lora", out / "samed_lora.pth", "--img-size", "128", "--out-dir", out],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -235,7 +235,7 @@ def test_promise_runtime_matches_torch(dev_data, tmp_path):
     from litemedsam.models.registry import MODELS
 
     model = promise_checkpoint(torch, tmp_path / "promise.pt")
-    done = subprocess.run([sys.executable, "-m", "export.promise", "--checkpoint", tmp_path / "promise.pt",
+    done = subprocess.run([sys.executable, "-m", "export", "--model", "promise", "--checkpoint", tmp_path / "promise.pt",
                            "--img-size", "256", "--out-dir", tmp_path], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "promise.manifest.json").read_text())["files"]

