@@ -1,28 +1,28 @@
 """Progress within a case (slices of a 3D volume), for whoever shows it: the pipeline reports, the command line
 decides whether and how to show (a bar on a terminal for cases that take more than a few seconds), the web
-app shows it on the page and cancels through it. Each thread has its own reporter."""
+app shows it on the page and cancels through it. The reporter is a context variable: set for a block by
+``reporting``, seen by what that block runs (its thread, or the tasks and threads given its context)."""
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Callable
 
-_local = threading.local()
+_reporter: ContextVar[Callable[[int, int], None] | None] = ContextVar("litemedsam_progress", default=None)
 
 
 def report(done: int, total: int) -> None:
     """``done`` of ``total`` steps of the current case are finished (a reporter may raise to stop the case)."""
-    reporter = getattr(_local, "reporter", None)
+    reporter = _reporter.get()
     if reporter is not None:
         reporter(done, total)
 
 
 @contextmanager
 def reporting(reporter: Callable[[int, int], None] | None):
-    """Send the reports of the block (in this thread) to ``reporter``."""
-    previous = getattr(_local, "reporter", None)
-    _local.reporter = reporter
+    """Send the reports of the block to ``reporter``."""
+    token = _reporter.set(reporter)
     try:
         yield
     finally:
-        _local.reporter = previous
+        _reporter.reset(token)

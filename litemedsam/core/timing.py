@@ -7,10 +7,10 @@ import csv
 import io
 import os
 import stat
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable
 
@@ -75,31 +75,30 @@ def write_times(path: Path, rows: dict) -> None:
     write_text(path, out.getvalue())
 
 
-_local = threading.local()  # each thread's seconds per phase since its last take_phases() (as progress's reporter)
-
-
-def _phases() -> Counter:
-    if not hasattr(_local, "phases"):
-        _local.phases = Counter()
-    return _local.phases
+_phases: ContextVar[Counter | None] = ContextVar("litemedsam_phases", default=None)  # as progress's reporter
 
 
 @contextmanager
 def phase(name: str):
-    """Add the seconds of the block to this thread's phase ``name`` (read, load, encode, decode, write)."""
+    """Add the seconds of the block to phase ``name`` (read, load, encode, decode, write) of the ``timing``
+    block it runs in (none: not counted)."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        _phases()[name] += time.perf_counter() - start
+        phases = _phases.get()
+        if phases is not None:
+            phases[name] += time.perf_counter() - start
 
 
-def take_phases() -> dict:
-    """The phases this thread timed since its last call, and start afresh."""
-    phases = _phases()
-    taken = dict(phases)
-    phases.clear()
-    return taken
+@contextmanager
+def timing():
+    """The seconds of each phase timed in the block (a Counter, filled as the block runs)."""
+    token = _phases.set(Counter())
+    try:
+        yield _phases.get()
+    finally:
+        _phases.reset(token)
 
 
 def process_seconds() -> float | None:

@@ -20,7 +20,7 @@ from litemedsam.models.registry import get_model
 from litemedsam.run.run_record import RunRecord
 from litemedsam.core.safeio import remove_stale_temps
 from litemedsam.models.segmenter import Segmenters
-from litemedsam.core.timing import EFFICIENCY_CSV, phase, process_seconds, read_times, take_phases, write_times
+from litemedsam.core.timing import EFFICIENCY_CSV, phase, process_seconds, read_times, timing, write_times
 
 
 @dataclass
@@ -233,10 +233,14 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
     calls. Returns its Result and its message lines (``Once`` for those about the run). ``bar`` (case name,
     done, total) shows progress within a long case. Raises ModelError only (nothing can run); every other
     problem fails the case."""
+    with timing() as phases:  # its seconds per phase (read, load, encode, decode, write)
+        return _run_case(spec, job, segmenters, bar, phases)
+
+
+def _run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar, phases) -> tuple:
     path, target = job.path, job.target
     lines: list = []
     start = time.perf_counter()
-    take_phases()
     plan, objects = None, None
     warnings: list = []
     try:
@@ -277,7 +281,7 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
         if spec.debug:
             message += "\n" + traceback.format_exc()
     return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
-                  take_phases(), target.name, decision_record(plan), warnings, objects), lines
+                  dict(phases), target.name, decision_record(plan), warnings, objects), lines
 
 
 def _reporter(bar, name: str, start: float):
