@@ -30,7 +30,7 @@ setup(
         "serve": ["starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5"],  # blosc2: the nnInteractive protocol
         "test": ["pytest>=7", "surface-distance==0.1", "SimpleITK>=2.3", "pydicom>=2.4",
                  "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5", "httpx2>=2.0", "selenium>=4.20",
-                 "nninteractive-client==2.6.0", "ruff>=0.5"],  # the client 3D Slicer and napari use, as it is
+                 "nninteractive-client==2.6.0", "ruff>=0.5", "mypy>=1.10"],  # the client 3D Slicer and napari use, as it is
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

@@ -90,7 +90,7 @@ def _running(pid: int) -> bool:
 def remove_stale_temps(folder) -> list:
     """Remove the temporary files that killed litemedsam runs left in ``folder`` (those whose process no
     longer runs; a concurrent run's are kept). Links are removed, never followed. Returns the names."""
-    removed = []
+    removed: list = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

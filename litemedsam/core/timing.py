@@ -8,7 +8,6 @@ import io
 import os
 import stat
 import time
-from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -75,7 +74,7 @@ def write_times(path: Path, rows: dict) -> None:
     write_text(path, out.getvalue())
 
 
-_phases: ContextVar[Counter | None] = ContextVar("litemedsam_phases", default=None)  # as progress's reporter
+_phases: ContextVar[dict[str, float] | None] = ContextVar("litemedsam_phases", default=None)  # as progress's reporter
 
 
 @contextmanager
@@ -88,13 +87,13 @@ def phase(name: str):
     finally:
         phases = _phases.get()
         if phases is not None:
-            phases[name] += time.perf_counter() - start
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
 
 
 @contextmanager
 def timing():
-    """The seconds of each phase timed in the block (a Counter, filled as the block runs)."""
-    token = _phases.set(Counter())
+    """The seconds of each phase timed in the block (name -> seconds, filled as the block runs)."""
+    token = _phases.set({})
     try:
         yield _phases.get()
     finally:

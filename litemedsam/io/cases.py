@@ -87,7 +87,7 @@ def _image(image: np.ndarray, dim: str) -> np.ndarray:
         raise CaseError(f"'imgs' is empty, shape {image.shape}")
     if image.dtype != np.uint8:
         finite = np.isfinite(image).all() if np.issubdtype(image.dtype, np.floating) else True
-        lo, hi = (image.min(), image.max()) if finite else (None, None)
+        lo, hi = (image.min(), image.max()) if finite else (0, 0)
         if not finite or lo < 0 or hi > 255:
             raise CaseError(f"'imgs' must hold intensities 0-255 (uint8), got {image.dtype} "
                             + ("with NaN or infinite values" if not finite else f"in [{lo}, {hi}]"))

@@ -7,6 +7,7 @@ a challenge .npz: at most a ``spacing``) has no affine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ def usable_spacing(mm) -> bool:
 class Geometry:
     spacing: tuple | None = None  # mm between slices, rows and columns (z, y, x); None where the file gives none
     affine: np.ndarray | None = field(default=None, compare=False)  # (column, row, slice) index -> patient RAS mm
-    source: object = field(default=None, compare=False, repr=False)  # what the format writes the labels back with
+    source: Any = field(default=None, compare=False, repr=False)  # what the format writes the labels back with
 
     @classmethod
     def of(cls, spacing_xyz=None, affine=None, source=None) -> "Geometry":

@@ -36,7 +36,7 @@ def looks_like_hu(data: np.ndarray) -> bool:
     air = np.count_nonzero(data <= HU_AIR)
     if air < AIR_SHARE * data.size:
         return False
-    return np.count_nonzero((data >= HU_SOFT[0]) & (data <= HU_SOFT[1])) >= SOFT_SHARE * data.size
+    return bool(np.count_nonzero((data >= HU_SOFT[0]) & (data <= HU_SOFT[1])) >= SOFT_SHARE * data.size)
 
 
 def checked_window(level, width, option: str = "--window") -> tuple:

@@ -99,7 +99,7 @@ def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -
                         if magic.startswith(b"PK\x03\x04") else "it is not a zip archive")
                 raise CaseError(f"not a valid .npz file ({what})") from None
             with archive:
-                members = {}
+                members: dict = {}
                 for info in archive.infolist():
                     key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                     members.setdefault(key, info)
@@ -113,7 +113,7 @@ def read_npz(path, required: tuple, optional: tuple = (), records: tuple = ()) -
                 check_size(total, f"its arrays declare {human(total)} ("
                            + ", ".join(f"'{k}' {h[1]} {h[0]}" for k, h in headers.items()) + ")",
                            f"its arrays declare {human(total)}; segmenting it")
-                arrays = {"__members__": sorted(members)}
+                arrays: dict = {"__members__": sorted(members)}
                 for k in wanted:
                     with archive.open(members[k]) as member:
                         if headers[k][1].hasobject:

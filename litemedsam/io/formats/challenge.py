@@ -55,7 +55,7 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
         notices.append("its 'prev_pred' is not used without 'clicks' (the boxes are segmented again)")
         prev = None
     warnings = []
-    if prev is not None:
+    if prev is not None and clicks is not None:
         prev, stray = known_labels(prev, max(len(clicks), len(raw_boxes)))
         if stray:
             warnings.append(f"its 'prev_pred' holds labels that are none of its {max(len(clicks), len(raw_boxes))} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def _pixel_bytes(path: Path, need: int) -> int | None:
     return None if length == 0xFFFFFFFF else min(length, max(0, len(data) - start))
 
 
-def _check_slices(sitk, folder: Path, names) -> object:
+def _check_slices(sitk, folder: Path, names) -> Any:
     """The first slice's reader, once every slice's header says the series is whole: uncompressed pixel data as
     long as its rows, columns and bits say (a truncated file would be read as whatever memory held), and slices
     evenly spaced along their normal (a missing slice would put the labels in the wrong place)."""

@@ -52,7 +52,7 @@ def _declared(data: memoryview) -> tuple | None:
 def _int(data: memoryview, at: int, size: int, order: str, signed: bool = False) -> int:
     if at < 0 or at + size > len(data):
         raise CaseError("its header is truncated (not a readable image)")
-    return int.from_bytes(data[at:at + size], order, signed=signed)
+    return int.from_bytes(data[at:at + size], "little" if order == "little" else "big", signed=signed)
 
 
 def _jpeg(data: memoryview) -> tuple:
@@ -101,7 +101,7 @@ def _tiff(data: memoryview, max_pages: int = 4096) -> tuple:
 def _check_declared(data: np.ndarray) -> None:
     """An image's declared size (its header) against the per-case and memory limits, before decoding: a few KB of
     PNG, JPEG or TIFF can declare gigabytes of pixels. A TIFF of several pages is refused (one image a file)."""
-    found = _declared(memoryview(data))
+    found = _declared(np.ascontiguousarray(data).data)
     if found is None:
         return
     kind, width, height, channels, depth, pages = found

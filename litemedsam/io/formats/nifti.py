@@ -14,6 +14,7 @@ import math
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,13 +64,14 @@ def _without_extensions(path: Path):
     for image_class in (nib.Nifti1Image, nib.Nifti2Image):
         header_class = type("Header", (image_class.header_class,), {"exts_klass": Unread})
         try:
-            return type(image_class.__name__, (image_class,), {"header_class": header_class}).from_filename(str(path))
+            reader: Any = type(image_class.__name__, (image_class,), {"header_class": header_class})
+            return reader.from_filename(str(path))
         except Exception:
             continue
     return None
 
 
-def _load(path: Path):
+def _load(path: Path) -> tuple[Any, tuple]:
     """The nibabel image (header read, data not yet) with its voxel shape checked and sized."""
     import nibabel as nib
 

@@ -62,7 +62,7 @@ def output_name(path) -> str:
     s = suffix(name)
     if s is None and path.is_dir():
         return name + ".nrrd"
-    if MODULES.get(s) == "image":
+    if s is not None and MODULES[s] == "image":
         return name[: len(name) - len(s)] + ".png"
     return name
 
