@@ -1,6 +1,7 @@
-"""The one way litemedsam writes a file: atomically, through a temporary file that is created exclusively
+"""How litemedsam writes a whole file: atomically, through a temporary file that is created exclusively
 (never through a symbolic link planted at its name), removed on any error or interrupt, and named so that
-leftovers of killed runs can be recognised and cleaned up."""
+leftovers of killed runs can be recognised and cleaned up. (The browser app's work files, which grow record by
+record, are appended by litemedsam.serve.interactive, and written whole through here.)"""
 from __future__ import annotations
 
 import os
