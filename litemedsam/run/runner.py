@@ -129,7 +129,31 @@ class Predictor:
         ``continue_prediction`` skips cases whose output already exists. A model that cannot be used raises
         ModelError (nothing can be trusted); a bad case only fails that case.
         """
-        echo = self.echo
+        cases = self._prepare(input_path, output_dir)
+        times_path = output_dir / EFFICIENCY_CSV
+        record = RunRecord(output_dir, self.options, self.threads, continue_prediction) if self.options is not None \
+            else None
+        times = read_times(times_path, self.echo) if continue_prediction else {}
+        if self.profile and process_seconds() is not None:
+            self.echo(f"profile: {process_seconds():.2f} s from process start to the first case")
+        jobs, results = self._jobs(cases, output_dir, continue_prediction)
+        for kept in results:
+            if record is not None:
+                record.add(kept)
+        run = (lambda js: self.executor(self.spec, js, self.echo)) if self.executor else self.run_jobs
+        for job, result, lines in run(jobs):
+            self._say(job, result, lines)
+            results.append(result)
+            times[job.path.name] = {"time": f"{result.seconds:.4f}", "status": result.status}
+            self._record(times_path, times)
+            if record is not None:
+                record.add(result)
+                self._record_run(record)
+        return results
+
+    def _prepare(self, input_path: Path, output_dir: Path) -> list:
+        """The cases of ``input_path``, once the output (and overlay) folders are checked, made and cleared of
+        the temporary files of interrupted runs; UsageError naming a folder that cannot be used."""
         check_folders(input_path, output_dir)
         labels = getattr(self.spec.inputs, "labels", None)
         for folder, out in ((output_dir, "output"), (self.spec.overlay_dir, "overlay")) if labels is not None else ():
@@ -137,7 +161,7 @@ class Predictor:
                 check_folders(labels, folder, "--boxes-from-labels", "the label maps", out)
         cases, notices = list_cases(input_path)
         for notice in notices:
-            echo(f"WARNING: {notice}")
+            self.echo(f"WARNING: {notice}")
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -156,52 +180,43 @@ class Predictor:
             remove_stale_temps(overlay_dir)
         stale = remove_stale_temps(output_dir)
         if stale:
-            echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
-        times_path = output_dir / EFFICIENCY_CSV
-        record = RunRecord(output_dir, self.options, self.threads, continue_prediction) if self.options is not None \
-            else None
-        times = read_times(times_path, echo) if continue_prediction else {}
-        results: list[Result] = []
+            self.echo(f"removed {len(stale)} temporary file(s) left in {shown(output_dir)} by an interrupted run")
+        return cases
+
+    def _jobs(self, cases: list, output_dir: Path, continue_prediction: bool) -> tuple[list, list]:
+        """(the jobs to run, the Results of cases whose output is kept: ``continue_prediction`` and a usable
+        output of the case's shape)."""
+        jobs, kept = [], []
         width = len(str(len(cases)))
         owners = formats.output_owners(cases)  # output name -> the input whose output it is
-        if self.profile and process_seconds() is not None:
-            echo(f"profile: {process_seconds():.2f} s from process start to the first case")
-        jobs = []
         for n, path in enumerate(cases, 1):
             target = output_dir / formats.output_name(path)
-            owner = owners[target.name]
-            kept = continue_prediction and target.exists()
-            problem = unusable_output(path, target) if kept else ""
+            prefix = f"[{n:>{width}}/{len(cases)}] {shown(path.name)}"
+            exists = continue_prediction and target.exists()
+            problem = unusable_output(path, target) if exists else ""
             if problem:
-                echo(f"WARNING: {shown(target.name)} exists but {problem}: {shown(path.name)} is segmented again")
-            if kept and not problem:
-                results.append(Result(path.name, 0.0, "existing", output=target.name))
-                if record is not None:
-                    record.add(results[-1])
-                echo(f"[{n:>{width}}/{len(cases)}] {shown(path.name)}: output exists, skipped (--continue-prediction)")
+                self.echo(f"WARNING: {shown(target.name)} exists but {problem}: {shown(path.name)} is segmented again")
+            if exists and not problem:
+                kept.append(Result(path.name, 0.0, "existing", output=target.name))
+                self.echo(f"{prefix}: output exists, skipped (--continue-prediction)")
                 continue
-            jobs.append(Job(path, target, owner, f"[{n:>{width}}/{len(cases)}] {shown(path.name)}"))
-        run = (lambda js: self.executor(self.spec, js, echo)) if self.executor else self.run_jobs
-        for job, result, lines in run(jobs):
-            name = shown(job.path.name)
-            for line in lines:
-                if isinstance(line, Once):
-                    self._warn_once(line)
-                else:
-                    echo(line)
-            results.append(result)
-            times[job.path.name] = {"time": f"{result.seconds:.4f}", "status": result.status}
-            if result.status == "ok" and not self.quiet:
-                echo(f"{job.prefix}: {result.seconds:.2f} s ({result.model})")
-            elif result.status != "ok":
-                echo(f"ERROR {name}: {result.message}")
-            if self.profile:
-                echo(f"profile {name}: " + profile_line(result.phases, result.seconds))
-            self._record(times_path, times)
-            if record is not None:
-                record.add(result)
-                self._record_run(record)
-        return results
+            jobs.append(Job(path, target, owners[target.name], prefix))
+        return jobs, kept
+
+    def _say(self, job: Job, result: Result, lines: list) -> None:
+        """A finished case's messages: its lines (those about the run once), its time or its error, its profile."""
+        name = shown(job.path.name)
+        for line in lines:
+            if isinstance(line, Once):
+                self._warn_once(line)
+            else:
+                self.echo(line)
+        if result.status == "ok" and not self.quiet:
+            self.echo(f"{job.prefix}: {result.seconds:.2f} s ({result.model})")
+        elif result.status != "ok":
+            self.echo(f"ERROR {name}: {result.message}")
+        if self.profile:
+            self.echo(f"profile {name}: " + profile_line(result.phases, result.seconds))
 
     def run_jobs(self, jobs: list):
         """The in-process executor: each job in turn, (job, Result, message lines)."""
