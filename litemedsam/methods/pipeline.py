@@ -1,7 +1,9 @@
 """Segmenting one case: 2D images in one encoder call, 3D volumes by propagation from the middle slice."""
 from __future__ import annotations
 
+import queue
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -10,6 +12,7 @@ import numpy as np
 from litemedsam.core import confidence, progress
 from litemedsam.io.cases import Case, label_dtype
 from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.core.timing import phase
 from litemedsam.core.transforms import bounding_box
 from litemedsam.models.segmenter import BoxSegmenter as Segmenter
 
@@ -220,10 +223,23 @@ class _Volume:
             self.tracks.append(Track(i + 1, box, z_mid, _visited(z_mid, z1, how.stride), down))
         self.uses = Counter(z for t in self.tracks for z in (*t.up, *t.down))  # decoder steps still needing z
         self.cache: dict = {}
+        self.ahead: Ahead | None = None
 
     def segment(self) -> np.ndarray:
         passes = ((lambda t: t.up, False), (lambda t: t.down, True))
         total = sum(len({z for t in self.tracks for z in slices_of(t)}) for slices_of, _ in passes)
+        sessions = getattr(self.seg, "slice_encoders", lambda: [])()
+        if len(sessions) > 1:  # slices encoded ahead, in the order the passes need them, several at once
+            order = [z for slices_of, downward in passes
+                     for z in sorted({z for t in self.tracks for z in slices_of(t)}, reverse=downward)]
+            self.ahead = Ahead(self.seg, self.volume, list(dict.fromkeys(order)), sessions, self.uses)
+        try:
+            return self._passes(passes, total)
+        finally:
+            if self.ahead is not None:
+                self.ahead.close()
+
+    def _passes(self, passes, total: int) -> np.ndarray:
         done = 0
         for slices_of, downward in passes:
             schedule = defaultdict(list)  # slice -> the tracks segmenting it in this pass, in label order
@@ -244,7 +260,8 @@ class _Volume:
 
     def segment_slice(self, z: int, active: list, slices_of) -> None:
         """Slice ``z`` for the ``active`` tracks of this pass (``slices_of``: a track's slices in it)."""
-        how, emb = self.how, self.cache.pop(z, None) or self.seg.encode(self.volume[z])
+        emb = self.cache.pop(z, None) or (self.ahead.get(z) if self.ahead is not None else None)
+        how, emb = self.how, emb or self.seg.encode(self.volume[z])
         prompts = [t.box if z == t.z_mid or t.prev_box is None else t.prev_box for t in active]
         for t, (mask, logit, score) in zip(active, decode(self.seg, emb, np.stack(prompts), how.prompt, how.policy)):
             if mask.any():
@@ -279,6 +296,52 @@ class _Volume:
         if self.how.policy.rechecks:
             t.areas[z] = int(mask.sum())
             t.boxes[z] = t.prev_box
+
+
+class Ahead:
+    """A volume's slices encoded ahead of the propagation by several encoder sessions at once, in the order the
+    passes need them, at most two per session waiting; a slice no pass needs any more (``uses``: a pass stopped)
+    is not started."""
+
+    def __init__(self, seg: Segmenter, volume: np.ndarray, order: list, sessions: list, uses: Counter):
+        self.seg, self.volume, self.uses = seg, volume, uses
+        self.order = iter(order)
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        for session in sessions:
+            self.free.put(session)
+        self.pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="litemedsam-slices")
+        self.limit = 2 * len(sessions)
+        self.pending: dict = {}
+        self.fill()
+
+    def fill(self) -> None:
+        while len(self.pending) < self.limit:
+            z = next(self.order, None)
+            if z is None:
+                return
+            if self.uses[z] > 0:
+                self.pending[z] = self.pool.submit(self.encode, z)
+
+    def encode(self, z: int):
+        session = self.free.get()
+        try:
+            return self.seg.encode(self.volume[z], session)
+        finally:
+            self.free.put(session)
+
+    def get(self, z: int):
+        """Slice ``z``'s embedding (None: not encoded ahead); the wait for it is the case's "encode" phase (the
+        sessions' own seconds overlap)."""
+        future = self.pending.pop(z, None)
+        with phase("encode"):
+            emb = future.result() if future is not None else None
+        self.fill()
+        return emb
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:

@@ -19,7 +19,8 @@ from litemedsam.core import transforms
 from litemedsam.core.errors import ModelError
 from litemedsam.core.frame import Frame
 from litemedsam.models.registry import ModelSpec, get_model, load_object, model_files
-from litemedsam.models.session import graph_size, make_session
+from litemedsam.models import parallel
+from litemedsam.models.session import default_threads, graph_size, make_session
 from litemedsam.core.timing import phase
 
 
@@ -68,6 +69,7 @@ class Segmenter:
                  model_dir: Path | None = None, max_batch: int = 8):
         self.spec = get_model(model) if isinstance(model, str) else model
         encoder, decoder = model_files(self.spec, model_dir)
+        self.encoder_file = encoder
         self.encoder = make_session(encoder[0], threads, encoder[1])
         self.decoder = make_session(decoder[0], threads, decoder[1])
         self.size = self.input_size()
@@ -75,6 +77,8 @@ class Segmenter:
         self.model_dir = model_dir
         self.threads = threads
         self._prompt_decoder = None
+        self._slice_encoders: list | None = None
+        self._lock = threading.Lock()
 
     def input_size(self) -> int:
         return self.spec.input_size
@@ -87,11 +91,24 @@ class Segmenter:
         """uint8 (H, W) or (H, W, 3) -> the encoder's (1, 3, S, S) float32 input."""
         return transforms.preprocess(image, self.size)
 
-    def encode(self, image: np.ndarray) -> Embedding:
+    def encode(self, image: np.ndarray, session=None) -> Embedding:
+        """The embedding of a uint8 image, by ``session`` (one of ``slice_encoders``; default the encoder, with
+        every thread)."""
         x = self.preprocess(image)
         with phase("encode"):
-            (features,) = self.encoder.run(None, {"image": x})
+            (features,) = (session or self.encoder).run(None, {"image": x})
         return Embedding(features, self.frame(*image.shape[:2]))
+
+    def slice_encoders(self) -> list:
+        """The encoder sessions that encode a volume's slices at once (litemedsam.models.parallel splits the
+        threads among them), made when first asked; [the encoder] when the split is one session."""
+        with self._lock:
+            if self._slice_encoders is None:
+                split = parallel.choose(self.threads or default_threads())
+                path, sha256 = self.encoder_file
+                self._slice_encoders = [self.encoder] if split.sessions == 1 else [
+                    make_session(path, split.threads, sha256) for _ in range(split.sessions)]
+            return self._slice_encoders
 
     def decoder_feeds(self, emb: Embedding, boxes: np.ndarray, prompt: str) -> dict:
         """The box decoder's inputs for (n, 4) boxes in the input frame (``prompt`` is the router's prompt

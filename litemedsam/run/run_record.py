@@ -19,6 +19,14 @@ RUN_JSON = "run.json"
 MAX_RUN_JSON = 64 << 20
 
 
+def _slice_encoding(threads: int | None) -> str:
+    """How a volume's slices are encoded in this run (litemedsam.models.parallel), for the record."""
+    from litemedsam.models import parallel
+    from litemedsam.models.session import default_threads
+
+    return parallel.choose(threads or default_threads()).describe()
+
+
 class RunRecord:
     def __init__(self, output_dir: Path, options: dict, threads: int | None, resume: bool = False):
         import numpy
@@ -31,6 +39,7 @@ class RunRecord:
             "command": sys.argv,
             "options": options,
             "threads": threads,
+            "slice_encoding": _slice_encoding(threads),
             "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__,
             "numpy": numpy.__version__,
