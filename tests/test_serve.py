@@ -321,6 +321,41 @@ def test_sigterm_removes_the_uploads(dev_data, models_ready, tmp_path):
     assert not list((tmp_path / "tmp").glob("litemedsam-uploads-*")), proc.stdout.read()
 
 
+def test_sigterm_during_a_propagation_stops_it_and_ends_the_server_cleanly(dev_data, models_ready, tmp_path):
+    """Issue 38, bug 7: SIGTERM while a propagation ran aborted the server (rc -6, ONNX Runtime's "terminate called":
+    the sessions went while the job's thread still used them). Now the server stops its jobs and background
+    encoders and waits for them before it ends."""
+    import json
+    import signal
+    import urllib.request
+
+    (tmp_path / "cases").mkdir()
+    name = "3DBox_MR_BraTS2021_01646.npz"  # 155 slices: the propagation runs for a minute
+    (tmp_path / "cases" / name).symlink_to(dev_data / "imgs" / name)
+    token = "sigterm-job-token-0123456789"
+    proc, url = serve_process(tmp_path / "cases", "-o", tmp_path / "segs", token=token)
+    headers = {"X-Litemedsam-Token": token, "X-Litemedsam": "1", "Content-Type": "application/json"}
+
+    def call(path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        return json.loads(urllib.request.urlopen(urllib.request.Request(url + path, data, headers), timeout=120).read())
+    try:
+        doc = call("/api/open", {"name": name})["id"]
+        assert call(f"/api/doc/{doc}/box", {"box": [60, 60, 180, 180], "z": 77, "z_range": [0, 154]})["job"]
+        for _ in range(6000):  # until the job is under way: slices are being segmented
+            job = call(f"/api/doc/{doc}/job")
+            assert job["state"] == "running" and proc.poll() is None, job
+            if job["done"] >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    out = proc.stdout.read()
+    assert rc in (0, 143) and "terminate called" not in out and "Traceback" not in out, (rc, out[-2000:])
+    assert f"stopping the propagation running on {name}" in out  # stopped and waited for, not left to the exit
+
+
 def test_serve_says_when_it_cannot_listen(tmp_path):
     import socket
 

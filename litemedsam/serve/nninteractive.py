@@ -174,10 +174,16 @@ class Protocol:
         return max(0.0, self.settings.idle_timeout - (time.monotonic() - lease.active))
 
     def close(self) -> None:
+        """The server ends: every lease's background encoder is stopped and waited for (before the model sessions go
+        with the process)."""
         with self.lock:
-            for lease in self.leases.values():
+            leases = list(self.leases.values())
+            for lease in leases:
                 lease.close()
             self.leases.clear()
+        for lease in leases:
+            if lease.ahead is not None:
+                lease.ahead.join(timeout=120)
 
     # -- the image and the object --
     def set_image(self, lease: Lease, image: np.ndarray, properties: dict) -> list:

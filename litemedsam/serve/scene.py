@@ -96,8 +96,10 @@ class CachingSegmenter:
     def key(self, image: np.ndarray) -> tuple:
         return self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
 
-    def encode(self, image: np.ndarray):
-        return self.cache.get_or_encode(self.key(image), lambda: self.segmenter.encode(image))
+    def encode(self, image: np.ndarray, session=None):
+        """The image's embedding from the cache, or encoded (by ``session``: one of the segmenter's slice encoders,
+        litemedsam.methods.pipeline.Ahead) and kept."""
+        return self.cache.get_or_encode(self.key(image), lambda: self.segmenter.encode(image, session))
 
     def cached(self, image: np.ndarray) -> bool:
         return self.cache.has(self.key(image))

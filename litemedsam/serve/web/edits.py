@@ -92,7 +92,9 @@ async def box(request: Request):
     idle(entry)
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
         entry.job = job = Job(label)
-        threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True).start()
+        job.thread = threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True,
+                                      name="litemedsam-propagation")
+        job.thread.start()
         return {"job": True}
     mask, score = await run_in_threadpool(doc.box_mask, coords, z, None, None, plane)
     label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)

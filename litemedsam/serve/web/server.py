@@ -8,6 +8,7 @@ import hmac
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -45,6 +46,7 @@ class Job:
     state: str = "running"  # running, done, cancelled, failed
     message: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
 
 
 @dataclass
@@ -76,9 +78,21 @@ class Server:
         self.uploads = Path(tempfile.mkdtemp(prefix="litemedsam-uploads-"))
 
     def close(self) -> None:
+        """The server ends (Ctrl-C, SIGTERM): running propagations are cancelled (their labels stay as before) and
+        the background encoders stopped, and both waited for, before the model sessions go with the process (a
+        thread still in ONNX Runtime then aborted it); the uploads are removed."""
         with self.lock:
-            for entry in self.docs.values():
-                entry.stop.set()
+            entries = list(self.docs.values())
+        threads = []
+        for entry in entries:
+            entry.stop.set()
+            if entry.job is not None and entry.job.state == "running":
+                entry.job.cancel.set()
+                sys.stderr.write(f"litemedsam serve: stopping the propagation running on {shown(entry.name)} (its "
+                                 f"labels stay as they were)\n")
+            threads += [entry.job.thread if entry.job else None, entry.ahead]
+        for thread in filter(None, threads):
+            thread.join(timeout=120)
         shutil.rmtree(self.uploads, ignore_errors=True)
 
     def cases(self) -> dict:
