@@ -58,6 +58,9 @@ class MemoEncoder:
     def __getattr__(self, name):
         return getattr(self.seg, name)
 
+    def slice_encoders(self) -> list:
+        return []  # one slice at a time, through the memo (litemedsam.methods.pipeline.Ahead is not asked)
+
     def encode(self, image):
         self.calls += 1
         key = (image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
