@@ -11,7 +11,6 @@ times again). ``LITEMEDSAM_INT8=on`` takes the twin without timing. ``infer --ex
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.models.graph_cache import cpu, machine_key
+from litemedsam.models.graph_cache import cpu, machine_record, read_record
 from litemedsam.models.registry import MODELS, get_model, missing_file, model_files
 from litemedsam.core.safeio import write_text
-from litemedsam.core.settings import cache_dir
 
 MARGIN = 1.15  # int8 must be this much faster per encoder run
 RUNS = 4  # timed runs per graph, interleaved, after one warm-up each
@@ -41,20 +39,11 @@ def has_vnni() -> bool:
 
 
 def _record_path() -> Path | None:
-    folder = cache_dir()
-    if folder is None:
-        return None
-    cpu_name = hashlib.sha256(cpu()[0].encode()).hexdigest()[:8]
-    return folder / f"encoder-choice-{machine_key()}-{cpu_name}.json"
+    return machine_record("encoder-choice")
 
 
 def _read() -> dict:
-    path = _record_path()
-    try:
-        record = json.loads(path.read_text()) if path else {}
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_record(_record_path())
 
 
 def time_encoders(name: str, directory: Path | None = None, runs: int = RUNS) -> dict:

@@ -51,6 +51,25 @@ def machine_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def machine_record(kind: str) -> Path | None:
+    """Where a record of what was timed on this machine is kept (``kind``: e.g. "encoder-choice"), named by the
+    machine key and the CPU's model name (a Docker image built on another CPU times again); None without a cache
+    folder."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    return folder / f"{kind}-{machine_key()}-{hashlib.sha256(cpu()[0].encode()).hexdigest()[:8]}.json"
+
+
+def read_record(path: Path | None) -> dict:
+    """A machine record (``machine_record``) as a dict; {} where there is none or it is unreadable."""
+    try:
+        record = json.loads(path.read_text()) if path else {}
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _paths(sha256: str) -> tuple[Path, Path] | None:
     folder = cache_dir()
     if folder is None:

@@ -11,7 +11,6 @@ output element is computed the same way whatever the thread count: tests/test_pa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -24,8 +23,7 @@ import numpy as np
 
 from litemedsam.core.errors import UsageError, shown
 from litemedsam.core.safeio import write_text
-from litemedsam.core.settings import cache_dir
-from litemedsam.models.graph_cache import cpu, machine_key
+from litemedsam.models.graph_cache import cpu, machine_record, read_record
 
 MARGIN = 1.1  # a split must encode slices this much faster than one session to be taken
 ROUNDS = 3  # timed rounds per split, interleaved, after one warm-up round
@@ -53,20 +51,11 @@ def candidates(threads: int) -> list[int]:
 
 
 def _record_path() -> Path | None:
-    folder = cache_dir()
-    if folder is None:
-        return None
-    cpu_name = hashlib.sha256(cpu()[0].encode()).hexdigest()[:8]
-    return folder / f"slice-split-{machine_key()}-{cpu_name}.json"
+    return machine_record("slice-split")
 
 
 def _read() -> dict:
-    path = _record_path()
-    try:
-        record = json.loads(path.read_text()) if path else {}
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_record(_record_path())
 
 
 def forced(threads: int) -> Split | None:
