@@ -57,13 +57,20 @@ def _shipped_router() -> Router:
     return Router.load()
 
 
-def _uint8(image, modality: str | None, window: tuple | None, router: Router | None = None) -> tuple:
-    """(uint8 image, modality the data say, warnings): `infer`'s intensity rule for any real dtype; ``modality`` and
-    ``window`` checked as `infer` checks --modality and --window (against ``router``, default the shipped one)."""
+def _checked_window(modality: str | None, window, router: Router | None = None) -> tuple | None:
+    """``window`` as (level, width), ``modality`` and it checked as `infer` checks --modality and --window
+    (against ``router``, default the shipped one)."""
     (router or _shipped_router()).check_modality(modality, "modality=")
-    if window is not None:
-        given = tuple(window) if isinstance(window, (tuple, list, np.ndarray)) and len(window) == 2 else (0, 0)
-        window = checked_window(*given, option=f"window={str(window)[:40]}")
+    if window is None:
+        return None
+    given = tuple(window) if isinstance(window, (tuple, list, np.ndarray)) and len(window) == 2 else (0, 0)
+    return checked_window(*given, option=f"window={str(window)[:40]}")
+
+
+def _uint8(image, modality: str | None, window: tuple | None, router: Router | None = None) -> tuple:
+    """(uint8 image, modality the data say, warnings): `infer`'s intensity rule for any real dtype, the options
+    checked (``_checked_window``)."""
+    window = _checked_window(modality, window, router)
     image = np.asarray(image)
     if image.dtype == np.bool_:
         image = image.astype(np.uint8) * np.uint8(255)
@@ -127,10 +134,7 @@ def _nifti_image(image):
 
 def _segment_file(path: Path, boxes, output, modality, window, exact, model, threads, router, scores):
     """``segment`` of a case file, read and written as `infer` reads and writes it."""
-    (router or _shipped_router()).check_modality(modality, "modality=")
-    if window is not None:
-        given = tuple(window) if isinstance(window, (tuple, list, np.ndarray)) and len(window) == 2 else (0, 0)
-        window = checked_window(*given, option=f"window={str(window)[:40]}")
+    window = _checked_window(modality, window, router)
     given = [] if boxes is None else _boxes(boxes).tolist()
     target = None if output is None else Path(output)
     if target is not None and formats.suffix(target.name) != formats.suffix(formats.output_name(path)):

@@ -10,6 +10,19 @@ REPO = Path(__file__).resolve().parent.parent
 DEV = dev_data_dir()
 
 
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private cache folder of this test's (timing records, graph cache), not the real one."""
+    from litemedsam.core import settings
+
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("LITEMEDSAM_CACHE_DIR", str(folder))
+    settings.cache_dir.cache_clear()  # a cached answer would point at the real cache
+    yield folder
+    settings.cache_dir.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def dev_data() -> Path:
     """The real challenge-format dev cases (../shared/data/cvpr24-dev), or a skip saying so."""

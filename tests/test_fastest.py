@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from litemedsam.core import settings
 from litemedsam.models import fastest
 from litemedsam.models.registry import get_model, model_files
 from litemedsam.methods.prompting import with_model
@@ -17,16 +16,6 @@ def int8_ready(models_ready):
     spec = get_model("litemedsam-int8")
     model_files(spec, entries=spec.files)  # the pinned checksums (a ModelError fails the test)
     return spec
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    folder.mkdir(mode=0o700)
-    monkeypatch.setenv("LITEMEDSAM_CACHE_DIR", str(folder))
-    settings.cache_dir.cache_clear()  # a cached answer would point at the real cache
-    yield folder
-    settings.cache_dir.cache_clear()
 
 
 def plant(cache, **record):

@@ -9,22 +9,10 @@ from litemedsam.core.errors import UsageError
 from litemedsam.models import parallel
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    from litemedsam.core import settings
-
-    folder = tmp_path / "cache"
-    folder.mkdir(mode=0o700)
-    monkeypatch.setenv("LITEMEDSAM_CACHE_DIR", str(folder))
-    settings.cache_dir.cache_clear()  # a cached answer would point at the real cache
-    yield folder
-    settings.cache_dir.cache_clear()
-
-
 def test_the_split_is_forced_timed_or_one_session(monkeypatch, cache):
     monkeypatch.delenv(parallel.ENV, raising=False)
     assert parallel._record_path().parent == cache
-    assert parallel.candidates(8) == [1, 2, 4, 8] and parallel.candidates(3) == [1, 2]
+    assert parallel.candidates(8) == [1, 2, 4] and parallel.candidates(3) == [1, 2]
     assert parallel.choose(1) == parallel.Split(1, 1, "one thread: nothing to split")
     assert parallel.choose(8).sessions == 1 and "not timed" in parallel.choose(8).reason
     record = {"8": {"seconds_per_slice": {"1": 1.0, "2": 0.6, "4": 0.45, "8": 0.5}, "date": "2026-12-05"},

@@ -26,6 +26,7 @@ from litemedsam.core.safeio import write_text
 from litemedsam.models.graph_cache import cpu, machine_record, read_record
 
 MARGIN = 1.1  # a split must encode slices this much faster than one session to be taken
+MAX_SESSIONS = 4  # splits timed: 1, 2, 4 sessions (each holds its weights and buffers, ~0.2-0.3 GB)
 ROUNDS = 3  # timed rounds per split, interleaved, after one warm-up round
 SLICES = 8  # slices per round (shared among the split's sessions)
 ENV = "LITEMEDSAM_SLICE_SESSIONS"
@@ -42,9 +43,10 @@ class Split:
 
 
 def candidates(threads: int) -> list[int]:
-    """Numbers of sessions worth timing for a budget of ``threads``: 1, 2, 4, ... up to the budget."""
+    """Numbers of sessions worth timing for a budget of ``threads``: 1, 2, 4, up to the budget (at most
+    MAX_SESSIONS: timing holds every candidate's sessions at once, 7 of them for 4)."""
     found, n = [], 1
-    while n <= threads:
+    while n <= min(threads, MAX_SESSIONS):
         found.append(n)
         n *= 2
     return found
