@@ -92,3 +92,30 @@ def test_the_run_record_says_how_slices_are_encoded(models_ready, dev_data, tmp_
     bad = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", tmp_path / "in", "-o", tmp_path / "bad"],
                          capture_output=True, text=True, cwd=REPO, env={**__import__("os").environ, parallel.ENV: "x"})
     assert bad.returncode == 2 and "LITEMEDSAM_SLICE_SESSIONS='x' is not a number of encoder sessions" in bad.stderr
+
+
+def test_the_servers_background_encoder_uses_every_slice_session(models_ready, dev_data, monkeypatch):
+    """The interactive core's background encoder (both servers' Scene.encode_ahead), forced to two sessions,
+    encodes two slices per model turn and caches every slice once, each embedding equal to one session's."""
+    import threading
+
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenter, Segmenters
+    from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache, Scene
+
+    monkeypatch.setenv(parallel.ENV, "2")
+    case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
+    scene = Scene(case, BoxPrompting(Router.load(None)), Segmenters(), EmbeddingCache(256 << 20))
+    model = scene.model_for()
+    done: list[int] = []
+    scene.encode_ahead(lambda: 6, threading.Event(), done.append)
+    assert sorted(done) == list(range(scene.depth)) and len(scene.cache.items) == scene.depth
+    assert len(scene.segmenters.get(model).slice_encoders()) == 2
+    monkeypatch.setenv(parallel.ENV, "1")
+    one = CachingSegmenter(Segmenter(model), EmbeddingCache(), model)
+    for z in (0, 6, scene.depth - 1):
+        image = scene.image_slice(z)
+        cached = scene.cache.items[one.key(image)]
+        assert np.array_equal(cached.features, one.encode(image).features)

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -69,11 +70,11 @@ class EmbeddingCache:
         with self.lock:
             return key in self.items
 
-    def room(self) -> bool:
-        """Whether one more embedding of the size of the last one fits without pushing another out."""
+    def room(self, n: int = 1) -> bool:
+        """Whether ``n`` more embeddings of the size of the last one fit without pushing another out."""
         with self.lock:
             last = next(reversed(self.items.values()), None)
-            return last is None or self.bytes + last.features.nbytes <= self.max_bytes
+            return last is None or self.bytes + n * last.features.nbytes <= self.max_bytes
 
     def _put(self, key, emb) -> None:
         size = emb.features.nbytes
@@ -310,32 +311,43 @@ class Scene:
 
     def encode_ahead(self, focus, stop: threading.Event, done=None) -> int:
         """Encode the slices of a volume (the image of a 2D case) into the embedding cache, the one nearest to
-        ``focus()`` (a slice index, read before each: where the user works now) first, so that prompts drawn
+        ``focus()`` (a slice index, read before each turn: where the user works now) first, so that prompts drawn
         later decode only. Ends when every slice is encoded, ``stop`` is set or the cache is full (it never
-        pushes out what it encoded). Each slice waits for the model's background turn (prompts go first);
-        ``done(z)`` is called for each slice found or put in the cache. Returns how many slices
-        it encoded."""
+        pushes out what it encoded). Each turn encodes as many slices at once as the segmenter has slice
+        encoders (litemedsam.models.parallel: one session each; one turn, one slice on most machines) and waits
+        for the model's background turn (prompts go first); ``done(z)`` is called for each slice found or put in
+        the cache. Returns how many slices it encoded."""
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         with self.turns.background():
             self._warm(min(max(int(focus()), 0), self.depth - 1))
+        sessions = getattr(segmenter, "slice_encoders", lambda: [None])() or [None]
         todo = set(range(self.depth))
         encoded = 0
-        while todo and not stop.is_set():
-            at = focus()
-            z = min(todo, key=lambda k: (abs(k - at), k))
-            todo.discard(z)
-            image = self.image_slice(z)
-            if not segmenter.cached(image):
-                if not self.cache.room():
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            while todo and not stop.is_set():
+                at = focus()
+                batch: list[int] = []
+                while todo and len(batch) < len(sessions):
+                    z = min(todo, key=lambda k: (abs(k - at), k))
+                    todo.discard(z)
+                    if segmenter.cached(self.image_slice(z)):
+                        if done is not None:
+                            done(z)
+                    else:
+                        batch.append(z)
+                if not batch:
+                    continue
+                if not self.cache.room(len(batch)):
                     break
                 with self.turns.background():
                     if stop.is_set():
                         break
-                    segmenter.encode(image)
-                encoded += 1
-            if done is not None:
-                done(z)
+                    list(pool.map(lambda z, session: segmenter.encode(self.image_slice(z), session), batch, sessions))
+                encoded += len(batch)
+                for z in batch:
+                    if done is not None:
+                        done(z)
         return encoded
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
