@@ -206,7 +206,7 @@ def test_a_ct_nifti_shows_radiologically_and_a_box_lands_where_drawn(models_read
         wait.until(lambda d: d.execute_script("return state.doc !== null && state.image !== null"))
         assert driver.find_element(By.ID, "unsaved").is_displayed() and np.array_equal(page_labels(), edited)
         driver.find_element(By.ID, "save").click()
-        wait.until(lambda d: "saved" in d.find_element(By.ID, "status").text)
+        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("saved "))
         assert not driver.find_element(By.ID, "unsaved").is_displayed()
         import nibabel as nib
 

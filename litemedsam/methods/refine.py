@@ -87,10 +87,12 @@ def keep_clicks(take: np.ndarray, window: tuple, kept) -> None:
             take[inside] = False
 
 
-def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray, logits=None):
+def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray, logits=None,
+           cap: float | None = None):
     """What one click changes: (window of ``volume``, the voxels of it that change, their new label), or None
     when the map already says what the click says. ``logits`` (``Logits``): the edit also takes the voxels near
-    the click that the model scores like the click (``follow``)."""
+    the click that the model scores like the click (``follow``). ``cap``: the largest radius of its ball in mm
+    (None: up to the object's edge, as the challenge's clicks are applied)."""
     from scipy import ndimage  # here, not at import: a box-only run never pays its ~0.15 s import
     at = tuple(int(v) for v in at)
     if (volume[at] == label) == (kind == "fg"):
@@ -102,6 +104,8 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     mask = local == label
     edge = mask if kind == "fg" else ~mask  # what the click's distance is measured to
     radius = REACH_MM if not edge.any() else nearest(edge, centre, mm)
+    if cap is not None:
+        radius = min(radius, cap)
     grid = np.ogrid[tuple(slice(0, n) for n in local.shape)]
     away = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, mm))  # squared mm from the click
     ball = (away <= radius ** 2) & alike(grey[window], centre)
@@ -115,13 +119,15 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     return window, ball & mask, 0
 
 
-def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: tuple, spacing=None, kept=()):
+def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: tuple, spacing=None, kept=(),
+         cap: float | None = None):
     """What one click on ``labels`` (a 2D or 3D label map, not changed) does, as ``refine`` applies it to a case
     whose earlier clicks were ``kept`` ((z, y, x) each; their voxels keep their label): (flat indices of
     ``labels``, the label they take), None when the map already says what the click says. ``seg``: the model
-    whose logits a volume's click follows (``model_logits``); ``at``: (z, y, x), z 0 in 2D."""
+    whose logits a volume's click follows (``model_logits``); ``at``: (z, y, x), z 0 in 2D; ``cap``: see
+    ``change``."""
     volume, grey = volumes(labels, image)
-    found = change(volume, grey, int(label), kind, at, millimetres(spacing), model_logits(seg, image, labels))
+    found = change(volume, grey, int(label), kind, at, millimetres(spacing), model_logits(seg, image, labels), cap)
     if found is None:
         return None
     window, take, value = found
@@ -129,6 +135,21 @@ def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: 
     where = np.nonzero(take)
     changed = np.ravel_multi_index([w + s.start for w, s in zip(where, window)], volume.shape)
     return changed, value  # a 2D map's flat indices are its (1, H, W)'s: the same
+
+
+def gap(labels: np.ndarray, label: int, at: tuple, spacing=None) -> float:
+    """How far voxel ``at`` (z, y, x; z 0 in 2D) is from object ``label`` of ``labels``, in mm (pixels without a
+    spacing); 0 on it, infinity when it is not within ``REACH_MM``."""
+    volume = labels if labels.ndim == 3 else labels[None]
+    mm = millimetres(spacing)
+    at = tuple(int(v) for v in at)
+    reach = np.maximum(1, np.ceil(REACH_MM / mm)).astype(int)
+    window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(at, reach))
+    edge = volume[window] == label
+    centre = tuple(a - w.start for a, w in zip(at, window))
+    if edge[centre]:
+        return 0.0
+    return nearest(edge, centre, mm) if edge.any() else float("inf")
 
 
 def nearest(edge: np.ndarray, centre: tuple, mm: np.ndarray) -> float:
@@ -247,12 +268,13 @@ def segment_with_clicks(seg, case, segment_boxes) -> np.ndarray:
     return refine(labels, case.clicks, case.image, formats.spacing(case), model_logits(seg, case.image, labels))
 
 
-def seed(seg, case, firsts: dict) -> np.ndarray:
+def seed(seg, case, firsts: dict, z_range=None) -> np.ndarray:
     """Objects built from one foreground click each (``firsts``: label -> (z, y, x)): on the click's slice (2D:
     the image), boxes of ``SEED_SIZES`` centred on it go through the decoder at once and the one whose mask holds
     the click with the highest predicted IoU wins; in 3D those boxes are then propagated from their clicks'
-    slices together, as a case's boxes are (each slice encoded once for all), each way until its object ends. A
-    label map of the case's shape (0 where no object is; an object whose masks all miss its click is left out)."""
+    slices together, as a case's boxes are (each slice encoded once for all), each way until its object ends or
+    (``z_range``: first, last) that range does. A label map of the case's shape (0 where no object is; an object
+    whose masks all miss its click is left out)."""
     shape = case.label_shape
     out = np.zeros(shape, label_dtype(max(firsts, default=0)))
     found = []  # (label, its box on its click's slice, that slice)
@@ -277,7 +299,8 @@ def seed(seg, case, firsts: dict) -> np.ndarray:
         else:
             found.append((label, bounding_box(masks[best]), z))
     if found:
-        volume_boxes = np.array([[x0, y0, 0, x1, y1, shape[0] - 1] for _, (x0, y0, x1, y1), _ in found])
+        first, last = (0, shape[0] - 1) if z_range is None else (max(0, min(z_range)), min(shape[0] - 1, max(z_range)))
+        volume_boxes = np.array([[x0, y0, min(first, z), x1, y1, max(last, z)] for _, (x0, y0, x1, y1), z in found])
         made = segment_3d(seg, case.image, volume_boxes, how=Propagation(stop=1), starts=[z for _, _, z in found])
         lookup = np.array([0] + [label for label, _, _ in found], out.dtype)
         out[...] = lookup[made]

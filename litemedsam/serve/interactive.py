@@ -21,6 +21,7 @@ from litemedsam.io import formats
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
+from litemedsam.core.measure import measure, to_csv
 from litemedsam.core.safeio import write_bytes, write_text
 from litemedsam.serve.scene import EmbeddingCache, Scene
 
@@ -87,6 +88,11 @@ class Document(Scene):
     def value_at(self, z: int, y: int, x: int) -> float | None:
         """The file's own value at voxel (z, y, x) (Hounsfield units of a CT) for formats that keep their
         intensities (NIfTI, NRRD/MHA, DICOM; read once, on the first call), None for the others."""
+        values = self.file_values()
+        return None if values is None else float(values[z, y, x])
+
+    def file_values(self) -> np.ndarray | None:
+        """The file's own voxel values (read once, when first asked), None for a format without them."""
         if not self.raw or self.case.dim != "3D":
             return None
         with self.lock:
@@ -95,7 +101,7 @@ class Document(Scene):
                 if values.shape != self.labels.shape:
                     raise CaseError("its file changed since it was opened; reopen it")
                 self._values = values
-        return float(self._values[z, y, x])
+        return self._values
 
     @property
     def work_file(self) -> Path:
@@ -199,12 +205,26 @@ class Document(Scene):
             self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem, self.behind = False, "", False
 
+    def measure(self) -> list[dict]:
+        """Each object's measurements (litemedsam.core.measure): over the file's own values (HU of a CT) where
+        the format keeps them, else the image as the model sees it (0-255)."""
+        values = self.file_values()
+        if values is None:
+            values = self.case.image if self.case.image.ndim == self.labels.ndim else self.case.image.mean(axis=-1)
+        with self.lock:
+            labels = self.labels.copy()
+        spacing = formats.spacing(self.case) if self.case.dim == "3D" else None
+        return measure(labels, values, spacing, self.names)
+
     def save(self) -> Path:
-        """Write the label map in the input's format (its output name) and return its path."""
+        """Write the label map in the input's format (its output name), and its objects' measurements beside it
+        (``measurements_file``), and return its path."""
+        rows = self.measure()
         with self.lock:
             self._writable()
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
+            write_text(measurements_file(self.target), to_csv(rows))
             if self.names or names_file(self.target).exists():
                 write_names(names_file(self.target), self.names)
             self.work_file.unlink(missing_ok=True)
@@ -220,6 +240,11 @@ def work_file(target: Path) -> Path:
 def names_work_file(target: Path) -> Path:
     """Where the objects' names and colours are kept until saved: beside the work file (``<output>.names``)."""
     return work_file(target).with_suffix(".names")
+
+
+def measurements_file(target: Path) -> Path:
+    """Where the objects' measurements are saved: beside the output, ``<output name>.measurements.csv``."""
+    return target.with_name(target.name + ".measurements.csv")
 
 
 def names_file(target: Path) -> Path:

@@ -26,6 +26,7 @@ from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.methods import refine
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
+FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is a region of its own
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 
@@ -108,6 +109,22 @@ class CachingSegmenter:
     def __getattr__(self, name):
         return getattr(self.segmenter, name)
 
+class Reporting:
+    """A segmenter that reports each slice it encodes (litemedsam.core.progress: of an unknown total), so that a
+    click that reads many slices shows progress and can be stopped between them."""
+
+    def __init__(self, segmenter):
+        self.segmenter, self.encoded = segmenter, 0
+
+    def encode(self, image: np.ndarray, session=None):
+        progress.report(self.encoded, 0)
+        self.encoded += 1
+        return self.segmenter.encode(image, session)
+
+    def __getattr__(self, name):
+        return getattr(self.segmenter, name)
+
+
 class ModelTurns:
     """One model run at a time, interactions first: ``with turns:`` is an interaction's turn; ``with
     turns.background():`` a background encoder's, taken only when no interaction waits (a plain lock would let an
@@ -136,6 +153,30 @@ class ModelTurns:
             yield
 
 
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """Where an edit may change the label map, as Slicer's and ITK-SNAP's overwrite rules: ``over`` "all" (an
+    object drawn over others takes their voxels), "empty" (it takes unlabelled voxels only), "inside" (only the
+    voxels of object ``inside``: a lesion drawn within its organ); ``locked`` objects never change, whatever edits
+    near them. An object's own voxels and erasing are never held back (but a locked object's)."""
+
+    over: str = "all"
+    inside: int | None = None
+    locked: frozenset = frozenset()
+
+    OVER = ("all", "empty", "inside")
+
+    def allowed(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Which of the changes of labels ``old`` to ``new`` (arrays of one length) the rules let through."""
+        keep = ~np.isin(old, list(self.locked))
+        painting = (new != 0) & (old != new)
+        if self.over == "empty":
+            keep &= ~painting | (old == 0)
+        elif self.over == "inside":
+            keep &= ~painting | (old == self.inside)
+        return keep
+
+
 class Scene:
     """One image and its label map (uint16, the image's shape without colour), edited one prompt at a time.
 
@@ -162,6 +203,8 @@ class Scene:
         self.undo_stack: list = []  # (flat indices, their previous labels) per edit
         self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
         self.lock = threading.Lock()
+        self.guard = Guard()  # where edits may change the label map (the app's "paint over" and locks)
+        self.change: dict = {}  # what the last edit did to other objects: {"took": {label: voxels}, "held": voxels}
 
     def _count(self) -> None:
         values, counts = np.unique(self.labels, return_counts=True)
@@ -375,50 +418,105 @@ class Scene:
             self._edit(changed, np.where(mask.ravel()[changed], label, 0))
             return label
 
-    def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z") -> int:
+    def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z", within=None,
+              sphere: bool = False) -> int:
         """A brush stroke on slice ``z`` (2D: the image; or the cut ``z`` of ``plane``): the disks of ``radius``
         pixels along ``points`` (x, y) become object ``label`` (a new one when None; added to it when it exists),
-        or with ``label`` 0 (the eraser) background. Only that slice is looked at and changed. Returns the label
-        painted."""
+        or with ``label`` 0 (the eraser) background. ``within`` (low, high): only the pixels whose image value
+        (0-255, as the model sees it; colour: its grey) is in that range (a threshold brush). ``sphere``: in a
+        volume, balls instead of disks: the neighbouring cuts get the disks of the ball's cross-sections there
+        (their distance measured by the spacing, in the cut's pixels). Returns the label painted."""
         h, w = self.label_slice(0, plane).shape
-        stroke = np.zeros((h, w), np.uint8)
         pts = [(int(round(x)), int(round(y))) for x, y in points]
-        for a, b in zip(pts, pts[1:] or pts):
-            cv2.line(stroke, a, b, 1, thickness=2 * int(radius) + 1)
-        for p in pts[:1] + pts[-1:]:
-            cv2.circle(stroke, p, int(radius), 1, thickness=-1)
+        reach, step = 0, 1.0
+        if sphere and self.case.dim == "3D":  # how many cuts the ball reaches either side, by the spacing
+            mm = formats.spacing(self.case) or (1.0, 1.0, 1.0)
+            axis, (rows, cols) = "zyx".index(plane), formats.PLANES[plane]
+            step = mm[axis] / min(mm[rows], mm[cols])
+            reach = max(0, min(int(radius / step), z, self.plane_size(plane) - 1 - z))
         with self.lock:
             label = self.next_label() if label is None else int(label)
             if not 0 <= label <= 65535:
                 raise CaseError(f"label {label} is not 0-65535")
-            rows, cols = np.nonzero(stroke.astype(bool) & (self.label_slice(z, plane) != label))
-            changed = self._voxels(rows, cols, z, plane)
-            self._edit(changed, np.full(len(changed), label, np.uint16))
+            changed = []
+            for k in range(z - reach, z + reach + 1):
+                r = int(round(np.sqrt(max(0.0, radius ** 2 - ((k - z) * step) ** 2)))) if reach else int(radius)
+                stroke = np.zeros((h, w), np.uint8)
+                for a, b in zip(pts, pts[1:] or pts):
+                    cv2.line(stroke, a, b, 1, thickness=2 * r + 1)
+                for p in pts[:1] + pts[-1:]:
+                    cv2.circle(stroke, p, r, 1, thickness=-1)
+                paint = stroke.astype(bool) & (self.label_slice(k, plane) != label)
+                if within is not None:
+                    grey = self.image_slice(k, plane)
+                    grey = grey.mean(axis=-1) if grey.ndim == 3 else grey
+                    paint &= (grey >= within[0]) & (grey <= within[1])
+                rows_, cols_ = np.nonzero(paint)
+                changed.append(self._voxels(rows_, cols_, k, plane))
+            where = np.concatenate(changed)
+            self._edit(where, np.full(len(where), label, np.uint16))
             return label
 
-    def click(self, label: int | None, kind: str, at: tuple, kept=()) -> int:
+    def interpolate(self, label: int, plane: str = "z") -> int:
+        """Fill the cuts of ``plane`` between those where object ``label`` was drawn (Slicer's "fill between
+        slices"): each empty cut between two drawn ones gets the shape between theirs (the level set of their
+        signed distances, weighted by how near each is). Only empty cuts change; one undoable edit. Returns the
+        voxels added."""
+        from scipy import ndimage  # here, not at import: as litemedsam.methods.refine
+
+        if self.case.dim != "3D":
+            raise CaseError("a 2D image has no slices to fill between")
+        with self.lock:
+            axis = "zyx".index(plane)
+            along = np.moveaxis(self.labels, axis, 0)
+            drawn = [k for k in range(along.shape[0]) if (along[k] == label).any()]
+            if len(drawn) < 2:
+                raise CaseError(f"label {label} is drawn on {len(drawn)} {plane} cut(s): draw it on two, apart, "
+                                f"to fill between")
+
+            def signed(mask):  # > 0 inside, < 0 outside
+                return ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)
+            changed = []
+            for a, b in zip(drawn, drawn[1:]):
+                if b - a < 2:
+                    continue
+                da, db = signed(along[a] == label), signed(along[b] == label)
+                for k in range(a + 1, b):
+                    t = (k - a) / (b - a)
+                    rows, cols = np.nonzero(((1 - t) * da + t * db) > 0)
+                    changed.append(self._voxels(rows, cols, k, plane))
+            where = np.concatenate(changed) if changed else np.zeros(0, np.int64)
+            self._edit(where, np.full(len(where), label, np.uint16))
+            return len(where) - self.change["held"]
+
+    def click(self, label: int | None, kind: str, at: tuple, kept=(), z_range=None, reporter=None) -> int:
         """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
         object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
         object grows or shrinks around the click (and along the model's contour through it); a foreground click
-        for an object that has no voxel yet (or ``label`` None: a new one) builds it with the model. The voxels of
-        the earlier clicks ``kept`` ((z, y, x) each) keep their label, as infer keeps a case's. One undoable edit;
-        returns the label."""
-        with self.turns:
-            return self._click(label, kind, at, kept)
+        for an object that has no voxel yet (or ``label`` None: a new one), or farther than ``FAR_CLICK`` from
+        it, builds a region there with the model (``refine.seed``; in a volume propagated over ``z_range``, first
+        and last slice, default all) instead of a ball over whatever tissue is there. The voxels of the earlier
+        clicks ``kept`` ((z, y, x) each) keep their label, as infer keeps a case's. ``reporter(done, total)`` hears
+        the slices done (it may raise to stop the click: nothing changes). One undoable edit; returns the label."""
+        with self.turns, progress.reporting(reporter):
+            return self._click(label, kind, at, kept, z_range)
 
-    def _click(self, label, kind: str, at: tuple, kept) -> int:
+    def _click(self, label, kind: str, at: tuple, kept, z_range) -> int:
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
-        if label is None or (kind == "fg" and not self.counts.get(int(label))):
-            if kind != "fg":
-                raise CaseError("a background click needs an object to take the voxel from: select one")
+        spacing = formats.spacing(self.case)
+        known = label is not None and self.counts.get(int(label))
+        if kind == "bg" and not known:
+            raise CaseError("a background click needs an object to take the voxel from: select one")
+        far = kind == "fg" and known and refine.gap(self.labels, int(label), at, spacing) > FAR_CLICK
+        if kind == "fg" and (not known or far):
             empty = self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6)))
-            mask = refine.seed(segmenter, empty, {1: at}) == 1
-            label = self.paint(mask, label) if mask.any() else self.next_label() if label is None else label
+            mask = refine.seed(segmenter, empty, {1: at}, z_range) == 1
+            label = self.paint(mask, label, add=True) if mask.any() else self.next_label() if label is None else label
             # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
         with self.lock:
-            found = refine.edit(segmenter, self.case.image, self.labels, int(label), kind, at,
-                                formats.spacing(self.case), kept)
+            found = refine.edit(Reporting(segmenter), self.case.image, self.labels, int(label), kind, at, spacing, kept,
+                                FAR_CLICK if far else None)
             if found is not None:
                 changed, value = found
                 self._edit(changed, np.full(len(changed), value, np.uint16))
@@ -454,6 +552,8 @@ class Scene:
         """Remove object ``label``; returns the voxels removed. Label 0 (the background) is no object."""
         if not 1 <= int(label) <= 65535:
             raise CaseError(f"label {label} is not an object (1-65535)")
+        if int(label) in self.guard.locked:
+            raise CaseError(f"object {label} is locked: unlock it to delete it")
         with self.lock:
             changed = np.flatnonzero(self.labels == int(label))
             self._edit(changed, np.zeros(len(changed), np.uint16))
@@ -479,7 +579,19 @@ class Scene:
             return True
 
     def _edit(self, where: np.ndarray, values) -> None:
+        """Set the voxels ``where`` (flat indices) to ``values`` as one undoable edit, as far as ``guard`` lets it
+        (CaseError for an edit that paints a locked object); ``change`` says what it took from other objects and
+        how many voxels the guard held back."""
         self._writable()
+        old = self.labels.ravel()[where]
+        values = np.broadcast_to(np.asarray(values, np.uint16), where.shape)
+        locked = sorted(self.guard.locked & set(np.unique(values[old != values]).tolist()) - {0})
+        if locked:
+            raise CaseError(f"object {locked[0]} is locked: unlock it to change it")
+        keep = self.guard.allowed(old, values)
+        where, values, taken = where[keep], values[keep], old[keep]
+        took = Counter(taken[(taken != 0) & (values != 0) & (taken != values)].tolist())
+        self.change = {"took": dict(sorted(took.items())), "held": int((~keep).sum())}
         if len(where):
             self.undo_stack.append((where, self.labels.ravel()[where].copy()))
             self.redo_stack.clear()

@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
-from litemedsam.serve.interactive import Document
-from litemedsam.serve.scene import Cancelled, voxel_of
+from litemedsam.serve.interactive import Document, measurements_file
+from litemedsam.serve.scene import Cancelled, Guard, voxel_of
 from litemedsam.serve.http import Refused, integer, number
-from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, edited, idle, json_body,
+from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, describe_guard, edited, idle,
+                                         json_body,
                                          object_label, overlay, plane_of, png, slice_index, small_number)
 
 
@@ -36,10 +37,14 @@ async def image(request: Request):
 
 
 async def labels(request: Request):
+    """A slice's objects as an RGBA image; ``hide=1,4``: without those objects (the page's hidden ones)."""
     server = request.app.state.server
     doc, plane = server.get(request.path_params["doc"]).doc, plane_of(request.query_params.get("plane", "z"))
     z = slice_index(doc, request.path_params["z"], plane)
-    return png(overlay(doc, doc.label_slice(z, plane)))
+    hidden = [t for t in request.query_params.get("hide", "").split(",") if t][:1000]
+    if not all(small_number(t) and int(t) <= 65535 for t in hidden):
+        raise Refused(400, "hide must be object labels (1-65535) separated by commas")
+    return png(overlay(doc, doc.label_slice(z, plane), {int(t) for t in hidden}))
 
 
 async def value(request: Request):
@@ -90,29 +95,44 @@ async def box(request: Request):
     if z_range is not None and not min(z_range) <= z <= max(z_range):
         raise Refused(400, f"slice {z} is not within the range given {z_range}")
     idle(entry)
+    was = doc.has(label) if label is not None and mode == "replace" else 0
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
-        entry.job = job = Job(label)
-        job.thread = threading.Thread(target=propagate, args=(doc, job, coords, z, z_range, mode == "add"), daemon=True,
-                                      name="litemedsam-propagation")
-        job.thread.start()
+        def work(report):
+            mask, score = doc.box_mask(coords, z, z_range, report)
+            return mask, score, tuple(z_range)
+        start(entry, label, work, mode == "add", "propagating", was)
         return {"job": True}
     mask, score = await run_in_threadpool(doc.box_mask, coords, z, None, None, plane)
     label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
     doc.confidence[label] = score
-    return {"label": label, **edited(doc)}
+    return {"label": label, "was": was, **edited(doc)}
 
 
-def propagate(doc: Document, job: Job, coords, z, z_range, add: bool) -> None:
+def start(entry, label: int | None, work, add: bool = False, doing: str = "propagating", was: int = 0) -> None:
+    """Run ``work(report)`` on the case as a job the page follows (progress, cancel): a propagation returns
+    (mask, confidence, slices) to paint as ``label``; a click (``doing`` "clicking") makes its edit and returns
+    its label."""
+    entry.job = job = Job(label, doing=doing, was=was)
+    job.thread = threading.Thread(target=run_job, args=(entry.doc, job, work, add), daemon=True,
+                                  name=f"litemedsam-{doing}")
+    job.thread.start()
+
+
+def run_job(doc: Document, job: Job, work, add: bool) -> None:
     def report(done, total):
         job.done, job.total = done, total
         if job.cancel.is_set():
             raise Cancelled()
     try:
-        mask, score = doc.box_mask(coords, z, z_range, report)
+        made = work(report)
         if job.cancel.is_set():
             raise Cancelled()
-        job.label = doc.paint(mask, job.label, tuple(z_range), add)
-        doc.confidence[job.label] = score
+        if isinstance(made, tuple):  # a propagation's mask, painted now (a cancelled one changes nothing)
+            mask, score, slices = made
+            job.label = doc.paint(mask, job.label, slices, add)
+            doc.confidence[job.label] = score
+        else:
+            job.label = made
         job.state = "done"
     except Cancelled:
         job.state, job.message = "cancelled", "cancelled; the labels are as before"
@@ -141,8 +161,9 @@ async def job_state(request: Request):
     entry = server.get(request.path_params["doc"])
     job = entry.job
     if job is None:
-        raise Refused(404, "no propagation on this case")
-    state = {"state": job.state, "done": job.done, "total": job.total, "message": job.message, "label": job.label}
+        raise Refused(404, "no job on this case")
+    state = {"state": job.state, "done": job.done, "total": job.total, "message": job.message, "label": job.label,
+             "doing": job.doing, "was": job.was}
     if job.state == "done":
         state.update(edited(entry.doc))
     return state
@@ -199,9 +220,31 @@ async def click(request: Request):
     h, w = doc.label_slice(z, plane).shape
     if not (integer(x) and integer(y) and 0 <= x < w and 0 <= y < h):
         raise Refused(400, f"x, y must be a pixel of the {w} x {h} image")
+    z_range = body.get("z_range")
+    if z_range is not None and not (isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range))):
+        raise Refused(400, "z_range must be [first, last] slice indices (where a new region may reach)")
     at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
+    if doc.case.dim == "3D":  # a volume's click may read many slices: a job the page follows and can cancel
+        start(entry, label, lambda report: doc.click(label, kind, at, (), z_range, report), doing="clicking")
+        return {"job": True}
     painted = await run_in_threadpool(doc.click, label, kind, at)
     return {"label": painted, **edited(doc)}
+
+
+async def guard(request: Request):
+    """Where edits may change the case's labels: {"over": "all" | "empty" | "inside", "inside": label or null,
+    "locked": [labels]} (litemedsam.serve.scene.Guard)."""
+    entry = idle(request.app.state.server.get(request.path_params["doc"]))
+    body = await json_body(request)
+    over, inside, locked = body.get("over", "all"), body.get("inside"), body.get("locked", [])
+    if over not in Guard.OVER:
+        raise Refused(400, "over must be \"all\", \"empty\" or \"inside\"")
+    if over == "inside" and not (integer(inside) and entry.doc.has(inside)):
+        raise Refused(400, "inside must be an object of this case (edits then change its voxels only)")
+    if not (isinstance(locked, list) and len(locked) <= 65535 and all(integer(v) and 1 <= v <= 65535 for v in locked)):
+        raise Refused(400, "locked must be a list of object labels (1-65535)")
+    entry.doc.guard = Guard(over, inside if over == "inside" else None, frozenset(locked))
+    return {"guard": describe_guard(entry.doc.guard), **edited(entry.doc)}
 
 
 async def tidy(request: Request):
@@ -231,8 +274,31 @@ async def brush(request: Request):
             isinstance(p, list) and len(p) == 2 and number(p[0]) and number(p[1])
             and 0 <= p[0] < w and 0 <= p[1] < h for p in points)):
         raise Refused(400, f"points must be 1-{MAX_BRUSH_POINTS} [x, y] pixels inside the {w} x {h} image")
-    painted = await run_in_threadpool(doc.brush, z, points, radius, label, plane)
+    within, sphere = body.get("within"), body.get("sphere", False)
+    if within is not None and not (isinstance(within, list) and len(within) == 2 and all(number(v) for v in within)
+                                   and 0 <= within[0] <= within[1] <= 255):
+        raise Refused(400, "within must be [low, high], 0 <= low <= high <= 255 (the image's values as shown)")
+    if not isinstance(sphere, bool):
+        raise Refused(400, "sphere must be true or false")
+    painted = await run_in_threadpool(doc.brush, z, points, radius, label, plane, within, sphere)
     return {"label": painted, **edited(doc)}
+
+
+async def interpolate(request: Request):
+    """Object ``label`` filled between the cuts where it was drawn (Scene.interpolate)."""
+    entry = idle(request.app.state.server.get(request.path_params["doc"]))
+    doc, body = entry.doc, await json_body(request)
+    label, plane = body.get("label"), plane_of(body.get("plane", "z"))
+    if not (integer(label) and doc.has(label)):
+        raise Refused(400, "label must be an object of this case")
+    added = await run_in_threadpool(doc.interpolate, label, plane)
+    return {"added": added, **edited(doc)}
+
+
+async def measurements(request: Request):
+    """Each object's measurements (litemedsam.serve.interactive.Document.measure)."""
+    doc = request.app.state.server.get(request.path_params["doc"]).doc
+    return {"objects": await run_in_threadpool(doc.measure)}
 
 
 async def save(request: Request):
@@ -241,4 +307,5 @@ async def save(request: Request):
     await json_body(request)
     server.output_dir.mkdir(parents=True, exist_ok=True)
     target = await run_in_threadpool(entry.doc.save)
-    return {"saved": target.name, "folder": str(target.parent), **edited(entry.doc)}
+    return {"saved": target.name, "folder": str(target.parent), "measurements": measurements_file(target).name,
+            **edited(entry.doc)}

@@ -38,9 +38,11 @@ MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsa
 
 @dataclass
 class Job:
-    """A 3D propagation running in a thread."""
+    """A 3D propagation or click running in a thread (the page shows its progress and can cancel it)."""
 
     label: int | None
+    doing: str = "propagating"  # or "clicking"
+    was: int = 0  # the voxels of the object it redraws before (0: a new object)
     done: int = 0
     total: int = 0
     state: str = "running"  # running, done, cancelled, failed
@@ -173,7 +175,7 @@ def busy(entry: Open) -> bool:
 def idle(entry: Open) -> Open:
     """``entry``, or Refused 409 while a propagation runs on it."""
     if busy(entry):
-        raise Refused(409, "a propagation is running on this case; wait for it or cancel it")
+        raise Refused(409, f"{entry.job.doing} is running on this case: wait for it or cancel it")
     return entry
 
 
@@ -190,13 +192,17 @@ def describe(key: str, entry: Open) -> dict:
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
             "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
-            "notice": doc.notice, "readonly": doc.readonly}
+            "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard)}
+
+
+def describe_guard(guard) -> dict:
+    return {"over": guard.over, "inside": guard.inside, "locked": sorted(guard.locked)}
 
 
 def edited(doc: Document) -> dict:
     """What the page shows after an edit: the objects, and whether edits are not saved yet (they are kept in
     the work file; ``problem``: why they could not be)."""
-    return {"objects": objects(doc), "unsaved": doc.unsaved, "problem": doc.autosave_problem}
+    return {"objects": objects(doc), "unsaved": doc.unsaved, "problem": doc.autosave_problem, "change": doc.change}
 
 
 def objects(doc: Document) -> list:
@@ -221,11 +227,12 @@ def png(image: np.ndarray) -> Response:
     return Response(data.tobytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def overlay(doc: Document, labels: np.ndarray) -> np.ndarray:
-    """An RGBA image of a label slice: each object in its colour, background transparent."""
+def overlay(doc: Document, labels: np.ndarray, hidden=frozenset()) -> np.ndarray:
+    """An RGBA image of a label slice: each object in its colour, background and ``hidden`` objects transparent."""
     colours = np.zeros((int(labels.max(initial=0)) + 1, 4), np.uint8)
     for label in range(1, len(colours)):
-        colours[label] = (*shade(doc, label), 255)
+        if label not in hidden:
+            colours[label] = (*shade(doc, label), 255)
     return colours[labels]
 
 

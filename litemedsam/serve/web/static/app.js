@@ -5,7 +5,8 @@ const $ = (id) => document.getElementById(id);
 const view = $("view");
 const ctx = view.getContext("2d");
 const state = { doc: null, plane: "z", at: { z: 0, y: 0, x: 0 }, zoom: 1, image: null, overlay: null,
-                selected: null, drag: null, lastBox: null, version: 0, busy: false };
+                selected: null, drag: null, lastBox: null, version: 0, windowVersion: 0, busy: false,
+                hidden: new Set(), cases: [] };
 // a volume's planes: "z" its slices, "y" and "x" cuts across them -> the axes of their rows and columns
 const PLANES = { z: ["y", "x"], y: ["z", "x"], x: ["z", "y"] };
 // the server's token: from the address serve printed (/#token=..., or ?token=), kept in this tab's sessionStorage
@@ -27,8 +28,12 @@ function planeView(plane = state.plane) {
   return d || { flip_x: false, flip_y: false, sides: {}, aspect: 1, name: "" };
 }
 function cutUrl(what, plane, index) {
-  // the image or the labels of slice ``index`` of ``plane`` (labels: this version of them, never a cached one)
-  const query = [plane === "z" ? "" : `plane=${plane}`, what === "labels" ? `v=${state.version}` : ""].filter(Boolean);
+  // the image or the labels of slice ``index`` of ``plane``: this version of them (the image: of its model window;
+  // the labels: of the edits, without the hidden objects), never a cached one
+  const hide = [...state.hidden].join(",");
+  const query = [plane === "z" ? "" : `plane=${plane}`,
+    what === "labels" ? `v=${state.version}` : `w=${state.windowVersion}`,
+    what === "labels" && hide ? `hide=${hide}` : ""].filter(Boolean);
   return `/api/doc/${state.doc.id}/${what}/${index}?${query.join("&")}`;
 }
 function loadCut(plane, index) { return Promise.all([loadImage(cutUrl("image", plane, index)), loadImage(cutUrl("labels", plane, index))]); }
@@ -78,6 +83,7 @@ async function listCases() {
   const data = await api("GET", "/api/cases");
   const list = $("cases");
   list.replaceChildren();
+  state.cases = data.cases.map((c) => c.name);
   for (const c of data.cases) {
     const item = document.createElement("li");
     const button = document.createElement("button");
@@ -86,6 +92,7 @@ async function listCases() {
     button.textContent = c.name;
     button.title = c.segmented ? "has a segmentation in " + data.output : c.name;
     button.onclick = () => openCase(c.name);
+    button.classList.toggle("open", !!state.doc && state.doc.name === c.name);
     item.append(button);
     list.append(item);
   }
@@ -111,7 +118,15 @@ async function upload(file) {
 async function show(doc) {
   state.doc = doc;
   state.selected = null;
+  state.hidden = new Set();
   state.busy = false;  // a job of the case before belongs to it
+  $("hint").hidden = true;
+  $("frame").hidden = false;
+  $("cursor").textContent = "";  // the last case's voxel is not this one's
+  $("propagate").checked = true;  // each case starts with the defaults
+  $("redraw").checked = false;
+  $("over").value = doc.guard ? doc.guard.over : "all";
+  for (const button of document.querySelectorAll("#cases button")) button.classList.toggle("open", button.dataset.name === doc.name);
   state.at = { z: Math.floor(doc.depth / 2), y: Math.floor(doc.height / 2), x: Math.floor(doc.width / 2) };
   state.plane = "z";
   state.zoom = 1;
@@ -194,6 +209,7 @@ async function showSlice(z) {
 
 async function refreshOverlay() {
   state.version += 1;
+  showMeasurements();
   const doc = state.doc, wanted = currentPlace();
   const overlay = await loadImage(cutUrl("labels", state.plane, state.at[state.plane]));
   if (doc !== state.doc || wanted !== currentPlace()) return;  // the page moved on: showSlice loads the one wanted
@@ -251,16 +267,18 @@ function fit() {
 }
 window.addEventListener("resize", () => { if (state.doc) { fit(); showOthers(); } });
 
-function zoom(factor) {
-  // zoom about the stage's centre (factor 0: fit)
+function zoom(factor, at) {
+  // zoom about ``at`` (a mouse event: the point under the mouse stays under it), else the stage's centre; 0: fit
   if (!state.doc) return;
-  const stage = $("stage");
-  const cx = (stage.scrollLeft + stage.clientWidth / 2) / Math.max(1, stage.scrollWidth);
-  const cy = (stage.scrollTop + stage.clientHeight / 2) / Math.max(1, stage.scrollHeight);
+  const stage = $("stage"), box = stage.getBoundingClientRect();
+  const mx = at ? at.clientX - box.left : stage.clientWidth / 2, my = at ? at.clientY - box.top : stage.clientHeight / 2;
+  const before = view.getBoundingClientRect();
+  const fx = (box.left + mx - before.left) / Math.max(1, before.width), fy = (box.top + my - before.top) / Math.max(1, before.height);
   state.zoom = factor === 0 ? 1 : Math.max(1, Math.min(16, state.zoom * factor));
   fit();
-  stage.scrollLeft = cx * stage.scrollWidth - stage.clientWidth / 2;
-  stage.scrollTop = cy * stage.scrollHeight - stage.clientHeight / 2;
+  const after = view.getBoundingClientRect();
+  stage.scrollLeft += after.left + fx * after.width - (box.left + mx);
+  stage.scrollTop += after.top + fy * after.height - (box.top + my);
 }
 
 function windowed(img) {
@@ -327,31 +345,103 @@ function listObjects(objects) {
     pick.title = "its colour";
     pick.onclick = (e) => e.stopPropagation();
     pick.onchange = () => rename(o.label, { color: [1, 3, 5].map((i) => parseInt(pick.value.slice(i, i + 2), 16)) });
-    const name = document.createElement("input");  // its name (liver, tumour, …), kept with the edits and saved
+    const name = document.createElement("textarea");  // its name (liver, tumour, …), shown whole, kept and saved
     name.className = "name";
+    name.rows = 1;
     name.value = o.name || "";
     name.placeholder = "name";
     name.maxLength = 64;
-    name.onclick = (e) => e.stopPropagation();
-    name.onchange = () => rename(o.label, { name: name.value });
+    const fitName = () => { name.style.height = "auto"; name.style.height = (name.scrollHeight + name.offsetHeight - name.clientHeight) + "px"; };
+    name.oninput = fitName;
+    requestAnimationFrame(fitName);
+    name.onkeydown = (e) => { if (e.key === "Enter") { e.preventDefault(); name.blur(); } };  // Enter: done
+    name.onclick = (e) => { e.stopPropagation(); select(o.label); };  // typing its name selects it
+    name.onchange = () => rename(o.label, { name: name.value.replace(/\s+/g, " ").trim() });
     const text = document.createElement("span");
     text.className = "grow";
-    text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "voxels" : "pixels"}`
+    text.textContent = `label ${o.label} · ${o.voxels} ${state.doc.dim === "3D" ? "vx" : "px"}`
       + (o.ml !== null && o.ml !== undefined ? ` · ${o.ml} mL` : "")
       + (typeof o.confidence === "number" ? ` · IoU ${o.confidence.toFixed(2)}` : "");
     if (typeof o.confidence === "number") text.title = "the model's own estimate of this mask's IoU (its confidence)";
     const remove = document.createElement("button");
-    remove.textContent = "Delete";
+    remove.textContent = "×";
+    remove.title = "delete this object (Delete)";
     remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
     const about = document.createElement("span");
     about.className = "grow";
     about.append(name, text);
-    row.append(pick, about, remove);
-    row.onclick = () => { state.selected = state.selected === o.label ? null : o.label; listObjects(objects); };
+    const shown = document.createElement("input");  // show or hide it (the page's view only)
+    shown.type = "checkbox";
+    shown.checked = !state.hidden.has(o.label);
+    shown.title = "shown (untick: hidden from view; it stays in the labels)";
+    shown.onclick = (e) => e.stopPropagation();
+    shown.onchange = () => { if (shown.checked) state.hidden.delete(o.label); else state.hidden.add(o.label); listObjects(state.objects); refreshOverlay(); };
+    const guard = (state.doc && state.doc.guard) || { over: "all", inside: null, locked: [] };
+    const lock = document.createElement("button");
+    lock.type = "button";
+    lock.className = "lock";
+    lock.textContent = guard.locked.includes(o.label) ? "locked" : "lock";
+    lock.classList.toggle("on", guard.locked.includes(o.label));
+    lock.title = guard.locked.includes(o.label) ? "locked: no edit changes it (click: unlock)" : "click: lock it (no edit changes it)";
+    lock.onclick = (e) => {
+      e.stopPropagation();
+      const locked = guard.locked.includes(o.label) ? guard.locked.filter((l) => l !== o.label) : [...guard.locked, o.label];
+      setGuard({ ...guard, locked });
+    };
+    const inside = document.createElement("input");
+    inside.type = "radio";
+    inside.name = "inside";
+    inside.checked = guard.inside === o.label;
+    inside.title = "paint over: inside this object (with \"Paint over: the object ticked inside\")";
+    inside.onclick = (e) => { e.stopPropagation(); setGuard({ ...guard, over: "inside", inside: o.label }); };
+    row.append(shown, pick, about, lock, inside, remove);
+    row.classList.toggle("hidden-object", state.hidden.has(o.label));
+    row.onclick = () => select(state.selected === o.label ? null : o.label);
     list.append(row);
   }
   state.objects = objects;
 }
+
+function select(label) {
+  // the object the next brush stroke, click or redraw edits (null: the next one is new); the list is marked, not
+  // rebuilt (a name being typed keeps its focus)
+  state.selected = label;
+  for (const row of $("objects").children) row.classList.toggle("selected", +row.dataset.label === label);
+}
+
+async function setGuard(guard) {
+  // what edits may paint over, and the locked objects (litemedsam.serve.scene.Guard)
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/guard`, guard);
+    state.doc.guard = result.guard;
+    $("over").value = result.guard.over;
+    listObjects(result.objects);
+    const g = result.guard;
+    say(`paint over ${{ all: "everything", empty: "empty voxels only", inside: `label ${g.inside} only` }[g.over]}`
+      + (g.locked.length ? `; locked: ${g.locked.join(", ")}` : ""));
+  } catch (e) { say(e.message, true); $("over").value = state.doc.guard.over; }
+}
+$("over").onchange = () => {
+  const guard = state.doc.guard, over = $("over").value;
+  if (over === "inside" && state.selected === null && guard.inside === null) {
+    say("tick the object to paint inside in the list (its round button), or select it first", true);
+    $("over").value = guard.over;
+    return;
+  }
+  setGuard({ ...guard, over, inside: over === "inside" ? (guard.inside ?? state.selected) : null });
+};
+
+function changed(result) {
+  // what an edit did to other objects, said (never silently): the voxels it took, those the rules held back
+  const c = result.change || {}, took = Object.entries(c.took || {});
+  const unit = state.doc.dim === "3D" ? "voxels" : "pixels";
+  return (took.length ? "; took " + took.map(([l, n]) => `${n} ${unit} from label ${l}`).join(", ")
+    + " (Paint over: empty voxels only keeps them)" : "")
+    + (c.held ? `; ${c.held} ${unit} of other or locked objects left as they were` : "");
+}
+
+function seconds(ms) { return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`; }
+function busyNote() { say("busy: the last edit is still running (wait for it, or Cancel)", true); }
 
 function imagePoint(event) {
   // the image pixel under the mouse, through the display's flips
@@ -372,13 +462,16 @@ view.addEventListener("mousedown", (e) => {
     stage.classList.add("panning");
     return;
   }
-  if (e.button === 2 && tool() === "click" && !state.busy) { sendClick(imagePoint(e), "bg"); return; }
-  if (e.button !== 0 || state.busy) return;
+  if ((e.button === 0 || e.button === 2) && state.busy) { busyNote(); return; }
+  if (e.button === 2 && tool() === "click") { sendClick(imagePoint(e), "bg"); return; }
+  if (e.button !== 0) return;
   const p = imagePoint(e);
   if (tool() === "click") { sendClick(p, e.altKey ? "bg" : "fg"); return; }
   if (tool() === "box") state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
   else state.stroke = { points: [[p.x, p.y]], erase: tool() === "eraser",
-                        radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)) };
+                        radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)),
+                        threshold: $("threshold").checked && tool() === "brush" ? thresholdAt(p) : null,
+                        sphere: $("sphere").checked && state.doc.dim === "3D" };
 });
 window.addEventListener("mousemove", (e) => {
   if (state.pan) {
@@ -398,6 +491,12 @@ window.addEventListener("mousemove", (e) => {
   state.drag.y1 = p.y;
   draw();
 });
+function thresholdAt(p) {
+  // the range of values the threshold brush paints: the first point's value (0-255, as the model sees it) ± the range
+  const i = 4 * (p.y * state.pixels.width + p.x), value = state.pixels.data[i], range = +$("threshold-range").value || 20;
+  return [Math.max(0, value - range), Math.min(255, value + range)];
+}
+
 function typedLabel() {
   // the label typed for the next object, when it is one (1-65535), else null (the next free one)
   const wanted = parseInt($("next-label").value, 10);
@@ -414,12 +513,14 @@ async function sendStroke(stroke) {
   const label = stroke.erase ? 0 : state.selected ?? typed;
   try {
     const result = await api("POST", `/api/doc/${doc.id}/brush`,
-      { z: state.at[state.plane], plane: state.plane, points: stroke.points, radius: stroke.radius, label });
+      { z: state.at[state.plane], plane: state.plane, points: stroke.points, radius: stroke.radius, label,
+        within: stroke.threshold, sphere: stroke.sphere });
     if (doc !== state.doc) return;
     if (!stroke.erase && state.selected === null) state.selected = result.label;  // keep painting the same object
     listObjects(result.objects);
     await refreshOverlay();
-    say(stroke.erase ? "erased" : `label ${result.label} painted`);
+    say((stroke.erase ? "erased" : `label ${result.label} painted`) + (stroke.threshold ? ` within ${stroke.threshold.join("–")}` : "")
+      + changed(result));
   } catch (e) { say(e.message, true); draw(); }
 }
 window.addEventListener("mouseup", async () => {
@@ -452,22 +553,29 @@ async function sendClick(p, kind) {
     return;
   }
   state.busy = true;
+  const start = performance.now(), body = { z: state.at[state.plane], plane: state.plane, x: p.x, y: p.y, kind,
+    label: state.selected ?? typed };
+  if (doc.dim === "3D" && state.plane === "z" && $("propagate").checked) {  // where a new region may reach
+    body.z_range = [Math.min(+$("z0").value, +$("z1").value), Math.max(+$("z0").value, +$("z1").value)];
+  }
   try {
-    const result = await api("POST", `/api/doc/${doc.id}/click`,
-      { z: state.at[state.plane], plane: state.plane, x: p.x, y: p.y, kind, label: state.selected ?? typed });
-    if (doc !== state.doc) return;
+    say(`label ${body.label ?? "new"}: clicking …`);
+    let result = await api("POST", `/api/doc/${doc.id}/click`, body);
+    if (result.job) result = await follow(doc);
+    if (!result || doc !== state.doc) return;
     state.selected = result.label;
     listObjects(result.objects);
     await refreshOverlay();
-    say(`label ${result.label}: ${kind === "fg" ? "here" : "not here"}`);
+    say(`label ${result.label}: ${kind === "fg" ? "here" : "not here"} (${seconds(performance.now() - start)})` + changed(result));
   } catch (e) { if (doc === state.doc) say(e.message, true); }
   finally { if (doc === state.doc) state.busy = false; }
 }
 
 async function segmentBox(box) {
   const doc = state.doc;
-  const body = { box, z: state.at[state.plane], plane: state.plane, label: state.selected ?? typedLabel(),
-    mode: state.selected !== null ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
+  const redraw = $("redraw").checked && state.selected !== null;  // a box makes a new object unless asked to redraw
+  const body = { box, z: state.at[state.plane], plane: state.plane, label: redraw ? state.selected : typedLabel(),
+    mode: redraw ? "replace" : "new" };  // a typed label that is taken is refused, never replaced
   if (doc.dim === "3D" && state.plane === "z" && $("propagate").checked) {
     const z0 = Math.min(+$("z0").value, +$("z1").value), z1 = Math.max(+$("z0").value, +$("z1").value);
     if (state.at.z < z0 || state.at.z > z1) {  // never stretch the range the user set without saying so
@@ -479,16 +587,16 @@ async function segmentBox(box) {
   state.busy = true;
   const start = performance.now();
   try {
-    const result = await api("POST", `/api/doc/${doc.id}/box`, body);
-    if (result.job) {
-      await follow(doc, body.z_range);
-    } else if (doc === state.doc) {
+    let result = await api("POST", `/api/doc/${doc.id}/box`, body);
+    if (result.job) result = await follow(doc);
+    if (result && doc === state.doc) {
       listObjects(result.objects);
       await refreshOverlay();
-      say(`label ${result.label}: ${Math.round(performance.now() - start)} ms`);
-    }
-    if (doc === state.doc) {
-      state.selected = null;
+      const where = body.z_range && body.z_range[0] !== body.z_range[1] ? ` propagated over slices ${body.z_range[0]}–${body.z_range[1]}` : "";
+      say((redraw ? `label ${result.label} redrawn (${result.was} → ${(result.objects.find((o) => o.label === result.label) || { voxels: 0 }).voxels} ${doc.dim === "3D" ? "voxels" : "pixels"})`
+        : `label ${result.label}: new object`) + `${where} in ${seconds(performance.now() - start)}` + changed(result));
+      state.selected = null;  // the next box is a new object again
+      $("redraw").checked = false;
       $("next-label").value = "";
       listObjects(state.objects);
     }
@@ -496,23 +604,20 @@ async function segmentBox(box) {
   if (doc === state.doc) state.busy = false;  // another case opened meanwhile is not waiting for this one
 }
 
-async function follow(doc, range) {
-  const start = performance.now();
+async function follow(doc) {
+  // a job of the case (a propagation, a volume's click): its progress and Cancel until it ends; its result
+  // (objects, label) when done, else null (said)
   $("job").hidden = false;
   try {
     for (;;) {
       const job = await api("GET", `/api/doc/${doc.id}/job`);
-      if (doc !== state.doc) return;  // another case is open: its page is not this job's (the job goes on)
+      if (doc !== state.doc) return null;  // another case is open: its page is not this job's (the job goes on)
       $("job-bar").max = Math.max(1, job.total);
-      $("job-bar").value = job.done;
-      say(`propagating: ${job.done} / ${job.total || "?"} slices`);
-      if (job.state === "done") {
-        listObjects(job.objects);
-        await refreshOverlay();
-        say(`label ${job.label}: propagated over slices ${range[0]}–${range[1]} in ${Math.round(performance.now() - start)} ms`);
-        return;
-      }
-      if (job.state !== "running") { say(job.message, job.state === "failed"); return; }
+      $("job-bar").value = job.total ? job.done : 0;
+      if (!job.total) $("job-bar").removeAttribute("value");  // of an unknown total: indeterminate
+      say(`${job.doing}: ` + (job.total ? `${job.done} / ${job.total} slices` : `${job.done} slices read`) + " (Cancel stops it)");
+      if (job.state === "done") return job;
+      if (job.state !== "running") { say(job.message, job.state === "failed"); return null; }
       await new Promise((r) => setTimeout(r, 150));
     }
   } finally { $("job").hidden = true; }
@@ -548,6 +653,33 @@ async function tidy(action) {
     say(`label ${state.selected}: ${result.changed} pixels ${action === "fill" ? "filled" : "removed"}`);
   } catch (e) { say(e.message, true); }
 }
+async function interpolate() {
+  if (state.selected === null) { say("select an object first (drawn on two or more slices)", true); return; }
+  try {
+    const result = await api("POST", `/api/doc/${state.doc.id}/interpolate`, { label: state.selected, plane: state.plane });
+    listObjects(result.objects);
+    await refreshOverlay();
+    say(`label ${state.selected}: ${result.added} voxels filled between the slices it is drawn on` + changed(result));
+  } catch (e) { say(e.message, true); }
+}
+$("interpolate").onclick = interpolate;
+
+async function showMeasurements() {
+  // each object's size, values and RECIST diameters (what Save writes beside the output)
+  if (!state.doc || !$("measure-panel").open) return;
+  const table = $("measurements");
+  try {
+    const result = await api("GET", `/api/doc/${state.doc.id}/measurements`);
+    const head = ["label", "name", "mL", "mean", "min", "max", "long", "short", "slice"];
+    table.replaceChildren(...[head, ...result.objects.map((o) => [o.label, o.name, o.ml ?? o.voxels + " px", o.mean, o.min, o.max,
+      o.long_mm, o.short_mm, o.slice ?? ""])].map((cells, i) => {
+      const row = document.createElement("tr");
+      for (const c of cells) { const cell = document.createElement(i ? "td" : "th"); cell.textContent = c; row.append(cell); }
+      return row;
+    }));
+  } catch (e) { say(e.message, true); }
+}
+$("measure-panel").addEventListener("toggle", showMeasurements);
 $("fill").onclick = () => tidy("fill");
 $("islands").onclick = () => tidy("islands");
 
@@ -564,16 +696,26 @@ async function undo(again = false) {
 async function save() {
   try {
     const result = await api("POST", `/api/doc/${state.doc.id}/save`);
-    say(`saved ${result.saved} in ${result.folder}`);
-    listCases();
-  } catch (e) { say(e.message, true); }
+    say(`saved ${result.saved} in ${result.folder}` + (result.measurements ? ` (and its measurements, ${result.measurements})` : ""));
+    await listCases();
+    return true;
+  } catch (e) { say(e.message, true); return false; }
 }
+
+async function saveAndNext() {
+  // an annotator's pace: save this case, open the next of the list
+  const name = state.doc.name, next = state.cases[state.cases.indexOf(name) + 1];
+  if (!(await save())) return;
+  if (next === undefined) { say(`${name} saved: it was the last case of the list`); return; }
+  await openCase(next);
+}
+$("save-next").onclick = saveAndNext;
 
 $("slice").addEventListener("input", () => showSlice(+$("slice").value));
 view.addEventListener("wheel", (e) => {
   if (!state.doc) return;
   e.preventDefault();
-  if (e.ctrlKey || e.metaKey) zoom(e.deltaY > 0 ? 1 / 1.25 : 1.25);
+  if (e.ctrlKey || e.metaKey) zoom(e.deltaY > 0 ? 1 / 1.25 : 1.25, e);
   else if (state.doc.dim === "3D") showSlice(state.at[state.plane] + (e.deltaY > 0 ? 1 : -1));
 }, { passive: false });
 view.addEventListener("dblclick", (e) => {  // the other views through this point
@@ -624,6 +766,7 @@ async function setWindow(window) {
   try {
     const doc = await api("POST", `/api/doc/${state.doc.id}/window`, { window });
     state.doc = doc;
+    state.windowVersion += 1;  // the slices shown (and beside) are read again, through the new window
     $("mw-level").value = doc.window ? doc.window[0] : "";
     $("mw-width").value = doc.window ? doc.window[1] : "";
     await showSlice(state.at[state.plane]);
@@ -653,21 +796,34 @@ $("discard").onclick = async () => {
 };
 $("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch((e) => say(e.message, true));
 $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
+function typing(target) {
+  // a field text is typed into: keys are its own there (a slider, a list, a checkbox, a radio button is not)
+  return target.tagName === "TEXTAREA" || target.isContentEditable
+    || (target.tagName === "INPUT" && !["range", "checkbox", "radio", "button", "color"].includes(target.type));
+}
 window.addEventListener("keydown", (e) => {
-  if (!state.doc || e.target.tagName === "INPUT") return;
-  if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) {
-    e.preventDefault(); undo(true);
-  } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
-  else if (!e.ctrlKey && !e.metaKey && ["b", "e", "x", "c"].includes(e.key)) {
-    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click" }[e.key]}"]`).checked = true;
+  if (!state.doc || typing(e.target)) return;
+  const ctrl = e.ctrlKey || e.metaKey, key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  let handled = true;
+  if (ctrl && (key === "y" || (key === "z" && e.shiftKey))) undo(true);
+  else if (ctrl && key === "z") undo();
+  else if (ctrl && key === "s") save();
+  else if (!ctrl && ["b", "e", "x", "c"].includes(key)) {
+    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click" }[key]}"]`).checked = true;
   }
-  else if (e.key === "Escape") { state.selected = null; listObjects(state.objects || []); }
-  else if (e.key === "Delete" && state.selected) erase(state.selected);
-  else if (e.key === "ArrowUp" || e.key === "PageUp") showSlice(state.at[state.plane] + 1);
-  else if (e.key === "ArrowDown" || e.key === "PageDown") showSlice(state.at[state.plane] - 1);
-  else if (e.key === "+" || e.key === "=") zoom(1.25);
-  else if (e.key === "-") zoom(1 / 1.25);
-  else if (e.key === "0") zoom(0);
+  else if (!ctrl && key === "n") saveAndNext();
+  else if (key === "Escape") { state.selected = null; listObjects(state.objects || []); }
+  else if (key === "Delete" && state.selected) erase(state.selected);
+  else if (key === "ArrowUp" || key === "PageUp") showSlice(state.at[state.plane] + 1);
+  else if (key === "ArrowDown" || key === "PageDown") showSlice(state.at[state.plane] - 1);
+  else if (key === "+" || key === "=") zoom(1.25);
+  else if (key === "-") zoom(1 / 1.25);
+  else if (key === "0") zoom(0);
+  else handled = false;
+  if (handled) {  // not also the focused control's (an arrow key would change the tool or a slider)
+    e.preventDefault();
+    if (e.target !== document.body && e.target.blur) e.target.blur();
+  }
 });
 
 listCases().catch((e) => say(e.message, true));

@@ -1,0 +1,148 @@
+"""An annotator's session with the browser app, scripted over its HTTP API (the requests the page sends), on a
+real server process: a BraTS FLAIR tumour (the raw NIfTI and its oedema label) and ten 2D dev cases, each
+segmented by a box per object, then the 2025 protocol's clicks (``--clicks`` per object, the largest error's
+centre each time), then one brush stroke where the largest error is left. Prints each action's time and the Dice
+after the boxes, the clicks and the brush (issue 38's acceptance).
+
+    python -m benchmarks.bench_app [--clicks 5] [--cases10 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_clicks import next_click
+from benchmarks.bench_serve import REPO, TOKEN, call
+from litemedsam.core.masks import dice
+from litemedsam.models.registry import dev_data_dir
+
+BRATS = ("BraTS2021_01646_flair.nii.gz", "BraTS2021_01646_edema_label.nii.gz")
+CASES_2D = ["2DBox_CT_SAMMed2D_amos_0004_75.npz", "2DBox_Endoscopy_Kvasir_cju0qx73cjw570799j4n5cjze.npz",
+            "2DBox_Fundus_MedScribble-STARE_im0044_axis0_midslice.npz", "2DBox_MR_MedScribble-ACDC_patient018_axis2_maxslice.npz",
+            "2DBox_Microscopy_MedScribble-WBC_025_axis0_midslice.npz", "2DBox_OCT_MedScribble-OCTA500_10052_axis0_midslice.npz",
+            "2DBox_US_MedScribble-CAMUS_train-patient0286_axis0_midslice.npz", "2DBox_XRay_MedScribble-HipXRay_image_098_axis0_midslice.npz",
+            "2DBox_CT_MedScribble-CHAOS_30_axis0_midslice.npz", "2DBox_MR_MedScribble-OASIS_OASIS_OAS1_0209_MR1_axis2_midslice.npz"]
+
+
+class App:
+    """The page's requests to one open case."""
+
+    def __init__(self, url: str, doc: dict):
+        self.url, self.doc, self.times = url, doc, []
+
+    def post(self, what: str, body: dict) -> dict:
+        start = time.perf_counter()
+        answer = json.loads(call(f"{self.url}/api/doc/{self.doc['id']}/{what}", body))
+        if answer.get("job"):
+            while (answer := json.loads(call(f"{self.url}/api/doc/{self.doc['id']}/job")))["state"] == "running":
+                time.sleep(0.05)
+            assert answer["state"] == "done", answer
+        self.times.append((what, time.perf_counter() - start))
+        return answer
+
+    def labels(self) -> np.ndarray:
+        return np.load(io.BytesIO(call(f"{self.url}/api/doc/{self.doc['id']}/labels.npy")))
+
+
+def scores(labels: np.ndarray, truth: np.ndarray, objects) -> float:
+    return float(np.mean([dice(labels == c, truth == c) for c in objects]))
+
+
+def session(app: App, truth: np.ndarray, boxes: list, clicks: int, dim: str) -> list:
+    """Boxes (one per object, label = its truth's), clicks, a brush stroke; the mean Dice after each."""
+    objects = list(range(1, len(boxes) + 1))
+    for label, box in zip(objects, boxes):
+        if dim == "2D":
+            app.post("box", {"box": box, "label": label})
+        else:
+            x0, y0, z0, x1, y1, z1, z = box
+            app.post("box", {"box": [x0, y0, x1, y1], "z": z, "z_range": [z0, z1], "label": label})
+    found = [scores(app.labels(), truth, objects)]
+    for _ in range(clicks):
+        for label in objects:
+            got = next_click(app.labels(), truth, label)
+            if got is not None:
+                kind, at = got
+                z, y, x = at if dim == "3D" else (0, *at)
+                app.post("click", {"x": x, "y": y, "z": z, "kind": kind, "label": label})
+    found.append(scores(app.labels(), truth, objects))
+    got = next_click(app.labels(), truth, objects[0])
+    if got is not None:  # a brush (or eraser) stroke of 3 pixels where the largest error is left
+        kind, at = got
+        z, y, x = at if dim == "3D" else (0, *at)
+        app.post("brush", {"z": z, "points": [[x, y], [x + 1, y]], "radius": 3, "label": objects[0] if kind == "fg" else 0})
+    found.append(scores(app.labels(), truth, objects))
+    return found
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=5, help="protocol clicks per object")
+    parser.add_argument("--raw", type=Path, default=dev_data_dir().parent / "raw")
+    parser.add_argument("--skip-brats", action="store_true")
+    args = parser.parse_args(argv)
+    dev = dev_data_dir()
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for name in CASES_2D:
+            (folder / name).symlink_to((dev / "imgs" / name).resolve())
+        (folder / BRATS[0]).symlink_to((args.raw / BRATS[0]).resolve())
+        proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", f"{tmp}/segs",
+                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                try:
+                    call(url + "/api/cases")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            rows = []
+            for name in CASES_2D:
+                app = App(url, json.loads(call(url + "/api/open", {"name": name})))
+                data, truth = np.load(folder / name), np.load(dev / "gts" / name)["gts"]
+                found = session(app, truth, data["boxes"].tolist(), args.clicks, "2D")
+                rows.append(found)
+                times = [t for _, t in app.times]
+                print(f"{name}: {len(data['boxes'])} objects, {len(times)} actions, median {np.median(times):.2f} s, "
+                      f"max {max(times):.2f} s; Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> brush {found[2]:.3f}")
+            mean = np.mean(rows, axis=0)
+            print(f"ten 2D cases: mean Dice box {mean[0]:.3f} -> clicks {mean[1]:.3f} -> brush {mean[2]:.3f}")
+            if not args.skip_brats:
+                from litemedsam.io import formats
+
+                app = App(url, json.loads(call(url + "/api/open", {"name": BRATS[0]})))
+                truth, _ = formats.read_labels(args.raw / BRATS[1])
+                truth = (np.asarray(truth) > 0).astype(np.uint8)
+                zs = np.flatnonzero(truth.any(axis=(1, 2)))
+                z = int(np.argmax(truth.sum(axis=(1, 2))))
+                ys, xs = np.nonzero(truth[z])
+                box = [int(xs.min()), int(ys.min()), int(zs.min()), int(xs.max()), int(ys.max()), int(zs.max()), z]
+                found = session(app, truth, [box], args.clicks, "3D")
+                for what, seconds in app.times:
+                    print(f"  BraTS {what}: {seconds:.2f} s")
+                print(f"BraTS FLAIR oedema ({len(zs)} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
+                      f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The browser app as a clinician uses it (issue 38), in headless Chromium with real mouse and keyboard against a
+real server: a new object never silently takes another's pixels (the paint-over rules, locks, hiding), a box
+makes a new object unless a redraw is asked for, shortcuts work whatever control has focus, the model window
+shown is the one the model sees, a volume's click shows progress and holds the mouse, an annotator saves with
+Ctrl-S and moves on with N, and the tools and the object list stay in sight at 1024 x 700 and 1400 x 900."""
+import io
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_browser import TOKEN, TOKEN_HEADER, browser_driver, drag_box, open_in_page, raw_ct
+from tests.test_infer_real import link_cases
+from tests.test_serve import serve_process
+
+pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+pytest.importorskip("uvicorn", reason="uvicorn is not installed (litemedsam[serve])")
+
+AMOS = "2DBox_CT_SAMMed2D_amos_0004_75.npz"  # a small structure (label 2 of its truth) beside the liver
+KVASIR = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"  # after AMOS in the list
+SMALL, BIG = [228, 232, 261, 256], [150, 200, 320, 300]
+
+
+def page_labels(driver, url) -> np.ndarray:
+    doc = driver.execute_script("return state.doc.id")
+    return np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(
+        f"{url}/api/doc/{doc}/labels.npy", headers=TOKEN_HEADER)).read()))
+
+
+def status(driver) -> str:
+    return driver.execute_script("return $('status').textContent")
+
+
+def said(wait, text: str) -> str:
+    """Wait until the status line holds ``text`` (a new answer: the test clears it before each action)."""
+    wait.until(lambda d: text in status(d))
+    return wait._driver.execute_script("const s = $('status').textContent; $('status').textContent = ''; return s")
+
+
+def keys(driver, *sequence) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chain = ActionChains(driver)
+    for key in sequence:
+        chain = chain.send_keys(key)
+    chain.perform()
+
+
+def ctrl(driver, key: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(driver).key_down(Keys.CONTROL).send_keys(key).key_up(Keys.CONTROL).perform()
+
+
+def object_row(driver, label: int):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'#objects .object[data-label="{label}"]')
+
+
+def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_data, models_ready, tmp_path):
+    """Bugs 1, 2, 5 and 8 of issue 38, and an annotator's pace."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    folder = link_cases(dev_data, [AMOS, KVASIR], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        driver.get(f"{url}/#token={TOKEN}")  # the start page says what to do, no black square
+        assert driver.find_element(By.ID, "hint").is_displayed() and not driver.find_element(By.ID, "frame").is_displayed()
+        wait = open_in_page(driver, url, AMOS)
+        assert driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{AMOS}"]').get_attribute("class") == "case open"
+        drag_box(driver, SMALL)
+        said(wait, "label 1: new object")
+        first = page_labels(driver, url) == 1
+        # bug 1: a liver box over the small structure takes some of its pixels: said, with how many
+        drag_box(driver, BIG)
+        text = said(wait, "label 2: new object")
+        took = first.sum() - (page_labels(driver, url) == 1).sum()
+        assert took > 0 and f"took {took} pixels from label 1" in text, text
+        # bug 5: after a click on a checkbox, a radio button and a slider, the shortcuts still work
+        driver.find_element(By.ID, "redraw").click()
+        driver.find_element(By.ID, "redraw").click()
+        ctrl(driver, "z")
+        said(wait, "undo done")
+        assert np.array_equal(page_labels(driver, url) == 1, first)
+        driver.find_element(By.CSS_SELECTOR, 'input[name="tool"][value="brush"]').click()
+        keys(driver, "x", Keys.ARROW_DOWN, Keys.ARROW_RIGHT)  # arrows on a focused radio would pick the next tool
+        assert driver.execute_script("return tool()") == "box"
+        # "paint over: empty voxels only": the liver box leaves the small structure whole, and says so
+        Select(driver.find_element(By.ID, "over")).select_by_value("empty")
+        said(wait, "paint over empty voxels only")
+        drag_box(driver, BIG)
+        text = said(wait, "label 2: new object")
+        assert np.array_equal(page_labels(driver, url) == 1, first) and f"{took} pixels of other or locked" in text, text
+        ctrl(driver, "z")
+        said(wait, "undo done")
+        Select(driver.find_element(By.ID, "over")).select_by_value("all")
+        said(wait, "paint over everything")
+        object_row(driver, 1).find_element(By.CSS_SELECTOR, "button.lock").click()  # locked: kept whatever is drawn
+        said(wait, "locked: 1")
+        drag_box(driver, BIG)
+        said(wait, "label 2: new object")
+        assert np.array_equal(page_labels(driver, url) == 1, first)
+        # hidden: the object leaves the overlay shown (not the labels)
+        object_row(driver, 1).find_element(By.CSS_SELECTOR, 'input[type="checkbox"]').click()
+        ys, xs = np.nonzero(first)
+        wait.until(lambda d: d.execute_script("""
+            const c = document.createElement("canvas"); c.width = state.overlay.width; c.height = state.overlay.height;
+            const g = c.getContext("2d"); g.drawImage(state.overlay, 0, 0);
+            return g.getImageData(arguments[0], arguments[1], 1, 1).data[3]""", int(xs[0]), int(ys[0])) == 0)
+        object_row(driver, 1).find_element(By.CSS_SELECTOR, 'input[type="checkbox"]').click()
+        object_row(driver, 1).find_element(By.CSS_SELECTOR, "button.lock").click()
+        said(wait, "paint over everything")
+        # bug 2: after a brush stroke on the selected object, the next box is a new object, not a redraw of it
+        object_row(driver, 1).click()
+        keys(driver, "b")
+        drag_box(driver, [240, 240, 244, 244])
+        said(wait, "label 1 painted")
+        keys(driver, "x")
+        brushed = page_labels(driver, url) == 1
+        drag_box(driver, [350, 150, 420, 220])
+        said(wait, "label 3: new object")
+        assert np.array_equal(page_labels(driver, url) == 1, brushed)
+        # a redraw is asked for: the status names what it replaced
+        object_row(driver, 1).click()
+        driver.find_element(By.ID, "redraw").click()
+        drag_box(driver, SMALL)
+        text = said(wait, "label 1 redrawn")
+        assert f"({brushed.sum()} → {(page_labels(driver, url) == 1).sum()} pixels)" in text, text
+        assert not driver.find_element(By.ID, "redraw").is_selected()  # one redraw
+        # bug 8: a long name is shown whole; the cursor readout belongs to the case shown
+        name = object_row(driver, 1).find_element(By.CSS_SELECTOR, ".name")
+        name.send_keys("left adrenal gland, upper pole", Keys.ENTER)
+        said(wait, "label 1 named")
+        name = object_row(driver, 1).find_element(By.CSS_SELECTOR, ".name")
+        dims = driver.execute_script("const n = arguments[0]; return [n.value, n.scrollWidth, n.clientWidth, "
+                                     "n.scrollHeight, n.clientHeight]", name)
+        assert dims[0] == "left adrenal gland, upper pole" and dims[1] <= dims[2] + 1 and dims[3] <= dims[4] + 1, dims
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(driver).move_to_element(driver.find_element(By.ID, "view")).perform()
+        wait.until(lambda d: d.find_element(By.ID, "cursor").text)
+        # an annotator's pace: Ctrl-S saves (with the measurements beside it), N saves and opens the next case
+        driver.find_element(By.ID, "opacity").click()  # focus on a slider: keys still the page's
+        ctrl(driver, "s")
+        said(wait, f"saved {AMOS}")
+        saved = tmp_path / "segs" / AMOS
+        assert np.array_equal(np.load(saved)["segs"], page_labels(driver, url))
+        rows = (tmp_path / "segs" / f"{AMOS}.measurements.csv").read_text().splitlines()
+        assert rows[0].startswith("label,name,voxels") and rows[1].startswith("1,\"left adrenal gland, upper pole\"")
+        keys(driver, "n")
+        wait.until(lambda d: d.execute_script("return state.doc.name") == KVASIR)
+        assert driver.find_element(By.ID, "cursor").text == ""
+        assert driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{KVASIR}"]').get_attribute("class") == "case open"
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data, models_ready, tmp_path):
+    """Bugs 3, 4 and 8 of issue 38: a model-window preset redraws the slice as the model now sees it (the pixels
+    the page shows equal the server's image); a click on a volume runs as a job with progress and Cancel in sight,
+    the mouse said busy meanwhile; "propagate" unticked does not carry over to the next case; the toolbar, the
+    tools and the object list are in sight at 1024 x 700 and 1400 x 900 (screenshots kept)."""
+    import cv2
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    ct = raw_ct()
+    folder = link_cases(dev_data, ["3DBox_MR_pyradiomics_brain1.npz"], tmp_path / "in")
+    (folder / ct.name).symlink_to(ct)
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = open_in_page(driver, url, ct.name)
+        doc = driver.execute_script("return state.doc")
+
+        def shown_is_served():
+            z = driver.execute_script("return state.at.z")
+            png = urllib.request.urlopen(urllib.request.Request(f"{url}/api/doc/{doc['id']}/image/{z}",
+                                                                headers=TOKEN_HEADER)).read()
+            served = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+            shown = np.array(driver.execute_script("return Array.from(state.pixels.data)"), np.uint8)
+            return np.array_equal(shown.reshape(served.shape + (4,))[..., 0], served)
+        assert shown_is_served()
+        Select(driver.find_element(By.ID, "mw-preset")).select_by_value("-600,1500")  # the lung window
+        said(wait, "the next boxes see the image so")
+        wait.until(lambda d: shown_is_served())
+        # a click on the volume: a job (its page's polling held by the test): progress and Cancel in sight, the
+        # mouse said busy; then let go: done, said with its time
+        driver.execute_script("""
+            const call = api;
+            window.held = [];
+            api = (method, url, body) => url.endsWith("/job") && window.hold
+              ? new Promise((resolve) => window.held.push(() => resolve(call(method, url, body))))
+              : call(method, url, body);
+            window.hold = true;""")
+        keys(driver, "c")
+        w, h = doc["width"], doc["height"]
+        drag_box(driver, [w // 2, h // 2, w // 2, h // 2])  # a click: press and release on one pixel
+        wait.until(lambda d: d.execute_script("return window.held.length") > 0)
+        assert driver.find_element(By.ID, "job").is_displayed() and driver.find_element(By.ID, "cancel").is_displayed()
+        drag_box(driver, [w // 3, h // 3, w // 3, h // 3])
+        said(wait, "busy")
+        driver.execute_script("window.hold = false; window.held.forEach((release) => release())")
+        text = said(wait, "here (")
+        assert text.endswith(" s)") or text.endswith(" ms)"), text
+        # "propagate" unticked on this case is ticked again on the next
+        driver.find_element(By.ID, "propagate").click()
+        driver.find_element(By.CSS_SELECTOR, 'button.case[data-name="3DBox_MR_pyradiomics_brain1.npz"]').click()
+        wait.until(lambda d: d.execute_script("return state.doc.name") == "3DBox_MR_pyradiomics_brain1.npz")
+        assert driver.find_element(By.ID, "propagate").is_selected()
+        for width, height in ((1024, 700), (1400, 900)):  # the page's own size (the viewport), as users see it
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            wait.until(lambda d: d.execute_script("return [innerWidth, innerHeight]") == [width, height])
+            for id_ in ("undo", "save", "save-next", "tools", "zoom-in", "objects", "new", "view", "status"):
+                assert driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                                             "return r.width > 0 && r.left >= 0 && r.right <= innerWidth && r.top >= 0 "
+                                             "&& r.bottom <= innerHeight", driver.find_element(By.ID, id_)), (id_, width)
+            shot = tmp_path / f"app-{width}x{height}.png"
+            driver.save_screenshot(str(shot))
+            if os.environ.get("LITEMEDSAM_SCREENSHOTS"):
+                shutil.copy(shot, Path(os.environ["LITEMEDSAM_SCREENSHOTS"]) / shot.name)
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
