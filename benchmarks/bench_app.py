@@ -129,14 +129,13 @@ def main(argv=None) -> int:
                 app = App(url, json.loads(call(url + "/api/open", {"name": BRATS[0]})))
                 truth, _ = formats.read_labels(args.raw / BRATS[1])
                 truth = (np.asarray(truth) > 0).astype(np.uint8)
-                zs = np.flatnonzero(truth.any(axis=(1, 2)))
-                z = int(np.argmax(truth.sum(axis=(1, 2))))
-                ys, xs = np.nonzero(truth[z])
-                box = [int(xs.min()), int(ys.min()), int(zs.min()), int(xs.max()), int(ys.max()), int(zs.max()), z]
+                zs, ys, xs = np.nonzero(truth)  # the challenge's box: the label's 3D bounding box, from its middle slice
+                box = [int(xs.min()), int(ys.min()), int(zs.min()), int(xs.max()), int(ys.max()), int(zs.max()),
+                       (int(zs.min()) + int(zs.max())) // 2]
                 found = session(app, truth, [box], args.clicks, "3D")
                 for what, seconds in app.times:
                     print(f"  BraTS {what}: {seconds:.2f} s")
-                print(f"BraTS FLAIR oedema ({len(zs)} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
+                print(f"BraTS FLAIR oedema ({box[5] - box[2] + 1} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
                       f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all")
         finally:
             proc.terminate()

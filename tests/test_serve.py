@@ -803,3 +803,43 @@ def test_threshold_and_sphere_brushes_fill_between_slices_and_measurements(serve
     saved = served.post(f"{url}/save", json={}, headers=WRITE).json()
     csv = (tmp_path / "segs" / saved["measurements"]).read_text().splitlines()
     assert csv[0].startswith("label,name,voxels,ml,mean") and csv[1].startswith(f"1,,{got.sum()},")
+
+
+def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_ready, tmp_path):
+    """Issue 38, an annotator's pace: `serve --labels FILE` (the form Save writes beside an output) gives each new
+    object its label's name and colour; the user's own names win; Save writes them beside the output; a bad table
+    is refused at start with a message naming it."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.interactive import read_table
+    from litemedsam.serve.web.app import Server, make_app
+
+    table_file = tmp_path / "project.json"
+    table_file.write_text(json.dumps({"labels": {"1": {"name": "polyp", "color": [10, 200, 30]},
+                                                 "2": {"name": "instrument", "color": None}}}))
+    folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 64 << 20, 1 << 20,
+                    table=read_table(table_file))
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
+                    headers={"X-Litemedsam-Token": server.token}) as client:
+        doc = open_case(client, CASE_2D)
+        assert [e["name"] for e in doc["table"]] == ["polyp", "instrument"] and doc["table"][0]["color"] == [10, 200, 30]
+        box = np.load(folder / CASE_2D)["boxes"][0].tolist()
+        objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "label": 1}, headers=WRITE).json()["objects"]
+        assert objects[0]["name"] == "polyp" and objects[0]["color"] == [10, 200, 30]
+        client.post(f"/api/doc/{doc['id']}/box", json={"box": [0, 0, 40, 40], "label": 2}, headers=WRITE)
+        client.post(f"/api/doc/{doc['id']}/objects/2", json={"name": "forceps"}, headers=WRITE)
+        client.post(f"/api/doc/{doc['id']}/save", json={}, headers=WRITE)
+    server.close()
+    saved = json.loads((tmp_path / "segs" / f"{CASE_2D}.labels.json").read_text())["labels"]
+    assert saved["1"]["name"] == "polyp" and saved["2"]["name"] == "forceps"
+    for bad, said in (("{", "is not JSON"), ('{"labels": {"0": {"name": "x"}}}', "label 0 is not 1-65535"),
+                      ('{"labels": {"1": {"color": [300, 0, 0]}}}', "a colour is [r, g, b]"), ("[]", "not a label table")):
+        table_file.write_text(bad)
+        done = cli("serve", folder, "-o", tmp_path / "segs", "--labels", table_file, "--port", "1")
+        assert done.returncode == 2 and f"--labels {table_file}: " in done.stderr and said in done.stderr, done.stderr

@@ -70,8 +70,11 @@ def refuse_key_option(ctx, param, value):
               help=f"nninteractive: a file holding the key clients send (default ${KEY_ENV}, else a new key "
                    f"printed at start).")
 @click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@click.option("--labels", "label_table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help='app: a project\'s label table, the names and colours objects take by label (JSON: {"labels": '
+                   '{"1": {"name": "liver", "color": [r, g, b]}}}, as Save writes beside an output).')
 def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads,
-          cache_mb, max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file):
+          cache_mb, max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, label_table):
     """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
 
     Open the printed address (http://127.0.0.1:8765/#token=...) in a browser on this machine: the token is a
@@ -86,6 +89,8 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     if protocol == "nninteractive":
         if folder is not None:
             raise UsageError("--protocol nninteractive takes no FOLDER: its clients upload their image")
+        if label_table is not None:
+            raise UsageError("--labels is the browser app's (--protocol app): nnInteractive's clients name objects")
         return serve_protocol(host, port or 1527, router_file, modality, window, exact, threads, cache_mb,
                               max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file)
     port = port or 8765
@@ -110,14 +115,23 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     token = os.environ.get(TOKEN_ENV) or None
     if token is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", token):
         raise UsageError(f"${TOKEN_ENV} must be 16-128 letters, digits, '-' or '_'")
+    table = {}
+    if label_table is not None:
+        from litemedsam.core.errors import CaseError
+        from litemedsam.serve.interactive import read_table
+        try:
+            table = read_table(label_table)
+        except CaseError as e:
+            raise UsageError(f"--labels {shown(label_table)}: {e}") from None
     check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
     hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
                                 *([socket.gethostname()] if open_to_all else []), *allow_hosts]))
     server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
-                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20, inputs, hosts, token)
+                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20, inputs, hosts, token, table)
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
-    click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}")
+    click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}"
+               + ("" if token else f"  (a new token at each start: set ${TOKEN_ENV} to keep one)"))
     click.echo(f"  cases: {shown(folder) if folder else 'uploads only'}; saves to {shown(output_dir)}; "
                f"Ctrl-C stops")
     if open_to_all:

@@ -45,6 +45,7 @@ class Document(Scene):
         super().__init__(case, prompting, segmenters, cache, labels, turns)
         self.target, self.inputs = target, inputs or CaseInputs()
         self.names = dict(names or {})  # label -> {"name": ..., "color": [r, g, b] or None}: what the user called it
+        self.table: dict = {}  # the project's label table (serve --labels): names and colours by label, where unnamed
         self.unsaved = unsaved  # edits not in the output file yet (they are in the work file)
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
@@ -225,8 +226,9 @@ class Document(Scene):
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
             write_text(measurements_file(self.target), to_csv(rows))
-            if self.names or names_file(self.target).exists():
-                write_names(names_file(self.target), self.names)
+            names = {**{label: self.table[label] for label, _ in self.objects() if label in self.table}, **self.names}
+            if names or names_file(self.target).exists():
+                write_names(names_file(self.target), names)
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
             self.unsaved, self.autosave_problem, self.behind = False, "", False
@@ -268,6 +270,27 @@ def checked_name(label, entry) -> dict:
             isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)):
         raise CaseError(f"label {label}: a colour is [r, g, b], each 0-255")
     return {"name": name.strip(), "color": color}
+
+
+def read_table(path: Path) -> dict:
+    """A project's label table (``serve --labels FILE``): the names and colours objects take by their label, in
+    the form Save writes beside an output (``{"labels": {"1": {"name": "liver", "color": [r, g, b]}}}``), so a
+    saved ``.labels.json`` serves as one. CaseError saying what is wrong with it."""
+    try:
+        if path.stat().st_size > 1 << 20:
+            raise CaseError("is larger than 1 MB")
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as e:
+        raise CaseError(f"cannot be read ({e.strerror or e})") from None
+    except (ValueError, RecursionError):
+        raise CaseError("is not JSON") from None
+    if not (isinstance(data, dict) and isinstance(data.get("labels"), dict)):
+        raise CaseError('is not a label table: {"labels": {"1": {"name": "liver", "color": [r, g, b]}, ...}}')
+    table = {}
+    for key, entry in data["labels"].items():
+        label = int(key) if key.isascii() and key.isdigit() else key
+        table[label] = checked_name(label, entry)  # CaseError: "label x is not 1-65535", ...
+    return table
 
 
 def write_names(path: Path, names: dict) -> None:
@@ -401,14 +424,16 @@ def read_output(case, target: Path):
 
 
 def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: EmbeddingCache, inputs=None,
-              target: Path | None = None, turns=None) -> Document:
+              target: Path | None = None, turns=None, table: dict | None = None) -> Document:
     """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
     its labels from the output file when ``infer`` (or a save) wrote one, and the unsaved edits and names a work
-    file holds (an earlier page, or server, left them: ``Document.restore``)."""
+    file holds (an earlier page, or server, left them: ``Document.restore``); ``table``: the project's label table
+    (``read_table``)."""
     case = formats.read(path, inputs, require_boxes=False)
     target = target or output_dir / formats.output_name(path)
     doc = Document(case, target, prompting, segmenters, cache, read_output(case, target), inputs,
                    names=read_names(names_file(target)), turns=turns)
+    doc.table = dict(table or {})
     doc.restore()
     return doc
 

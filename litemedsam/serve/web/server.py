@@ -66,8 +66,10 @@ class Server:
     """What the app serves: FOLDER's cases, the output folder, the open documents, one embedding cache."""
 
     def __init__(self, folder: Path | None, output_dir: Path, prompting, segmenters, cache_bytes: int,
-                 max_upload: int, inputs=None, hosts=("127.0.0.1", "localhost"), token: str | None = None):
+                 max_upload: int, inputs=None, hosts=("127.0.0.1", "localhost"), token: str | None = None,
+                 table: dict | None = None):
         self.folder, self.output_dir = folder, output_dir
+        self.table = table or {}  # the project's label table (serve --labels): names and colours by label
         self.hosts = list(hosts)  # Host headers accepted
         self.token = token or secrets.token_urlsafe(32)  # every request must carry it (TokenGate)
         self.prompting, self.segmenters, self.inputs = prompting, segmenters, inputs
@@ -113,7 +115,7 @@ class Server:
             if found is not None:
                 return found
             doc = open_case(path, self.output_dir, self.prompting, self.segmenters, self.cache, self.inputs, target,
-                            self.turns)
+                            self.turns, self.table)
             return self.add(doc, name, upload)
 
     def add(self, doc: Document, name: str, upload: Path | None = None) -> str:
@@ -192,7 +194,8 @@ def describe(key: str, entry: Open) -> dict:
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
             "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
-            "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard)}
+            "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard),
+            "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())]}
 
 
 def describe_guard(guard) -> dict:
@@ -209,15 +212,20 @@ def objects(doc: Document) -> list:
     """Each object's label, voxels, colour, the confidence of the box that made it (the decoder's predicted IoU;
     None for objects from a file or the brush) and, for a volume with a spacing, its volume in mL."""
     mm3 = formats.voxel_mm3(doc.case) if doc.case.dim == "3D" else None
-    return [{"label": label, "voxels": voxels, "color": shade(doc, label), "name": doc.names.get(label, {}).get("name", ""),
+    return [{"label": label, "voxels": voxels, "color": shade(doc, label), "name": named(doc, label),
              "confidence": doc.confidence.get(label), "ml": round(voxels * mm3 / 1000, 3) if mm3 else None}
             for label, voxels in doc.objects()]
 
 
 def shade(doc: Document, label: int) -> tuple:
-    """An object's colour: the one the user gave it, else the palette's."""
-    given = doc.names.get(label, {}).get("color")
+    """An object's colour: the one the user gave it, else the project's label table's, else the palette's."""
+    given = doc.names.get(label, {}).get("color") or doc.table.get(label, {}).get("color")
     return tuple(given) if given else colour(label)
+
+
+def named(doc: Document, label: int) -> str:
+    """An object's name: the one the user gave it, else the project's label table's."""
+    return doc.names.get(label, {}).get("name") or doc.table.get(label, {}).get("name", "")
 
 
 def png(image: np.ndarray) -> Response:

@@ -126,6 +126,12 @@ async function show(doc) {
   $("propagate").checked = true;  // each case starts with the defaults
   $("redraw").checked = false;
   $("over").value = doc.guard ? doc.guard.over : "all";
+  $("table").replaceChildren(...(doc.table || []).map((entry) => {  // the project's labels (serve --labels)
+    const option = document.createElement("option");
+    option.value = entry.label;
+    option.label = `${entry.label} ${entry.name}`;
+    return option;
+  }));
   for (const button of document.querySelectorAll("#cases button")) button.classList.toggle("open", button.dataset.name === doc.name);
   state.at = { z: Math.floor(doc.depth / 2), y: Math.floor(doc.height / 2), x: Math.floor(doc.width / 2) };
   state.plane = "z";
