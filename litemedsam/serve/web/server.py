@@ -59,6 +59,7 @@ class Open:
     upload: Path | None = None  # the private folder of an uploaded case, removed when the case is closed
     wanted: int = 0  # the slice the background encoder works outwards from (the one last shown)
     ahead: threading.Thread | None = None  # the background encoder of its slices (Scene.encode_ahead)
+    encoded: int = 0  # slices the background encoder has found or put in the embedding cache
     stop: threading.Event = field(default_factory=threading.Event)  # set when the case is closed
 
 
@@ -144,7 +145,7 @@ class Server:
     @staticmethod
     def _encode_ahead(entry: Open) -> None:
         try:
-            entry.doc.encode_ahead(lambda: entry.wanted, entry.stop)
+            entry.doc.encode_ahead(lambda: entry.wanted, entry.stop, lambda z: setattr(entry, "encoded", entry.encoded + 1))
         except Exception:  # said when a box is drawn
             pass
 
@@ -195,7 +196,8 @@ def describe(key: str, entry: Open) -> dict:
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
             "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
             "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard),
-            "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())]}
+            "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())],
+            "encoded": entry.encoded}
 
 
 def describe_guard(guard) -> dict:

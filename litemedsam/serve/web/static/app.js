@@ -165,11 +165,25 @@ async function show(doc) {
   }
   listObjects(doc.objects);
   markUnsaved(doc);
+  $("ready").textContent = "";
+  if (is3d) watchEncoding(doc);
   await setPlane("z");
   if (doc.readonly || doc.notice) { say(`${doc.name}: ${doc.readonly || doc.notice}`, true); return; }
   say(doc.unsaved ? `${doc.name} open with its unsaved edits (kept since the last save): Save writes them, `
     + "Discard drops them"
     : `${doc.name} open` + (doc.objects.length ? `, with ${doc.objects.length} object(s) from its segmentation` : ""));
+}
+
+async function watchEncoding(doc) {
+  // how many of a volume's slices the server has encoded in the background, until all are (or another case opens)
+  while (doc === state.doc) {
+    let info;
+    try { info = await api("GET", `/api/doc/${doc.id}`); } catch (e) { return; }
+    if (doc !== state.doc) return;
+    $("ready").textContent = info.encoded >= doc.depth ? "· all slices ready" : `· ${info.encoded} / ${doc.depth} slices ready`;
+    if (info.encoded >= doc.depth) return;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
 }
 
 async function setPlane(plane) {
