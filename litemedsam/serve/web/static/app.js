@@ -145,6 +145,7 @@ async function show(doc) {
   $("slice-row").hidden = !is3d;
   $("plane-row").hidden = !is3d;
   $("others").hidden = !is3d;
+  $("interpolate").hidden = $("sphere").parentElement.hidden = !is3d;  // volume tools
   $("model-window-row").hidden = !doc.raw;
   $("mw-level").value = doc.window ? doc.window[0] : "";  // none: percentile clipping (not CT)
   $("mw-width").value = doc.window ? doc.window[1] : "";
