@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_clicks import next_click
-from benchmarks.bench_serve import REPO, TOKEN, call
+from benchmarks.bench_serve import call, served
 from litemedsam.core.masks import dice
 from litemedsam.models.registry import dev_data_dir
 
@@ -94,26 +91,13 @@ def main(argv=None) -> int:
                         "while a user looks at it)")
     args = parser.parse_args(argv)
     dev = dev_data_dir()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
         for name in CASES_2D:
             (folder / name).symlink_to((dev / "imgs" / name).resolve())
         (folder / BRATS[0]).symlink_to((args.raw / BRATS[0]).resolve())
-        proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", f"{tmp}/segs",
-                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    call(url + "/api/cases")
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        with served(folder, Path(tmp) / "segs") as url:
             rows = []
             for name in CASES_2D:
                 app = App(url, json.loads(call(url + "/api/open", {"name": name})))
@@ -145,9 +129,6 @@ def main(argv=None) -> int:
                     print(f"  BraTS {what}: {seconds:.2f} s")
                 print(f"BraTS FLAIR oedema ({box[5] - box[2] + 1} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
                       f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all")
-        finally:
-            proc.terminate()
-            proc.wait(30)
     return 0
 
 

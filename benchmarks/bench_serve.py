@@ -9,6 +9,7 @@ p95 over ``--boxes`` boxes jittered around each case's own), and a 3D propagatio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -39,6 +40,29 @@ def call(url: str, body=None, method: str | None = None) -> bytes:
         return response.read()
 
 
+@contextlib.contextmanager
+def served(folder: Path, output: Path):
+    """A real ``litemedsam serve`` process of ``folder`` on a free port, answering: its address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", str(output),
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                call(url + "/api/cases")
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def timed(fn, *args) -> tuple:
     start = time.perf_counter()
     result = fn(*args)
@@ -52,26 +76,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     imgs = args.cases / "imgs" if (args.cases / "imgs").is_dir() else args.cases
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
         for name in [*CASES_2D, CASE_3D]:
             (folder / name).symlink_to((imgs / name).resolve())
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", f"{tmp}/segs",
-                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    call(url + "/api/cases")
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        with served(folder, Path(tmp) / "segs") as url:
             print(f"server up (process start to first answer): {time.perf_counter() - start:.2f} s")
             pages = [timed(lambda: [call(url + p) for p in ("/", "/static/app.js", "/static/style.css",
                                                              "/api/cases")])[0] for _ in range(20)]
@@ -108,9 +119,6 @@ def main(argv=None) -> int:
                 time.sleep(0.02)
             print(f"3D propagation of one object over slices {z0}-{z1}: {time.perf_counter() - start:.3f} s "
                   f"({job['state']}, {job['total']} steps)")
-        finally:
-            proc.terminate()
-            proc.wait(10)
     return 0
 
 
