@@ -115,14 +115,7 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     token = os.environ.get(TOKEN_ENV) or None
     if token is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", token):
         raise UsageError(f"${TOKEN_ENV} must be 16-128 letters, digits, '-' or '_'")
-    table = {}
-    if label_table is not None:
-        from litemedsam.core.errors import CaseError
-        from litemedsam.serve.interactive import read_table
-        try:
-            table = read_table(label_table)
-        except CaseError as e:
-            raise UsageError(f"--labels {shown(label_table)}: {e}") from None
+    table = project_labels(label_table)
     check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
     hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
@@ -139,6 +132,18 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
                    f"these cases; requests are accepted for the host names {', '.join(hosts)} "
                    f"(add one with --allow-host NAME)", err=True)
     run(uvicorn, make_app(server), host, port, server.close)
+
+
+def project_labels(path: Path | None) -> dict:
+    """The label table --labels gives ({} without one); UsageError naming the file and what is wrong."""
+    if path is None:
+        return {}
+    from litemedsam.core.errors import CaseError
+    from litemedsam.serve.interactive import read_table
+    try:
+        return read_table(path)
+    except CaseError as e:
+        raise UsageError(f"--labels {shown(path)}: {e}") from None
 
 
 def read_key(key_file: Path | None) -> tuple[str, bool]:
