@@ -135,6 +135,21 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         text = said(wait, "label 1 redrawn")
         assert f"({brushed.sum()} → {(page_labels(driver, url) == 1).sum()} pixels)" in text, text
         assert not driver.find_element(By.ID, "redraw").is_selected()  # one redraw
+        # bug 6: a click far from the selected object adds the region the model finds there, not a disc of tissue
+        from litemedsam.io.formats.challenge import load_case
+        from litemedsam.methods import refine
+        from litemedsam.models.segmenter import Segmenters
+
+        before = page_labels(driver, url)
+        y, x = 265, 185  # ~80 pixels from object 1
+        object_row(driver, 1).click()
+        keys(driver, "c")
+        drag_box(driver, [x, y, x, y])  # a click: press and release on one pixel
+        said(wait, "label 1: here")
+        model = driver.execute_script("return state.doc.model")
+        region = refine.seed(Segmenters().get(model), load_case(folder / AMOS), {1: (0, y, x)}) == 1
+        assert region[y, x] and np.array_equal(page_labels(driver, url) == 1, (before == 1) | region)
+        keys(driver, "x", Keys.ESCAPE)
         # bug 8: a long name is shown whole; the cursor readout belongs to the case shown
         name = object_row(driver, 1).find_element(By.CSS_SELECTOR, ".name")
         name.send_keys("left adrenal gland, upper pole", Keys.ENTER)
