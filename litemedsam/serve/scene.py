@@ -590,8 +590,8 @@ class Scene:
             raise CaseError(f"object {locked[0]} is locked: unlock it to change it")
         keep = self.guard.allowed(old, values)
         where, values, taken = where[keep], values[keep], old[keep]
-        took = Counter(taken[(taken != 0) & (values != 0) & (taken != values)].tolist())
-        self.change = {"took": dict(sorted(took.items())), "held": int((~keep).sum())}
+        took = np.unique(taken[(taken != 0) & (values != 0) & (taken != values)], return_counts=True)
+        self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum())}
         if len(where):
             self.undo_stack.append((where, self.labels.ravel()[where].copy()))
             self.redo_stack.clear()
