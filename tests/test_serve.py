@@ -3,6 +3,7 @@ gives infer's mask, a 3D propagation infer's output; saves round-trip; traversal
 sites and other hosts are refused with messages."""
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -843,3 +844,34 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
         table_file.write_text(bad)
         done = cli("serve", folder, "-o", tmp_path / "segs", "--labels", table_file, "--port", "1")
         assert done.returncode == 2 and f"--labels {table_file}: " in done.stderr and said in done.stderr, done.stderr
+
+
+def test_a_save_whose_measurements_cannot_be_made_still_saves(models_ready, tmp_path):
+    """The measurements read the input's own values (HU): when its file is gone since it was opened, Save writes
+    the output all the same, says why there are no measurements, and leaves no older ones beside it."""
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
+    from tests.test_browser import raw_ct
+
+    (tmp_path / "in").mkdir()
+    ct = Path(shutil.copy(raw_ct(), tmp_path / "in"))
+    server = Server(tmp_path / "in", tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 64 << 20, 1 << 20)
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
+                    headers={"X-Litemedsam-Token": server.token}) as client:
+        doc = open_case(client, ct.name)
+        url = f"/api/doc/{doc['id']}"
+        client.post(f"{url}/brush", json={"z": 5, "points": [[40, 40]], "radius": 5, "label": None}, headers=WRITE)
+        stale = tmp_path / "segs" / f"{ct.name}.measurements.csv"  # an earlier save's
+        stale.parent.mkdir(exist_ok=True)
+        stale.write_text("label\n")
+        ct.unlink()
+        saved = client.post(f"{url}/save", json={}, headers=WRITE).json()
+        assert saved["measurements"] is None and "its measurements could not be written" in saved["problem"]
+        assert (tmp_path / "segs" / ct.name).is_file() and not stale.exists() and not saved["unsaved"]
+    server.close()

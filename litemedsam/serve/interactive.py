@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.io import formats
-from litemedsam.core.errors import CaseError, shown
+from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 from litemedsam.core.measure import measure, to_csv
@@ -53,6 +53,7 @@ class Document(Scene):
         self.readonly = ""  # why edits are refused (its work folder cannot be read), if they are
         self.notice = ""  # what the page should say once opened (a damaged work file moved aside)
         self._values = None  # the file's own voxel values, read by value_at when first asked
+        self.measure_problem = ""  # why the last save wrote no measurements, if it wrote none
 
     @property
     def raw(self) -> bool:
@@ -206,32 +207,40 @@ class Document(Scene):
             self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem, self.behind = False, "", False
 
-    def measure(self) -> list[dict]:
-        """Each object's measurements (litemedsam.core.measure): over the file's own values (HU of a CT) where
-        the format keeps them, else the image as the model sees it (0-255)."""
+    def measure(self, labels: np.ndarray | None = None) -> list[dict]:
+        """Each object's measurements (litemedsam.core.measure) of ``labels`` (default: the labels now): over the
+        file's own values (HU of a CT) where the format keeps them, else the image as the model sees it (0-255)."""
         values = self.file_values()
         if values is None:
             values = self.case.image if self.case.image.ndim == self.labels.ndim else self.case.image.mean(axis=-1)
-        with self.lock:
-            labels = self.labels.copy()
+        if labels is None:
+            with self.lock:
+                labels = self.labels.copy()
         spacing = formats.spacing(self.case) if self.case.dim == "3D" else None
-        return measure(labels, values, spacing, self.names)
+        return measure(labels, values, spacing, {**self.table, **{k: v for k, v in self.names.items() if v.get("name")}})
 
     def save(self) -> Path:
-        """Write the label map in the input's format (its output name), and its objects' measurements beside it
-        (``measurements_file``), and return its path."""
-        rows = self.measure()
+        """Write the label map in the input's format (its output name) and return its path; then the measurements
+        of the labels saved beside it (``measurements_file``). When those cannot be made (the input's file gone
+        since it was opened), the output is saved all the same, no older measurements stay beside it and
+        ``measure_problem`` says why."""
         with self.lock:
             self._writable()
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
-            write_text(measurements_file(self.target), to_csv(rows))
             names = {**{label: self.table[label] for label, _ in self.objects() if label in self.table}, **self.names}
             if names or names_file(self.target).exists():
                 write_names(names_file(self.target), names)
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
             self.unsaved, self.autosave_problem, self.behind = False, "", False
+            saved = self.labels.copy()
+        try:
+            write_text(measurements_file(self.target), to_csv(self.measure(saved)))
+            self.measure_problem = ""
+        except (OSError, LitemedsamError, MemoryError) as e:
+            measurements_file(self.target).unlink(missing_ok=True)
+            self.measure_problem = f"its measurements could not be written ({shown(e)})"
         return self.target
 
 

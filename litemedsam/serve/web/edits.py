@@ -307,5 +307,6 @@ async def save(request: Request):
     await json_body(request)
     server.output_dir.mkdir(parents=True, exist_ok=True)
     target = await run_in_threadpool(entry.doc.save)
-    return {"saved": target.name, "folder": str(target.parent), "measurements": measurements_file(target).name,
-            **edited(entry.doc)}
+    return {"saved": target.name, "folder": str(target.parent), **edited(entry.doc),
+            "measurements": None if entry.doc.measure_problem else measurements_file(target).name,
+            "problem": entry.doc.measure_problem}

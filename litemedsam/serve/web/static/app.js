@@ -717,7 +717,8 @@ async function undo(again = false) {
 async function save() {
   try {
     const result = await api("POST", `/api/doc/${state.doc.id}/save`);
-    say(`saved ${result.saved} in ${result.folder}` + (result.measurements ? ` (and its measurements, ${result.measurements})` : ""));
+    say(`saved ${result.saved} in ${result.folder}` + (result.measurements ? ` (and its measurements, ${result.measurements})`
+      : `; ${result.problem}`), !result.measurements);
     await listCases();
     return true;
   } catch (e) { say(e.message, true); return false; }
