@@ -228,6 +228,13 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
         driver.execute_script("window.hold = false; window.held.forEach((release) => release())")
         text = said(wait, "here (")
         assert text.endswith(" s)") or text.endswith(" ms)"), text
+        # Ctrl-wheel zooms about the mouse: the pixel under it stays under it
+        under = driver.execute_script("""
+            const r = view.getBoundingClientRect(), at = { clientX: r.left + 0.3 * r.width, clientY: r.top + 0.7 * r.height };
+            const before = imagePoint(at);
+            view.dispatchEvent(new WheelEvent("wheel", { ...at, deltaY: -100, ctrlKey: true, bubbles: true, cancelable: true }));
+            return [before, imagePoint(at), view.getBoundingClientRect().width / r.width];""")
+        assert under[2] > 1.2 and abs(under[0]["x"] - under[1]["x"]) <= 1 and abs(under[0]["y"] - under[1]["y"]) <= 1, under
         # "propagate" unticked on this case is ticked again on the next
         driver.find_element(By.ID, "propagate").click()
         driver.find_element(By.CSS_SELECTOR, 'button.case[data-name="3DBox_MR_pyradiomics_brain1.npz"]').click()
