@@ -199,3 +199,23 @@ def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
         logs = sh("docker", "logs", name, check=False)
         sh("docker", "rm", "-f", name, check=False)
     assert "Traceback" not in logs.stderr, logs.stderr
+
+
+def test_what_the_image_leaves_out_names_its_extra(image, dev_data, tmp_path):
+    """The image has the core and `serve` (Starlette, uvicorn, blosc2: tested by serving both protocols, SciPy's
+    ndimage: the 2025 click steps); not `io` (SimpleITK) nor `cluster` (Dask distributed, cloudpickle), as
+    docs/install.md says: an NRRD case and --scheduler each say which extra reads them, no traceback."""
+    raw = dev_data.parent / "raw" / "brain1_image.nrrd"
+    if not raw.is_file():
+        pytest.skip(f"{raw} is not here")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(raw, inp)
+    os.chmod(inp / raw.name, 0o644)
+    out = writable_dir(tmp_path / "out")
+    for extra, said in (((), "needs SimpleITK: pip install 'litemedsam[io]'"),
+                        (("--scheduler", "tcp://127.0.0.1:9"), "pip install 'litemedsam[cluster]'")):
+        done = sh("docker", "run", "--rm", "--network", "none", "-v", f"{inp}:/in:ro", "-v", f"{out}:/out", image,
+                  "litemedsam", "infer", "-i", f"/in/{raw.name}", "-o", "/out", "--box", "10,10,10,40,40,20", *extra,
+                  check=False)
+        assert said in done.stderr and "Traceback" not in done.stderr + done.stdout, done.stderr
