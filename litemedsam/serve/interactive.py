@@ -207,6 +207,11 @@ class Document(Scene):
             self.names = read_names(names_file(self.target))
             self.unsaved, self.autosave_problem, self.behind = False, "", False
 
+    def entry(self, label: int) -> dict:
+        """Object ``label``'s name and colour: the user's, else the project's label table's (``table``), each."""
+        own, given = self.names.get(label, {}), self.table.get(label, {})
+        return {"name": own.get("name") or given.get("name", ""), "color": own.get("color") or given.get("color")}
+
     def measure(self, labels: np.ndarray | None = None) -> list[dict]:
         """Each object's measurements (litemedsam.core.measure) of ``labels`` (default: the labels now): over the
         file's own values (HU of a CT) where the format keeps them, else the image as the model sees it (0-255)."""
@@ -217,7 +222,7 @@ class Document(Scene):
             with self.lock:
                 labels = self.labels.copy()
         spacing = formats.spacing(self.case) if self.case.dim == "3D" else None
-        return measure(labels, values, spacing, {**self.table, **{k: v for k, v in self.names.items() if v.get("name")}})
+        return measure(labels, values, spacing, {label: self.entry(label) for label in np.unique(labels).tolist()})
 
     def save(self) -> Path:
         """Write the label map in the input's format (its output name) and return its path; then the measurements
@@ -228,7 +233,8 @@ class Document(Scene):
             self._writable()
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
-            names = {**{label: self.table[label] for label, _ in self.objects() if label in self.table}, **self.names}
+            names = {label: self.entry(label) for label in sorted(set(self.names) | {
+                label for label, _ in self.objects() if label in self.table})}
             if names or names_file(self.target).exists():
                 write_names(names_file(self.target), names)
             self.work_file.unlink(missing_ok=True)
