@@ -135,7 +135,8 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         text = said(wait, "label 1 redrawn")
         assert f"({brushed.sum()} → {(page_labels(driver, url) == 1).sum()} pixels)" in text, text
         assert not driver.find_element(By.ID, "redraw").is_selected()  # one redraw
-        # bug 6: a click far from the selected object adds the region the model finds there, not a disc of tissue
+        # bug 6: a click far from the selected object says so, and "Region instead" adds the region the model
+        # finds there, not a disc of tissue
         from litemedsam.io.formats.challenge import load_case
         from litemedsam.methods import refine
         from litemedsam.models.segmenter import Segmenters
@@ -145,7 +146,9 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         object_row(driver, 1).click()
         keys(driver, "c")
         drag_box(driver, [x, y, x, y])  # a click: press and release on one pixel
-        said(wait, "label 1: here")
+        said(wait, "mm from the object")
+        driver.find_element(By.ID, "region-instead").click()
+        said(wait, "label 1: the region here added")
         model = driver.execute_script("return state.doc.model")
         region = refine.seed(Segmenters().get(model), load_case(folder / AMOS), {1: (0, y, x)}) == 1
         assert region[y, x] and np.array_equal(page_labels(driver, url) == 1, (before == 1) | region)

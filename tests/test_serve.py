@@ -144,7 +144,7 @@ def test_3d_propagation_and_a_click_give_infers_output(served, dev_data, tmp_pat
     assert finish(served, doc)["state"] == "done"
     from litemedsam.methods.refine import gap
     from litemedsam.serve.scene import FAR_CLICK
-    assert gap(expected, 1, (z, y, x), data["spacing"]) <= FAR_CLICK  # near its object: infer's edit
+    assert gap(expected, 1, (z, y, x), data["spacing"][::-1]) <= FAR_CLICK  # near its object: infer's edit
     clicked = tmp_path / "clicked"
     clicked.mkdir()
     write_case(clicked / CASE_3D, data["imgs"], data["spacing"], None, [{"fg": [[z, y, x]] if kind == "fg" else [],
@@ -739,9 +739,11 @@ def test_a_new_object_over_another_is_said_and_the_paint_over_rules_and_locks_ke
     assert served.get(f"{url}/labels/0?hide=x").status_code == 400
 
 
-def test_a_far_click_adds_the_models_region_not_a_disc(served, amos, dev_data):
-    """Issue 38, bug 6: a foreground click far from its object adds the region the model finds there (as a click
-    that starts an object), not a ball of normal tissue reaching back to the object; a near one is infer's edit."""
+def test_a_far_click_is_said_and_the_models_region_can_be_added_instead(served, amos, dev_data):
+    """Issue 38, bug 6: a foreground click far from its object is infer's edit (a ball reaching back to the object:
+    the default the 2025 protocol's clicks were measured with) and says how far it was; the same click with
+    "region" (the page's "Region instead") adds the region the model finds there, as a click that starts an
+    object, not a ball of tissue."""
     from litemedsam.io.formats.challenge import load_case
     from litemedsam.methods import refine
     from litemedsam.models.segmenter import Segmenters
@@ -751,10 +753,15 @@ def test_a_far_click_adds_the_models_region_not_a_disc(served, amos, dev_data):
     before = labels(served, amos)
     y, x = 265, 185  # in the liver, ~80 pixels from the object
     assert refine.gap(before, 1, (0, y, x)) > 15
-    served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": 1}, headers=WRITE)
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": 1}, headers=WRITE).json()
+    assert r["change"]["far"] > 15 and (labels(served, amos) == 1).sum() > (before == 1).sum()
+    served.post(f"{url}/undo", json={}, headers=WRITE)
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": 1, "region": True}, headers=WRITE)
+    assert "far" not in r.json()["change"]
     case = load_case(served.folder / CASE_AMOS)
     region = refine.seed(Segmenters().get(amos["model"]), case, {1: (0, y, x)}) == 1
     assert region[y, x] and np.array_equal(labels(served, amos) == 1, (before == 1) | region)
+    assert served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "region": 1}, headers=WRITE).status_code == 400
 
 
 def test_a_volumes_click_is_a_job_that_can_be_cancelled_and_its_region_keeps_to_the_range(served):

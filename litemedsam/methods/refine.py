@@ -87,25 +87,19 @@ def keep_clicks(take: np.ndarray, window: tuple, kept) -> None:
             take[inside] = False
 
 
-def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray, logits=None,
-           cap: float | None = None):
+def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tuple, mm: np.ndarray, logits=None):
     """What one click changes: (window of ``volume``, the voxels of it that change, their new label), or None
     when the map already says what the click says. ``logits`` (``Logits``): the edit also takes the voxels near
-    the click that the model scores like the click (``follow``). ``cap``: the largest radius of its ball in mm
-    (None: up to the object's edge, as the challenge's clicks are applied)."""
+    the click that the model scores like the click (``follow``)."""
     from scipy import ndimage  # here, not at import: a box-only run never pays its ~0.15 s import
     at = tuple(int(v) for v in at)
     if (volume[at] == label) == (kind == "fg"):
         return None
-    reach = np.maximum(1, np.ceil(REACH_MM / mm)).astype(int)
-    window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(at, reach))
+    window, centre = around(at, mm)
     local = volume[window]
-    centre = tuple(a - w.start for a, w in zip(at, window))
     mask = local == label
     edge = mask if kind == "fg" else ~mask  # what the click's distance is measured to
     radius = REACH_MM if not edge.any() else nearest(edge, centre, mm)
-    if cap is not None:
-        radius = min(radius, cap)
     grid = np.ogrid[tuple(slice(0, n) for n in local.shape)]
     away = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, mm))  # squared mm from the click
     ball = (away <= radius ** 2) & alike(grey[window], centre)
@@ -119,15 +113,13 @@ def change(volume: np.ndarray, grey: np.ndarray, label: int, kind: str, at: tupl
     return window, ball & mask, 0
 
 
-def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: tuple, spacing=None, kept=(),
-         cap: float | None = None):
+def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: tuple, spacing=None, kept=()):
     """What one click on ``labels`` (a 2D or 3D label map, not changed) does, as ``refine`` applies it to a case
     whose earlier clicks were ``kept`` ((z, y, x) each; their voxels keep their label): (flat indices of
     ``labels``, the label they take), None when the map already says what the click says. ``seg``: the model
-    whose logits a volume's click follows (``model_logits``); ``at``: (z, y, x), z 0 in 2D; ``cap``: see
-    ``change``."""
+    whose logits a volume's click follows (``model_logits``); ``at``: (z, y, x), z 0 in 2D."""
     volume, grey = volumes(labels, image)
-    found = change(volume, grey, int(label), kind, at, millimetres(spacing), model_logits(seg, image, labels), cap)
+    found = change(volume, grey, int(label), kind, at, millimetres(spacing), model_logits(seg, image, labels))
     if found is None:
         return None
     window, take, value = found
@@ -137,16 +129,20 @@ def edit(seg, image: np.ndarray, labels: np.ndarray, label: int, kind: str, at: 
     return changed, value  # a 2D map's flat indices are its (1, H, W)'s: the same
 
 
+def around(at: tuple, mm: np.ndarray) -> tuple:
+    """(the window of ``REACH_MM`` around voxel ``at`` that a click looks at, ``at`` within it)."""
+    reach = np.maximum(1, np.ceil(REACH_MM / mm)).astype(int)
+    window = tuple(slice(max(0, int(a) - r), int(a) + r + 1) for a, r in zip(at, reach))
+    return window, tuple(int(a) - w.start for a, w in zip(at, window))
+
+
 def gap(labels: np.ndarray, label: int, at: tuple, spacing=None) -> float:
     """How far voxel ``at`` (z, y, x; z 0 in 2D) is from object ``label`` of ``labels``, in mm (pixels without a
     spacing); 0 on it, infinity when it is not within ``REACH_MM``."""
     volume = labels if labels.ndim == 3 else labels[None]
     mm = millimetres(spacing)
-    at = tuple(int(v) for v in at)
-    reach = np.maximum(1, np.ceil(REACH_MM / mm)).astype(int)
-    window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(at, reach))
+    window, centre = around(at, mm)
     edge = volume[window] == label
-    centre = tuple(a - w.start for a, w in zip(at, window))
     if edge[centre]:
         return 0.0
     return nearest(edge, centre, mm) if edge.any() else float("inf")

@@ -26,7 +26,7 @@ from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.methods import refine
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
-FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is a region of its own
+FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 
@@ -489,37 +489,41 @@ class Scene:
             self._edit(where, np.full(len(where), label, np.uint16))
             return len(where) - self.change["held"]
 
-    def click(self, label: int | None, kind: str, at: tuple, kept=(), z_range=None, reporter=None) -> int:
+    def click(self, label: int | None, kind: str, at: tuple, kept=(), z_range=None, reporter=None,
+              region: bool = False) -> int:
         """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
         object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
-        object grows or shrinks around the click (and along the model's contour through it); a foreground click
-        for an object that has no voxel yet (or ``label`` None: a new one), or farther than ``FAR_CLICK`` from
-        it, builds a region there with the model (``refine.seed``; in a volume propagated over ``z_range``, first
-        and last slice, default all) instead of a ball over whatever tissue is there. The voxels of the earlier
-        clicks ``kept`` ((z, y, x) each) keep their label, as infer keeps a case's. ``reporter(done, total)`` hears
-        the slices done (it may raise to stop the click: nothing changes). One undoable edit; returns the label."""
+        object grows or shrinks around the click (and along the model's contour through it). A foreground click
+        for an object that has no voxel yet (or ``label`` None: a new one), or with ``region`` (the page's
+        Shift-click), adds the region the model finds there (``refine.seed``; in a volume propagated over
+        ``z_range``, first and last slice, default all). ``change["far"]``: how far (mm) a foreground click was
+        from its object when farther than ``FAR_CLICK`` (its ball reaches back to the object: the page says so
+        and offers the region instead). The voxels of the earlier clicks ``kept`` ((z, y, x) each) keep their
+        label, as infer keeps a case's. ``reporter(done, total)`` hears the slices done (it may raise to stop the
+        click: nothing changes). Returns the label."""
         with self.turns, progress.reporting(reporter):
-            return self._click(label, kind, at, kept, z_range)
+            return self._click(label, kind, at, kept, z_range, region)
 
-    def _click(self, label, kind: str, at: tuple, kept, z_range) -> int:
+    def _click(self, label, kind: str, at: tuple, kept, z_range, region: bool) -> int:
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         spacing = formats.spacing(self.case)
         known = label is not None and self.counts.get(int(label))
         if kind == "bg" and not known:
             raise CaseError("a background click needs an object to take the voxel from: select one")
-        far = kind == "fg" and known and refine.gap(self.labels, int(label), at, spacing) > FAR_CLICK
-        if kind == "fg" and (not known or far):
+        far = refine.gap(self.labels, int(label), at, spacing) if kind == "fg" and known else 0.0
+        if kind == "fg" and (not known or region):
             empty = self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6)))
             mask = refine.seed(segmenter, empty, {1: at}, z_range) == 1
             label = self.paint(mask, label, add=True) if mask.any() else self.next_label() if label is None else label
             # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
         with self.lock:
-            found = refine.edit(Reporting(segmenter), self.case.image, self.labels, int(label), kind, at, spacing, kept,
-                                FAR_CLICK if far else None)
+            found = refine.edit(Reporting(segmenter), self.case.image, self.labels, int(label), kind, at, spacing, kept)
             if found is not None:
                 changed, value = found
                 self._edit(changed, np.full(len(changed), value, np.uint16))
+            if far > FAR_CLICK and not region:
+                self.change = {**self.change, "far": round(min(far, refine.REACH_MM), 1)}
         return int(label)
 
     def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
@@ -593,7 +597,7 @@ class Scene:
         took = np.unique(taken[(taken != 0) & (values != 0) & (taken != values)], return_counts=True)
         self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum())}
         if len(where):
-            self.undo_stack.append((where, self.labels.ravel()[where].copy()))
+            self.undo_stack.append((where, taken))
             self.redo_stack.clear()
             del self.undo_stack[:-MAX_UNDO]
             while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
-from litemedsam.serve.interactive import Document, measurements_file
+from litemedsam.serve.interactive import measurements_file
 from litemedsam.serve.scene import Cancelled, Guard, voxel_of
 from litemedsam.serve.http import Refused, integer, number
 from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, describe_guard, edited, idle,
@@ -97,10 +97,13 @@ async def box(request: Request):
     idle(entry)
     was = doc.has(label) if label is not None and mode == "replace" else 0
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
-        def work(report):
-            mask, score = doc.box_mask(coords, z, z_range, report)
-            return mask, score, tuple(z_range)
-        start(entry, label, work, mode == "add", "propagating", was)
+        def work(job: Job) -> int:
+            mask, score = doc.box_mask(coords, z, z_range, job.report)
+            job.check()  # a cancel asked for meanwhile: the labels stay as they were
+            painted = doc.paint(mask, label, tuple(z_range), mode == "add")
+            doc.confidence[painted] = score
+            return painted
+        start(entry, Job(label, was=was), work)
         return {"job": True}
     mask, score = await run_in_threadpool(doc.box_mask, coords, z, None, None, plane)
     label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
@@ -108,31 +111,17 @@ async def box(request: Request):
     return {"label": label, "was": was, **edited(doc)}
 
 
-def start(entry, label: int | None, work, add: bool = False, doing: str = "propagating", was: int = 0) -> None:
-    """Run ``work(report)`` on the case as a job the page follows (progress, cancel): a propagation returns
-    (mask, confidence, slices) to paint as ``label``; a click (``doing`` "clicking") makes its edit and returns
-    its label."""
-    entry.job = job = Job(label, doing=doing, was=was)
-    job.thread = threading.Thread(target=run_job, args=(entry.doc, job, work, add), daemon=True,
-                                  name=f"litemedsam-{doing}")
+def start(entry, job: Job, work) -> None:
+    """Run ``work(job)`` (it makes its edit and returns the label edited; ``job.report`` hears its progress and
+    stops it when cancelled) in a thread, as ``entry``'s job, which the page follows (progress, cancel)."""
+    entry.job = job
+    job.thread = threading.Thread(target=run_job, args=(job, work), daemon=True, name=f"litemedsam-{job.doing}")
     job.thread.start()
 
 
-def run_job(doc: Document, job: Job, work, add: bool) -> None:
-    def report(done, total):
-        job.done, job.total = done, total
-        if job.cancel.is_set():
-            raise Cancelled()
+def run_job(job: Job, work) -> None:
     try:
-        made = work(report)
-        if job.cancel.is_set():
-            raise Cancelled()
-        if isinstance(made, tuple):  # a propagation's mask, painted now (a cancelled one changes nothing)
-            mask, score, slices = made
-            job.label = doc.paint(mask, job.label, slices, add)
-            doc.confidence[job.label] = score
-        else:
-            job.label = made
+        job.label = work(job)
         job.state = "done"
     except Cancelled:
         job.state, job.message = "cancelled", "cancelled; the labels are as before"
@@ -220,14 +209,16 @@ async def click(request: Request):
     h, w = doc.label_slice(z, plane).shape
     if not (integer(x) and integer(y) and 0 <= x < w and 0 <= y < h):
         raise Refused(400, f"x, y must be a pixel of the {w} x {h} image")
-    z_range = body.get("z_range")
+    z_range, region = body.get("z_range"), body.get("region", False)
     if z_range is not None and not (isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range))):
         raise Refused(400, "z_range must be [first, last] slice indices (where a new region may reach)")
+    if not isinstance(region, bool):
+        raise Refused(400, "region must be true (add the region the model finds at the click) or false")
     at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
     if doc.case.dim == "3D":  # a volume's click may read many slices: a job the page follows and can cancel
-        start(entry, label, lambda report: doc.click(label, kind, at, (), z_range, report), doing="clicking")
+        start(entry, Job(label, doing="clicking"), lambda job: doc.click(label, kind, at, (), z_range, job.report, region))
         return {"job": True}
-    painted = await run_in_threadpool(doc.click, label, kind, at)
+    painted = await run_in_threadpool(doc.click, label, kind, at, (), None, None, region)
     return {"label": painted, **edited(doc)}
 
 

@@ -27,7 +27,7 @@ from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
 from litemedsam.io.overlay import colour
 from litemedsam.serve.http import Refused, integer, json_object, read_body
-from litemedsam.serve.scene import EmbeddingCache, ModelTurns
+from litemedsam.serve.scene import Cancelled, EmbeddingCache, ModelTurns
 
 
 MAX_JSON = 65536  # bytes of a JSON request
@@ -49,6 +49,15 @@ class Job:
     message: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+
+    def report(self, done: int, total: int) -> None:
+        """Progress (slices done of ``total``; 0: unknown); raises Cancelled once a cancel is asked for."""
+        self.done, self.total = done, total
+        self.check()
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
 
 
 @dataclass
@@ -214,20 +223,15 @@ def objects(doc: Document) -> list:
     """Each object's label, voxels, colour, the confidence of the box that made it (the decoder's predicted IoU;
     None for objects from a file or the brush) and, for a volume with a spacing, its volume in mL."""
     mm3 = formats.voxel_mm3(doc.case) if doc.case.dim == "3D" else None
-    return [{"label": label, "voxels": voxels, "color": shade(doc, label), "name": named(doc, label),
+    return [{"label": label, "voxels": voxels, "color": shade(doc, label), "name": doc.entry(label)["name"],
              "confidence": doc.confidence.get(label), "ml": round(voxels * mm3 / 1000, 3) if mm3 else None}
             for label, voxels in doc.objects()]
 
 
 def shade(doc: Document, label: int) -> tuple:
-    """An object's colour: the one the user gave it, else the project's label table's, else the palette's."""
-    given = doc.names.get(label, {}).get("color") or doc.table.get(label, {}).get("color")
+    """An object's colour: its own (Document.entry), else the palette's."""
+    given = doc.entry(label)["color"]
     return tuple(given) if given else colour(label)
-
-
-def named(doc: Document, label: int) -> str:
-    """An object's name: the one the user gave it, else the project's label table's."""
-    return doc.names.get(label, {}).get("name") or doc.table.get(label, {}).get("name", "")
 
 
 def png(image: np.ndarray) -> Response:

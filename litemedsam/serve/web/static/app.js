@@ -461,6 +461,18 @@ function changed(result) {
     + (c.held ? `; ${c.held} ${unit} of other or locked objects left as they were` : "");
 }
 
+function offerRegion(redo) {
+  // "Region instead": the far click taken back, the model's region at it added; offered until the next action
+  const button = $("region-instead");
+  button.hidden = false;
+  button.onclick = async () => {
+    button.hidden = true;
+    await undo();
+    await redo();
+  };
+}
+document.addEventListener("mousedown", (e) => { if (e.target !== $("region-instead")) $("region-instead").hidden = true; }, true);
+
 function seconds(ms) { return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`; }
 function busyNote() { say("busy: the last edit is still running (wait for it, or Cancel)", true); }
 
@@ -564,7 +576,7 @@ window.addEventListener("mouseup", async () => {
 
 view.addEventListener("contextmenu", (e) => { if (tool() === "click") e.preventDefault(); });
 
-async function sendClick(p, kind) {
+async function sendClick(p, kind, region = false) {
   // a click on the selected object (a new one for a foreground click when none is selected), as infer applies
   // the 2025 challenge's clicks: the object grows (fg) or shrinks (bg) around it
   const doc = state.doc, typed = typedLabel();
@@ -575,7 +587,7 @@ async function sendClick(p, kind) {
   }
   state.busy = true;
   const start = performance.now(), body = { z: state.at[state.plane], plane: state.plane, x: p.x, y: p.y, kind,
-    label: state.selected ?? typed };
+    label: state.selected ?? typed, region };
   if (doc.dim === "3D" && state.plane === "z" && $("propagate").checked) {  // where a new region may reach
     body.z_range = [Math.min(+$("z0").value, +$("z1").value), Math.max(+$("z0").value, +$("z1").value)];
   }
@@ -587,7 +599,14 @@ async function sendClick(p, kind) {
     state.selected = result.label;
     listObjects(result.objects);
     await refreshOverlay();
-    say(`label ${result.label}: ${kind === "fg" ? "here" : "not here"} (${seconds(performance.now() - start)})` + changed(result));
+    say(`label ${result.label}: ${region ? "the region here added" : kind === "fg" ? "here" : "not here"} `
+      + `(${seconds(performance.now() - start)})` + changed(result));
+    const far = (result.change || {}).far;
+    if (far) {  // its ball reached back to the object over whatever lies between: said, and the region offered
+      say(`${$("status").textContent}; the click was ${far} mm from the object, so its edit reaches back to it: `
+        + `"Region instead" adds what the model finds at the click`);
+      offerRegion(() => sendClick(p, kind, true));
+    }
   } catch (e) { if (doc === state.doc) say(e.message, true); }
   finally { if (doc === state.doc) state.busy = false; }
 }
