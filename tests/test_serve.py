@@ -882,3 +882,19 @@ def test_a_save_whose_measurements_cannot_be_made_still_saves(models_ready, tmp_
         assert saved["measurements"] is None and "its measurements could not be written" in saved["problem"]
         assert (tmp_path / "segs" / ct.name).is_file() and not stale.exists() and not saved["unsaved"]
     server.close()
+
+
+def test_two_tabs_share_one_cases_locks(served, amos):
+    """Issue 38: the paint-over rule and locks belong to the case, whoever opened it: a second tab (the same case
+    opened again: the same document) sees them, and its edits keep to them, said."""
+    url = f"/api/doc/{amos['id']}"
+    served.post(f"{url}/box", json={"box": [228, 232, 261, 256]}, headers=WRITE)
+    other = open_case(served, CASE_AMOS)  # the second tab
+    assert other["id"] == amos["id"]
+    served.post(f"{url}/guard", json={"over": "all", "locked": [1]}, headers=WRITE)
+    seen = served.get(f"/api/doc/{other['id']}").json()
+    assert seen["guard"]["locked"] == [1]
+    first = labels(served, amos) == 1
+    r = served.post(f"/api/doc/{other['id']}/box", json={"box": [150, 200, 320, 300]}, headers=WRITE).json()
+    assert r["change"]["held"] > 0 and r["change"]["took"] == {}
+    assert np.array_equal(labels(served, amos) == 1, first)
