@@ -27,7 +27,7 @@ import numpy as np
 
 from litemedsam.core import confidence
 from litemedsam.core.errors import CaseError, shown
-from litemedsam.core.limits import MAX_OBJECTS, check_size
+from litemedsam.core.limits import MAX_OBJECTS, MAX_POINTS, POINT_BYTES, available_memory, check_size, human
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.io.formats import nifti
@@ -96,7 +96,7 @@ def segment(image, boxes=None, modality: str | None = None, window: tuple | None
     object's confidence, label -> the decoder's mean predicted IoU of its masks (as run.json records it).
     """
     if isinstance(image, (str, Path)):
-        return _segment_file(Path(image), boxes, output, modality, window, exact, model, threads, router, scores)
+        return _segment_file(_path(image, "image"), boxes, output, modality, window, exact, model, threads, router, scores)
     if output is not None:
         raise CaseError("output= is for a path in: an array or image in gives its label map back")
     placed = _nifti_image(image)
@@ -136,7 +136,9 @@ def _segment_file(path: Path, boxes, output, modality, window, exact, model, thr
     """``segment`` of a case file, read and written as `infer` reads and writes it."""
     window = _checked_window(modality, window, router)
     given = [] if boxes is None else _boxes(boxes).tolist()
-    target = None if output is None else Path(output)
+    target = None if output is None else _path(output, "output")
+    if target is not None:
+        formats.check_target(path, target)  # before the work: never the input file (or a link to it)
     if target is not None and formats.suffix(target.name) != formats.suffix(formats.output_name(path)):
         raise CaseError(f"output= {shown(target.name)!r}: the labels of {shown(path.name)!r} are written as "
                         f"{formats.suffix(formats.output_name(path))} (as infer names them)")
@@ -150,6 +152,13 @@ def _segment_file(path: Path, boxes, output, modality, window, exact, model, thr
     if target is not None:
         formats.write(case, labels, target)
     return (labels, confidences) if scores else labels
+
+
+def _path(given, what: str) -> Path:
+    """``given`` (a str or Path) as a Path; CaseError for one no file can have (a NUL character)."""
+    if not isinstance(given, (str, Path)) or "\0" in str(given):
+        raise CaseError(f"{what}= {shown(str(given)[:80])!r}: not a path (a NUL character, or not a str or Path)")
+    return Path(given)
 
 
 def _run(case, modality, exact, model, threads, router) -> tuple:
@@ -207,7 +216,17 @@ class Predictor:
                             f"{', '.join(str(len(a)) for a in given)}")
         if n > MAX_OBJECTS:
             raise CaseError(f"{n} objects; a case holds at most {MAX_OBJECTS} (as segment)")
+        if n == 0:  # no object: no mask (the decoder is not run on an empty batch)
+            return np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros((0, low, low), np.float32)
         check_size(n * h * w, f"{n} masks of {w} x {h} need {n * h * w} bytes", f"{n} masks of {w} x {h}")
+        if points is not None:
+            if points.shape[1] > MAX_POINTS:
+                raise CaseError(f"{points.shape[1]} points per object; at most {MAX_POINTS} are taken at once")
+            need = n * (points.shape[1] + 2) * POINT_BYTES
+            free = available_memory()
+            if free is not None and need > free:
+                raise CaseError(f"{n} objects of {points.shape[1]} points need about {human(need)} of memory in the "
+                                f"decoder; {human(free)} is available")
         has_box = np.zeros(n, bool)
         if boxes is not None:
             boxes, skipped, notes = clip_boxes(boxes, "2D", self.shape)  # as segment clips them, and warns

@@ -1,7 +1,9 @@
 """Small files that declare huge things are refused from their headers, before anything is allocated: JPEG and
 TIFF sizes, TIFF pages, NIfTI header extensions; the memory available is read under cgroup v1 as under v2."""
 import gzip
+import os
 import struct
+from pathlib import Path
 
 import cv2
 import nibabel as nib
@@ -53,13 +55,62 @@ def test_nifti_header_extensions_are_bounded(tmp_path):
     assert nifti.read_labels(tmp_path / "ok.nii.gz")[0].shape == (4, 8, 8)
 
 
-def test_memory_available_under_cgroup_v1_and_v2(tmp_path, monkeypatch):
-    v1 = (tmp_path / "limit", tmp_path / "usage")
-    v1[0].write_text("536870912\n")
-    v1[1].write_text("134217728\n")
-    monkeypatch.setattr(limits, "CGROUP_MEMORY", ((tmp_path / "absent.max", tmp_path / "absent.current"), v1))
-    assert limits.available_memory() == 384 << 20
+def cgroup_tree(root, version: str, own: str, limits_by_folder: dict) -> tuple:
+    """A cgroup file system below ``root`` as the kernel lays it out, and the /proc/self/cgroup naming ``own``."""
+    mount, files = {"v1": ("memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")),
+                    "v2": ("", ("memory.max", "memory.current"))}[version]
+    for folder, (limit, usage) in limits_by_folder.items():
+        where = root / "cgroup" / mount / folder
+        where.mkdir(parents=True, exist_ok=True)
+        (where / files[0]).write_text(f"{limit}\n")
+        (where / files[1]).write_text(f"{usage}\n")
+    proc = root / "proc-self-cgroup"
+    proc.write_text(("0::" if version == "v2" else "9:pids:/\n4:memory,hugetlb:") + own + "\n")
+    return str(proc), str(root / "cgroup")
+
+
+def test_memory_available_is_the_tightest_limit_of_the_process_own_cgroups(tmp_path, monkeypatch):
+    """A Slurm or systemd job: a 1 GiB child cgroup below a root with no limit. The process's own cgroup is read
+    (v1 and v2), up to the root, and the tightest limit wins; in a container whose cgroup path is not below the
+    mount, the mount's root is its own."""
+    none = str((1 << 63) - 4096)  # v1's "no limit"
+    proc, root = cgroup_tree(tmp_path / "a", "v1", "/slurm/job_7/step_0", {
+        "": (none, 16 << 30), "slurm": (none, 15 << 30), "slurm/job_7": (1 << 30, 200 << 20),
+        "slurm/job_7/step_0": (none, 100 << 20)})
+    assert limits.cgroup_room(proc, root) == [(1 << 30) - (200 << 20)]
+    assert limits.available_memory(proc, root) == (1 << 30) - (200 << 20)
+    proc, root = cgroup_tree(tmp_path / "b", "v2", "/user.slice/run.scope", {
+        "": ("max", 9 << 30), "user.slice": (4 << 30, 3 << 30), "user.slice/run.scope": (2 << 30, 512 << 20)})
+    assert sorted(limits.cgroup_room(proc, root)) == [1 << 30, (2 << 30) - (512 << 20)]
+    assert limits.available_memory(proc, root) == 1 << 30
+    proc, root = cgroup_tree(tmp_path / "c", "v2", "/docker/abc", {"": (512 << 20, 128 << 20)})  # a namespace
+    assert limits.available_memory(proc, root) == 384 << 20
+    monkeypatch.setattr(limits, "available_memory", lambda: 384 << 20)
     with pytest.raises(CaseError, match=r"needs about 600\.0 MiB of memory; 384\.0 MiB is available"):
         limits.check_size(200 << 20, "x", "its volume")
-    v1[0].write_text(str((1 << 63) - 4096))  # v1's "no limit"
-    assert limits.available_memory() > 384 << 20
+
+
+def test_memory_available_in_a_real_child_cgroup(tmp_path):
+    """The real kernel's files: a process moved into a 1 GiB child of this process's cgroup (where the machine
+    lets one be made: root, cgroup v1 or v2) sees at most 1 GiB, whatever the machine has."""
+    import subprocess
+    import sys
+
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":")[1].split(",")]
+    own = Path("/sys/fs/cgroup/memory") / v1[0].lstrip("/") if v1 else Path("/sys/fs/cgroup") / lines[-1].split(":", 2)[2].lstrip("/")
+    limit_file = "memory.limit_in_bytes" if v1 else "memory.max"
+    child = own / f"litemedsam-test-{os.getpid()}"
+    try:
+        child.mkdir()
+        (child / limit_file).write_text(str(1 << 30))
+    except OSError as e:
+        pytest.skip(f"cannot make a child cgroup here ({e.strerror})")
+    try:
+        code = ("import os, sys; open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()));"
+                "from litemedsam.core.limits import available_memory; print(available_memory())")
+        done = subprocess.run([sys.executable, "-c", code, str(child)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert 0 < int(done.stdout) <= 1 << 30
+    finally:
+        child.rmdir()

@@ -25,8 +25,30 @@ PINNED_EXPORT = "torch==2.13.0 and onnx==1.23.2 (pip install -e '.[export]')"
 
 
 @click.group()
-def models():
+@click.pass_context
+def models(ctx):
     """Fetch checkpoints, export, quantize and verify ONNX models (in the models folder: models list says where)."""
+    if ctx.invoked_subcommand != "list":
+        models_folder()
+
+
+def models_folder() -> Path:
+    """The models folder, made if need be, with the temporary files of killed runs (setup, export: a SIGKILL
+    leaves one) removed; UsageError when it cannot be a folder (a file, a link loop, no permission)."""
+    from litemedsam.core.errors import shown
+    from litemedsam.core.safeio import remove_stale_temps
+    from litemedsam.core.settings import work_dir_and_why
+
+    folder, why = work_dir_and_why()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"the models folder {shown(folder)} ({why}) cannot be made: "
+                         f"{getattr(e, 'strerror', None) or e}; set LITEMEDSAM_WORK_DIR to a folder") from None
+    removed = remove_stale_temps(folder)
+    if removed:
+        click.echo(f"removed {len(removed)} temporary file(s) that a killed run left in {shown(folder)}", err=True)
+    return folder
 
 
 @models.command("list")

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import os
 import re
 import socket
@@ -60,6 +62,9 @@ def refuse_key_option(ctx, param, value):
               help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
               help="Largest file accepted by upload (nninteractive: largest image, decompressed).")
+@click.option("--memory", "memory_mb", type=click.IntRange(256, 1 << 24), default=None,
+              help="nninteractive: the most memory (MB) the server may hold; an image that would need more is "
+                   "refused, saying so (default: what this machine, or its cgroup, has available).")
 @click.option("--max-sessions", type=click.IntRange(1, 64), default=1, show_default=True,
               help="nninteractive: clients served at once (each its own image and object).")
 @click.option("--idle-timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
@@ -74,7 +79,7 @@ def refuse_key_option(ctx, param, value):
               help='app: a project\'s label table, the names and colours objects take by label (JSON: {"labels": '
                    '{"1": {"name": "liver", "color": [r, g, b]}}}, as Save writes beside an output).')
 def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads,
-          cache_mb, max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, label_table):
+          cache_mb, max_upload_mb, memory_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, label_table):
     """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
 
     Open the printed address (http://127.0.0.1:8765/#token=...) in a browser on this machine: the token is a
@@ -92,7 +97,9 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
         if label_table is not None:
             raise UsageError("--labels is the browser app's (--protocol app): nnInteractive's clients name objects")
         return serve_protocol(host, port or 1527, router_file, modality, window, exact, threads, cache_mb,
-                              max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file)
+                              max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, memory_mb)
+    if memory_mb is not None:
+        raise UsageError("--memory is the nninteractive server's (--protocol nninteractive)")
     port = port or 8765
     try:
         import uvicorn
@@ -150,12 +157,13 @@ def read_key(key_file: Path | None) -> tuple[str, bool]:
     """(the nnInteractive protocol's key, whether it was made here): --api-key-file's, else $NN_INTERACTIVE_API_KEY,
     else a new random one."""
     if key_file is not None:
-        try:
-            key = key_file.read_text("utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--api-key-file {shown(key_file)}: cannot be read ({getattr(e, 'strerror', None) or e})") \
-                from None
+        from litemedsam.core.safeio import read_small
+
         where = f"--api-key-file {shown(key_file)}"
+        try:
+            key = read_small(key_file, 4096, where).decode("utf-8").strip()
+        except ValueError as e:  # UnicodeDecodeError too
+            raise UsageError(str(e) if str(e).startswith(where) else f"{where}: not UTF-8 text") from None
         if key_file.stat().st_mode & 0o077:
             click.echo(f"WARNING: {where} can be read by other users of this machine (chmod 600 it)", err=True)
     elif os.environ.get(KEY_ENV):
@@ -170,7 +178,7 @@ def read_key(key_file: Path | None) -> tuple[str, bool]:
 
 
 def serve_protocol(host, port, router_file, modality, window, exact, threads, cache_mb, max_image_mb, max_sessions,
-                   idle_timeout, liveness_timeout, key_file) -> None:
+                   idle_timeout, liveness_timeout, key_file, memory_mb=None) -> None:
     """``serve --protocol nninteractive``: litemedsam.serve.nninteractive on ``host:port``."""
     try:
         import uvicorn
@@ -189,7 +197,7 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     key, made = read_key(key_file)
     check_listen(host, port)
     settings = Settings(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
-                        inputs.window)
+                        inputs.window, None if memory_mb is None else memory_mb << 20)
     protocol = Protocol(settings, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
                         EmbeddingCache(cache_mb << 20))
     shown_host = f"[{host}]" if ":" in host else host
@@ -208,9 +216,12 @@ def model_options(router_file, modality, window, threads) -> tuple:
     from litemedsam.cli.options import case_inputs, load_router
     from litemedsam.models.session import resolve_threads
 
+    from litemedsam.models import parallel
+
     threads, warning = resolve_threads(threads)
     if warning:
         click.echo(f"WARNING: {warning}", err=True)
+    parallel.forced(threads or 1)  # LITEMEDSAM_SLICE_SESSIONS checked now (UsageError), not at the first 3D box
     router = load_router(router_file, modality)
     return threads, router, case_inputs((), None, None, window, router.modality(modality) if modality else None)
 

@@ -12,6 +12,8 @@ from litemedsam.core.errors import CaseError
 
 DEFAULT_MAX_CASE_BYTES = 4 << 30
 MAX_OBJECTS = 65535  # boxes (objects) of one case: its labels are uint16
+MAX_POINTS = 1000  # points (clicks) of one object given at once: to the API's Predictor, to the protocol server
+POINT_BYTES = 330 << 10  # the prompt decoder's memory per point of an object (measured: 1,000 points 0.36 GB)
 MEMORY_FACTOR = 3  # a case needs about its arrays' size three times over (input, labels, working copies)
 def human(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -27,22 +29,16 @@ def max_case_bytes() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_MAX_CASE_BYTES
 
 
-CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))  # v1
+CGROUP_FILES = {"v2": ("", ("memory.max", "memory.current")),
+                "v1": ("memory", ("memory.limit_in_bytes", "memory.usage_in_bytes"))}
 NO_LIMIT = 1 << 60  # cgroup v1 writes a huge number (page-rounded LONG_MAX) where there is no limit
 
 
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: its cgroup's limit (v2, or v1 as under ``docker -m`` on older hosts)
-    less its usage, or MemAvailable, whichever is smaller."""
-    found = []
-    for limit_file, usage_file in CGROUP_MEMORY:
-        try:
-            limit = Path(limit_file).read_text().strip()
-            if limit != "max" and int(limit) < NO_LIMIT:
-                found.append(int(limit) - int(Path(usage_file).read_text()))
-        except (OSError, ValueError):
-            pass
+def available_memory(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process can still allocate: the least left under any memory limit of its own cgroups (v2, and v1
+    as under Slurm, systemd or ``docker -m`` on older hosts), from its own cgroup up to the root, or MemAvailable,
+    whichever is smaller."""
+    found = cgroup_room(proc, root)
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -50,6 +46,51 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return max(0, min(found)) if found else None
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (bytes; 0 where the system does not say)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def room(budget: int | None = None) -> int | None:
+    """Bytes this process may still allocate: ``available_memory``, and within ``budget`` (the most the process
+    may hold, a user's --memory) less what it holds now."""
+    free = available_memory()
+    if budget is not None:
+        free = min(free if free is not None else budget, max(0, budget - resident_bytes()))
+    return free
+
+
+def cgroup_room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> list[int]:
+    """Bytes left under each memory limit of the cgroups this process is in (``proc``: its /proc/PID/cgroup; lines
+    ``0::/path`` for v2, ``N:memory,...:/path`` for v1), walking from its own cgroup up to the mount's root. In a
+    container (a cgroup namespace) the path named may not exist below the mount: the mount's root is then its own."""
+    try:
+        lines = Path(proc).read_text().splitlines()
+    except OSError:
+        return []
+    room = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        version = "v2" if parts[0] == "0" and parts[1] == "" else "v1" if "memory" in parts[1].split(",") else None
+        if version is None:
+            continue
+        mount, (limit_file, usage_file) = CGROUP_FILES[version]
+        base, own = Path(root) / mount, Path(parts[2].lstrip("/"))
+        for folder in dict.fromkeys([base / own, *(base / up for up in own.parents)]):
+            try:
+                limit = (folder / limit_file).read_text().strip()
+                if limit != "max" and int(limit) < NO_LIMIT:
+                    room.append(int(limit) - int((folder / usage_file).read_text()))
+            except (OSError, ValueError):
+                continue
+    return room
 
 
 def check_size(need: int, over: str, subject: str = "it") -> None:

@@ -62,9 +62,23 @@ def measure(labels: np.ndarray, values: np.ndarray, spacing=None, names: dict | 
 
 
 def to_csv(rows: list[dict]) -> str:
+    """The rows as CSV; text that a spreadsheet would run as a formula is kept as text (``cell``)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+        writer.writerow({k: cell(row[k]) for k in COLUMNS})
     return out.getvalue()
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection: what a spreadsheet reads as a formula
+
+
+def cell(value):
+    """A CSV cell: None empty, numbers as they are, text starting as a formula does prefixed with ' (OWASP's rule:
+    shown as text by Excel, LibreOffice and Google Sheets, never run)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
@@ -64,6 +65,36 @@ def atomic_file(path, mode: str = "wb", **open_args):
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` are one file (the same path, a symbolic link or a hard link to it); False when
+    either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # ValueError: a NUL in a path
+        return False
+
+
+def read_small(path, limit: int, what: str) -> bytes:
+    """The bytes of a small file the user names (a key, a label table): a regular file only (a FIFO would hang,
+    /dev/zero would fill the memory), at most ``limit`` bytes; ValueError saying what is wrong (``what`` names it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO does not wait for a writer
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+                "a device or special file"
+            raise ValueError(f"{what}: {kind}, not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{what}: {info.st_size} bytes; at most {limit} are read")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what}: larger than {limit} bytes")
+    return data
 
 
 def write_bytes(path, data: bytes) -> None:

@@ -16,6 +16,7 @@ from litemedsam.io.cases import modality
 from litemedsam.core.errors import CaseError, UsageError
 
 CT_WINDOW = (40.0, 400.0)  # level, width (HU)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 HU_AIR = -900.0  # voxels at or below: air (or the padding outside a CT's field of view)
 HU_SOFT = (-200.0, 200.0)  # fat, water, soft tissue
 AIR_SHARE, SOFT_SHARE = 0.01, 0.05  # of the voxels, at least, for data to be taken as Hounsfield units
@@ -70,12 +71,18 @@ def to_uint8(data: np.ndarray, modality: str | None, window: tuple | None = None
         return data
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
         raise CaseError(f"its voxels are {data.dtype}, not numbers")
-    values = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(values).all():
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise CaseError("its intensities hold NaN or infinite values")
+    ct = window is not None or (modality or "").upper() == "CT"
+    level, width = window or CT_WINDOW
+    source = data
+    if data.dtype.kind == "f" and data.itemsize > 4 and data.size and np.abs(data).max() > FLOAT32_MAX / 4:
+        # finite float64 values past float32's range (1e308): clipped to the window first, or scaled by their
+        # largest (percentile clipping does not change under a scale), so that float32 holds them
+        source = np.clip(data, level - width / 2, level + width / 2) if ct else data / np.abs(data).max()
+    values = np.asarray(source, dtype=np.float32)
     zero = None  # the voxels that stay 0 (percentile clipping only)
-    if window is not None or (modality or "").upper() == "CT":
-        level, width = window or CT_WINDOW
+    if ct:
         lo, hi = level - width / 2, level + width / 2
     else:
         zero = values == 0

@@ -27,6 +27,7 @@ from litemedsam.models.graph_cache import cpu, machine_record, read_record
 
 MARGIN = 1.1  # a split must encode slices this much faster than one session to be taken
 MAX_SESSIONS = 4  # splits timed: 1, 2, 4 sessions (each holds its weights and buffers, ~0.2-0.3 GB)
+SESSION_BYTES = 320 << 20  # an encoder session's weights, arena and buffers, measured: ~0.2-0.3 GB
 ROUNDS = 3  # timed rounds per split, interleaved, after one warm-up round
 SLICES = 8  # slices per round (shared among the split's sessions)
 ENV = "LITEMEDSAM_SLICE_SESSIONS"
@@ -71,7 +72,20 @@ def forced(threads: int) -> Split | None:
         sessions = 0
     if not 1 <= sessions <= 64:
         raise UsageError(f"{ENV}={shown(value)!r} is not a number of encoder sessions (1-64)")
+    cap = max(1, min(sessions, room_for_sessions()))
+    if cap < sessions:
+        return Split(cap, max(1, threads // cap), f"{ENV}={sessions}, capped to {cap}: each session needs about "
+                                                  f"{SESSION_BYTES >> 20} MB of the memory available")
     return Split(sessions, max(1, threads // sessions), f"{ENV}={sessions}")
+
+
+def room_for_sessions() -> int:
+    """How many encoder sessions the memory available holds (each SESSION_BYTES), leaving half of it for the
+    images and their embeddings; at least 1."""
+    from litemedsam.core.limits import available_memory
+
+    free = available_memory()
+    return 64 if free is None else max(1, free // 2 // SESSION_BYTES)
 
 
 def choose(threads: int) -> Split:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 from litemedsam.core.errors import UsageError, shown
+from litemedsam.core.safeio import same_file
 from litemedsam.io.formats.registry import is_case_folder, suffix
 
 
@@ -51,11 +53,26 @@ def list_cases(input_path: Path) -> tuple[list, list]:
     return cases, notices
 
 
-def same_file(a: Path, b: Path) -> bool:
+@contextmanager
+def hold(output_dir: Path):
+    """Hold ``output_dir`` for one run (an exclusive lock on the folder itself, released when the run, or its
+    process, ends): UsageError when another run holds it, as two runs' efficiency.csv and run.json would each
+    keep only their own rows."""
     try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(output_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"the output folder {shown(output_dir)} is in use by another litemedsam run: wait for "
+                             f"it to end, or choose another output folder") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_folders(input_path: Path, output_dir: Path, what: str = "input", kept: str = "the inputs",

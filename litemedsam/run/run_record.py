@@ -2,7 +2,8 @@
 the threads, each model used (its files and their sha256), and per case: status, seconds, model, the router's
 decision (rule, strategy, mask strategies), warnings and the error. Rewritten atomically after every case, as
 efficiency.csv is, so an interrupted run keeps the record of what it finished; a resumed run
-(``--continue-prediction``) keeps the earlier record of each case it does not run again (status "existing")."""
+(``--continue-prediction``) keeps the earlier record of each case it does not run again (status "existing"), and
+any run keeps the records of the cases earlier runs into the same folder wrote and it did not run."""
 from __future__ import annotations
 
 import json
@@ -46,19 +47,20 @@ class RunRecord:
             "models": {},
             "cases": [],
         }
-        self.earlier, self.earlier_models = self._earlier() if resume else ({}, {})
+        self.before, self.earlier_models = self._earlier()  # every case an earlier run into this folder recorded
+        self.earlier = {c["case"]: c for c in self.before if c.get("status") in ("ok", "existing")} if resume else {}
 
     def _earlier(self) -> tuple:
-        """The cases (by name) and models of the run.json an earlier run left, when there is a readable one."""
+        """The cases and models of the run.json an earlier run into this folder left, when there is a readable one."""
         try:
             info = self.path.stat()
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RUN_JSON:
-                return {}, {}
+                return [], {}
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            cases = {c["case"]: c for c in data["cases"] if isinstance(c, dict) and c.get("status") in ("ok", "existing")}
+            cases = [c for c in data["cases"] if isinstance(c, dict) and isinstance(c.get("case"), str)]
             return cases, dict(data.get("models") or {})
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}, {}
+            return [], {}
 
     def add(self, result) -> None:
         """Record one case (a litemedsam.run.runner.Result); its model's files and checksums the first time it appears."""
@@ -80,6 +82,15 @@ class RunRecord:
                                    "confidence": result.confidence})
 
     def write(self) -> None:
+        """run.json: this run's cases, then those that earlier runs into the same folder recorded and this one did
+        not run (their outputs are in the folder too), with their models."""
         self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        ran = {c["case"] for c in self.data["cases"]}
+        kept = [c for c in self.before if c["case"] not in ran]
+        models = dict(self.data["models"])
+        for case in kept:
+            if case.get("model") in self.earlier_models:
+                models.setdefault(case["model"], self.earlier_models[case["model"]])
+        data = {**self.data, "models": models, "cases": self.data["cases"] + kept}
         # file names that are not UTF-8 are kept as their escaped surrogates (ensure_ascii)
-        write_text(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
+        write_text(self.path, json.dumps(data, indent=1, default=str) + "\n")

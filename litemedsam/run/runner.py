@@ -13,7 +13,7 @@ from typing import Callable
 from litemedsam.core import confidence, progress
 from litemedsam.io import formats
 from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
-from litemedsam.run.folders import check_folders, list_cases, same_file
+from litemedsam.run.folders import check_folders, hold, list_cases
 from litemedsam.run.pause import pause_if_asked
 from litemedsam.methods.prompting import Prompting
 from litemedsam.models.registry import get_model
@@ -130,10 +130,14 @@ class Predictor:
         ModelError (nothing can be trusted); a bad case only fails that case.
         """
         cases = self._prepare(input_path, output_dir)
+        with hold(output_dir):  # one run at a time writes into a folder (its books are merged, never lost)
+            return self._predict(cases, output_dir, continue_prediction)
+
+    def _predict(self, cases: list, output_dir: Path, continue_prediction: bool) -> list[Result]:
         times_path = output_dir / EFFICIENCY_CSV
         record = RunRecord(output_dir, self.options, self.threads, continue_prediction) if self.options is not None \
             else None
-        times = read_times(times_path, self.echo) if continue_prediction else {}
+        times = read_times(times_path, self.echo)  # earlier runs' rows stay; this run's cases replace theirs
         if self.profile and process_seconds() is not None:
             self.echo(f"profile: {process_seconds():.2f} s from process start to the first case")
         jobs, results = self._jobs(cases, output_dir, continue_prediction)
@@ -259,8 +263,7 @@ def _run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar, phases) -> t
     plan, objects = None, None
     warnings: list = []
     try:
-        if same_file(path, target):
-            raise CaseError(f"its output {shown(target)} is the input file itself (a link); not overwritten")
+        formats.check_target(path, target)
         if job.owner != path.name:
             raise CaseError(f"its output {shown(target.name)} is also the output of {shown(job.owner)} "
                             f"(2D images are written as .png); rename one of them")

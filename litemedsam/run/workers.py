@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -36,13 +39,15 @@ def largest_first(jobs: list) -> list:
     return sorted(jobs, key=lambda j: case_work(j.path), reverse=True)
 
 
-def _serve(conn, spec, threads) -> None:
-    """A worker: run the jobs it receives until it receives None (its own model sessions, made by its first case)."""
+def _serve(conn, spec, threads, parent: int) -> None:
+    """A worker: run the jobs it receives until it receives None (its own model sessions, made by its first case),
+    or until its parent is gone."""
     from litemedsam.models.segmenter import Segmenters
     from litemedsam.run.runner import run_case
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
     terminate_on_sigterm()
+    orphan_ends(parent)
     segmenters = Segmenters(threads)
     try:
         while True:
@@ -57,11 +62,21 @@ def _serve(conn, spec, threads) -> None:
         return
 
 
+def orphan_ends(parent: int, every: float = 0.5) -> None:
+    """End this worker as SIGTERM ends it (its temporary files removed) once ``parent`` is gone (``kill -9`` of
+    infer): a forked worker holds pipe ends of its siblings, so it would never see its own pipe close."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True, name="litemedsam-parent-watch").start()
+
+
 class Worker:
     def __init__(self, spec, threads):
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, spec, threads), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, spec, threads, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.job = None

@@ -22,7 +22,7 @@ from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 from litemedsam.core.measure import measure, to_csv
-from litemedsam.core.safeio import write_bytes, write_text
+from litemedsam.core.safeio import read_small, write_bytes, write_text
 from litemedsam.serve.scene import EmbeddingCache, Scene
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
@@ -50,6 +50,7 @@ class Document(Scene):
         self.confidence: dict = {}  # label -> the confidence of the box that made it (none for other edits)
         self.autosave_problem = ""  # why the last edit could not be kept in the work file, if it could not
         self.behind = False  # edits in memory that the work file lacks (a write failed): never closed silently
+        self.names_behind = False  # names in memory that the work folder lacks (a write failed): written again
         self.readonly = ""  # why edits are refused (its work folder cannot be read), if they are
         self.notice = ""  # what the page should say once opened (a damaged work file moved aside)
         self._values = None  # the file's own voxel values, read by value_at when first asked
@@ -125,6 +126,21 @@ class Document(Scene):
         except (OSError, CaseError) as e:
             self.behind = True
             self.autosave_problem = f"the edits could not be kept in {shown(self.work_file.name)} ({shown(e)}); save"
+        self._keep_names()  # names a full disk held back are written with the next edit
+
+    def _keep_names(self, changed: bool = False) -> None:
+        """Write the objects' names to the work folder when ``changed`` or when an earlier write failed
+        (``names_behind``); a failure stays said (``autosave_problem``) until a write succeeds."""
+        if not (changed or self.names_behind):
+            return
+        try:
+            private_folder(self.work_file.parent)
+            write_names(names_work_file(self.target), self.names)
+            self.names_behind = False
+        except OSError as e:
+            self.names_behind = True
+            problem = f"the names could not be kept ({shown(e)}); save"
+            self.autosave_problem = f"{self.autosave_problem}; {problem}" if self.autosave_problem else problem
 
     def _saved_labels(self) -> np.ndarray:
         """The label map the output file holds (zeros without one): what the work file's edits apply to."""
@@ -185,12 +201,8 @@ class Document(Scene):
             entry = checked_name(label, entry)
             self.names[int(label)] = entry
             self.unsaved = True
-            try:
-                private_folder(self.work_file.parent)
-                write_names(names_work_file(self.target), self.names)
-                self.autosave_problem = ""
-            except OSError as e:
-                self.autosave_problem = f"the names could not be kept ({shown(e)}); save"
+            self.autosave_problem = "" if not self.behind else self.autosave_problem
+            self._keep_names(changed=True)
             return entry
 
     def discard(self) -> None:
@@ -205,7 +217,7 @@ class Document(Scene):
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
             self.names = read_names(names_file(self.target))
-            self.unsaved, self.autosave_problem, self.behind = False, "", False
+            self.unsaved, self.autosave_problem, self.behind, self.names_behind = False, "", False, False
 
     def entry(self, label: int) -> dict:
         """Object ``label``'s name and colour: the user's, else the project's label table's (``table``), each."""
@@ -239,7 +251,7 @@ class Document(Scene):
                 write_names(names_file(self.target), names)
             self.work_file.unlink(missing_ok=True)
             names_work_file(self.target).unlink(missing_ok=True)
-            self.unsaved, self.autosave_problem, self.behind = False, "", False
+            self.unsaved, self.autosave_problem, self.behind, self.names_behind = False, "", False, False
             saved = self.labels.copy()
         try:
             write_text(measurements_file(self.target), to_csv(self.measure(saved)))
@@ -292,12 +304,12 @@ def read_table(path: Path) -> dict:
     the form Save writes beside an output (``{"labels": {"1": {"name": "liver", "color": [r, g, b]}}}``), so a
     saved ``.labels.json`` serves as one. CaseError saying what is wrong with it."""
     try:
-        if path.stat().st_size > 1 << 20:
-            raise CaseError("is larger than 1 MB")
-        data = json.loads(path.read_text("utf-8"))
-    except OSError as e:
-        raise CaseError(f"cannot be read ({e.strerror or e})") from None
-    except (ValueError, RecursionError):
+        raw = read_small(path, 1 << 20, "")
+    except ValueError as e:
+        raise CaseError(str(e).lstrip(": ")) from None  # a FIFO, a device, a folder, past 1 MiB: said
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError too
         raise CaseError("is not JSON") from None
     if not (isinstance(data, dict) and isinstance(data.get("labels"), dict)):
         raise CaseError('is not a label table: {"labels": {"1": {"name": "liver", "color": [r, g, b]}, ...}}')

@@ -29,6 +29,7 @@ writes no file.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -47,6 +48,7 @@ from starlette.routing import Route
 
 from litemedsam import __version__
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
+from litemedsam.core.limits import MAX_POINTS, human, room
 from litemedsam.io.cases import make_case
 from litemedsam.io.geometry import Geometry, usable_spacing
 from litemedsam.io.intensity import prepare
@@ -60,6 +62,13 @@ META, LEASE = "X-Meta", "X-Lease-Token"
 OBJECT = 1  # the target buffer's object in a lease's scene
 MAX_JSON = 1 << 20  # bytes of a JSON body
 MAX_VOXELS = 1 << 31  # of an image (as nnInteractive's 4 GB target buffer: 2^31 uint16 voxels of labels)
+WORK_PER_VOXEL = 4  # bytes a lease holds per voxel beside the decoded array: the image as the model sees it (1), the
+# labels (2), a working mask (1)
+PREPARE_PER_VOXEL = 10  # and, while an image that is not uint8 is mapped to 0-255, its float copies (measured:
+# peak RSS of the server less its body: uint8 5.1 bytes a voxel, int16 15.4, float32 15.4, float64 21)
+MAX_PENDING = 64  # interactions a lease may add without running them
+MAX_PENDING_BYTES = 1 << 30  # and the masks (lassos, initial segmentations) they may hold
+MAX_WAITING = 4  # requests of one lease waiting for its turn (one client does not take the server's threads)
 CAPABILITIES = {
     "supported_interactions": {"points": True, "bbox2d": True, "bbox3d": True, "lasso": True, "scribble": False},
     # nnInteractive's channel layout, for clients that read it; LiteMedSAM has no interaction channels
@@ -88,6 +97,7 @@ class Settings:
     max_image_bytes: int = 4 << 30  # of an uploaded image, decompressed
     modality: str | None = None  # every image's, when the client does not say (image_properties["modality"])
     window: tuple | None = None  # intensity window (level, width) for images that are not uint8
+    memory: int | None = None  # bytes the server may hold at most (--memory; None: what the machine has)
 
 
 class Protocolled(Scene):
@@ -106,11 +116,12 @@ class Lease:
     token: str
     seen: float = field(default_factory=time.monotonic)  # any request (liveness)
     active: float = field(default_factory=time.monotonic)  # an interaction (idle)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request of the lease at a time
+    waiting: int = 0  # requests of the lease waiting for their turn (at most MAX_WAITING)
     scene: Protocolled | None = None
     target: tuple | None = None  # (shape, dtype) of the client's target buffer
     clicks: list = field(default_factory=list)  # the object's points so far ((z, y, x) each): their voxels kept
-    pending: list = field(default_factory=list)  # interactions added with run_prediction false, run by the next
+    pending: list = field(default_factory=list)  # (action, bytes held) added with run_prediction false, run by the next
     ahead: threading.Thread | None = None  # the background encoder of the scene's slices
     stop: threading.Event = field(default_factory=threading.Event)
     focus: int = 0  # the slice the background encoder starts from (the latest interaction's)
@@ -186,6 +197,25 @@ class Protocol:
                 lease.ahead.join(timeout=120)
 
     # -- the image and the object --
+    def check_image(self, shape: tuple, dtype: np.dtype) -> None:
+        """Refused 413 for an image (its header's shape and dtype) that takes more than ``--max-image-mb`` decoded,
+        or more memory than is available while a lease holds it (the decoded array, the image as the model sees it
+        and the labels; for an image that is not uint8, its float copies while it is mapped to 0-255)."""
+        voxels = int(np.prod(shape[1:], dtype=object)) if len(shape) == 4 else 0
+        if voxels > MAX_VOXELS:
+            raise Refused(413, f"an image of {list(shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
+        decoded = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        limit = self.settings.max_image_bytes
+        if decoded > limit:
+            raise Refused(413, f"the image {list(shape)} {dtype.name} takes {human(decoded)} decoded; this server "
+                               f"accepts at most {human(limit)} (--max-image-mb)")
+        need = decoded + voxels * (WORK_PER_VOXEL + (0 if dtype in (np.uint8, np.bool_) else PREPARE_PER_VOXEL))
+        free = room(self.settings.memory)
+        if free is not None and need > free:
+            raise Refused(413, f"the image {list(shape)} {dtype.name} needs about {human(need)} of memory; "
+                               f"{human(free)} is available to this server"
+                               + (" (--memory)" if self.settings.memory else ""))
+
     def set_image(self, lease: Lease, image: np.ndarray, properties: dict) -> list:
         if image.ndim != 4 or min(image.shape) < 1:
             raise Refused(400, f"the image must be 4D [channels, a0, a1, a2] with no empty axis, got shape "
@@ -197,6 +227,10 @@ class Protocol:
         modality = properties.get("modality", self.settings.modality)
         if modality is not None and not (isinstance(modality, str) and modality.isprintable() and len(modality) < 40):
             raise Refused(400, "image_properties.modality must be a short name such as \"CT\" or \"MR\"")
+        try:
+            self.prompting.router.check_modality(modality, "image_properties.modality")
+        except LitemedsamError as e:  # an unknown one would route the image by chance
+            raise Refused(400, str(e)) from None
         spacing = properties.get("spacing")
         if spacing is not None:
             if not (isinstance(spacing, list) and len(spacing) == 3 and all(
@@ -271,6 +305,13 @@ class Protocol:
         """Add ``action`` (a function of the scene) and, with ``run``, run it with those added before without a
         run: (ran, the changed region's half-open bbox or None, the target buffer there)."""
         self.ready(lease)
+        if len(lease.pending) >= MAX_PENDING:
+            raise Refused(400, f"{len(lease.pending)} interactions wait for a prediction (run_prediction false); at "
+                               f"most {MAX_PENDING}: call /predict")
+        held = sum(getattr(a, "held", 0) for a in lease.pending) + getattr(action, "held", 0)
+        if held > MAX_PENDING_BYTES:
+            raise Refused(400, f"the masks waiting for a prediction would hold {held >> 20} MB; at most "
+                               f"{MAX_PENDING_BYTES >> 20} MB: call /predict")
         lease.pending.append(action)
         if not run:
             return False, None, None
@@ -349,14 +390,17 @@ class Protocol:
         at = tuple(int(round(v)) for v in coordinates)
         if not all(0 <= v < n for v, n in zip(at, shape)):
             raise Refused(400, f"point {list(at)} is outside the image {list(shape)}")
+        if len(lease.clicks) >= MAX_POINTS:
+            raise Refused(400, f"this object has {len(lease.clicks)} points; an object takes at most {MAX_POINTS} "
+                               f"(reset the interactions, or start a new object)")
         lease.focus = at[0]
-        kept = list(lease.clicks)
-        lease.clicks.append(at)
+        clicks, before = lease.clicks, len(lease.clicks)  # the earlier points, read when it runs (no copy per point)
+        clicks.append(at)
 
         def action(scene):
             if not include and not scene.has(OBJECT):
                 return  # nothing to take the voxel from
-            scene.click(OBJECT, "fg" if include else "bg", at, kept)
+            scene.click(OBJECT, "fg" if include else "bg", at, clicks[:before])
         return action
 
     def lasso_action(self, lease: Lease, mask: np.ndarray, bbox, include: bool):
@@ -380,17 +424,22 @@ class Protocol:
                 apply(scene, got, True, extent(got, axis), plane)
             else:
                 scene.remove(region, OBJECT)
+        action.held = 0 if include else region.nbytes  # type: ignore[attr-defined]
         return action
 
     def initial_action(self, lease: Lease, seg: np.ndarray):
         shape = self.ready(lease).labels.shape
         if seg.shape != shape:
             raise Refused(400, f"the initial segmentation's shape {list(seg.shape)} is not the image's {list(shape)}")
+        if seg.dtype.kind == "f" and not np.isfinite(seg).all():
+            raise Refused(400, "the initial segmentation holds NaN or infinite values (send 0 for background, "
+                               "non-zero for the object)")
         lease.clicks = []
         mask = seg != 0
 
         def action(scene):
             scene.paint(mask, OBJECT)
+        action.held = mask.nbytes  # type: ignore[attr-defined]
         return action
 
 
@@ -518,21 +567,31 @@ async def set_image(protocol: Protocol, request: Request, lease: Lease):
 
     def work(lease):
         try:
+            protocol.check_image(*wire.header(data)[:2])  # from its header, before anything is decompressed
             image = wire.unpack(data, protocol.settings.max_image_bytes)
         except ValueError as e:
             raise Refused(400, f"the image: {e}") from None
-        if image.ndim == 4 and int(np.prod(image.shape[1:], dtype=object)) > MAX_VOXELS:
-            raise Refused(413, f"an image of {list(image.shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
         return protocol.set_image(lease, image, properties)
     shape = await locked(lease, work)
     return JSONResponse({"original_image_shape": shape})
 
-def locked(lease: Lease, work, *args):
-    """``work(lease, *args)`` under the lease's lock, in a worker thread (never blocking the event loop)."""
-    def run():
-        with lease.lock:
-            return work(lease, *args)
-    return run_in_threadpool(run)
+async def locked(lease: Lease, work, *args):
+    """``work(lease, *args)`` in the lease's turn, in a worker thread (never blocking the event loop). A request
+    waits for its turn without holding a thread, so one client's queue never delays another's requests; past
+    MAX_WAITING waiting, a lease's request is refused (429)."""
+    if lease.waiting >= MAX_WAITING:
+        raise Refused(429, f"this lease already has {lease.waiting} requests waiting for the one running: wait for "
+                           f"their answers")
+    lease.waiting += 1
+    waiting = True
+    try:
+        async with lease.turn:
+            lease.waiting, waiting = lease.waiting - 1, False
+            return await run_in_threadpool(work, lease, *args)
+    finally:
+        if waiting:  # cancelled while it waited (the client went away)
+            lease.waiting -= 1
+
 
 async def set_target_buffer(protocol: Protocol, request: Request, lease: Lease):
     payload = await json_body(request)

@@ -12,7 +12,8 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections import Counter, OrderedDict
+from contextvars import ContextVar
+from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -29,6 +30,8 @@ PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% o
 FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
+EDITOR: ContextVar[str | None] = ContextVar("litemedsam_editor", default=None)  # who makes the edits made in this
+# context (a browser tab; None: whoever calls without saying): undo and redo take back one's own edits only
 
 class Cancelled(Exception):
     """A propagation was cancelled."""
@@ -126,31 +129,42 @@ class Reporting:
 
 
 class ModelTurns:
-    """One model run at a time, interactions first: ``with turns:`` is an interaction's turn; ``with
+    """One model run at a time, interactions first and in the order they came (so that two clients, or tabs, take
+    turns: each waits behind at most one run of every other): ``with turns:`` is an interaction's turn; ``with
     turns.background():`` a background encoder's, taken only when no interaction waits (a plain lock would let an
     encoder that releases and takes it again in a loop starve a waiting interaction)."""
 
     def __init__(self):
-        self.lock, self.changed = threading.Lock(), threading.Condition()
-        self.waiting = 0
+        self.changed = threading.Condition()
+        self.queue: deque = deque()  # the interactions waiting, first come first
+        self.busy = False
+
+    @property
+    def waiting(self) -> int:
+        return len(self.queue)
 
     def __enter__(self):
+        me = object()
         with self.changed:
-            self.waiting += 1
-        self.lock.acquire()
-        with self.changed:
-            self.waiting -= 1
-            self.changed.notify_all()
+            self.queue.append(me)
+            self.changed.wait_for(lambda: not self.busy and self.queue[0] is me)
+            self.queue.popleft()
+            self.busy = True
 
     def __exit__(self, *exc) -> None:
-        self.lock.release()
+        with self.changed:
+            self.busy = False
+            self.changed.notify_all()
 
     @contextlib.contextmanager
     def background(self):
         with self.changed:
-            self.changed.wait_for(lambda: self.waiting == 0)
-        with self.lock:
+            self.changed.wait_for(lambda: not self.busy and not self.queue)
+            self.busy = True
+        try:
             yield
+        finally:
+            self.__exit__()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +214,8 @@ class Scene:
                 raise CaseError("its segmentation holds labels outside 0-65535")
             self.labels[...] = labels
         self._count()
-        self.undo_stack: list = []  # (flat indices, their previous labels) per edit
-        self.redo_stack: list = []  # (flat indices, their labels before the undo) per undone edit; a new edit clears it
+        self.undo_stack: list = []  # per edit: (flat indices, their labels before, the labels it set, its EDITOR)
+        self.redo_stack: list = []  # per undone edit, the same; an editor's new edit clears that editor's
         self.lock = threading.Lock()
         self.guard = Guard()  # where edits may change the label map (the app's "paint over" and locks)
         self.change: dict = {}  # what the last edit did to other objects: {"took": {label: voxels}, "held": voxels}
@@ -564,22 +578,32 @@ class Scene:
             return len(changed)
 
     def undo(self) -> bool:
-        """Take the last edit back (it can be redone); False when there is none."""
+        """Take back the last edit of this context's editor (``EDITOR``: a tab; it can be redone); False when it
+        has none. Voxels that another edit changed since, or that belong (or would go back) to a locked object,
+        stay as they are: ``change["held"]`` counts them."""
         return self._step(self.undo_stack, self.redo_stack)
 
     def redo(self) -> bool:
-        """Make the last undone edit again; False when there is none (a new edit since forgets undone ones)."""
+        """Make this editor's last undone edit again (as ``undo``); False when there is none (a new edit of the
+        same editor forgets its undone ones)."""
         return self._step(self.redo_stack, self.undo_stack)
 
     def _step(self, source: list, target: list) -> bool:
         with self.lock:
             self._writable()
-            if not source:
+            editor = EDITOR.get()
+            at = next((i for i in range(len(source) - 1, -1, -1) if source[i][3] == editor), None)
+            if at is None:
                 return False
-            where, values = source.pop()
-            target.append((where, self.labels.ravel()[where].copy()))
-            self._set(where, values)
-            self._keep(where, values)
+            where, back, made, _ = source.pop(at)
+            now = self.labels.ravel()[where]
+            locked = list(self.guard.locked)
+            keep = (now == made) & ~np.isin(now, locked) & ~np.isin(back, locked)
+            where, back, now = where[keep], back[keep], now[keep]
+            target.append((where, now, back, editor))
+            self._set(where, back)
+            self._keep(where, back)
+            self.change = {"took": {}, "held": int((~keep).sum())}
             return True
 
     def _edit(self, where: np.ndarray, values) -> None:
@@ -597,10 +621,12 @@ class Scene:
         took = np.unique(taken[(taken != 0) & (values != 0) & (taken != values)], return_counts=True)
         self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum())}
         if len(where):
-            self.undo_stack.append((where, taken))
-            self.redo_stack.clear()
+            editor = EDITOR.get()
+            self.undo_stack.append((where, taken, values.copy(), editor))
+            self.redo_stack[:] = [step for step in self.redo_stack if step[3] != editor]
             del self.undo_stack[:-MAX_UNDO]
-            while len(self.undo_stack) > 1 and sum(w.nbytes + p.nbytes for w, p in self.undo_stack) > MAX_UNDO_BYTES:
+            while len(self.undo_stack) > 1 and sum(sum(a.nbytes for a in step[:3])
+                                                   for step in self.undo_stack) > MAX_UNDO_BYTES:
                 del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
             self._set(where, values)
             self._keep(where, self.labels.ravel()[where])

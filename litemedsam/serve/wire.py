@@ -42,9 +42,9 @@ def pack(array: np.ndarray, codec: int = 1) -> bytes:
     return b"".join(parts)
 
 
-def unpack(body: bytes, limit: int) -> np.ndarray:
-    """The array a wire body holds; ValueError saying what is wrong with a body that is not one, or one whose
-    array would take more than ``limit`` bytes."""
+def header(body: bytes) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, where the chunks start) of a wire body, read from its header alone (nothing decompressed);
+    ValueError saying what is wrong with a body that is not one."""
     if len(body) < HEAD.size:
         raise ValueError(f"a packed array starts with a {HEAD.size}-byte header; the body has {len(body)} bytes")
     magic, version, codec, ndim, name_len = HEAD.unpack_from(body, 0)
@@ -64,10 +64,16 @@ def unpack(body: bytes, limit: int) -> np.ndarray:
     if len(body) < at + 8 * ndim + 4:
         raise ValueError("the body ends inside the array's header")
     shape = struct.unpack_from(f"<{ndim}q", body, at)
-    at += 8 * ndim
     if any(n < 0 or n > 1 << 40 for n in shape):
         raise ValueError(f"shape {list(shape)} has a negative or absurd dimension")
-    dtype = np.dtype(name)
+    return tuple(shape), np.dtype(name), at + 8 * ndim
+
+
+def unpack(body: bytes, limit: int) -> np.ndarray:
+    """The array a wire body holds; ValueError saying what is wrong with a body that is not one, or one whose
+    array would take more than ``limit`` bytes."""
+    shape, dtype, at = header(body)
+    name = dtype.name
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > limit:
         raise ValueError(f"an array of shape {list(shape)} {name} takes {nbytes} bytes; at most {limit} are accepted")

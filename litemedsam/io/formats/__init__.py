@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.core.errors import CaseError, shown
+from litemedsam.core.safeio import same_file
 from litemedsam.io.cases import Case, make_case
 from litemedsam.io.formats.registry import (CASE_FILES, FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for,
                                             module_name, module_of_format, numbered, output_name, output_owners, suffix)
@@ -37,7 +38,7 @@ from litemedsam.io.intensity import prepare
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
            "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
-           "read_values", "spacing", "suffix", "voxel_mm3", "write"]
+           "read_values", "spacing", "suffix", "voxel_mm3", "write", "check_target"]
 
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
@@ -94,8 +95,17 @@ def read_labels(path: Path) -> tuple:
 
 
 def write(case: Case, segs: np.ndarray, target: Path) -> None:
-    """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``), in its geometry."""
+    """Write ``segs`` as the format that read ``case`` writes its output (``case.fmt``), in its geometry; never over
+    the case's own file (``check_target``)."""
+    check_target(case.path, target)
     module_of_format(case.fmt).write(segs, case.geometry, target)
+
+
+def check_target(source: Path, target: Path) -> None:
+    """CaseError when writing ``target`` would replace the input file ``source`` (the same path, or a symbolic or
+    hard link to it): every writer of labels checks this (``write``), and the callers before the work."""
+    if same_file(source, target):
+        raise CaseError(f"its output {shown(target)} is the input file itself (or a link to it); not overwritten")
 
 
 def read_labelled_2d(path: Path, mask_path: Path | None = None) -> tuple:

@@ -3,11 +3,11 @@ every edit (a box, a propagation run as a job, a click, the brush, fill and isla
 the intensity window, save, discard), each a call to the case's Document (litemedsam.serve.interactive)."""
 from __future__ import annotations
 
+import contextvars
 import io
 import threading
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,7 +16,7 @@ from litemedsam.serve.interactive import measurements_file
 from litemedsam.serve.scene import Cancelled, Guard, voxel_of
 from litemedsam.serve.http import Refused, integer, number
 from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, describe_guard, edited, idle,
-                                         json_body,
+                                         in_thread, json_body,
                                          object_label, overlay, plane_of, png, slice_index, small_number)
 
 
@@ -55,7 +55,7 @@ async def value(request: Request):
             int(v) < n for v, n in zip(voxel, doc.labels.shape)):
         raise Refused(404, f"no voxel z={shown(voxel[0][:20])}, y={shown(voxel[1][:20])}, x={shown(voxel[2][:20])} "
                             f"in this case")
-    found = await run_in_threadpool(doc.value_at, *map(int, voxel))
+    found = await in_thread(doc.value_at, *map(int, voxel))
     return {"value": found, "unit": "HU" if found is not None and doc.modality == "CT" else ""}
 
 
@@ -105,7 +105,7 @@ async def box(request: Request):
             return painted
         start(entry, Job(label, was=was), work)
         return {"job": True}
-    mask, score = await run_in_threadpool(doc.box_mask, coords, z, None, None, plane)
+    mask, score = await in_thread(doc.box_mask, coords, z, None, None, plane)
     label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
     doc.confidence[label] = score
     return {"label": label, "was": was, **edited(doc)}
@@ -115,7 +115,8 @@ def start(entry, job: Job, work) -> None:
     """Run ``work(job)`` (it makes its edit and returns the label edited; ``job.report`` hears its progress and
     stops it when cancelled) in a thread, as ``entry``'s job, which the page follows (progress, cancel)."""
     entry.job = job
-    job.thread = threading.Thread(target=run_job, args=(job, work), daemon=True, name=f"litemedsam-{job.doing}")
+    job.thread = threading.Thread(target=contextvars.copy_context().run, args=(run_job, job, work), daemon=True,
+                                  name=f"litemedsam-{job.doing}")  # in the request's context: its tab's edit
     job.thread.start()
 
 
@@ -141,7 +142,7 @@ async def window(request: Request):
         raise Refused(400, "window must be [level, width] with width > 0 (e.g. [40, 400]), or null (auto)")
     if not entry.doc.raw:
         raise Refused(400, "this case's image is already 0-255: the model window does not apply to it")
-    await run_in_threadpool(idle(entry).doc.rewindow, None if value is None else (float(value[0]), float(value[1])))
+    await in_thread(idle(entry).doc.rewindow, None if value is None else (float(value[0]), float(value[1])))
     return describe(request.path_params["doc"], entry)
 
 
@@ -172,7 +173,7 @@ async def erase(request: Request):
     entry = idle(server.get(request.path_params["doc"]))
     await json_body(request)
     label = object_label(request)
-    removed = await run_in_threadpool(entry.doc.erase, label)
+    removed = await in_thread(entry.doc.erase, label)
     return {"removed": removed, **edited(entry.doc)}
 
 
@@ -181,7 +182,7 @@ def step(action: str, said: str):
     async def endpoint(request: Request):
         entry = idle(request.app.state.server.get(request.path_params["doc"]))
         await json_body(request)
-        result = await run_in_threadpool(getattr(entry.doc, action))
+        result = await in_thread(getattr(entry.doc, action))
         return {said: result, **edited(entry.doc)}
     return endpoint
 
@@ -190,7 +191,7 @@ async def name(request: Request):
     server = request.app.state.server
     doc, body = server.get(request.path_params["doc"]).doc, await json_body(request)
     try:
-        await run_in_threadpool(doc.name, object_label(request), body.get("name"), body.get("color"))
+        await in_thread(doc.name, object_label(request), body.get("name"), body.get("color"))
     except CaseError as e:
         raise Refused(400, str(e)) from None
     return edited(doc)
@@ -218,7 +219,7 @@ async def click(request: Request):
     if doc.case.dim == "3D":  # a volume's click may read many slices: a job the page follows and can cancel
         start(entry, Job(label, doing="clicking"), lambda job: doc.click(label, kind, at, (), z_range, job.report, region))
         return {"job": True}
-    painted = await run_in_threadpool(doc.click, label, kind, at, (), None, None, region)
+    painted = await in_thread(doc.click, label, kind, at, (), None, None, region)
     return {"label": painted, **edited(doc)}
 
 
@@ -247,7 +248,7 @@ async def tidy(request: Request):
         raise Refused(400, "label must be an object of this case")
     if action not in ("fill", "islands"):
         raise Refused(400, "action must be \"fill\" (its holes) or \"islands\" (remove them)")
-    changed = await run_in_threadpool(doc.tidy, z, label, action, plane)
+    changed = await in_thread(doc.tidy, z, label, action, plane)
     return {"changed": changed, **edited(doc)}
 
 
@@ -271,7 +272,7 @@ async def brush(request: Request):
         raise Refused(400, "within must be [low, high], 0 <= low <= high <= 255 (the image's values as shown)")
     if not isinstance(sphere, bool):
         raise Refused(400, "sphere must be true or false")
-    painted = await run_in_threadpool(doc.brush, z, points, radius, label, plane, within, sphere)
+    painted = await in_thread(doc.brush, z, points, radius, label, plane, within, sphere)
     return {"label": painted, **edited(doc)}
 
 
@@ -282,22 +283,32 @@ async def interpolate(request: Request):
     label, plane = body.get("label"), plane_of(body.get("plane", "z"))
     if not (integer(label) and doc.has(label)):
         raise Refused(400, "label must be an object of this case")
-    added = await run_in_threadpool(doc.interpolate, label, plane)
+    added = await in_thread(doc.interpolate, label, plane)
     return {"added": added, **edited(doc)}
 
 
 async def measurements(request: Request):
     """Each object's measurements (litemedsam.serve.interactive.Document.measure)."""
     doc = request.app.state.server.get(request.path_params["doc"]).doc
-    return {"objects": await run_in_threadpool(doc.measure)}
+    return {"objects": await in_thread(doc.measure)}
 
 
 async def save(request: Request):
+    """Save the case: refused while a job runs on it (its object would be missing from the output, 409), and for a
+    case nobody drew on (no object, no edit, no output yet: 409) unless ``{"empty": true}`` asks for an empty
+    segmentation."""
     server = request.app.state.server
-    entry = server.get(request.path_params["doc"])
-    await json_body(request)
+    entry = idle(server.get(request.path_params["doc"]))
+    body = await json_body(request)
+    empty = body.get("empty", False)
+    if not isinstance(empty, bool):
+        raise Refused(400, "empty must be true (save an empty segmentation) or false")
+    doc = entry.doc
+    if not empty and not doc.unsaved and not doc.objects() and not doc.target.exists():
+        raise Refused(409, f"nothing is drawn on {shown(entry.name)}: not saved (Save again, or send "
+                           f"{{\"empty\": true}}, to save an empty segmentation)")
     server.output_dir.mkdir(parents=True, exist_ok=True)
-    target = await run_in_threadpool(entry.doc.save)
+    target = await in_thread(entry.doc.save)
     return {"saved": target.name, "folder": str(target.parent), **edited(entry.doc),
             "measurements": None if entry.doc.measure_problem else measurements_file(target).name,
             "problem": entry.doc.measure_problem}

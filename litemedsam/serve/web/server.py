@@ -4,6 +4,7 @@ endpoints (litemedsam.serve.web.cases, litemedsam.serve.web.edits) share.
 """
 from __future__ import annotations
 
+import contextvars
 import hmac
 import os
 import secrets
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -27,7 +29,7 @@ from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
 from litemedsam.io.overlay import colour
 from litemedsam.serve.http import Refused, integer, json_object, read_body
-from litemedsam.serve.scene import Cancelled, EmbeddingCache, ModelTurns
+from litemedsam.serve.scene import EDITOR, Cancelled, EmbeddingCache, ModelTurns
 
 
 MAX_JSON = 65536  # bytes of a JSON request
@@ -132,7 +134,7 @@ class Server:
         key = uuid.uuid4().hex
         with self.lock:
             self.docs[key] = Open(doc, name, upload=upload)
-            idle = [k for k, o in self.docs.items() if not busy(o) and not o.doc.behind]
+            idle = [k for k, o in self.docs.items() if not busy(o) and not o.doc.behind and not o.doc.names_behind]
             for old in idle[:max(0, len(self.docs) - MAX_OPEN)]:  # oldest first; never one propagating
                 closed = self.docs.pop(old)
                 closed.stop.set()
@@ -278,6 +280,7 @@ def api(handler, write: bool = False):
 
     async def endpoint(request: Request):
         try:
+            EDITOR.set(tab_of(request))  # this request's edits are its tab's (its undo takes back its own)
             if write and request.headers.get("x-litemedsam") != "1":
                 raise Refused(403, "requests that change something need the header X-Litemedsam: 1")
             result = await handler(request)
@@ -295,6 +298,19 @@ def api(handler, write: bool = False):
         except Exception as e:  # a bug of ours: said, not a traceback page; the server goes on
             return JSONResponse({"error": f"internal error {type(e).__name__}: {shown(e)}"}, 500)
     return endpoint
+
+
+def tab_of(request: Request) -> str | None:
+    """The browser tab a request comes from (the header ``X-Litemedsam-Tab``, a random name each tab makes once),
+    None without one (a script: its edits are undone by requests without one)."""
+    tab = request.headers.get("x-litemedsam-tab")
+    return tab if tab is not None and 1 <= len(tab) <= 64 and tab.isascii() and tab.isprintable() else None
+
+
+def in_thread(func, *args):
+    """``func(*args)`` in a worker thread (never blocking the event loop), in this request's context: its edits
+    are its tab's (litemedsam.serve.scene.EDITOR)."""
+    return run_in_threadpool(contextvars.copy_context().run, func, *args)
 
 
 async def json_body(request: Request) -> dict:

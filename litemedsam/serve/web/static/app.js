@@ -20,6 +20,12 @@ const TOKEN = (() => {
   return sessionStorage.getItem("litemedsam-token") || "";
 })();
 const GONE = "the server does not answer: is litemedsam serve still running?";
+// this tab's name, made once (kept across reloads of the tab): its edits are its own, and Undo takes back only them
+const TAB = sessionStorage.getItem("litemedsam-tab") || (() => {
+  const made = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+  sessionStorage.setItem("litemedsam-tab", made);
+  return made;
+})();
 
 function sizeOf(axis) { const d = state.doc; return { z: d.depth, y: d.height, x: d.width }[axis]; }
 function planeView(plane = state.plane) {
@@ -44,7 +50,7 @@ function say(text, error = false) {
 }
 
 async function api(method, url, body) {
-  const options = { method, headers: { "X-Litemedsam-Token": TOKEN } };
+  const options = { method, headers: { "X-Litemedsam-Token": TOKEN, "X-Litemedsam-Tab": TAB } };
   if (method !== "GET") {
     Object.assign(options.headers, { "Content-Type": "application/json", "X-Litemedsam": "1" });
     options.body = JSON.stringify(body || {});
@@ -729,23 +735,41 @@ async function undo(again = false) {
     const result = await api("POST", `/api/doc/${state.doc.id}/${step}`);
     listObjects(result.objects);
     await refreshOverlay();
-    say(result[again ? "redone" : "undone"] ? `${step} done` : `nothing to ${step}`);
+    const held = (result.change || {}).held;
+    say(result[again ? "redone" : "undone"]
+      ? `${step} done` + (held ? ` (${held} ${state.doc.dim === "3D" ? "voxels" : "pixels"} changed since by another edit, or locked, left as they are)` : "")
+      : `nothing of this tab's to ${step}`);
   } catch (e) { say(e.message, true); }
 }
 
 async function save() {
+  // never while an edit runs (its object would be missing from the output); an untouched case is saved (empty)
+  // only when Save is asked for again
+  if (state.busy) { say("an edit is still running on this case: Save when it ends (or Cancel it)", true); return false; }
+  const empty = state.saveEmpty === state.doc.id;
+  state.saveEmpty = null;
   try {
-    const result = await api("POST", `/api/doc/${state.doc.id}/save`);
+    const result = await api("POST", `/api/doc/${state.doc.id}/save`, { empty });
     say(`saved ${result.saved} in ${result.folder}` + (result.measurements ? ` (and its measurements, ${result.measurements})`
       : `; ${result.problem}`), !result.measurements);
     await listCases();
     return true;
-  } catch (e) { say(e.message, true); return false; }
+  } catch (e) {
+    if (e.message.startsWith("nothing is drawn")) state.saveEmpty = state.doc.id;  // Save again: saved empty
+    say(e.message, true);
+    return false;
+  }
 }
 
 async function saveAndNext() {
   // an annotator's pace: save this case, open the next of the list
   const name = state.doc.name, next = state.cases[state.cases.indexOf(name) + 1];
+  const untouched = !(state.objects || []).length && $("unsaved").hidden && !state.busy;
+  if (untouched && next !== undefined) {  // skipped, not saved empty (Save saves it empty, when asked twice)
+    await openCase(next);
+    say(`${name}: nothing drawn, skipped (not saved); ${next} open`);
+    return;
+  }
   if (!(await save())) return;
   if (next === undefined) { say(`${name} saved: it was the last case of the list`); return; }
   await openCase(next);
