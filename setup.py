@@ -27,10 +27,13 @@ setup(
         "eval": ["surface-distance==0.1"],
         "io": ["SimpleITK>=2.3"],
         "cluster": ["distributed>=2024.1"],
-        "serve": ["starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5"],  # blosc2: the nnInteractive protocol
+        # blosc2: the nnInteractive protocol; its last release for Python 3.9 (2.5.1) is built against NumPy 1
+        "serve": ["starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5", "numpy<2; python_version < '3.10'"],
         "test": ["pytest>=7", "surface-distance==0.1", "SimpleITK>=2.3", "pydicom>=2.4",
                  "distributed>=2024.1", "starlette>=0.37", "uvicorn>=0.29", "blosc2>=2.5", "httpx2>=2.0", "selenium>=4.20",
-                 "nninteractive-client==2.6.0", "ruff>=0.5", "mypy>=1.10"],  # the client 3D Slicer and napari use, as it is
+                 "numpy<2; python_version < '3.10'", "httpx>=0.24; python_version < '3.10'",  # Starlette's test client
+                 "nninteractive-client==2.6.0; python_version >= '3.10'",  # the client needs 3.10
+                 "ruff>=0.5", "mypy>=1.10"],  # the client 3D Slicer and napari use, as it is
     },
     entry_points={"console_scripts": ["litemedsam=litemedsam.cli:main"]},
 )

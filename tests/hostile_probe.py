@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -793,6 +794,34 @@ run_kind("--modality unknown", 2, r"--modality 'Sonar' is not a modality")(lambd
 run_kind("--model unknown", 2, r"Invalid value for '--model'")(lambda p: _infer(p, "--model", "gpt"))
 run_kind("--prompt none without a prompt-free model", 2, r"--prompt none needs --model")(
     lambda p: _infer(p, "--prompt", "none"))
+@run_kind("a second run into the same output folder, after the first", 0, r"1 segmented")
+def _(p):
+    f = p.folder("2DBox_CT_a.npz")
+    (f / "in2").mkdir()
+    (f / "in2" / "2DBox_CT_b.npz").write_bytes(case())
+    first = p.run(["infer", "-i", f / "in2", "-o", f / "out"])
+    done = p.run(["infer", "-i", f / "in", "-o", f / "out"])
+    rows = (f / "out" / "efficiency.csv").read_text().splitlines()[1:]
+    cases = {c["case"] for c in json.loads((f / "out" / "run.json").read_text())["cases"]}
+    if first.returncode or {r.split(",")[0] for r in rows} != {"2DBox_CT_a.npz", "2DBox_CT_b.npz"} or \
+            cases != {"2DBox_CT_a.npz", "2DBox_CT_b.npz"}:
+        done.stderr += f"\nPROBE: the books lost the first run's case: {rows} {cases}"
+    return f, done
+
+
+def _setup(p, make):
+    f = p.folder()
+    models = f / "models"
+    make(models)
+    return f, p.run(["models", "setup"], env={"LITEMEDSAM_WORK_DIR": str(models)}, timeout=60)
+
+
+run_kind("models setup with LITEMEDSAM_WORK_DIR a file", 2, r"the models folder .* cannot be made")(
+    lambda p: _setup(p, lambda m: m.write_text("a file")))
+run_kind("models setup with LITEMEDSAM_WORK_DIR a symbolic link loop", 2, r"the models folder .* cannot be made")(
+    lambda p: _setup(p, lambda m: m.symlink_to(m)))
+
+
 @run_kind("model not built for a router rule", 0, r"model efficientsam-ti-int8 is not built")
 def _(p):
     f = p.folder("2DBox_XRay_a.npz")

@@ -71,6 +71,7 @@ def test_a_link_from_the_input_folder_into_the_output_folder_is_not_overwritten(
 # 2. temporary files are made exclusively, never through a planted link ------------------------------
 
 def test_writers_do_not_follow_links_planted_at_temporary_names(tmp_path):
+    pytest.importorskip("onnx", reason="saving a head needs onnx (the export extra)")
     from litemedsam.models.registry import MODELS, write_manifest
     from litemedsam.core.timing import write_times
     from litemedsam.methods.selfprompt import save_head

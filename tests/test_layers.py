@@ -105,6 +105,14 @@ EXTRA = {"onnx": "export", "SimpleITK": "io", "distributed": "cluster", "cloudpi
 DISTRIBUTION = {"cv2": "opencv-python-headless", "tomli": "tomli"}
 
 
+STDLIB_39 = {"__future__", "argparse", "ast", "asyncio", "collections", "colorsys", "concurrent", "contextlib", "contextvars", "csv",
+             "dataclasses", "datetime", "enum", "errno", "fcntl", "functools", "gzip", "hashlib", "hmac", "importlib",
+             "io", "itertools", "json", "logging", "math", "multiprocessing", "numbers", "os", "pathlib", "pickle", "pickletools",
+             "platform", "queue", "random", "re", "resource", "secrets", "shutil", "signal", "socket", "stat",
+             "struct", "subprocess", "sys", "tempfile", "threading", "time", "tomllib", "traceback", "typing",
+             "unicodedata", "urllib", "uuid", "warnings", "zipfile", "zlib"}  # Python 3.9 has no stdlib_module_names
+
+
 def third_party_imports() -> dict:
     """top-level third-party module -> the runtime files importing it (at any depth of their code)."""
     import sys
@@ -116,7 +124,7 @@ def third_party_imports() -> dict:
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != "litemedsam":
+                if top not in getattr(sys, "stdlib_module_names", STDLIB_39) and top != "litemedsam":
                     found.setdefault(top, set()).add(path.relative_to(PACKAGE).as_posix())
     return found
 

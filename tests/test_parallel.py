@@ -24,9 +24,12 @@ def test_the_split_is_forced_timed_or_one_session(monkeypatch, cache):
     monkeypatch.setenv(parallel.ENV, "2")
     assert (parallel.choose(8).sessions, parallel.choose(8).threads) == (2, 4)
     assert (parallel.choose(1).sessions, parallel.choose(1).threads) == (2, 1)
-    monkeypatch.setenv(parallel.ENV, "64")  # the most it takes: capped to what the memory holds (each ~0.3 GB)
+    monkeypatch.setenv(parallel.ENV, "64")  # the most it takes: capped to the CPUs and what the memory holds
     monkeypatch.setattr(parallel, "room_for_sessions", lambda: 3)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
     assert parallel.choose(2).sessions == 3 and "capped to 3" in parallel.choose(2).reason
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
+    assert parallel.choose(2).sessions == 2
     for bad in ("0", "many", "1e9", "65"):
         monkeypatch.setenv(parallel.ENV, bad)
         with pytest.raises(UsageError, match="is not a number of encoder sessions"):

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,10 @@ def models_folder() -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:
-        raise UsageError(f"the models folder {shown(folder)} ({why}) cannot be made: "
-                         f"{getattr(e, 'strerror', None) or e}; set LITEMEDSAM_WORK_DIR to a folder") from None
+        problem = "it is a file, or a link that leads nowhere" if os.path.lexists(folder) and not folder.is_dir() \
+            else getattr(e, "strerror", None) or e
+        raise UsageError(f"the models folder {shown(folder)} ({why}) cannot be made: {problem}; set "
+                         f"LITEMEDSAM_WORK_DIR to a folder") from None
     removed = remove_stale_temps(folder)
     if removed:
         click.echo(f"removed {len(removed)} temporary file(s) that a killed run left in {shown(folder)}", err=True)

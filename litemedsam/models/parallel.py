@@ -24,6 +24,7 @@ import numpy as np
 from litemedsam.core.errors import UsageError, shown
 from litemedsam.core.safeio import write_text
 from litemedsam.models.graph_cache import cpu, machine_record, read_record
+from litemedsam.models.session import available_cpus
 
 MARGIN = 1.1  # a split must encode slices this much faster than one session to be taken
 MAX_SESSIONS = 4  # splits timed: 1, 2, 4 sessions (each holds its weights and buffers, ~0.2-0.3 GB)
@@ -72,10 +73,11 @@ def forced(threads: int) -> Split | None:
         sessions = 0
     if not 1 <= sessions <= 64:
         raise UsageError(f"{ENV}={shown(value)!r} is not a number of encoder sessions (1-64)")
-    cap = max(1, min(sessions, room_for_sessions()))
+    cap = max(1, min(sessions, room_for_sessions(), available_cpus()))
     if cap < sessions:
-        return Split(cap, max(1, threads // cap), f"{ENV}={sessions}, capped to {cap}: each session needs about "
-                                                  f"{SESSION_BYTES >> 20} MB of the memory available")
+        return Split(cap, max(1, threads // cap), f"{ENV}={sessions}, capped to {cap}: no more sessions than CPUs "
+                                                  f"({available_cpus()}), each about {SESSION_BYTES >> 20} MB of the "
+                                                  f"memory available")
     return Split(sessions, max(1, threads // sessions), f"{ENV}={sessions}")
 
 
