@@ -97,12 +97,12 @@ def test_undo_takes_back_the_tabs_own_edits_and_respects_locks(served):
     r = served.post(f"/api/doc/{a['id']}/guard", json={"over": "all", "locked": [1]}, headers=tab("A"))
     assert r.status_code == 200, r.text
     brush(served, a, 3, (40, 40), "A", radius=6)  # around the locked stroke: held where it is label 1
-    brush(served, b, 4, (40, 40), "B", radius=2)
+    brush(served, b, 4, (45, 40), "B", radius=1)  # over A's object 3, beside the locked one
     undone = step(served, a, "undo", "A")  # A's object 3: where B drew 4 since, B's voxels stay
     assert undone["undone"] and undone["change"]["held"] > 0
     got = labels(served, a)
     z = a["depth"] // 2
-    assert got[z, 40, 40] == 1 and 3 not in got and 4 in got  # the locked object untouched, B's edit kept
+    assert got[z, 40, 40] == 1 and 3 not in got and got[z, 40, 45] == 4  # the locked object untouched, B's edit kept
 
 
 def test_a_name_given_while_the_disk_is_full_is_kept_by_the_next_edit(served, monkeypatch):
@@ -403,10 +403,8 @@ def test_a_killed_setup_leaves_no_temporary_file_and_a_bad_models_folder_is_said
 
     models = tmp_path / "models"
     models.mkdir()
-    for spec in (MODELS["litemedsam"], MODELS["litemedsam-int8"]):
-        for entry in spec.files:
-            (models / entry.file).symlink_to(work_dir() / entry.file)
-    for name in ("lite_medsam.pth",):
+    files = {entry.file for name in ("litemedsam", "litemedsam-int8") for entry in MODELS[name].files}
+    for name in files | {"lite_medsam.pth"}:
         (models / name).symlink_to(work_dir() / name)
     stale = models / ".litemedsam-99999999-abc.tmp"
     stale.write_bytes(b"partial" * 1000)
