@@ -17,6 +17,7 @@ built) with the message `infer` prints; a case's warnings (a box clipped, HU dat
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import warnings
@@ -33,6 +34,7 @@ from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.io.formats import nifti
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import checked_window, prepare
+from litemedsam.io.lines import given_lines
 from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import Embedding, make_segmenter
@@ -79,7 +81,7 @@ def _uint8(image, modality: str | None, window: tuple | None, router: Router | N
 
 def segment(image, boxes=None, modality: str | None = None, window: tuple | None = None, exact: bool = False,
             model: str | None = None, starts=None, threads: int | None = None, router: Router | None = None,
-            scores: bool = False, output=None):
+            scores: bool = False, output=None, lines=None):
     """The label map of ``image`` for ``boxes``, label k for the k-th box (uint8; uint16 above 255 boxes).
 
     image: an array, 2D (H, W) or (H, W, 3), or 3D (D, H, W), any real dtype (not uint8: the modality's intensity
@@ -94,19 +96,28 @@ def segment(image, boxes=None, modality: str | None = None, window: tuple | None
     CT). starts: a volume's start slice per box (default: the middle of its z-range). model: a registered model
     instead of the router's choice; exact: the reference's computation (`infer --exact`). scores: also return each
     object's confidence, label -> the decoder's mean predicted IoU of its masks (as run.json records it).
+    lines: instead of boxes, a volume's RECIST lines, (N, 5) ``x0, y0, x1, y1, z`` (a lesion's longest diameter
+    drawn on slice z): label k is lesion k in 3D (litemedsam.methods.recist).
     """
+    if boxes is not None and lines is not None:
+        raise CaseError("give boxes or lines, not both")
     if isinstance(image, (str, Path)):
-        return _segment_file(_path(image, "image"), boxes, output, modality, window, exact, model, threads, router, scores)
+        return _segment_file(_path(image, "image"), boxes, output, modality, window, exact, model, threads, router,
+                             scores, lines)
     if output is not None:
         raise CaseError("output= is for a path in: an array or image in gives its label map back")
     placed = _nifti_image(image)
     geometry = None
     if placed is not None:
         image, geometry = nifti.voxels(placed, nifti.checked_shape(placed))
-    boxes = _boxes(boxes)
+    boxes = _boxes(boxes if lines is None else np.zeros((0, 6)))
     data, found, notes = _uint8(image, modality, window, router)
     case = make_case(Path("array"), data, boxes, dim="2D" if boxes.shape[1] == 4 else "3D", starts=starts,
                      modality=modality or found, warnings=notes, geometry=geometry)
+    if lines is not None:
+        if data.ndim != 3:
+            raise CaseError(f"lines are for a volume (D, H, W), got shape {data.shape}")
+        case = dataclasses.replace(case, lines=given_lines(lines, data.shape))
     for note in case.warnings:
         warnings.warn(note, stacklevel=2)
     labels, confidences = _run(case, modality or found, exact, model, threads, router)
@@ -132,10 +143,11 @@ def _nifti_image(image):
     return image if nib is not None and isinstance(image, nib.spatialimages.SpatialImage) else None
 
 
-def _segment_file(path: Path, boxes, output, modality, window, exact, model, threads, router, scores):
+def _segment_file(path: Path, boxes, output, modality, window, exact, model, threads, router, scores, lines=None):
     """``segment`` of a case file, read and written as `infer` reads and writes it."""
     window = _checked_window(modality, window, router)
     given = [] if boxes is None else _boxes(boxes).tolist()
+    lined = [] if lines is None else np.asarray(lines, np.float64).reshape(-1, 5).tolist()
     target = None if output is None else _path(output, "output")
     if target is not None:
         formats.check_target(path, target)  # before the work: never the input file (or a link to it)
@@ -143,7 +155,7 @@ def _segment_file(path: Path, boxes, output, modality, window, exact, model, thr
         raise CaseError(f"output= {shown(target.name)!r}: the labels of {shown(path.name)!r} are written as "
                         f"{formats.suffix(formats.output_name(path))} (as infer names them)")
     try:
-        case = formats.read(path, CaseInputs(boxes=given, modality=modality, window=window))
+        case = formats.read(path, CaseInputs(boxes=given, modality=modality, window=window, lines=lined))
     except CaseError as e:
         raise CaseError(f"{shown(path.name)}: {e}") from None
     for note in case.warnings:

@@ -219,3 +219,26 @@ def test_what_the_image_leaves_out_names_its_extra(image, dev_data, tmp_path):
                   "litemedsam", "infer", "-i", f"/in/{raw.name}", "-o", "/out", "--box", "10,10,10,40,40,20", *extra,
                   check=False)
         assert said in done.stderr and "Traceback" not in done.stderr + done.stdout, done.stderr
+
+
+def test_the_recist_task_as_its_organisers_run_it(image, tmp_path):
+    """Issue 45: the 2026 pan-cancer task's case (imgs and recist lines, no boxes) through the same image and entry
+    point (docker run -m 8G --network none, sh predict.sh): the lesion labelled 1, as the host gives it."""
+    from litemedsam.core.settings import REPO_ROOT
+
+    dev = REPO_ROOT.parent / "shared" / "data" / "recist-dev"
+    name = "CT_Lesion_000009_03_01_036-048.npz"
+    if not (dev / "imgs" / name).is_file():
+        pytest.skip(f"the RECIST dev cases are not at {dev}")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(dev / "imgs" / name, inp / name)
+    out = writable_dir(tmp_path / "out")
+    done = run_case_folder(image, inp, out)
+    assert done.returncode == 0, done.stderr
+    host = sh(sys.executable, "-m", "litemedsam", "infer", "-i", inp, "-o", tmp_path / "host", check=False)
+    assert host.returncode == 0, host.stderr
+    ours = np.load(out / name)["segs"]
+    assert np.array_equal(ours, np.load(tmp_path / "host" / name)["segs"])
+    gts = np.load(dev / "gts" / name)["gts"]
+    assert 2 * ((ours == 1) & (gts == 1)).sum() / ((ours == 1).sum() + (gts == 1).sum()) > 0.85

@@ -88,6 +88,12 @@ def cluster_executor(scheduler: str, threads):
 @click.option("--boxes-from-labels", "labels_path", type=click.Path(path_type=Path), default=None,
               help="A label image (or a folder of label images named as the cases) of the same geometry: the tight "
                    "box of each label value prompts; label k of the output = value k.")
+@click.option("--line", "line_texts", multiple=True, metavar="X0,Y0,X1,Y1,Z",
+              help="A RECIST line (a lesion's longest diameter, drawn on slice Z from X0,Y0 to X1,Y1, voxel indices) "
+                   "for every volume whose file carries none: its lesion in 3D; repeatable (label k = k-th line).")
+@click.option("--recist", "recist_path", type=click.Path(path_type=Path), default=None,
+              help="A label image of RECIST lines (or a folder of them named as the cases) of the same geometry: "
+                   "lesion k's line drawn with value k on one slice; label k of the output = lesion k.")
 @click.option("--window", default=None, metavar="LEVEL,WIDTH",
               help="Intensity window for non-uint8 inputs (default for CT: 40,400; other modalities: the 0.5-99.5 "
                    "percentiles of the non-zero voxels).")
@@ -114,9 +120,9 @@ def cluster_executor(scheduler: str, threads):
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, window, overlay_dir, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
+          boxes_file, labels_path, line_texts, recist_path, window, overlay_dir, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
           profile):
-    """Segment every case of INPUT into OUTPUT; label k is the k-th box.
+    """Segment every case of INPUT into OUTPUT; label k is the k-th box (or lesion k of its RECIST lines).
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
     2 when nothing could run (a missing or altered model file, an unusable router file).
@@ -153,12 +159,13 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         prompting = (prompt_mode(prompt, head, reference, reference_mask, model, threads)
                      or BoxPrompting(router, model, modality, exact))
         inputs = case_inputs(box_texts, boxes_file, labels_path, window,
-                             router.modality(modality) if modality else None)
+                             router.modality(modality) if modality else None, line_texts, recist_path)
         options = {"input": str(input_path), "output": str(output_dir), "router": str(router_file or "shipped"),
                    "modality": modality, "model": model, "prompt": prompt, "exact": exact,
                    "continue_prediction": continue_prediction, "boxes": list(box_texts) or None,
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
+                   "lines": list(line_texts) or None, "recist": str(recist_path) if recist_path else None,
                    "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers, "scheduler": scheduler}
         if scheduler is not None:
             run_elsewhere = cluster_executor(scheduler, threads_given)

@@ -32,6 +32,7 @@ class Case:
     modality: str | None = None  # as the file says (DICOM's Modality) or its intensities show (CT in HU)
     clicks: list | None = None  # per object (label i + 1): its clicks in order, [("fg" or "bg", (z, y, x)), ...]
     prev: np.ndarray | None = None  # the previous step's label map the clicks correct (the 2025 layout's prev_pred)
+    lines: list | None = None  # 3D: lesion k's RECIST line (litemedsam.io.lines.Line), its prompt instead of a box
 
     @property
     def label_shape(self) -> tuple:

@@ -124,6 +124,15 @@ class CaseInputs:
     labels: Path | None = None  # --boxes-from-labels: a label file, or a folder of them named as the cases
     modality: str | None = None  # --modality
     window: tuple | None = None  # --window LEVEL,WIDTH
+    lines: list = field(default_factory=list)  # --line x0,y0,x1,y1,z: RECIST lines for every volume that carries none
+    recist: Path | None = None  # --recist: a label image of lines, or a folder of them named as the cases
+
+    def recist_for(self, path: Path) -> Path | None:
+        """The label image of lines given for ``path`` (--recist: the file, or the one named as the case in the
+        folder), or None."""
+        if self.recist is None:
+            return None
+        return self.recist / path.name if self.recist.is_dir() else self.recist
 
     def for_case(self, path: Path) -> list | None:
         """The boxes given for ``path`` (--box or --boxes), or None (labels are read by the case's format)."""

@@ -19,6 +19,7 @@ import numpy as np
 from litemedsam.models import fastest
 from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
+from litemedsam.methods import recist
 from litemedsam.methods.refine import segment_with_clicks
 from litemedsam.models.registry import get_model, missing_file
 
@@ -64,10 +65,14 @@ class BoxPrompting:
         if decision.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
                 f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
+        if case.lines is not None:  # a line says where its lesion is on one slice, not where it ends
+            decision = recist.with_end(decision)
         return Plan(decision.model, decision)
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         d = plan.decision
+        if case.lines is not None:
+            case = recist.as_boxes(case)
 
         def boxes(c):
             return d.propagation().segment(segmenter, c)

@@ -23,6 +23,7 @@ require_boxes)`` instead of ``read_image``. ``read`` composes the others: image 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from litemedsam.io.formats.registry import (CASE_FILES, FORMATS, MODULES, RAW_IN
 from litemedsam.io.geometry import Geometry
 from litemedsam.io.given_boxes import CaseInputs, boxes_of_label_image, no_boxes_message
 from litemedsam.io.intensity import prepare
+from litemedsam.io.lines import given_lines, lines_of
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
            "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
@@ -52,6 +54,11 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
     voxels, geometry, stated = module.read_image(path)
     image, found, warnings = prepare(voxels, path.name, inputs.modality or stated, inputs.window)
     shape = image.shape[:2] if module.DIM == "2D" else image.shape
+    if inputs.lines or inputs.recist is not None:  # RECIST lines prompt instead of boxes
+        lines, placed = _lines(path, inputs, module.DIM, shape, geometry)
+        case = make_case(path, image, np.zeros((0, 6)), dim="3D", fmt=module_name(module), geometry=geometry,
+                         modality=stated or found, warnings=warnings + placed)
+        return dataclasses.replace(case, lines=lines)
     boxes, absent, placed = _boxes(path, inputs, shape, geometry, require_boxes)
     return make_case(path, image, boxes, dim=module.DIM, absent=absent, fmt=module_name(module), geometry=geometry,
                      modality=stated or found, warnings=warnings + placed)
@@ -78,6 +85,25 @@ def _boxes(path: Path, inputs: CaseInputs, shape: tuple, geometry: Geometry, req
         f"its label image {shown(labels.name)} is placed otherwise in space (another affine, origin, spacing or "
         f"direction); its boxes are taken in voxel indices"]
     return boxes, absent, moved
+
+
+def _lines(path: Path, inputs: CaseInputs, dim: str, shape: tuple, geometry: Geometry) -> tuple:
+    """(lines, warnings) of a volume whose lines are given (--line, or --recist: a label image of lines of the
+    same geometry, litemedsam.io.lines); CaseError for a 2D image or lines that are not usable."""
+    if dim != "3D":
+        raise CaseError("RECIST lines (--line, --recist) are for volumes, not 2D images")
+    given = inputs.recist_for(path)
+    if given is None:
+        return given_lines(inputs.lines, shape), []
+    try:
+        labels, placed = read_labels(given)
+        lines = lines_of(labels, shape, geometry.spacing)
+    except CaseError as e:
+        raise CaseError(f"its RECIST lines {shown(given.name)}: {e}") from None
+    moved = [] if geometry.placed_like(placed) else [
+        f"its RECIST lines {shown(given.name)} are placed otherwise in space (another affine, origin, spacing or "
+        f"direction); taken in voxel indices"]
+    return lines, moved
 
 
 def label_shape(path: Path) -> tuple:

@@ -3,6 +3,7 @@ formats that carry none): the 2024 layout (``imgs``, ``boxes`` Nx4 or Nx6, ``spa
 ``boxes`` are dicts (litemedsam.io.records reads them without pickle's loader); ``segs`` written back."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from litemedsam.core.errors import CaseError
 from litemedsam.core.safeio import atomic_file
 from litemedsam.io.cases import Case, make_case
 from litemedsam.io.geometry import MAX_MM, MIN_MM, Geometry, usable_spacing
+from litemedsam.io.lines import lines_of
 from litemedsam.io.npz import array_headers, read_npz
 
 RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x_max", "z_mid_y_max")
@@ -37,10 +39,13 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
     raises CaseError with a readable reason. ``require_boxes`` False (prompt-free modes): a case without
     ``boxes`` has none."""
     path = Path(path)
-    arrays = read_npz(path, ("imgs",), ("boxes", "spacing") + CLICK_KEYS, records=("boxes", "clicks", "clicks_order"))
+    arrays = read_npz(path, ("imgs",), ("boxes", "spacing", "recist") + CLICK_KEYS,
+                      records=("boxes", "clicks", "clicks_order"))
+    if "recist" in arrays:
+        return _recist_case(path, arrays)
     if require_boxes and "boxes" not in arrays and "clicks" not in arrays:  # the 2025 layout's box-free cases have clicks
         found = ", ".join(sorted(k for k in arrays["__members__"]))
-        raise CaseError(f"missing array(s) boxes; found: {found}")
+        raise CaseError(f"missing array(s) boxes (or recist: lines); found: {found}")
     image = arrays["imgs"]
     raw_boxes = arrays.get("boxes", np.zeros((0, 4 if image.ndim == 2 or image.shape[-1] == 3 else 6)))
     starts, notices = None, []
@@ -67,6 +72,20 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
                        f"cubes)")
     return make_case(path, image, raw_boxes, starts=starts, notices=notices, geometry=geometry, clicks=clicks,
                      prev=prev, warnings=warnings)
+
+
+def _recist_case(path: Path, arrays: dict) -> Case:
+    """The 2026 pan-cancer task's case: ``imgs`` (D, H, W) and ``recist``, lesion k's line drawn with value k on
+    one slice (litemedsam.io.lines), no boxes: each lesion's line is its prompt (litemedsam.methods.recist)."""
+    if "boxes" in arrays or "clicks" in arrays:
+        raise CaseError("it holds both 'recist' lines and 'boxes' or 'clicks': one kind of prompt per case")
+    image = arrays["imgs"]
+    if image.ndim != 3:
+        raise CaseError(f"'recist' lines are for a volume, but 'imgs' has shape {image.shape}, not DxHxW")
+    geometry = _geometry(arrays)
+    lines = lines_of(arrays["recist"], image.shape, geometry.spacing)
+    case = make_case(path, image, np.zeros((0, 6)), dim="3D", geometry=geometry)
+    return dataclasses.replace(case, lines=lines)
 
 
 def known_labels(prev: np.ndarray, count: int) -> tuple[np.ndarray, list]:
