@@ -259,3 +259,58 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
         driver.quit()
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_line_tool_draws_a_ruler_and_makes_the_lesion(models_ready, tmp_path):
+    """Issue 45: the line tool in Chromium: L picks it, dragging across the lesion on its slice shows the line's
+    length in mm as a ruler, and releasing makes the lesion in 3D (a job the page follows)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from litemedsam.core.settings import REPO_ROOT
+    from litemedsam.io.lines import lines_of
+
+    dev = REPO_ROOT.parent / "shared" / "data" / "recist-dev"
+    name = "CT_Lesion_000009_03_01_036-048.npz"
+    if not (dev / "imgs" / name).is_file():
+        pytest.skip(f"the RECIST dev cases are not at {dev}")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / name).symlink_to(dev / "imgs" / name)
+    data = np.load(dev / "imgs" / name)
+    spacing = tuple(data["spacing"][::-1])
+    line = lines_of(data["recist"], data["imgs"].shape, spacing)[0]
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = open_in_page(driver, url, name)
+        driver.execute_script("showSlice(arguments[0])", line.z)
+        wait.until(lambda d: d.execute_script("return state.at.z") == line.z)
+        keys(driver, "l")
+        assert driver.execute_script("return tool()") == "line"
+        canvas = driver.find_element(By.ID, "view")
+        width, height, css_w, css_h = driver.execute_script(
+            "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]",
+            canvas)
+        flip_x, flip_y = driver.execute_script("const d = planeView(); return [!!d.flip_x, !!d.flip_y]")
+
+        def offset(y, x):
+            x, y = (width - 1 - x if flip_x else x), (height - 1 - y if flip_y else y)
+            return int(round((x + 0.5) * css_w / width - css_w / 2)), int(round((y + 0.5) * css_h / height - css_h / 2))
+        (ax, ay), (bx, by) = offset(*line.start), offset(*line.end)
+        ActionChains(driver).move_to_element_with_offset(canvas, ax, ay).click_and_hold() \
+            .move_to_element_with_offset(canvas, bx, by).perform()
+        ruler = driver.find_element(By.ID, "ruler").text
+        assert ruler.startswith("line: ") and ruler.endswith(" mm"), ruler
+        assert abs(float(ruler.split()[1]) - line.length_mm(spacing)) < 2.5  # the pixels the mouse reached
+        if os.environ.get("LITEMEDSAM_SCREENSHOTS"):
+            driver.save_screenshot(str(Path(os.environ["LITEMEDSAM_SCREENSHOTS"]) / "app-line.png"))
+        ActionChains(driver).release().perform()
+        said(wait, "label 1: the lesion of a")
+        got = page_labels(driver, url) == 1
+        gts = np.load(dev / "gts" / name)["gts"] == 1
+        assert 2 * (got & gts).sum() / (got.sum() + gts.sum()) > 0.85
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)

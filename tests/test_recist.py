@@ -125,3 +125,44 @@ def test_lines_beside_a_nifti_and_on_the_command_line_and_in_the_api(recist_dev,
     assert dsc(api == 1, expected == 1) > 0.9
     with pytest.raises(CaseError, match="boxes or lines, not both"):
         litemedsam.segment(data["imgs"], boxes=[1, 1, 0, 5, 5, 2], lines=[[1, 1, 5, 5, 0]])
+
+
+def test_the_apps_line_tool_makes_the_lesion(recist_dev, tmp_path):
+    """The browser app's line tool (POST /line, a job the page follows): a line on the slice gives the lesion infer
+    gives for the task's case; on a coronal cut, the square of the line is the box there; a 2D image refuses."""
+    from starlette.testclient import TestClient
+
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.web.app import Server, make_app
+    from tests.test_serve import WRITE, finish, labels, open_case
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / CASE).symlink_to(recist_dev / "imgs" / CASE)
+    server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 256 << 20, 1 << 20)
+    data = np.load(recist_dev / "imgs" / CASE)
+    line = lines_of(data["recist"], data["imgs"].shape)[0]
+    gts = np.load(recist_dev / "gts" / CASE)["gts"]
+    with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
+                    headers={"X-Litemedsam-Token": server.token}) as client:
+        doc = open_case(client, CASE)
+        assert doc["spacing"] is not None  # the page measures the line in mm
+        ends = [line.start[1], line.start[0], line.end[1], line.end[0]]
+        r = client.post(f"/api/doc/{doc['id']}/line", json={"z": line.z, "line": ends}, headers=WRITE)
+        assert r.status_code == 200 and r.json()["job"], r.text
+        done = finish(client, doc)
+        assert done["state"] == "done" and done["label"] == 1, done
+        assert dsc(labels(client, doc) == 1, gts == 1) > 0.85
+        zs, ys, xs = np.nonzero(gts == 1)
+        y = int(np.median(ys))  # a coronal cut through the lesion: its rows are the slices
+        cut = gts[:, y, :] == 1
+        rows, cols = np.nonzero(cut)
+        r = client.post(f"/api/doc/{doc['id']}/line", headers=WRITE, json={
+            "z": y, "plane": "y", "line": [int(cols.min()), int(rows.mean()), int(cols.max()), int(rows.mean())]})
+        assert r.status_code == 200, r.text
+        assert finish(client, doc)["label"] == 2 and (labels(client, doc) == 2).any()
+        bad = client.post(f"/api/doc/{doc['id']}/line", json={"z": line.z, "line": [1, 1, 1e6, 1]}, headers=WRITE)
+        assert bad.status_code == 400 and "inside" in bad.json()["error"]
+    server.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import threading
 from contextvars import ContextVar
 from collections import Counter, OrderedDict, deque
@@ -24,9 +25,11 @@ from litemedsam.core.errors import CaseError
 from litemedsam.core.masks import fill_holes, keep_component
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
-from litemedsam.methods import refine
+from litemedsam.io.lines import Line
+from litemedsam.methods import recist, refine
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
+ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
 FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
@@ -322,20 +325,33 @@ class Scene:
             return self._segment(self._case_with(boxes), reporter)
         return self._segment(self._checked_box(box, z, (z, z) if z_range is None else z_range), reporter)
 
-    def propagate(self, box, index: int, plane: str = "z", end: tuple = PROPAGATION_END,
-                  reporter=None) -> tuple[np.ndarray, float | None]:
-        """The 3D object a 2D box drawn on one cut of a volume gives when nothing says where it ends: the cut
-        ``index`` of ``plane`` ("z": a slice; "y", "x": a row or column across the slices) is segmented with
-        ``box`` (x0, y0, x1, y1 in the cut's pixels), then each next cut along the plane's axis, both ways, is
-        prompted with the mask before it, as infer propagates a 3D box, until the object ends by ``end`` (stop,
-        shrink): ``stop`` consecutive cuts whose mask is empty or below ``shrink`` of the largest so far. Cuts
-        across anisotropic slices are resampled to square pixels first (``Cuts``). Returns a volume-sized mask and
-        its confidence."""
+    def propagate(self, box, index: int, plane: str = "z", end: tuple = PROPAGATION_END, reporter=None,
+                  reach: float | None = ONE_SLICE_REACH, via: str = "axial") -> tuple[np.ndarray, float | None]:
+        """The 3D object a 2D box drawn on one cut of a volume gives when nothing says where it ends (3D Slicer's and
+        napari's box over the nnInteractive protocol). On a slice (``plane`` "z"): the slice ``index`` is segmented
+        with ``box`` (x0, y0, x1, y1), then each next slice both ways is prompted with the mask before it, as infer
+        propagates a 3D box, until the object ends by ``end`` (stop, shrink: ``stop`` slices in a row whose mask is
+        empty or below ``shrink`` of the largest so far), within ``reach`` times half the box's longer side (mm)
+        each way (an object is about as deep as it is wide, as a RECIST line's lesion: litemedsam.methods.recist;
+        None: the whole volume). On a cut across the slices (``plane`` "y": a row, coronal; "x": a column,
+        sagittal; ``box`` in the cut's pixels, its rows the slices): ``via`` "axial" takes what the box says, the
+        object's slices and its extent along the cut, as a 3D box whose depth across the cut is the box's width
+        (the slices' embeddings serve, as for any box); ``via`` "cuts" propagates along the cut's own axis,
+        encoding each cut (resampled to square pixels: ``Cuts``). Returns a volume-sized mask and its
+        confidence."""
         if self.case.dim != "3D":
             raise CaseError("a 2D image has no slices to propagate through")
+        mm = formats.spacing(self.case) or (1.0, 1.0, 1.0)
+        depth = self.labels.shape[0]
         if plane == "z":
-            depth = self.labels.shape[0]
-            return self._segment(self._checked_box(box, index, (0, depth - 1)), reporter, end)
+            z_range = (0, depth - 1)
+            if reach is not None:
+                x0, y0, x1, y1 = box
+                slices = max(1, math.ceil(reach * max((x1 - x0 + 1) * mm[2], (y1 - y0 + 1) * mm[1]) / 2 / mm[0]))
+                z_range = (max(0, index - slices), min(depth - 1, index + slices))
+            return self._segment(self._checked_box(box, index, z_range), reporter, end)
+        if via == "axial":
+            return self._segment(self._across(box, index, plane, mm), reporter)
         cuts = Cuts(self.case.image, plane, formats.spacing(self.case))
         x0, y0, x1, y1 = box
         scaled = [x0 * cuts.sx, y0 * cuts.sy, (x1 + 1) * cuts.sx - 1, (y1 + 1) * cuts.sy - 1]
@@ -345,6 +361,40 @@ class Scene:
         case = dataclasses.replace(self._case_with(boxes, starts=[int(index)]), image=cuts)
         mask, score = self._segment(case, reporter, end)
         return cuts.back(mask), score
+
+    def from_line(self, ends, index: int, plane: str = "z", reporter=None) -> tuple[np.ndarray, float | None]:
+        """The 3D object of a RECIST line (a lesion's longest diameter) drawn on the cut ``index`` of ``plane``,
+        ``ends`` (x0, y0, x1, y1) in the cut's pixels: on a slice, as ``infer`` segments a task's line
+        (litemedsam.methods.recist); on a cut across the slices, the square of the line's length around its middle
+        is a box drawn there (``propagate``). Returns a volume-sized mask and its confidence."""
+        if self.case.dim != "3D":
+            raise CaseError("a RECIST line gives a lesion in a volume: draw a box on a 2D image")
+        x0, y0, x1, y1 = (int(round(v)) for v in ends)
+        if (x0, y0) == (x1, y1):
+            raise CaseError("the line has both ends at one pixel: drag from one edge of the lesion to the other")
+        if plane == "z":
+            case = dataclasses.replace(self._case_with(np.zeros((0, 6))), lines=[Line(int(index), (y0, x0), (y1, x1))])
+            rule = recist.LINE_RULE
+            return self._segment(recist.as_boxes(case, rule), reporter, (rule.stop, rule.shrink))
+        h, w = self.label_slice(index, plane).shape
+        half = np.hypot(x1 - x0, y1 - y0) / 2
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        square = [max(0, cx - half), max(0, cy - half), min(w - 1, cx + half), min(h - 1, cy + half)]
+        return self.propagate([int(round(v)) for v in square], index, plane, reporter=reporter)
+
+    def _across(self, box, index: int, plane: str, mm: tuple):
+        """The case of a box drawn on the cut ``index`` of ``plane`` ("y" or "x"; its rows the slices, its columns x
+        or y) as a 3D box: the slices and the extent along the cut the box gives, across the cut the box's width
+        (in mm) centred on the cut; it starts on the box's middle slice."""
+        c0, z0, c1, z1 = box
+        along, across = (2, 1) if plane == "y" else (1, 2)  # the cut's columns' axis, the axis the cut is fixed on
+        half = (c1 - c0 + 1) * mm[along] / 2 / mm[across]
+        lo, hi = index - half, index + half
+        given = [c0, lo, z0, c1, hi, z1] if plane == "y" else [lo, c0, z0, hi, c1, z1]
+        boxes, skipped, warnings = clip_boxes([given], "3D", self.case.image.shape)
+        if skipped:
+            raise CaseError(warnings[0].split("; ")[0])
+        return self._case_with(boxes, starts=[int((boxes[0, 2] + boxes[0, 5]) // 2)])
 
     def _checked_box(self, box, z: int, z_range):
         """The case of one box x0, y0, x1, y1 on slice ``z`` over ``z_range`` (inclusive), clipped as infer clips

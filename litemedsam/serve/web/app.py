@@ -39,6 +39,7 @@ def make_app(server: Server) -> Starlette:
         Route("/api/doc/{doc}/labels.npy", api(e.label_map)),
         Route("/api/doc/{doc}/value", api(e.value)),
         Route("/api/doc/{doc}/box", api(e.box, write=True), methods=["POST"]),
+        Route("/api/doc/{doc}/line", api(e.line, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/job", api(e.job_state)),
         Route("/api/doc/{doc}/cancel", api(e.cancel, write=True), methods=["POST"]),
         Route("/api/doc/{doc}/objects/{label}", api(e.erase, write=True), methods=["DELETE"]),

@@ -111,6 +111,36 @@ async def box(request: Request):
     return {"label": label, "was": was, **edited(doc)}
 
 
+async def line(request: Request):
+    """A RECIST line (a lesion's longest diameter) drawn on a cut of a volume: its lesion in 3D, a new object (or
+    ``label``), run as a job the page follows (Scene.from_line)."""
+    server = request.app.state.server
+    entry = server.get(request.path_params["doc"])
+    doc, body = entry.doc, await json_body(request)
+    if doc.case.dim != "3D":
+        raise Refused(400, "a RECIST line gives a lesion in a volume: draw a box on a 2D image")
+    plane, z = cut_of(doc, body)
+    ends, label = body.get("line"), body.get("label")
+    h, w = doc.label_slice(z, plane).shape
+    if not (isinstance(ends, list) and len(ends) == 4 and all(map(number, ends))
+            and 0 <= ends[0] < w and 0 <= ends[2] < w and 0 <= ends[1] < h and 0 <= ends[3] < h):
+        raise Refused(400, f"line must be [x0, y0, x1, y1], both ends inside the {w} x {h} image")
+    if label is not None and not (integer(label) and 1 <= label <= 65535):
+        raise Refused(400, "label must be an integer 1-65535 or null (a new object)")
+    if label is not None and doc.has(label):
+        raise Refused(409, f"label {label} is already an object: choose a free label (a line makes a new object)")
+    idle(entry)
+
+    def work(job: Job) -> int:
+        mask, score = doc.from_line(ends, z, plane, job.report)
+        job.check()
+        painted = doc.paint(mask, label)
+        doc.confidence[painted] = score
+        return painted
+    start(entry, Job(label, doing="segmenting the lesion"), work)
+    return {"job": True}
+
+
 def start(entry, job: Job, work) -> None:
     """Run ``work(job)`` (it makes its edit and returns the label edited; ``job.report`` hears its progress and
     stops it when cancelled) in a thread, as ``entry``'s job, which the page follows (progress, cancel)."""

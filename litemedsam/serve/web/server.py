@@ -206,6 +206,7 @@ def describe(key: str, entry: Open) -> dict:
     return {"id": key, "name": entry.name, "dim": doc.case.dim, "depth": shape[0], "height": shape[1],
             "width": shape[2], "model": model, "output": doc.target.name, **edited(doc),
             "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
+            "spacing": formats.spacing(doc.case),
             "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard),
             "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())],
             "encoded": entry.encoded}

@@ -151,7 +151,8 @@ async function show(doc) {
   $("slice-row").hidden = !is3d;
   $("plane-row").hidden = !is3d;
   $("others").hidden = !is3d;
-  $("interpolate").hidden = $("sphere").parentElement.hidden = !is3d;  // volume tools
+  $("interpolate").hidden = $("sphere").parentElement.hidden = $("line-tool").hidden = !is3d;  // volume tools
+  if (!is3d && tool() === "line") document.querySelector('input[name="tool"][value="box"]').checked = true;
   $("model-window-row").hidden = !doc.raw;
   $("mw-level").value = doc.window ? doc.window[0] : "";  // none: percentile clipping (not CT)
   $("mw-width").value = doc.window ? doc.window[1] : "";
@@ -346,6 +347,16 @@ function draw() {
       ctx.beginPath(); ctx.arc(x, y, state.stroke.radius, 0, 2 * Math.PI); ctx.fill();
     }
   }
+  if (state.line) {  // the RECIST line being drawn, with its length: a ruler
+    const { x0, y0, x1, y1 } = state.line;
+    ctx.strokeStyle = "#ff0";
+    ctx.lineWidth = Math.max(1, view.width / 300);
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    ctx.fillStyle = "#ff0";
+    ctx.font = `${Math.max(10, Math.round(view.width / 40))}px sans-serif`;
+    ctx.fillText(`${lineMm(state.line).toFixed(1)} ${state.doc.spacing ? "mm" : "px"}`, x1 + 4, y1 - 4);
+    $("ruler").textContent = `line: ${lineMm(state.line).toFixed(1)} ${state.doc.spacing ? "mm" : "pixels"}`;
+  }
   const last = state.lastBox && state.lastBox.place === currentPlace() ? state.lastBox : null;
   for (const [box, dashed] of [[state.drag, false], [last, true]]) {  // the box being drawn; the last one drawn here
     if (!box) continue;
@@ -507,6 +518,7 @@ view.addEventListener("mousedown", (e) => {
   const p = imagePoint(e);
   if (tool() === "click") { sendClick(p, e.altKey ? "bg" : "fg"); return; }
   if (tool() === "box") state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  else if (tool() === "line") state.line = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
   else state.stroke = { points: [[p.x, p.y]], erase: tool() === "eraser",
                         radius: Math.max(1, Math.min(200, parseInt($("brush-size").value, 10) || 4)),
                         threshold: $("threshold").checked && tool() === "brush" ? thresholdAt(p) : null,
@@ -524,12 +536,44 @@ window.addEventListener("mousemove", (e) => {
     draw();
     return;
   }
-  if (!state.drag) return;
+  const moving = state.drag || state.line;
+  if (!moving) return;
   const p = imagePoint(e);
-  state.drag.x1 = p.x;
-  state.drag.y1 = p.y;
+  moving.x1 = p.x;
+  moving.y1 = p.y;
   draw();
 });
+
+function lineMm(line) {
+  // a line's length in mm, by the spacing of the plane shown (pixels where the file gives none)
+  const mm = state.doc.spacing, axes = { z: [2, 1], y: [2, 0], x: [1, 0] }[state.plane];
+  const [sx, sy] = mm ? axes.map((a) => mm[a]) : [1, 1];
+  return Math.hypot((line.x1 - line.x0) * sx, (line.y1 - line.y0) * sy);
+}
+
+async function sendLine(line) {
+  // a RECIST line: its lesion in 3D, a new object (the label typed, else the next free one)
+  const doc = state.doc, typed = typedLabel(), unit = doc.spacing ? "mm" : "pixels";
+  if ((state.objects || []).some((o) => o.label === typed)) {
+    say(`label ${typed} is already an object: a line makes a new one (type a free label)`, true);
+    return;
+  }
+  state.busy = true;
+  const start = performance.now();
+  try {
+    let result = await api("POST", `/api/doc/${doc.id}/line`,
+      { z: state.at[state.plane], plane: state.plane, line: [line.x0, line.y0, line.x1, line.y1], label: typed });
+    if (result.job) result = await follow(doc);
+    if (result && doc === state.doc) {
+      listObjects(result.objects);
+      await refreshOverlay();
+      say(`label ${result.label}: the lesion of a ${lineMm(line).toFixed(1)} ${unit} line, in ${seconds(performance.now() - start)}`
+        + changed(result));
+      $("next-label").value = "";
+    }
+  } catch (e) { if (doc === state.doc) say(e.message, true); }
+  if (doc === state.doc) state.busy = false;
+}
 function thresholdAt(p) {
   // the range of values the threshold brush paints: the first point's value (0-255, as the model sees it) ± the range
   const i = 4 * (p.y * state.pixels.width + p.x), value = state.pixels.data[i], range = +$("threshold-range").value || 20;
@@ -568,6 +612,14 @@ window.addEventListener("mouseup", async () => {
     const stroke = state.stroke;
     state.stroke = null;
     await sendStroke(stroke);
+    return;
+  }
+  if (state.line) {
+    const line = state.line;
+    state.line = null;
+    draw();
+    if (Math.hypot(line.x1 - line.x0, line.y1 - line.y0) < 2) return;
+    await sendLine(line);
     return;
   }
   const d = state.drag;
@@ -873,8 +925,8 @@ window.addEventListener("keydown", (e) => {
   if (ctrl && (key === "y" || (key === "z" && e.shiftKey))) undo(true);
   else if (ctrl && key === "z") undo();
   else if (ctrl && key === "s") save();
-  else if (!ctrl && ["b", "e", "x", "c"].includes(key)) {
-    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click" }[key]}"]`).checked = true;
+  else if (!ctrl && (["b", "e", "x", "c"].includes(key) || (key === "l" && state.doc && state.doc.dim === "3D"))) {
+    document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click", l: "line" }[key]}"]`).checked = true;
   }
   else if (!ctrl && key === "n") saveAndNext();
   else if (key === "Escape") { state.selected = null; listObjects(state.objects || []); }
