@@ -211,8 +211,12 @@ def main(argv=None) -> int:
         configs = ["3D box", *rules]
         shipping.save(args.save, configs, records)
     table(records, configs)
-    against = "shipped" if "shipped" in configs else "axial"
-    shipping.print_rule(records, [c for c in configs if c != "3D box"], against=against, gain=0.0)
+    if "shipped" in configs:
+        shipping.print_rule(records, [c for c in configs if c != "3D box"], against="shipped", gain=0.0)
+    else:  # each variant against its plane's shipped path: a reach against none, a cut's box as 3D against cuts
+        for against, variants in (("axial", ["axial reach 1.5", "axial reach 2"]),
+                                  ("coronal cuts", ["coronal as 3D"]), ("sagittal cuts", ["sagittal as 3D"])):
+            shipping.print_rule(records, [against, *variants], against=against, gain=0.0)
     if args.timing:
         timing()
     return 0

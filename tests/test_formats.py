@@ -282,7 +282,7 @@ def test_window_and_box_options_are_checked(tmp_path):
 
     (tmp_path / "in").mkdir()
     for args, message in ((["--window", "40"], "--window '40'"), (["--box", "1,2,3"], "4 numbers"),
-                          (["--box", "1,2,3,4", "--boxes", "x.json"], "give boxes one way"),
+                          (["--box", "1,2,3,4", "--boxes", "x.json"], "give prompts one way"),
                           (["--box", "1,2,3,4", "--box", "1,2,3,4,5,6"], "are 2D (4 numbers) or all 3D")):
         done = cli("infer", "-i", tmp_path / "in", "-o", tmp_path / "out", *args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)

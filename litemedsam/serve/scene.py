@@ -30,6 +30,7 @@ from litemedsam.methods import recist, refine
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
 ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
+OFF_AXIS = "cuts"  # how a box on a coronal or sagittal cut becomes its 3D object (Scene.propagate; bench_recist --boxes)
 FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
@@ -326,7 +327,7 @@ class Scene:
         return self._segment(self._checked_box(box, z, (z, z) if z_range is None else z_range), reporter)
 
     def propagate(self, box, index: int, plane: str = "z", end: tuple = PROPAGATION_END, reporter=None,
-                  reach: float | None = ONE_SLICE_REACH, via: str = "axial") -> tuple[np.ndarray, float | None]:
+                  reach: float | None = ONE_SLICE_REACH, via: str = OFF_AXIS) -> tuple[np.ndarray, float | None]:
         """The 3D object a 2D box drawn on one cut of a volume gives when nothing says where it ends (3D Slicer's and
         napari's box over the nnInteractive protocol). On a slice (``plane`` "z"): the slice ``index`` is segmented
         with ``box`` (x0, y0, x1, y1), then each next slice both ways is prompted with the mask before it, as infer
