@@ -1,6 +1,7 @@
 """Issue 45: a RECIST line -> the lesion in 3D. The task's .npz (``recist`` lines, no boxes) found by ``infer``
 itself, lines beside a NIfTI (``--recist``) or on the command line (``--line``), ``segment(image, lines=...)``; bad
 lines refused, naming the lesion, without costing the other cases (the line checks are fast: no model)."""
+import csv
 import os
 import subprocess
 import sys
@@ -116,10 +117,16 @@ def test_lines_beside_a_nifti_and_on_the_command_line_and_in_the_api(recist_dev,
     line = lines_of(data["recist"], data["imgs"].shape, tuple(spacing[::-1]))[0]
     text = f"{line.start[1]},{line.start[0]},{line.end[1]},{line.end[0]},{line.z}"
     done = cli("infer", "-i", tmp_path / "ct.nii.gz", "-o", tmp_path / "b", "--line", text, "--modality", "CT",
-               "--window", "127.5,255")
+               "--window", "127.5,255", "--measurements")
     assert done.returncode == 0, done.stderr
     by_line = np.asarray(nib.load(str(tmp_path / "b" / "ct.nii.gz")).dataobj).transpose(2, 1, 0)
     assert np.array_equal(by_line, got)
+    # the lesion's volume and its RECIST diameter beside it, near the line drawn (mm, from the NIfTI's spacing)
+    row = next(csv.DictReader(open(tmp_path / "b" / "ct.nii.gz.measurements.csv")))
+    mm = tuple(float(v) for v in spacing[::-1])
+    assert row["label"] == "1" and float(row["ml"]) == pytest.approx(by_line.astype(bool).sum() * np.prod(mm) / 1000,
+                                                                      rel=1e-3)
+    assert abs(float(row["long_mm"]) - line.length_mm(mm)) < 0.25 * line.length_mm(mm)
     api = litemedsam.segment(data["imgs"], lines=[[line.start[1], line.start[0], line.end[1], line.end[0], line.z]],
                              modality="CT")
     assert dsc(api == 1, expected == 1) > 0.9

@@ -100,6 +100,9 @@ def cluster_executor(scheduler: str, threads):
 @click.option("--overlay", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a PNG per case into this folder: the image with each label's contour and box (3D: "
                    "a montage of each object's middle slice).")
+@click.option("--measurements", is_flag=True,
+              help="Also write each output's objects' measurements beside it (<output>.measurements.csv: mL, "
+                   "intensities, the RECIST long and short diameters in mm), as the app's Save does.")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes, each with its own model sessions and --threads ONNX Runtime threads (default: "
                    "the CPUs shared out); cases go largest first. 1: this process (as the challenge times a case).")
@@ -120,7 +123,7 @@ def cluster_executor(scheduler: str, threads):
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, line_texts, recist_path, window, overlay_dir, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
+          boxes_file, labels_path, line_texts, recist_path, window, overlay_dir, measurements, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
           profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box (or lesion k of its RECIST lines).
 
@@ -166,7 +169,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
                    "lines": list(line_texts) or None, "recist": str(recist_path) if recist_path else None,
-                   "overlay": str(overlay_dir) if overlay_dir else None, "workers": workers, "scheduler": scheduler}
+                   "overlay": str(overlay_dir) if overlay_dir else None, "measurements": measurements, "workers": workers, "scheduler": scheduler}
         if scheduler is not None:
             run_elsewhere = cluster_executor(scheduler, threads_given)
         elif workers > 1:
@@ -175,7 +178,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
             run_elsewhere = executor(workers, threads)
         else:
             run_elsewhere = None
-        spec = RunSpec(prompting, inputs, overlay_dir, debug)
+        spec = RunSpec(prompting, inputs, overlay_dir, debug, measurements)
         predictor = Predictor(spec, threads, echo=echo, profile=profile, options=options, quiet=quiet,
                               bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar,
                               executor=run_elsewhere)

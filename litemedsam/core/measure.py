@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -59,6 +60,11 @@ def measure(labels: np.ndarray, values: np.ndarray, spacing=None, names: dict | 
                       "long_mm": round(best[0], 2), "short_mm": round(best[1], 2),
                       "slice": best[2] + box[0].start if labels.ndim == 3 else None})
     return found
+
+
+def measurements_file(target: Path) -> Path:
+    """Where the objects' measurements of an output are written: beside it, ``<output name>.measurements.csv``."""
+    return target.with_name(target.name + ".measurements.csv")
 
 
 def to_csv(rows: list[dict]) -> str:

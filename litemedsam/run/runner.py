@@ -18,7 +18,8 @@ from litemedsam.run.pause import pause_if_asked
 from litemedsam.methods.prompting import Prompting
 from litemedsam.models.registry import get_model
 from litemedsam.run.run_record import RunRecord
-from litemedsam.core.safeio import remove_stale_temps
+from litemedsam.core.measure import measurements_file, to_csv
+from litemedsam.core.safeio import remove_stale_temps, write_text
 from litemedsam.models.segmenter import Segmenters
 from litemedsam.core.timing import EFFICIENCY_CSV, phase, process_seconds, read_times, timing, write_times
 
@@ -79,6 +80,7 @@ class RunSpec:
     inputs: object = None
     overlay_dir: Path | None = None  # where overlay PNGs go (litemedsam.io.overlay), None: none
     debug: bool = False  # a bug's traceback in its case's message
+    measurements: bool = False  # each output's objects measured beside it (litemedsam.core.measure)
 
     def shippable(self) -> "RunSpec":
         """This spec for another machine: its folders as absolute paths."""
@@ -287,6 +289,11 @@ def _run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar, phases) -> t
             if problem:
                 warnings.append(f"no overlay: {problem}")
                 lines.append(f"WARNING {shown(path.name)}: no overlay ({shown(problem)})")
+        if spec.measurements:
+            problem = _measurements(case, segs, target)
+            if problem:
+                warnings.append(f"no measurements: {problem}")
+                lines.append(f"WARNING {shown(path.name)}: no measurements ({shown(problem)})")
         status, message = "ok", ""
     except ModelError:
         raise
@@ -311,6 +318,16 @@ def _reporter(bar, name: str, start: float):
         if time.perf_counter() - start > 2.0 or done == total:
             bar(name, done, total)
     return show
+
+
+def _measurements(case, segs, target: Path):
+    """Write the objects' measurements beside the output; a failure (returned, else None) is a warning."""
+    try:
+        with phase("measure"):
+            write_text(measurements_file(target), to_csv(formats.measure_case(case, segs)))
+        return None
+    except (LitemedsamError, OSError, ValueError, MemoryError) as e:
+        return e
 
 
 def _overlay(case, segs, folder: Path):

@@ -21,7 +21,7 @@ from litemedsam.io import formats
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
-from litemedsam.core.measure import measure, to_csv
+from litemedsam.core.measure import measurements_file, to_csv
 from litemedsam.core.safeio import read_small, write_bytes, write_text
 from litemedsam.serve.scene import EmbeddingCache, Scene
 
@@ -227,14 +227,11 @@ class Document(Scene):
     def measure(self, labels: np.ndarray | None = None) -> list[dict]:
         """Each object's measurements (litemedsam.core.measure) of ``labels`` (default: the labels now): over the
         file's own values (HU of a CT) where the format keeps them, else the image as the model sees it (0-255)."""
-        values = self.file_values()
-        if values is None:
-            values = self.case.image if self.case.image.ndim == self.labels.ndim else self.case.image.mean(axis=-1)
         if labels is None:
             with self.lock:
                 labels = self.labels.copy()
-        spacing = formats.spacing(self.case) if self.case.dim == "3D" else None
-        return measure(labels, values, spacing, {label: self.entry(label) for label in np.unique(labels).tolist()})
+        names = {label: self.entry(label) for label in np.unique(labels).tolist()}
+        return formats.measure_case(self.case, labels, self.file_values(), names)
 
     def save(self) -> Path:
         """Write the label map in the input's format (its output name) and return its path; then the measurements
@@ -269,11 +266,6 @@ def work_file(target: Path) -> Path:
 def names_work_file(target: Path) -> Path:
     """Where the objects' names and colours are kept until saved: beside the work file (``<output>.names``)."""
     return work_file(target).with_suffix(".names")
-
-
-def measurements_file(target: Path) -> Path:
-    """Where the objects' measurements are saved: beside the output, ``<output name>.measurements.csv``."""
-    return target.with_name(target.name + ".measurements.csv")
 
 
 def names_file(target: Path) -> Path:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from litemedsam.core.errors import CaseError, shown
+from litemedsam.core.measure import measure
 from litemedsam.core.safeio import same_file
 from litemedsam.io.cases import Case, make_case
 from litemedsam.io.formats.registry import (CASE_FILES, FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for,
@@ -178,6 +179,17 @@ def read_values(path: Path) -> np.ndarray:
     """A volume file's own voxel values (Hounsfield units of a CT, before any window), oriented as ``read`` gives
     its image."""
     return module_for(path).read_image(Path(path))[0]
+
+
+def measure_case(case: Case, labels: np.ndarray, values: np.ndarray | None = None, names: dict | None = None) -> list:
+    """Each object's measurements (litemedsam.core.measure: mL, intensities, RECIST's long and short diameters in
+    mm) of ``labels`` over ``values``, by default the file's own values (HU of a CT) where its format keeps them,
+    else the image as the model sees it (0-255, colours averaged)."""
+    if values is None and case.fmt in RAW_INTENSITIES and case.dim == "3D":
+        values = read_values(case.path)
+    if values is None or values.shape != labels.shape:
+        values = case.image if case.image.ndim == labels.ndim else case.image.mean(axis=-1)
+    return measure(labels, values, spacing(case), names)
 
 
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}

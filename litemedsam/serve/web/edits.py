@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
-from litemedsam.serve.interactive import measurements_file
+from litemedsam.core.measure import measurements_file
 from litemedsam.serve.scene import Cancelled, Guard, voxel_of
 from litemedsam.serve.http import Refused, integer, number
 from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, describe_guard, edited, idle,
