@@ -1,7 +1,7 @@
 """``litemedsam serve --protocol nninteractive`` driven by the real nninteractive-client, as 3D Slicer drives it,
 on the labelled dev volumes: time per interaction, the server's memory, and Dice.
 
-    python -m benchmarks.bench_protocol [--match TEXT] [--clicks 5]
+    python -m benchmarks.bench_protocol [--match TEXT] [--clicks 5] [--no-infer] [--restart]
 
 Per volume (one server process for all, as a user keeps it running): ``set_image``; at once (cold: the background
 encoder has just started) a box on the ground truth's largest slice of its first object, as Slicer sends one (no
@@ -9,7 +9,8 @@ z-range); undo; then, after the background encoding has finished (warm), the sam
 next click), undo. Then per object: that box (no z-range) and the protocol's clicks, each as a point, Dice after the
 box and after the clicks, next to ``infer``'s on the same volume (its 3D box with the z-range, then the same
 protocol: benchmarks.bench_clicks, in this process). Prints seconds per interaction and the server's peak resident
-memory (VmHWM) after each volume.
+memory (VmHWM) after each volume. The server keeps no embeddings on disk (``--disk-cache-mb 0``: every volume is
+new to it); ``--restart`` adds the first box after a restart, with them (``after_restart``).
 """
 from __future__ import annotations
 
@@ -152,11 +153,13 @@ def main(argv=None) -> int:
     parser.add_argument("--match", default="")
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--no-infer", action="store_true", help="skip infer's chain (Dice of the protocol only)")
+    parser.add_argument("--restart", action="store_true", help="also the first box after a restart: a server "
+                        "encodes the volume (its embeddings kept on disk), a new one is sent it again")
     args = parser.parse_args(argv)
     dev = dev_data_dir()
     names = sorted(p.name for p in (dev / "imgs").glob("3DBox_*.npz") if args.match in p.name)
     with tempfile.TemporaryDirectory() as tmp:
-        server = Served(Path(tmp))
+        server = Served(Path(tmp), "--disk-cache-mb", 0)  # every volume new to it, whatever ran before
         try:
             print(f"{'volume':48s} {'shape':>14s} set_image  box cold  warm after  box warm  point  undo   "
                   f"peak MB | Dice box, after clicks: protocol (no z-range) | infer (z-range)", flush=True)
@@ -182,13 +185,43 @@ def main(argv=None) -> int:
                 chain, _ = protocol_chain(s, image, gts, args.clicks)
                 s.close()
                 theirs = infer_chain(name, dev, args.clicks) if not args.no_infer else [np.nan] * 2
+                restarted = after_restart(Path(tmp), image, spacing, box) if args.restart else np.nan
                 print(f"{name[:48]:48s} {'x'.join(map(str, image.shape)):>14s} {t_set:9.2f} {t_cold:9.2f} "
                       f"{t_wait:10.1f} {t_warm:9.2f} {t_point:6.2f} {t_undo:5.2f} {server.peak_mb():9.0f} | "
-                      f"{100 * chain[0]:6.2f} {100 * chain[-1]:6.2f} | {100 * theirs[0]:6.2f} {100 * theirs[-1]:6.2f}",
-                      flush=True)
+                      f"{100 * chain[0]:6.2f} {100 * chain[-1]:6.2f} | {100 * theirs[0]:6.2f} {100 * theirs[-1]:6.2f}"
+                      f" | restarted {restarted:5.2f}", flush=True)
         finally:
             server.close()
     return 0
+
+
+def after_restart(folder: Path, image: np.ndarray, spacing, box: list) -> float:
+    """Seconds of the first box after a restart: one server encodes the volume (its embeddings kept on disk, in a
+    cache folder of its own that starts with this machine's timing records), then a new one is sent it again."""
+    import shutil
+
+    from litemedsam.core.settings import cache_dir
+
+    cache = folder / "restart-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(mode=0o700)
+    for record in (cache_dir().glob("*.json") if cache_dir() else []):
+        shutil.copy(record, cache)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LITEMEDSAM_CACHE_DIR": str(cache)}
+    seconds = np.nan
+    for first in (True, False):
+        server = Served(folder, env=env)
+        try:
+            s = server.session()
+            s.set_image(image[None], {"spacing": spacing} if spacing else {})
+            s.set_target_buffer(np.zeros(image.shape, np.uint8))
+            seconds = timed(s.add_bbox_interaction, box, include_interaction=True)
+            if first:
+                wait_encoded(s)
+            s.close()
+        finally:
+            server.close()
+    return seconds
 
 
 def box_centre(box: list) -> list:

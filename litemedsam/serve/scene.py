@@ -27,6 +27,7 @@ from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.io.lines import Line
 from litemedsam.methods import recist, refine
+from litemedsam.models.segmenter import Embedding
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
 ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
@@ -43,10 +44,12 @@ class Cancelled(Exception):
 
 class EmbeddingCache:
     """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
-    being encoded by one thread is waited for by the others, not encoded twice."""
+    being encoded by one thread is waited for by the others, not encoded twice. With a ``store``
+    (litemedsam.models.embedding_store), what is encoded is also kept on disk and read back from there after
+    a restart or once dropped here."""
 
-    def __init__(self, max_bytes: int = 1 << 30):
-        self.max_bytes, self.bytes = max_bytes, 0
+    def __init__(self, max_bytes: int = 1 << 30, store=None):
+        self.max_bytes, self.bytes, self.store = max_bytes, 0, store
         self.items: OrderedDict = OrderedDict()
         self.pending: dict = {}  # key -> Event set when its encoding ends
         self.lock = threading.Lock()
@@ -103,12 +106,26 @@ class CachingSegmenter:
         self.segmenter, self.cache, self.name = segmenter, cache, name
 
     def key(self, image: np.ndarray) -> tuple:
-        return self.name, image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
+        """(model, its encoder's checksum (None: not pinned), the image's shape, its content's digest)."""
+        sha256 = (getattr(self.segmenter, "encoder_file", None) or (None, None))[1]
+        return (self.name, sha256, image.shape,
+                hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
 
     def encode(self, image: np.ndarray, session=None):
-        """The image's embedding from the cache, or encoded (by ``session``: one of the segmenter's slice encoders,
-        litemedsam.methods.pipeline.Ahead) and kept."""
-        return self.cache.get_or_encode(self.key(image), lambda: self.segmenter.encode(image, session))
+        """The image's embedding from the cache, or from the disk store, or encoded (by ``session``: one of the
+        segmenter's slice encoders, litemedsam.methods.pipeline.Ahead) and kept in both."""
+        key = self.key(image)
+        return self.cache.get_or_encode(key, lambda: self._stored_or_encoded(key, image, session))
+
+    def _stored_or_encoded(self, key: tuple, image: np.ndarray, session):
+        store = self.cache.store if key[1] else None  # an encoder without a checksum is never kept on disk
+        features = store.get(key) if store is not None else None
+        if features is not None:
+            return Embedding(features, self.segmenter.frame(*image.shape[:2]))
+        emb = self.segmenter.encode(image, session)
+        if store is not None:
+            store.put(key, emb.features)
+        return emb
 
     def cached(self, image: np.ndarray) -> bool:
         return self.cache.has(self.key(image))

@@ -79,14 +79,14 @@ class Server:
 
     def __init__(self, folder: Path | None, output_dir: Path, prompting, segmenters, cache_bytes: int,
                  max_upload: int, inputs=None, hosts=("127.0.0.1", "localhost"), token: str | None = None,
-                 table: dict | None = None):
+                 table: dict | None = None, store=None):
         self.folder, self.output_dir = folder, output_dir
         self.table = table or {}  # the project's label table (serve --labels): names and colours by label
         self.hosts = list(hosts)  # Host headers accepted
         self.token = token or secrets.token_urlsafe(32)  # every request must carry it (TokenGate)
         self.prompting, self.segmenters, self.inputs = prompting, segmenters, inputs
         self.turns = ModelTurns()  # one model run at a time for all cases, boxes and clicks before background encoding
-        self.cache = EmbeddingCache(cache_bytes)
+        self.cache = EmbeddingCache(cache_bytes, store)  # store: embeddings on disk (serve --disk-cache-mb)
         self.max_upload = max_upload
         self.docs: dict = {}  # id -> Open, least recently used first
         self.lock = threading.Lock()

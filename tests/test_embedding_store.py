@@ -1,0 +1,130 @@
+"""Embeddings kept on disk (litemedsam.models.embedding_store): read back as written, a damaged or foreign entry
+ignored and made again, the least recently used removed beyond the budget; with the real model, a new process's
+cache reads them instead of encoding, and the masks are the same; the protocol server restarted on the same
+volume encodes nothing again."""
+import os
+
+import numpy as np
+import pytest
+
+from litemedsam.models.embedding_store import EmbeddingStore
+
+
+def features(seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 4, size, size)).astype(np.float32)
+
+
+def test_an_entry_reads_back_as_written_and_a_bad_one_is_made_again(tmp_path):
+    store = EmbeddingStore(tmp_path, 1 << 20)
+    key = ("litemedsam", "sha", (8, 8), b"digest")
+    assert store.get(key) is None
+    store.put(key, features(1))
+    assert np.array_equal(store.get(key), features(1)) and store.get(("litemedsam", "sha", (8, 8), b"other")) is None
+    path = store.path(key)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte
+    path.write_bytes(bytes(data))
+    assert store.get(key) is None and store.rejected == 1
+    for foreign in (b"", b"\x93NUMPY" + b"\x00" * 100, path.read_bytes()[:50]):  # empty, a plain .npy, cut short
+        path.write_bytes(foreign)
+        assert store.get(key) is None
+    store.put(key, features(2))  # made again, written over it
+    assert np.array_equal(store.get(key), features(2))
+
+
+def test_a_pickled_entry_is_never_loaded(tmp_path):
+    import hashlib
+    import io
+
+    from litemedsam.models import embedding_store
+
+    store = EmbeddingStore(tmp_path, 1 << 20)
+    key = ("k",)
+    body = io.BytesIO()
+    np.save(body, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    raw = body.getvalue()
+    store.path(key).write_bytes(embedding_store.MAGIC + hashlib.blake2b(raw, digest_size=16).digest() + raw)
+    assert store.get(key) is None and store.rejected == 1
+
+
+def test_the_least_recently_used_entries_go_beyond_the_budget(tmp_path):
+    one = len(features(0).tobytes()) + 200
+    store = EmbeddingStore(tmp_path, 3 * one)
+    keys = [("k", i) for i in range(4)]
+    for i, key in enumerate(keys[:3]):
+        store.put(key, features(i))
+        os.utime(store.path(key), (1000 + i, 1000 + i))  # written in this order, seconds apart
+    store.get(keys[0])  # used now: the most recent
+    store.put(keys[3], features(3))
+    kept = [store.get(key) is not None for key in keys]
+    assert kept == [True, False, True, True], kept
+
+
+def test_no_store_without_a_budget_or_a_private_folder(tmp_path, monkeypatch, cache):
+    assert EmbeddingStore.default(0) is None
+    assert EmbeddingStore.default(1 << 20).folder == cache / "embeddings"
+    from litemedsam.core import settings
+
+    monkeypatch.setenv("LITEMEDSAM_CACHE_DIR", "off")
+    settings.cache_dir.cache_clear()
+    assert EmbeddingStore.default(1 << 20) is None
+
+
+def test_a_new_process_reads_the_embeddings_and_the_masks_are_the_same(models_ready, dev_data, cache):
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.scene import EmbeddingCache, Scene
+    from litemedsam.io.formats.challenge import load_case
+
+    case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
+    x0, y0, z0, x1, y1, z1 = case.boxes[0].tolist()
+    prompting, segmenters = BoxPrompting(Router.load()), Segmenters()
+
+    def run(store):
+        scene = Scene(case, prompting, segmenters, EmbeddingCache(64 << 20, store))
+        return scene.propagate((x0, y0, x1, y1), (z0 + z1) // 2)[0]
+
+    first = EmbeddingStore.default(1 << 30)
+    none = run(None)
+    made = run(first)
+    assert first.writes > 0 and first.reads == 0 and np.array_equal(made, none)
+    again = EmbeddingStore.default(1 << 30)  # as a restarted server makes it
+    read = run(again)
+    assert again.reads == first.writes and again.writes == 0 and np.array_equal(read, none)
+
+
+@pytest.mark.parametrize("budget", [0, 4096])
+def test_the_protocol_server_restarted_encodes_nothing_again(models_ready, dev_data, cache, tmp_path, budget):
+    """The same volume sent again to a restarted server (3D Slicer after a restart): its slices are read from the
+    disk store (no new entry), and the box gives the same object."""
+    from benchmarks.bench_protocol import Served
+
+    data = np.load(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
+    image = data["imgs"]
+    x0, y0, z0, x1, y1, z1 = data["boxes"][0].tolist()
+    box = [[(z0 + z1) // 2, (z0 + z1) // 2 + 1], [y0, y1 + 1], [x0, x1 + 1]]
+    from benchmarks.bench_protocol import REPO, wait_encoded
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LITEMEDSAM_CACHE_DIR": str(cache)}
+    folder = cache / "embeddings"
+    results, entries = [], []
+    for _ in range(2):
+        server = Served(tmp_path, "--disk-cache-mb", budget, env=env)
+        try:
+            session = server.session()
+            session.set_image(image[None], {"spacing": [float(v) for v in data["spacing"][::-1]]})
+            buf = np.zeros(image.shape, np.uint8)
+            session.set_target_buffer(buf)
+            session.add_bbox_interaction(box, include_interaction=True)
+            results.append(buf.copy())
+            wait_encoded(session)  # every slice encoded (or read) by the background encoder: the server says so
+            session.close()
+        finally:
+            server.close()
+        entries.append(sorted(folder.glob("*.emb")) if folder.is_dir() else [])
+    assert np.array_equal(results[0], results[1]) and results[0].any()
+    if budget:
+        assert entries[0] and entries[1] == entries[0]
+    else:
+        assert entries == [[], []]
