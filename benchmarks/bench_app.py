@@ -4,7 +4,12 @@ segmented by a box per object, then the 2025 protocol's clicks (``--clicks`` per
 centre each time), then one brush stroke where the largest error is left. Prints each action's time and the Dice
 after the boxes, the clicks and the brush (issue 38's acceptance).
 
-    python -m benchmarks.bench_app [--clicks 5] [--cases10 ...]
+    python -m benchmarks.bench_app [--clicks 5] [--cases10 ...] [--busy]
+
+``--busy`` instead: a 2D case opened and a box drawn (its image not encoded before) on five of the 2D cases with
+nothing else running, then
+on the other five while the BraTS volume is encoded in the background (its page open): the median seconds of each
+and their ratio (issue 46: within 1.5x). The server keeps no embeddings on disk (bench_serve.served).
 """
 from __future__ import annotations
 
@@ -89,8 +94,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-brats", action="store_true")
     parser.add_argument("--ahead", action="store_true", help="let the volume's slices be encoded before the box (as "
                         "while a user looks at it)")
+    parser.add_argument("--busy", action="store_true", help="a 2D box idle, then while a volume encodes")
     args = parser.parse_args(argv)
     dev = dev_data_dir()
+    if args.busy:
+        return busy(dev, args.raw)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
@@ -129,6 +137,36 @@ def main(argv=None) -> int:
                     print(f"  BraTS {what}: {seconds:.2f} s")
                 print(f"BraTS FLAIR oedema ({box[5] - box[2] + 1} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
                       f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all")
+    return 0
+
+
+def busy(dev: Path, raw: Path) -> int:
+    """Seconds of a 2D box on a case not yet encoded: five cases idle, five while a volume encodes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for name in CASES_2D:
+            (folder / name).symlink_to((dev / "imgs" / name).resolve())
+        (folder / BRATS[0]).symlink_to((raw / BRATS[0]).resolve())
+        with served(folder, Path(tmp) / "segs") as url:
+            def box(name: str) -> float:
+                """Seconds to open the case (its image encoded then) and draw its first object's box."""
+                start = time.perf_counter()
+                app = App(url, json.loads(call(url + "/api/open", {"name": name})))
+                app.post("box", {"box": np.load(folder / name)["boxes"][0].tolist(), "label": 1})
+                return time.perf_counter() - start
+
+            idle = [box(name) for name in CASES_2D[:5]]
+            volume = json.loads(call(url + "/api/open", {"name": BRATS[0]}))
+            call(f"{url}/api/doc/{volume['id']}/image/{volume['depth'] // 2}")  # the page shows it: encoding starts
+            during, encoded = [], []
+            for name in CASES_2D[5:]:  # the volume asked about first: kept open (the app closes past MAX_OPEN)
+                encoded.append(json.loads(call(f"{url}/api/doc/{volume['id']}"))["encoded"])
+                during.append(box(name))
+            encoded.append(json.loads(call(f"{url}/api/doc/{volume['id']}"))["encoded"])
+    print(f"2D case opened and a box drawn: idle {' '.join(f'{t:.2f}' for t in idle)} (median {np.median(idle):.2f} s); "
+          f"while the volume encodes (its slices done before each: {encoded}) {' '.join(f'{t:.2f}' for t in during)} "
+          f"(median {np.median(during):.2f} s); ratio {np.median(during) / np.median(idle):.2f}")
     return 0
 
 

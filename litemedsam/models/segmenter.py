@@ -43,7 +43,7 @@ class BoxSegmenter(Protocol):
 
     def frame(self, h: int, w: int) -> Frame: ...
 
-    def encode(self, image: np.ndarray, session=None) -> Embedding: ...
+    def encode(self, image: np.ndarray, session=None, options=None) -> Embedding: ...
 
     def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray: ...
 
@@ -91,12 +91,12 @@ class Segmenter:
         """uint8 (H, W) or (H, W, 3) -> the encoder's (1, 3, S, S) float32 input."""
         return transforms.preprocess(image, self.size)
 
-    def encode(self, image: np.ndarray, session=None) -> Embedding:
+    def encode(self, image: np.ndarray, session=None, options=None) -> Embedding:
         """The embedding of a uint8 image, by ``session`` (one of ``slice_encoders``; default the encoder, with
-        every thread)."""
+        every thread); ``options``: the run's (litemedsam.models.session.interruptible)."""
         x = self.preprocess(image)
         with phase("encode"):
-            (features,) = (session or self.encoder).run(None, {"image": x})
+            (features,) = (session or self.encoder).run(None, {"image": x}, options)
         return Embedding(features, self.frame(*image.shape[:2]))
 
     def slice_encoders(self) -> list:

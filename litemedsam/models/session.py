@@ -17,6 +17,15 @@ def _cgroup_cpu_limit() -> int | None:
         return None
 
 
+def interruptible():
+    """Options for one model run that another thread can stop: ``options.terminate = True`` makes the run raise
+    within milliseconds, leaving the session as it was (litemedsam.serve.scene.ModelTurns stops background
+    encoding so when a prompt comes)."""
+    import onnxruntime as ort
+
+    return ort.RunOptions()
+
+
 MAX_THREADS = 1024  # more is never a thread count but a typo (ONNX Runtime would fail on every session)
 
 

@@ -111,18 +111,18 @@ class CachingSegmenter:
         return (self.name, sha256, image.shape,
                 hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
 
-    def encode(self, image: np.ndarray, session=None):
+    def encode(self, image: np.ndarray, session=None, options=None):
         """The image's embedding from the cache, or from the disk store, or encoded (by ``session``: one of the
-        segmenter's slice encoders, litemedsam.methods.pipeline.Ahead) and kept in both."""
+        segmenter's slice encoders, litemedsam.methods.pipeline.Ahead; ``options``: the run's) and kept in both."""
         key = self.key(image)
-        return self.cache.get_or_encode(key, lambda: self._stored_or_encoded(key, image, session))
+        return self.cache.get_or_encode(key, lambda: self._stored_or_encoded(key, image, session, options))
 
-    def _stored_or_encoded(self, key: tuple, image: np.ndarray, session):
+    def _stored_or_encoded(self, key: tuple, image: np.ndarray, session, options):
         store = self.cache.store if key[1] else None  # an encoder without a checksum is never kept on disk
         features = store.get(key) if store is not None else None
         if features is not None:
             return Embedding(features, self.segmenter.frame(*image.shape[:2]))
-        emb = self.segmenter.encode(image, session)
+        emb = self.segmenter.encode(image, session, options)
         if store is not None:
             store.put(key, emb.features)
         return emb
@@ -140,10 +140,10 @@ class Reporting:
     def __init__(self, segmenter):
         self.segmenter, self.encoded = segmenter, 0
 
-    def encode(self, image: np.ndarray, session=None):
+    def encode(self, image: np.ndarray, session=None, options=None):
         progress.report(self.encoded, 0)
         self.encoded += 1
-        return self.segmenter.encode(image, session)
+        return self.segmenter.encode(image, session, options)
 
     def __getattr__(self, name):
         return getattr(self.segmenter, name)
@@ -152,13 +152,17 @@ class Reporting:
 class ModelTurns:
     """One model run at a time, interactions first and in the order they came (so that two clients, or tabs, take
     turns: each waits behind at most one run of every other): ``with turns:`` is an interaction's turn; ``with
-    turns.background():`` a background encoder's, taken only when no interaction waits (a plain lock would let an
-    encoder that releases and takes it again in a loop starve a waiting interaction)."""
+    turns.background() as turn:`` a background encoder's, taken only when no interaction waits (a plain lock would
+    let an encoder that releases and takes it again in a loop starve a waiting interaction). An interaction that
+    comes while a background turn runs stops its runs (those given ``turn.options()``: ONNX Runtime's terminate
+    flag), so it waits milliseconds, not the rest of an encoding; ``turn.stopped`` says so (the slices are
+    encoded again later)."""
 
     def __init__(self):
         self.changed = threading.Condition()
         self.queue: deque = deque()  # the interactions waiting, first come first
         self.busy = False
+        self.running: BackgroundTurn | None = None  # the background turn under way, if any
 
     @property
     def waiting(self) -> int:
@@ -168,6 +172,8 @@ class ModelTurns:
         me = object()
         with self.changed:
             self.queue.append(me)
+            if self.running is not None:
+                self.running.stop()
             self.changed.wait_for(lambda: not self.busy and self.queue[0] is me)
             self.queue.popleft()
             self.busy = True
@@ -175,6 +181,7 @@ class ModelTurns:
     def __exit__(self, *exc) -> None:
         with self.changed:
             self.busy = False
+            self.running = None
             self.changed.notify_all()
 
     @contextlib.contextmanager
@@ -182,10 +189,36 @@ class ModelTurns:
         with self.changed:
             self.changed.wait_for(lambda: not self.busy and not self.queue)
             self.busy = True
+            self.running = turn = BackgroundTurn()
         try:
-            yield
+            yield turn
         finally:
             self.__exit__()
+
+
+class BackgroundTurn:
+    """A background encoder's turn: the options of its model runs, stopped when an interaction comes."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.runs: list = []
+        self.stopped = False
+
+    def options(self):
+        """A new run's options (litemedsam.models.session.interruptible), stopped at once if the turn is."""
+        from litemedsam.models.session import interruptible
+
+        options = interruptible()
+        with self.lock:
+            options.terminate = self.stopped
+            self.runs.append(options)
+        return options
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for options in self.runs:
+                options.terminate = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,14 +498,21 @@ class Scene:
                     continue
                 if not self.cache.room(len(batch)):
                     break
-                with self.turns.background():
+                with self.turns.background() as turn:
                     if stop.is_set():
                         break
-                    list(pool.map(lambda z, session: segmenter.encode(self.image_slice(z), session), batch, sessions))
-                encoded += len(batch)
-                for z in batch:
-                    if done is not None:
-                        done(z)
+                    runs = [pool.submit(segmenter.encode, self.image_slice(z), session, turn.options())
+                            for z, session in zip(batch, sessions)]
+                    failed = [run.exception() for run in runs]  # each ended: encoded, or stopped by a prompt
+                if any(failed) and not turn.stopped:
+                    raise next(e for e in failed if e)
+                for z, problem in zip(batch, failed):
+                    if problem is not None:
+                        todo.add(z)  # stopped for a prompt: encoded in a later turn
+                    else:
+                        encoded += 1
+                        if done is not None:
+                            done(z)
         return encoded
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
