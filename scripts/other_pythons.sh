@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for version in 3.9 3.13; do
-  python=$(command -v "python$version" || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | tail -1 || true)
+  python=""
+  for candidate in "$(command -v "python$version" || true)" \
+                   $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | sort -V | tail -1); do
+    # one that runs (a pyenv shim names a Python that may not be selected: it then fails)
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
   if [ -z "$python" ]; then
     echo "Python $version is not on this machine: its fast tier is skipped"
     continue

@@ -33,7 +33,6 @@ def test_an_entry_reads_back_as_written_and_a_bad_one_is_made_again(tmp_path):
 
 
 def test_a_pickled_entry_is_never_loaded(tmp_path):
-    import hashlib
     import io
 
     from litemedsam.models import embedding_store
@@ -43,7 +42,7 @@ def test_a_pickled_entry_is_never_loaded(tmp_path):
     body = io.BytesIO()
     np.save(body, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     raw = body.getvalue()
-    store.path(key).write_bytes(embedding_store.MAGIC + hashlib.blake2b(raw, digest_size=16).digest() + raw)
+    store.path(key).write_bytes(embedding_store.MAGIC + embedding_store.checksum(raw) + raw)
     assert store.get(key) is None and store.rejected == 1
 
 
@@ -128,3 +127,21 @@ def test_the_protocol_server_restarted_encodes_nothing_again(models_ready, dev_d
         assert entries[0] and entries[1] == entries[0]
     else:
         assert entries == [[], []]
+
+
+def test_within_memory_the_embeddings_bound_counts_when_an_image_comes():
+    """serve --memory: an image is admitted only if its memory and what the embeddings' cache may still grow to
+    fit (the cache is capped at a quarter of --memory at start), so the server stays within it."""
+    from litemedsam.core.limits import available_memory, resident_bytes
+    from litemedsam.serve.nninteractive import Protocol, Refused, Settings
+    from litemedsam.serve.scene import EmbeddingCache
+
+    if (available_memory() or 0) < 1 << 30:
+        pytest.skip("less than 1 GB of memory available here")
+    shape, dtype = (1, 100, 1000, 1000), np.dtype(np.uint8)  # 100 MB, about 500 MB with its work
+    budget = resident_bytes() + (800 << 20)
+    small = Protocol(Settings("k" * 16, memory=budget), None, None, EmbeddingCache(64 << 20))
+    small.check_image(shape, dtype)
+    large = Protocol(Settings("k" * 16, memory=budget), None, None, EmbeddingCache(1 << 30))
+    with pytest.raises(Refused, match="--memory"):
+        large.check_image(shape, dtype)

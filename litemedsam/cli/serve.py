@@ -204,8 +204,13 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     check_listen(host, port)
     settings = Settings(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
                         inputs.window, None if memory_mb is None else memory_mb << 20)
+    cache_bytes = cache_mb << 20
+    if memory_mb is not None and cache_bytes > (memory_mb << 20) // 4:
+        cache_bytes = (memory_mb << 20) // 4
+        click.echo(f"  embeddings kept in memory: at most {cache_bytes >> 20} MB (a quarter of --memory; "
+                   f"--cache-mb asked {cache_mb})" + (", the others read back from disk" if disk_cache_mb else ""))
     protocol = Protocol(settings, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
-                        EmbeddingCache(cache_mb << 20, embedding_store(disk_cache_mb)))
+                        EmbeddingCache(cache_bytes, embedding_store(disk_cache_mb)))
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"litemedsam serve --protocol nninteractive: http://{shown_host}:{port} (at most {max_sessions} "
                f"client(s)); Ctrl-C stops")

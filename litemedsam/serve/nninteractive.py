@@ -210,6 +210,8 @@ class Protocol:
             raise Refused(413, f"the image {list(shape)} {dtype.name} takes {human(decoded)} decoded; this server "
                                f"accepts at most {human(limit)} (--max-image-mb)")
         need = decoded + voxels * (WORK_PER_VOXEL + (0 if dtype in (np.uint8, np.bool_) else PREPARE_PER_VOXEL))
+        if self.settings.memory:  # within --memory, the embeddings' cache may still grow to its bound
+            need += max(0, self.cache.max_bytes - self.cache.bytes)
         free = room(self.settings.memory)
         if free is not None and need > free:
             raise Refused(413, f"the image {list(shape)} {dtype.name} needs about {human(need)} of memory; "
