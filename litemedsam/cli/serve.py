@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 
 import click
@@ -219,7 +220,12 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     if host in ("0.0.0.0", "::"):
         click.echo("WARNING: listening on every interface: whoever has the key can segment on this machine; the "
                    "traffic is not encrypted (put a TLS proxy in front, or use an SSH tunnel)", err=True)
-    run(uvicorn, make_app(protocol), host, port, protocol.close)
+    def stopping() -> None:
+        running = protocol.stop_work()
+        if running:
+            click.echo(f"litemedsam serve: stopping; the interaction running for {running} client(s) is cancelled "
+                       f"(their objects stay as they were)", err=True)
+    run(uvicorn, make_app(protocol), host, port, protocol.close, stopping)
 
 
 def embedding_store(disk_cache_mb: int):
@@ -245,12 +251,24 @@ def model_options(router_file, modality, window, threads) -> tuple:
     return threads, router, case_inputs((), None, None, window, router.modality(modality) if modality else None)
 
 
-def run(uvicorn, app, host: str, port: int, close) -> None:
+def run(uvicorn, app, host: str, port: int, close, stopping=None) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM, then ``close()``. SIGTERM (docker stop) is taken as Ctrl-C: uvicorn
     stops serving, then raises the signal again to this handler (not the default one, which would end the process
-    at once), and ``close`` runs (the app's uploads, patients' files, are removed)."""
+    at once), and ``close`` runs (the app's uploads, patients' files, are removed). ``stopping()`` is called as
+    the signal comes, before uvicorn waits for the requests under way (so that they can be cancelled)."""
     terminate_on_sigterm()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            if stopping is not None and not self.should_exit:
+                stopping()
+            super().handle_exit(sig, frame)
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server.run()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM raised again once uvicorn stopped (as uvicorn.run takes it)
+        pass
     finally:
         close()
+    if not server.started:  # as uvicorn.run: it said why (the address taken, ...)
+        sys.exit(3)

@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from litemedsam import __version__
+from litemedsam.core import progress
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.core.limits import MAX_POINTS, human, room
 from litemedsam.io.cases import make_case
@@ -54,7 +55,7 @@ from litemedsam.io.geometry import Geometry, usable_spacing
 from litemedsam.io.intensity import prepare
 from litemedsam.serve import wire
 from litemedsam.serve.http import Refused, json_object, number, read_body
-from litemedsam.serve.scene import EmbeddingCache, ModelTurns, Scene
+from litemedsam.serve.scene import Cancelled, EmbeddingCache, ModelTurns, Scene
 
 log = logging.getLogger("litemedsam.nninteractive")
 
@@ -76,7 +77,9 @@ CAPABILITIES = {
                         "scribble": [5, 6]},
     "num_interaction_channels": 7,
     "supports_initial_label": True,
-    "supports_zero_shot_label_refinement": True,
+    # an initial segmentation is taken as the object, not refined by the model (nothing measured to refine it better):
+    # said, so that napari's "auto refine" is not offered for nothing
+    "supports_zero_shot_label_refinement": False,
     "preferred_scribble_thickness": [3, 3, 3],
     "interaction_decay": None,
     "patch_size": None,
@@ -126,9 +129,14 @@ class Lease:
     stop: threading.Event = field(default_factory=threading.Event)
     focus: int = 0  # the slice the background encoder starts from (the latest interaction's)
     encoded: set = field(default_factory=set)  # the slices of the image whose embeddings are ready
+    running: bool = False  # an interaction of the lease is being computed
 
     def close(self) -> None:
+        """Its image is done with (a new one came, the lease ended): its background encoder stopped and its
+        embeddings let go from memory (again by the encoder as it ends: the slice it was on)."""
         self.stop.set()
+        if self.scene is not None:
+            self.scene.forget_embeddings()
 
 
 class Protocol:
@@ -139,6 +147,7 @@ class Protocol:
         self.leases: dict[str, Lease] = {}
         self.lock = threading.Lock()  # the leases dict
         self.model = ModelTurns()  # one model run at a time across leases, interactions before background encoding
+        self.closing = threading.Event()  # the server is stopping: interactions under way are cancelled
 
     # -- leases --
     def claim(self) -> Lease:
@@ -264,6 +273,8 @@ class Protocol:
             scene.encode_ahead(lambda: lease.focus, stop, lease.encoded.add)
         except Exception:  # a failure here costs speed only: the interaction encodes its slice itself
             log.exception("background encoding stopped")
+        if stop.is_set():  # the image was let go while a slice was being encoded: that one too
+            scene.forget_embeddings()
 
     def set_target(self, lease: Lease, payload: dict) -> None:
         shape, dtype = payload.get("shape"), payload.get("dtype")
@@ -303,9 +314,11 @@ class Protocol:
             raise Refused(409, "the target buffer's shape is not the image's: call set_target_buffer again")
         return lease.scene
 
-    def interact(self, lease: Lease, action, run: bool) -> tuple[bool, list | None, np.ndarray | None]:
+    def interact(self, lease: Lease, action, run: bool, gone: threading.Event | None = None
+                 ) -> tuple[bool, list | None, np.ndarray | None]:
         """Add ``action`` (a function of the scene) and, with ``run``, run it with those added before without a
-        run: (ran, the changed region's half-open bbox or None, the target buffer there)."""
+        run: (ran, the changed region's half-open bbox or None, the target buffer there). ``gone``: set when the
+        request's client has gone away (its work is then stopped)."""
         self.ready(lease)
         if len(lease.pending) >= MAX_PENDING:
             raise Refused(400, f"{len(lease.pending)} interactions wait for a prediction (run_prediction false); at "
@@ -317,20 +330,44 @@ class Protocol:
         lease.pending.append(action)
         if not run:
             return False, None, None
-        return self.run(lease)
+        return self.run(lease, gone)
 
-    def run(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
+    def run(self, lease: Lease, gone: threading.Event | None = None) -> tuple[bool, list | None, np.ndarray | None]:
         scene = self.ready(lease)
         actions, lease.pending = lease.pending, []
         if not actions:
             return False, None, None
         scene.changed.clear()
+
+        def still_wanted(done: int, total: int) -> None:  # between slices: stop for nobody (Cancelled)
+            if self.closing.is_set() or lease.stop.is_set() or (gone is not None and gone.is_set()):
+                raise Cancelled()
+        lease.running = True
         try:
-            for action in actions:  # each runs the model in its turn (the scene's, this server's ModelTurns)
-                action(scene)
+            with progress.reporting(still_wanted):
+                for action in actions:  # each runs the model in its turn (the scene's, this server's ModelTurns)
+                    action(scene)
         except CaseError as e:
             raise Refused(400, str(e)) from None
+        except Cancelled:
+            scene.changed.clear()
+            why = ("the server is stopping" if self.closing.is_set() else "the client went away"
+                   if gone is not None and gone.is_set() else "the lease ended")
+            log.warning("an interaction was cancelled: %s (its object stays as it was before it)", why)
+            raise Refused(503, f"cancelled: {why}") from None
+        finally:
+            lease.running = False
         return (True, *self.region(lease, scene))
+
+    def stop_work(self) -> int:
+        """The server is stopping (SIGTERM, Ctrl-C): interactions under way are cancelled at their next slice and
+        background encoders stopped, instead of being waited for. Returns how many interactions were running."""
+        self.closing.set()
+        with self.lock:
+            leases = list(self.leases.values())
+        for lease in leases:
+            lease.stop.set()
+        return sum(lease.running for lease in leases)
 
     def undo(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
         scene = self.ready(lease)
@@ -522,7 +559,10 @@ def guarded(handler, lease: str | None = "active"):
             given = request.headers.get("authorization", "")
             key = protocol.settings.key.encode()
             if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key)):
-                raise Refused(401, "missing or wrong API key (Authorization: Bearer ...)")
+                raise Refused(401, "missing or wrong API key (Authorization: Bearer ...): this server always requires "
+                                   "one, on localhost too; it is the one printed at its start (a new one at each "
+                                   "start unless $NN_INTERACTIVE_API_KEY or --api-key-file sets it), so a server "
+                                   "restarted since needs its key set again in the client")
             if lease is None:
                 return await handler(protocol, request)
             return await handler(protocol, request, protocol.get(request.headers.get(LEASE), lease))
@@ -555,10 +595,11 @@ async def heartbeat(protocol: Protocol, request: Request, lease: Lease):
     return JSONResponse({"remaining_seconds": protocol.remaining(lease)})
 
 async def lease_status(protocol: Protocol, request: Request, lease: Lease):
-    scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many
+    scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many, and
+    # whether an interaction of the lease is being computed
     return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
                          protocol.settings.idle_timeout, "encoded_slices": len(lease.encoded),
-                         "slices": scene.depth if scene is not None else 0})
+                         "slices": scene.depth if scene is not None else 0, "interacting": lease.running})
 
 async def set_image(protocol: Protocol, request: Request, lease: Lease):
     info = meta(request)
@@ -608,18 +649,34 @@ async def reset_interactions(protocol: Protocol, request: Request, lease: Lease)
     await locked(lease, protocol.reset)
     return JSONResponse({})
 
-async def interaction(protocol: Protocol, lease: Lease, make, run: bool):
-    return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run)))
+async def interaction(protocol: Protocol, request: Request, lease: Lease, make, run: bool):
+    """An interaction's answer; if its client goes away meanwhile (a read timeout: the client's default is 60 s),
+    the work is stopped at its next slice rather than finished for nobody."""
+    gone = threading.Event()
+    watcher = asyncio.ensure_future(watch_disconnect(request, gone))
+    try:
+        return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run, gone)))
+    finally:
+        watcher.cancel()
+
+
+async def watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set ``gone`` when the request's client disconnects (its body already read: the next message is that)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
 
 async def add_bbox(protocol: Protocol, request: Request, lease: Lease):
     p = await json_body(request)
     include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-    return await interaction(protocol, lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
+    return await interaction(protocol, request, lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
 
 async def add_point(protocol: Protocol, request: Request, lease: Lease):
     p = await json_body(request)
     include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-    return await interaction(protocol, lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
+    return await interaction(protocol, request, lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
 
 async def mask_body(protocol: Protocol, request: Request, lease: Lease) -> tuple[dict, np.ndarray]:
     info = meta(request)
@@ -636,7 +693,7 @@ async def add_lasso(protocol: Protocol, request: Request, lease: Lease):
     include, run = flag(info, "include_interaction"), flag(info, "run_prediction", True)
     if mask.ndim != 3:
         raise Refused(400, f"a lasso is a 3D mask, got {mask.ndim} dimensions")
-    return await interaction(protocol, lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
+    return await interaction(protocol, request, lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
                                                                   include), run)
 
 async def add_scribble(protocol: Protocol, request: Request, lease: Lease):

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from litemedsam.core import confidence, progress
-from litemedsam.core.errors import CaseError
+from litemedsam.core.errors import CaseError, LitemedsamError
 from litemedsam.core.masks import fill_holes, keep_component
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
@@ -40,6 +40,12 @@ EDITOR: ContextVar[str | None] = ContextVar("litemedsam_editor", default=None)  
 
 class Cancelled(Exception):
     """A propagation was cancelled."""
+
+
+def reporting(reporter):
+    """Reports of a model run to ``reporter``; None: to whoever hears them around the call (the protocol server's
+    check that its client is still there)."""
+    return progress.reporting(reporter) if reporter is not None else contextlib.nullcontext()
 
 
 class EmbeddingCache:
@@ -76,6 +82,14 @@ class EmbeddingCache:
         finally:
             with self.lock:
                 self.pending.pop(key).set()
+
+    def forget(self, keys) -> None:
+        """Drop these embeddings (an image no one works on any more); on disk they stay."""
+        with self.lock:
+            for key in keys:
+                emb = self.items.pop(key, None)
+                if emb is not None:
+                    self.bytes -= emb.features.nbytes
 
     def has(self, key) -> bool:
         with self.lock:
@@ -358,7 +372,7 @@ class Scene:
             plan = dataclasses.replace(plan, decision=dataclasses.replace(plan.decision, stop=stop, shrink=shrink,
                                                                           strategy="propagate"))
         segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with self.turns, progress.reporting(reporter), confidence.collecting() as noted:
+        with self.turns, reporting(reporter), confidence.collecting() as noted:
             mask = self.prompting.segment(segmenter, case, plan) == 1
         return mask, confidence.summary(noted).get(1)
 
@@ -467,6 +481,16 @@ class Scene:
             self._edit(changed, np.zeros(len(changed), np.uint16))
             return len(changed)
 
+    def forget_embeddings(self) -> None:
+        """Drop this image's embeddings from the shared memory cache (a new image came, its client left), so that
+        the next image's encoding has the room; with a disk store they are read back if it comes again."""
+        try:
+            model = self.model_for()
+        except LitemedsamError:
+            return
+        caching = CachingSegmenter(self.segmenters.get(model), self.cache, model)
+        self.cache.forget([caching.key(self.image_slice(z)) for z in range(self.depth)])
+
     def encode_ahead(self, focus, stop: threading.Event, done=None) -> int:
         """Encode the slices of a volume (the image of a 2D case) into the embedding cache, the one nearest to
         ``focus()`` (a slice index, read before each turn: where the user works now) first, so that prompts drawn
@@ -496,8 +520,8 @@ class Scene:
                         batch.append(z)
                 if not batch:
                     continue
-                if not self.cache.room(len(batch)):
-                    break
+                if not self.cache.room(len(batch)) and self.cache.store is None:
+                    break  # without a disk store, what it encoded is never pushed out (with one, it comes back)
                 with self.turns.background() as turn:
                     if stop.is_set():
                         break
@@ -623,7 +647,7 @@ class Scene:
         and offers the region instead). The voxels of the earlier clicks ``kept`` ((z, y, x) each) keep their
         label, as infer keeps a case's. ``reporter(done, total)`` hears the slices done (it may raise to stop the
         click: nothing changes). Returns the label."""
-        with self.turns, progress.reporting(reporter):
+        with self.turns, reporting(reporter):
             return self._click(label, kind, at, kept, z_range, region)
 
     def _click(self, label, kind: str, at: tuple, kept, z_range, region: bool) -> int:
