@@ -169,7 +169,15 @@ def test_the_apps_line_tool_makes_the_lesion(recist_dev, tmp_path):
         r = client.post(f"/api/doc/{doc['id']}/line", headers=WRITE, json={
             "z": y, "plane": "y", "line": [int(cols.min()), int(rows.mean()), int(cols.max()), int(rows.mean())]})
         assert r.status_code == 200, r.text
-        assert finish(client, doc)["label"] == 2 and (labels(client, doc) == 2).any()
+        done = finish(client, doc)
+        assert done["label"] == 2 and (labels(client, doc) == 2).any(), done
+        # a box drawn on a task case is that box's object, never the file's lines' (they were taken instead)
+        box = [20, 20, 120, 120]
+        r = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "z": 0}, headers=WRITE)
+        assert r.status_code == 200, r.text
+        r = r.json()
+        got = labels(client, doc) == (finish(client, doc) if r.get("job") else r)["label"]
+        assert got.any() and not got[:, 121:].any() and not got[:, :, 121:].any() and not got[1:].any()
         bad = client.post(f"/api/doc/{doc['id']}/line", json={"z": line.z, "line": [1, 1, 1e6, 1]}, headers=WRITE)
         assert bad.status_code == 400 and "inside" in bad.json()["error"]
     server.close()

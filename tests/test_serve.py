@@ -682,6 +682,12 @@ def test_clicks_change_the_selected_object_as_infer_applies_them(served, dev_dat
                "bg": [[0, y, x]] if kind == "bg" else []}], [[kind]], before)
     assert np.array_equal(infer_segs(folder, CASE_2D, tmp_path / "out"), after)
     assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), before)
+    # issue 47, 5: a click that changes nothing (a background click off the object) is one undo step all the same,
+    # said; the next undo takes it back alone (it took back the box before)
+    assert before[5, 5] == 0
+    r = served.post(f"{url}/click", json={"x": 5, "y": 5, "kind": "bg", "label": 1}, headers=WRITE).json()
+    assert r["change"]["voxels"] == 0 and np.array_equal(labels(served, doc), before), r
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), before)
     r = served.post(f"{url}/click", json={"x": 5, "y": 5, "kind": "fg", "label": None}, headers=WRITE)
     assert r.status_code in (200, 422), r.text  # a new object from one click, or the model says it finds none
     for bad in ({"x": 5, "y": 5, "kind": "bg", "label": None}, {"x": 5, "y": 5, "kind": "up", "label": 1},
@@ -713,7 +719,8 @@ def test_a_new_object_over_another_is_said_and_the_paint_over_rules_and_locks_ke
     r = served.post(f"{url}/guard", json={"over": "empty"}, headers=WRITE)
     assert r.json()["guard"] == {"over": "empty", "inside": None, "locked": []}
     again = served.post(f"{url}/box", json={"box": [150, 200, 320, 300]}, headers=WRITE).json()
-    assert again["change"] == {"took": {}, "held": took["1"]} and np.array_equal(labels(served, amos) == 1, first)
+    assert again["change"]["took"] == {} and again["change"]["held"] == took["1"] and again["change"]["voxels"] > 0
+    assert np.array_equal(labels(served, amos) == 1, first)
     served.post(f"{url}/undo", json={}, headers=WRITE)
     served.post(f"{url}/guard", json={"over": "all", "locked": [1]}, headers=WRITE)
     served.post(f"{url}/box", json={"box": [150, 200, 320, 300]}, headers=WRITE)
@@ -838,6 +845,11 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
         doc = open_case(client, CASE_2D)
         assert [e["name"] for e in doc["table"]] == ["polyp", "instrument"] and doc["table"][0]["color"] == [10, 200, 30]
         box = np.load(folder / CASE_2D)["boxes"][0].tolist()
+        # issue 47, 2: a first box with no label typed took label 1 and its name and colour from the table (a liver
+        # became "tumour" in red): it takes a label past the table's, unnamed until the user names it
+        objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box}, headers=WRITE).json()["objects"]
+        assert [(o["label"], o["name"]) for o in objects] == [(3, "")], objects
+        client.delete(f"/api/doc/{doc['id']}/objects/3", headers=WRITE)
         objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "label": 1}, headers=WRITE).json()["objects"]
         assert objects[0]["name"] == "polyp" and objects[0]["color"] == [10, 200, 30]
         client.post(f"/api/doc/{doc['id']}/box", json={"box": [0, 0, 40, 40], "label": 2}, headers=WRITE)

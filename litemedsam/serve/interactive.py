@@ -453,6 +453,7 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
     doc = Document(case, target, prompting, segmenters, cache, read_output(case, target), inputs,
                    names=read_names(names_file(target)), turns=turns)
     doc.table = dict(table or {})
+    doc.reserved = frozenset(doc.table)  # a table's label is a new object's only when picked: its name is another's
     doc.restore()
     return doc
 

@@ -300,12 +300,18 @@ class Scene:
         """[(label, voxels)] of the labels present (kept up to date by each edit: no pass over a volume)."""
         return sorted((label, n) for label, n in self.counts.items() if label and n)
 
+    reserved: frozenset = frozenset()  # labels a new object takes only when asked for by number (a project's table)
+
     def next_label(self) -> int:
-        """The label of a new object: one past the highest, else (past 65535) the lowest free one."""
+        """The label of a new object when none is asked for: one past the highest (and past ``reserved``, whose
+        names belong to other structures), else (past 65535) the lowest free one that is not reserved."""
         top = max((label for label, n in self.counts.items() if n), default=0) + 1
+        while top in self.reserved:
+            top += 1
         if top <= 65535:
             return top
-        free = next((label for label in range(1, 65536) if not self.counts.get(label)), None)
+        free = next((label for label in range(1, 65536) if not self.counts.get(label) and label not in self.reserved),
+                    None)
         if free is None:
             raise CaseError("every label 1-65535 is an object: delete one to make another")
         return free
@@ -331,7 +337,7 @@ class Scene:
 
     def _case_with(self, boxes: np.ndarray, starts=None):
         return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
-                                   starts=starts)
+                                   starts=starts, lines=None)  # the prompt is these boxes, not the file's lines
 
 
     def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
@@ -665,9 +671,8 @@ class Scene:
             # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
         with self.lock:
             found = refine.edit(Reporting(segmenter), self.case.image, self.labels, int(label), kind, at, spacing, kept)
-            if found is not None:
-                changed, value = found
-                self._edit(changed, np.full(len(changed), value, np.uint16))
+            changed, value = found if found is not None else (np.zeros(0, np.int64), 0)
+            self._edit(changed, np.full(len(changed), value, np.uint16))  # one undo step, even changing nothing
             if far > FAR_CLICK and not region:
                 self.change = {**self.change, "far": round(min(far, refine.REACH_MM), 1)}
         return int(label)
@@ -751,15 +756,19 @@ class Scene:
         keep = self.guard.allowed(old, values)
         where, values, taken = where[keep], values[keep], old[keep]
         took = np.unique(taken[(taken != 0) & (values != 0) & (taken != values)], return_counts=True)
-        self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum())}
+        changed = old[keep] != values
+        self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum()),
+                       "voxels": int(changed.sum())}
+        # one undo step per action, also one that changed nothing (a click: else the next Ctrl-Z takes back the
+        # edit before it)
+        editor = EDITOR.get()
+        self.undo_stack.append((where, taken, values.copy(), editor))
+        self.redo_stack[:] = [step for step in self.redo_stack if step[3] != editor]
+        del self.undo_stack[:-MAX_UNDO]
+        while len(self.undo_stack) > 1 and sum(sum(a.nbytes for a in step[:3])
+                                               for step in self.undo_stack) > MAX_UNDO_BYTES:
+            del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
         if len(where):
-            editor = EDITOR.get()
-            self.undo_stack.append((where, taken, values.copy(), editor))
-            self.redo_stack[:] = [step for step in self.redo_stack if step[3] != editor]
-            del self.undo_stack[:-MAX_UNDO]
-            while len(self.undo_stack) > 1 and sum(sum(a.nbytes for a in step[:3])
-                                                   for step in self.undo_stack) > MAX_UNDO_BYTES:
-                del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
             self._set(where, values)
             self._keep(where, self.labels.ravel()[where])
 

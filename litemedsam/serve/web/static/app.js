@@ -475,7 +475,8 @@ function changed(result) {
   const unit = state.doc.dim === "3D" ? "voxels" : "pixels";
   return (took.length ? "; took " + took.map(([l, n]) => `${n} ${unit} from label ${l}`).join(", ")
     + " (Paint over: empty voxels only keeps them)" : "")
-    + (c.held ? `; ${c.held} ${unit} of other or locked objects left as they were` : "");
+    + (c.held ? `; ${c.held} ${unit} of other or locked objects left as they were` : "")
+    + (c.voxels === 0 ? "; nothing changed (Ctrl-Z takes back this step alone)" : "");
 }
 
 function offerRegion(redo) {
@@ -661,8 +662,8 @@ async function sendClick(p, kind, region = false) {
       + `(${seconds(performance.now() - start)})` + changed(result));
     const far = (result.change || {}).far;
     if (far) {  // its ball reached back to the object over whatever lies between: said, and the region offered
-      say(`${$("status").textContent}; the click was ${far} mm from the object, so its edit reaches back to it: `
-        + `"Region instead" adds what the model finds at the click`);
+      say(`${$("status").textContent}; the click was ${far} ${doc.spacing ? "mm" : "pixels"} from the object, so its `
+        + `edit reaches back to it: "Region instead" adds what the model finds at the click`);
       offerRegion(() => sendClick(p, kind, true));
     }
   } catch (e) { if (doc === state.doc) say(e.message, true); }
@@ -914,17 +915,23 @@ $("discard").onclick = async () => {
 $("cancel").onclick = () => api("POST", `/api/doc/${state.doc.id}/cancel`).catch((e) => say(e.message, true));
 $("upload").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
 function typing(target) {
-  // a field text is typed into: keys are its own there (a slider, a list, a checkbox, a radio button is not)
-  return target.tagName === "TEXTAREA" || target.isContentEditable
+  // a control whose keys are its own: a field text is typed into, a drop-down list (arrows and letters pick in
+  // it); not a slider, a checkbox, a radio button
+  return target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable
     || (target.tagName === "INPUT" && !["range", "checkbox", "radio", "button", "color"].includes(target.type));
 }
 window.addEventListener("keydown", (e) => {
-  if (!state.doc || typing(e.target)) return;
+  if (!state.doc) return;
   const ctrl = e.ctrlKey || e.metaKey, key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (ctrl && key === "s") {  // wherever the focus is: the browser's "Save page as" is never what is meant here
+    e.preventDefault();
+    save();
+    return;
+  }
+  if (typing(e.target)) return;
   let handled = true;
   if (ctrl && (key === "y" || (key === "z" && e.shiftKey))) undo(true);
   else if (ctrl && key === "z") undo();
-  else if (ctrl && key === "s") save();
   else if (!ctrl && (["b", "e", "x", "c"].includes(key) || (key === "l" && state.doc && state.doc.dim === "3D"))) {
     document.querySelector(`input[name="tool"][value="${{ b: "brush", e: "eraser", x: "box", c: "click", l: "line" }[key]}"]`).checked = true;
   }
