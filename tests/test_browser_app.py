@@ -190,6 +190,7 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
     tools and the object list are in sight at 1024 x 700 and 1400 x 900 (screenshots kept)."""
     import cv2
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     ct = raw_ct()
@@ -209,6 +210,15 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
             shown = np.array(driver.execute_script("return Array.from(state.pixels.data)"), np.uint8)
             return np.array_equal(shown.reshape(served.shape + (4,))[..., 0], served)
         assert shown_is_served()
+        # issue 47, 8: the wheel turned up goes to the next slice, as ArrowUp does (it went to the previous one)
+        z0 = driver.execute_script("return state.at.z")
+        driver.execute_script("view.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, cancelable: true}))")
+        wait.until(lambda d: d.execute_script("return state.at.z") == z0 + 1)
+        keys(driver, Keys.ARROW_UP)
+        wait.until(lambda d: d.execute_script("return state.at.z") == z0 + 2)
+        keys(driver, Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+        wait.until(lambda d: d.execute_script("return state.at.z") == z0)
+        wait.until(lambda d: shown_is_served())
         Select(driver.find_element(By.ID, "mw-preset")).select_by_value("-600,1500")  # the lung window
         said(wait, "the next boxes see the image so")
         wait.until(lambda d: shown_is_served())

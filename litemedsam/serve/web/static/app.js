@@ -834,7 +834,7 @@ view.addEventListener("wheel", (e) => {
   if (!state.doc) return;
   e.preventDefault();
   if (e.ctrlKey || e.metaKey) zoom(e.deltaY > 0 ? 1 / 1.25 : 1.25, e);
-  else if (state.doc.dim === "3D") showSlice(state.at[state.plane] + (e.deltaY > 0 ? 1 : -1));
+  else if (state.doc.dim === "3D") showSlice(state.at[state.plane] + (e.deltaY < 0 ? 1 : -1));  // up: next, as ArrowUp
 }, { passive: false });
 view.addEventListener("dblclick", (e) => {  // the other views through this point
   if (!state.doc || state.doc.dim !== "3D") return;
