@@ -366,6 +366,11 @@ def test_the_label_field_takes_typing_with_a_projects_table(dev_data, models_rea
         field.click()
         ctrl(driver, "s")
         said(wait, f"saved {AMOS}")
+        # 8: the display sliders show their numbers
+        level = driver.find_element(By.ID, "level")
+        driver.execute_script("arguments[0].focus()", level)
+        keys(driver, Keys.ARROW_LEFT)
+        assert level.get_attribute("value") == "127" and driver.find_element(By.ID, "level-value").text == "127"
     finally:
         driver.quit()
         proc.terminate()

@@ -872,7 +872,10 @@ view.addEventListener("mousemove", (e) => {
 $("zoom-in").onclick = () => zoom(1.25);
 $("zoom-out").onclick = () => zoom(1 / 1.25);
 $("zoom-fit").onclick = () => zoom(0);
-for (const id of ["level", "width"]) $(id).addEventListener("input", () => { if (state.image) { applyWindow(state.image); draw(); } });
+for (const id of ["level", "width"]) $(id).addEventListener("input", () => {
+  $(`${id}-value`).textContent = $(id).value;  // its number beside it (of the 0-255 image shown)
+  if (state.image) { applyWindow(state.image); draw(); }
+});
 $("opacity").addEventListener("input", draw);
 $("set-z0").onclick = () => { $("z0").value = state.at.z; };
 $("set-z1").onclick = () => { $("z1").value = state.at.z; };
