@@ -375,3 +375,32 @@ def test_the_label_field_takes_typing_with_a_projects_table(dev_data, models_rea
         driver.quit()
         proc.terminate()
         proc.wait(60)
+
+
+def test_a_failed_upload_is_said_and_forgotten_also_with_the_server_gone(dev_data, models_ready, tmp_path):
+    """Issue 47, 8: a failed upload left its file name in the chooser; one sent to a server that had stopped
+    stayed "uploading..." for ever, where every other action turns the status red and says so."""
+    from selenium.webdriver.common.by import By
+
+    folder = link_cases(dev_data, [AMOS], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"not a png")
+    try:
+        wait = open_in_page(driver, url, AMOS)
+        chooser = driver.find_element(By.ID, "upload")
+        chooser.send_keys(str(bad))
+        wait.until(lambda d: "notes.png" in status(d) and "uploading" not in status(d))  # its answer, not the wait
+        text = said(wait, "notes.png")
+        assert chooser.get_attribute("value") == "", text
+        proc.terminate()
+        proc.wait(60)
+        chooser.send_keys(str(bad))
+        text = said(wait, "does not answer")
+        assert text.startswith("notes.png: ") and chooser.get_attribute("value") == "", text
+    finally:
+        driver.quit()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)

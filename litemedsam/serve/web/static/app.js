@@ -114,8 +114,15 @@ async function openCase(name) {
 
 async function upload(file) {
   say("uploading " + file.name + " …");
-  const response = await fetch("/api/upload?name=" + encodeURIComponent(file.name),
-    { method: "POST", headers: { "X-Litemedsam": "1", "X-Litemedsam-Token": TOKEN }, body: file });
+  let response;
+  try {
+    response = await fetch("/api/upload?name=" + encodeURIComponent(file.name),
+      { method: "POST", headers: { "X-Litemedsam": "1", "X-Litemedsam-Token": TOKEN }, body: file });
+  } catch (e) {  // no answer at all: said as every other action says it
+    response = null;
+  }
+  $("upload").value = "";  // the chooser forgets the file, whatever came of it (a failed one stayed named there)
+  if (!response) { say(`${file.name}: ${GONE}`, true); return; }
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) { say(data.error, true); return; }
   show(data);
