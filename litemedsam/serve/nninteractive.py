@@ -185,10 +185,10 @@ class Protocol:
         """Drop the leases idle past the idle timeout or silent past the liveness timeout."""
         now = time.monotonic()
         with self.lock:
-            gone = [t for t, lease in self.leases.items() if now - lease.seen > self.settings.liveness_timeout
-                    or now - lease.active > self.settings.idle_timeout]
-            for token in gone:
-                self.leases.pop(token).close()
+            gone = [self.leases.pop(t) for t, lease in list(self.leases.items())
+                    if now - lease.seen > self.settings.liveness_timeout or now - lease.active > self.settings.idle_timeout]
+        for lease in gone:  # outside the lock: letting go of an image's embeddings hashes its slices
+            lease.close()
 
     def remaining(self, lease: Lease) -> float:
         return max(0.0, self.settings.idle_timeout - (time.monotonic() - lease.active))

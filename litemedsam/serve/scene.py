@@ -42,12 +42,6 @@ class Cancelled(Exception):
     """A propagation was cancelled."""
 
 
-def reporting(reporter):
-    """Reports of a model run to ``reporter``; None: to whoever hears them around the call (the protocol server's
-    check that its client is still there)."""
-    return progress.reporting(reporter) if reporter is not None else contextlib.nullcontext()
-
-
 class EmbeddingCache:
     """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
     being encoded by one thread is waited for by the others, not encoded twice. With a ``store``
@@ -378,7 +372,7 @@ class Scene:
             plan = dataclasses.replace(plan, decision=dataclasses.replace(plan.decision, stop=stop, shrink=shrink,
                                                                           strategy="propagate"))
         segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
-        with self.turns, reporting(reporter), confidence.collecting() as noted:
+        with self.turns, progress.reporting(reporter), confidence.collecting() as noted:
             mask = self.prompting.segment(segmenter, case, plan) == 1
         return mask, confidence.summary(noted).get(1)
 
@@ -653,7 +647,7 @@ class Scene:
         and offers the region instead). The voxels of the earlier clicks ``kept`` ((z, y, x) each) keep their
         label, as infer keeps a case's. ``reporter(done, total)`` hears the slices done (it may raise to stop the
         click: nothing changes). Returns the label."""
-        with self.turns, reporting(reporter):
+        with self.turns, progress.reporting(reporter):
             return self._click(label, kind, at, kept, z_range, region)
 
     def _click(self, label, kind: str, at: tuple, kept, z_range, region: bool) -> int:
