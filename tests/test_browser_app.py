@@ -146,7 +146,10 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         object_row(driver, 1).click()
         keys(driver, "c")
         drag_box(driver, [x, y, x, y])  # a click: press and release on one pixel
-        said(wait, "pixels from the object")  # issue 47, 7: a 2D image without spacing was said in mm
+        text = said(wait, "pixels from the object")  # issue 47, 7: a 2D image without spacing was said in mm
+        # issue 47, 7: nothing is applied before the user chooses (it applied the far edit, then took it back)
+        assert "nothing changed yet" in text and np.array_equal(page_labels(driver, url), before), text
+        assert driver.find_element(By.ID, "reach-back").is_displayed()
         driver.find_element(By.ID, "region-instead").click()
         said(wait, "label 1: the region here added")
         model = driver.execute_script("return state.doc.model")
@@ -404,3 +407,62 @@ def test_a_failed_upload_is_said_and_forgotten_also_with_the_server_gone(dev_dat
         if proc.poll() is None:
             proc.terminate()
             proc.wait(60)
+
+
+def test_objects_by_keyboard_save_early_in_tab_order_and_clicks_that_would_take_an_object(dev_data, models_ready,
+                                                                                            tmp_path):
+    """Issue 47, 5, 6 and 8: a click on the selected row deselected it, and the next click made a new object that
+    took nearly all of it (now the row stays selected, and a new object's click on an object is refused, naming
+    it); rows could not be reached by the keyboard and fields had no accessible names; Save was the 37th Tab
+    stop; a box in air made an object; after a restart with a new token, a slice was blamed on a dead server."""
+    from selenium.webdriver.common.keys import Keys
+
+    folder = link_cases(dev_data, [AMOS, KVASIR], tmp_path / "in")
+    proc, url = serve_process(folder, "-o", tmp_path / "segs", token=TOKEN)
+    driver = browser_driver()
+    try:
+        wait = open_in_page(driver, url, AMOS)
+        stops = driver.execute_script("""  // the page's Tab stops, in order (none has a positive tabindex)
+            return [...document.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")]
+              .filter((e) => e.tabIndex >= 0 && !e.disabled && e.offsetParent !== null).map((e) => e.id)""")
+        assert stops.index("save") == 2, stops  # Undo, Redo, Save (it was the 37th)
+        drag_box(driver, SMALL)
+        said(wait, "label 1: new object")
+        drag_box(driver, [1, 1, 11, 11])  # air, outside the body: one grey
+        said(wait, "nothing to segment in the box")
+        assert driver.execute_script("return state.objects.length") == 1
+        object_row(driver, 1).click()
+        object_row(driver, 1).click()  # a second click on the selected row keeps it selected
+        assert driver.execute_script("return state.selected") == 1
+        keys(driver, Keys.ESCAPE)  # no object selected: the next click is a new object...
+        before = page_labels(driver, url)
+        y, x = (int(v) for v in np.argwhere(before == 1).mean(0))
+        keys(driver, "c")
+        drag_box(driver, [x, y, x, y])  # ...but on label 1: refused, said, nothing changed
+        said(wait, "the click is on label 1: select it")
+        assert np.array_equal(page_labels(driver, url), before)
+        # rows by keyboard: focusable, named, Enter selects; the fields and the image have accessible names
+        row = object_row(driver, 1)
+        assert row.get_attribute("tabindex") == "0" and row.get_attribute("aria-label").startswith("label 1")
+        driver.execute_script("arguments[0].focus()", row)
+        keys(driver, Keys.ENTER)
+        assert driver.execute_script("return state.selected") == 1 and row.get_attribute("aria-selected") == "true"
+        unnamed = driver.execute_script("""
+            return [...document.querySelectorAll("input, select, textarea, canvas, button")].filter((e) => {
+              if (e.type === "hidden" || e.type === "file" || e.offsetParent === null) return false;
+              const label = e.labels && e.labels.length && e.labels[0].textContent.trim();
+              return !(e.getAttribute("aria-label") || label || (e.textContent || "").trim() || e.title);
+            }).map((e) => e.outerHTML.slice(0, 80))""")
+        assert unnamed == [], unnamed
+        # the server restarted with a new token: showing a slice says the server's reason, not that it is gone
+        proc.terminate()
+        proc.wait(60)
+        proc, _ = serve_process(folder, "-o", tmp_path / "segs", token="a-new-token-" + "0" * 20,
+                                port=int(url.rsplit(":", 1)[1]))
+        driver.execute_script("showSlice(0)")  # what the wheel and the arrow keys call
+        text = said(wait, "cannot be shown")
+        assert "needs its token" in text and "still running" not in text, text
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(60)

@@ -77,7 +77,7 @@ def test_box_gives_infers_mask_and_saves_round_trip(served, tmp_path):
     assert served.get(f"/api/doc/{doc['id']}/labels/0").headers["content-type"] == "image/png"
     assert served.get(f"/api/doc/{doc['id']}/image/1").status_code == 404
     # a second object, undo, delete
-    served.post(f"/api/doc/{doc['id']}/box", json={"box": [10, 10, 60, 60]}, headers=WRITE)
+    served.post(f"/api/doc/{doc['id']}/box", json={"box": [440, 340, 520, 420]}, headers=WRITE)
     assert [o["label"] for o in served.get(f"/api/doc/{doc['id']}").json()["objects"]] == [1, 2]
     assert served.post(f"/api/doc/{doc['id']}/undo", json={}, headers=WRITE).json()["undone"]
     assert np.array_equal(labels(served, doc), expected)
@@ -94,7 +94,7 @@ def test_box_gives_infers_mask_and_saves_round_trip(served, tmp_path):
     ups = [served.post(f"/api/upload?name={CASE_2D}", content=data, headers=WRITE).json() for _ in range(2)]
     assert [u["objects"] for u in ups] == [[], []]
     assert [u["output"] for u in ups] == [CASE_2D, CASE_2D.replace(".npz", "-2.npz")]
-    served.post(f"/api/doc/{ups[0]['id']}/box", json={"box": [10, 10, 60, 60]}, headers=WRITE)
+    served.post(f"/api/doc/{ups[0]['id']}/box", json={"box": [440, 340, 520, 420]}, headers=WRITE)
     r = served.post(f"/api/doc/{ups[0]['id']}/save", json={}, headers=WRITE).json()
     assert r["folder"] == str(tmp_path / "segs" / "uploads") and (tmp_path / "segs" / "uploads" / CASE_2D).is_file()
     assert np.array_equal(np.load(tmp_path / "segs" / CASE_2D)["segs"], expected)  # the served case's labels kept
@@ -276,8 +276,9 @@ def test_serve_prints_its_token_and_checks_its_options(tmp_path):
     assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
 
-def serve_process(*args, token: str, env=None):
-    """A real ``litemedsam serve ARGS`` process on a free port with ``token``, once it answers: (process, url)."""
+def serve_process(*args, token: str, env=None, port: int | None = None):
+    """A real ``litemedsam serve ARGS`` process on a free port (or ``port``) with ``token``, once it answers:
+    (process, url)."""
     import os
     import socket
     import subprocess
@@ -286,9 +287,10 @@ def serve_process(*args, token: str, env=None):
 
     from tests.test_infer_real import REPO
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", *map(str, args), "--port", str(port)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": token, **(env or {})})
@@ -760,6 +762,11 @@ def test_a_far_click_is_said_and_the_models_region_can_be_added_instead(served, 
     before = labels(served, amos)
     y, x = 265, 185  # in the liver, ~80 pixels from the object
     assert refine.gap(before, 1, (0, y, x)) > 15
+    # issue 47, 7: asked first (the page's default), the far click changes nothing and no undo step is made
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": 1, "reach_back": False},
+                    headers=WRITE).json()
+    assert r["change"]["asked"] and r["change"]["far"] > 15 and np.array_equal(labels(served, amos), before)
+    assert len(served.server.get(amos["id"]).doc.undo_stack) == 1  # the box's
     r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": 1}, headers=WRITE).json()
     assert r["change"]["far"] > 15 and (labels(served, amos) == 1).sum() > (before == 1).sum()
     served.post(f"{url}/undo", json={}, headers=WRITE)
@@ -769,6 +776,53 @@ def test_a_far_click_is_said_and_the_models_region_can_be_added_instead(served, 
     region = refine.seed(Segmenters().get(amos["model"]), case, {1: (0, y, x)}) == 1
     assert region[y, x] and np.array_equal(labels(served, amos) == 1, (before == 1) | region)
     assert served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "region": 1}, headers=WRITE).status_code == 400
+
+
+def test_a_new_objects_click_on_another_object_is_refused_and_a_box_in_air_makes_nothing(served, amos):
+    """Issue 47, 5 and 8: with no object selected, a click on object 1 made a new object that took nearly all of
+    it: refused, naming it (allowed within it when "Paint over" says inside it); a box drawn where the image is
+    one grey (air, a black border) made an object of what the model outlined there: refused, nothing changes."""
+    url = f"/api/doc/{amos['id']}"
+    served.post(f"{url}/box", json={"box": [289, 203, 315, 229]}, headers=WRITE)
+    before = labels(served, amos)
+    y, x = (int(v) for v in np.argwhere(before == 1).mean(0))
+    assert before[y, x] == 1
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": None}, headers=WRITE)
+    assert r.status_code == 422 and "the click is on label 1: select it" in r.json()["error"], r.text
+    assert np.array_equal(labels(served, amos), before)
+    served.post(f"{url}/guard", json={"over": "inside", "inside": 1, "locked": []}, headers=WRITE)
+    r = served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "label": None}, headers=WRITE)
+    assert r.status_code == 200 and r.json()["label"] == 2, r.text
+    image = np.load(served.folder / CASE_AMOS)["imgs"]
+    air = image[:12, :12]  # the corner outside the body
+    assert np.ptp(air) < 8, np.ptp(air)
+    r = served.post(f"{url}/box", json={"box": [1, 1, 11, 11]}, headers=WRITE)
+    assert r.status_code == 422 and "nothing to segment in the box" in r.json()["error"], r.text
+    assert served.post(f"{url}/box", json={"box": [289, 203, 315, 229]}, headers=WRITE).status_code == 200
+
+
+def test_a_new_objects_click_on_a_volume_is_one_step_and_a_late_cancel_changes_nothing(served):
+    """Issue 47, 5 and 8: a click that starts an object (the model's region at it, then the click's edit) was two
+    undo steps, so Ctrl-Z left the region; and a Cancel that came after the region was painted left it there
+    ("Cancel pressed early on a short 3D click is ignored"). Now one step, and stopped whole up to the edit."""
+    from litemedsam.serve.scene import Cancelled
+
+    doc = open_case(served, CASE_BIG)
+    scene = served.server.get(doc["id"]).doc
+    calls = []
+    label = scene.click(None, "fg", (6, 205, 228), (), (5, 7), lambda done, total: calls.append(done))
+    made = labels(served, doc)
+    assert label == 1 and made[5:8].any() and len(scene.undo_stack) == 1 and calls
+    assert scene.undo() and not labels(served, doc).any()  # one Ctrl-Z takes back the whole click
+
+    def late(done, total):  # the last chance to stop: after the region and the click's reading
+        calls.pop()
+        if not calls:
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        scene.click(None, "fg", (6, 205, 228), (), (5, 7), late)
+    assert not labels(served, doc).any() and not scene.undo_stack
+    assert scene.redo() and np.array_equal(labels(served, doc), made)  # the undone click is still there to redo
 
 
 def test_a_volumes_click_is_a_job_that_can_be_cancelled_and_its_region_keeps_to_the_range(served):

@@ -33,6 +33,7 @@ PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% o
 ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
 OFF_AXIS = "cuts"  # how a box on a coronal or sagittal cut becomes its 3D object (Scene.propagate; bench_recist --boxes)
 FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
+FLAT = 8  # grey levels (of the model's 0-255 image): a box whose pixels span fewer holds nothing to segment (air)
 MAX_UNDO = 50  # edits that can be undone, at most
 MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
 EDITOR: ContextVar[str | None] = ContextVar("litemedsam_editor", default=None)  # who makes the edits made in this
@@ -635,41 +636,77 @@ class Scene:
             self._edit(where, np.full(len(where), label, np.uint16))
             return len(where) - self.change["held"]
 
+    def flat(self, box, z: int = 0, plane: str = "z") -> bool:
+        """Whether the image under ``box`` (x0, y0, x1, y1 on slice or cut ``z`` of ``plane``) is one grey: its 1st
+        and 99th percentiles under ``FLAT`` levels apart (a box drawn in air, or on a black border)."""
+        cut = self.image_slice(z, plane)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        window = cut[max(0, min(y0, y1)):max(y0, y1) + 1, max(0, min(x0, x1)):max(x0, x1) + 1]
+        low, high = np.percentile(window, [1, 99]) if window.size else (0, 0)
+        return bool(high - low < FLAT)
+
     def click(self, label: int | None, kind: str, at: tuple, kept=(), z_range=None, reporter=None,
-              region: bool = False) -> int:
+              region: bool = False, reach_back: bool = True) -> int:
         """A foreground (``kind`` "fg") or background ("bg") click on voxel ``at`` (z, y, x; 2D: (0, y, x)) for
         object ``label``, applied as ``infer`` applies the clicks of a case (litemedsam.methods.refine): the
         object grows or shrinks around the click (and along the model's contour through it). A foreground click
         for an object that has no voxel yet (or ``label`` None: a new one), or with ``region`` (the page's
         Shift-click), adds the region the model finds there (``refine.seed``; in a volume propagated over
         ``z_range``, first and last slice, default all). ``change["far"]``: how far (mm) a foreground click was
-        from its object when farther than ``FAR_CLICK`` (its ball reaches back to the object: the page says so
-        and offers the region instead). The voxels of the earlier clicks ``kept`` ((z, y, x) each) keep their
-        label, as infer keeps a case's. ``reporter(done, total)`` hears the slices done (it may raise to stop the
-        click: nothing changes). Returns the label."""
+        from its object when farther than ``FAR_CLICK`` (its ball reaches back to the object); with ``reach_back``
+        False such a click changes nothing and ``change`` says ``"asked"``: the page asks whether to reach back or
+        add the region instead. A new object's click on another object's voxel is refused (it would take that
+        object), but inside the object "Paint over" names. The voxels of the earlier clicks ``kept`` ((z, y, x)
+        each) keep their label, as infer keeps a case's. ``reporter(done, total)`` hears the slices done (it may
+        raise to stop the click, up to the edit itself: nothing changes). Returns the label."""
         with self.turns, progress.reporting(reporter):
-            return self._click(label, kind, at, kept, z_range, region)
+            return self._click(label, kind, at, kept, z_range, region, reach_back)
 
-    def _click(self, label, kind: str, at: tuple, kept, z_range, region: bool) -> int:
+    def _click(self, label, kind: str, at: tuple, kept, z_range, region: bool, reach_back: bool) -> int:
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         spacing = formats.spacing(self.case)
         known = label is not None and self.counts.get(int(label))
         if kind == "bg" and not known:
             raise CaseError("a background click needs an object to take the voxel from: select one")
+        under = int(self.labels[at] if self.case.dim == "3D" else self.labels[at[1:]])
+        if kind == "fg" and not known and under and not (self.guard.over == "inside" and self.guard.inside == under):
+            raise CaseError(f"the click is on label {under}: select it to grow or shrink it; for a new object "
+                            f"within it, set \"Paint over\" to inside label {under}")
         far = refine.gap(self.labels, int(label), at, spacing) if kind == "fg" and known else 0.0
+        if far > FAR_CLICK and not region and not reach_back:
+            with self.lock:
+                self.change = {"took": {}, "held": 0, "voxels": 0, "far": round(min(far, refine.REACH_MM), 1),
+                               "asked": True}
+            return int(label)
+        seeded = None
         if kind == "fg" and (not known or region):
             empty = self._case_with(np.zeros((0, 4 if self.case.dim == "2D" else 6)))
-            mask = refine.seed(segmenter, empty, {1: at}, z_range) == 1
-            label = self.paint(mask, label, add=True) if mask.any() else self.next_label() if label is None else label
+            seeded = refine.seed(segmenter, empty, {1: at}, z_range) == 1
             # then the click itself, as infer applies it after seeding (where the model found nothing: its ball)
-        with self.lock:
-            found = refine.edit(Reporting(segmenter), self.case.image, self.labels, int(label), kind, at, spacing, kept)
-            changed, value = found if found is not None else (np.zeros(0, np.int64), 0)
+        with self.lock:  # the region and the click one edit, one undo step, stopped whole
+            label = self.next_label() if label is None else int(label)
+            first, redo = None, list(self.redo_stack)
+            if seeded is not None and seeded.any():
+                self._edit(np.flatnonzero(seeded & (self.labels != label)), label)
+                first = self.undo_stack[-1]
+            try:
+                reading = Reporting(segmenter)
+                found = refine.edit(reading, self.case.image, self.labels, label, kind, at, spacing, kept)
+                changed, value = found if found is not None else (np.zeros(0, np.int64), 0)
+                progress.report(reading.encoded, 0)  # a cancel that came while the last slice was read
+            except BaseException:
+                if first is not None:  # the region taken back: nothing changes, what could be redone still can
+                    self._drop(first)
+                    self.redo_stack[:] = redo
+                raise
+            seeding = self.change
             self._edit(changed, np.full(len(changed), value, np.uint16))  # one undo step, even changing nothing
+            if first is not None:
+                self._join(first, seeding)
             if far > FAR_CLICK and not region:
                 self.change = {**self.change, "far": round(min(far, refine.REACH_MM), 1)}
-        return int(label)
+        return label
 
     def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
         """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
@@ -765,6 +802,29 @@ class Scene:
         if len(where):
             self._set(where, values)
             self._keep(where, self.labels.ravel()[where])
+
+    def _drop(self, step) -> None:
+        """Take back ``step``, the last edit made (under ``lock``), leaving no step to redo."""
+        if self.undo_stack and self.undo_stack[-1] is step:
+            where, taken, _, _ = self.undo_stack.pop()
+            self._set(where, taken)
+            self._keep(where, taken)
+
+    def _join(self, first, change: dict) -> None:
+        """The edits from ``first`` to the last one made (under ``lock``) as one undo step; ``change`` (what
+        ``first`` did) added to the last one's."""
+        at = next((i for i in range(len(self.undo_stack) - 1, -1, -1) if self.undo_stack[i] is first), None)
+        if at is None:
+            return  # dropped by the undo budget: the steps stay apart
+        steps = self.undo_stack[at:]
+        where = np.unique(np.concatenate([step[0] for step in steps]))
+        before = self.labels.ravel()[where]
+        for step in reversed(steps):  # the earliest step's "before" wins
+            before[np.searchsorted(where, step[0])] = step[1]
+        self.undo_stack[at:] = [(where, before, self.labels.ravel()[where], steps[-1][3])]
+        took = Counter(change.get("took", {})) + Counter(self.change.get("took", {}))
+        self.change = {**self.change, "took": dict(took), "held": change.get("held", 0) + self.change.get("held", 0),
+                       "voxels": int((before != self.labels.ravel()[where]).sum())}
 
     def _set(self, where: np.ndarray, values) -> None:
         flat = self.labels.ravel()  # a view: labels is contiguous

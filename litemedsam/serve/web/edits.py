@@ -95,6 +95,9 @@ async def box(request: Request):
     if z_range is not None and not min(z_range) <= z <= max(z_range):
         raise Refused(400, f"slice {z} is not within the range given {z_range}")
     idle(entry)
+    if doc.flat(coords, z, plane):  # the model would still outline something there: nothing is what is there
+        raise Refused(422, "nothing to segment in the box: the image is one grey there (air, or a border); "
+                           "draw it around the structure")
     was = doc.has(label) if label is not None and mode == "replace" else 0
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
         def work(job: Job) -> int:
@@ -240,16 +243,20 @@ async def click(request: Request):
     h, w = doc.label_slice(z, plane).shape
     if not (integer(x) and integer(y) and 0 <= x < w and 0 <= y < h):
         raise Refused(400, f"x, y must be a pixel of the {w} x {h} image")
-    z_range, region = body.get("z_range"), body.get("region", False)
+    z_range, region, reach_back = body.get("z_range"), body.get("region", False), body.get("reach_back", True)
     if z_range is not None and not (isinstance(z_range, list) and len(z_range) == 2 and all(map(integer, z_range))):
         raise Refused(400, "z_range must be [first, last] slice indices (where a new region may reach)")
     if not isinstance(region, bool):
         raise Refused(400, "region must be true (add the region the model finds at the click) or false")
+    if not isinstance(reach_back, bool):
+        raise Refused(400, "reach_back must be true (a click far from its object reaches back to it) or false "
+                           "(such a click changes nothing; the answer's change says \"asked\")")
     at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
     if doc.case.dim == "3D":  # a volume's click may read many slices: a job the page follows and can cancel
-        start(entry, Job(label, doing="clicking"), lambda job: doc.click(label, kind, at, (), z_range, job.report, region))
+        start(entry, Job(label, doing="clicking"),
+              lambda job: doc.click(label, kind, at, (), z_range, job.report, region, reach_back))
         return {"job": True}
-    painted = await in_thread(doc.click, label, kind, at, (), None, None, region)
+    painted = await in_thread(doc.click, label, kind, at, (), None, None, region, reach_back)
     return {"label": painted, **edited(doc)}
 
 

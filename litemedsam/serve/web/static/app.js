@@ -73,7 +73,10 @@ function markUnsaved(doc) {
 async function loadImage(url) {
   // fetched with the token's header (an <img src> could only send a cookie), shown from the bytes received
   const response = await fetch(url, { headers: { "X-Litemedsam-Token": TOKEN } }).catch(() => { throw new Error(GONE); });
-  if (!response.ok) throw new Error("cannot load " + url);
+  if (!response.ok) {  // the server's reason (a new token after a restart, a case no longer open), not "is it running?"
+    const data = await response.json().catch(() => ({}));
+    throw new Error(data.error || `${response.status} ${response.statusText}`);
+  }
   const local = URL.createObjectURL(await response.blob());
   try {
     return await new Promise((resolve, reject) => {
@@ -232,7 +235,7 @@ async function showSlice(z) {
   try {
     [image, overlay] = await loadCut(plane, index);
   } catch (e) {
-    if (doc === state.doc && wanted === currentPlace()) say(`slice ${index} cannot be shown: is litemedsam serve still running?`, true);
+    if (doc === state.doc && wanted === currentPlace()) say(`slice ${index} cannot be shown: ${e.message}`, true);
     return;
   }
   if (doc !== state.doc || wanted !== currentPlace()) return;  // a newer slice (or case, or plane) was asked for meanwhile
@@ -388,6 +391,7 @@ function listObjects(objects) {
     pick.className = "swatch";
     pick.value = "#" + o.color.map((c) => c.toString(16).padStart(2, "0")).join("");
     pick.title = "its colour";
+    pick.setAttribute("aria-label", `colour of label ${o.label}`);
     pick.onclick = (e) => e.stopPropagation();
     pick.onchange = () => rename(o.label, { color: [1, 3, 5].map((i) => parseInt(pick.value.slice(i, i + 2), 16)) });
     const name = document.createElement("textarea");  // its name (liver, tumour, …), shown whole, kept and saved
@@ -395,6 +399,7 @@ function listObjects(objects) {
     name.rows = 1;
     name.value = o.name || "";
     name.placeholder = "name";
+    name.setAttribute("aria-label", `name of label ${o.label}`);
     name.maxLength = 64;
     const fitName = () => { name.style.height = "auto"; name.style.height = (name.scrollHeight + name.offsetHeight - name.clientHeight) + "px"; };
     name.oninput = fitName;
@@ -411,6 +416,7 @@ function listObjects(objects) {
     const remove = document.createElement("button");
     remove.textContent = "×";
     remove.title = "delete this object (Delete)";
+    remove.setAttribute("aria-label", `delete label ${o.label}`);
     remove.onclick = (e) => { e.stopPropagation(); erase(o.label); };
     const about = document.createElement("span");
     about.className = "grow";
@@ -419,6 +425,7 @@ function listObjects(objects) {
     shown.type = "checkbox";
     shown.checked = !state.hidden.has(o.label);
     shown.title = "shown (untick: hidden from view; it stays in the labels)";
+    shown.setAttribute("aria-label", `show label ${o.label}`);
     shown.onclick = (e) => e.stopPropagation();
     shown.onchange = () => { if (shown.checked) state.hidden.delete(o.label); else state.hidden.add(o.label); listObjects(state.objects); refreshOverlay(); };
     const guard = (state.doc && state.doc.guard) || { over: "all", inside: null, locked: [] };
@@ -428,6 +435,7 @@ function listObjects(objects) {
     lock.textContent = guard.locked.includes(o.label) ? "locked" : "lock";
     lock.classList.toggle("on", guard.locked.includes(o.label));
     lock.title = guard.locked.includes(o.label) ? "locked: no edit changes it (click: unlock)" : "click: lock it (no edit changes it)";
+    lock.setAttribute("aria-label", `${guard.locked.includes(o.label) ? "unlock" : "lock"} label ${o.label}`);
     lock.onclick = (e) => {
       e.stopPropagation();
       const locked = guard.locked.includes(o.label) ? guard.locked.filter((l) => l !== o.label) : [...guard.locked, o.label];
@@ -438,10 +446,18 @@ function listObjects(objects) {
     inside.name = "inside";
     inside.checked = guard.inside === o.label;
     inside.title = "paint over: inside this object (with \"Paint over: the object ticked inside\")";
+    inside.setAttribute("aria-label", `paint only inside label ${o.label}`);
     inside.onclick = (e) => { e.stopPropagation(); setGuard({ ...guard, over: "inside", inside: o.label }); };
     row.append(shown, pick, about, lock, inside, remove);
     row.classList.toggle("hidden-object", state.hidden.has(o.label));
-    row.onclick = () => select(state.selected === o.label ? null : o.label);
+    row.onclick = () => select(o.label);  // selecting again keeps it selected (Esc or "New object": none)
+    row.tabIndex = 0;  // Tab reaches each object; Enter or Space selects it
+    row.setAttribute("role", "option");
+    row.setAttribute("aria-selected", String(o.label === state.selected));
+    row.setAttribute("aria-label", `label ${o.label}${o.name ? " " + o.name : ""}, ${text.textContent.split(" · ").slice(1).join(", ")}`);
+    row.onkeydown = (e) => {
+      if (e.target === row && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); select(o.label); }
+    };
     list.append(row);
   }
   state.objects = objects;
@@ -451,7 +467,10 @@ function select(label) {
   // the object the next brush stroke, click or redraw edits (null: the next one is new); the list is marked, not
   // rebuilt (a name being typed keeps its focus)
   state.selected = label;
-  for (const row of $("objects").children) row.classList.toggle("selected", +row.dataset.label === label);
+  for (const row of $("objects").children) {
+    row.classList.toggle("selected", +row.dataset.label === label);
+    row.setAttribute("aria-selected", String(+row.dataset.label === label));
+  }
 }
 
 async function setGuard(guard) {
@@ -486,17 +505,19 @@ function changed(result) {
     + (c.voxels === 0 ? "; nothing changed (Ctrl-Z takes back this step alone)" : "");
 }
 
-function offerRegion(redo) {
-  // "Region instead": the far click taken back, the model's region at it added; offered until the next action
-  const button = $("region-instead");
-  button.hidden = false;
-  button.onclick = async () => {
-    button.hidden = true;
-    await undo();
-    await redo();
-  };
+function offerFar(reachBack, region) {
+  // a click far from its object changed nothing yet: "Reach back" applies it as it is (its ball reaches back to
+  // the object), "Region instead" adds the model's region at it; offered until the next action
+  const buttons = [$("reach-back"), $("region-instead")];
+  for (const [button, act] of [[buttons[0], reachBack], [buttons[1], region]]) {
+    button.hidden = false;
+    button.onclick = () => { for (const b of buttons) b.hidden = true; act(); };
+  }
+  buttons[0].focus();
 }
-document.addEventListener("mousedown", (e) => { if (e.target !== $("region-instead")) $("region-instead").hidden = true; }, true);
+document.addEventListener("mousedown", (e) => {
+  if (e.target !== $("region-instead") && e.target !== $("reach-back")) $("region-instead").hidden = $("reach-back").hidden = true;
+}, true);
 
 function seconds(ms) { return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`; }
 function busyNote() { say("busy: the last edit is still running (wait for it, or Cancel)", true); }
@@ -642,7 +663,7 @@ window.addEventListener("mouseup", async () => {
 
 view.addEventListener("contextmenu", (e) => { if (tool() === "click") e.preventDefault(); });
 
-async function sendClick(p, kind, region = false) {
+async function sendClick(p, kind, region = false, reachBack = false) {
   // a click on the selected object (a new one for a foreground click when none is selected), as infer applies
   // the 2025 challenge's clicks: the object grows (fg) or shrinks (bg) around it
   const doc = state.doc, typed = typedLabel();
@@ -653,7 +674,7 @@ async function sendClick(p, kind, region = false) {
   }
   state.busy = true;
   const start = performance.now(), body = { z: state.at[state.plane], plane: state.plane, x: p.x, y: p.y, kind,
-    label: state.selected ?? typed, region };
+    label: state.selected ?? typed, region, reach_back: reachBack };
   if (doc.dim === "3D" && state.plane === "z" && $("propagate").checked) {  // where a new region may reach
     body.z_range = [Math.min(+$("z0").value, +$("z1").value), Math.max(+$("z0").value, +$("z1").value)];
   }
@@ -663,16 +684,18 @@ async function sendClick(p, kind, region = false) {
     if (result.job) result = await follow(doc);
     if (!result || doc !== state.doc) return;
     state.selected = result.label;
+    const change = result.change || {}, unit = doc.spacing ? "mm" : "pixels";
+    if (change.asked) {  // nothing changed yet: the user chooses
+      say(`label ${result.label}: the click is ${change.far} ${unit} from the object: "Reach back" grows the object `
+        + `to it over what lies between, "Region instead" adds what the model finds at the click (nothing changed yet)`);
+      offerFar(() => sendClick(p, kind, false, true), () => sendClick(p, kind, true));
+      return;
+    }
     listObjects(result.objects);
     await refreshOverlay();
     say(`label ${result.label}: ${region ? "the region here added" : kind === "fg" ? "here" : "not here"} `
-      + `(${seconds(performance.now() - start)})` + changed(result));
-    const far = (result.change || {}).far;
-    if (far) {  // its ball reached back to the object over whatever lies between: said, and the region offered
-      say(`${$("status").textContent}; the click was ${far} ${doc.spacing ? "mm" : "pixels"} from the object, so its `
-        + `edit reaches back to it: "Region instead" adds what the model finds at the click`);
-      offerRegion(() => sendClick(p, kind, true));
-    }
+      + `(${seconds(performance.now() - start)})` + changed(result)
+      + (change.far ? `; it reached back ${change.far} ${unit} to the object` : ""));
   } catch (e) { if (doc === state.doc) say(e.message, true); }
   finally { if (doc === state.doc) state.busy = false; }
 }
