@@ -23,11 +23,27 @@ def cache(tmp_path, monkeypatch):
     settings.cache_dir.cache_clear()
 
 
+def absent(message: str):
+    """A test's data is not here: a failure where it must be (CI sets LITEMEDSAM_REQUIRE_DATA=1), else a skip."""
+    if os.environ.get("LITEMEDSAM_REQUIRE_DATA") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def shared(relative: str) -> Path:
+    """A file or folder of the real data beside the dev cases (``raw/...``, ``extra/...``, ``recist-dev/...``:
+    ../shared/data, or the parent of $LITEMEDSAM_DEV_DATA), or ``absent``."""
+    path = DEV.parent / relative
+    if not path.exists():
+        absent(f"{path} is absent (the real data: ../shared/data, or beside $LITEMEDSAM_DEV_DATA)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def dev_data() -> Path:
     """The real challenge-format dev cases (../shared/data/cvpr24-dev), or a skip saying so."""
     if not (DEV / "imgs").is_dir():
-        pytest.skip(f"real dev cases not found at {DEV} (set LITEMEDSAM_DEV_DATA to their folder)")
+        absent(f"real dev cases not found at {DEV} (set LITEMEDSAM_DEV_DATA to their folder)")
     return DEV
 
 
@@ -52,7 +68,8 @@ def segmenter(models_ready):
     return Segmenter(models_ready)
 
 
-TIERS = {"test_docker.py": "docker", "test_install.py": "install", "test_browser.py": "browser", "test_cluster.py": "cluster",
+TIERS = {"test_docker.py": "docker", "test_install.py": "install", "test_browser.py": "browser",
+         "test_browser_app.py": "browser", "test_cluster.py": "cluster",
          **dict.fromkeys(["test_export.py", "test_lora.py", "test_families.py", "test_promptless.py", "test_sam_vit.py",
                           "test_efficient_sam.py", "test_frame.py"], "export")}
 NEEDS_MODELS_OR_DATA = {"models_ready", "dev_data"}  # a test using either is not fast: a fresh clone has neither

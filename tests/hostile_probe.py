@@ -613,12 +613,13 @@ def _(p):
     (f / "in" / "3DBox_CT_long.npz").write_bytes(npz_bytes(imgs=vol, boxes=np.array([[5, 5, 0, 50, 50, 59]]),
                                                              spacing=np.ones(3)))
     p.snapshot()
+    flag = f / "paused"  # infer stops as it starts the volume (litemedsam.run.pause), its pid in the flag
     proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(f / "in"), "-o", str(f / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 120  # the output folder exists once the run (and its SIGTERM handler) started
-    while not (f / "out").is_dir() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "LITEMEDSAM_PAUSE_IN": f"3DBox_CT_long.npz:{flag}"})
+    deadline = time.monotonic() + 120
+    while not (flag.is_file() and flag.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the event itself, not a guess at when it happens
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     return f, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -10,7 +10,7 @@ import pytest
 import litemedsam
 from litemedsam.core.errors import CaseError
 
-from conftest import REPO
+from conftest import REPO, shared
 
 CASE_2D = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
 CASE_3D = "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"
@@ -87,9 +87,7 @@ def test_segment_takes_a_nifti_image_or_a_path_and_gives_the_same_type_back(mode
     in, infer's output written in the input's format (the same voxels) and the labels returned."""
     import nibabel as nib
 
-    path = dev_data.parent / "raw" / "example_ct_sm.nii.gz"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (../shared/data holds the real files)")
+    path = shared("raw/example_ct_sm.nii.gz")
     box = [[20, 20, 10, 60, 60, 29]]
     image = nib.load(str(path))
     labels = litemedsam.segment(image, box, modality="CT")

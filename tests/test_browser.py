@@ -88,10 +88,9 @@ def browser_driver():
 
 def raw_ct() -> Path:
     """The raw CT NIfTI of ../shared/data/raw (a skip where it is not)."""
-    ct = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw" / "example_ct_sm.nii.gz"
-    if not ct.is_file():
-        pytest.skip(f"{ct} is not here")
-    return ct
+    from conftest import shared
+
+    return shared("raw/example_ct_sm.nii.gz")
 
 
 def serve_dev(dev_data: Path, names: list, tmp_path: Path):

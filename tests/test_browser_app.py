@@ -281,13 +281,12 @@ def test_the_line_tool_draws_a_ruler_and_makes_the_lesion(models_ready, tmp_path
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from litemedsam.core.settings import REPO_ROOT
     from litemedsam.io.lines import lines_of
 
-    dev = REPO_ROOT.parent / "shared" / "data" / "recist-dev"
+    from conftest import shared
+
     name = "CT_Lesion_000009_03_01_036-048.npz"
-    if not (dev / "imgs" / name).is_file():
-        pytest.skip(f"the RECIST dev cases are not at {dev}")
+    dev = shared(f"recist-dev/imgs/{name}").parent.parent
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / name).symlink_to(dev / "imgs" / name)

@@ -11,14 +11,13 @@ from litemedsam.io import formats
 from litemedsam.core.errors import CaseError, UsageError
 from litemedsam.io.given_boxes import CaseInputs, boxes_of_labels, read_table
 
-RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
-DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvpr24-dev"
+from conftest import DEV, shared
+
+RAW = DEV.parent / "raw"
 
 
 def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent (../shared/data holds the real files)")
-    return path
+    return shared(str(path.relative_to(DEV.parent)))
 
 
 def small_nifti(path: Path, data: np.ndarray, affine=None):

@@ -1,10 +1,10 @@
 """litemedsam.serve.interactive's embedding cache: bounded in bytes, least recently used dropped, one encoding per
 image however many threads ask at once."""
 import threading
-import time
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from litemedsam.serve.scene import EmbeddingCache
 
@@ -24,12 +24,30 @@ def test_cache_is_bounded_and_drops_the_least_recently_used():
     assert "huge" not in cache.items and cache.bytes == 300
 
 
+class Watched(dict):
+    """EmbeddingCache.pending that counts the callers who found an encoding under way (and will wait for it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting, self.changed = 0, threading.Condition()
+
+    def get(self, key, default=None):
+        found = super().get(key, default)
+        if found is not None:
+            with self.changed:
+                self.waiting += 1
+                self.changed.notify_all()
+        return found
+
+
 def test_concurrent_requests_encode_once():
     cache, calls = EmbeddingCache(), []
+    cache.pending = Watched()
 
-    def encode():
+    def encode():  # the encoding lasts until the three other callers have come and found it under way
         calls.append(1)
-        time.sleep(0.2)
+        with cache.pending.changed:
+            assert cache.pending.changed.wait_for(lambda: cache.pending.waiting >= 3, timeout=60)
         return emb(10)
     results = []
     threads = [threading.Thread(target=lambda: results.append(cache.get_or_encode("k", encode))) for _ in range(4)]
@@ -45,10 +63,8 @@ def test_a_failed_encoding_is_retried_by_the_next_caller():
 
     def fail():
         raise RuntimeError("no")
-    try:
+    with pytest.raises(RuntimeError, match="no"):  # the failure reaches its caller
         cache.get_or_encode("k", fail)
-    except RuntimeError:
-        pass
     assert cache.get_or_encode("k", lambda: emb(5)).features.size == 5 and not cache.pending
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DEV, shared
 from litemedsam.io.formats.challenge import load_case
 from litemedsam.core.errors import CaseError
 
-EXTRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "extra"
+EXTRA = DEV.parent / "extra"
 BOX = {"z_min": 2, "z_max": 7, "z_mid": 3, "z_mid_x_min": 10, "z_mid_y_min": 12, "z_mid_x_max": 30,
        "z_mid_y_max": 40}
 
@@ -96,8 +97,7 @@ def test_clicks_come_in_their_order_with_the_previous_prediction_and_the_spacing
 def test_real_2025_cases_segment_from_their_z_mid(models_ready, tmp_path):
     """The dev CT lesion in the 2025 layout: same label map quality as its 2024 form (DSC > 0.9)."""
     name = "CT_Lesion_000001_02_01_008-023_2025format.npz"
-    if not (EXTRA / name).is_file():
-        pytest.skip(f"{EXTRA} is absent (the 2025-layout examples of ../shared/data/extra)")
+    shared(f"extra/{name}")
     from evaluation.compute_metrics import case_metrics
     from tests.test_infer_real import cli
 
@@ -129,8 +129,7 @@ def test_2025_file_gives_the_masks_of_the_same_boxes_in_the_2024_layout(models_r
     """Where z_mid is the middle of z_min..z_max, the 2025 file and a 2024 file with the same boxes give
     identical label maps (the dev CT lesion: z 5..11, z_mid 8)."""
     name = "CT_Lesion_000001_02_01_008-023_2025format.npz"
-    if not (EXTRA / name).is_file():
-        pytest.skip(f"{EXTRA} is absent (the 2025-layout examples of ../shared/data/extra)")
+    shared(f"extra/{name}")
     from tests.test_infer_real import cli
 
     case = load_case(EXTRA / name)

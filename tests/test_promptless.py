@@ -25,10 +25,13 @@ def dev_image(dev_data, name=KVASIR):
 
 
 def check(report):
+    """Every output within 1e-3 of torch, and the masks compared (at least one) with Dice >= 0.999."""
+    dices = []
     for graph in report["graphs"] if "graphs" in report else [report]:
         for name, out in graph["outputs"].items():
             assert out["max_abs_error"] < 1e-3, (graph["graph"], name, out)
-            assert out.get("mask_dice", 1.0) >= 0.999, (graph["graph"], name, out)
+            dices += [out["mask_dice"]] if "mask_dice" in out else []
+    assert dices and min(dices) >= 0.999, dices
 
 
 def samed_lora(torch, base: dict, rank: int = 3) -> dict:

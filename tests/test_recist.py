@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 import litemedsam
-from conftest import REPO
+from conftest import DEV, REPO, shared
 from litemedsam.core.errors import CaseError
-from litemedsam.core.settings import REPO_ROOT
 from litemedsam.io.lines import given_lines, lines_of
 
-RECIST_DEV = REPO_ROOT.parent / "shared" / "data" / "recist-dev"
+RECIST_DEV = DEV.parent / "recist-dev"
 CASE = "CT_Lesion_000009_03_01_036-048.npz"
 
 
@@ -65,9 +64,7 @@ def cli(*args):
 
 @pytest.fixture
 def recist_dev(models_ready):
-    if not (RECIST_DEV / "imgs" / CASE).is_file():
-        pytest.skip(f"the RECIST dev cases are not at {RECIST_DEV}")
-    return RECIST_DEV
+    return shared(f"recist-dev/imgs/{CASE}").parent.parent
 
 
 def dsc(a, b):
@@ -172,12 +169,16 @@ def test_the_apps_line_tool_makes_the_lesion(recist_dev, tmp_path):
         done = finish(client, doc)
         assert done["label"] == 2 and (labels(client, doc) == 2).any(), done
         # a box drawn on a task case is that box's object, never the file's lines' (they were taken instead)
-        box = [20, 20, 120, 120]
-        r = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "z": 0}, headers=WRITE)
+        z = min(zs)  # the lesion's first slice, away from the line's
+        ys, xs = np.nonzero(gts[z] == 1)
+        x0, y0, x1, y1 = int(xs.min()) - 4, int(ys.min()) - 4, int(xs.max()) + 4, int(ys.max()) + 4
+        r = client.post(f"/api/doc/{doc['id']}/box", json={"box": [x0, y0, x1, y1], "z": int(z)}, headers=WRITE)
         assert r.status_code == 200, r.text
         r = r.json()
         got = labels(client, doc) == (finish(client, doc) if r.get("job") else r)["label"]
-        assert got.any() and not got[:, 121:].any() and not got[:, :, 121:].any() and not got[1:].any()
+        inside = np.zeros_like(got)
+        inside[z, y0:y1 + 1, x0:x1 + 1] = True
+        assert got.any() and not (got & ~inside).any()
         bad = client.post(f"/api/doc/{doc['id']}/line", json={"z": line.z, "line": [1, 1, 1e6, 1]}, headers=WRITE)
         assert bad.status_code == 400 and "inside" in bad.json()["error"]
     server.close()

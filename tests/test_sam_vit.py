@@ -40,7 +40,9 @@ def test_samed_lora_merge_then_export(tmp_path):
     model = load_model(tmp_path / "merged.pth", **SMALL)
     assert torch.equal(model.state_dict()["mask_decoder.iou_token.weight"], lora["mask_decoder.iou_token.weight"])
     report = export(model, tmp_path, prefix="samed_small")
+    dices = []
     for graph in report["graphs"]:
         for name, out in graph["outputs"].items():
             assert out["max_abs_error"] < 1e-3, (graph["graph"], name)
-            assert out.get("mask_dice", 1.0) >= 0.999
+            dices += [out["mask_dice"]] if "mask_dice" in out else []
+    assert dices and min(dices) >= 0.999, dices  # the masks were compared

@@ -67,15 +67,37 @@ def test_two_tabs_on_one_case_share_its_document_and_every_save_keeps_both(clien
     client.post(f"/api/doc/{a['id']}/save", json={}, headers=WRITE)
     again = client.restart()
     assert {1, 2, 3} <= set(np.unique(labels(again, open_case(again, CASE_3D))).tolist())
-    # two tabs opening at the same moment get one document too
-    path = client.folder / CASES_2D[0]
-    keys = []
-    threads = [threading.Thread(target=lambda: keys.append(client.server.open(path, CASES_2D[0]))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(keys)) == 1
+    # two tabs opening at the same moment get one document too: the first reads the case until the second has
+    # come to open it (and waits behind it), so the two opens overlap whatever the threads' timing
+    import litemedsam.serve.web.server as server_module
+
+    path, keys, came = client.folder / CASES_2D[0], [], threading.Event()
+    opening, read = client.server.opening, server_module.open_case
+
+    class Watched:
+        def __enter__(self):
+            if not opening.acquire(blocking=False):
+                came.set()
+                opening.acquire()
+
+        def __exit__(self, *exc):
+            opening.release()
+
+    def slow_read(*args):
+        assert came.wait(60), "the second open never came"
+        return read(*args)
+    client.server.opening = Watched()
+    server_module.open_case = slow_read
+    try:
+        threads = [threading.Thread(target=lambda: keys.append(client.server.open(path, CASES_2D[0])))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server_module.open_case, client.server.opening = read, opening
+    assert len(keys) == 2 and len(set(keys)) == 1 and came.is_set()
 
 
 def test_a_disk_full_mid_edit_leaves_no_torn_record_and_loses_nothing(client, monkeypatch):
