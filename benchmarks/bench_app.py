@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_clicks import next_click
+from evaluation.interactive import next_click
 from benchmarks.bench_serve import call, served
 from litemedsam.core.masks import dice
 from litemedsam.models.registry import dev_data_dir

@@ -397,7 +397,7 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from benchmarks.bench_clicks import next_click, write_case
+    from evaluation.interactive import next_click, write_case
 
     folder, proc, url = serve_dev(dev_data, [CASE], tmp_path)
     driver = browser_driver()

@@ -80,7 +80,7 @@ def test_the_2025_protocol_as_the_organisers_run_it(image, dev_data):
     prev_pred, the output folder kept. Every step succeeds in the image (SciPy was once missing there: every click
     step failed and the box step's mask stood for them all), each step's DSC and NSD are the host's, and the clicks
     take the final DSC above the box step's."""
-    from benchmarks.bench_clicks import Docker, fresh, run_case
+    from evaluation.interactive import Docker, fresh, run_case
 
     name = CASES[3]  # a CT lesion volume
     ours = run_case(name, dev_data, Docker(image), 5, True)
@@ -175,7 +175,7 @@ def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
     remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
     import httpx
 
-    from benchmarks.bench_protocol import KEY, box_dice
+    from evaluation.served import KEY, box_dice
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

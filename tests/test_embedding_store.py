@@ -97,13 +97,13 @@ def test_a_new_process_reads_the_embeddings_and_the_masks_are_the_same(models_re
 def test_the_protocol_server_restarted_encodes_nothing_again(models_ready, dev_data, cache, tmp_path, budget):
     """The same volume sent again to a restarted server (3D Slicer after a restart): its slices are read from the
     disk store (no new entry), and the box gives the same object."""
-    from benchmarks.bench_protocol import Served
+    from evaluation.served import Served
 
     data = np.load(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
     image = data["imgs"]
     x0, y0, z0, x1, y1, z1 = data["boxes"][0].tolist()
     box = [[(z0 + z1) // 2, (z0 + z1) // 2 + 1], [y0, y1 + 1], [x0, x1 + 1]]
-    from benchmarks.bench_protocol import REPO, wait_encoded
+    from evaluation.served import REPO, wait_encoded
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "LITEMEDSAM_CACHE_DIR": str(cache)}
     folder = cache / "embeddings"

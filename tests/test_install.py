@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bench_clicks import boxes_2025, next_click, write_case
+from evaluation.interactive import boxes_2025, next_click, write_case
 
 REPO = Path(__file__).resolve().parent.parent
 CASE_2D = "2DBox_Endoscopy_Kvasir_cju0qkwl35piu0993l0dewei2.npz"
@@ -158,7 +158,7 @@ def test_serve_fills_holes_once_its_extra_is_installed(venv, dev_data, tmp_path)
 def test_the_nninteractive_protocol_once_serve_is_installed(venv, dev_data, tmp_path):
     """The fresh venv's server (litemedsam[serve]: blosc2 declared) answers the real client: a box, a 3D object."""
     pytest.importorskip("nnInteractive.inference.remote", reason="nninteractive-client is not installed")
-    from benchmarks.bench_protocol import Served, box_dice
+    from evaluation.served import Served, box_dice
 
     done = venv.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{venv.wheel}[serve]")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -16,7 +16,7 @@ remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninterac
 import httpx  # noqa: E402  (the client's dependency)
 from nnInteractive.inference.remote.serialization import pack_array, unpack_array  # noqa: E402
 
-from benchmarks.bench_protocol import KEY, Served, largest_slice_box  # noqa: E402
+from evaluation.served import KEY, Served, largest_slice_box  # noqa: E402
 from litemedsam.core.masks import dice
 from litemedsam.serve import wire  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_box_points_undo_reset_through_the_client(served, lesion):
 
 def test_points_give_the_voxels_infer_gives_for_the_same_clicks_and_previous_mask(served, lesion, dev_data,
                                                                                    tmp_path):
-    from benchmarks.bench_clicks import InProcess, boxes_2025, next_click, write_case
+    from evaluation.interactive import InProcess, boxes_2025, next_click, write_case
 
     image, spacing, gt = lesion
     gts = gt.astype(np.uint8)
@@ -265,7 +265,7 @@ def test_two_clients_at_once_each_get_their_own_object(served, dev_data):
     other's."""
     import threading
 
-    from benchmarks.bench_protocol import box_dice
+    from evaluation.served import box_dice
 
     names = [CASE, "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"]
     sessions = [served.session(), served.session()]

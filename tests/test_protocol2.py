@@ -20,7 +20,7 @@ def encoded_within(session, seconds: float = 600) -> dict:
 
 @pytest.fixture
 def small_cache_server(models_ready, tmp_path):
-    from benchmarks.bench_protocol import Served
+    from evaluation.served import Served
 
     # 64 MB: 16 of LiteMedSAM's slices, less than two lesion volumes; no disk store to read them back from
     server = Served(tmp_path, "--cache-mb", "64", "--disk-cache-mb", "0")
@@ -49,7 +49,7 @@ def test_stopping_the_server_cancels_the_interaction_under_way(models_ready, dev
     cancelled at its next slice, said on stderr, and the client gets an error, not a mask."""
     import threading
 
-    from benchmarks.bench_protocol import Served, largest_slice_box
+    from evaluation.served import Served, largest_slice_box
 
     server = Served(tmp_path, "--disk-cache-mb", "0")
     image = np.load(dev_data / "imgs" / BRATS)["imgs"]
@@ -98,7 +98,7 @@ def test_a_client_that_gave_up_has_its_work_stopped(models_ready, dev_data, tmp_
     Now the server sees the client go and stops the work at its next slice; the lease is free again."""
     from nnInteractive.inference.remote import nnInteractiveRemoteInferenceSession
 
-    from benchmarks.bench_protocol import Served, largest_slice_box
+    from evaluation.served import Served, largest_slice_box
 
     server = Served(tmp_path, "--disk-cache-mb", "0")
     image = np.load(dev_data / "imgs" / BRATS)["imgs"]
@@ -125,7 +125,7 @@ def test_capabilities_do_not_promise_a_refinement_the_server_does_not_make(model
     run_prediction true came back unchanged (napari's "auto refine" did nothing)."""
     import httpx
 
-    from benchmarks.bench_protocol import Served
+    from evaluation.served import Served
 
     server = Served(tmp_path, "--disk-cache-mb", "0")
     try:

@@ -78,7 +78,7 @@ def test_infer_applies_the_clicks_to_the_previous_prediction(dev_data, models_re
     """The organisers' step: the dev CT lesion in the 2025 layout with its previous output and a foreground click
     on the lesion where the output missed it: the new output equals the previous one away from the click and
     holds the click; a background click removes what it is on. A box-free case of one click builds the lesion."""
-    from benchmarks.bench_clicks import boxes_2025, next_click, write_case
+    from evaluation.interactive import boxes_2025, next_click, write_case
 
     name = "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz"
     data, gts = np.load(dev_data / "imgs" / name), np.load(dev_data / "gts" / name)["gts"]

@@ -214,7 +214,7 @@ def test_names_that_a_spreadsheet_would_run_are_kept_as_text():
 
 @pytest.fixture
 def protocol_server(models_ready, tmp_path):
-    from benchmarks.bench_protocol import Served
+    from evaluation.served import Served
 
     (tmp_path / "cwd").mkdir()
     server = Served(tmp_path / "cwd", "--max-sessions", "2", "--memory", "3072")

@@ -136,7 +136,7 @@ def test_3d_propagation_and_a_click_give_infers_output(served, dev_data, tmp_pat
     assert np.array_equal(labels(served, doc), expected)
     # a click where the 2025 protocol places it: the page's labels equal infer's with that click and these labels
     # as the previous prediction (in a volume the click follows the model's logits: one code path)
-    from benchmarks.bench_clicks import next_click, write_case
+    from evaluation.interactive import next_click, write_case
     data = np.load(served.folder / CASE_3D)
     kind, (z, y, x) = next_click(expected, np.load(dev_data / "gts" / CASE_3D)["gts"], 1)
     r = served.post(f"/api/doc/{doc['id']}/click", json={"x": x, "y": y, "z": z, "kind": kind, "label": 1}, headers=WRITE)
@@ -665,7 +665,7 @@ def test_clicks_change_the_selected_object_as_infer_applies_them(served, dev_dat
     """Issue 27, item 4: a foreground click where the object is missing grows it, a background click where it is
     not shrinks it, each as `infer` applies that click to the same previous labels (one code path); undoable; a
     foreground click with no object selected builds one with the model; a background click needs an object."""
-    from benchmarks.bench_clicks import next_click, write_case
+    from evaluation.interactive import next_click, write_case
 
     doc = open_case(served, CASE_2D)
     url = f"/api/doc/{doc['id']}"
