@@ -145,3 +145,27 @@ def test_within_memory_the_embeddings_bound_counts_when_an_image_comes():
     large = Protocol(Settings("k" * 16, memory=budget), None, None, EmbeddingCache(1 << 30))
     with pytest.raises(Refused, match="--memory"):
         large.check_image(shape, dtype)
+
+
+def test_slices_beyond_the_memory_cache_go_to_disk_without_pushing_out_the_nearer(models_ready, dev_data, cache):
+    """Issue 46: with a disk store, the background encoder on a volume larger than the memory cache pushed out the
+    slices nearest the user's (encoded first) for far ones; now those stay in memory and the far ones are
+    written to disk only, each slice encoded once."""
+    import threading
+
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache, Scene
+
+    case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
+    store = EmbeddingStore.default(1 << 30)
+    scene = Scene(case, BoxPrompting(Router.load()), Segmenters(), EmbeddingCache(16 << 20, store))  # 4 slices
+    focus = 6
+    scene.encode_ahead(lambda: focus, threading.Event())
+    model = scene.model_for()
+    keys = CachingSegmenter(scene.segmenters.get(model), scene.cache, model)
+    held = {z for z in range(case.image.shape[0]) if keys.cached(case.image[z])}
+    assert held == {4, 5, 6, 7}, held  # the slices nearest slice 6 (encoded first: 6, 5, 7, 4)
+    assert store.writes == case.image.shape[0] and store.reads == 0  # each slice encoded and written once

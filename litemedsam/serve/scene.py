@@ -139,6 +139,15 @@ class CachingSegmenter:
     def cached(self, image: np.ndarray) -> bool:
         return self.cache.has(self.key(image))
 
+    def put_away(self, image: np.ndarray, session=None, options=None) -> None:
+        """The image encoded into the disk store only, unless it is there already (the background encoder, once
+        the memory cache is full: the slices near the user's stay in memory, the far ones come back from disk)."""
+        key, store = self.key(image), self.cache.store
+        if store is None or not key[1]:
+            self.encode(image, session, options)
+        elif not self.cache.has(key) and not store.path(key).is_file():
+            store.put(key, self.segmenter.encode(image, session, options).features)
+
     def __getattr__(self, name):
         return getattr(self.segmenter, name)
 
@@ -521,12 +530,15 @@ class Scene:
                         batch.append(z)
                 if not batch:
                     continue
-                if not self.cache.room(len(batch)) and self.cache.store is None:
-                    break  # without a disk store, what it encoded is never pushed out (with one, it comes back)
+                full = not self.cache.room(len(batch))
+                if full and self.cache.store is None:
+                    break  # without a disk store, what it encoded is never pushed out
+                # with one, the slices beyond the memory cache go to disk only, never pushing out the nearer ones
+                encode = segmenter.put_away if full else segmenter.encode
                 with self.turns.background() as turn:
                     if stop.is_set():
                         break
-                    runs = [pool.submit(segmenter.encode, self.image_slice(z), session, turn.options())
+                    runs = [pool.submit(encode, self.image_slice(z), session, turn.options())
                             for z, session in zip(batch, sessions)]
                     failed = [run.exception() for run in runs]  # each ended: encoded, or stopped by a prompt
                 if any(failed) and not turn.stopped:
