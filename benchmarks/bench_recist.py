@@ -37,7 +37,7 @@ from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.models.segmenter import Segmenters
-from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache
+from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache
 
 RECIST_DEV = REPO_ROOT.parent / "shared" / "data" / "recist-dev"
 R = recist.LineRule

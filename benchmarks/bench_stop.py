@@ -22,7 +22,8 @@ from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.models.segmenter import Segmenters
-from litemedsam.serve.scene import EmbeddingCache, Scene
+from litemedsam.serve.encoding import EmbeddingCache
+from litemedsam.serve.scene import Scene
 
 
 def slice_box(gt: np.ndarray) -> tuple:

@@ -75,9 +75,9 @@ class InProcess:
     def __init__(self):
         from litemedsam.methods.prompting import BoxPrompting
         from litemedsam.methods.router import Router
-        from litemedsam.run.runner import Predictor, RunSpec
+        from litemedsam.run.runner import FolderRun, RunSpec
 
-        self.predictor = Predictor(RunSpec(BoxPrompting(Router.load(None))), echo=lambda line: None, quiet=True)
+        self.predictor = FolderRun(RunSpec(BoxPrompting(Router.load(None))), echo=lambda line: None, quiet=True)
 
     def __call__(self, folder: Path, out: Path) -> bool:
         return all(r.status == "ok" for r in self.predictor.predict_folder(folder, out))

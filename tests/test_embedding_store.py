@@ -73,7 +73,8 @@ def test_a_new_process_reads_the_embeddings_and_the_masks_are_the_same(models_re
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.scene import EmbeddingCache, Scene
+    from litemedsam.serve.encoding import EmbeddingCache
+    from litemedsam.serve.scene import Scene
     from litemedsam.io.formats.challenge import load_case
 
     case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
@@ -133,16 +134,16 @@ def test_within_memory_the_embeddings_bound_counts_when_an_image_comes():
     """serve --memory: an image is admitted only if its memory and what the embeddings' cache may still grow to
     fit (the cache is capped at a quarter of --memory at start), so the server stays within it."""
     from litemedsam.core.limits import available_memory, resident_bytes
-    from litemedsam.serve.nninteractive import Protocol, Refused, Settings
-    from litemedsam.serve.scene import EmbeddingCache
+    from litemedsam.serve.nninteractive import Protocol, Refused, ProtocolOptions
+    from litemedsam.serve.encoding import EmbeddingCache
 
     if (available_memory() or 0) < 1 << 30:
         pytest.skip("less than 1 GB of memory available here")
     shape, dtype = (1, 100, 1000, 1000), np.dtype(np.uint8)  # 100 MB, about 500 MB with its work
     budget = resident_bytes() + (800 << 20)
-    small = Protocol(Settings("k" * 16, memory=budget), None, None, EmbeddingCache(64 << 20))
+    small = Protocol(ProtocolOptions("k" * 16, memory=budget), None, None, EmbeddingCache(64 << 20))
     small.check_image(shape, dtype)
-    large = Protocol(Settings("k" * 16, memory=budget), None, None, EmbeddingCache(1 << 30))
+    large = Protocol(ProtocolOptions("k" * 16, memory=budget), None, None, EmbeddingCache(1 << 30))
     with pytest.raises(Refused, match="--memory"):
         large.check_image(shape, dtype)
 
@@ -157,7 +158,8 @@ def test_slices_beyond_the_memory_cache_go_to_disk_without_pushing_out_the_neare
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache, Scene
+    from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache
+    from litemedsam.serve.scene import Scene
 
     case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
     store = EmbeddingStore.default(1 << 30)

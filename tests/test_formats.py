@@ -9,7 +9,7 @@ import pytest
 
 from litemedsam.io import formats
 from litemedsam.core.errors import CaseError, UsageError
-from litemedsam.io.given_boxes import CaseInputs, boxes_of_labels, read_table
+from litemedsam.io.given_boxes import CaseInputs, boxes_of_labels, read_boxes_table
 
 from conftest import DEV, shared
 
@@ -177,13 +177,13 @@ def test_a_nifti_with_a_header_extension_nibabel_cannot_parse_is_read(tmp_path):
 def test_boxes_from_a_table_and_from_labels(tmp_path):
     table = tmp_path / "boxes.json"
     table.write_text(json.dumps([{"file": "a.png", "box": [1, 2, 3, 4]}, [0, 0, 9, 9]]))
-    assert read_table(table) == {"a.png": [[1, 2, 3, 4]], "*": [[0, 0, 9, 9]]}
+    assert read_boxes_table(table) == {"a.png": [[1, 2, 3, 4]], "*": [[0, 0, 9, 9]]}
     csv_table = tmp_path / "boxes.csv"
     csv_table.write_text("file,x0,y0,z0,x1,y1,z1\nv.nii.gz,1,2,3,4,5,6\n")
-    assert read_table(csv_table) == {"v.nii.gz": [[1, 2, 3, 4, 5, 6]]}
+    assert read_boxes_table(csv_table) == {"v.nii.gz": [[1, 2, 3, 4, 5, 6]]}
     csv_table.write_text("x0,y0\n1,2\n")
     with pytest.raises(UsageError, match="missing x1,y1"):
-        read_table(csv_table)
+        read_boxes_table(csv_table)
     labels = np.zeros((4, 10, 12), np.uint8)
     labels[1:3, 2:5, 6:9] = 3
     boxes, absent = boxes_of_labels(labels)

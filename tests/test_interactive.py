@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from litemedsam.serve.scene import EmbeddingCache
+from litemedsam.serve.encoding import EmbeddingCache
 
 
 def emb(nbytes: int):

@@ -111,7 +111,8 @@ def test_the_servers_background_encoder_uses_every_slice_session(models_ready, d
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
     from litemedsam.models.segmenter import Segmenter, Segmenters
-    from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache, Scene
+    from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache
+    from litemedsam.serve.scene import Scene
 
     monkeypatch.setenv(parallel.ENV, "2")
     case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")

@@ -324,12 +324,12 @@ def test_points_of_an_object_are_capped():
     """8: the points of one object are capped (the earlier ones are not copied per point either)."""
     from litemedsam.core.limits import MAX_POINTS
     from litemedsam.serve.http import Refused
-    from litemedsam.serve.nninteractive import Lease, Protocol, Settings
+    from litemedsam.serve.nninteractive import Lease, Protocol, ProtocolOptions
 
     class Scene:
         labels = np.zeros((4, 8, 8), np.uint16)
 
-    protocol = Protocol(Settings("k" * 16), None, None, None)
+    protocol = Protocol(ProtocolOptions("k" * 16), None, None, None)
     lease = Lease("t", scene=Scene(), target=((4, 8, 8), np.dtype(np.uint8)))
     lease.clicks = [(0, 0, 0)] * MAX_POINTS
     with pytest.raises(Refused, match=f"at most {MAX_POINTS}"):

@@ -805,7 +805,7 @@ def test_a_new_objects_click_on_a_volume_is_one_step_and_a_late_cancel_changes_n
     """Issue 47, 5 and 8: a click that starts an object (the model's region at it, then the click's edit) was two
     undo steps, so Ctrl-Z left the region; and a Cancel that came after the region was painted left it there
     ("Cancel pressed early on a short 3D click is ignored"). Now one step, and stopped whole up to the edit."""
-    from litemedsam.serve.scene import Cancelled
+    from litemedsam.serve.encoding import Cancelled
 
     doc = open_case(served, CASE_BIG)
     scene = served.server.get(doc["id"]).doc
@@ -885,7 +885,7 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.interactive import read_table
+    from litemedsam.serve.interactive import read_label_table
     from litemedsam.serve.web.app import Server, make_app
 
     table_file = tmp_path / "project.json"
@@ -893,7 +893,7 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
                                                  "2": {"name": "instrument", "color": None}}}))
     folder = link_cases(dev_data, [CASE_2D], tmp_path / "in")
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 64 << 20, 1 << 20,
-                    table=read_table(table_file))
+                    table=read_label_table(table_file))
     with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
                     headers={"X-Litemedsam-Token": server.token}) as client:
         doc = open_case(client, CASE_2D)

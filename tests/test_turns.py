@@ -1,4 +1,4 @@
-"""One model run at a time (litemedsam.serve.scene.ModelTurns): a prompt that comes while a background turn
+"""One model run at a time (litemedsam.serve.encoding.ModelTurns): a prompt that comes while a background turn
 encodes stops that turn's runs at once (ONNX Runtime's terminate flag), takes the model, and the background
 encoder does the stopped slices again afterwards, with the same embeddings."""
 import threading
@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from litemedsam.serve.scene import ModelTurns
+from litemedsam.serve.encoding import ModelTurns
 
 
 def wait_until(condition, seconds: float = 60) -> None:
@@ -57,7 +57,8 @@ def test_stopped_slices_are_encoded_again_with_the_same_embeddings(models_ready,
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.methods.router import Router
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.scene import CachingSegmenter, EmbeddingCache, Scene
+    from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache
+    from litemedsam.serve.scene import Scene
 
     case = load_case(dev_data / "imgs" / "3DBox_CT_CT_Lesion_000009_03_01_036-048.npz")
     segmenters = Segmenters()

@@ -131,7 +131,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     2 when nothing could run (a missing or altered model file, an unusable router file).
     """
     from litemedsam.methods.prompting import BoxPrompting
-    from litemedsam.run.runner import Predictor, RunSpec
+    from litemedsam.run.runner import FolderRun, RunSpec
     from litemedsam.models.session import resolve_threads
 
     if (prompt == "self") != (head is not None):
@@ -179,7 +179,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         else:
             run_elsewhere = None
         spec = RunSpec(prompting, inputs, overlay_dir, debug, measurements)
-        predictor = Predictor(spec, threads, echo=echo, profile=profile, options=options, quiet=quiet,
+        predictor = FolderRun(spec, threads, echo=echo, profile=profile, options=options, quiet=quiet,
                               bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar,
                               executor=run_elsewhere)
         results = predictor.predict_folder(input_path, output_dir, continue_prediction)

@@ -6,7 +6,7 @@ from litemedsam.core.errors import UsageError, shown
 def case_inputs(box_texts, boxes_file, labels_path, window, modality, line_texts=(), recist_path=None):
     """The command line's prompts (boxes, or RECIST lines) and intensity options
     (litemedsam.io.given_boxes.CaseInputs), checked once."""
-    from litemedsam.io.given_boxes import CaseInputs, parse_box, read_table
+    from litemedsam.io.given_boxes import CaseInputs, parse_box, read_boxes_table
     from litemedsam.io.intensity import checked_window
     from litemedsam.io.lines import parse_line
 
@@ -22,7 +22,7 @@ def case_inputs(box_texts, boxes_file, labels_path, window, modality, line_texts
     if len({len(b) for b in inputs.boxes}) > 1:
         raise UsageError("--box: all boxes of a run are 2D (4 numbers) or all 3D (6)")
     if boxes_file is not None:
-        inputs.table, inputs.table_name = read_table(boxes_file), shown(boxes_file.name)
+        inputs.table, inputs.table_name = read_boxes_table(boxes_file), shown(boxes_file.name)
     if labels_path is not None:
         if not labels_path.exists():
             raise UsageError(f"--boxes-from-labels {shown(labels_path)}: no such file or folder")

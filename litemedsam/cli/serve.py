@@ -153,9 +153,9 @@ def project_labels(path: Path | None) -> dict:
     if path is None:
         return {}
     from litemedsam.core.errors import CaseError
-    from litemedsam.serve.interactive import read_table
+    from litemedsam.serve.interactive import read_label_table
     try:
-        return read_table(path)
+        return read_label_table(path)
     except CaseError as e:
         raise UsageError(f"--labels {shown(path)}: {e}") from None
 
@@ -190,27 +190,27 @@ def serve_protocol(host, port, router_file, modality, window, exact, threads, ca
     try:
         import uvicorn
 
-        from litemedsam.serve.nninteractive import Protocol, Settings, make_app
+        from litemedsam.serve.nninteractive import Protocol, ProtocolOptions, make_app
     except ImportError as e:
         raise UsageError(f"--protocol nninteractive needs Starlette, uvicorn and blosc2 ({e}); install them with: "
                          f"pip install 'litemedsam[serve]'") from None
     from litemedsam.methods.prompting import BoxPrompting
     from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.scene import EmbeddingCache
+    from litemedsam.serve.encoding import EmbeddingCache
 
     threads, router, inputs = model_options(router_file, modality, window, threads)
     if liveness_timeout >= idle_timeout:
         raise UsageError("--liveness-timeout must be shorter than --idle-timeout")
     key, made = read_key(key_file)
     check_listen(host, port)
-    settings = Settings(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
-                        inputs.window, None if memory_mb is None else memory_mb << 20)
+    options = ProtocolOptions(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
+                              inputs.window, None if memory_mb is None else memory_mb << 20)
     cache_bytes = cache_mb << 20
     if memory_mb is not None and cache_bytes > (memory_mb << 20) // 4:
         cache_bytes = (memory_mb << 20) // 4
         click.echo(f"  embeddings kept in memory: at most {cache_bytes >> 20} MB (a quarter of --memory; "
                    f"--cache-mb asked {cache_mb})" + (", the others read back from disk" if disk_cache_mb else ""))
-    protocol = Protocol(settings, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
+    protocol = Protocol(options, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
                         EmbeddingCache(cache_bytes, embedding_store(disk_cache_mb)))
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"litemedsam serve --protocol nninteractive: http://{shown_host}:{port} (at most {max_sessions} "

@@ -33,7 +33,7 @@ def parse_box(text: str, where: str = "--box") -> list:
     return values
 
 
-def read_table(path: Path) -> dict:
+def read_boxes_table(path: Path) -> dict:
     """A boxes file -> {file name or "*": [box, ...]}. JSON: a list of rows, each a list of 4 or 6 numbers or
     an object {"box": [...], "file": NAME}; CSV: columns x0,y0[,z0],x1,y1[,z1] and optionally file."""
     source = shown(path)

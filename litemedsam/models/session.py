@@ -19,7 +19,7 @@ def _cgroup_cpu_limit() -> int | None:
 
 def interruptible():
     """Options for one model run that another thread can stop: ``options.terminate = True`` makes the run raise
-    within milliseconds, leaving the session as it was (litemedsam.serve.scene.ModelTurns stops background
+    within milliseconds, leaving the session as it was (litemedsam.serve.encoding.ModelTurns stops background
     encoding so when a prompt comes)."""
     import onnxruntime as ort
 

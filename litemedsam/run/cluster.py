@@ -150,7 +150,7 @@ def connect(address: str, timeout: float = 15.0):
 
 
 def executor(address: str, threads: int | None):
-    """An executor for Predictor.predict_folder: jobs -> (job, Result, lines) as they finish on the cluster.
+    """An executor for FolderRun.predict_folder: jobs -> (job, Result, lines) as they finish on the cluster.
     ``threads``: ONNX Runtime threads per worker, None for each worker's own CPUs."""
     check_address(address)
 

@@ -25,7 +25,7 @@ from litemedsam.core.timing import EFFICIENCY_CSV, phase, process_seconds, read_
 
 
 @dataclass
-class Job:
+class CaseJob:
     """One case to run: its file, its output, the input that owns that output name, its progress prefix."""
 
     path: Path
@@ -103,7 +103,7 @@ def unusable_output(path: Path, target: Path) -> str:
     return ""
 
 
-class Predictor:
+class FolderRun:
     """The books of a run (nnU-Net v2's predictor): ``predict_folder`` lists a folder's cases, hands them to its
     executor (``run_jobs``, here; or worker processes, or a cluster) and, as each one finishes, prints its lines
     and keeps efficiency.csv and run.json. Every executor runs each case with ``run_case(spec, job, ...)``.
@@ -206,10 +206,10 @@ class Predictor:
                 kept.append(Result(path.name, 0.0, "existing", output=target.name))
                 self.echo(f"{prefix}: output exists, skipped (--continue-prediction)")
                 continue
-            jobs.append(Job(path, target, owners[target.name], prefix))
+            jobs.append(CaseJob(path, target, owners[target.name], prefix))
         return jobs, kept
 
-    def _say(self, job: Job, result: Result, lines: list) -> None:
+    def _say(self, job: CaseJob, result: Result, lines: list) -> None:
         """A finished case's messages: its lines (those about the run once), its time or its error, its profile."""
         name = shown(job.path.name)
         for line in lines:
@@ -249,7 +249,7 @@ class Predictor:
             self._warn_once(f"WARNING: {e}; the case times will be written when there is room again")
 
 
-def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple:
+def run_case(spec: RunSpec, job: CaseJob, segmenters: Segmenters, bar=None) -> tuple:
     """Read, segment and write one case of any format (litemedsam.io.formats): the one function every executor
     calls. Returns its Result and its message lines (``Once`` for those about the run). ``bar`` (case name,
     done, total) shows progress within a long case. Raises ModelError only (nothing can run); every other
@@ -258,7 +258,7 @@ def run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar=None) -> tuple
         return _run_case(spec, job, segmenters, bar, phases)
 
 
-def _run_case(spec: RunSpec, job: Job, segmenters: Segmenters, bar, phases) -> tuple:
+def _run_case(spec: RunSpec, job: CaseJob, segmenters: Segmenters, bar, phases) -> tuple:
     path, target = job.path, job.target
     lines: list = []
     start = time.perf_counter()

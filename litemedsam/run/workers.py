@@ -104,7 +104,7 @@ def died(process) -> str:
 
 
 def executor(count: int, threads: int | None = None):
-    """An executor for Predictor.predict_folder: ``count`` worker processes of ``threads`` ONNX Runtime threads;
+    """An executor for FolderRun.predict_folder: ``count`` worker processes of ``threads`` ONNX Runtime threads;
     (spec, jobs, echo) -> (job, Result, lines) as they finish."""
 
     def run(spec, jobs, echo=print):

@@ -23,7 +23,8 @@ from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.intensity import CT_WINDOW, modality_of
 from litemedsam.core.measure import measurements_file, to_csv
 from litemedsam.core.safeio import read_small, write_bytes, write_text
-from litemedsam.serve.scene import EmbeddingCache, Scene
+from litemedsam.serve.encoding import EmbeddingCache
+from litemedsam.serve.scene import Scene
 
 WORK_FOLDER = ".litemedsam-work"  # beside the outputs: each open case's unsaved edits, kept after every edit
 
@@ -42,7 +43,8 @@ class Document(Scene):
                             f"{case.label_shape}")
         if labels is not None and (labels.min(initial=0) < 0 or labels.max(initial=0) > 65535):
             raise CaseError(f"its segmentation {shown(target.name)} holds labels outside 0-65535")
-        super().__init__(case, prompting, segmenters, cache, labels, turns)
+        super().__init__(case, prompting, segmenters, cache, labels, turns, edited=self._write_edit,
+                         writable=self._refuse_if_readonly)
         self.target, self.inputs = target, inputs or CaseInputs()
         self.names = dict(names or {})  # label -> {"name": ..., "color": [r, g, b] or None}: what the user called it
         self.table: dict = {}  # the project's label table (serve --labels): names and colours by label, where unnamed
@@ -111,7 +113,7 @@ class Document(Scene):
         """Where the unsaved edits are kept: ``.litemedsam-work/<output name>.edits`` in the output's folder."""
         return work_file(self.target)
 
-    def _keep(self, where: np.ndarray, values) -> None:
+    def _write_edit(self, where: np.ndarray, values) -> None:
         """After an edit: append it (the voxels it set and their labels) to the work file, so that no edit is lost
         when the page is reloaded, another case is opened or the server restarts; only what changed is written.
         A failure (disk full) is reported and leaves no partial record; the edit stays in memory, and the next
@@ -163,7 +165,7 @@ class Document(Scene):
         if data is None:
             return
         count, damage = replay_edits(data, self.labels)
-        self._count()
+        self.count()
         self.unsaved = self.unsaved or count > 0
         if not damage:
             return
@@ -184,7 +186,8 @@ class Document(Scene):
                 self.behind = True
                 self.autosave_problem = f"the edits could not be kept in {shown(work.name)} ({shown(e)}); save"
 
-    def _writable(self) -> None:
+    def _refuse_if_readonly(self) -> None:
+        """Before an edit: CaseError when this case's edits are refused (its work folder cannot be read)."""
         if self.readonly:
             raise CaseError(f"this case is read-only: {self.readonly}")
 
@@ -192,7 +195,7 @@ class Document(Scene):
         """Name object ``label`` and/or give it a colour ([r, g, b]); kept with the unsaved edits (the work
         folder) until Save writes them beside the output (``<output>.labels.json``). CaseError for a bad one."""
         with self.lock:
-            self._writable()
+            self.writable()
             entry = dict(self.names.get(int(label), {"name": "", "color": None}))
             if name is not None:
                 entry["name"] = name
@@ -208,10 +211,10 @@ class Document(Scene):
     def discard(self) -> None:
         """Drop the unsaved edits: the label map as the output file holds it (or empty), no work file."""
         with self.lock:
-            self._writable()
+            self.writable()
             labels = read_output(self.case, self.target)
             self.labels[...] = 0 if labels is None else labels
-            self._count()
+            self.count()
             self.undo_stack.clear()
             self.redo_stack.clear()
             self.work_file.unlink(missing_ok=True)
@@ -239,7 +242,7 @@ class Document(Scene):
         since it was opened), the output is saved all the same, no older measurements stay beside it and
         ``measure_problem`` says why."""
         with self.lock:
-            self._writable()
+            self.writable()
             labels = self.labels if self.labels.max(initial=0) > 255 else self.labels.astype(np.uint8)
             formats.write(self.case, labels, self.target)
             names = {label: self.entry(label) for label in sorted(set(self.names) | {
@@ -291,7 +294,7 @@ def checked_name(label, entry) -> dict:
     return {"name": name.strip(), "color": color}
 
 
-def read_table(path: Path) -> dict:
+def read_label_table(path: Path) -> dict:
     """A project's label table (``serve --labels FILE``): the names and colours objects take by their label, in
     the form Save writes beside an output (``{"labels": {"1": {"name": "liver", "color": [r, g, b]}}}``), so a
     saved ``.labels.json`` serves as one. CaseError saying what is wrong with it."""
@@ -447,7 +450,7 @@ def open_case(path: Path, output_dir: Path, prompting, segmenters, cache: Embedd
     """A Document of the case at ``path``, saved to ``target`` (default: its output name in ``output_dir``), with
     its labels from the output file when ``infer`` (or a save) wrote one, and the unsaved edits and names a work
     file holds (an earlier page, or server, left them: ``Document.restore``); ``table``: the project's label table
-    (``read_table``)."""
+    (``read_label_table``)."""
     case = formats.read(path, inputs, require_boxes=False)
     target = target or output_dir / formats.output_name(path)
     doc = Document(case, target, prompting, segmenters, cache, read_output(case, target), inputs,

@@ -55,7 +55,9 @@ from litemedsam.io.geometry import Geometry, usable_spacing
 from litemedsam.io.intensity import prepare
 from litemedsam.serve import wire
 from litemedsam.serve.http import Refused, json_object, number, read_body
-from litemedsam.serve.scene import Cancelled, EmbeddingCache, ModelTurns, Scene
+from litemedsam.serve.background import BackgroundEncoding
+from litemedsam.serve.encoding import Cancelled, EmbeddingCache, ModelTurns
+from litemedsam.serve.scene import Scene
 
 log = logging.getLogger("litemedsam.nninteractive")
 
@@ -92,7 +94,7 @@ CAPABILITIES = {
 
 
 @dataclass
-class Settings:
+class ProtocolOptions:
     key: str  # the Bearer key every request but /healthz carries
     max_sessions: int = 1
     idle_timeout: float = 600.0  # seconds without an interaction before a lease is reaped
@@ -107,11 +109,8 @@ class Protocolled(Scene):
     """A lease's scene: the edits of one request are collected (``changed``) to answer with their region."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
         self.changed: list = []
-
-    def _keep(self, where: np.ndarray, values) -> None:
-        self.changed.append(where)
+        super().__init__(*args, edited=lambda where, values: self.changed.append(where), **kwargs)
 
 
 @dataclass
@@ -125,25 +124,33 @@ class Lease:
     target: tuple | None = None  # (shape, dtype) of the client's target buffer
     clicks: list = field(default_factory=list)  # the object's points so far ((z, y, x) each): their voxels kept
     pending: list = field(default_factory=list)  # (action, bytes held) added with run_prediction false, run by the next
-    ahead: threading.Thread | None = None  # the background encoder of the scene's slices
-    stop: threading.Event = field(default_factory=threading.Event)
-    focus: int = 0  # the slice the background encoder starts from (the latest interaction's)
-    encoded: set = field(default_factory=set)  # the slices of the image whose embeddings are ready
+    encoding: BackgroundEncoding | None = None  # the scene's slices encoded ahead
+    ended: threading.Event = field(default_factory=threading.Event)  # the lease is over: its interaction stops
     running: bool = False  # an interaction of the lease is being computed
 
     def close(self) -> None:
+        """The lease ended (released, expired, the server stopping): an interaction under way stops at its next
+        slice, and its image is let go."""
+        self.ended.set()
+        self.let_go()
+
+    def let_go(self) -> None:
         """Its image is done with (a new one came, the lease ended): its background encoder stopped and its
         embeddings let go from memory (again by the encoder as it ends: the slice it was on)."""
-        self.stop.set()
-        if self.scene is not None:
-            self.scene.forget_embeddings()
+        if self.encoding is not None:
+            self.encoding.stop()
+
+    def focus_on(self, z: int) -> None:
+        """The slice the background encoder goes on from (the latest interaction's)."""
+        if self.encoding is not None:
+            self.encoding.focus = int(z)
 
 
 class Protocol:
     """The leases and the model of one server."""
 
-    def __init__(self, settings: Settings, prompting, segmenters, cache: EmbeddingCache):
-        self.settings, self.prompting, self.segmenters, self.cache = settings, prompting, segmenters, cache
+    def __init__(self, options: ProtocolOptions, prompting, segmenters, cache: EmbeddingCache):
+        self.options, self.prompting, self.segmenters, self.cache = options, prompting, segmenters, cache
         self.leases: dict[str, Lease] = {}
         self.lock = threading.Lock()  # the leases dict
         self.model = ModelTurns()  # one model run at a time across leases, interactions before background encoding
@@ -153,8 +160,8 @@ class Protocol:
     def claim(self) -> Lease:
         self.sweep()
         with self.lock:
-            if len(self.leases) >= self.settings.max_sessions:
-                raise Refused(503, f"server is at capacity ({self.settings.max_sessions} session(s)); try again "
+            if len(self.leases) >= self.options.max_sessions:
+                raise Refused(503, f"server is at capacity ({self.options.max_sessions} session(s)); try again "
                                    f"later")
             lease = Lease(secrets.token_urlsafe(24))
             self.leases[lease.token] = lease
@@ -186,12 +193,12 @@ class Protocol:
         now = time.monotonic()
         with self.lock:
             gone = [self.leases.pop(t) for t, lease in list(self.leases.items())
-                    if now - lease.seen > self.settings.liveness_timeout or now - lease.active > self.settings.idle_timeout]
+                    if now - lease.seen > self.options.liveness_timeout or now - lease.active > self.options.idle_timeout]
         for lease in gone:  # outside the lock: letting go of an image's embeddings hashes its slices
             lease.close()
 
     def remaining(self, lease: Lease) -> float:
-        return max(0.0, self.settings.idle_timeout - (time.monotonic() - lease.active))
+        return max(0.0, self.options.idle_timeout - (time.monotonic() - lease.active))
 
     def close(self) -> None:
         """The server ends: every lease's background encoder is stopped and waited for (before the model sessions go
@@ -202,8 +209,8 @@ class Protocol:
                 lease.close()
             self.leases.clear()
         for lease in leases:
-            if lease.ahead is not None:
-                lease.ahead.join(timeout=120)
+            if lease.encoding is not None:
+                lease.encoding.join(timeout=120)
 
     # -- the image and the object --
     def check_image(self, shape: tuple, dtype: np.dtype) -> None:
@@ -214,18 +221,18 @@ class Protocol:
         if voxels > MAX_VOXELS:
             raise Refused(413, f"an image of {list(shape[1:])} voxels; at most {MAX_VOXELS} are accepted")
         decoded = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        limit = self.settings.max_image_bytes
+        limit = self.options.max_image_bytes
         if decoded > limit:
             raise Refused(413, f"the image {list(shape)} {dtype.name} takes {human(decoded)} decoded; this server "
                                f"accepts at most {human(limit)} (--max-image-mb)")
         need = decoded + voxels * (WORK_PER_VOXEL + (0 if dtype in (np.uint8, np.bool_) else PREPARE_PER_VOXEL))
-        if self.settings.memory:  # within --memory, the embeddings' cache may still grow to its bound
+        if self.options.memory:  # within --memory, the embeddings' cache may still grow to its bound
             need += max(0, self.cache.max_bytes - self.cache.bytes)
-        free = room(self.settings.memory)
+        free = room(self.options.memory)
         if free is not None and need > free:
             raise Refused(413, f"the image {list(shape)} {dtype.name} needs about {human(need)} of memory; "
                                f"{human(free)} is available to this server"
-                               + (" (--memory)" if self.settings.memory else ""))
+                               + (" (--memory)" if self.options.memory else ""))
 
     def set_image(self, lease: Lease, image: np.ndarray, properties: dict) -> list:
         if image.ndim != 4 or min(image.shape) < 1:
@@ -235,7 +242,7 @@ class Protocol:
             image = image.astype(np.float32)
         if image.dtype.kind == "f" and not np.isfinite(image[0]).all():
             raise Refused(400, "the image holds NaN or infinite values")
-        modality = properties.get("modality", self.settings.modality)
+        modality = properties.get("modality", self.options.modality)
         if modality is not None and not (isinstance(modality, str) and modality.isprintable() and len(modality) < 40):
             raise Refused(400, "image_properties.modality must be a short name such as \"CT\" or \"MR\"")
         try:
@@ -251,7 +258,7 @@ class Protocol:
                                    "order)")
         data = image[0] if image.dtype != np.bool_ else image[0].astype(np.uint8) * np.uint8(255)
         try:
-            grey, found, _ = prepare(data, "", modality, self.settings.window)
+            grey, found, _ = prepare(data, "", modality, self.options.window)
             case = make_case(Path("nninteractive"), grey, np.zeros((0, 6)), dim="3D", fmt="challenge",
                              geometry=Geometry.of(spacing[::-1] if spacing else None),
                              modality=modality or found)
@@ -259,22 +266,11 @@ class Protocol:
             scene.model_for()  # a model is built for it: said now, not at the first interaction
         except LitemedsamError as e:
             raise Refused(400, f"the image: {e}") from None
-        lease.close()  # the previous image's background encoder
-        lease.stop = threading.Event()
-        lease.scene, lease.clicks, lease.pending, lease.encoded = scene, [], [], set()
-        lease.focus = scene.depth // 2
-        lease.ahead = threading.Thread(target=self._encode_ahead, args=(lease, scene, lease.stop), daemon=True,
-                                       name="litemedsam-encode-ahead")
-        lease.ahead.start()
+        lease.let_go()  # the previous image
+        lease.scene, lease.clicks, lease.pending = scene, [], []
+        lease.encoding = BackgroundEncoding(scene, scene.depth // 2, forget=True)
+        lease.encoding.start()
         return list(image.shape)
-
-    def _encode_ahead(self, lease: Lease, scene: Scene, stop: threading.Event) -> None:
-        try:
-            scene.encode_ahead(lambda: lease.focus, stop, lease.encoded.add)
-        except Exception:  # a failure here costs speed only: the interaction encodes its slice itself
-            log.exception("background encoding stopped")
-        if stop.is_set():  # the image was let go while a slice was being encoded: that one too
-            scene.forget_embeddings()
 
     def set_target(self, lease: Lease, payload: dict) -> None:
         shape, dtype = payload.get("shape"), payload.get("dtype")
@@ -297,12 +293,8 @@ class Protocol:
         lease.clicks, lease.pending = [], []
         scene = lease.scene
         if scene is not None:
-            with scene.lock:
-                scene.labels[...] = 0
-                scene._count()
-                scene.undo_stack.clear()
-                scene.redo_stack.clear()
-                scene.changed.clear()
+            scene.clear()
+            scene.changed.clear()
 
     # -- interactions --
     def ready(self, lease: Lease) -> Protocolled:
@@ -340,7 +332,7 @@ class Protocol:
         scene.changed.clear()
 
         def still_wanted(done: int, total: int) -> None:  # between slices: stop for nobody (Cancelled)
-            if self.closing.is_set() or lease.stop.is_set() or (gone is not None and gone.is_set()):
+            if self.closing.is_set() or lease.ended.is_set() or (gone is not None and gone.is_set()):
                 raise Cancelled()
         lease.running = True
         try:
@@ -366,7 +358,8 @@ class Protocol:
         with self.lock:
             leases = list(self.leases.values())
         for lease in leases:
-            lease.stop.set()
+            lease.ended.set()
+            lease.let_go()
         return sum(lease.running for lease in leases)
 
     def undo(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
@@ -387,7 +380,7 @@ class Protocol:
         at = np.unravel_index(where, scene.labels.shape)
         bbox = [[int(a.min()), int(a.max()) + 1] for a in at]
         window = tuple(slice(lo, hi) for lo, hi in bbox)
-        lease.focus = (bbox[0][0] + bbox[0][1]) // 2
+        lease.focus_on((bbox[0][0] + bbox[0][1]) // 2)
         return bbox, (scene.labels[window] == OBJECT).astype(lease.target[1])
 
     def box_action(self, lease: Lease, coords, include: bool):
@@ -404,7 +397,7 @@ class Protocol:
         if any(hi <= lo for lo, hi in clipped):
             raise Refused(400, f"bbox_coords {coords} lies outside the image {list(shape)}")
         (z0, z1), (y0, y1), (x0, x1) = clipped
-        lease.focus = (z0 + z1 - 1) // 2
+        lease.focus_on((z0 + z1 - 1) // 2)
         if not flat:
             def action(scene):
                 mask, _ = scene.box_mask((x0, y0, x1 - 1, y1 - 1), (z0 + z1 - 1) // 2, (z0, z1 - 1))
@@ -432,7 +425,7 @@ class Protocol:
         if len(lease.clicks) >= MAX_POINTS:
             raise Refused(400, f"this object has {len(lease.clicks)} points; an object takes at most {MAX_POINTS} "
                                f"(reset the interactions, or start a new object)")
-        lease.focus = at[0]
+        lease.focus_on(at[0])
         clicks, before = lease.clicks, len(lease.clicks)  # the earlier points, read when it runs (no copy per point)
         clicks.append(at)
 
@@ -455,7 +448,7 @@ class Protocol:
         plane, index = "zyx"[axis], int(found[axis][0])
         rows, cols = [found[a] for a in range(3) if a != axis]
         rect = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
-        lease.focus = int(found[0].min())
+        lease.focus_on(found[0].min())
 
         def action(scene):
             if include:
@@ -557,7 +550,7 @@ def guarded(handler, lease: str | None = "active"):
         protocol = request.app.state.protocol
         try:
             given = request.headers.get("authorization", "")
-            key = protocol.settings.key.encode()
+            key = protocol.options.key.encode()
             if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key)):
                 raise Refused(401, "missing or wrong API key (Authorization: Bearer ...): this server always requires "
                                    "one, on localhost too; it is the one printed at its start (a new one at each "
@@ -583,9 +576,9 @@ async def capabilities(protocol: Protocol, request: Request):
 
 async def claim(protocol: Protocol, request: Request):
     lease = protocol.claim()
-    return JSONResponse({"lease_token": lease.token, "idle_timeout_seconds": protocol.settings.idle_timeout,
-                         "liveness_timeout_seconds": protocol.settings.liveness_timeout,
-                         "max_sessions": protocol.settings.max_sessions})
+    return JSONResponse({"lease_token": lease.token, "idle_timeout_seconds": protocol.options.idle_timeout,
+                         "liveness_timeout_seconds": protocol.options.liveness_timeout,
+                         "max_sessions": protocol.options.max_sessions})
 
 async def release(protocol: Protocol, request: Request):
     protocol.release(request.headers.get(LEASE))
@@ -598,7 +591,8 @@ async def lease_status(protocol: Protocol, request: Request, lease: Lease):
     scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many, and
     # whether an interaction of the lease is being computed
     return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
-                         protocol.settings.idle_timeout, "encoded_slices": len(lease.encoded),
+                         protocol.options.idle_timeout, "encoded_slices":
+                         len(lease.encoding.ready) if lease.encoding is not None else 0,
                          "slices": scene.depth if scene is not None else 0, "interacting": lease.running})
 
 async def set_image(protocol: Protocol, request: Request, lease: Lease):
@@ -606,12 +600,12 @@ async def set_image(protocol: Protocol, request: Request, lease: Lease):
     properties = info.get("image_properties") or {}
     if not isinstance(properties, dict):
         raise Refused(400, "image_properties must be a JSON object")
-    data = await read_body(request, protocol.settings.max_image_bytes + (1 << 20))
+    data = await read_body(request, protocol.options.max_image_bytes + (1 << 20))
 
     def work(lease):
         try:
             protocol.check_image(*wire.header(data)[:2])  # from its header, before anything is decompressed
-            image = wire.unpack(data, protocol.settings.max_image_bytes)
+            image = wire.unpack(data, protocol.options.max_image_bytes)
         except ValueError as e:
             raise Refused(400, f"the image: {e}") from None
         return protocol.set_image(lease, image, properties)

@@ -3,18 +3,15 @@ litemedsam.serve.interactive: a Scene kept in a file) and the nnInteractive prot
 (litemedsam.serve.nninteractive: a Scene per client). A Scene is one image (a litemedsam Case) and its label map,
 segmented one prompt at a time with the same router, models and pipeline as ``infer`` (a box gives the mask
 ``infer`` gives for that box; a click the edit ``infer`` makes for it), with undo and redo. Image embeddings are
-kept by slice content in an EmbeddingCache bounded in bytes (a slice is encoded once, however many prompts are
-drawn on it) and can be made ahead, in the background (``encode_ahead``).
+kept by slice content in an EmbeddingCache bounded in bytes (litemedsam.serve.encoding: a slice is encoded once,
+however many prompts are drawn on it) and can be made ahead, in the background (``encode_ahead``); the label map,
+its undo and redo and its overwrite guard are litemedsam.serve.labelmap's.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import math
 import threading
-from contextvars import ContextVar
-from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -27,298 +24,35 @@ from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.io.lines import Line
 from litemedsam.methods import recist, refine
-from litemedsam.models.segmenter import Embedding
+from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache, ModelTurns, Reporting
+from litemedsam.serve.labelmap import LabelMap
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
 ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
 OFF_AXIS = "cuts"  # how a box on a coronal or sagittal cut becomes its 3D object (Scene.propagate; bench_recist --boxes)
 FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
 FLAT = 8  # grey levels (of the model's 0-255 image): a box whose pixels span fewer holds nothing to segment (air)
-MAX_UNDO = 50  # edits that can be undone, at most
-MAX_UNDO_BYTES = 256 << 20  # and the memory they may hold (the latest edit is always kept)
-EDITOR: ContextVar[str | None] = ContextVar("litemedsam_editor", default=None)  # who makes the edits made in this
-# context (a browser tab; None: whoever calls without saying): undo and redo take back one's own edits only
 
-class Cancelled(Exception):
-    """A propagation was cancelled."""
-
-
-class EmbeddingCache:
-    """Encoded images by (model, image content), least recently used dropped beyond ``max_bytes``; an image
-    being encoded by one thread is waited for by the others, not encoded twice. With a ``store``
-    (litemedsam.models.embedding_store), what is encoded is also kept on disk and read back from there after
-    a restart or once dropped here."""
-
-    def __init__(self, max_bytes: int = 1 << 30, store=None):
-        self.max_bytes, self.bytes, self.store = max_bytes, 0, store
-        self.items: OrderedDict = OrderedDict()
-        self.pending: dict = {}  # key -> Event set when its encoding ends
-        self.lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get_or_encode(self, key, encode):
-        while True:
-            with self.lock:
-                emb = self.items.get(key)
-                if emb is not None:
-                    self.items.move_to_end(key)
-                    self.hits += 1
-                    return emb
-                running = self.pending.get(key)
-                if running is None:
-                    self.pending[key] = threading.Event()
-                    self.misses += 1
-                    break
-            running.wait()  # then look again: done, or failed (or too large to keep) and encoded here
-        try:
-            emb = encode()
-            self._put(key, emb)
-            return emb
-        finally:
-            with self.lock:
-                self.pending.pop(key).set()
-
-    def forget(self, keys) -> None:
-        """Drop these embeddings (an image no one works on any more); on disk they stay."""
-        with self.lock:
-            for key in keys:
-                emb = self.items.pop(key, None)
-                if emb is not None:
-                    self.bytes -= emb.features.nbytes
-
-    def has(self, key) -> bool:
-        with self.lock:
-            return key in self.items
-
-    def room(self, n: int = 1) -> bool:
-        """Whether ``n`` more embeddings of the size of the last one fit without pushing another out."""
-        with self.lock:
-            last = next(reversed(self.items.values()), None)
-            return last is None or self.bytes + n * last.features.nbytes <= self.max_bytes
-
-    def _put(self, key, emb) -> None:
-        size = emb.features.nbytes
-        with self.lock:
-            if key in self.items or size > self.max_bytes:
-                return
-            self.items[key] = emb
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self.items.popitem(last=False)
-                self.bytes -= old.features.nbytes
-
-
-class CachingSegmenter:
-    """A box segmenter whose ``encode`` goes through an EmbeddingCache; everything else is the segmenter's."""
-
-    def __init__(self, segmenter, cache: EmbeddingCache, name: str):
-        self.segmenter, self.cache, self.name = segmenter, cache, name
-
-    def key(self, image: np.ndarray) -> tuple:
-        """(model, its encoder's checksum (None: not pinned), the image's shape, its content's digest)."""
-        sha256 = (getattr(self.segmenter, "encoder_file", None) or (None, None))[1]
-        return (self.name, sha256, image.shape,
-                hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
-
-    def encode(self, image: np.ndarray, session=None, options=None):
-        """The image's embedding from the cache, or from the disk store, or encoded (by ``session``: one of the
-        segmenter's slice encoders, litemedsam.methods.pipeline.Ahead; ``options``: the run's) and kept in both."""
-        key = self.key(image)
-        return self.cache.get_or_encode(key, lambda: self._stored_or_encoded(key, image, session, options))
-
-    def _stored_or_encoded(self, key: tuple, image: np.ndarray, session, options):
-        store = self.cache.store if key[1] else None  # an encoder without a checksum is never kept on disk
-        features = store.get(key) if store is not None else None
-        if features is not None:
-            return Embedding(features, self.segmenter.frame(*image.shape[:2]))
-        emb = self.segmenter.encode(image, session, options)
-        if store is not None:
-            store.put(key, emb.features)
-        return emb
-
-    def cached(self, image: np.ndarray) -> bool:
-        return self.cache.has(self.key(image))
-
-    def put_away(self, image: np.ndarray, session=None, options=None) -> None:
-        """The image encoded into the disk store only, unless it is there already (the background encoder, once
-        the memory cache is full: the slices near the user's stay in memory, the far ones come back from disk)."""
-        key, store = self.key(image), self.cache.store
-        if store is None or not key[1]:
-            self.encode(image, session, options)
-        elif not self.cache.has(key) and not store.path(key).is_file():
-            store.put(key, self.segmenter.encode(image, session, options).features)
-
-    def __getattr__(self, name):
-        return getattr(self.segmenter, name)
-
-class Reporting:
-    """A segmenter that reports each slice it encodes (litemedsam.core.progress: of an unknown total), so that a
-    click that reads many slices shows progress and can be stopped between them."""
-
-    def __init__(self, segmenter):
-        self.segmenter, self.encoded = segmenter, 0
-
-    def encode(self, image: np.ndarray, session=None, options=None):
-        progress.report(self.encoded, 0)
-        self.encoded += 1
-        return self.segmenter.encode(image, session, options)
-
-    def __getattr__(self, name):
-        return getattr(self.segmenter, name)
-
-
-class ModelTurns:
-    """One model run at a time, interactions first and in the order they came (so that two clients, or tabs, take
-    turns: each waits behind at most one run of every other): ``with turns:`` is an interaction's turn; ``with
-    turns.background() as turn:`` a background encoder's, taken only when no interaction waits (a plain lock would
-    let an encoder that releases and takes it again in a loop starve a waiting interaction). An interaction that
-    comes while a background turn runs stops its runs (those given ``turn.options()``: ONNX Runtime's terminate
-    flag), so it waits milliseconds, not the rest of an encoding; ``turn.stopped`` says so (the slices are
-    encoded again later)."""
-
-    def __init__(self):
-        self.changed = threading.Condition()
-        self.queue: deque = deque()  # the interactions waiting, first come first
-        self.busy = False
-        self.running: BackgroundTurn | None = None  # the background turn under way, if any
-
-    @property
-    def waiting(self) -> int:
-        return len(self.queue)
-
-    def __enter__(self):
-        me = object()
-        with self.changed:
-            self.queue.append(me)
-            if self.running is not None:
-                self.running.stop()
-            self.changed.wait_for(lambda: not self.busy and self.queue[0] is me)
-            self.queue.popleft()
-            self.busy = True
-
-    def __exit__(self, *exc) -> None:
-        with self.changed:
-            self.busy = False
-            self.running = None
-            self.changed.notify_all()
-
-    @contextlib.contextmanager
-    def background(self):
-        with self.changed:
-            self.changed.wait_for(lambda: not self.busy and not self.queue)
-            self.busy = True
-            self.running = turn = BackgroundTurn()
-        try:
-            yield turn
-        finally:
-            self.__exit__()
-
-
-class BackgroundTurn:
-    """A background encoder's turn: the options of its model runs, stopped when an interaction comes."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.runs: list = []
-        self.stopped = False
-
-    def options(self):
-        """A new run's options (litemedsam.models.session.interruptible), stopped at once if the turn is."""
-        from litemedsam.models.session import interruptible
-
-        options = interruptible()
-        with self.lock:
-            options.terminate = self.stopped
-            self.runs.append(options)
-        return options
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopped = True
-            for options in self.runs:
-                options.terminate = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Guard:
-    """Where an edit may change the label map, as Slicer's and ITK-SNAP's overwrite rules: ``over`` "all" (an
-    object drawn over others takes their voxels), "empty" (it takes unlabelled voxels only), "inside" (only the
-    voxels of object ``inside``: a lesion drawn within its organ); ``locked`` objects never change, whatever edits
-    near them. An object's own voxels and erasing are never held back (but a locked object's)."""
-
-    over: str = "all"
-    inside: int | None = None
-    locked: frozenset = frozenset()
-
-    OVER = ("all", "empty", "inside")
-
-    def allowed(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        """Which of the changes of labels ``old`` to ``new`` (arrays of one length) the rules let through."""
-        keep = ~np.isin(old, list(self.locked))
-        painting = (new != 0) & (old != new)
-        if self.over == "empty":
-            keep &= ~painting | (old == 0)
-        elif self.over == "inside":
-            keep &= ~painting | (old == self.inside)
-        return keep
-
-
-class Scene:
-    """One image and its label map (uint16, the image's shape without colour), edited one prompt at a time.
+class Scene(LabelMap):
+    """One image and its label map (uint16, the image's shape without colour: litemedsam.serve.labelmap, with its
+    undo, redo and guard), edited one prompt or tool at a time.
 
     ``prompting`` is a litemedsam.methods.prompting.BoxPrompting (the router), ``segmenters`` a
-    litemedsam.models.segmenter.Segmenters, ``cache`` the EmbeddingCache shared by every scene of a server.
-    Edits are serialised by ``lock``; each is one undoable step. The model runs in ``turns`` (ModelTurns).
-    ``_keep`` (after each edit) and ``_writable`` (before it) are what a subclass that keeps the edits somewhere
-    (the app's Document) overrides.
+    litemedsam.models.segmenter.Segmenters, ``cache`` the EmbeddingCache shared by every scene of a server
+    (litemedsam.serve.encoding). The model runs in ``turns`` (ModelTurns). ``edited(where, values)`` hears each
+    change of the labels and ``writable()`` is asked before each (the app's Document keeps its edits in a file).
     """
 
-    def __init__(self, case, prompting, segmenters, cache: EmbeddingCache, labels=None, turns=None):
+    def __init__(self, case, prompting, segmenters, cache: EmbeddingCache, labels=None, turns=None, edited=None,
+                 writable=None):
+        super().__init__(case.label_shape, labels, edited, writable)
         self.case = case
         self.turns = turns or ModelTurns()  # shared by a server's scenes: one model run at a time, prompts first
         self.prompting, self.segmenters, self.cache = prompting, segmenters, cache
-        shape = case.label_shape
-        self.labels = np.zeros(shape, np.uint16)
-        if labels is not None:
-            if labels.shape != shape:
-                raise CaseError(f"its segmentation has shape {labels.shape}, the image {shape}")
-            if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
-                raise CaseError("its segmentation holds labels outside 0-65535")
-            self.labels[...] = labels
-        self._count()
-        self.undo_stack: list = []  # per edit: (flat indices, their labels before, the labels it set, its EDITOR)
-        self.redo_stack: list = []  # per undone edit, the same; an editor's new edit clears that editor's
-        self.lock = threading.Lock()
-        self.guard = Guard()  # where edits may change the label map (the app's "paint over" and locks)
-        self.change: dict = {}  # what the last edit did to other objects: {"took": {label: voxels}, "held": voxels}
-
-    def _count(self) -> None:
-        values, counts = np.unique(self.labels, return_counts=True)
-        self.counts = Counter(dict(zip(values.tolist(), counts.tolist())))  # label -> voxels
 
     @property
     def depth(self) -> int:
         return 1 if self.case.dim == "2D" else self.labels.shape[0]
-
-    def objects(self) -> list:
-        """[(label, voxels)] of the labels present (kept up to date by each edit: no pass over a volume)."""
-        return sorted((label, n) for label, n in self.counts.items() if label and n)
-
-    reserved: frozenset = frozenset()  # labels a new object takes only when asked for by number (a project's table)
-
-    def next_label(self) -> int:
-        """The label of a new object when none is asked for: one past the highest (and past ``reserved``, whose
-        names belong to other structures), else (past 65535) the lowest free one that is not reserved."""
-        top = max((label for label, n in self.counts.items() if n), default=0) + 1
-        while top in self.reserved:
-            top += 1
-        if top <= 65535:
-            return top
-        free = next((label for label in range(1, 65536) if not self.counts.get(label) and label not in self.reserved),
-                    None)
-        if free is None:
-            raise CaseError("every label 1-65535 is an object: delete one to make another")
-        return free
 
     def model_for(self) -> str:
         return self.prompting.choose(self._case_with(np.zeros((1, 4 if self.case.dim == "2D" else 6)))).model
@@ -483,14 +217,6 @@ class Scene:
             raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
         return self._case_with(boxes, starts=[int(z)])
 
-    def remove(self, mask: np.ndarray, label: int) -> int:
-        """Object ``label`` loses the voxels of ``mask`` (they become background): one undoable edit. Returns how
-        many it lost."""
-        with self.lock:
-            changed = np.flatnonzero(mask.ravel() & (self.labels.ravel() == int(label)))
-            self._edit(changed, np.zeros(len(changed), np.uint16))
-            return len(changed)
-
     def forget_embeddings(self) -> None:
         """Drop this image's embeddings from the shared memory cache (a new image came, its client left), so that
         the next image's encoding has the room; with a disk store they are read back if it comes again."""
@@ -574,7 +300,7 @@ class Scene:
                     along[:first] = False
                     along[last + 1:] = False
                 changed = np.flatnonzero((old & ~mask) | (mask & (self.labels != label)))
-            self._edit(changed, np.where(mask.ravel()[changed], label, 0))
+            self.apply(changed, np.where(mask.ravel()[changed], label, 0))
             return label
 
     def brush(self, z: int, points, radius: int, label: int | None, plane: str = "z", within=None,
@@ -613,7 +339,7 @@ class Scene:
                 rows_, cols_ = np.nonzero(paint)
                 changed.append(self._voxels(rows_, cols_, k, plane))
             where = np.concatenate(changed)
-            self._edit(where, np.full(len(where), label, np.uint16))
+            self.apply(where, np.full(len(where), label, np.uint16))
             return label
 
     def interpolate(self, label: int, plane: str = "z") -> int:
@@ -645,7 +371,7 @@ class Scene:
                     rows, cols = np.nonzero(((1 - t) * da + t * db) > 0)
                     changed.append(self._voxels(rows, cols, k, plane))
             where = np.concatenate(changed) if changed else np.zeros(0, np.int64)
-            self._edit(where, np.full(len(where), label, np.uint16))
+            self.apply(where, np.full(len(where), label, np.uint16))
             return len(where) - self.change["held"]
 
     def flat(self, box, z: int = 0, plane: str = "z") -> bool:
@@ -700,7 +426,7 @@ class Scene:
             label = self.next_label() if label is None else int(label)
             first, redo = None, list(self.redo_stack)
             if seeded is not None and seeded.any():
-                self._edit(np.flatnonzero(seeded & (self.labels != label)), label)
+                self.apply(np.flatnonzero(seeded & (self.labels != label)), label)
                 first = self.undo_stack[-1]
             try:
                 reading = Reporting(segmenter)
@@ -713,7 +439,7 @@ class Scene:
                     self.redo_stack[:] = redo
                 raise
             seeding = self.change
-            self._edit(changed, np.full(len(changed), value, np.uint16))  # one undo step, even changing nothing
+            self.apply(changed, np.full(len(changed), value, np.uint16))  # one undo step, even changing nothing
             if first is not None:
                 self._join(first, seeding)
             if far > FAR_CLICK and not region:
@@ -732,7 +458,7 @@ class Scene:
             else:
                 change, value = mask & ~keep_component(mask, None, "largest"), 0
             rows, cols = np.nonzero(change)
-            self._edit(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
+            self.apply(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
             return len(rows)
 
     def _voxels(self, rows, cols, z: int, plane: str) -> np.ndarray:
@@ -742,121 +468,10 @@ class Scene:
             return np.ravel_multi_index((rows, cols), self.labels.shape)
         return np.ravel_multi_index(voxel_of(plane, np.full(len(rows), z), rows, cols), self.labels.shape)
 
-    def has(self, label: int) -> int:
-        """How many voxels object ``label`` has (0: none, a free label)."""
-        return self.counts.get(int(label), 0)
-
-    def erase(self, label: int) -> int:
-        """Remove object ``label``; returns the voxels removed. Label 0 (the background) is no object."""
-        if not 1 <= int(label) <= 65535:
-            raise CaseError(f"label {label} is not an object (1-65535)")
-        if int(label) in self.guard.locked:
-            raise CaseError(f"object {label} is locked: unlock it to delete it")
-        with self.lock:
-            changed = np.flatnonzero(self.labels == int(label))
-            self._edit(changed, np.zeros(len(changed), np.uint16))
-            return len(changed)
-
-    def undo(self) -> bool:
-        """Take back the last edit of this context's editor (``EDITOR``: a tab; it can be redone); False when it
-        has none. Voxels that another edit changed since, or that belong (or would go back) to a locked object,
-        stay as they are: ``change["held"]`` counts them."""
-        return self._step(self.undo_stack, self.redo_stack)
-
-    def redo(self) -> bool:
-        """Make this editor's last undone edit again (as ``undo``); False when there is none (a new edit of the
-        same editor forgets its undone ones)."""
-        return self._step(self.redo_stack, self.undo_stack)
-
-    def _step(self, source: list, target: list) -> bool:
-        with self.lock:
-            self._writable()
-            editor = EDITOR.get()
-            at = next((i for i in range(len(source) - 1, -1, -1) if source[i][3] == editor), None)
-            if at is None:
-                return False
-            where, back, made, _ = source.pop(at)
-            now = self.labels.ravel()[where]
-            locked = list(self.guard.locked)
-            keep = (now == made) & ~np.isin(now, locked) & ~np.isin(back, locked)
-            where, back, now = where[keep], back[keep], now[keep]
-            target.append((where, now, back, editor))
-            self._set(where, back)
-            self._keep(where, back)
-            self.change = {"took": {}, "held": int((~keep).sum())}
-            return True
-
-    def _edit(self, where: np.ndarray, values) -> None:
-        """Set the voxels ``where`` (flat indices) to ``values`` as one undoable edit, as far as ``guard`` lets it
-        (CaseError for an edit that paints a locked object); ``change`` says what it took from other objects and
-        how many voxels the guard held back."""
-        self._writable()
-        old = self.labels.ravel()[where]
-        values = np.broadcast_to(np.asarray(values, np.uint16), where.shape)
-        locked = sorted(self.guard.locked & set(np.unique(values[old != values]).tolist()) - {0})
-        if locked:
-            raise CaseError(f"object {locked[0]} is locked: unlock it to change it")
-        keep = self.guard.allowed(old, values)
-        where, values, taken = where[keep], values[keep], old[keep]
-        took = np.unique(taken[(taken != 0) & (values != 0) & (taken != values)], return_counts=True)
-        changed = old[keep] != values
-        self.change = {"took": dict(zip(took[0].tolist(), took[1].tolist())), "held": int((~keep).sum()),
-                       "voxels": int(changed.sum())}
-        # one undo step per action, also one that changed nothing (a click: else the next Ctrl-Z takes back the
-        # edit before it)
-        editor = EDITOR.get()
-        self.undo_stack.append((where, taken, values.copy(), editor))
-        self.redo_stack[:] = [step for step in self.redo_stack if step[3] != editor]
-        del self.undo_stack[:-MAX_UNDO]
-        while len(self.undo_stack) > 1 and sum(sum(a.nbytes for a in step[:3])
-                                               for step in self.undo_stack) > MAX_UNDO_BYTES:
-            del self.undo_stack[0]  # the oldest edits of a large volume are no longer undoable
-        if len(where):
-            self._set(where, values)
-            self._keep(where, self.labels.ravel()[where])
-
-    def _drop(self, step) -> None:
-        """Take back ``step``, the last edit made (under ``lock``), leaving no step to redo."""
-        if self.undo_stack and self.undo_stack[-1] is step:
-            where, taken, _, _ = self.undo_stack.pop()
-            self._set(where, taken)
-            self._keep(where, taken)
-
-    def _join(self, first, change: dict) -> None:
-        """The edits from ``first`` to the last one made (under ``lock``) as one undo step; ``change`` (what
-        ``first`` did) added to the last one's."""
-        at = next((i for i in range(len(self.undo_stack) - 1, -1, -1) if self.undo_stack[i] is first), None)
-        if at is None:
-            return  # dropped by the undo budget: the steps stay apart
-        steps = self.undo_stack[at:]
-        where = np.unique(np.concatenate([step[0] for step in steps]))
-        before = self.labels.ravel()[where]
-        for step in reversed(steps):  # the earliest step's "before" wins
-            before[np.searchsorted(where, step[0])] = step[1]
-        self.undo_stack[at:] = [(where, before, self.labels.ravel()[where], steps[-1][3])]
-        took = Counter(change.get("took", {})) + Counter(self.change.get("took", {}))
-        self.change = {**self.change, "took": dict(took), "held": change.get("held", 0) + self.change.get("held", 0),
-                       "voxels": int((before != self.labels.ravel()[where]).sum())}
-
-    def _set(self, where: np.ndarray, values) -> None:
-        flat = self.labels.ravel()  # a view: labels is contiguous
-        for value, n in zip(*np.unique(flat[where], return_counts=True)):
-            self.counts[int(value)] -= int(n)
-        flat[where] = values
-        for value, n in zip(*np.unique(flat[where], return_counts=True)):
-            self.counts[int(value)] += int(n)
-
     @property
     def given_modality(self) -> str | None:
         """The modality the case was given (routes a cut segmented as a 2D image)."""
         return self.case.modality
-
-    def _keep(self, where: np.ndarray, values) -> None:
-        """After an edit of the voxels ``where`` to ``values``: nothing here (a Document writes it to its work file)."""
-
-    def _writable(self) -> None:
-        """Before an edit: raises CaseError when edits are refused (nothing here; a read-only Document)."""
-
 
 def voxel_of(plane: str, index, row, column) -> tuple:
     """The voxel (z, y, x) of pixel (row, column) of the cut ``index`` of ``plane`` (numbers or arrays of them):

@@ -13,9 +13,11 @@ from starlette.responses import Response
 
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.core.measure import measurements_file
-from litemedsam.serve.scene import Cancelled, Guard, voxel_of
+from litemedsam.serve.encoding import Cancelled
+from litemedsam.serve.labelmap import Guard
+from litemedsam.serve.scene import voxel_of
 from litemedsam.serve.http import Refused, integer, number
-from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, Job, busy, cut_of, describe, describe_guard, edited, idle,
+from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, EditJob, busy, cut_of, describe, describe_guard, edited, idle,
                                          in_thread, json_body,
                                          object_label, overlay, plane_of, png, slice_index, small_number)
 
@@ -100,13 +102,13 @@ async def box(request: Request):
                            "draw it around the structure")
     was = doc.has(label) if label is not None and mode == "replace" else 0
     if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
-        def work(job: Job) -> int:
+        def work(job: EditJob) -> int:
             mask, score = doc.box_mask(coords, z, z_range, job.report)
             job.check()  # a cancel asked for meanwhile: the labels stay as they were
             painted = doc.paint(mask, label, tuple(z_range), mode == "add")
             doc.confidence[painted] = score
             return painted
-        start(entry, Job(label, was=was), work)
+        start(entry, EditJob(label, was=was), work)
         return {"job": True}
     mask, score = await in_thread(doc.box_mask, coords, z, None, None, plane)
     label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
@@ -134,17 +136,17 @@ async def line(request: Request):
         raise Refused(409, f"label {label} is already an object: choose a free label (a line makes a new object)")
     idle(entry)
 
-    def work(job: Job) -> int:
+    def work(job: EditJob) -> int:
         mask, score = doc.from_line(ends, z, plane, job.report)
         job.check()
         painted = doc.paint(mask, label)
         doc.confidence[painted] = score
         return painted
-    start(entry, Job(label, doing="segmenting the lesion"), work)
+    start(entry, EditJob(label, doing="segmenting the lesion"), work)
     return {"job": True}
 
 
-def start(entry, job: Job, work) -> None:
+def start(entry, job: EditJob, work) -> None:
     """Run ``work(job)`` (it makes its edit and returns the label edited; ``job.report`` hears its progress and
     stops it when cancelled) in a thread, as ``entry``'s job, which the page follows (progress, cancel)."""
     entry.job = job
@@ -153,7 +155,7 @@ def start(entry, job: Job, work) -> None:
     job.thread.start()
 
 
-def run_job(job: Job, work) -> None:
+def run_job(job: EditJob, work) -> None:
     try:
         job.label = work(job)
         job.state = "done"
@@ -253,7 +255,7 @@ async def click(request: Request):
                            "(such a click changes nothing; the answer's change says \"asked\")")
     at = voxel_of(plane, z, y, x) if doc.case.dim == "3D" else (0, y, x)
     if doc.case.dim == "3D":  # a volume's click may read many slices: a job the page follows and can cancel
-        start(entry, Job(label, doing="clicking"),
+        start(entry, EditJob(label, doing="clicking"),
               lambda job: doc.click(label, kind, at, (), z_range, job.report, region, reach_back))
         return {"job": True}
     painted = await in_thread(doc.click, label, kind, at, (), None, None, region, reach_back)
@@ -262,7 +264,7 @@ async def click(request: Request):
 
 async def guard(request: Request):
     """Where edits may change the case's labels: {"over": "all" | "empty" | "inside", "inside": label or null,
-    "locked": [labels]} (litemedsam.serve.scene.Guard)."""
+    "locked": [labels]} (litemedsam.serve.labelmap.Guard)."""
     entry = idle(request.app.state.server.get(request.path_params["doc"]))
     body = await json_body(request)
     over, inside, locked = body.get("over", "all"), body.get("inside"), body.get("locked", [])

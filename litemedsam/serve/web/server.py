@@ -29,7 +29,9 @@ from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
 from litemedsam.io.overlay import colour
 from litemedsam.serve.http import Refused, integer, json_object, read_body
-from litemedsam.serve.scene import EDITOR, Cancelled, EmbeddingCache, ModelTurns
+from litemedsam.serve.background import BackgroundEncoding
+from litemedsam.serve.encoding import Cancelled, EmbeddingCache, ModelTurns
+from litemedsam.serve.labelmap import EDITOR
 
 
 MAX_JSON = 65536  # bytes of a JSON request
@@ -39,7 +41,7 @@ MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsa
 
 
 @dataclass
-class Job:
+class EditJob:
     """A 3D propagation or click running in a thread (the page shows its progress and can cancel it)."""
 
     label: int | None
@@ -63,15 +65,15 @@ class Job:
 
 
 @dataclass
-class Open:
+class OpenCase:
     doc: Document
     name: str
-    job: Job | None = None
+    job: EditJob | None = None
     upload: Path | None = None  # the private folder of an uploaded case, removed when the case is closed
-    wanted: int = 0  # the slice the background encoder works outwards from (the one last shown)
-    ahead: threading.Thread | None = None  # the background encoder of its slices (Scene.encode_ahead)
-    encoded: int = 0  # slices the background encoder has found or put in the embedding cache
-    stop: threading.Event = field(default_factory=threading.Event)  # set when the case is closed
+    encoding: BackgroundEncoding = field(init=False)  # its slices encoded ahead, from the one last shown
+
+    def __post_init__(self):
+        self.encoding = BackgroundEncoding(self.doc)
 
 
 class Server:
@@ -88,7 +90,7 @@ class Server:
         self.turns = ModelTurns()  # one model run at a time for all cases, boxes and clicks before background encoding
         self.cache = EmbeddingCache(cache_bytes, store)  # store: embeddings on disk (serve --disk-cache-mb)
         self.max_upload = max_upload
-        self.docs: dict = {}  # id -> Open, least recently used first
+        self.docs: dict = {}  # id -> OpenCase, least recently used first
         self.lock = threading.Lock()
         self.opening = threading.Lock()  # one open at a time: two tabs opening a case get one document
         self.uploads = Path(tempfile.mkdtemp(prefix="litemedsam-uploads-"))
@@ -101,12 +103,12 @@ class Server:
             entries = list(self.docs.values())
         threads = []
         for entry in entries:
-            entry.stop.set()
+            entry.encoding.stop()
             if entry.job is not None and entry.job.state == "running":
                 entry.job.cancel.set()
                 sys.stderr.write(f"litemedsam serve: stopping the propagation running on {shown(entry.name)} (its "
                                  f"labels stay as they were)\n")
-            threads += [entry.job.thread if entry.job else None, entry.ahead]
+            threads += [entry.job.thread if entry.job else None, entry.encoding.thread]
         for thread in filter(None, threads):
             thread.join(timeout=120)
         shutil.rmtree(self.uploads, ignore_errors=True)
@@ -133,32 +135,20 @@ class Server:
     def add(self, doc: Document, name: str, upload: Path | None = None) -> str:
         key = uuid.uuid4().hex
         with self.lock:
-            self.docs[key] = Open(doc, name, upload=upload)
+            self.docs[key] = OpenCase(doc, name, upload=upload)
             idle = [k for k, o in self.docs.items() if not busy(o) and not o.doc.behind and not o.doc.names_behind]
             for old in idle[:max(0, len(self.docs) - MAX_OPEN)]:  # oldest first; never one propagating
                 closed = self.docs.pop(old)
-                closed.stop.set()
+                closed.encoding.stop()
                 if closed.upload is not None:
                     shutil.rmtree(closed.upload, ignore_errors=True)
         return key
 
-    def warm(self, entry: Open, z: int) -> None:
+    def warm(self, entry: OpenCase, z: int) -> None:
         """Encode the case's slices in the background, slice ``z`` (the one shown) and those nearest it first
         (Scene.encode_ahead: boxes and clicks go first; errors show at the box)."""
-        entry.wanted = z
-        with self.lock:
-            if entry.ahead is not None:
-                return
-            entry.ahead = threading.Thread(target=self._encode_ahead, args=(entry,), daemon=True,
-                                           name="litemedsam-encode-ahead")
-        entry.ahead.start()
-
-    @staticmethod
-    def _encode_ahead(entry: Open) -> None:
-        try:
-            entry.doc.encode_ahead(lambda: entry.wanted, entry.stop, lambda z: setattr(entry, "encoded", entry.encoded + 1))
-        except Exception:  # said when a box is drawn
-            pass
+        entry.encoding.focus = z
+        entry.encoding.start()
 
     def upload_target(self, path: Path) -> Path:
         """Where an uploaded case is saved: ``OUTPUT/uploads/`` under its output name, numbered (``x-2.png``) past
@@ -173,7 +163,7 @@ class Server:
                 n += 1
             return target
 
-    def get(self, key: str) -> Open:
+    def get(self, key: str) -> OpenCase:
         with self.lock:
             found = self.docs.get(key)
             if found is None:
@@ -182,11 +172,11 @@ class Server:
             return found
 
 
-def busy(entry: Open) -> bool:
+def busy(entry: OpenCase) -> bool:
     return entry.job is not None and entry.job.state == "running"
 
 
-def idle(entry: Open) -> Open:
+def idle(entry: OpenCase) -> OpenCase:
     """``entry``, or Refused 409 while a propagation runs on it."""
     if busy(entry):
         raise Refused(409, f"{entry.job.doing} is running on this case: wait for it or cancel it")
@@ -196,7 +186,7 @@ def idle(entry: Open) -> Open:
 MAX_BRUSH_POINTS = 10000  # points of one brush stroke
 
 
-def describe(key: str, entry: Open) -> dict:
+def describe(key: str, entry: OpenCase) -> dict:
     doc = entry.doc
     shape = doc.labels.shape if doc.case.dim == "3D" else (1, *doc.labels.shape)
     try:
@@ -209,7 +199,7 @@ def describe(key: str, entry: Open) -> dict:
             "spacing": formats.spacing(doc.case),
             "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard),
             "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())],
-            "encoded": entry.encoded}
+            "encoded": len(entry.encoding.ready)}
 
 
 def describe_guard(guard) -> dict:
@@ -310,7 +300,7 @@ def tab_of(request: Request) -> str | None:
 
 def in_thread(func, *args):
     """``func(*args)`` in a worker thread (never blocking the event loop), in this request's context: its edits
-    are its tab's (litemedsam.serve.scene.EDITOR)."""
+    are its tab's (litemedsam.serve.labelmap.EDITOR)."""
     return run_in_threadpool(contextvars.copy_context().run, func, *args)
 
 

@@ -474,7 +474,7 @@ function select(label) {
 }
 
 async function setGuard(guard) {
-  // what edits may paint over, and the locked objects (litemedsam.serve.scene.Guard)
+  // what edits may paint over, and the locked objects (litemedsam.serve.labelmap.Guard)
   try {
     const result = await api("POST", `/api/doc/${state.doc.id}/guard`, guard);
     state.doc.guard = result.guard;
