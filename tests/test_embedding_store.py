@@ -134,7 +134,8 @@ def test_within_memory_the_embeddings_bound_counts_when_an_image_comes():
     """serve --memory: an image is admitted only if its memory and what the embeddings' cache may still grow to
     fit (the cache is capped at a quarter of --memory at start), so the server stays within it."""
     from litemedsam.core.limits import available_memory, resident_bytes
-    from litemedsam.serve.nninteractive import Protocol, Refused, ProtocolOptions
+    from litemedsam.serve.http import Refused
+    from litemedsam.serve.nninteractive import Protocol, ProtocolOptions
     from litemedsam.serve.encoding import EmbeddingCache
 
     if (available_memory() or 0) < 1 << 30:

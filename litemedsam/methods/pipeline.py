@@ -14,7 +14,7 @@ from litemedsam.io.cases import Case, label_dtype
 from litemedsam.core.masks import EXACT, MaskPolicy
 from litemedsam.core.timing import phase
 from litemedsam.core.transforms import bounding_box
-from litemedsam.models.segmenter import BoxSegmenter as Segmenter
+from litemedsam.models.segmenter import BoxSegmenter
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
 # a volume's slices are encoded ahead by several sessions (litemedsam.models.parallel) only when its passes visit
@@ -86,7 +86,7 @@ class Canvas:
         region[win] = label
 
 
-def decode(seg: Segmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy):
+def decode(seg: BoxSegmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskPolicy):
     """(mask, logit map or None, predicted IoU or None) per box of ``boxes`` (input frame), the mask strategies
     applied; one object at a time, so that a large image holds one full-size logit map, never one per box."""
     frame = emb.frame
@@ -128,7 +128,7 @@ class Propagation:
     shrink: float = 0.0
     policy: MaskPolicy = EXACT
 
-    def segment(self, seg: Segmenter, case: Case) -> np.ndarray:
+    def segment(self, seg: BoxSegmenter, case: Case) -> np.ndarray:
         """The label map of ``case`` (labels 1..N for its N boxes; skipped ones stay empty)."""
         if case.dim == "2D":
             return segment_2d(seg, case.image, case.boxes, case.skipped, self)
@@ -137,7 +137,7 @@ class Propagation:
         return segment_3d(seg, case.image, case.boxes, case.skipped, self, case.starts)
 
 
-def segment_2d(seg: Segmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
+def segment_2d(seg: BoxSegmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
                how: Propagation = Propagation()) -> np.ndarray:
     """(H, W[, 3]) image, (N, 4) boxes -> (H, W) labels 1..N; one encoder call for all boxes."""
     policy = how.policy
@@ -199,7 +199,7 @@ def interpolate_masks(a: np.ndarray, b: np.ndarray, steps: int) -> list:
     return [((1 - t) * da + t * db) > 0 for t in (np.arange(1, steps + 1) / (steps + 1))]
 
 
-def segment_3d(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), how: Propagation = Propagation(),
+def segment_3d(seg: BoxSegmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(), how: Propagation = Propagation(),
                starts: list | None = None) -> np.ndarray:
     """(D, H, W) volume, (N, 6) boxes -> (D, H, W) labels 1..N, propagated as ``how`` says (Propagation).
 
@@ -214,7 +214,7 @@ class _Volume:
     """One volume's propagation: its tracks, how many decoder steps still need each slice, and the embeddings
     kept for the other pass."""
 
-    def __init__(self, seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped, how: Propagation, starts):
+    def __init__(self, seg: BoxSegmenter, volume: np.ndarray, boxes: np.ndarray, skipped, how: Propagation, starts):
         d, h, w = volume.shape
         self.seg, self.volume, self.how = seg, volume, how
         self.frame = seg.frame(h, w)
@@ -309,7 +309,7 @@ class Ahead:
     passes need them, at most two per session waiting; a slice no pass needs any more (``uses``: a pass stopped)
     is not started."""
 
-    def __init__(self, seg: Segmenter, volume: np.ndarray, order: list, sessions: list, uses: Counter):
+    def __init__(self, seg: BoxSegmenter, volume: np.ndarray, order: list, sessions: list, uses: Counter):
         self.seg, self.volume, self.uses = seg, volume, uses
         self.order = iter(order)
         self.free: queue.SimpleQueue = queue.SimpleQueue()
@@ -350,7 +350,7 @@ class Ahead:
         self.pool.shutdown(wait=True)
 
 
-def recheck(seg: Segmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
+def recheck(seg: BoxSegmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
     """The 3D re-check strategies (MaskPolicy.recheck): each flagged slice of an object is decoded again with
     the box around its neighbours' masks and repainted; each slice is encoded once for all its objects."""
     todo = defaultdict(list)  # slice -> (track, prompt box)
@@ -384,7 +384,7 @@ def majority_vote(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def segment_multiview(seg: Segmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(),
+def segment_multiview(seg: BoxSegmenter, volume: np.ndarray, boxes: np.ndarray, skipped=(),
                       how: Propagation = Propagation()) -> np.ndarray:
     """Propagate every box through axial, coronal and sagittal slices and fuse by majority vote."""
     views = []

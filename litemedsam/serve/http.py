@@ -1,11 +1,14 @@
 """What the endpoints of both servers (the browser app, litemedsam.serve.web, and the nnInteractive protocol,
-litemedsam.serve.nninteractive) check the same way: a refusal with its HTTP status, a request body read to a
+litemedsam.serve.nninteractive) check and answer the same way: a refusal with its HTTP status, a failure's status
+and words, a request body read to a
 limit, JSON that is an object of finite numbers, numbers and integers that are JSON's own (not booleans)."""
 from __future__ import annotations
 
 import json
 
 from starlette.requests import Request
+
+from litemedsam.core.errors import LitemedsamError, ModelError, shown
 
 
 class Refused(Exception):
@@ -14,6 +17,23 @@ class Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def refusal(e: Exception) -> tuple[int, str]:
+    """The HTTP status and the words of a request's failure, the same in both servers (each puts them in its own
+    JSON key): a refusal its own; a model that cannot run 503; a case or request the core refused 422; out of
+    memory 507; a file 500 naming it; anything else (a bug of ours) 500 in one line, never a traceback."""
+    if isinstance(e, Refused):
+        return e.status, str(e)
+    if isinstance(e, ModelError):
+        return 503, f"the model cannot run: {e}"
+    if isinstance(e, LitemedsamError):
+        return 422, str(e)
+    if isinstance(e, MemoryError):
+        return 507, "out of memory"
+    if isinstance(e, OSError):
+        return 500, f"{shown(e.filename or '')}: {e.strerror or e}"
+    return 500, f"internal error {type(e).__name__}: {shown(e)}"
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -22,13 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from litemedsam.core.errors import LitemedsamError, ModelError, shown
+from litemedsam.core.errors import LitemedsamError, shown
 from litemedsam.run.folders import list_cases
 from litemedsam.io.formats.registry import numbered, output_name
 from litemedsam.io import formats
 from litemedsam.serve.interactive import Document, open_case
 from litemedsam.io.overlay import colour
-from litemedsam.serve.http import Refused, integer, json_object, read_body
+from litemedsam.serve.http import refusal, Refused, integer, json_object, read_body
 from litemedsam.serve.background import BackgroundEncoding
 from litemedsam.serve.encoding import Cancelled, EmbeddingCache, ModelTurns
 from litemedsam.serve.labelmap import EDITOR
@@ -276,18 +276,9 @@ def api(handler, write: bool = False):
                 raise Refused(403, "requests that change something need the header X-Litemedsam: 1")
             result = await handler(request)
             return result if isinstance(result, Response) else JSONResponse(result)
-        except Refused as e:
-            return JSONResponse({"error": str(e)}, e.status)
-        except ModelError as e:
-            return JSONResponse({"error": f"the model cannot run: {e}"}, 503)
-        except LitemedsamError as e:
-            return JSONResponse({"error": str(e)}, 422)
-        except MemoryError:
-            return JSONResponse({"error": "out of memory"}, 507)
-        except OSError as e:
-            return JSONResponse({"error": f"{shown(e.filename or '')}: {e.strerror or e}"}, 500)
-        except Exception as e:  # a bug of ours: said, not a traceback page; the server goes on
-            return JSONResponse({"error": f"internal error {type(e).__name__}: {shown(e)}"}, 500)
+        except Exception as e:  # said, not a traceback page; the server goes on
+            status, message = refusal(e)
+            return JSONResponse({"error": message}, status)
     return endpoint
 
 
