@@ -21,6 +21,7 @@ from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
 from litemedsam.methods import recist
 from litemedsam.methods.refine import segment_with_clicks
+from litemedsam.methods.router import Decision
 from litemedsam.models.registry import get_model, missing_file
 
 
@@ -29,12 +30,12 @@ class Plan:
     """What segments one case: the model, and what the prompting decided besides (the router's decision)."""
 
     model: str
-    decision: object = None  # the router's Decision, for box prompts
+    decision: Decision | None = None  # the router's, for box prompts
 
     @property
     def skipped(self) -> list:
         """(model, missing file) passed over for this case (the router's fallback chain)."""
-        return getattr(self.decision, "skipped", [])
+        return self.decision.skipped if self.decision is not None else []
 
 
 class Prompting(Protocol):

@@ -12,6 +12,7 @@ from typing import Callable
 
 from litemedsam.core import confidence, progress
 from litemedsam.io import formats
+from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
 from litemedsam.run.folders import check_folders, hold, list_cases
 from litemedsam.run.pause import pause_if_asked
@@ -77,7 +78,7 @@ class RunSpec:
     prompts it; ``inputs`` (litemedsam.io.given_boxes.CaseInputs) are the command line's boxes and intensity options."""
 
     prompting: Prompting
-    inputs: object = None
+    inputs: CaseInputs | None = None
     overlay_dir: Path | None = None  # where overlay PNGs go (litemedsam.io.overlay), None: none
     debug: bool = False  # a bug's traceback in its case's message
     measurements: bool = False  # each output's objects measured beside it (litemedsam.core.measure)

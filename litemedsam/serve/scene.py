@@ -19,12 +19,12 @@ import numpy as np
 
 from litemedsam.core import confidence, progress
 from litemedsam.core.errors import CaseError, LitemedsamError
-from litemedsam.core.masks import fill_holes, keep_component
 from litemedsam.io import formats
 from litemedsam.io.cases import clip_boxes, make_case
 from litemedsam.io.lines import Line
 from litemedsam.methods import recist, refine
 from litemedsam.serve.encoding import CachingSegmenter, EmbeddingCache, ModelTurns, Reporting
+from litemedsam.serve import tools
 from litemedsam.serve.labelmap import LabelMap
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
@@ -81,10 +81,10 @@ class Scene(LabelMap):
     def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
         """The image of slice ``z`` (2D: the image), or of the cut at index ``z`` of a volume's ``plane`` ("y": a
         row across the slices, "x": a column across them; litemedsam.io.formats.plane_image)."""
-        return self.case.image if self.case.dim == "2D" else formats.plane_image(self.case.image, plane, z)
+        return tools.cut(self.case.image, self.case.dim, z, plane)
 
     def label_slice(self, z: int, plane: str = "z") -> np.ndarray:
-        return self.labels if self.case.dim == "2D" else formats.plane_image(self.labels, plane, z)
+        return tools.cut(self.labels, self.case.dim, z, plane)
 
     def plane_size(self, plane: str = "z") -> int:
         """How many cuts a volume has in ``plane`` (its slices, rows or columns); 1 for a 2D image."""
@@ -307,70 +307,25 @@ class Scene(LabelMap):
               sphere: bool = False) -> int:
         """A brush stroke on slice ``z`` (2D: the image; or the cut ``z`` of ``plane``): the disks of ``radius``
         pixels along ``points`` (x, y) become object ``label`` (a new one when None; added to it when it exists),
-        or with ``label`` 0 (the eraser) background. ``within`` (low, high): only the pixels whose image value
-        (0-255, as the model sees it; colour: its grey) is in that range (a threshold brush). ``sphere``: in a
-        volume, balls instead of disks: the neighbouring cuts get the disks of the ball's cross-sections there
-        (their distance measured by the spacing, in the cut's pixels). Returns the label painted."""
-        h, w = self.label_slice(0, plane).shape
-        pts = [(int(round(x)), int(round(y))) for x, y in points]
-        reach, step = 0, 1.0
-        if sphere and self.case.dim == "3D":  # how many cuts the ball reaches either side, by the spacing
-            mm = formats.spacing(self.case) or (1.0, 1.0, 1.0)
-            axis, (rows, cols) = "zyx".index(plane), formats.PLANES[plane]
-            step = mm[axis] / min(mm[rows], mm[cols])
-            reach = max(0, min(int(radius / step), z, self.plane_size(plane) - 1 - z))
+        or with ``label`` 0 (the eraser) background; ``within``, ``sphere``: litemedsam.serve.tools.stroke (a
+        threshold brush, a 3D ball). Returns the label painted."""
         with self.lock:
             label = self.next_label() if label is None else int(label)
             if not 0 <= label <= 65535:
                 raise CaseError(f"label {label} is not 0-65535")
-            changed = []
-            for k in range(z - reach, z + reach + 1):
-                r = int(round(np.sqrt(max(0.0, radius ** 2 - ((k - z) * step) ** 2)))) if reach else int(radius)
-                stroke = np.zeros((h, w), np.uint8)
-                for a, b in zip(pts, pts[1:] or pts):
-                    cv2.line(stroke, a, b, 1, thickness=2 * r + 1)
-                for p in pts[:1] + pts[-1:]:
-                    cv2.circle(stroke, p, r, 1, thickness=-1)
-                paint = stroke.astype(bool) & (self.label_slice(k, plane) != label)
-                if within is not None:
-                    grey = self.image_slice(k, plane)
-                    grey = grey.mean(axis=-1) if grey.ndim == 3 else grey
-                    paint &= (grey >= within[0]) & (grey <= within[1])
-                rows_, cols_ = np.nonzero(paint)
-                changed.append(self._voxels(rows_, cols_, k, plane))
-            where = np.concatenate(changed)
+            where = tools.stroke(self.labels, self.case.image, self.case.dim, z, points, radius, label, plane,
+                                 within, sphere, formats.spacing(self.case))
             self.apply(where, np.full(len(where), label, np.uint16))
             return label
 
     def interpolate(self, label: int, plane: str = "z") -> int:
         """Fill the cuts of ``plane`` between those where object ``label`` was drawn (Slicer's "fill between
-        slices"): each empty cut between two drawn ones gets the shape between theirs (the level set of their
-        signed distances, weighted by how near each is). Only empty cuts change; one undoable edit. Returns the
-        voxels added."""
-        from scipy import ndimage  # here, not at import: as litemedsam.methods.refine
-
+        slices": litemedsam.serve.tools.between). Only empty cuts change; one undoable edit. Returns the voxels
+        added."""
         if self.case.dim != "3D":
             raise CaseError("a 2D image has no slices to fill between")
         with self.lock:
-            axis = "zyx".index(plane)
-            along = np.moveaxis(self.labels, axis, 0)
-            drawn = [k for k in range(along.shape[0]) if (along[k] == label).any()]
-            if len(drawn) < 2:
-                raise CaseError(f"label {label} is drawn on {len(drawn)} {plane} cut(s): draw it on two, apart, "
-                                f"to fill between")
-
-            def signed(mask):  # > 0 inside, < 0 outside
-                return ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)
-            changed = []
-            for a, b in zip(drawn, drawn[1:]):
-                if b - a < 2:
-                    continue
-                da, db = signed(along[a] == label), signed(along[b] == label)
-                for k in range(a + 1, b):
-                    t = (k - a) / (b - a)
-                    rows, cols = np.nonzero(((1 - t) * da + t * db) > 0)
-                    changed.append(self._voxels(rows, cols, k, plane))
-            where = np.concatenate(changed) if changed else np.zeros(0, np.int64)
+            where = tools.between(self.labels, label, plane)
             self.apply(where, np.full(len(where), label, np.uint16))
             return len(where) - self.change["held"]
 
@@ -447,40 +402,17 @@ class Scene(LabelMap):
         return label
 
     def tidy(self, z: int, label: int, action: str, plane: str = "z") -> int:
-        """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes (background
-        enclosed by it; other objects stay) or remove its ``islands`` (all but its largest 8-connected region).
-        One undoable edit; returns the pixels changed."""
+        """On slice ``z`` (or the cut ``z`` of ``plane``), object ``label``: ``fill`` its holes or remove its
+        ``islands`` (litemedsam.serve.tools.tidied). One undoable edit; returns the pixels changed."""
         with self.lock:
-            cut = self.label_slice(z, plane)
-            mask = cut == label
-            if action == "fill":
-                change, value = fill_holes(mask) & (cut == 0), label
-            else:
-                change, value = mask & ~keep_component(mask, None, "largest"), 0
-            rows, cols = np.nonzero(change)
-            self.apply(self._voxels(rows, cols, z, plane), np.full(len(rows), value, np.uint16))
-            return len(rows)
-
-    def _voxels(self, rows, cols, z: int, plane: str) -> np.ndarray:
-        """Flat indices of the label map of pixels (rows, cols) of slice ``z`` (2D: the image) or the cut ``z`` of
-        ``plane``: the plane's fixed index put back among the other two."""
-        if self.case.dim == "2D":
-            return np.ravel_multi_index((rows, cols), self.labels.shape)
-        return np.ravel_multi_index(voxel_of(plane, np.full(len(rows), z), rows, cols), self.labels.shape)
+            where, value = tools.tidied(self.labels, self.case.dim, z, label, action, plane)
+            self.apply(where, np.full(len(where), value, np.uint16))
+            return len(where)
 
     @property
     def given_modality(self) -> str | None:
         """The modality the case was given (routes a cut segmented as a 2D image)."""
         return self.case.modality
-
-def voxel_of(plane: str, index, row, column) -> tuple:
-    """The voxel (z, y, x) of pixel (row, column) of the cut ``index`` of ``plane`` (numbers or arrays of them):
-    the plane's fixed index put back among the other two."""
-    at = [row, column]
-    at.insert("zyx".index(plane), index)
-    return tuple(at)
-
-
 
 class Cuts:
     """The cuts of a volume across its slices (``plane`` "y": rows, "x": columns) as a volume of its own, each

@@ -15,7 +15,7 @@ from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.core.measure import measurements_file
 from litemedsam.serve.encoding import Cancelled
 from litemedsam.serve.labelmap import Guard
-from litemedsam.serve.scene import voxel_of
+from litemedsam.serve.tools import voxel_of
 from litemedsam.serve.http import Refused, integer, number
 from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, EditJob, busy, cut_of, describe, describe_guard, edited, idle,
                                          in_thread, json_body,
