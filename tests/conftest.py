@@ -71,7 +71,7 @@ def segmenter(models_ready):
 TIERS = {"test_docker.py": "docker", "test_install.py": "install", "test_browser.py": "browser",
          "test_browser_app.py": "browser", "test_cluster.py": "cluster",
          **dict.fromkeys(["test_export.py", "test_lora.py", "test_families.py", "test_promptless.py", "test_sam_vit.py",
-                          "test_efficient_sam.py", "test_frame.py"], "export")}
+                          "test_efficient_sam.py", "test_frame.py", "test_fit.py"], "export")}
 NEEDS_MODELS_OR_DATA = {"models_ready", "dev_data"}  # a test using either is not fast: a fresh clone has neither
 
 

@@ -11,6 +11,7 @@ SUBCOMMANDS = {  # name -> module of litemedsam.cli holding a click command of t
     "infer": "infer",
     "models": "models",
     "route": "route",
+    "fit": "fit",
     "fit-head": "fit_head",
     "serve": "serve",
 }

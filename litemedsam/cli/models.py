@@ -185,7 +185,8 @@ def finetune(cases, gts, rank, steps, lr):
         if subprocess.run([sys.executable, "-m", "export.lora", *step], cwd=REPO_ROOT).returncode != 0:
             raise ModelError(f"LoRA {step[0]} failed (see above)")
     _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
-    click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); the router uses it for PET and microscopy")
+    click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); run it with --model litemedsam-ft or name it in "
+               f"a router of your own")
 
 
 def _verify(names=None):

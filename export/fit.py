@@ -1,0 +1,204 @@
+"""Fine-tuning LiteMedSAM's prompt encoder and mask decoder on a user's labelled 2D cases, the image encoder
+frozen (the cheap way MedSAM's maintainer suggests: each image is encoded once, then only the decoder trains).
+
+Boxes are jittered as MedSAM trained them (each side moved by up to ``JITTER`` of the box's size, at most
+``JITTER_PX`` pixels of the 256 frame); the loss is Dice + BCE on the decoder's 256 x 256 logits; Adam, a fixed
+seed. ``labels_of`` gives a model's masks as ``infer`` would (the logits upsampled to the image and thresholded
+by the runtime's own Frame), so a fitted decoder is judged on the masks a user would get. torch lives here only
+(the export extra); the runtime never imports this module.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from export.graphs import BoxDecoder
+
+JITTER = 0.1  # each box side moves by up to this share of the box's size ...
+JITTER_PX = 10  # ... and at most this many pixels of the 256 frame
+
+
+@dataclass
+class Example:
+    """One labelled 2D case, encoded: its embedding, its objects' boxes (256 frame) and masks (256 grid of the
+    logits), and what scoring needs (the runtime's frame, the ground truth, the objects' labels)."""
+
+    name: str
+    embedding: torch.Tensor  # (1, 256, 64, 64)
+    boxes: torch.Tensor  # (N, 4) float32
+    masks: torch.Tensor  # (N, 256, 256) float32, 0/1
+    frame: object
+    gts: np.ndarray
+    labels: list
+
+
+def examples(model, cases: list, gts_dir: Path | None = None) -> list:
+    """``cases`` (challenge .npz paths, 2D; their ground truths in ``gts_dir``, default ../gts) encoded once
+    each by ``model``'s frozen image encoder. Cases that are not 2D or hold no labelled object are left out."""
+    from litemedsam.core import transforms
+    from litemedsam.core.frame import Frame
+    from litemedsam.io.formats.challenge import load_case
+
+    found = []
+    for path in cases:
+        case = load_case(path)
+        if case.dim != "2D":
+            continue
+        with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
+            gts = npz["gts"]
+        labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped and (gts == i + 1).any()]
+        if not labels:
+            continue
+        frame = Frame.longest_side(*case.image.shape[:2], 256, 256, 256, truncate_boxes=True)
+        masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
+        boxes = frame.boxes_to_model(case.boxes[np.array(labels) - 1])
+        with torch.no_grad():
+            embedding = model.image_encoder(torch.from_numpy(transforms.preprocess(case.image, 256)))
+        found.append(Example(path.name, embedding, torch.from_numpy(np.asarray(boxes, np.float32)),
+                             torch.from_numpy((masks > 0.5).astype(np.float32)), frame, gts, labels))
+    return found
+
+
+def labels_of(model, example: Example) -> np.ndarray:
+    """The label map ``model`` gives for the example's boxes, at the image's size (each object painted in order,
+    as infer paints a case's boxes)."""
+    with torch.no_grad():
+        logits, _ = BoxDecoder(model)(example.embedding, example.boxes)
+    out = np.zeros(example.gts.shape, np.uint16)
+    for mask, label in zip(example.frame.masks(logits[:, 0].numpy()), example.labels):
+        out[mask] = label
+    return out
+
+
+def jittered(boxes: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, 1)
+    shift = torch.from_numpy(rng.uniform(-1, 1, boxes.shape).astype(np.float32))
+    moved = boxes + torch.clamp(shift * JITTER * size, -JITTER_PX, JITTER_PX)
+    return moved.clamp(0, 255)
+
+
+def fit_decoder(model, train: list, epochs: int = 20, lr: float = 1e-4, seed: int = 0, minutes: float | None = None,
+                log=print):
+    """A copy of ``model`` whose prompt encoder and mask decoder are trained on ``train`` (Examples) for
+    ``epochs`` passes (or until ``minutes``), the image encoder untouched. Returns (model, losses per epoch)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    fitted = copy.deepcopy(model)
+    for p in fitted.parameters():
+        p.requires_grad_(False)
+    params = [p for part in (fitted.prompt_encoder, fitted.mask_decoder) for p in part.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    decoder = BoxDecoder(fitted)
+    start, losses = time.perf_counter(), []
+    fitted.train()
+    for epoch in range(epochs):
+        total = 0.0
+        for k in rng.permutation(len(train)):
+            example = train[k]
+            logits, _ = decoder(example.embedding, jittered(example.boxes, rng))
+            logits = logits[:, 0]
+            prob = torch.sigmoid(logits)
+            masks = example.masks
+            dice = 1 - (2 * (prob * masks).sum((1, 2)) + 1) / (prob.sum((1, 2)) + masks.sum((1, 2)) + 1)
+            loss = dice.mean() + F.binary_cross_entropy_with_logits(logits, masks)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        losses.append(total / len(train))
+        log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+        if minutes is not None and time.perf_counter() - start > 60 * minutes:
+            break
+    fitted.eval()
+    for p in fitted.parameters():
+        p.requires_grad_(False)
+    return fitted, losses
+
+
+def folds(n: int) -> list:
+    """Held-out folds of ``n`` cases: each case alone when there are few (<= 10), else 5 folds."""
+    k = n if n <= 10 else 5
+    return [list(range(i, n, k)) for i in range(k)]
+
+
+def held_out(model, data: list, epochs: int, lr: float, seed: int, minutes: float | None, log=print) -> list:
+    """Per case of ``data``: (name, base DSC, base NSD, fitted DSC, fitted NSD), points, each case scored by a
+    decoder fitted on the folds it is not in."""
+    from evaluation.compute_metrics import case_metrics
+
+    rows = []
+    for i, fold in enumerate(folds(len(data))):
+        train = [e for k, e in enumerate(data) if k not in fold]
+        log(f"fold {i + 1}: fitting on {len(train)} case(s), holding out {', '.join(data[k].name for k in fold)}")
+        tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=lambda line: None)
+        for k in fold:
+            base = case_metrics(data[k].gts, labels_of(model, data[k]), None)
+            fitted = case_metrics(data[k].gts, labels_of(tuned, data[k]), None)
+            rows.append((data[k].name, *(round(100 * v, 2) for v in (*base, *fitted))))
+            log(f"  {data[k].name}: DSC {rows[-1][1]:.2f} -> {rows[-1][3]:.2f}, NSD {rows[-1][2]:.2f} -> "
+                f"{rows[-1][4]:.2f}")
+    return rows
+
+
+def main(argv=None) -> int:
+    """python -m export.fit CASES --out MERGED.pth --report REPORT.json [--epochs N] [--lr X] [--seed S]
+    [--minutes M]: the held-out folds, the shipping rule on them (without its minimum of cases: a user's cases
+    are what they are), and, when it passes, the decoder fitted on every case merged into LiteMedSAM's weights."""
+    import argparse
+    import json
+    import sys
+
+    from benchmarks.shipping import judge
+    from export.litemedsam import load_model
+    from litemedsam.models.registry import CHECKPOINTS, verified_path
+
+    parser = argparse.ArgumentParser(description="fit LiteMedSAM's decoder on labelled 2D cases")
+    parser.add_argument("cases", type=Path, help="a folder with imgs/*.npz and gts/*.npz (the challenge layout)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None)
+    args = parser.parse_args(argv)
+    checkpoint = verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")
+    model = load_model(checkpoint)
+    paths = sorted((args.cases / "imgs").glob("*.npz"))
+    data = examples(model, paths, args.cases / "gts")
+    if len(data) < 2:
+        print(f"ERROR {args.cases}: {len(data)} labelled 2D case(s) with an object; fitting needs at least 2 (one "
+              f"to fit on, one held out to judge it)", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    rows = held_out(model, data, args.epochs, args.lr, args.seed, args.minutes)
+    delta = np.array([[r[3] - r[1], r[4] - r[2]] for r in rows])
+    verdict = judge(delta[:, 0], delta[:, 1])
+    kept = all(v for k, v in verdict.criteria.items() if k != "n")
+    report = {"cases": [r[0] for r in rows], "held_out": [dict(zip(("case", "base_dsc", "base_nsd", "dsc", "nsd"), r))
+                                                         for r in rows],
+              "mean": {"base_dsc": round(float(np.mean([r[1] for r in rows])), 2),
+                       "base_nsd": round(float(np.mean([r[2] for r in rows])), 2),
+                       "dsc": round(float(np.mean([r[3] for r in rows])), 2),
+                       "nsd": round(float(np.mean([r[4] for r in rows])), 2)},
+              "rule": {k: bool(v) for k, v in verdict.criteria.items() if k != "n"}, "kept": kept,
+              "epochs": args.epochs, "lr": args.lr, "seed": args.seed}
+    if kept:
+        tuned, losses = fit_decoder(model, data, args.epochs, args.lr, args.seed, args.minutes)
+        state = tuned.state_dict()
+        torch.save({k: v for k, v in state.items()}, args.out)
+        report["final_loss"] = round(losses[-1], 4)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
