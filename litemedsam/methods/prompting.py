@@ -84,7 +84,7 @@ def with_model(decision, directory: Path | None = None, exact: bool = False):
     """The router's ``decision`` with the model that runs: the first of its chain whose files are built (in
     ``directory``, default the work dir; those passed over in ``skipped``, with the file each lacks), then its
     float or int8 encoder as this machine's timing chose (litemedsam.models.fastest; float under ``exact``)."""
-    skipped = []
+    skipped: list = []
     for name in decision.models:
         missing = missing_file(get_model(name), directory)
         if missing is None:

@@ -150,7 +150,7 @@ class Router:
         unknown = set(data) - {"version", "modalities", "rules"}
         if unknown:
             raise RouterError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
-        spellings = {}
+        spellings: dict = {}
         modalities = data.get("modalities", {})
         if not isinstance(modalities, dict):
             raise RouterError(f"{source}: [modalities] must be a table")

@@ -31,7 +31,7 @@ def pack(array: np.ndarray, codec: int = 1) -> bytes:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     name = array.dtype.name.encode("ascii")
-    raw = memoryview(array).cast("B") if array.size else memoryview(b"")
+    raw = memoryview(array.data).cast("B") if array.size else memoryview(b"")  # type: ignore[arg-type]
     chunks = [raw[i:i + CHUNK] for i in range(0, len(raw), CHUNK)]
     parts = [HEAD.pack(MAGIC, VERSION, codec, array.ndim, len(name)), name,
              struct.pack(f"<{array.ndim}q", *array.shape), struct.pack("<I", len(chunks))]
