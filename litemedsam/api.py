@@ -30,10 +30,10 @@ from litemedsam.core import confidence
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.core.limits import MAX_OBJECTS, MAX_POINTS, POINT_BYTES, available_memory, check_size, human
 from litemedsam.io import formats
-from litemedsam.io.cases import clip_boxes, make_case
+from litemedsam.io.cases import clip_boxes
 from litemedsam.io.formats import nifti
 from litemedsam.io.given_boxes import CaseInputs
-from litemedsam.io.intensity import checked_window, prepare
+from litemedsam.io.intensity import case_of_voxels, checked_window, prepare
 from litemedsam.io.lines import given_lines
 from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
@@ -111,16 +111,19 @@ def segment(image, boxes=None, modality: str | None = None, window: tuple | None
     if placed is not None:
         image, geometry = nifti.voxels(placed, nifti.checked_shape(placed))
     boxes = _boxes(boxes if lines is None else np.zeros((0, 6)))
-    data, found, notes = _uint8(image, modality, window, router)
-    case = make_case(Path("array"), data, boxes, dim="2D" if boxes.shape[1] == 4 else "3D", starts=starts,
-                     modality=modality or found, warnings=notes, geometry=geometry)
+    window = _checked_window(modality, window, router)
+    data = np.asarray(image)
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8) * np.uint8(255)
+    case = case_of_voxels(Path("array"), data, boxes, "2D" if boxes.shape[1] == 4 else "3D", modality, window,
+                          starts=starts, geometry=geometry)
     if lines is not None:
         if data.ndim != 3:
             raise CaseError(f"lines are for a volume (D, H, W), got shape {data.shape}")
         case = dataclasses.replace(case, lines=given_lines(lines, data.shape))
     for note in case.warnings:
         warnings.warn(note, stacklevel=2)
-    labels, confidences = _run(case, modality or found, exact, model, threads, router)
+    labels, confidences = _run(case, case.modality, exact, model, threads, router)  # the caller's, or the data's
     if placed is not None:  # as the file infer writes would read back (its affine from the header kept)
         made = nifti.labels_image(labels, geometry)
         labels = type(made).from_bytes(made.to_bytes())

@@ -9,10 +9,11 @@ are CT whatever the name says."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
-from litemedsam.io.cases import modality
+from litemedsam.io.cases import Case, make_case, modality
 from litemedsam.core.errors import CaseError, UsageError
 
 CT_WINDOW = (40.0, 400.0)  # level, width (HU)
@@ -100,3 +101,19 @@ def to_uint8(data: np.ndarray, modality: str | None, window: tuple | None = None
     if zero is not None:
         out[zero] = 0
     return out
+
+
+_GIVEN = object()
+
+
+def case_of_voxels(path: Path, voxels: np.ndarray, boxes, dim: str | None, modality: str | None = None,
+                   window: tuple | None = None, recorded=_GIVEN, warnings=(), **fields) -> Case:
+    """A Case of voxels of any real dtype, the one way an array becomes a case (a file's voxels, an API caller's
+    array, an image the protocol server is sent): its intensities through ``infer``'s rule
+    (litemedsam.io.intensity.prepare: ``modality`` decides, else ``path``'s name, else Hounsfield units say CT;
+    ``window`` (level, width) where given), then ``make_case`` with ``fields``. The case's modality is
+    ``recorded`` (default ``modality``: what the caller said; a file reader records what the file states) or,
+    without one, what the data say; what the intensities said joins ``warnings``."""
+    image, found, notes = prepare(voxels, path.name, modality, window)
+    stated = modality if recorded is _GIVEN else recorded
+    return make_case(path, image, boxes, dim=dim, modality=stated or found, warnings=[*notes, *warnings], **fields)

@@ -31,12 +31,12 @@ import numpy as np
 from litemedsam.core.errors import CaseError, shown
 from litemedsam.core.measure import measure
 from litemedsam.core.safeio import same_file
-from litemedsam.io.cases import Case, make_case
+from litemedsam.io.cases import Case
+from litemedsam.io.intensity import case_of_voxels
 from litemedsam.io.formats.registry import (CASE_FILES, FORMATS, MODULES, RAW_INTENSITIES, is_case_folder, module_for,
                                             module_name, module_of_format, numbered, output_name, output_owners, suffix)
 from litemedsam.io.geometry import Geometry
 from litemedsam.io.given_boxes import CaseInputs, boxes_of_label_image, no_boxes_message
-from litemedsam.io.intensity import prepare
 from litemedsam.io.lines import given_lines, lines_of
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
@@ -53,16 +53,16 @@ def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = Tru
         return module.read_case(path, require_boxes)
     inputs = inputs or CaseInputs()
     voxels, geometry, stated = module.read_image(path)
-    image, found, warnings = prepare(voxels, path.name, inputs.modality or stated, inputs.window)
-    shape = image.shape[:2] if module.DIM == "2D" else image.shape
+    shape = voxels.shape[:2] if module.DIM == "2D" else voxels.shape
+    given, window, fmt = inputs.modality or stated, inputs.window, module_name(module)
     if inputs.lines or inputs.recist is not None:  # RECIST lines prompt instead of boxes
         lines, placed = _lines(path, inputs, module.DIM, shape, geometry)
-        case = make_case(path, image, np.zeros((0, 6)), dim="3D", fmt=module_name(module), geometry=geometry,
-                         modality=stated or found, warnings=warnings + placed)
+        case = case_of_voxels(path, voxels, np.zeros((0, 6)), "3D", given, window, stated, placed, fmt=fmt,
+                              geometry=geometry)
         return dataclasses.replace(case, lines=lines)
     boxes, absent, placed = _boxes(path, inputs, shape, geometry, require_boxes)
-    return make_case(path, image, boxes, dim=module.DIM, absent=absent, fmt=module_name(module), geometry=geometry,
-                     modality=stated or found, warnings=warnings + placed)
+    return case_of_voxels(path, voxels, boxes, module.DIM, given, window, stated, placed, absent=absent, fmt=fmt,
+                          geometry=geometry)
 
 
 def _boxes(path: Path, inputs: CaseInputs, shape: tuple, geometry: Geometry, require: bool) -> tuple:

@@ -16,9 +16,8 @@ from litemedsam import __version__
 from litemedsam.core import progress
 from litemedsam.core.errors import CaseError, LitemedsamError, shown
 from litemedsam.core.limits import MAX_POINTS, human, room
-from litemedsam.io.cases import make_case
+from litemedsam.io.intensity import case_of_voxels
 from litemedsam.io.geometry import Geometry, usable_spacing
-from litemedsam.io.intensity import prepare
 from litemedsam.serve.http import Refused, number
 from litemedsam.serve.background import BackgroundEncoding
 from litemedsam.serve.encoding import Cancelled, EmbeddingCache, ModelTurns
@@ -223,10 +222,8 @@ class Protocol:
                                    "order)")
         data = image[0] if image.dtype != np.bool_ else image[0].astype(np.uint8) * np.uint8(255)
         try:
-            grey, found, _ = prepare(data, "", modality, self.options.window)
-            case = make_case(Path("nninteractive"), grey, np.zeros((0, 6)), dim="3D", fmt="challenge",
-                             geometry=Geometry.of(spacing[::-1] if spacing else None),
-                             modality=modality or found)
+            case = case_of_voxels(Path("nninteractive"), data, np.zeros((0, 6)), "3D", modality, self.options.window,
+                                  fmt="challenge", geometry=Geometry.of(spacing[::-1] if spacing else None))
             scene = Protocolled(case, self.prompting, self.segmenters, self.cache, turns=self.model)
             scene.model_for()  # a model is built for it: said now, not at the first interaction
         except LitemedsamError as e:
