@@ -38,14 +38,13 @@ class Example:
     labels: list
 
 
-def examples(model, cases: list, gts_dir: Path | None = None) -> list:
-    """``cases`` (challenge .npz paths, 2D; their ground truths in ``gts_dir``, default ../gts) encoded once
-    each by ``model``'s frozen image encoder. Cases that are not 2D or hold no labelled object are left out."""
-    from litemedsam.core import transforms
+def labelled_2d(cases: list, gts_dir: Path | None = None):
+    """Per 2D case of ``cases`` (challenge .npz paths; ground truths in ``gts_dir``, default ../gts) with a
+    labelled object: (path, case, ground truth, its objects' labels, the runtime's frame, their boxes in the 256
+    frame, their masks on the 256 grid of the logits). Other cases are left out."""
     from litemedsam.core.frame import Frame
     from litemedsam.io.formats.challenge import load_case
 
-    found = []
     for path in cases:
         case = load_case(path)
         if case.dim != "2D":
@@ -58,9 +57,18 @@ def examples(model, cases: list, gts_dir: Path | None = None) -> list:
         frame = Frame.longest_side(*case.image.shape[:2], 256, 256, 256, truncate_boxes=True)
         masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
         boxes = frame.boxes_to_model(case.boxes[np.array(labels) - 1])
+        yield path, case, gts, labels, frame, np.asarray(boxes, np.float32), masks
+
+
+def examples(model, cases: list, gts_dir: Path | None = None) -> list:
+    """``labelled_2d(cases, gts_dir)`` encoded once each by ``model``'s frozen image encoder."""
+    from litemedsam.core import transforms
+
+    found = []
+    for path, case, gts, labels, frame, boxes, masks in labelled_2d(cases, gts_dir):
         with torch.no_grad():
             embedding = model.image_encoder(torch.from_numpy(transforms.preprocess(case.image, 256)))
-        found.append(Example(path.name, embedding, torch.from_numpy(np.asarray(boxes, np.float32)),
+        found.append(Example(path.name, embedding, torch.from_numpy(boxes),
                              torch.from_numpy((masks > 0.5).astype(np.float32)), frame, gts, labels))
     return found
 

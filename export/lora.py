@@ -171,25 +171,12 @@ def lora_state(model, wrappers) -> dict:
 
 def training_examples(cases: list, gts_dir: Path | None):
     """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
+    from export.fit import labelled_2d
     from litemedsam.core import transforms
-    from litemedsam.io.formats.challenge import load_case
-    from litemedsam.core.frame import Frame
 
     examples = []
-    for path in cases:
-        case = load_case(path)
-        if case.dim != "2D":
-            continue
-        with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
-            gts = npz["gts"]
-        labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped]
-        if not labels:
-            continue
-        # each label's mask on the 256 x 256 low-res logits (LiteMedSAM's frame, as a 256-cell grid)
-        frame = Frame.longest_side(*case.image.shape[:2], 256, 256, 256, truncate_boxes=True)
-        masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
-        boxes = frame.boxes_to_model(case.boxes[np.array(labels) - 1])
-        keep = masks.reshape(len(labels), -1).sum(1) > 0
+    for _, case, _, _, _, boxes, masks in labelled_2d(cases, gts_dir):
+        keep = masks.reshape(len(masks), -1).sum(1) > 0
         examples.append((torch.from_numpy(transforms.preprocess(case.image, 256)), torch.from_numpy(boxes[keep]),
                          torch.from_numpy(masks[keep])))
     return examples

@@ -446,6 +446,9 @@ def test_objects_by_keyboard_save_early_in_tab_order_and_clicks_that_would_take_
         driver.execute_script("arguments[0].focus()", row)
         keys(driver, Keys.ENTER)
         assert driver.execute_script("return state.selected") == 1 and row.get_attribute("aria-selected") == "true"
+        ctrl(driver, "z")  # item 4: the box undone, the selection does not point at a label that is gone
+        said(wait, "undo done")
+        assert driver.execute_script("return [state.selected, state.objects.length]") == [None, 0]
         unnamed = driver.execute_script("""
             return [...document.querySelectorAll("input, select, textarea, canvas, button")].filter((e) => {
               if (e.type === "hidden" || e.type === "file" || e.offsetParent === null) return false;

@@ -380,6 +380,7 @@ function draw() {
 }
 
 function listObjects(objects) {
+  if (state.selected !== null && !objects.some((o) => o.label === state.selected)) state.selected = null;  // undone
   const list = $("objects");
   list.replaceChildren();
   for (const o of objects) {
