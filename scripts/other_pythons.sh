@@ -20,7 +20,7 @@ for version in 3.9 3.13; do
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
   empty="$(mktemp -d)"
   echo "Python $version: the fast tier"
-  LITEMEDSAM_REQUIRE_MODELS=0 LITEMEDSAM_WORK_DIR="$empty" LITEMEDSAM_DEV_DATA="$empty/none" \
+  LITEMEDSAM_REQUIRE_MODELS=0 LITEMEDSAM_REQUIRE_DATA=0 LITEMEDSAM_WORK_DIR="$empty" LITEMEDSAM_DEV_DATA="$empty/none" \
     "$venv/bin/python" -m pytest -q -m fast -p no:cacheprovider
   rm -rf "$empty"
 done

@@ -276,7 +276,7 @@ def test_serve_prints_its_token_and_checks_its_options(tmp_path):
     assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
 
-def serve_process(*args, token: str, env=None, port: int | None = None):
+def serve_process(*args, token: str, env=None, port=None):
     """A real ``litemedsam serve ARGS`` process on a free port (or ``port``) with ``token``, once it answers:
     (process, url)."""
     import os
