@@ -85,6 +85,25 @@ def labels_of(model, example: Example) -> np.ndarray:
     return out
 
 
+def some_objects(boxes: torch.Tensor, masks: torch.Tensor, most: int, rng: np.random.Generator) -> tuple:
+    """At most ``most`` of a case's objects (boxes and masks), drawn anew each call."""
+    if len(boxes) <= most:
+        return boxes, masks
+    pick = torch.as_tensor(rng.choice(len(boxes), most, replace=False))
+    return boxes[pick], masks[pick]
+
+
+def step(optimizer, logits: torch.Tensor, masks: torch.Tensor) -> float:
+    """One optimizer step on Dice + BCE of (N, 256, 256) low-res ``logits`` against ``masks``; the loss."""
+    prob = torch.sigmoid(logits)
+    dice = 1 - (2 * (prob * masks).sum((1, 2)) + 1) / (prob.sum((1, 2)) + masks.sum((1, 2)) + 1)
+    loss = dice.mean() + F.binary_cross_entropy_with_logits(logits, masks)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def jittered(boxes: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, 1)
     shift = torch.from_numpy(rng.uniform(-1, 1, boxes.shape).astype(np.float32))
@@ -112,19 +131,9 @@ def fit_decoder(model, train: list, epochs: int = 20, lr: float = 1e-4, seed: in
         total = 0.0
         for k in rng.permutation(len(train)):
             example = train[k]
-            boxes, masks = example.boxes, example.masks
-            if len(boxes) > MAX_BOXES:
-                pick = torch.as_tensor(rng.choice(len(boxes), MAX_BOXES, replace=False))
-                boxes, masks = boxes[pick], masks[pick]
+            boxes, masks = some_objects(example.boxes, example.masks, MAX_BOXES, rng)
             logits, _ = decoder(example.embedding, jittered(boxes, rng))
-            logits = logits[:, 0]
-            prob = torch.sigmoid(logits)
-            dice = 1 - (2 * (prob * masks).sum((1, 2)) + 1) / (prob.sum((1, 2)) + masks.sum((1, 2)) + 1)
-            loss = dice.mean() + F.binary_cross_entropy_with_logits(logits, masks)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
+            total += step(optimizer, logits[:, 0], masks)
         losses.append(total / len(train))
         log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
         if minutes is not None and time.perf_counter() - start > 60 * minutes:

@@ -185,6 +185,7 @@ def training_examples(cases: list, gts_dir: Path | None):
 def train(model, examples, rank: int = 4, steps: int = 60, lr: float = 2e-3, max_boxes: int = 16, seed: int = 0,
           log=print) -> list:
     """Fit LoRA adapters (only them) with Dice + BCE on the low-res masks; returns the wrappers."""
+    from export.fit import some_objects, step
     from export.graphs import BoxDecoder
 
     torch.manual_seed(seed)
@@ -198,21 +199,13 @@ def train(model, examples, rank: int = 4, steps: int = 60, lr: float = 2e-3, max
     decoder = BoxDecoder(model)
     rng = np.random.default_rng(seed)
     model.train()
-    for step in range(steps):
-        image, boxes, masks = examples[step % len(examples)]
-        if len(boxes) > max_boxes:
-            pick = torch.as_tensor(rng.choice(len(boxes), max_boxes, replace=False))
-            boxes, masks = boxes[pick], masks[pick]
+    for n in range(steps):
+        image, boxes, masks = examples[n % len(examples)]
+        boxes, masks = some_objects(boxes, masks, max_boxes, rng)
         logits, _ = decoder(model.image_encoder(image), boxes)
-        logits = logits[:, 0]
-        prob = torch.sigmoid(logits)
-        dice = 1 - (2 * (prob * masks).sum((1, 2)) + 1) / (prob.sum((1, 2)) + masks.sum((1, 2)) + 1)
-        loss = dice.mean() + F.binary_cross_entropy_with_logits(logits, masks)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 10 == 0 or step == steps - 1:
-            log(f"step {step + 1}/{steps}: loss {loss.item():.4f}")
+        loss = step(optimizer, logits[:, 0], masks)
+        if n % 10 == 0 or n == steps - 1:
+            log(f"step {n + 1}/{steps}: loss {loss:.4f}")
     model.eval()
     return wrappers
 
