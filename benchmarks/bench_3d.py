@@ -20,7 +20,8 @@ import numpy as np
 
 from evaluation.compute_metrics import case_metrics
 from litemedsam.io.formats.challenge import load_case
-from litemedsam.methods.pipeline import Propagation, segment_3d
+from litemedsam.methods.pipeline import segment_3d
+from litemedsam.methods.propagation import Propagation
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import make_segmenter
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         scores = {}
         for config in configs:
             start = time.perf_counter()
-            segs = segment_3d(seg, case.image, case.boxes, case.skipped, Propagation(margin=decision.margin, **parse(config)))
+            segs = segment_3d(seg, case.image, case.boxes, case.skipped, Propagation(margin=decision.propagation.margin, **parse(config)))
             seconds = time.perf_counter() - start
             dsc, nsd = case_metrics(gts, segs, spacing)
             scores[config] = [float(dsc), float(nsd), seconds]

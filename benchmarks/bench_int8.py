@@ -22,6 +22,7 @@ from benchmarks.bench_strategies import MemoEncoder
 from evaluation.compute_metrics import case_metrics
 from litemedsam.io.formats.challenge import load_case
 from litemedsam.core.masks import EXACT
+from litemedsam.methods.pipeline import segment_case
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import make_segmenter
@@ -60,8 +61,8 @@ def main(argv=None) -> int:
             record["group"] = f"{case.dim} {d.modality}"
             outs = {}
             for key in ("float", "int8") if len(records) % 2 else ("int8", "float"):  # alternate which runs first
-                policy = EXACT if mode == "exact" else d.policy
-                outs[key] = replace(d.propagation(), policy=policy).segment(memo[key], case)
+                policy = EXACT if mode == "exact" else d.propagation.policy
+                outs[key] = segment_case(memo[key], case, replace(d.propagation, policy=policy))
                 record["scores"][f"{mode} {key}"] = [float(v) for v in case_metrics(gts, outs[key], spacing)]
             record["dice"][mode] = object_dice(outs["float"], outs["int8"])
         record["encode_s"] = {k: m.encode_seconds / max(1, len(m.memo)) for k, m in memo.items()}

@@ -1,4 +1,4 @@
-"""``litemedsam serve --protocol nninteractive`` driven by the real nninteractive-client, as 3D Slicer drives it,
+"""``litemedsam serve nninteractive`` driven by the real nninteractive-client, as 3D Slicer drives it,
 on the labelled dev volumes: time per interaction, the server's memory, and Dice.
 
     python -m benchmarks.bench_protocol [--match TEXT] [--clicks 5] [--no-infer] [--restart]

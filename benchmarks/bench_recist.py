@@ -33,6 +33,7 @@ from litemedsam.io.cases import make_case
 from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.io.lines import farthest
 from litemedsam.methods import recist
+from litemedsam.methods.pipeline import segment_case
 from litemedsam.methods.prompting import BoxPrompting
 from litemedsam.methods.router import Router
 from litemedsam.models.registry import dev_data_dir
@@ -102,12 +103,12 @@ def measure(items: list, rules: dict, cache_mb: int) -> list:
         except CaseError:  # one pixel on its largest slice: no line to draw
             print(f"{group:24s} {path.name[:44]:44s} {label:3d} skipped: one pixel on its largest slice")
             continue
-        scores = {"3D box": score(plan.decision.propagation().segment(caching, boxed) == 1, gt, spacing)}
+        scores = {"3D box": score(segment_case(caching, boxed, plan.decision.propagation) == 1, gt, spacing)}
         lined = dataclasses.replace(boxed, lines=[line], boxes=np.zeros((0, 6), np.int64), starts=None)
         for name, rule in rules.items():
             as_box = recist.as_boxes(lined, rule)
-            how = recist.with_end(plan.decision, rule).propagation()
-            scores[name] = score(how.segment(caching, as_box) == 1, gt, spacing)
+            how = recist.with_end(plan.decision, rule).propagation
+            scores[name] = score(segment_case(caching, as_box, how) == 1, gt, spacing)
         records.append({"case": f"{path.name} #{label}", "group": group, "scores": scores,
                         "line_mm": round(line.length_mm(case.geometry.spacing), 1)})
         print(f"{group:24s} {path.name[:44]:44s} {label:3d} " + " ".join(

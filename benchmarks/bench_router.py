@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 from evaluation.compute_metrics import agreement, score_file
 
 from litemedsam.io.formats.challenge import load_case, save_segmentation
-from litemedsam.methods.pipeline import Propagation
+from litemedsam.methods.pipeline import segment_case
+from litemedsam.methods.propagation import Propagation
 from litemedsam.models.registry import dev_data_dir, get_model, missing_file
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import Segmenters
@@ -57,7 +58,8 @@ def main() -> int:
                 continue
             seg = segmenters.get(model)
             start = time.perf_counter()
-            out = Propagation(strategy or "propagate", decision.margin, decision.prompt).segment(seg, case)
+            how = decision.propagation
+            out = segment_case(seg, case, Propagation(strategy or "propagate", how.margin, how.prompt))
             seconds = time.perf_counter() - start
             target = args.out / name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)

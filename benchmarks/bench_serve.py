@@ -46,7 +46,7 @@ def served(folder: Path, output: Path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", str(folder), "-o", str(output),
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", "app", str(folder), "-o", str(output),
                              "--port", str(port), "--disk-cache-mb", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
     url = f"http://127.0.0.1:{port}"

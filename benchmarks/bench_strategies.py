@@ -29,6 +29,7 @@ import numpy as np
 from evaluation.compute_metrics import case_metrics
 from litemedsam.io.formats.challenge import load_case
 from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.methods.pipeline import segment_case
 from litemedsam.models.registry import dev_data_dir
 from litemedsam.methods.router import Router
 from litemedsam.models.segmenter import make_segmenter
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
             d = router.decide(path.name, dim=case.dim, exact=config == "exact")
             start = time.perf_counter()
             encoded, calls = memo.encode_seconds, memo.calls
-            segs = replace(d.propagation(), policy=parse(config)).segment(memo, case)
+            segs = segment_case(memo, case, replace(d.propagation, policy=parse(config)))
             seconds = time.perf_counter() - start - (memo.encode_seconds - encoded)
             dsc, nsd = case_metrics(gts, segs, spacing)
             scores[config] = (dsc, nsd, seconds, memo.calls - calls)

@@ -1,4 +1,4 @@
-"""``litemedsam serve --protocol nninteractive`` in a process of its own, driven by the real nninteractive-client
+"""``litemedsam serve nninteractive`` in a process of its own, driven by the real nninteractive-client
 as 3D Slicer drives it (a session with the server's key), and what Slicer sends: a box on the largest slice of an
 object, no z-range. Used by benchmarks/bench_protocol.py and the tests."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 class Served:
-    """``litemedsam serve --protocol nninteractive`` in its own process (``options`` added), in ``folder``;
+    """``litemedsam serve nninteractive`` in its own process (``options`` added), in ``folder``;
     ``program``: the litemedsam to run (default this tree's, with this Python), ``env``: its environment."""
 
     def __init__(self, folder: Path, *options, key: str = KEY, program: list | None = None, env: dict | None = None):
@@ -35,7 +35,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         program = program or [sys.executable, "-m", "litemedsam"]
         env = env or {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen([*map(str, program), "serve", "--protocol", "nninteractive", "--port",
+        self.proc = subprocess.Popen([*map(str, program), "serve", "nninteractive", "--port",
                                       str(self.port), *map(str, options)], cwd=folder,
                                      env={**env, "NN_INTERACTIVE_API_KEY": key},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

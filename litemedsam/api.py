@@ -66,7 +66,7 @@ def _checked_window(modality: str | None, window, router: Router | None = None) 
     if window is None:
         return None
     given = tuple(window) if isinstance(window, (tuple, list, np.ndarray)) and len(window) == 2 else (0, 0)
-    return checked_window(*given, option=f"window={str(window)[:40]}")
+    return checked_window(given[0], given[1], option=f"window={str(window)[:40]}")
 
 
 def _uint8(image, modality: str | None, window: tuple | None, router: Router | None = None) -> tuple:
@@ -124,7 +124,7 @@ def segment(image, boxes=None, modality: str | None = None, window: tuple | None
     for note in case.warnings:
         warnings.warn(note, stacklevel=2)
     labels, confidences = _run(case, case.modality, exact, model, threads, router)  # the caller's, or the data's
-    if placed is not None:  # as the file infer writes would read back (its affine from the header kept)
+    if geometry is not None:  # as the file infer writes would read back (its affine from the header kept)
         made = nifti.labels_image(labels, geometry)
         labels = type(made).from_bytes(made.to_bytes())
     return (labels, confidences) if scores else labels
@@ -215,9 +215,8 @@ class Predictor:
         may be given without its N axis. A box alone goes through the box decoder (infer's masks; an object without
         a box gets an empty mask and score 0); points or mask_input through SAM's prompt decoder (LiteMedSAM was
         trained on boxes: points add to a box, alone they find little)."""
-        if self.embedding is None:
-            raise CaseError("no image: call set_image first")
-        frame, (h, w) = self.embedding.frame, self.shape
+        emb, shape = self._encoded()
+        frame, (h, w) = emb.frame, shape
         boxes = None if boxes is None else _array(boxes, (4,), "boxes", "(N, 4)")
         points = None if points is None else _array(points, (None, 2), "points", "(N, P, 2)")
         low = frame.logit_size
@@ -244,7 +243,7 @@ class Predictor:
                                 f"decoder; {human(free)} is available")
         has_box = np.zeros(n, bool)
         if boxes is not None:
-            boxes, skipped, notes = clip_boxes(boxes, "2D", self.shape)  # as segment clips them, and warns
+            boxes, skipped, notes = clip_boxes(boxes, "2D", shape)  # as segment clips them, and warns
             for note in notes:
                 warnings.warn(note, stacklevel=2)
             has_box[[i for i in range(n) if i + 1 not in skipped]] = True
@@ -252,20 +251,28 @@ class Predictor:
             return self._boxes(boxes, has_box)
         return self._prompts(boxes, has_box, points, point_labels, mask_input)
 
+    def _encoded(self) -> tuple[Embedding, tuple]:
+        """The image's embedding and its (H, W); CaseError before set_image."""
+        if self.embedding is None or self.shape is None:
+            raise CaseError("no image: call set_image first")
+        return self.embedding, self.shape
+
     def _boxes(self, boxes: np.ndarray, has_box: np.ndarray) -> tuple:
         """Boxes alone, through the box decoder: infer's masks (objects without a box: empty, score 0)."""
-        frame, (h, w), n = self.embedding.frame, self.shape, len(has_box)
+        (emb, (h, w)), n = self._encoded(), len(has_box)
+        frame = emb.frame
         masks, scores = np.zeros((n, h, w), bool), np.zeros(n, np.float32)
         logits = np.full((n, frame.logit_size, frame.logit_size), -20.0, np.float32)
         if has_box.any():
-            logits[has_box], scores[has_box] = self.segmenter.decode(self.embedding, frame.boxes_to_model(boxes[has_box]))
+            logits[has_box], scores[has_box] = self.segmenter.decode(emb, frame.boxes_to_model(boxes[has_box]))
             masks[has_box] = frame.masks(logits[has_box], self.segmenter.upsample)
         return masks, scores, logits
 
     def _prompts(self, boxes, has_box: np.ndarray, points, point_labels, mask_input) -> tuple:
         """Points, boxes (two corner points labelled 2 and 3) and earlier logits through SAM's prompt decoder;
         prompts padded with label -1 (and, as segment-anything, one padding point where an object has no box)."""
-        frame, (h, w), n = self.embedding.frame, self.shape, len(has_box)
+        (emb, (h, w)), n = self._encoded(), len(has_box)
+        frame = emb.frame
         count = 0 if points is None else points.shape[1]
         coords = np.zeros((n, count + 2, 2), np.float32)
         labels = np.full((n, count + 2), -1.0, np.float32)
@@ -285,7 +292,7 @@ class Predictor:
             coords[has_box, count:] = frame.boxes_to_model(boxes[has_box]).reshape(-1, 2, 2)
             labels[has_box, count:] = (2, 3)
         width = count + (2 if has_box.any() else 1)  # no box anywhere: one padding point (label -1) each
-        masks, logits, scores = self.segmenter.predict_points(self.embedding, coords[:, :width], labels[:, :width],
+        masks, logits, scores = self.segmenter.predict_points(emb, coords[:, :width], labels[:, :width],
                                                               mask_input)
         return masks, scores.astype(np.float32), logits.astype(np.float32)
 

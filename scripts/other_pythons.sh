@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fast tier (no models, no data, as on a fresh clone) on the lowest and the newest Python setup.py promises
+# The fast tier (no models, no data, as on a fresh clone) on the lowest and the newest Python pyproject.toml promises
 # (3.9 and 3.13), each in its own venv (.venv-pyX.Y) with the package and its test extra, when this machine has
 # that Python (on PATH as pythonX.Y, or pyenv's); one that is absent is said and skipped.
 set -euo pipefail

@@ -139,7 +139,7 @@ def test_image_serves_the_web_app(image, dev_data, tmp_path):
     name = f"litemedsam-serve-test-{port}"
     token = "docker-test-token-0123456789"
     sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8765", "-v", f"{data}:/data:ro",
-       "-e", f"LITEMEDSAM_SERVE_TOKEN={token}", image, "litemedsam", "serve", "/data", "-o", "/tmp/segs",
+       "-e", f"LITEMEDSAM_SERVE_TOKEN={token}", image, "litemedsam", "serve", "app", "/data", "-o", "/tmp/segs",
        "--host", "0.0.0.0")
     try:
         url = f"http://127.0.0.1:{port}"
@@ -167,7 +167,7 @@ def test_image_serves_the_web_app(image, dev_data, tmp_path):
 
 
 def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
-    """docker run -p ... -e NN_INTERACTIVE_API_KEY litemedsam serve --protocol nninteractive --host 0.0.0.0: the
+    """docker run -p ... -e NN_INTERACTIVE_API_KEY litemedsam serve nninteractive --host 0.0.0.0: the
     real client (3D Slicer's) claims, uploads a volume and gets the 3D object of a box drawn on one slice."""
     import socket
     import time
@@ -182,7 +182,7 @@ def test_image_serves_the_nninteractive_protocol(image, dev_data, tmp_path):
         port = s.getsockname()[1]
     name = f"litemedsam-protocol-test-{port}"
     sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:1527", "-e",
-       f"NN_INTERACTIVE_API_KEY={KEY}", image, "litemedsam", "serve", "--protocol", "nninteractive", "--host", "0.0.0.0")
+       f"NN_INTERACTIVE_API_KEY={KEY}", image, "litemedsam", "serve", "nninteractive", "--host", "0.0.0.0")
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):

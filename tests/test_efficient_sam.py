@@ -106,7 +106,8 @@ def test_segmenter_matches_torch_on_a_real_image(small_model, dev_data):
 
     from export.efficient_sam import DecoderGraph, EncoderGraph
     from litemedsam.io.formats.challenge import load_case
-    from litemedsam.methods.pipeline import Propagation, segment_2d
+    from litemedsam.methods.pipeline import segment_2d
+    from litemedsam.methods.propagation import Propagation
     from litemedsam.models.segmenter import EfficientSamSegmenter
 
     out, model, _ = small_model

@@ -7,7 +7,7 @@ import pytest
 
 from litemedsam.models import fastest
 from litemedsam.models.registry import get_model, model_files
-from litemedsam.methods.prompting import with_model
+from tests.test_router import chosen
 from litemedsam.methods.router import Router
 
 
@@ -31,11 +31,11 @@ def test_int8_twin_keeps_the_float_decoders(int8_ready):
 def test_float_encoder_by_default_and_under_exact(int8_ready, cache, monkeypatch):
     monkeypatch.delenv("LITEMEDSAM_INT8", raising=False)
     router = Router.load()
-    d = with_model(router.decide("2DBox_CT_x.npz"))
+    d = chosen(router.decide("2DBox_CT_x.npz"))
     assert d.model == "litemedsam" and "fails the accuracy gate" in d.encoder
     monkeypatch.setenv("LITEMEDSAM_INT8", "on")
-    assert with_model(router.decide("2DBox_CT_x.npz")).model == "litemedsam-int8"
-    exact = with_model(router.decide("2DBox_CT_x.npz", exact=True), exact=True)
+    assert chosen(router.decide("2DBox_CT_x.npz")).model == "litemedsam-int8"
+    exact = chosen(router.decide("2DBox_CT_x.npz", exact=True), exact=True)
     assert exact.model == "litemedsam" and exact.encoder == ""
 
 

@@ -104,11 +104,13 @@ def test_a_2025_click_step(venv, dev_data, tmp_path):
 def test_the_features_of_an_extra_name_it(venv, dev_data, tmp_path):
     """Without the extras: serve, --scheduler and NRRD each say what to install, with no traceback."""
     raw = dev_data.parent / "raw" / "brain1_image.nrrd"
-    for args, extra in [(("serve", dev_data / "imgs"), "serve"), (("serve", "--protocol", "nninteractive"), "serve"),
+    for args, extra in [(("serve", "app", dev_data / "imgs"), "serve"), (("serve", "nninteractive"), "serve"),
+                        (("serve", "--protocol", "nninteractive"), "serve"),  # the older form, still taken
                         (("infer", "-i", dev_data / "imgs" / CASE_2D, "-o", tmp_path / "a", "--scheduler",
                           "tcp://127.0.0.1:9"), "cluster"),
                         (("infer", "-i", raw, "-o", tmp_path / "b", "--box", "10,10,10,40,40,20"), "io")]:
-        if not Path(args[1] if args[0] == "serve" else args[2]).exists() and "--protocol" not in args:
+        given = next((a for a in args if isinstance(a, Path)), None)  # the folder or case read
+        if given is not None and not given.exists():
             continue
         done = venv.run("litemedsam", *args)
         assert done.returncode != 0 and f"litemedsam[{extra}]" in done.stderr, (args, done.stderr)
@@ -125,7 +127,7 @@ def test_serve_fills_holes_once_its_extra_is_installed(venv, dev_data, tmp_path)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = "fresh-venv-token-0123456789abcdef"
-    server = subprocess.Popen([venv.root / "bin" / "litemedsam", "serve", folder, "-o", tmp_path / "segs", "--port",
+    server = subprocess.Popen([venv.root / "bin" / "litemedsam", "serve", "app", folder, "-o", tmp_path / "segs", "--port",
                                str(port)], cwd=venv.work, env={**venv.env, "LITEMEDSAM_SERVE_TOKEN": token},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/api"

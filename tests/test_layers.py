@@ -3,6 +3,7 @@
 a circle (so that any module, e.g. a worker's, can be imported first), imports by importlib string included."""
 import ast
 import re
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "litemedsam"
@@ -98,7 +99,7 @@ def test_the_top_package_imports_no_module_at_load():
     assert not [n for n in tree.body if isinstance(n, (syntax.Import, syntax.ImportFrom))]
 
 
-# the third-party modules the runtime may import beyond setup.py's install_requires: each one's extra, which the
+# the third-party modules the runtime may import beyond pyproject.toml's dependencies: each one's extra, which the
 # code names in its message when the module is missing (tests/test_install.py runs those messages in a fresh venv)
 EXTRA = {"onnx": "export", "SimpleITK": "io", "distributed": "cluster", "cloudpickle": "cluster", "starlette": "serve",
          "uvicorn": "serve", "blosc2": "serve"}
@@ -130,9 +131,12 @@ def third_party_imports() -> dict:
 
 
 def install_requires() -> set:
-    setup = ast.parse((PACKAGE.parent / "setup.py").read_text())
-    call = next(n for n in ast.walk(setup) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
-    listed = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+    """The distributions pyproject.toml's [project] dependencies name."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     return {req.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in listed}
 
 
@@ -144,7 +148,8 @@ def test_every_runtime_import_is_installed_or_its_extra_is_named():
     for module, files in third_party_imports().items():
         if DISTRIBUTION.get(module, module).lower() in core:
             continue
-        assert module in EXTRA, f"{module} (imported by {sorted(files)}) is neither in install_requires nor an extra"
+        assert module in EXTRA, f"{module} (imported by {sorted(files)}) is neither in pyproject.toml's dependencies nor an extra"
         named = [f for f in files | {"cli/infer.py", "cli/serve.py"}
-                 if f"litemedsam[{EXTRA[module]}]" in (PACKAGE / f).read_text()]
+                 if re.search(rf"needs_extra\([^)]*\"{EXTRA[module]}\"", (PACKAGE / f).read_text())
+                 or f"litemedsam[{EXTRA[module]}]" in (PACKAGE / f).read_text()]
         assert named, f"no message names the extra litemedsam[{EXTRA[module]}] that {module} needs"

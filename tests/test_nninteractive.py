@@ -1,4 +1,4 @@
-"""``litemedsam serve --protocol nninteractive`` driven by the real ``nninteractive-client`` (the client 3D Slicer's
+"""``litemedsam serve nninteractive`` driven by the real ``nninteractive-client`` (the client 3D Slicer's
 and napari's nnInteractive tools use), as a user starts it: the CLI in its own process, the key in the
 environment. A box on one slice gives the 3D object, points the voxels ``infer`` gives for the same clicks and
 previous mask, undo and reset take edits back, a second target buffer is a new object, leases are capped and

@@ -59,7 +59,8 @@ def test_two_sessions_at_once_give_one_sessions_masks(models_ready, dev_data, mo
     stride; each slice is encoded once."""
     from litemedsam.io.formats.challenge import load_case
     from litemedsam.methods import pipeline
-    from litemedsam.methods.pipeline import Propagation, segment_3d
+    from litemedsam.methods.pipeline import segment_3d
+    from litemedsam.methods.propagation import Propagation
     from litemedsam.models.segmenter import Segmenter
 
     monkeypatch.setattr(pipeline, "AHEAD_MIN_SLICES", 0)  # this small volume's slices encoded ahead too

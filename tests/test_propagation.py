@@ -4,7 +4,8 @@ import numpy as np
 
 from litemedsam.core import transforms as T
 from litemedsam.core.frame import Frame
-from litemedsam.methods.pipeline import Propagation, segment_2d, segment_3d
+from litemedsam.methods.pipeline import segment_2d, segment_3d
+from litemedsam.methods.propagation import Propagation
 from litemedsam.models.segmenter import Embedding
 
 
@@ -13,6 +14,8 @@ class ThresholdSegmenter:
 
     size = 256
     max_batch = 16
+    encoder_file = None
+    warmed = False
 
     def __init__(self):
         self.encoded = []  # slice images passed to encode, by identity of content
@@ -27,6 +30,12 @@ class ThresholdSegmenter:
 
     def logit_maps(self, emb, boxes, prompt="box"):
         return (np.where(m, 1.0, -1.0).astype(np.float32) for m in self.predict(emb, boxes, prompt))
+
+    def scored_logit_maps(self, emb, boxes, prompt="box"):
+        return ((up, None) for up in self.logit_maps(emb, boxes, prompt))
+
+    def slice_encoders(self):
+        return []
 
     def predict(self, emb, boxes, prompt="box"):
         self.prompts.append(np.array(boxes))

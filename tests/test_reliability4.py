@@ -389,8 +389,8 @@ def test_key_and_label_files_are_regular_small_files(tmp_path, what, kind):
         os.mkfifo(path)
     else:
         path = Path("/dev/zero")
-    args = ["serve", "--protocol", "nninteractive", "--api-key-file", path] if what == "--api-key-file" \
-        else ["serve", str(tmp_path), "-o", tmp_path / "segs", "--labels", path]
+    args = ["serve", "nninteractive", "--api-key-file", path] if what == "--api-key-file" \
+        else ["serve", "app", str(tmp_path), "-o", tmp_path / "segs", "--labels", path]
     done = cli(*args, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert ("a FIFO, not a regular file" if kind == "a FIFO" else "a device or special file") in done.stderr
@@ -422,7 +422,7 @@ def test_a_killed_setup_leaves_no_temporary_file_and_a_bad_models_folder_is_said
 
 def test_serve_checks_slice_sessions_at_start(tmp_path):
     """Unclear messages: serve started with LITEMEDSAM_SLICE_SESSIONS=abc and failed only at the first 3D box."""
-    done = cli("serve", str(tmp_path), "-o", tmp_path / "segs", env={"LITEMEDSAM_SLICE_SESSIONS": "abc"}, timeout=60)
+    done = cli("serve", "app", str(tmp_path), "-o", tmp_path / "segs", env={"LITEMEDSAM_SLICE_SESSIONS": "abc"}, timeout=60)
     assert done.returncode == 2 and "LITEMEDSAM_SLICE_SESSIONS='abc' is not a number of encoder sessions" in done.stderr
 
 

@@ -1,5 +1,6 @@
 """Router decisions: modality spellings, rules, fallback chains, overrides and bad router files."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 from litemedsam.cli import main
 from litemedsam.methods.pipeline import majority_vote, segment_3d, segment_multiview
 from litemedsam.models.registry import MODELS
-from litemedsam.methods.prompting import with_model
+from litemedsam.methods.prompting import choose_model
 from litemedsam.methods.router import Router, RouterError
 
 # <Mod> spellings: those of the dev set and of the challenge's file names
@@ -18,6 +19,15 @@ SPELLINGS = {
     "XRay": "XRay", "X-Ray": "XRay", "Xray": "XRay", "CXR": "XRay", "xray": "XRay",
     "Microscope": "Microscopy", "Microscopy": "Microscopy", "microscope": "Microscopy",
 }
+
+
+def chosen(decision, directory=None, exact: bool = False) -> SimpleNamespace:
+    """What a case runs with: the router's decision, its propagation and the model chosen from its chain (in
+    ``directory``), read as one."""
+    c = choose_model(decision.models, directory, exact)
+    fields = {k: getattr(decision, k) for k in ("case", "dim", "tag", "modality", "rule", "models")}
+    return SimpleNamespace(**vars(decision.propagation), **fields, model=c.model, skipped=c.skipped,
+                           encoder=c.encoder, describe=lambda: decision.describe(c.model, c.skipped))
 
 
 @pytest.fixture
@@ -90,31 +100,31 @@ def test_rules_with_everything_built(chains, tmp_path):
     router = chains
     for name in ("litemedsam", "litemedsam-ft", "efficientsam-ti-int8"):
         built(tmp_path, name)
-    d = with_model(router.decide("3DBox_PET_autoPET_0001.npz"), tmp_path)
+    d = chosen(router.decide("3DBox_PET_autoPET_0001.npz"), tmp_path)
     assert (d.model, d.strategy, d.dim) == ("litemedsam-ft", "multiview", "3D")
-    assert with_model(router.decide("2DBox_Microscope_cells_1.npz"), tmp_path).model == "litemedsam-ft"
-    d = with_model(router.decide("2DBox_X-Ray_chest_1.npz"), tmp_path)
+    assert chosen(router.decide("2DBox_Microscope_cells_1.npz"), tmp_path).model == "litemedsam-ft"
+    d = chosen(router.decide("2DBox_X-Ray_chest_1.npz"), tmp_path)
     assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box")
-    d = with_model(router.decide("3DBox_CT_abdomen_1.npz"), tmp_path)
+    d = chosen(router.decide("3DBox_CT_abdomen_1.npz"), tmp_path)
     assert (d.model, d.strategy, d.margin) == ("litemedsam", "propagate", 3)
-    assert with_model(router.decide("2DBox_PET_slice_1.npz"), tmp_path).model == "litemedsam"  # 2D PET: default rule
+    assert chosen(router.decide("2DBox_PET_slice_1.npz"), tmp_path).model == "litemedsam"  # 2D PET: default rule
 
 
 def test_fallback_chain_names_what_is_missing(chains, tmp_path):
     router = chains
     built(tmp_path, "litemedsam")
-    d = with_model(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
+    d = chosen(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
     assert d.model == "litemedsam"
     assert [m for m, _ in d.skipped] == ["litemedsam-ft", "efficientsam-ti-int8"]
     assert d.skipped[0][1].endswith("litemedsam_ft_encoder.onnx")
     built(tmp_path, "efficientsam-ti-int8")
-    d = with_model(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
+    d = chosen(router.decide("2DBox_Microscopy_cells_1.npz"), tmp_path)
     assert (d.model, d.prompt) == ("efficientsam-ti-int8", "box+center")
     assert "prompt box+center" in d.describe()
 
 
 def test_nothing_built(router, tmp_path):
-    d = with_model(router.decide("2DBox_CT_x_1.npz"), tmp_path)
+    d = chosen(router.decide("2DBox_CT_x_1.npz"), tmp_path)
     assert d.model is None and d.skipped[0][0] == "litemedsam"
 
 
@@ -122,10 +132,10 @@ def test_overrides(chains, tmp_path):
     router = chains
     for name in ("litemedsam", "litemedsam-ft"):
         built(tmp_path, name)
-    assert with_model(router.decide("2DBox_CT_x_1.npz", modality="Microscope"), tmp_path).model == "litemedsam-ft"
-    assert with_model(router.decide("case.npz", dim="3D", modality="PET"), tmp_path).strategy == "multiview"
-    assert with_model(router.decide("2DBox_Microscopy_x.npz", model="litemedsam"), tmp_path).model == "litemedsam"
-    d = with_model(router.decide("mystery.npz", dim="2D"), tmp_path)
+    assert chosen(router.decide("2DBox_CT_x_1.npz", modality="Microscope"), tmp_path).model == "litemedsam-ft"
+    assert chosen(router.decide("case.npz", dim="3D", modality="PET"), tmp_path).strategy == "multiview"
+    assert chosen(router.decide("2DBox_Microscopy_x.npz", model="litemedsam"), tmp_path).model == "litemedsam"
+    d = chosen(router.decide("mystery.npz", dim="2D"), tmp_path)
     assert (d.modality, d.rule, d.model) == (None, "everything else", "litemedsam")
 
 
@@ -160,9 +170,10 @@ def test_faster_3d_options_and_exact(tmp_path):
     path.write_text("version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodels = ['litemedsam']\nstride = 2\nstop = 3\n")
     router = Router.load(path)
     d = router.decide("3DBox_CT_x.npz")
-    assert (d.stride, d.stop) == (2, 3) and "every 2 slices, stop after 3 empty" in d.describe()
-    d = router.decide("3DBox_CT_x.npz", exact=True)
-    assert (d.stride, d.stop) == (1, 0)
+    how = d.propagation
+    assert (how.stride, how.stop) == (2, 3) and "every 2 slices, stop after 3 empty" in d.describe()
+    how = router.decide("3DBox_CT_x.npz", exact=True).propagation
+    assert (how.stride, how.stop) == (1, 0)
 
 
 def test_shipped_router_ships_only_what_passed_the_rule(router):
@@ -173,12 +184,15 @@ def test_shipped_router_ships_only_what_passed_the_rule(router):
     from litemedsam.core.masks import EXACT, MaskPolicy
 
     for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "3DBox_US_x.npz", "2DBox_MR_x.npz"):
-        d = router.decide(name)
+        d = chosen(router.decide(name))
         assert (d.stride, d.stop, d.strategy, d.models) == (1, 0, "propagate", ("litemedsam",)), name
-    assert router.decide("3DBox_MR_x.npz").policy == router.decide("3DBox_CT_x.npz").policy == MaskPolicy(overlap="smaller")
-    assert router.decide("3DBox_PET_x.npz").policy == EXACT
-    assert router.decide("2DBox_Microscopy_x.npz").policy == MaskPolicy(clip=0)
-    assert router.decide("2DBox_CT_x.npz").policy == EXACT and router.decide("2DBox_XRay_x.npz").policy == EXACT
+    policy = {name: router.decide(name).propagation.policy
+              for name in ("3DBox_MR_x.npz", "3DBox_CT_x.npz", "3DBox_PET_x.npz", "2DBox_Microscopy_x.npz")}
+    assert policy["3DBox_MR_x.npz"] == policy["3DBox_CT_x.npz"] == MaskPolicy(overlap="smaller")
+    assert policy["3DBox_PET_x.npz"] == EXACT
+    assert policy["2DBox_Microscopy_x.npz"] == MaskPolicy(clip=0)
+    assert router.decide("2DBox_CT_x.npz").propagation.policy == EXACT
+    assert router.decide("2DBox_XRay_x.npz").propagation.policy == EXACT
     assert all(rule.models == ("litemedsam",) for rule in router.rules)  # no warning about models never built
 
 

@@ -270,11 +270,28 @@ def test_only_the_token_holder_gets_in(dev_data, tmp_path):
 
 
 def test_serve_prints_its_token_and_checks_its_options(tmp_path):
-    done = cli("serve", tmp_path, "--allow-host", "http://x/")
+    done = cli("serve", "app", tmp_path, "--allow-host", "http://x/")
     assert done.returncode == 2 and "--allow-host" in done.stderr
-    done = cli("serve", tmp_path, env={"LITEMEDSAM_SERVE_TOKEN": "short"})
+    done = cli("serve", "app", tmp_path, env={"LITEMEDSAM_SERVE_TOKEN": "short"})
     assert done.returncode == 2 and "LITEMEDSAM_SERVE_TOKEN" in done.stderr
 
+
+def test_serve_takes_its_older_form(tmp_path):
+    """Issue 48: `serve app` and `serve nninteractive` are subcommands with their own options; the form before them
+    (`serve [FOLDER] [--protocol P]`) is run as the subcommand it names, --protocol said to be deprecated."""
+    done = cli("serve", tmp_path, "--allow-host", "http://x/")  # the app, as before
+    assert done.returncode == 2 and "--allow-host" in done.stderr and "deprecated" not in done.stderr
+    done = cli("serve", "--protocol=app", tmp_path, "--allow-host", "http://x/")
+    assert done.returncode == 2 and "--allow-host" in done.stderr and "serve app" in done.stderr
+    done = cli("serve", "--protocol", "nninteractive", "--liveness-timeout", "9", "--idle-timeout", "5")
+    assert done.returncode == 2 and "--liveness-timeout must be shorter" in done.stderr
+    assert "--protocol is deprecated: write `litemedsam serve nninteractive ...`" in done.stderr
+    done = cli("serve", "--protocol", "nninteractive", "--labels", tmp_path / "t.json")  # the app's option
+    assert done.returncode == 2 and "--labels" in done.stderr and "Traceback" not in done.stderr
+    done = cli("serve", "--protocol", "web")
+    assert done.returncode == 2 and "one of app, nninteractive" in done.stderr
+    done = cli("serve", "nninteractive", tmp_path)  # no FOLDER: its clients upload their image
+    assert done.returncode == 2 and "unexpected extra argument" in done.stderr
 
 def serve_process(*args, token: str, env=None, port=None):
     """A real ``litemedsam serve ARGS`` process on a free port (or ``port``) with ``token``, once it answers:
@@ -291,7 +308,7 @@ def serve_process(*args, token: str, env=None, port=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", *map(str, args), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", "app", *map(str, args), "--port", str(port)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": token, **(env or {})})
     url = f"http://127.0.0.1:{port}"
@@ -370,7 +387,7 @@ def test_serve_says_when_it_cannot_listen(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = cli("serve", "-o", tmp_path / "segs", "--port", port)
+        done = cli("serve", "app", "-o", tmp_path / "segs", "--port", port)
     assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -915,7 +932,7 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
     for bad, said in (("{", "is not JSON"), ('{"labels": {"0": {"name": "x"}}}', "label 0 is not 1-65535"),
                       ('{"labels": {"1": {"color": [300, 0, 0]}}}', "a colour is [r, g, b]"), ("[]", "not a label table")):
         table_file.write_text(bad)
-        done = cli("serve", folder, "-o", tmp_path / "segs", "--labels", table_file, "--port", "1")
+        done = cli("serve", "app", folder, "-o", tmp_path / "segs", "--labels", table_file, "--port", "1")
         assert done.returncode == 2 and f"--labels {table_file}: " in done.stderr and said in done.stderr, done.stderr
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from litemedsam.cli.options import case_inputs, load_router
-from litemedsam.core.errors import LitemedsamError, Terminated, UsageError, shown, terminate_on_sigterm
+from litemedsam.core.errors import LitemedsamError, Terminated, UsageError, needs_extra, shown, terminate_on_sigterm
 from litemedsam.models.registry import MODELS
 
 
@@ -52,8 +52,7 @@ def cluster_executor(scheduler: str, threads):
     try:
         from litemedsam.run.cluster import executor
     except ImportError as e:
-        raise UsageError(f"--scheduler needs Dask distributed ({e}); install it with: pip install "
-                         f"'litemedsam[cluster]'") from None
+        raise UsageError(needs_extra("--scheduler", "cluster", e)) from None
     return executor(scheduler, threads)
 
 

@@ -19,7 +19,7 @@ def route(cases, router_file, modality, show):
     from litemedsam.core.errors import LitemedsamError, shown
     from litemedsam.run.folders import list_cases
     from litemedsam.io.given_boxes import CaseInputs
-    from litemedsam.methods.prompting import with_model
+    from litemedsam.methods.prompting import choose_model
     from litemedsam.methods.router import DEFAULT_CONFIG, Router
 
     router = Router.load(router_file)  # a RouterError ends the command with exit 2 (cli.main)
@@ -38,7 +38,8 @@ def route(cases, router_file, modality, show):
                 decision = router.decide(path.name, dim=case.dim, modality=modality or case.modality)
             else:
                 decision = router.decide(path.name, modality=modality)
-            click.echo(with_model(decision).describe())
+            choice = choose_model(decision.models)
+            click.echo(decision.describe(choice.model, choice.skipped))
         except LitemedsamError as e:  # an unreadable case (infer fails it too), or no router rule for it
             failed = True
             click.echo(f"ERROR {shown(path.name)}: {e}", err=True)

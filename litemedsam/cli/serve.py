@@ -1,18 +1,145 @@
+"""``litemedsam serve app [FOLDER]`` (the browser app) and ``litemedsam serve nninteractive`` (the nnInteractive
+protocol for 3D Slicer, napari and scripts): two subcommands, each with its own options; the options both servers
+read (address, model, router, embeddings) are decorated once (``model_flags``) and checked once into a frozen
+``Served``. ``serve [FOLDER] [--protocol P]``, the form before the subcommands, still works and says so."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from litemedsam.core.errors import UsageError, shown, terminate_on_sigterm
+from litemedsam.core.errors import UsageError, needs_extra, shown, terminate_on_sigterm
 
+if TYPE_CHECKING:  # the types only: a command imports what it runs when it runs
+    from litemedsam.io.given_boxes import CaseInputs
+    from litemedsam.methods.router import Router
 
 TOKEN_ENV = "LITEMEDSAM_SERVE_TOKEN"  # a token of your own (scripts, containers); else a random one per start
+KEY_ENV = "NN_INTERACTIVE_API_KEY"  # the nnInteractive protocol's key: the variable its client reads too
 HOST_NAME = re.compile(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+PORTS = {"app": 8765, "nninteractive": 1527}  # nnInteractive's server listens on 1527 too
+
+
+class ServeCommands(click.Group):
+    """``serve app`` and ``serve nninteractive``; any other first word is the older form ``serve [FOLDER]
+    [--protocol app|nninteractive] ...``, run as the subcommand it names (with a note that --protocol is
+    deprecated)."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in (*self.commands, *ctx.help_option_names):
+            args = older_form(list(args))
+        return super().parse_args(ctx, args)
+
+
+def older_form(args: list) -> list:
+    """``[FOLDER] [--protocol P] ...`` -> ``[P, FOLDER, ...]`` (P defaults to app)."""
+    protocol = "app"
+    for i, arg in enumerate(args):
+        if arg == "--protocol" and i + 1 < len(args):
+            protocol = args[i + 1]
+            del args[i:i + 2]
+        elif arg.startswith("--protocol="):
+            protocol = arg.split("=", 1)[1]
+            del args[i]
+        else:
+            continue
+        if protocol not in PORTS:
+            raise UsageError(f"--protocol {shown(protocol)}: one of app, nninteractive")
+        click.echo(f"NOTE: --protocol is deprecated: write `litemedsam serve {protocol} ...`", err=True)
+        break
+    return [protocol, *args]
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """What both servers take from the command line alike, checked once: where to listen, the model's threads,
+    the router and the cases' intensity inputs, the reference's computation or not, embedding memory and disk
+    (bytes)."""
+    host: str
+    port: int
+    threads: int | None
+    router: Router
+    inputs: CaseInputs
+    exact: bool
+    cache_bytes: int
+    disk_cache_bytes: int
+
+    def store(self):
+        """The disk store of embeddings (litemedsam.models.embedding_store), None for 0 bytes or where there is no
+        private cache folder."""
+        from litemedsam.models.embedding_store import EmbeddingStore
+
+        return EmbeddingStore.default(self.disk_cache_bytes)
+
+
+def model_flags(command):
+    """The options of both subcommands, read into one ``Served`` passed as ``served``."""
+    flags = [
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address to listen on; 0.0.0.0 lets anyone on the network reach the server (in a "
+                          "container)."),
+        click.option("--port", type=click.IntRange(1, 65535), default=None,
+                     help="Port to listen on (default 8765 for the app, 1527 for nninteractive, as nnInteractive's)."),
+        click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="A router file (default: the shipped one), as for infer."),
+        click.option("--modality", default=None, help="Route every case as this modality, as for infer."),
+        click.option("--window", default=None, metavar="LEVEL,WIDTH",
+                     help="Intensity window for non-uint8 inputs, as for infer."),
+        click.option("--exact", is_flag=True,
+                     help="The reference's computation (no faster 3D options or mask strategies)."),
+        click.option("--threads", type=int, default=None,
+                     help="ONNX Runtime threads (default: all CPUs available)."),
+        click.option("--cache-mb", type=click.IntRange(16, 1 << 20), default=1024, show_default=True,
+                     help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice)."),
+        click.option("--disk-cache-mb", type=click.IntRange(0, 1 << 24), default=4096, show_default=True,
+                     help="Disk for image embeddings kept between starts, in this user's private cache folder (a "
+                          "restart, a reopened case or an image sent again reads them instead of encoding; a "
+                          "512 x 512 x 300 CT: 1.2 GB); least recently used removed beyond it; 0: none."),
+    ]
+    names = ("host", "port", "router_file", "modality", "window", "exact", "threads", "cache_mb", "disk_cache_mb")
+
+    def read(**kwargs):
+        given = {name: kwargs.pop(name) for name in names}
+        port = given["port"] or PORTS[click.get_current_context().info_name]
+        return command(served=served(port=port, **{k: v for k, v in given.items() if k != "port"}), **kwargs)
+    read.__name__, read.__doc__ = command.__name__, command.__doc__
+    for flag in reversed(flags):
+        read = flag(read)
+    return read
+
+
+def served(host, port, router_file, modality, window, exact, threads, cache_mb, disk_cache_mb) -> Served:
+    """The shared options checked (UsageError): threads, the router and --modality, --window."""
+    from litemedsam.cli.options import case_inputs, load_router
+    from litemedsam.models import parallel
+    from litemedsam.models.session import resolve_threads
+
+    threads, warning = resolve_threads(threads)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    parallel.forced(threads or 1)  # LITEMEDSAM_SLICE_SESSIONS checked now (UsageError), not at the first 3D box
+    router = load_router(router_file, modality)
+    inputs = case_inputs((), None, None, window, router.modality(modality) if modality else None)
+    return Served(host, port, threads, router, inputs, exact, cache_mb << 20, disk_cache_mb << 20)
+
+
+def prompting(served: Served):
+    """The prompt methods both servers run (litemedsam.methods.prompting.BoxPrompting)."""
+    from litemedsam.methods.prompting import BoxPrompting
+
+    return BoxPrompting(served.router, None, served.inputs.modality, served.exact)
+
+
+@click.group(cls=ServeCommands)
+def serve():
+    """Segment interactively: `serve app [FOLDER]` (in a browser) or `serve nninteractive` (3D Slicer, napari,
+    scripts with nninteractive-client). `serve [FOLDER] [--protocol app|nninteractive]` still works (deprecated)."""
 
 
 def check_listen(host: str, port: int) -> None:
@@ -27,98 +154,43 @@ def check_listen(host: str, port: int) -> None:
                          f"--host") from None
 
 
-KEY_ENV = "NN_INTERACTIVE_API_KEY"  # the nnInteractive protocol's key: the variable its client reads too
-
-
 def refuse_key_option(ctx, param, value):
     if value is not None:
         raise UsageError(f"--api-key: a key on the command line is seen by every user of this machine (ps); set "
                          f"${KEY_ENV} or give --api-key-file")
     return value
 
-
-@click.command()
+@serve.command("app")
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--protocol", type=click.Choice(["app", "nninteractive"]), default="app", show_default=True,
-              help="app: the browser app over FOLDER's cases; nninteractive: the nnInteractive server protocol, "
-                   "for 3D Slicer's and napari's nnInteractive tools and nninteractive-client scripts (README: "
-                   "\"From 3D Slicer\").")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segs"),
               show_default=True, help="Where saved label maps go (the input's format and output name, as infer).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 lets anyone on the network open FOLDER's cases (in a container).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port to listen on (default 8765 for the app, 1527 for nninteractive, as nnInteractive's).")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also accept requests addressed to this host name (the name or address browsers use to reach "
                    "the server, e.g. a workstation's name); repeatable. Default: the listening address, "
                    "127.0.0.1, localhost and, with --host 0.0.0.0, this machine's name.")
-@click.option("--router", "router_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A router file (default: the shipped one), as for infer.")
-@click.option("--modality", default=None, help="Route every case as this modality, as for infer.")
-@click.option("--window", default=None, metavar="LEVEL,WIDTH", help="Intensity window for non-uint8 inputs, as for infer.")
-@click.option("--exact", is_flag=True, help="The reference's computation (no faster 3D options or mask strategies).")
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs available).")
-@click.option("--cache-mb", type=click.IntRange(16, 1 << 20), default=1024, show_default=True,
-              help="Memory for image embeddings kept between boxes (LiteMedSAM: 4 MiB per slice).")
-@click.option("--disk-cache-mb", type=click.IntRange(0, 1 << 24), default=4096, show_default=True,
-              help="Disk for image embeddings kept between starts, in this user's private cache folder (a restart, a "
-                   "reopened case or an image sent again reads them instead of encoding; a 512 x 512 x 300 CT: "
-                   "1.2 GB); least recently used removed beyond it; 0: none.")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
-              help="Largest file accepted by upload (nninteractive: largest image, decompressed).")
-@click.option("--memory", "memory_mb", type=click.IntRange(256, 1 << 24), default=None,
-              help="nninteractive: the most memory (MB) the server may hold; an image that would need more is "
-                   "refused, saying so (default: what this machine, or its cgroup, has available).")
-@click.option("--max-sessions", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="nninteractive: clients served at once (each its own image and object).")
-@click.option("--idle-timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
-              help="nninteractive: seconds without an interaction before a client's session is dropped.")
-@click.option("--liveness-timeout", type=click.FloatRange(1, 86400), default=60, show_default=True,
-              help="nninteractive: seconds without any request (the client heartbeats) before it is dropped.")
-@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"nninteractive: a file holding the key clients send (default ${KEY_ENV}, else a new key "
-                   f"printed at start).")
-@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+              help="Largest file accepted by upload.")
 @click.option("--labels", "label_table", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help='app: a project\'s label table, the names and colours objects take by label (JSON: {"labels": '
+              help='A project\'s label table, the names and colours objects take by label (JSON: {"labels": '
                    '{"1": {"name": "liver", "color": [r, g, b]}}}, as Save writes beside an output).')
-def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, modality, window, exact, threads,
-          cache_mb, disk_cache_mb, max_upload_mb, memory_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, label_table):
-    """Segment interactively in a browser: open a case of FOLDER (or upload one), draw boxes, save.
+@model_flags
+def app(served: Served, folder, output_dir, allow_hosts, max_upload_mb, label_table):
+    """Segment in a browser: open a case of FOLDER (or upload one), draw boxes, lines and clicks, correct, save.
 
     Open the printed address (http://127.0.0.1:8765/#token=...) in a browser on this machine: the token is a
     secret made at each start (or $LITEMEDSAM_SERVE_TOKEN), and every request without it is refused, so other
     users of the machine cannot open the cases. Everything the page needs is served from this package; nothing
     is fetched from the network.
-
-    With --protocol nninteractive it serves the nnInteractive protocol instead (no FOLDER, no page): 3D Slicer's
-    nnInteractive extension, napari's plugin or a script with nninteractive-client point at
-    http://127.0.0.1:1527 with the key ($NN_INTERACTIVE_API_KEY, --api-key-file, else one made and printed).
     """
-    if protocol == "nninteractive":
-        if folder is not None:
-            raise UsageError("--protocol nninteractive takes no FOLDER: its clients upload their image")
-        if label_table is not None:
-            raise UsageError("--labels is the browser app's (--protocol app): nnInteractive's clients name objects")
-        return serve_protocol(host, port or 1527, router_file, modality, window, exact, threads, cache_mb,
-                              max_upload_mb, max_sessions, idle_timeout, liveness_timeout, api_key_file, memory_mb,
-                              disk_cache_mb)
-    if memory_mb is not None:
-        raise UsageError("--memory is the nninteractive server's (--protocol nninteractive)")
-    port = port or 8765
     try:
         import uvicorn
 
         from litemedsam.serve.web.app import Server, make_app
     except ImportError as e:
-        raise UsageError(f"serve needs Starlette and uvicorn ({e}); install them with: pip install "
-                         f"'litemedsam[serve]'") from None
-    from litemedsam.run.folders import check_folders
-    from litemedsam.methods.prompting import BoxPrompting
+        raise UsageError(needs_extra("serve", "serve", e)) from None
     from litemedsam.models.segmenter import Segmenters
+    from litemedsam.run.folders import check_folders
 
-    threads, router, inputs = model_options(router_file, modality, window, threads)
     output_dir = output_dir.resolve()
     if folder is not None:
         check_folders(folder, output_dir)  # saves take the cases' names: never into the served folder
@@ -129,13 +201,13 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
     if token is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", token):
         raise UsageError(f"${TOKEN_ENV} must be 16-128 letters, digits, '-' or '_'")
     table = project_labels(label_table)
+    host, port = served.host, served.port
     check_listen(host, port)
     open_to_all = host in ("0.0.0.0", "::")
     hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
                                 *([socket.gethostname()] if open_to_all else []), *allow_hosts]))
-    server = Server(folder.resolve() if folder else None, output_dir, BoxPrompting(router, None, modality, exact),
-                    Segmenters(threads), cache_mb << 20, max_upload_mb << 20, inputs, hosts, token, table,
-                    embedding_store(disk_cache_mb))
+    server = Server(folder.resolve() if folder else None, output_dir, prompting(served), Segmenters(served.threads),
+                    served.cache_bytes, max_upload_mb << 20, served.inputs, hosts, token, table, served.store())
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
     click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}"
                + ("" if token else f"  (a new token at each start: set ${TOKEN_ENV} to keep one)"))
@@ -146,6 +218,69 @@ def serve(folder, protocol, output_dir, host, port, allow_hosts, router_file, mo
                    f"these cases; requests are accepted for the host names {', '.join(hosts)} "
                    f"(add one with --allow-host NAME)", err=True)
     run(uvicorn, make_app(server), host, port, server.close)
+
+
+@serve.command("nninteractive")
+@click.option("--max-upload-mb", "max_image_mb", type=click.IntRange(1, 1 << 20), default=2048, show_default=True,
+              help="Largest image accepted, decompressed.")
+@click.option("--memory", "memory_mb", type=click.IntRange(256, 1 << 24), default=None,
+              help="The most memory (MB) the server may hold; an image that would need more is refused, saying so "
+                   "(default: what this machine, or its cgroup, has available).")
+@click.option("--max-sessions", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Clients served at once (each its own image and object).")
+@click.option("--idle-timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+              help="Seconds without an interaction before a client's session is dropped.")
+@click.option("--liveness-timeout", type=click.FloatRange(1, 86400), default=60, show_default=True,
+              help="Seconds without any request (the client heartbeats) before it is dropped.")
+@click.option("--api-key-file", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"A file holding the key clients send (default ${KEY_ENV}, else a new key printed at start).")
+@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@model_flags
+def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_timeout, liveness_timeout, key_file):
+    """The nnInteractive server protocol: 3D Slicer's nnInteractive extension, napari's plugin or a script with
+    nninteractive-client point at http://127.0.0.1:1527 with the key ($NN_INTERACTIVE_API_KEY, --api-key-file,
+    else one made and printed). The key is always required, on localhost too.
+    """
+    try:
+        import uvicorn
+
+        from litemedsam.serve.nninteractive import Protocol, ProtocolOptions, make_app
+    except ImportError as e:
+        raise UsageError(needs_extra("serve nninteractive", "serve", e)) from None
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.encoding import EmbeddingCache
+
+    if liveness_timeout >= idle_timeout:
+        raise UsageError("--liveness-timeout must be shorter than --idle-timeout")
+    key, made = read_key(key_file)
+    host, port = served.host, served.port
+    check_listen(host, port)
+    options = ProtocolOptions(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20,
+                              served.inputs.modality, served.inputs.window,
+                              None if memory_mb is None else memory_mb << 20)
+    cache_bytes = served.cache_bytes
+    if memory_mb is not None and cache_bytes > (memory_mb << 20) // 4:
+        cache_bytes = (memory_mb << 20) // 4
+        click.echo(f"  embeddings kept in memory: at most {cache_bytes >> 20} MB (a quarter of --memory; "
+                   f"--cache-mb asked {served.cache_bytes >> 20})"
+                   + (", the others read back from disk" if served.disk_cache_bytes else ""))
+    protocol = Protocol(options, prompting(served), Segmenters(served.threads),
+                        EmbeddingCache(cache_bytes, served.store()))
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"litemedsam serve nninteractive: http://{shown_host}:{port} (at most {max_sessions} client(s)); "
+               f"Ctrl-C stops")
+    if made:
+        click.echo(f"  API key (made for this start; set ${KEY_ENV} or --api-key-file to keep one): {key}")
+    if host in ("0.0.0.0", "::"):
+        click.echo("WARNING: listening on every interface: whoever has the key can segment on this machine; the "
+                   "traffic is not encrypted (put a TLS proxy in front, or use an SSH tunnel)", err=True)
+
+    def stopping() -> None:
+        running = protocol.stop_work()
+        if running:
+            click.echo(f"litemedsam serve: stopping; the interaction running for {running} client(s) is cancelled "
+                       f"(their objects stay as they were)", err=True)
+    run(uvicorn, make_app(protocol), host, port, protocol.close, stopping)
 
 
 def project_labels(path: Path | None) -> dict:
@@ -184,73 +319,6 @@ def read_key(key_file: Path | None) -> tuple[str, bool]:
     return key, False
 
 
-def serve_protocol(host, port, router_file, modality, window, exact, threads, cache_mb, max_image_mb, max_sessions,
-                   idle_timeout, liveness_timeout, key_file, memory_mb=None, disk_cache_mb=0) -> None:
-    """``serve --protocol nninteractive``: litemedsam.serve.nninteractive on ``host:port``."""
-    try:
-        import uvicorn
-
-        from litemedsam.serve.nninteractive import Protocol, ProtocolOptions, make_app
-    except ImportError as e:
-        raise UsageError(f"--protocol nninteractive needs Starlette, uvicorn and blosc2 ({e}); install them with: "
-                         f"pip install 'litemedsam[serve]'") from None
-    from litemedsam.methods.prompting import BoxPrompting
-    from litemedsam.models.segmenter import Segmenters
-    from litemedsam.serve.encoding import EmbeddingCache
-
-    threads, router, inputs = model_options(router_file, modality, window, threads)
-    if liveness_timeout >= idle_timeout:
-        raise UsageError("--liveness-timeout must be shorter than --idle-timeout")
-    key, made = read_key(key_file)
-    check_listen(host, port)
-    options = ProtocolOptions(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20, inputs.modality,
-                              inputs.window, None if memory_mb is None else memory_mb << 20)
-    cache_bytes = cache_mb << 20
-    if memory_mb is not None and cache_bytes > (memory_mb << 20) // 4:
-        cache_bytes = (memory_mb << 20) // 4
-        click.echo(f"  embeddings kept in memory: at most {cache_bytes >> 20} MB (a quarter of --memory; "
-                   f"--cache-mb asked {cache_mb})" + (", the others read back from disk" if disk_cache_mb else ""))
-    protocol = Protocol(options, BoxPrompting(router, None, inputs.modality, exact), Segmenters(threads),
-                        EmbeddingCache(cache_bytes, embedding_store(disk_cache_mb)))
-    shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"litemedsam serve --protocol nninteractive: http://{shown_host}:{port} (at most {max_sessions} "
-               f"client(s)); Ctrl-C stops")
-    if made:
-        click.echo(f"  API key (made for this start; set ${KEY_ENV} or --api-key-file to keep one): {key}")
-    if host in ("0.0.0.0", "::"):
-        click.echo("WARNING: listening on every interface: whoever has the key can segment on this machine; the "
-                   "traffic is not encrypted (put a TLS proxy in front, or use an SSH tunnel)", err=True)
-    def stopping() -> None:
-        running = protocol.stop_work()
-        if running:
-            click.echo(f"litemedsam serve: stopping; the interaction running for {running} client(s) is cancelled "
-                       f"(their objects stay as they were)", err=True)
-    run(uvicorn, make_app(protocol), host, port, protocol.close, stopping)
-
-
-def embedding_store(disk_cache_mb: int):
-    """The disk store of embeddings both servers keep (litemedsam.models.embedding_store), None for 0 MB or where
-    there is no private cache folder."""
-    from litemedsam.models.embedding_store import EmbeddingStore
-
-    return EmbeddingStore.default(disk_cache_mb << 20)
-
-
-def model_options(router_file, modality, window, threads) -> tuple:
-    """(threads, router, intensity inputs) as both servers read --threads, --router, --modality, --window."""
-    from litemedsam.cli.options import case_inputs, load_router
-    from litemedsam.models.session import resolve_threads
-
-    from litemedsam.models import parallel
-
-    threads, warning = resolve_threads(threads)
-    if warning:
-        click.echo(f"WARNING: {warning}", err=True)
-    parallel.forced(threads or 1)  # LITEMEDSAM_SLICE_SESSIONS checked now (UsageError), not at the first 3D box
-    router = load_router(router_file, modality)
-    return threads, router, case_inputs((), None, None, window, router.modality(modality) if modality else None)
-
-
 def run(uvicorn, app, host: str, port: int, close, stopping=None) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM, then ``close()``. SIGTERM (docker stop) is taken as Ctrl-C: uvicorn
     stops serving, then raises the signal again to this handler (not the default one, which would end the process
@@ -272,3 +340,4 @@ def run(uvicorn, app, host: str, port: int, close, stopping=None) -> None:
         close()
     if not server.started:  # as uvicorn.run: it said why (the address taken, ...)
         sys.exit(3)
+

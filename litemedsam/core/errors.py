@@ -89,3 +89,13 @@ def terminate_on_sigterm() -> None:
     def terminate(signum, frame):
         raise Terminated()
     signal.signal(signal.SIGTERM, terminate)
+
+
+EXTRAS = {"serve": "Starlette, uvicorn and blosc2", "cluster": "Dask distributed", "io": "SimpleITK",
+          "export": "torch and onnx"}  # pip extras of litemedsam (pyproject.toml) and what they install
+
+
+def needs_extra(feature: str, extra: str, error: Exception | None = None) -> str:
+    """What a feature whose extra is not installed says: what it needs and the command that installs it."""
+    why = f" ({error})" if error is not None else ""
+    return f"{feature} needs {EXTRAS[extra]}{why}; install them with: pip install 'litemedsam[{extra}]'"

@@ -22,7 +22,7 @@ def work_dir_and_why() -> tuple[Path, str]:
     env = os.environ.get("LITEMEDSAM_WORK_DIR")
     if env:
         return Path(env).expanduser(), "$LITEMEDSAM_WORK_DIR"
-    if (REPO_ROOT / "setup.py").exists():
+    if (REPO_ROOT / "pyproject.toml").exists():  # a checkout (an installed package has none beside it)
         return REPO_ROOT / "work_dir", "this checkout's work_dir"
     return user_data_dir(), "this user's data folder"
 

@@ -32,11 +32,11 @@ class Reference:
 def kmeans(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.ndarray:
     """Labels (n,) of k-means with k-means++ seeding (deterministic for a seed)."""
     rng = np.random.default_rng(seed)
-    centres = [x[rng.integers(len(x))]]
+    seeds = [x[rng.integers(len(x))]]
     for _ in range(1, k):
-        d = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
-        centres.append(x[rng.choice(len(x), p=d / d.sum())] if d.sum() > 0 else x[rng.integers(len(x))])
-    centres = np.array(centres)
+        d = np.min([((x - c) ** 2).sum(1) for c in seeds], axis=0)
+        seeds.append(x[rng.choice(len(x), p=d / d.sum())] if d.sum() > 0 else x[rng.integers(len(x))])
+    centres = np.array(seeds)
     labels = np.zeros(len(x), int)
     for _ in range(iterations):
         new = ((x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]).argmin(1)
@@ -130,13 +130,14 @@ def segment_oneshot(seg: Segmenter, ref: Reference, emb: Embedding) -> tuple[np.
             labels[i, p:] = [2, 3]
     masks, logits, _ = seg.predict_points(emb, points, labels, logits)
     g = emb.features.shape[2]
-    best = None
+    best: tuple | None = None
     for i, (parts, pts, _) in enumerate(configs):
         predicted = cv2.resize(logits[i], (g, g), interpolation=cv2.INTER_LINEAR) > 0
         patches = emb.features[0].transpose(1, 2, 0)[predicted].astype(np.float64)
         score = wasserstein(ref.patches, patches) if len(patches) else np.inf
         if best is None or score < best[0]:
             best = (score, masks[i], {"parts": parts, "distance": score, "points": pts.tolist()})
+    assert best is not None  # configs is never empty
     out = np.zeros((h, w), np.uint8)
     out[best[1]] = 1
     return out, best[2]
@@ -150,7 +151,7 @@ class OneShot(SlicePrompting):
 
     def __init__(self, image: np.ndarray, mask: np.ndarray, model: str = "litemedsam", max_parts: int = 3):
         self.image, self.mask, self.model, self.max_parts = image, mask, model, max_parts
-        self.reference = None
+        self.reference: Reference | None = None
 
     def prepare(self, seg: Segmenter, path) -> None:
         """Build the reference now (before the first case): UsageError naming ``path`` when it cannot serve."""

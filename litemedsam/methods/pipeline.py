@@ -11,9 +11,10 @@ import numpy as np
 
 from litemedsam.core import confidence, progress
 from litemedsam.io.cases import Case, label_dtype
-from litemedsam.core.masks import EXACT, MaskPolicy
+from litemedsam.core.masks import MaskPolicy
 from litemedsam.core.timing import phase
 from litemedsam.core.transforms import bounding_box
+from litemedsam.methods.propagation import Propagation
 from litemedsam.models.segmenter import BoxSegmenter
 
 MAX_CACHED_SLICES = 256  # 1 GiB of LiteMedSAM embeddings; past it a slice may be encoded twice
@@ -91,8 +92,7 @@ def decode(seg: BoxSegmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskP
     applied; one object at a time, so that a large image holds one full-size logit map, never one per box."""
     frame = emb.frame
     scale = max(frame.original_hw) / 256
-    scored = getattr(seg, "scored_logit_maps", None)  # a segmenter without scores: None for each
-    maps = iter(scored(emb, boxes, prompt) if scored else ((up, None) for up in seg.logit_maps(emb, boxes, prompt)))
+    maps = iter(seg.scored_logit_maps(emb, boxes, prompt))
     for box in boxes:
         up, score = next(maps)
         mask = up > 0
@@ -104,37 +104,14 @@ def decode(seg: BoxSegmenter, emb, boxes: np.ndarray, prompt: str, policy: MaskP
         mask = up = None  # (zip or a loop variable would keep the last map alive while the next one is made)
 
 
-@dataclass(frozen=True)
-class Propagation:
-    """How a case's boxes become its label map: a strategy as a value (MONAI's ``SliceInferer`` is the model),
-    made once per case from the router's decision (``Decision.propagation``).
-
-    A 2D image: one encoder call for all its boxes. A volume (``strategy`` "propagate"): each 3D box from its
-    start slice (the middle, or the 2025 layout's z_mid) up to z_max, then from below it down to z_min, every
-    slice but the start prompted with the box of the object's mask on the slice before, widened by ``margin``
-    pixels (the given box where that mask is empty); "multiview": that through the axial, coronal and sagittal
-    slices, fused by majority vote. ``prompt``: how a box is given to the decoder (the family's prompt styles).
-    Faster options (off by default): ``stride`` K > 1 segments every K-th slice of each pass (and its last) and
-    fills those between by shape interpolation; ``stop`` N > 0 ends a box's pass after N consecutive slices with
-    an empty mask or, with ``shrink`` > 0, one smaller than that share of its largest so far (where nothing says
-    where an object ends: litemedsam.serve.scene.Scene.propagate). ``policy`` (litemedsam.core.masks) acts on
-    each mask before it is painted and prompts the next slice."""
-
-    strategy: str = "propagate"
-    margin: int = 3
-    prompt: str = "box"
-    stride: int = 1
-    stop: int = 0
-    shrink: float = 0.0
-    policy: MaskPolicy = EXACT
-
-    def segment(self, seg: BoxSegmenter, case: Case) -> np.ndarray:
-        """The label map of ``case`` (labels 1..N for its N boxes; skipped ones stay empty)."""
-        if case.dim == "2D":
-            return segment_2d(seg, case.image, case.boxes, case.skipped, self)
-        if self.strategy == "multiview":
-            return segment_multiview(seg, case.image, case.boxes, case.skipped, self)
-        return segment_3d(seg, case.image, case.boxes, case.skipped, self, case.starts)
+def segment_case(seg: BoxSegmenter, case: Case, how: Propagation = Propagation()) -> np.ndarray:
+    """The label map of ``case`` (labels 1..N for its N boxes; skipped ones stay empty), its boxes followed as
+    ``how`` says (litemedsam.methods.propagation)."""
+    if case.dim == "2D":
+        return segment_2d(seg, case.image, case.boxes, case.skipped, how)
+    if how.strategy == "multiview":
+        return segment_multiview(seg, case.image, case.boxes, case.skipped, how)
+    return segment_3d(seg, case.image, case.boxes, case.skipped, how, case.starts)
 
 
 def segment_2d(seg: BoxSegmenter, image: np.ndarray, boxes: np.ndarray, skipped=(),
@@ -234,7 +211,7 @@ class _Volume:
     def segment(self) -> np.ndarray:
         passes = ((lambda t: t.up, False), (lambda t: t.down, True))
         total = sum(len({z for t in self.tracks for z in slices_of(t)}) for slices_of, _ in passes)
-        sessions = getattr(self.seg, "slice_encoders", lambda: [])() if total >= AHEAD_MIN_SLICES else []
+        sessions = self.seg.slice_encoders() if total >= AHEAD_MIN_SLICES else []
         if len(sessions) > 1:  # slices encoded ahead, in the order the passes need them, several at once
             order = [z for slices_of, downward in passes
                      for z in sorted({z for t in self.tracks for z in slices_of(t)}, reverse=downward)]
@@ -289,7 +266,7 @@ class _Volume:
         """Paint track ``t``'s mask on slice ``z`` (and, with a stride, the slices skipped since its last one) and
         keep what the next slice needs of it: its box (and the mask itself only to interpolate), so that a volume
         with many objects holds no full-size mask per object."""
-        if t.prev_z is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
+        if t.prev_z is not None and t.prev is not None and abs(z - t.prev_z) > 1:  # slices skipped by the stride
             step = 1 if z > t.prev_z else -1
             between = range(t.prev_z + step, z, step)
             for zz, filled in zip(between, interpolate_masks(t.prev, mask, len(between))):

@@ -10,7 +10,7 @@ that model's runtime object (``segment``); ``uses_boxes`` says whether the case'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,22 +20,35 @@ from litemedsam.models import fastest
 from litemedsam.io.cases import Case
 from litemedsam.core.errors import CaseError, ModelError
 from litemedsam.methods import recist
+from litemedsam.methods.pipeline import segment_case
 from litemedsam.methods.refine import segment_with_clicks
 from litemedsam.methods.router import Decision
 from litemedsam.models.registry import get_model, missing_file
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model of a decision's chain runs on this machine (``choose_model``: disk and timing, apart from the
+    router's pure decision): the first built one (None: none is), those passed over with the file each lacks, and
+    why its float or int8 encoder runs (litemedsam.models.fastest)."""
+
+    model: str | None
+    skipped: tuple = ()
+    encoder: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What segments one case: the model, and what the prompting decided besides (the router's decision)."""
+    """What segments one case: the model, and, for box prompts, the router's decision and how the model was chosen."""
 
     model: str
-    decision: Decision | None = None  # the router's, for box prompts
+    decision: Decision | None = None
+    choice: ModelChoice | None = None
 
     @property
-    def skipped(self) -> list:
+    def skipped(self) -> tuple:
         """(model, missing file) passed over for this case (the router's fallback chain)."""
-        return self.decision.skipped if self.decision is not None else []
+        return self.choice.skipped if self.choice is not None else ()
 
 
 class Prompting(Protocol):
@@ -61,39 +74,41 @@ class BoxPrompting:
                 fastest.choose(name)
 
     def choose(self, case: Case) -> Plan:
-        decision = with_model(self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
-                                                 model=self.model, exact=self.exact), exact=self.exact)
-        if decision.model is None:
+        decision = self.router.decide(case.path.name, dim=case.dim, modality=self.modality or case.modality,
+                                      model=self.model, exact=self.exact)
+        choice = choose_model(decision.models, exact=self.exact)
+        if choice.model is None:
             raise ModelError(f"no model of rule {decision.rule!r} is built: " + "; ".join(
-                f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in decision.skipped))
+                f"{m}: missing {x} (build it with: {get_model(m).build})" for m, x in choice.skipped))
         if case.lines is not None:  # a line says where its lesion is on one slice, not where it ends
             decision = recist.with_end(decision)
-        return Plan(decision.model, decision)
+        return Plan(choice.model, decision, choice)
 
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
-        d = plan.decision
+        assert plan.decision is not None, "a box prompt's plan carries the router's decision (choose)"
+        how = plan.decision.propagation
         if case.lines is not None:
             case = recist.as_boxes(case)
 
         def boxes(c):
-            return d.propagation().segment(segmenter, c)
+            return segment_case(segmenter, c, how)
         return boxes(case) if case.clicks is None else segment_with_clicks(segmenter, case, boxes)
 
 
-def with_model(decision, directory: Path | None = None, exact: bool = False):
-    """The router's ``decision`` with the model that runs: the first of its chain whose files are built (in
-    ``directory``, default the work dir; those passed over in ``skipped``, with the file each lacks), then its
-    float or int8 encoder as this machine's timing chose (litemedsam.models.fastest; float under ``exact``)."""
+def choose_model(models: tuple, directory: Path | None = None, exact: bool = False) -> ModelChoice:
+    """The model of the chain ``models`` that runs: the first whose files are built (in ``directory``, default the
+    work dir; those passed over in ``skipped``, with the file each lacks), then its float or int8 encoder as this
+    machine's timing chose (litemedsam.models.fastest; float under ``exact``)."""
     skipped: list = []
-    for name in decision.models:
+    for name in models:
         missing = missing_file(get_model(name), directory)
         if missing is None:
             if exact:
-                return replace(decision, model=name, skipped=skipped)
-            choice = fastest.choose(name, directory)
-            return replace(decision, model=choice.model, encoder=choice.reason, skipped=skipped)
+                return ModelChoice(name, tuple(skipped))
+            fast = fastest.choose(name, directory)
+            return ModelChoice(fast.model, tuple(skipped), fast.reason)
         skipped.append((name, missing))
-    return replace(decision, model=None, skipped=skipped)
+    return ModelChoice(None, tuple(skipped))
 
 
 class SlicePrompting:
@@ -101,7 +116,7 @@ class SlicePrompting:
 
     name = "box-free prompting"
     uses_boxes = False
-    dims = ("2D", "3D")
+    dims: tuple[str, ...] = ("2D", "3D")
     model = "litemedsam"
 
     def choose(self, case: Case) -> Plan:

@@ -7,7 +7,7 @@ measured by ``python -m benchmarks.bench_recist`` on the dev lesions and the dev
 - the slices it may reach: ``reach`` times half the line's length in mm each way (a lesion is about as deep as it
   is wide), at least one slice each way;
 - where it ends: ``stop`` slices in a row whose mask is empty or below ``shrink`` of the largest so far
-  (litemedsam.methods.pipeline.Propagation).
+  (litemedsam.methods.propagation.Propagation).
 """
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ LINE_RULE = LineRule()
 
 def as_boxes(case: Case, rule: LineRule = LINE_RULE) -> Case:
     """``case`` (with ``lines``) as a case of 3D boxes, lesion k's box k, each starting on its line's slice."""
-    spacing = case.geometry.spacing
-    boxes = [rule.box(line, spacing, case.image.shape) for line in case.lines]
+    spacing, lines = case.geometry.spacing, case.lines or []
+    boxes = [rule.box(line, spacing, case.image.shape) for line in lines]
     made = make_case(case.path, case.image, np.array(boxes, np.float64).reshape(-1, 6), dim="3D",
-                     starts=[line.z for line in case.lines], fmt=case.fmt, geometry=case.geometry,
+                     starts=[line.z for line in lines], fmt=case.fmt, geometry=case.geometry,
                      modality=case.modality)
     return dataclasses.replace(case, boxes=made.boxes, skipped=made.skipped, starts=made.starts)
 
@@ -55,4 +55,5 @@ def as_boxes(case: Case, rule: LineRule = LINE_RULE) -> Case:
 def with_end(decision, rule: LineRule = LINE_RULE):
     """The router's 3D ``decision`` for a case of lines: propagated, ending by the rule (the router's own rule
     knows where a box ends; a line does not)."""
-    return dataclasses.replace(decision, strategy="propagate", stop=rule.stop, shrink=rule.shrink)
+    how = dataclasses.replace(decision.propagation, strategy="propagate", stop=rule.stop, shrink=rule.shrink)
+    return dataclasses.replace(decision, propagation=how)

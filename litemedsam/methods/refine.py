@@ -30,7 +30,8 @@ from litemedsam.core.errors import CaseError
 from litemedsam.core.transforms import bounding_box
 from litemedsam.io import formats
 from litemedsam.io.cases import label_dtype
-from litemedsam.methods.pipeline import Propagation, segment_3d
+from litemedsam.methods.pipeline import segment_3d
+from litemedsam.methods.propagation import Propagation
 
 REACH_MM = 60.0  # how far from a click the object's edge is looked for (beyond: a ball of this radius at most)
 FOLLOW_REACH = 3.0  # how far a click's edit may follow the model's logits, in radii of its ball
@@ -48,7 +49,7 @@ def refine(labels: np.ndarray, clicks: list, image: np.ndarray, spacing=None, lo
     A click never changes the voxel of an earlier one."""
     volume, grey = volumes(labels, image)
     mm = millimetres(spacing)
-    done = []
+    done: list = []
     for i, made in enumerate(clicks):
         for kind, at in made:
             click(volume, grey, i + 1, kind, at, mm, logits, done)
@@ -163,12 +164,12 @@ def nearest(edge: np.ndarray, centre: tuple, mm: np.ndarray) -> float:
             inner[tuple(low)] &= edge[tuple(high)]
             inner[tuple(high)] &= edge[tuple(low)]
     found = np.nonzero(edge & ~inner)
-    total = None
+    total = np.zeros(len(found[0]))
     for axis, (where, c) in enumerate(zip(found, centre)):
         d = (where - c).astype(np.float64)
         d *= mm[axis]
         d *= d
-        total = d if total is None else total + d
+        total += d
     return float(np.sqrt(total.min()))
 
 
@@ -213,7 +214,7 @@ class Logits:
 
     def __init__(self, seg, volume: np.ndarray, labels: np.ndarray):
         self.seg, self.volume, self.labels = seg, volume, labels.copy()
-        self.embeddings = OrderedDict()
+        self.embeddings: OrderedDict = OrderedDict()
 
     def __call__(self, z: int, label: int):
         """(H, W) float32 logits of object ``label`` on slice ``z``; None where the map has no such object."""
@@ -293,7 +294,9 @@ def seed(seg, case, firsts: dict, z_range=None) -> np.ndarray:
         if case.dim == "2D":
             out[masks[best] & (out == 0)] = label
         else:
-            found.append((label, bounding_box(masks[best]), z))
+            box = bounding_box(masks[best])
+            assert box is not None  # the mask holds the click
+            found.append((label, box, z))
     if found:
         first, last = (0, shape[0] - 1) if z_range is None else (max(0, min(z_range)), min(shape[0] - 1, max(z_range)))
         volume_boxes = np.array([[x0, y0, min(first, z), x1, y1, max(last, z)] for _, (x0, y0, x1, y1), z in found])

@@ -1,15 +1,16 @@
 """The modality router: which models (a fallback chain) and strategy segment a case, from a declarative TOML file.
 A decision depends on the case's name, dimension and modality only (no disk, no timing): which model of the
-chain is built, and float or int8, is chosen where sessions are made (litemedsam.methods.prompting.with_model)."""
+chain is built, and float or int8, is chosen where sessions are made (litemedsam.methods.prompting.choose_model)."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from litemedsam.io.cases import name_tags
 from litemedsam.core.errors import RouterError, shown
 from litemedsam.core.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
+from litemedsam.methods.propagation import Propagation
 from litemedsam.models.registry import MODELS, get_model
 
 if sys.version_info >= (3, 11):
@@ -27,24 +28,23 @@ RULE_KEYS = {"name", "dim", "modality", "models", "strategy", "margin", "prompt"
 
 @dataclass(frozen=True)
 class Rule:
+    """One [[rules]] entry: the cases it matches (dimension, modalities), its models' fallback chain and how their
+    boxes become label maps."""
+
     name: str
     models: tuple
     dim: str | None = None
     modality: tuple | None = None
-    strategy: str = "propagate"
-    margin: int = 3
-    prompt: str = "box"
-    stride: int = 1
-    stop: int = 0
-    policy: MaskPolicy = EXACT
+    propagation: Propagation = Propagation()
 
     def matches(self, dim: str | None, modality: str | None) -> bool:
         return (self.dim is None or self.dim == dim) and (self.modality is None or modality in self.modality)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
-    """What the router chose for one case."""
+    """What the router chose for one case (which model of the chain runs is chosen apart, where sessions are made:
+    litemedsam.methods.prompting.choose_model)."""
 
     case: str
     dim: str | None
@@ -52,38 +52,22 @@ class Decision:
     modality: str | None  # its canonical name, None when unknown
     rule: str
     models: tuple  # the rule's fallback chain (or the model asked for): the first built one segments
-    strategy: str
-    margin: int
-    prompt: str
-    stride: int = 1
-    stop: int = 0
-    policy: MaskPolicy = EXACT  # mask strategies (litemedsam.core.masks)
-    shrink: float = 0.0  # a pass also ends at masks below this share of the largest (no rule sets it: Scene.propagate)
-    model: str | None = None  # the model of the chain that runs (with_model; None: none chosen, or none built)
-    skipped: list = field(default_factory=list)  # (model, what is missing) passed over in the chain
-    encoder: str = ""  # why this model's float or int8 encoder runs on this machine (litemedsam.models.fastest)
+    propagation: Propagation = Propagation()
 
-    def propagation(self):
-        """How its case's boxes become its label map (litemedsam.methods.pipeline.Propagation; imported here, not
-        above: the router alone needs no OpenCV)."""
-        from litemedsam.methods.pipeline import Propagation
-
-        return Propagation(self.strategy, self.margin, self.prompt, self.stride, self.stop, self.shrink, self.policy)
-
-    def describe(self) -> str:
+    def describe(self, model: str | None = None, skipped: tuple = ()) -> str:
+        """One line (and one per model passed over): the case, the ``model`` that runs and how."""
+        how = self.propagation
         mod = self.modality or (f"unknown modality {self.tag!r}" if self.tag else "no modality in the name")
-        text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {self.model or 'NO MODEL'}"
+        text = f"{shown(self.case)}: {self.dim or '?'} {mod} -> {model or 'NO MODEL'}"
         if self.dim == "3D":
-            text += f", {self.strategy} (margin {self.margin}"
-            text += (f", every {self.stride} slices" if self.stride > 1 else "")
-            text += (f", stop after {self.stop} empty" if self.stop else "") + ")"
-        if self.prompt != "box" and self.model and self.prompt in get_model(self.model).kind.prompt_styles:
-            text += f", prompt {self.prompt}"
-        if not self.policy.exact:
-            text += f", masks: {self.policy.describe()}"
+            text += f", {how.describe()}"
+        if how.prompt != "box" and model and how.prompt in get_model(model).kind.prompt_styles:
+            text += f", prompt {how.prompt}"
+        if not how.policy.exact:
+            text += f", masks: {how.policy.describe()}"
         text += f"  [rule {self.rule!r}]"
-        for model, missing in self.skipped:
-            text += f"\n    {model} skipped: not built (missing {missing})"
+        for name, missing in skipped:
+            text += f"\n    {name} skipped: not built (missing {missing})"
         return text
 
 
@@ -201,8 +185,8 @@ class Router:
                 if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                     raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
                 numbers[key] = value
-            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, strategy, prompt=prompt,
-                              policy=_policy(raw, where), **numbers))
+            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality,
+                              Propagation(strategy, prompt=prompt, policy=_policy(raw, where), **numbers)))
         return cls(spellings, rules, source)
 
     def modality(self, tag: str | None) -> str | None:
@@ -229,6 +213,5 @@ class Router:
         if rule is None:
             raise RouterError(f"{self.source}: no rule matches {dim or 'unknown dimension'} "
                               f"{canonical or tag or 'unknown modality'} (add a last rule without dim or modality)")
-        return Decision(Path(case).name, dim, tag, canonical, rule.name, (model,) if model else rule.models,
-                        rule.strategy, rule.margin, rule.prompt, 1 if exact else rule.stride, 0 if exact else rule.stop,
-                        EXACT if exact else rule.policy)
+        how = replace(rule.propagation, stride=1, stop=0, policy=EXACT) if exact else rule.propagation
+        return Decision(Path(case).name, dim, tag, canonical, rule.name, (model,) if model else rule.models, how)

@@ -56,7 +56,7 @@ def time_encoders(name: str, directory: Path | None = None, runs: int = RUNS) ->
         sessions[key] = make_session(path, None, sha256)
     size = int(sessions["float"].get_inputs()[0].shape[-1])
     image = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
-    seconds = {key: [] for key in sessions}
+    seconds: dict[str, list] = {key: [] for key in sessions}
     for i in range(runs + 1):
         for key, session in sessions.items():
             start = time.perf_counter()

@@ -29,7 +29,7 @@ from litemedsam.core.settings import cache_dir
 def cpu() -> tuple[str, frozenset]:
     """(the CPU's model name, its feature flags) from /proc/cpuinfo (``Features`` on ARM); ("", {}) where there
     is none. Entries are named by the flags; litemedsam.models.fastest also looks for VNNI in them."""
-    name, flags = platform.processor(), frozenset()
+    name, flags = platform.processor(), frozenset[str]()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -135,7 +135,10 @@ def reserve(sha256: str) -> Slot | None:
 def commit(sha256: str, slot: Slot) -> None:
     """Make ``slot``'s files the entry for ``sha256`` (a failure only means no entry); weights files of this
     graph that the entry no longer names (an earlier entry's, a concurrent writer's) are removed."""
-    target, sidecar = _paths(sha256)
+    paths = _paths(sha256)
+    if paths is None:  # no cache folder (a slot was never given for it)
+        return
+    target, sidecar = paths
     try:
         if not _is_file(slot.data):
             raise OSError("ONNX Runtime wrote no weights file")

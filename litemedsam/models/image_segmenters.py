@@ -31,7 +31,7 @@ class SemanticSegmenter:
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        x = rgb(image).astype(np.float32) / np.float32(255)
+        x: np.ndarray = rgb(image).astype(np.float32) / np.float32(255)
         for side in (SAMED_INPUT_SIZE, self.size):
             if x.shape[:2] != (side, side):
                 x = cv2.resize(x, (side, side), interpolation=cv2.INTER_CUBIC)

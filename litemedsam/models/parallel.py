@@ -102,7 +102,7 @@ def choose(threads: int) -> Split:
         return Split(1, threads, "not timed on this machine yet (litemedsam models setup)")
     try:
         seconds = {int(k): float(v) for k, v in timed["seconds_per_slice"].items()}
-        best = min(seconds, key=seconds.get)
+        best = min(seconds, key=lambda k: seconds[k])
         gain = seconds[1] / seconds[best]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return Split(1, threads, "its timing record is unreadable (litemedsam models setup times again)")

@@ -37,9 +37,12 @@ class Embedding:
 
 
 class BoxSegmenter(Protocol):
-    """What litemedsam.methods.pipeline needs of a model that takes boxes (registry: ``takes_boxes``)."""
+    """What litemedsam.methods.pipeline and the servers need of a model that takes boxes (registry: ``takes_boxes``;
+    ``Segmenter`` below is one, and a wrapper forwards what it does not change)."""
 
     max_batch: int
+    encoder_file: tuple | None  # (path, sha256) of its encoder: what its embeddings are keyed by (None: not pinned)
+    warmed: bool  # its decoder has run twice (ONNX Runtime's first runs are slow: litemedsam.serve.scene)
 
     def frame(self, h: int, w: int) -> Frame: ...
 
@@ -48,6 +51,12 @@ class BoxSegmenter(Protocol):
     def predict(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box") -> np.ndarray: ...
 
     def logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"): ...
+
+    def scored_logit_maps(self, emb: Embedding, boxes: np.ndarray, prompt: str = "box"):
+        """(logit map, the decoder's predicted IoU or None) per box."""
+
+    def slice_encoders(self) -> list:
+        """Encoder sessions that encode a volume's slices at once ([]: one slice at a time)."""
 
 
 class ImageSegmenter(Protocol):
@@ -62,6 +71,7 @@ class Segmenter:
     script. ``max_batch`` boxes go through the decoder per call."""
 
     logit_stride = 1  # input pixels per low-res logit
+    warmed = False  # set once its decoder has run twice (litemedsam.serve.scene)
     grid_stride = 4  # input pixels per embedding cell
     upsample = cv2.INTER_LINEAR  # how low-res logits are brought to the image size
 

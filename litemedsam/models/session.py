@@ -102,13 +102,15 @@ def make_session(path: str | Path, threads: int | None = None, sha256: str | Non
     from litemedsam.models import graph_cache
 
     all_on = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    cached = graph_cache.lookup(sha256) if sha256 else None
+    if not sha256:
+        return _session(path, _options(threads, all_on))
+    cached = graph_cache.lookup(sha256)
     if cached is not None:
         try:
             return _session(cached, _options(threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL))
         except ModelError:
             graph_cache.discard(sha256)  # unusable: rebuilt below
-    slot = graph_cache.reserve(sha256) if sha256 else None
+    slot = graph_cache.reserve(sha256)
     if slot is None:
         return _session(path, _options(threads, all_on))
     try:

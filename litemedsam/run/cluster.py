@@ -20,6 +20,7 @@ import re
 import socket
 import threading
 import uuid
+from typing import cast
 from pathlib import Path
 
 import cloudpickle
@@ -60,7 +61,7 @@ def run_case(plugin_name: str, job):
     from litemedsam.run.runner import Result, run_case as run
 
     worker = get_worker()
-    plugin = worker.plugins[plugin_name]
+    plugin = cast(RunPlugin, worker.plugins[plugin_name])  # the one this run registered
     if plugin.version != __version__:
         return "model", f"worker {worker.address} runs litemedsam {__version__}, this run {plugin.version}"
     if not job.path.exists() or not job.target.parent.is_dir():
@@ -110,7 +111,9 @@ def connect(address: str, timeout: float = 15.0):
     accepts and never answers cannot hang the command (Ctrl-C and SIGTERM work while waiting); over tcp:// the
     server's greeting is read first, so that one that is silent or speaks another protocol is told apart without
     making a Dask client for it."""
-    host, port = ADDRESS.fullmatch(check_address(address)).group(2, 3)
+    found = ADDRESS.fullmatch(check_address(address))
+    assert found is not None  # check_address matched it
+    host, port = found.group(2, 3)
     host = host.strip("[]")
     start = f"cannot reach the Dask scheduler at {shown(address)}"
     hint = f"start one with 'dask scheduler' and workers with 'dask worker {shown(address)} --nthreads 1'"

@@ -20,7 +20,8 @@ def list_cases(input_path: Path) -> tuple[list, list]:
     FIFOs and devices, and folders that are not DICOM series. A file given as the input is the only case."""
     if not input_path.is_dir():
         return [input_path], []
-    cases, skipped = [], {}
+    cases: list = []
+    skipped: dict = {}
     for entry in sorted(os.scandir(input_path), key=lambda e: e.name):
         ext = suffix(entry.name)
         if ext is None:

@@ -16,7 +16,7 @@ from litemedsam.io.given_boxes import CaseInputs
 from litemedsam.core.errors import CaseError, LitemedsamError, ModelError, UsageError, brief, shown
 from litemedsam.run.folders import check_folders, hold, list_cases
 from litemedsam.run.pause import pause_if_asked
-from litemedsam.methods.prompting import Prompting
+from litemedsam.methods.prompting import ModelChoice, Plan, Prompting
 from litemedsam.models.registry import get_model
 from litemedsam.run.run_record import RunRecord
 from litemedsam.core.measure import measurements_file, to_csv
@@ -57,14 +57,14 @@ def profile_line(phases: dict, seconds: float) -> str:
     return ", ".join(parts + [f"other {max(0.0, seconds - sum(phases.values())):.3f} s"])
 
 
-def decision_record(plan) -> dict | None:
-    """What the router decided for a case, for run.json."""
-    d = getattr(plan, "decision", None)
-    if d is None:
+def decision_record(plan: Plan | None) -> dict | None:
+    """What the router decided for a case (and which model it chose), for run.json."""
+    if plan is None or plan.decision is None:
         return None
-    return {"rule": d.rule, "modality": d.modality, "dim": d.dim, "strategy": d.strategy, "margin": d.margin,
-            "stride": d.stride, "stop": d.stop, "prompt": d.prompt, "masks": d.policy.describe(),
-            "skipped_models": [m for m, _ in d.skipped], "encoder": d.encoder}
+    d, how, choice = plan.decision, plan.decision.propagation, plan.choice or ModelChoice(plan.model)
+    return {"rule": d.rule, "modality": d.modality, "dim": d.dim, "strategy": how.strategy, "margin": how.margin,
+            "stride": how.stride, "stop": how.stop, "prompt": how.prompt, "masks": how.policy.describe(),
+            "skipped_models": [m for m, _ in choice.skipped], "encoder": choice.encoder}
 
 
 class Once(str):
@@ -162,9 +162,9 @@ class FolderRun:
         """The cases of ``input_path``, once the output (and overlay) folders are checked, made and cleared of
         the temporary files of interrupted runs; UsageError naming a folder that cannot be used."""
         check_folders(input_path, output_dir)
-        labels = getattr(self.spec.inputs, "labels", None)
-        for folder, out in ((output_dir, "output"), (self.spec.overlay_dir, "overlay")) if labels is not None else ():
-            if folder is not None:
+        labels = self.spec.inputs.labels if self.spec.inputs is not None else None
+        for folder, out in ((output_dir, "output"), (self.spec.overlay_dir, "overlay")):
+            if labels is not None and folder is not None:
                 check_folders(labels, folder, "--boxes-from-labels", "the label maps", out)
         cases, notices = list_cases(input_path)
         for notice in notices:
@@ -223,7 +223,7 @@ class FolderRun:
         elif result.status != "ok":
             self.echo(f"ERROR {name}: {result.message}")
         if self.profile:
-            self.echo(f"profile {name}: " + profile_line(result.phases, result.seconds))
+            self.echo(f"profile {name}: " + profile_line(result.phases or {}, result.seconds))
 
     def run_jobs(self, jobs: list):
         """The in-process executor: each job in turn, (job, Result, message lines)."""

@@ -93,7 +93,7 @@ class CachingSegmenter:
 
     def key(self, image: np.ndarray) -> tuple:
         """(model, its encoder's checksum (None: not pinned), the image's shape, its content's digest)."""
-        sha256 = (getattr(self.segmenter, "encoder_file", None) or (None, None))[1]
+        sha256 = (self.segmenter.encoder_file or (None, None))[1]
         return (self.name, sha256, image.shape,
                 hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
 

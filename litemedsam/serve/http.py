@@ -1,12 +1,16 @@
 """What the endpoints of both servers (the browser app, litemedsam.serve.web, and the nnInteractive protocol,
 litemedsam.serve.nninteractive) check and answer the same way: a refusal with its HTTP status, a failure's status
-and words, a request body read to a
-limit, JSON that is an object of finite numbers, numbers and integers that are JSON's own (not booleans)."""
+and words, a request body read to a limit, JSON that is an object of finite numbers, numbers and integers that are
+JSON's own (not booleans)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
+
+if TYPE_CHECKING:  # typing.TypeGuard is Python 3.10's; annotations are not evaluated here (3.9 runs too)
+    from typing import TypeGuard
 
 from litemedsam.core.errors import LitemedsamError, ModelError, shown
 
@@ -71,5 +75,5 @@ def number(value, limit: float = 1e9) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < limit
 
 
-def integer(value) -> bool:
+def integer(value) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -1,4 +1,4 @@
-"""The browser app's open case (what ``litemedsam serve`` drives; no web code here): a Document is a Scene
+"""The browser app's open case (what ``litemedsam serve app`` drives; no web code here): a Document is a Scene
 (litemedsam.serve.scene, the interactive core) of a case read by litemedsam.io.formats, saved in the input's
 format, with every unsaved edit kept in a work file beside the output so that none is lost to a reload, a closed
 tab or a restart, and its objects' names.
@@ -55,7 +55,7 @@ class Document(Scene):
         self.names_behind = False  # names in memory that the work folder lacks (a write failed): written again
         self.readonly = ""  # why edits are refused (its work folder cannot be read), if they are
         self.notice = ""  # what the page should say once opened (a damaged work file moved aside)
-        self._values = None  # the file's own voxel values, read by value_at when first asked
+        self._values: np.ndarray | None = None  # the file's own voxel values, read by value_at when first asked
         self.measure_problem = ""  # why the last save wrote no measurements, if it wrote none
 
     @property
@@ -295,7 +295,7 @@ def checked_name(label, entry) -> dict:
 
 
 def read_label_table(path: Path) -> dict:
-    """A project's label table (``serve --labels FILE``): the names and colours objects take by their label, in
+    """A project's label table (``serve app --labels FILE``): the names and colours objects take by their label, in
     the form Save writes beside an output (``{"labels": {"1": {"name": "liver", "color": [r, g, b]}}}``), so a
     saved ``.labels.json`` serves as one. CaseError saying what is wrong with it."""
     try:
@@ -328,8 +328,9 @@ def read_names(path: Path) -> dict:
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
         return {}
+    labels = data.get("labels") if isinstance(data, dict) else None
     found = {}
-    for key, entry in (data.get("labels") if isinstance(data, dict) and isinstance(data.get("labels"), dict) else {}).items():
+    for key, entry in (labels if isinstance(labels, dict) else {}).items():
         try:
             label = int(key) if key.isascii() and key.isdigit() else None
             found[label] = checked_name(label, entry)

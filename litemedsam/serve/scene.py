@@ -67,7 +67,7 @@ class Scene(LabelMap):
         image = self.image_slice(z)
         segmenter = self.segmenters.get(model)
         emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
-        if not getattr(segmenter, "warmed", False):  # ONNX Runtime's first two decoder runs are slow (~4x)
+        if not segmenter.warmed:  # ONNX Runtime's first two decoder runs are slow (~4x)
             h, w = image.shape[:2]
             for _ in range(2):
                 segmenter.predict(emb, emb.frame.boxes_to_model([[0, 0, w - 1, h - 1]]))
@@ -113,8 +113,8 @@ class Scene(LabelMap):
         plan = self.prompting.choose(case)
         if end is not None and plan.decision is not None:
             stop, shrink = end
-            plan = dataclasses.replace(plan, decision=dataclasses.replace(plan.decision, stop=stop, shrink=shrink,
-                                                                          strategy="propagate"))
+            how = dataclasses.replace(plan.decision.propagation, stop=stop, shrink=shrink, strategy="propagate")
+            plan = dataclasses.replace(plan, decision=dataclasses.replace(plan.decision, propagation=how))
         segmenter = CachingSegmenter(self.segmenters.get(plan.model), self.cache, plan.model)
         with self.turns, progress.reporting(reporter), confidence.collecting() as noted:
             mask = self.prompting.segment(segmenter, case, plan) == 1
@@ -239,7 +239,7 @@ class Scene(LabelMap):
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         with self.turns.background():
             self._warm(min(max(int(focus()), 0), self.depth - 1))
-        sessions = getattr(segmenter, "slice_encoders", lambda: [None])() or [None]
+        sessions = segmenter.slice_encoders() or [None]
         todo = set(range(self.depth))
         encoded = 0
         with ThreadPoolExecutor(len(sessions)) as pool:

@@ -1,5 +1,5 @@
-"""NRRD and MetaImage volumes (.nrrd, .mha; a header's data file beside it) via SimpleITK, an optional extra
-(``pip install litemedsam[io]``); litemedsam.io.formats.dicom reads DICOM series with it too.
+"""NRRD and MetaImage volumes (.nrrd, .mha; a header's data file beside it) via SimpleITK (the extra
+``litemedsam[io]``); litemedsam.io.formats.dicom reads DICOM series with it too.
 
 Axes as SimpleITK's arrays: a volume of size (X, Y, Z) is the (D, H, W) = (Z, Y, X) array the pipeline
 takes (slices along z); a box ``x0,y0,z0,x1,y1,z1`` is in voxel indices, inclusive; origin, spacing and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litemedsam.core.errors import CaseError, OutputError, reason, shown
+from litemedsam.core.errors import CaseError, OutputError, needs_extra, reason, shown
 from litemedsam.core.limits import check_file, check_size, human
 from litemedsam.core.safeio import temp_path
 from litemedsam.io.geometry import Geometry
@@ -32,7 +32,7 @@ def _sitk():
     try:
         import SimpleITK
     except ImportError:
-        raise CaseError("reading NRRD, MetaImage and DICOM needs SimpleITK: pip install 'litemedsam[io]'") from None
+        raise CaseError(needs_extra("reading NRRD, MetaImage and DICOM", "io")) from None
     SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own warnings name C++ files, not the case
     return SimpleITK
 

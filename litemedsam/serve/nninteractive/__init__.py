@@ -1,4 +1,4 @@
-"""The nnInteractive server protocol (``litemedsam serve --protocol nninteractive``): 3D Slicer's nnInteractive
+"""The nnInteractive server protocol (``litemedsam serve nninteractive``): 3D Slicer's nnInteractive
 extension, napari's plugin and any script with ``nninteractive-client`` drive LiteMedSAM on a CPU.
 
 The protocol is nnInteractive's (its client's ``remote_session.py`` and ``SERVER_CLIENT.md`` define it): a

@@ -343,6 +343,7 @@ class Protocol:
         bbox = [[int(a.min()), int(a.max()) + 1] for a in at]
         window = tuple(slice(lo, hi) for lo, hi in bbox)
         lease.focus_on((bbox[0][0] + bbox[0][1]) // 2)
+        assert lease.target is not None  # an interaction runs only once it is set (ready)
         return bbox, (scene.labels[window] == OBJECT).astype(lease.target[1])
 
     def box_action(self, lease: Lease, coords, include: bool):
@@ -361,10 +362,10 @@ class Protocol:
         (z0, z1), (y0, y1), (x0, x1) = clipped
         lease.focus_on((z0 + z1 - 1) // 2)
         if not flat:
-            def action(scene):
+            def box_3d(scene):
                 mask, _ = scene.box_mask((x0, y0, x1 - 1, y1 - 1), (z0 + z1 - 1) // 2, (z0, z1 - 1))
                 apply(scene, mask, include, (z0, z1 - 1), "z")
-            return action
+            return box_3d
         axis = 0 if 0 in flat else flat[0]
         plane = "zyx"[axis]
         index = clipped[axis][0]

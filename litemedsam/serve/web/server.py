@@ -178,7 +178,7 @@ def busy(entry: OpenCase) -> bool:
 
 def idle(entry: OpenCase) -> OpenCase:
     """``entry``, or Refused 409 while a propagation runs on it."""
-    if busy(entry):
+    if entry.job is not None and busy(entry):
         raise Refused(409, f"{entry.job.doing} is running on this case: wait for it or cancel it")
     return entry
 
