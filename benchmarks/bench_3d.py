@@ -62,7 +62,13 @@ def main(argv=None) -> int:
         scores = {}
         for config in configs:
             start = time.perf_counter()
-            segs = segment_3d(seg, case.image, case.boxes, case.skipped, Propagation(margin=decision.propagation.margin, **parse(config)))
+            segs = segment_3d(
+                seg,
+                case.image,
+                case.boxes,
+                case.skipped,
+                Propagation(margin=decision.propagation.margin, **parse(config)),
+            )
             seconds = time.perf_counter() - start
             dsc, nsd = case_metrics(gts, segs, spacing)
             scores[config] = [float(dsc), float(nsd), seconds]

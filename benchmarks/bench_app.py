@@ -29,11 +29,18 @@ from litemedsam.core.masks import dice
 from litemedsam.models.registry import dev_data_dir
 
 BRATS = ("BraTS2021_01646_flair.nii.gz", "BraTS2021_01646_edema_label.nii.gz")
-CASES_2D = ["2DBox_CT_SAMMed2D_amos_0004_75.npz", "2DBox_Endoscopy_Kvasir_cju0qx73cjw570799j4n5cjze.npz",
-            "2DBox_Fundus_MedScribble-STARE_im0044_axis0_midslice.npz", "2DBox_MR_MedScribble-ACDC_patient018_axis2_maxslice.npz",
-            "2DBox_Microscopy_MedScribble-WBC_025_axis0_midslice.npz", "2DBox_OCT_MedScribble-OCTA500_10052_axis0_midslice.npz",
-            "2DBox_US_MedScribble-CAMUS_train-patient0286_axis0_midslice.npz", "2DBox_XRay_MedScribble-HipXRay_image_098_axis0_midslice.npz",
-            "2DBox_CT_MedScribble-CHAOS_30_axis0_midslice.npz", "2DBox_MR_MedScribble-OASIS_OASIS_OAS1_0209_MR1_axis2_midslice.npz"]
+CASES_2D = [
+    "2DBox_CT_SAMMed2D_amos_0004_75.npz",
+    "2DBox_Endoscopy_Kvasir_cju0qx73cjw570799j4n5cjze.npz",
+    "2DBox_Fundus_MedScribble-STARE_im0044_axis0_midslice.npz",
+    "2DBox_MR_MedScribble-ACDC_patient018_axis2_maxslice.npz",
+    "2DBox_Microscopy_MedScribble-WBC_025_axis0_midslice.npz",
+    "2DBox_OCT_MedScribble-OCTA500_10052_axis0_midslice.npz",
+    "2DBox_US_MedScribble-CAMUS_train-patient0286_axis0_midslice.npz",
+    "2DBox_XRay_MedScribble-HipXRay_image_098_axis0_midslice.npz",
+    "2DBox_CT_MedScribble-CHAOS_30_axis0_midslice.npz",
+    "2DBox_MR_MedScribble-OASIS_OASIS_OAS1_0209_MR1_axis2_midslice.npz",
+]
 
 
 class App:
@@ -82,7 +89,9 @@ def session(app: App, truth: np.ndarray, boxes: list, clicks: int, dim: str) -> 
     if got is not None:  # a brush (or eraser) stroke of 3 pixels where the largest error is left
         kind, at = got
         z, y, x = at if dim == "3D" else (0, *at)
-        app.post("brush", {"z": z, "points": [[x, y], [x + 1, y]], "radius": 3, "label": objects[0] if kind == "fg" else 0})
+        app.post(
+            "brush", {"z": z, "points": [[x, y], [x + 1, y]], "radius": 3, "label": objects[0] if kind == "fg" else 0}
+        )
     found.append(scores(app.labels(), truth, objects))
     return found
 
@@ -113,8 +122,10 @@ def main(argv=None) -> int:
                 found = session(app, truth, data["boxes"].tolist(), args.clicks, "2D")
                 rows.append(found)
                 times = [t for _, t in app.times]
-                print(f"{name}: {len(data['boxes'])} objects, {len(times)} actions, median {np.median(times):.2f} s, "
-                      f"max {max(times):.2f} s; Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> brush {found[2]:.3f}")
+                print(
+                    f"{name}: {len(data['boxes'])} objects, {len(times)} actions, median {np.median(times):.2f} s, "
+                    f"max {max(times):.2f} s; Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> brush {found[2]:.3f}"
+                )
             mean = np.mean(rows, axis=0)
             print(f"ten 2D cases: mean Dice box {mean[0]:.3f} -> clicks {mean[1]:.3f} -> brush {mean[2]:.3f}")
             if not args.skip_brats:
@@ -123,7 +134,8 @@ def main(argv=None) -> int:
                 app = App(url, json.loads(call(url + "/api/open", {"name": BRATS[0]})))
                 truth, _ = formats.read_labels(args.raw / BRATS[1])
                 truth = (np.asarray(truth) > 0).astype(np.uint8)
-                zs, ys, xs = np.nonzero(truth)  # the challenge's box: the label's 3D bounding box, from its middle slice
+                # the challenge's box: the label's 3D bounding box, from its middle slice
+                zs, ys, xs = np.nonzero(truth)
                 box = [int(xs.min()), int(ys.min()), int(zs.min()), int(xs.max()), int(ys.max()), int(zs.max()),
                        (int(zs.min()) + int(zs.max())) // 2]
                 if args.ahead:  # the page shows the middle slice: the server encodes the volume in the background
@@ -131,12 +143,18 @@ def main(argv=None) -> int:
                     start = time.perf_counter()
                     while json.loads(call(f"{url}/api/doc/{app.doc['id']}"))["encoded"] < app.doc["depth"]:
                         time.sleep(0.2)
-                    print(f"  BraTS: {app.doc['depth']} slices encoded in the background in {time.perf_counter() - start:.1f} s")
+                    print(
+                        f"  BraTS: {app.doc['depth']} slices encoded in the background in "
+                        f"{time.perf_counter() - start:.1f} s"
+                    )
                 found = session(app, truth, [box], args.clicks, "3D")
                 for what, seconds in app.times:
                     print(f"  BraTS {what}: {seconds:.2f} s")
-                print(f"BraTS FLAIR oedema ({box[5] - box[2] + 1} slices): Dice box {found[0]:.3f} -> clicks {found[1]:.3f} -> "
-                      f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all")
+                print(
+                    f"BraTS FLAIR oedema ({box[5] - box[2] + 1} slices): Dice box {found[0]:.3f} -> "
+                    f"clicks {found[1]:.3f} -> "
+                    f"brush {found[2]:.3f}; {sum(t for _, t in app.times):.1f} s of waiting in all"
+                )
     return 0
 
 
@@ -164,9 +182,11 @@ def busy(dev: Path, raw: Path) -> int:
                 encoded.append(json.loads(call(f"{url}/api/doc/{volume['id']}"))["encoded"])
                 during.append(box(name))
             encoded.append(json.loads(call(f"{url}/api/doc/{volume['id']}"))["encoded"])
-    print(f"2D case opened and a box drawn: idle {' '.join(f'{t:.2f}' for t in idle)} (median {np.median(idle):.2f} s); "
-          f"while the volume encodes (its slices done before each: {encoded}) {' '.join(f'{t:.2f}' for t in during)} "
-          f"(median {np.median(during):.2f} s); ratio {np.median(during) / np.median(idle):.2f}")
+    print(
+        f"2D case opened and a box drawn: idle {' '.join(f'{t:.2f}' for t in idle)} (median {np.median(idle):.2f} s); "
+        f"while the volume encodes (its slices done before each: {encoded}) {' '.join(f'{t:.2f}' for t in during)} "
+        f"(median {np.median(during):.2f} s); ratio {np.median(during) / np.median(idle):.2f}"
+    )
     return 0
 
 

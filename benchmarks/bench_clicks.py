@@ -29,6 +29,7 @@ import numpy as np
 from evaluation.interactive import Docker, InProcess, fresh, run_case
 from litemedsam.models.registry import dev_data_dir
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dims", default="3D,2D")

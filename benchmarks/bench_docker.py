@@ -58,8 +58,13 @@ def main() -> None:
                 if name:
                     shutil.copy(DEV / name, inp / name)
                 docker.append(predict(args.image, inp, out))
-                host.append(predict(args.against, inp, out) if args.against else
-                            timed([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "h")]))
+                host.append(
+                    predict(args.against, inp, out)
+                    if args.against
+                    else timed(
+                        [sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "h")]
+                    )
+                )
         label = name or "empty input folder"
         other = args.against or "host"
         print(f"{label:60s} {args.image} {statistics.median(docker):6.2f} s   {other} {statistics.median(host):6.2f} s"

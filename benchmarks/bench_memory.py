@@ -35,8 +35,12 @@ def main(argv=None) -> int:
         inp = Path(tmp) / "in"
         inp.mkdir()
         np.savez(inp / "2DBox_XRay_large.npz", imgs=image, boxes=boxes)
-        done = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "out")],
-                              capture_output=True, text=True, cwd=REPO)
+        done = subprocess.run(
+            [sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(Path(tmp) / "out")],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     bound = 0.6e9 + image.nbytes + 9 * h * w
     print(f"image {w}x{h}x{args.channels} ({image.nbytes / 1e9:.2f} GB), {args.boxes} boxes: exit {done.returncode}, "

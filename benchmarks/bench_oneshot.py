@@ -32,7 +32,9 @@ def main() -> int:
     box = box_prompted(seg, cases, cases)
     embeddings = {n: seg.encode(case.image) for n, case in images.items()}  # each image encoded once
     print(f"{len(cases)} cases ({args.match}); box-prompted LiteMedSAM mean DSC {np.mean(list(box.values())):.4f}")
-    print("| reference | mean DSC on the others | parts chosen | s per image (decoding; images encoded once beforehand) |")
+    print(
+        "| reference | mean DSC on the others | parts chosen | s per image (decoding; images encoded once beforehand) |"
+    )
     print("|---|---|---|---|")
     means = []
     for ref_name in images:
@@ -46,7 +48,10 @@ def main() -> int:
             parts.append(info["parts"])
         seconds = (time.perf_counter() - start) / len(scores)
         means.append(np.mean(scores))
-        print(f"| {ref_name} | {np.mean(scores):.4f} | {np.bincount(parts, minlength=args.parts + 1)[1:].tolist()} | {seconds:.2f} |")
+        print(
+            f"| {ref_name} | {np.mean(scores):.4f} | {np.bincount(parts, minlength=args.parts + 1)[1:].tolist()} | "
+            f"{seconds:.2f} |"
+        )
     print(f"mean over references: {np.mean(means):.4f} (box-prompted {np.mean(list(box.values())):.4f})")
     return 0
 

@@ -25,6 +25,7 @@ import numpy as np
 from evaluation.served import REPO, Served, largest_slice_box, wait_encoded
 from litemedsam.core.masks import dice
 
+
 def timed(fn, *args, **kwargs) -> float:
     start = time.perf_counter()
     fn(*args, **kwargs)

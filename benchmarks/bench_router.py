@@ -31,6 +31,44 @@ from litemedsam.models.segmenter import Segmenters
 DEFAULT = ["float=litemedsam", "int8=litemedsam-int8", "multiview=litemedsam@multiview"]
 
 
+def built_configs(items: list) -> dict:
+    """NAME=MODEL[@STRATEGY] -> {name: (model, strategy or None)} for the models that are built."""
+    configs = {}
+    for item in items:
+        name, _, target = item.partition("=")
+        model, _, strategy = target.partition("@")
+        if missing_file(get_model(model)):
+            print(f"skipping {name}: {model} is not built ({missing_file(get_model(model))})")
+            continue
+        configs[name] = (model, strategy or None)
+    return configs
+
+
+def print_table(rows: list, names: list) -> None:
+    """Mean DSC, NSD and seconds per dimension, modality and configuration."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["dim"], r["modality"], r["config"])].append(r)
+    print("\n| dim | modality | n | " + " | ".join(f"{n} DSC | {n} NSD | {n} s" for n in names) + " |")
+    print("|" + "---|" * (3 + 3 * len(names)))
+    keys = sorted({(d, m) for d, m, _ in groups}, key=lambda k: (k[0], k[1] or ""))
+    for dim, modality in keys + [("all", None)]:
+        cells, n = [], 0
+        for name in names:
+            sel = [
+                r
+                for r in rows
+                if r["config"] == name and (dim == "all" or (r["dim"], r["modality"]) == (dim, modality))
+            ]
+            n = max(n, len(sel))
+            if sel:
+                cells += [f"{np.mean([r['dsc'] for r in sel]):.4f}", f"{np.mean([r['nsd'] for r in sel]):.4f}",
+                          f"{np.sum([r['seconds'] for r in sel]):.1f}"]
+            else:
+                cells += ["", "", ""]
+        print(f"| {dim} | {modality or ''} | {n} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, default=dev_data_dir())
@@ -39,14 +77,7 @@ def main() -> int:
     parser.add_argument("--match", default="")
     args = parser.parse_args()
     router = Router.load()
-    configs = {}
-    for item in args.config or DEFAULT:
-        name, _, target = item.partition("=")
-        model, _, strategy = target.partition("@")
-        if missing_file(get_model(model)):
-            print(f"skipping {name}: {model} is not built ({missing_file(get_model(model))})")
-            continue
-        configs[name] = (model, strategy or None)
+    configs = built_configs(args.config or DEFAULT)
     paths = sorted(p for p in (args.cases / "imgs").glob("*.npz") if args.match in p.name)
     segmenters = Segmenters()
     rows = []
@@ -77,24 +108,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
 
-    groups = defaultdict(list)
-    for r in rows:
-        groups[(r["dim"], r["modality"], r["config"])].append(r)
-    names = list(configs)
-    print("\n| dim | modality | n | " + " | ".join(f"{n} DSC | {n} NSD | {n} s" for n in names) + " |")
-    print("|" + "---|" * (3 + 3 * len(names)))
-    keys = sorted({(d, m) for d, m, _ in groups}, key=lambda k: (k[0], k[1] or ""))
-    for dim, modality in keys + [("all", None)]:
-        cells, n = [], 0
-        for name in names:
-            sel = [r for r in rows if r["config"] == name and (dim == "all" or (r["dim"], r["modality"]) == (dim, modality))]
-            n = max(n, len(sel))
-            if sel:
-                cells += [f"{np.mean([r['dsc'] for r in sel]):.4f}", f"{np.mean([r['nsd'] for r in sel]):.4f}",
-                          f"{np.sum([r['seconds'] for r in sel]):.1f}"]
-            else:
-                cells += ["", "", ""]
-        print(f"| {dim} | {modality or ''} | {n} | " + " | ".join(cells) + " |")
+    print_table(rows, list(configs))
     return 0
 
 

@@ -39,7 +39,9 @@ def main() -> int:
     gts = {n: gt for n, (_, gt) in labelled.items()}
     seg = make_segmenter("litemedsam")
     box = list(box_prompted(seg, labelled, test).values())
-    print(f"{len(pool)} fitting pool, {len(test)} scored ({args.match}); box-prompted LiteMedSAM DSC {np.mean(box):.4f}")
+    print(
+        f"{len(pool)} fitting pool, {len(test)} scored ({args.match}); box-prompted LiteMedSAM DSC {np.mean(box):.4f}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     print("| k | fit s | head coarse DSC | self point DSC | self box DSC | self point+box DSC | box-prompted DSC |")
     print("|---|---|---|---|---|---|---|")
@@ -62,7 +64,10 @@ def main() -> int:
                 scores[prompt].append(dice(out, gts[n]))
             scores["coarse"].append(dice(coarse, gts[n]))
         m = {key: np.mean(v) for key, v in scores.items()}
-        print(f"| {k} | {fit_s:.1f} | {m['coarse']:.4f} | {m['point']:.4f} | {m['box']:.4f} | {m['point+box']:.4f} | {np.mean(box):.4f} |")
+        print(
+            f"| {k} | {fit_s:.1f} | {m['coarse']:.4f} | {m['point']:.4f} | {m['box']:.4f} | {m['point+box']:.4f} | "
+            f"{np.mean(box):.4f} |"
+        )
     return 0
 
 

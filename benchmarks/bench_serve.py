@@ -46,9 +46,26 @@ def served(folder: Path, output: Path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "serve", "app", str(folder), "-o", str(output),
-                             "--port", str(port), "--disk-cache-mb", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "litemedsam",
+            "serve",
+            "app",
+            str(folder),
+            "-o",
+            str(output),
+            "--port",
+            str(port),
+            "--disk-cache-mb",
+            "0",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LITEMEDSAM_SERVE_TOKEN": TOKEN},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -96,7 +113,12 @@ def main(argv=None) -> int:
                 x0, y0, x1, y1 = np.load(folder / name)["boxes"][0].tolist()
                 for _ in range(args.boxes // len(CASES_2D)):
                     jitter = rng.integers(-8, 9, 4)
-                    box = [max(0, x0 + int(jitter[0])), max(0, y0 + int(jitter[1])), x1 + int(jitter[2]), y1 + int(jitter[3])]
+                    box = [
+                        max(0, x0 + int(jitter[0])),
+                        max(0, y0 + int(jitter[1])),
+                        x1 + int(jitter[2]),
+                        y1 + int(jitter[3]),
+                    ]
                     start = time.perf_counter()
                     call(f"{url}/api/doc/{doc['id']}/box", {"box": box})
                     call(f"{url}/api/doc/{doc['id']}/labels/0?v={len(rounds)}")

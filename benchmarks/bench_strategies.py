@@ -5,9 +5,9 @@ masks against each strategy and combinations, and which pass the shipping rule.
                                           [--save FILE.json] [--load FILE.json]
 
 A configuration is ``exact`` or comma-separated strategies: ``clip=M``, ``component=largest|centre``,
-``fill``, ``overlap=logit|smaller``, and in 3D ``smooth=R``, ``middle``. Every configuration runs on every case in this process with one LiteMedSAM
-segmenter, one case after the other (interleaved: the machine's noise falls on all alike). 3D cases keep
-the router's propagation options (MR: stride 2) in every configuration but ``exact``.
+``fill``, ``overlap=logit|smaller``, and in 3D ``smooth=R``, ``middle``. Every configuration runs on every case in
+this process with one LiteMedSAM segmenter, one case after the other (interleaved: the machine's noise falls on
+all alike). 3D cases keep the router's propagation options (MR: stride 2) in every configuration but ``exact``.
 
 Each image or slice is encoded once per case and its embedding reused by every configuration (a strategy
 changes what is decoded), and each configuration's seconds are its decoding, mask work and painting plus
@@ -129,8 +129,11 @@ def print_tables(configs: list, cases: list) -> None:
             r = rows[config]
             delta = 100 * (r[:, :2] - base[:, :2])
             cost = (r[:, 2].sum() - base[:, 2].sum()) / base[:, 2].sum()
-            print(f"| {group} ({len(r)}) | {config} | {100 * r[:, 0].mean():.2f} | {100 * r[:, 1].mean():.2f} | "
-                  f"{delta[:, 0].mean():+.2f}, {delta[:, 1].mean():+.2f} | {delta[:, 0].min():+.2f} | {100 * cost:+.1f}% |")
+            print(
+                f"| {group} ({len(r)}) | {config} | {100 * r[:, 0].mean():.2f} | {100 * r[:, 1].mean():.2f} | "
+                f"{delta[:, 0].mean():+.2f}, {delta[:, 1].mean():+.2f} | {delta[:, 0].min():+.2f} | "
+                f"{100 * cost:+.1f}% |"
+            )
     shipping.print_rule(cases, [c for c in configs if c != "exact"], against="base")
 
 

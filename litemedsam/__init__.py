@@ -4,7 +4,7 @@
 when first used (the command line does not pay for them)."""
 
 __version__ = "0.1.0"
-__all__ = ["segment", "Predictor"]
+__all__ = ["segment", "Predictor"]  # noqa: F822 (given by __getattr__ below, when first used)
 
 
 def __getattr__(name: str):

@@ -234,13 +234,7 @@ class Predictor:
             return np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros((0, low, low), np.float32)
         check_size(n * h * w, f"{n} masks of {w} x {h} need {n * h * w} bytes", f"{n} masks of {w} x {h}")
         if points is not None:
-            if points.shape[1] > MAX_POINTS:
-                raise CaseError(f"{points.shape[1]} points per object; at most {MAX_POINTS} are taken at once")
-            need = n * (points.shape[1] + 2) * POINT_BYTES
-            free = available_memory()
-            if free is not None and need > free:
-                raise CaseError(f"{n} objects of {points.shape[1]} points need about {human(need)} of memory in the "
-                                f"decoder; {human(free)} is available")
+            _check_points(points)
         has_box = np.zeros(n, bool)
         if boxes is not None:
             boxes, skipped, notes = clip_boxes(boxes, "2D", shape)  # as segment clips them, and warns
@@ -295,6 +289,18 @@ class Predictor:
         masks, logits, scores = self.segmenter.predict_points(emb, coords[:, :width], labels[:, :width],
                                                               mask_input)
         return masks, scores.astype(np.float32), logits.astype(np.float32)
+
+
+def _check_points(points: np.ndarray) -> None:
+    """CaseError for (N, P, 2) points that are too many per object, or would need more memory than there is."""
+    n = len(points)
+    if points.shape[1] > MAX_POINTS:
+        raise CaseError(f"{points.shape[1]} points per object; at most {MAX_POINTS} are taken at once")
+    need = n * (points.shape[1] + 2) * POINT_BYTES
+    free = available_memory()
+    if free is not None and need > free:
+        raise CaseError(f"{n} objects of {points.shape[1]} points need about {human(need)} of memory in the "
+                        f"decoder; {human(free)} is available")
 
 
 def _array(values, tail: tuple, name: str, shape: str) -> np.ndarray:

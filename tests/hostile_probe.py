@@ -87,8 +87,13 @@ def records_npz(pickled: bytes) -> bytes:
     """A 2025-layout case whose ``boxes`` member is ``pickled`` behind NumPy's object-array header."""
     header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    return zip_bytes({"imgs.npy": npy_bytes(np.zeros((3, 24, 24), np.uint8)), "spacing.npy": npy_bytes(np.ones(3)),
-                      "boxes.npy": b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + pickled})
+    return zip_bytes(
+        {
+            "imgs.npy": npy_bytes(np.zeros((3, 24, 24), np.uint8)),
+            "spacing.npy": npy_bytes(np.ones(3)),
+            "boxes.npy": b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + pickled,
+        }
+    )
 
 
 def clicks_case(clicks=None, boxes=True, **extra) -> bytes:
@@ -217,50 +222,113 @@ def link(target) -> object:
 
 
 FILE_KINDS = [
-    Kind("random bytes", "failed", r"not a valid \.npz file \(it is not a zip archive\)",
-         write(lambda: np.random.default_rng(1).bytes(4096))),
+    Kind(
+        "random bytes",
+        "failed",
+        r"not a valid \.npz file \(it is not a zip archive\)",
+        write(lambda: np.random.default_rng(1).bytes(4096)),
+    ),
     Kind("empty file", "failed", r"not a valid \.npz file", write(b"")),
     Kind("text file named .npz", "failed", r"not a valid \.npz file", write(b"imgs,boxes\n1,2\n")),
     Kind("link to a text file", "failed", r"not a valid \.npz file", link(lambda f: f.parent / "notes.txt")),
     Kind(".npy saved as .npz", "failed", r"a \.npy file \(a single array\)", write(npy_bytes(IMAGE))),
     Kind("truncated zip", "failed", r"truncated or damaged", write(lambda: case()[:1000])),
-    Kind("corrupt deflate data", "failed", r"not a readable \.npz file \((its compressed data is corrupt|it is damaged)",
-         write(corrupt_deflate)),
+    Kind(
+        "corrupt deflate data",
+        "failed",
+        r"not a readable \.npz file \((its compressed data is corrupt|it is damaged)",
+        write(corrupt_deflate),
+    ),
     Kind("no 'imgs'", "failed", r"missing array\(s\) imgs; found: boxes", write(npz_bytes(boxes=BOX))),
-    Kind("member named with a newline and ERROR", "failed", r"found: boxes, x\\nERROR forged member",
-         write(zip_bytes({"boxes.npy": npy_bytes(BOX), "x\nERROR forged member.npy": npy_bytes(BOX)}))),
+    Kind(
+        "member named with a newline and ERROR",
+        "failed",
+        r"found: boxes, x\\nERROR forged member",
+        write(zip_bytes({"boxes.npy": npy_bytes(BOX), "x\nERROR forged member.npy": npy_bytes(BOX)})),
+    ),
     Kind("no 'boxes'", "failed", r"missing array\(s\) boxes", write(npz_bytes(imgs=IMAGE))),
-    Kind("member that is not an array", "failed", r"member 'imgs' is not a NumPy array",
-         write(zip_bytes(members(**{"imgs.npy": b"plain text"})))),
-    Kind("empty member", "failed", r"member 'imgs' is not a NumPy array", write(zip_bytes(members(**{"imgs.npy": b""})))),
+    Kind(
+        "member that is not an array",
+        "failed",
+        r"member 'imgs' is not a NumPy array",
+        write(zip_bytes(members(**{"imgs.npy": b"plain text"}))),
+    ),
+    Kind(
+        "empty member", "failed", r"member 'imgs' is not a NumPy array", write(zip_bytes(members(**{"imgs.npy": b""})))
+    ),
     Kind("encrypted member", "failed", r"encrypted", write(patched(zip_bytes(members()), 6, 8, 1))),
-    Kind("unsupported compression method", "failed", r"compression method 99",
-         write(patched(zip_bytes(members()), 8, 10, 99))),
-    Kind("member path outside the archive (../imgs.npy)", "failed", r"missing array\(s\) imgs",
-         write(zip_bytes({"../imgs.npy": npy_bytes(IMAGE), "boxes.npy": npy_bytes(BOX)}))),
-    Kind("pickled objects in 'imgs'", "failed", r"'imgs' holds Python objects",
-         write(lambda: case(imgs=np.array([object()], dtype=object)))),
-    Kind("dict boxes (2025 layout) missing keys", "failed", r"box 1 of 'boxes' lacks z_max, z_mid",
-         write(lambda: case(boxes=np.array([{"z_min": 1}], dtype=object)))),
-    Kind("2025 boxes whose pickle runs a command", "failed",
-         r"names (posix|os)\.system; only arrays of dicts of numbers are read \(nothing from the file was run\)",
-         write(lambda: case(boxes=np.array([RunsCommand()], dtype=object)))),
-    Kind("2025 boxes holding a string", "failed", r"'boxes' item 0: 'z_min' must name a finite number",
-         write(lambda: case(boxes=np.array([{"z_min": "1; rm -rf /"}], dtype=object)))),
-    Kind("header declares 52 GB, holds 100 bytes", "failed", r"declares 48\.4 GiB .* holds only 100 bytes",
-         write(zip_bytes(members(**{"imgs.npy": npy_header((52000000000,)) + bytes(100)})))),
-    Kind("header declares 320 GB 3D volume", "failed", r"declares 298\.0 GiB",
-         write(zip_bytes(members(**{"imgs.npy": npy_header((1000, 20000, 16000)) + bytes(10)})))),
+    Kind(
+        "unsupported compression method",
+        "failed",
+        r"compression method 99",
+        write(patched(zip_bytes(members()), 8, 10, 99)),
+    ),
+    Kind(
+        "member path outside the archive (../imgs.npy)",
+        "failed",
+        r"missing array\(s\) imgs",
+        write(zip_bytes({"../imgs.npy": npy_bytes(IMAGE), "boxes.npy": npy_bytes(BOX)})),
+    ),
+    Kind(
+        "pickled objects in 'imgs'",
+        "failed",
+        r"'imgs' holds Python objects",
+        write(lambda: case(imgs=np.array([object()], dtype=object))),
+    ),
+    Kind(
+        "dict boxes (2025 layout) missing keys",
+        "failed",
+        r"box 1 of 'boxes' lacks z_max, z_mid",
+        write(lambda: case(boxes=np.array([{"z_min": 1}], dtype=object))),
+    ),
+    Kind(
+        "2025 boxes whose pickle runs a command",
+        "failed",
+        r"names (posix|os)\.system; only arrays of dicts of numbers are read \(nothing from the file was run\)",
+        write(lambda: case(boxes=np.array([RunsCommand()], dtype=object))),
+    ),
+    Kind(
+        "2025 boxes holding a string",
+        "failed",
+        r"'boxes' item 0: 'z_min' must name a finite number",
+        write(lambda: case(boxes=np.array([{"z_min": "1; rm -rf /"}], dtype=object))),
+    ),
+    Kind(
+        "header declares 52 GB, holds 100 bytes",
+        "failed",
+        r"declares 48\.4 GiB .* holds only 100 bytes",
+        write(zip_bytes(members(**{"imgs.npy": npy_header((52000000000,)) + bytes(100)}))),
+    ),
+    Kind(
+        "header declares 320 GB 3D volume",
+        "failed",
+        r"declares 298\.0 GiB",
+        write(zip_bytes(members(**{"imgs.npy": npy_header((1000, 20000, 16000)) + bytes(10)}))),
+    ),
     Kind("decompression bomb (192 MiB in 200 KB)", "failed", r"more than the limit of 64\.0 MiB per case", write(bomb)),
-    Kind("malformed .npy header", "failed", r"not a readable \.npz file",
-         write(zip_bytes(members(**{"imgs.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': ???}\n"})))),
-    Kind(".npy format version 9", "failed", r"format version \(9, 0\)",
-         write(zip_bytes(members(**{"imgs.npy": b"\x93NUMPY\x09\x00" + bytes(20)})))),
-    Kind("negative shape in header", "failed", r"not a readable|invalid shape",
-         write(zip_bytes(members(**{"imgs.npy": npy_header((-5, 4))})))),
+    Kind(
+        "malformed .npy header",
+        "failed",
+        r"not a readable \.npz file",
+        write(zip_bytes(members(**{"imgs.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': ???}\n"}))),
+    ),
+    Kind(
+        ".npy format version 9",
+        "failed",
+        r"format version \(9, 0\)",
+        write(zip_bytes(members(**{"imgs.npy": b"\x93NUMPY\x09\x00" + bytes(20)}))),
+    ),
+    Kind(
+        "negative shape in header",
+        "failed",
+        r"not a readable|invalid shape",
+        write(zip_bytes(members(**{"imgs.npy": npy_header((-5, 4))}))),
+    ),
     Kind("1-D 'imgs'", "failed", r"2D 'imgs' must be HxW or HxWx3", write(lambda: case(imgs=np.zeros(10, np.uint8)))),
     Kind("4-D 'imgs'", "failed", r"must be", write(lambda: case(imgs=np.zeros((2, 4, 4, 3), np.uint8)))),
-    Kind("2D image with 7 channels", "failed", r"HxW or HxWx3", write(lambda: case(imgs=np.zeros((8, 8, 7), np.uint8)))),
+    Kind(
+        "2D image with 7 channels", "failed", r"HxW or HxWx3", write(lambda: case(imgs=np.zeros((8, 8, 7), np.uint8)))
+    ),
     Kind("empty image", "failed", r"'imgs' is empty", write(lambda: case(imgs=np.zeros((0, 8, 3), np.uint8)))),
     Kind("NaN intensities", "failed", r"NaN or infinite", write(lambda: case(imgs=np.full((8, 8), np.nan)))),
     Kind("intensities above 255", "failed", r"0-255", write(lambda: case(imgs=np.full((8, 8), 300.0)))),
@@ -268,77 +336,209 @@ FILE_KINDS = [
     Kind("complex 'imgs'", "failed", r"must be numeric", write(lambda: case(imgs=np.zeros((8, 8), np.complex64)))),
     Kind("text 'imgs'", "failed", r"must be numeric", write(lambda: case(imgs=np.array([["a", "b"], ["c", "d"]])))),
     Kind("NaN box", "failed", r"'boxes' contains NaN", write(lambda: case(boxes=np.array([[0, 0, np.nan, 5]])))),
-    Kind("infinite box", "failed", r"'boxes' contains NaN or infinite", write(lambda: case(boxes=np.array([[0, 0, np.inf, 5]])))),
-    Kind("boxes with 5 columns", "failed", r"4 \(2D\) or 6 \(3D\) columns", write(lambda: case(boxes=np.zeros((2, 5))))),
+    Kind(
+        "infinite box",
+        "failed",
+        r"'boxes' contains NaN or infinite",
+        write(lambda: case(boxes=np.array([[0, 0, np.inf, 5]]))),
+    ),
+    Kind(
+        "boxes with 5 columns", "failed", r"4 \(2D\) or 6 \(3D\) columns", write(lambda: case(boxes=np.zeros((2, 5))))
+    ),
     Kind("3-D 'boxes' array", "failed", r"Nx4 \(2D\) or Nx6 \(3D\)", write(lambda: case(boxes=np.zeros((2, 2, 4))))),
     Kind("text boxes", "failed", r"'boxes' must be numeric", write(lambda: case(boxes=np.array(["a", "b", "c", "d"])))),
     Kind("boolean boxes", "failed", r"'boxes' must be numeric", write(lambda: case(boxes=np.ones((1, 4), bool)))),
     Kind("name says 2D, boxes are 3D", "failed", r"name says 2D", write(lambda: case(boxes=np.zeros((1, 6))))),
-    Kind("name says 3D, image is 2D", "failed", r"3D 'imgs' must be DxHxW",
-         write(lambda: case(imgs=np.zeros((8, 8), np.uint8), boxes=np.zeros((1, 6))))),
+    Kind(
+        "name says 3D, image is 2D",
+        "failed",
+        r"3D 'imgs' must be DxHxW",
+        write(lambda: case(imgs=np.zeros((8, 8), np.uint8), boxes=np.zeros((1, 6)))),
+    ),
     Kind("broken symbolic link", "failed", r"a broken symbolic link", link(lambda f: f / "nowhere.npz")),
     Kind("symbolic link loop", "failed", r"a symbolic link loop", link(lambda f: f / "2DBox_CT_loop.npz")),
     Kind("newline and ERROR in the name", "failed", r"not a valid \.npz file", write(b"x")),
-    Kind("box with min > max", "ok", r"has min > max; label 1 left empty", write(lambda: case(boxes=np.array([[30, 8, 10, 40]])))),
-    Kind("box outside the image", "ok", r"lies outside the image", write(lambda: case(boxes=np.array([[100, 100, 120, 120]])))),
-    Kind("box coordinate 1e300", "ok", r"\[0, 0, 1e\+300, 1e\+300\] extends beyond the image; clipped",
-         write(lambda: case(boxes=np.array([[0, 0, 1e300, 1e300]])))),
-    Kind("box coordinate -1e300", "ok", r"lies outside the image", write(lambda: case(boxes=np.array([[-1e300, 0, -1e299, 5]])))),
+    Kind(
+        "box with min > max",
+        "ok",
+        r"has min > max; label 1 left empty",
+        write(lambda: case(boxes=np.array([[30, 8, 10, 40]]))),
+    ),
+    Kind(
+        "box outside the image",
+        "ok",
+        r"lies outside the image",
+        write(lambda: case(boxes=np.array([[100, 100, 120, 120]]))),
+    ),
+    Kind(
+        "box coordinate 1e300",
+        "ok",
+        r"\[0, 0, 1e\+300, 1e\+300\] extends beyond the image; clipped",
+        write(lambda: case(boxes=np.array([[0, 0, 1e300, 1e300]]))),
+    ),
+    Kind(
+        "box coordinate -1e300",
+        "ok",
+        r"lies outside the image",
+        write(lambda: case(boxes=np.array([[-1e300, 0, -1e299, 5]]))),
+    ),
     Kind("no boxes (0 x 4)", "ok", r"^$", write(lambda: case(boxes=np.zeros((0, 4))))),
-    Kind("3D object on one slice", "ok", r"^$",
-         write(lambda: case(imgs=np.random.default_rng(2).integers(0, 255, (3, 40, 40), np.uint8),
-                            boxes=np.array([[5, 5, 1, 30, 30, 1]]), spacing=np.ones(3)))),
+    Kind(
+        "3D object on one slice",
+        "ok",
+        r"^$",
+        write(
+            lambda: case(
+                imgs=np.random.default_rng(2).integers(0, 255, (3, 40, 40), np.uint8),
+                boxes=np.array([[5, 5, 1, 30, 30, 1]]),
+                spacing=np.ones(3),
+            )
+        ),
+    ),
     Kind("file name of 255 bytes", "ok", r"^$", write(lambda: case())),
     Kind("file name that is not UTF-8", "ok", r"^$", write(lambda: case())),
     Kind("upper-case .NPZ suffix", "ok", r"^$", write(lambda: case())),
-    Kind("hidden file .x.npz", "skipped", r"hidden file named \*\.npz: .*names starting with '\.' are not cases", write(lambda: case())),
-    Kind("random bytes named .nii.gz", "failed", r"not a readable NIfTI file",
-         write(lambda: np.random.default_rng(2).bytes(2048))),
-    Kind("NIfTI volume without boxes", "failed", r"holds no boxes: give them with --box .*--boxes-from-labels",
-         write(lambda: nifti_bytes(np.zeros((8, 8, 4), np.int16)))),
-    Kind("NIfTI header declaring 16 GB", "failed", r"needs 29\.8 GiB, more than the limit",
-         write(lambda: nifti_bytes(np.zeros((2, 2, 2), np.int16), shape=(2000, 2000, 2000)))),
-    Kind("truncated PNG", "failed", r"not a readable PNG image",
-         write(lambda: png_bytes()[:60])),
-    Kind("PNG declaring 100000x100000 pixels", "failed", r"a PNG of 100000x100000 pixels \(9\.3 GiB decoded\)",
-         write(lambda: png_bytes()[:16] + (100000).to_bytes(4, "big") * 2 + png_bytes()[24:])),
-    Kind("folder of damaged DICOM files", "failed", r"it holds no DICOM series GDCM can read",
-         lambda folder, name: [(folder / name).mkdir(), (folder / name / "a.dcm").write_bytes(
-             bytes(128) + b"DICM" + np.random.default_rng(3).bytes(500))]),
-    Kind("MetaImage whose data file is /etc/passwd", "failed", r"names the data file '/etc/passwd': only a file beside",
-         write(lambda: mha_header("/etc/passwd"))),
-    Kind("MetaImage whose data file is ../outside", "failed", r"names the data file '\.\./outside/victim\.txt'",
-         write(lambda: mha_header("../outside/victim.txt"))),
-    Kind("MetaImage whose data files are a LIST", "failed", r"names the data file 'LIST'",
-         write(lambda: mha_header("LIST\n/etc/passwd"))),
-    Kind("MetaImage whose data file is a FIFO beside it", "failed", r"is not a regular file \(a link, FIFO or device",
-         lambda folder, name: [os.mkfifo(folder / "probe.fifo"), (folder / name).write_bytes(mha_header("probe.fifo"))]),
-    Kind("NRRD whose data file is /dev/zero", "failed", r"names the data file '/dev/zero'",
-         write(lambda: b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 2\nencoding: raw\ndata file: /dev/zero\n")),
-    Kind("2025 boxes pickle: _reconstruct of 10^8 elements (450 bytes)", "failed", r"in a way NumPy never writes",
-         write(lambda: records_npz(RECONSTRUCT + b"J\x00\xe1\xf5\x05\x85C\x01b\x87R."))),
-    Kind("2025 boxes pickle: one dict referenced 10^6 times", "failed", r"holds 1000000 records; a case holds at most 65535",
-         write(lambda: records_npz(__import__("pickle").dumps([RECORD] * 1000000, protocol=3)))),
-    Kind("65536 boxes", "failed", r"65536 boxes; a case holds at most 65535 objects",
-         write(lambda: case(boxes=np.tile(BOX, (65536, 1))))),
-    Kind("JPEG declaring 60000x60000 pixels", "failed", r"a JPEG of 60000x60000 pixels \(10\.1 GiB decoded\)",
-         write(lambda: huge_jpeg())),
-    Kind("TIFF of 3 pages", "failed", r"a TIFF of 3 pages; one 2D image is read per file", write(lambda: tiff_pages(3))),
-    Kind("NIfTI with 1.2 GB of header extensions (1 MB gzipped)", "failed", r"puts the voxels 1200000000 bytes into the file",
-         write(lambda: extension_bomb())),
-    Kind("DICOM series with a missing slice", "failed", r"not evenly spaced: 5\.00 mm between slices 1 and 2",
-         lambda folder, name: dicom_gap(folder / name)),
-    Kind("2025 clicks: one 10,000-click dict referenced 65,535 times (issue 34, C14)", "failed",
-         r"'clicks' holds 655350000 clicks in all; a case takes at most 1000",
-         write(lambda: clicks_case(objects([{"fg": [[1, 2, 3]] * 10000, "bg": []}] * 65535)))),
-    Kind("2025 clicks as an integer array (C03)", "failed", r"'clicks' must be an object array of one dict per class",
-         write(lambda: clicks_case(np.array([[2, 16, 16]])))),
-    Kind("2025 prev_pred holding label 300 for one box (C42)", "ok", r"labels that are none of its 1 objects \(300\)",
-         write(lambda: clicks_case(prev_pred=np.full((6, 32, 32), 300, np.uint16)))),
-    Kind("2025 clicks with spacing 5e-324 mm (C32)", "ok", r"'spacing' is not 3 numbers of mm",
-         write(lambda: clicks_case(spacing=np.full(3, 5e-324)))),
-    Kind("2025: 101 objects built from clicks alone (C16)", "failed", r"a case builds at most 100 objects from clicks",
-         write(lambda: clicks_case(objects([{"fg": [[2, i % 32, i // 32]], "bg": []} for i in range(101)]), boxes=False))),
+    Kind(
+        "hidden file .x.npz",
+        "skipped",
+        r"hidden file named \*\.npz: .*names starting with '\.' are not cases",
+        write(lambda: case()),
+    ),
+    Kind(
+        "random bytes named .nii.gz",
+        "failed",
+        r"not a readable NIfTI file",
+        write(lambda: np.random.default_rng(2).bytes(2048)),
+    ),
+    Kind(
+        "NIfTI volume without boxes",
+        "failed",
+        r"holds no boxes: give them with --box .*--boxes-from-labels",
+        write(lambda: nifti_bytes(np.zeros((8, 8, 4), np.int16))),
+    ),
+    Kind(
+        "NIfTI header declaring 16 GB",
+        "failed",
+        r"needs 29\.8 GiB, more than the limit",
+        write(lambda: nifti_bytes(np.zeros((2, 2, 2), np.int16), shape=(2000, 2000, 2000))),
+    ),
+    Kind("truncated PNG", "failed", r"not a readable PNG image", write(lambda: png_bytes()[:60])),
+    Kind(
+        "PNG declaring 100000x100000 pixels",
+        "failed",
+        r"a PNG of 100000x100000 pixels \(9\.3 GiB decoded\)",
+        write(lambda: png_bytes()[:16] + (100000).to_bytes(4, "big") * 2 + png_bytes()[24:]),
+    ),
+    Kind(
+        "folder of damaged DICOM files",
+        "failed",
+        r"it holds no DICOM series GDCM can read",
+        lambda folder, name: [
+            (folder / name).mkdir(),
+            (folder / name / "a.dcm").write_bytes(bytes(128) + b"DICM" + np.random.default_rng(3).bytes(500)),
+        ],
+    ),
+    Kind(
+        "MetaImage whose data file is /etc/passwd",
+        "failed",
+        r"names the data file '/etc/passwd': only a file beside",
+        write(lambda: mha_header("/etc/passwd")),
+    ),
+    Kind(
+        "MetaImage whose data file is ../outside",
+        "failed",
+        r"names the data file '\.\./outside/victim\.txt'",
+        write(lambda: mha_header("../outside/victim.txt")),
+    ),
+    Kind(
+        "MetaImage whose data files are a LIST",
+        "failed",
+        r"names the data file 'LIST'",
+        write(lambda: mha_header("LIST\n/etc/passwd")),
+    ),
+    Kind(
+        "MetaImage whose data file is a FIFO beside it",
+        "failed",
+        r"is not a regular file \(a link, FIFO or device",
+        lambda folder, name: [os.mkfifo(folder / "probe.fifo"), (folder / name).write_bytes(mha_header("probe.fifo"))],
+    ),
+    Kind(
+        "NRRD whose data file is /dev/zero",
+        "failed",
+        r"names the data file '/dev/zero'",
+        write(lambda: b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 2\nencoding: raw\ndata file: /dev/zero\n"),
+    ),
+    Kind(
+        "2025 boxes pickle: _reconstruct of 10^8 elements (450 bytes)",
+        "failed",
+        r"in a way NumPy never writes",
+        write(lambda: records_npz(RECONSTRUCT + b"J\x00\xe1\xf5\x05\x85C\x01b\x87R.")),
+    ),
+    Kind(
+        "2025 boxes pickle: one dict referenced 10^6 times",
+        "failed",
+        r"holds 1000000 records; a case holds at most 65535",
+        write(lambda: records_npz(__import__("pickle").dumps([RECORD] * 1000000, protocol=3))),
+    ),
+    Kind(
+        "65536 boxes",
+        "failed",
+        r"65536 boxes; a case holds at most 65535 objects",
+        write(lambda: case(boxes=np.tile(BOX, (65536, 1)))),
+    ),
+    Kind(
+        "JPEG declaring 60000x60000 pixels",
+        "failed",
+        r"a JPEG of 60000x60000 pixels \(10\.1 GiB decoded\)",
+        write(lambda: huge_jpeg()),
+    ),
+    Kind(
+        "TIFF of 3 pages", "failed", r"a TIFF of 3 pages; one 2D image is read per file", write(lambda: tiff_pages(3))
+    ),
+    Kind(
+        "NIfTI with 1.2 GB of header extensions (1 MB gzipped)",
+        "failed",
+        r"puts the voxels 1200000000 bytes into the file",
+        write(lambda: extension_bomb()),
+    ),
+    Kind(
+        "DICOM series with a missing slice",
+        "failed",
+        r"not evenly spaced: 5\.00 mm between slices 1 and 2",
+        lambda folder, name: dicom_gap(folder / name),
+    ),
+    Kind(
+        "2025 clicks: one 10,000-click dict referenced 65,535 times (issue 34, C14)",
+        "failed",
+        r"'clicks' holds 655350000 clicks in all; a case takes at most 1000",
+        write(lambda: clicks_case(objects([{"fg": [[1, 2, 3]] * 10000, "bg": []}] * 65535))),
+    ),
+    Kind(
+        "2025 clicks as an integer array (C03)",
+        "failed",
+        r"'clicks' must be an object array of one dict per class",
+        write(lambda: clicks_case(np.array([[2, 16, 16]]))),
+    ),
+    Kind(
+        "2025 prev_pred holding label 300 for one box (C42)",
+        "ok",
+        r"labels that are none of its 1 objects \(300\)",
+        write(lambda: clicks_case(prev_pred=np.full((6, 32, 32), 300, np.uint16))),
+    ),
+    Kind(
+        "2025 clicks with spacing 5e-324 mm (C32)",
+        "ok",
+        r"'spacing' is not 3 numbers of mm",
+        write(lambda: clicks_case(spacing=np.full(3, 5e-324))),
+    ),
+    Kind(
+        "2025: 101 objects built from clicks alone (C16)",
+        "failed",
+        r"a case builds at most 100 objects from clicks",
+        write(
+            lambda: clicks_case(objects([{"fg": [[2, i % 32, i // 32]], "bg": []} for i in range(101)]), boxes=False)
+        ),
+    ),
     Kind("FIFO named .npz", "skipped", r"FIFO named", lambda folder, name: os.mkfifo(folder / name)),
     Kind("folder named .npz", "skipped", r"folder named", lambda folder, name: (folder / name).mkdir()),
 ]
@@ -675,7 +875,9 @@ def _router(p, data: bytes | None = None, make=None):
 
 
 run_kind("binary --router file", 2, r"not a text file")(lambda p: _router(p, b"\xff\xfe\x00garbage\x80"))
-run_kind("--router is a folder", 2, r"is a directory|not a regular file")(lambda p: _router(p, make=lambda r: r.mkdir()))
+run_kind("--router is a folder", 2, r"is a directory|not a regular file")(
+    lambda p: _router(p, make=lambda r: r.mkdir())
+)
 run_kind("--router is missing", 2, r"no such file")(lambda p: _router(p))
 run_kind("--router is a FIFO", 2, r"not a regular file")(lambda p: _router(p, make=os.mkfifo))
 run_kind("--router is not TOML", 2, r"not valid TOML")(lambda p: _router(p, b"[[rules]\nmodels = "))
@@ -704,7 +906,9 @@ def _(p):
 def _(p):
     f = p.folder()
     (f / "head.onnx").write_bytes(os.urandom(512))
-    return f, p.run(["infer", "-i", f / "in", "-o", f / "out", "--prompt", "self", "--head", f / "head.onnx"], timeout=60)
+    return f, p.run(
+        ["infer", "-i", f / "in", "-o", f / "out", "--prompt", "self", "--head", f / "head.onnx"], timeout=60
+    )
 
 
 def _infer(p, *args, env=None, case="2DBox_CT_a.npz", timeout=120):
@@ -753,9 +957,13 @@ def _altered(path: Path):
     path.write_bytes(bytes(data))
 
 
-run_kind("unreadable model file", 2, r"model file .*litemedsam_encoder\.onnx cannot be read")(lambda p: _models(p, _unreadable))
+run_kind("unreadable model file", 2, r"model file .*litemedsam_encoder\.onnx cannot be read")(
+    lambda p: _models(p, _unreadable)
+)
 run_kind("altered model file", 2, r"has sha256 .* not the registered model")(lambda p: _models(p, _altered))
-run_kind("missing model file", 2, r"no model of rule .* is built: litemedsam: missing .*encoder\.onnx \(build it with")(lambda p: _models(p, Path.unlink))
+run_kind("missing model file", 2, r"no model of rule .* is built: litemedsam: missing .*encoder\.onnx \(build it with")(
+    lambda p: _models(p, Path.unlink)
+)
 
 
 @run_kind("-o is a file", 2, r"not a folder|cannot make the output folder|Directory")
@@ -795,6 +1003,8 @@ run_kind("--modality unknown", 2, r"--modality 'Sonar' is not a modality")(lambd
 run_kind("--model unknown", 2, r"Invalid value for '--model'")(lambda p: _infer(p, "--model", "gpt"))
 run_kind("--prompt none without a prompt-free model", 2, r"--prompt none needs --model")(
     lambda p: _infer(p, "--prompt", "none"))
+
+
 @run_kind("a second run into the same output folder, after the first", 0, r"1 segmented")
 def _(p):
     f = p.folder("2DBox_CT_a.npz")
@@ -896,7 +1106,11 @@ def probe_runs(p: Probe) -> None:
     for kind in RUN_KINDS:
         result = kind.make(p)
         if result is None:
-            kind.code, kind.got, kind.skipped = "n/a", "(skipped: needs unshare -rm)", "needs unshare -rm (a user namespace)"
+            kind.code, kind.got, kind.skipped = (
+                "n/a",
+                "(skipped: needs unshare -rm)",
+                "needs unshare -rm (a user namespace)",
+            )
             continue
         f, done = result
         before = p.before  # taken just before the kind's run
@@ -916,7 +1130,9 @@ def table(markdown: bool, root: Path | None = None) -> str:
     for kind in FILE_KINDS:
         rows.append((f"file: {kind.name}", kind.expect, kind.code, kind.got, "ok" if kind.ok else "FAIL"))
     for kind in RUN_KINDS:
-        rows.append((f"run: {kind.name}", f"exit {kind.expect}", f"exit {kind.code}", kind.got, "ok" if kind.ok else "FAIL"))
+        rows.append(
+            (f"run: {kind.name}", f"exit {kind.expect}", f"exit {kind.code}", kind.got, "ok" if kind.ok else "FAIL")
+        )
 
     def tidy(text) -> str:
         text = str(text).replace(str(root), "DIR") if root else str(text)

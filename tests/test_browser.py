@@ -307,7 +307,11 @@ def test_a_ct_in_three_planes_with_hu_under_the_cursor_zoom_and_a_coronal_box(mo
     try:
         wait = open_in_page(driver, url, ct.name)
         wait.until(lambda d: d.find_element(By.ID, "other-1-name").text)
-        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#planes button")] == ["axial", "coronal", "sagittal"]
+        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#planes button")] == [
+            "axial",
+            "coronal",
+            "sagittal",
+        ]
         assert driver.find_element(By.ID, "other-0-name").text.startswith("coronal")
         for width, height in ((1024, 700), (1400, 900)):  # the three views and the toolbar in sight at both sizes
             driver.set_window_size(width, height)
@@ -418,9 +422,14 @@ def test_a_click_on_the_page_changes_the_mask_as_infer_with_that_click(dev_data,
         assert driver.execute_script("return tool()") == "click"
         canvas = driver.find_element(By.ID, "view")
         width, height, css_w, css_h = driver.execute_script(
-            "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]", canvas)
+            "const c = arguments[0], r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]",
+            canvas,
+        )
         at = ActionChains(driver).move_to_element_with_offset(
-            canvas, int(round((x + 0.5) * css_w / width - css_w / 2)), int(round((y + 0.5) * css_h / height - css_h / 2)))
+            canvas,
+            int(round((x + 0.5) * css_w / width - css_w / 2)),
+            int(round((y + 0.5) * css_h / height - css_h / 2)),
+        )
         (at.click() if kind == "fg" else at.context_click()).perform()
         wait.until(lambda d: "here" in d.find_element(By.ID, "status").text)
         after = page_labels()
@@ -470,8 +479,12 @@ def test_a_propagation_belongs_to_its_case(dev_data, models_ready, tmp_path):
         mine = driver.execute_script("return state.objects")
         driver.execute_async_script("""  // the old job's answer arrives, and the page has done with it
             const done = arguments[arguments.length - 1];
-            Promise.all(window.held.map((release) => release())).then(() => setTimeout(done, 50), () => setTimeout(done, 50));""")
-        assert driver.execute_script("return state.doc.name") == CASE and driver.execute_script("return state.objects") == mine
+            const later = () => setTimeout(done, 50);
+            Promise.all(window.held.map((release) => release())).then(later, later);""")
+        assert (
+            driver.execute_script("return state.doc.name") == CASE
+            and driver.execute_script("return state.objects") == mine
+        )
     finally:
         driver.quit()
         proc.terminate()

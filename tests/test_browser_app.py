@@ -73,9 +73,14 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
     driver = browser_driver()
     try:
         driver.get(f"{url}/#token={TOKEN}")  # the start page says what to do, no black square
-        assert driver.find_element(By.ID, "hint").is_displayed() and not driver.find_element(By.ID, "frame").is_displayed()
+        assert (
+            driver.find_element(By.ID, "hint").is_displayed() and not driver.find_element(By.ID, "frame").is_displayed()
+        )
         wait = open_in_page(driver, url, AMOS)
-        assert driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{AMOS}"]').get_attribute("class") == "case open"
+        assert (
+            driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{AMOS}"]').get_attribute("class")
+            == "case open"
+        )
         drag_box(driver, SMALL)
         said(wait, "label 1: new object")
         first = page_labels(driver, url) == 1
@@ -98,7 +103,9 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         said(wait, "paint over empty voxels only")
         drag_box(driver, BIG)
         text = said(wait, "label 2: new object")
-        assert np.array_equal(page_labels(driver, url) == 1, first) and f"{took} pixels of other or locked" in text, text
+        assert np.array_equal(page_labels(driver, url) == 1, first) and f"{took} pixels of other or locked" in text, (
+            text
+        )
         ctrl(driver, "z")
         said(wait, "undo done")
         Select(driver.find_element(By.ID, "over")).select_by_value("all")
@@ -179,7 +186,10 @@ def test_objects_are_never_silently_overwritten_and_a_box_is_a_new_object(dev_da
         keys(driver, "n")
         wait.until(lambda d: d.execute_script("return state.doc.name") == KVASIR)
         assert driver.find_element(By.ID, "cursor").text == ""
-        assert driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{KVASIR}"]').get_attribute("class") == "case open"
+        assert (
+            driver.find_element(By.CSS_SELECTOR, f'button.case[data-name="{KVASIR}"]').get_attribute("class")
+            == "case open"
+        )
     finally:
         driver.quit()
         proc.terminate()
@@ -247,11 +257,15 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
         assert " s)" in text or " ms)" in text, text  # its time said (then, maybe, that it changed nothing)
         # Ctrl-wheel zooms about the mouse: the pixel under it stays under it
         under = driver.execute_script("""
-            const r = view.getBoundingClientRect(), at = { clientX: r.left + 0.3 * r.width, clientY: r.top + 0.7 * r.height };
+            const r = view.getBoundingClientRect();
+            const at = { clientX: r.left + 0.3 * r.width, clientY: r.top + 0.7 * r.height };
             const before = imagePoint(at);
-            view.dispatchEvent(new WheelEvent("wheel", { ...at, deltaY: -100, ctrlKey: true, bubbles: true, cancelable: true }));
+            const wheel = { ...at, deltaY: -100, ctrlKey: true, bubbles: true, cancelable: true };
+            view.dispatchEvent(new WheelEvent("wheel", wheel));
             return [before, imagePoint(at), view.getBoundingClientRect().width / r.width];""")
-        assert under[2] > 1.2 and abs(under[0]["x"] - under[1]["x"]) <= 1 and abs(under[0]["y"] - under[1]["y"]) <= 1, under
+        assert under[2] > 1.2 and abs(under[0]["x"] - under[1]["x"]) <= 1 and abs(under[0]["y"] - under[1]["y"]) <= 1, (
+            under
+        )
         # "propagate" unticked on this case is ticked again on the next
         driver.find_element(By.ID, "propagate").click()
         driver.find_element(By.CSS_SELECTOR, 'button.case[data-name="3DBox_MR_pyradiomics_brain1.npz"]').click()
@@ -262,9 +276,12 @@ def test_the_model_window_shown_a_volumes_click_and_everything_in_sight(dev_data
                                    {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
             wait.until(lambda d: d.execute_script("return [innerWidth, innerHeight]") == [width, height])
             for id_ in ("undo", "save", "save-next", "tools", "zoom-in", "objects", "new", "view", "status"):
-                assert driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
-                                             "return r.width > 0 && r.left >= 0 && r.right <= innerWidth && r.top >= 0 "
-                                             "&& r.bottom <= innerHeight", driver.find_element(By.ID, id_)), (id_, width)
+                assert driver.execute_script(
+                    "const r = arguments[0].getBoundingClientRect(); "
+                    "return r.width > 0 && r.left >= 0 && r.right <= innerWidth && r.top >= 0 "
+                    "&& r.bottom <= innerHeight",
+                    driver.find_element(By.ID, id_),
+                ), (id_, width)
             shot = tmp_path / f"app-{width}x{height}.png"
             driver.save_screenshot(str(shot))
             if os.environ.get("LITEMEDSAM_SCREENSHOTS"):

@@ -12,7 +12,9 @@ def write(path, **arrays):
 
 
 def test_valid_2d_and_3d(tmp_path):
-    c = load_case(write(tmp_path / "2DBox_CT_x.npz", imgs=np.zeros((20, 30, 3), np.uint8), boxes=np.array([[1, 2, 10, 12]])))
+    c = load_case(
+        write(tmp_path / "2DBox_CT_x.npz", imgs=np.zeros((20, 30, 3), np.uint8), boxes=np.array([[1, 2, 10, 12]]))
+    )
     assert c.dim == "2D" and c.boxes.tolist() == [[1, 2, 10, 12]] and not c.warnings
     c = load_case(write(tmp_path / "3DBox_MR_x.npz", imgs=np.zeros((4, 20, 30), np.uint8),
                         boxes=np.array([[1, 2, 0, 10, 12, 3]]), spacing=np.ones(3)))

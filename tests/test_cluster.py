@@ -61,8 +61,24 @@ def test_cluster_gives_the_outputs_of_one_process(dev_data, models_ready, cluste
 def test_killed_worker_loses_no_case(dev_data, models_ready, cluster, tmp_path):
     address, workers = cluster
     inp = link_cases(dev_data, CASES, tmp_path / "in")
-    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "infer", "-i", str(inp), "-o", str(tmp_path / "out"),
-                             "--scheduler", address], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "litemedsam",
+            "infer",
+            "-i",
+            str(inp),
+            "-o",
+            str(tmp_path / "out"),
+            "--scheduler",
+            address,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = False
     with distributed.Client(address, timeout=30) as client:
         for _ in range(300):  # kill a worker while it runs a case: the scheduler gives that case to the other
@@ -106,7 +122,10 @@ def test_each_way_of_not_reaching_a_scheduler_is_said(tmp_path, dev_data):
 
     from hostile_probe import fake_server
 
-    for answer, message in ((b"", "accepted the connection but sent nothing"), (b"\xff" * 64, "speaks another protocol")):
+    for answer, message in (
+        (b"", "accepted the connection but sent nothing"),
+        (b"\xff" * 64, "speaks another protocol"),
+    ):
         listener = fake_server(answer)
         try:
             with pytest.raises(UsageError, match=message):

@@ -1,7 +1,7 @@
 """The Docker image, built and run for real: offline, one fresh container per case, as the challenge does.
 
-bash test.sh with LITEMEDSAM_DOCKER_TESTS=1 (as CI) installs and starts Docker first (scripts/system.sh); elsewhere these tests skip
-when no Docker engine answers. The base is LITEMEDSAM_DOCKER_BASE (default litemedsam-base:bookworm,
+bash test.sh with LITEMEDSAM_DOCKER_TESTS=1 (as CI) installs and starts Docker first (scripts/system.sh); elsewhere
+these tests skip when no Docker engine answers. The base is LITEMEDSAM_DOCKER_BASE (default litemedsam-base:bookworm,
 built with docker/build-base.sh when absent, since no registry can be pulled from here).
 """
 import os
@@ -86,7 +86,9 @@ def test_the_2025_protocol_as_the_organisers_run_it(image, dev_data):
     ours = run_case(name, dev_data, Docker(image), 5, True)
     host = run_case(name, dev_data, fresh, 5, True)
     assert ours["failed"] == [] and host["failed"] == []
-    assert np.allclose(ours["dsc"], host["dsc"], rtol=0, atol=1e-12) and np.allclose(ours["nsd"], host["nsd"], rtol=0, atol=1e-12)
+    assert np.allclose(ours["dsc"], host["dsc"], rtol=0, atol=1e-12) and np.allclose(
+        ours["nsd"], host["nsd"], rtol=0, atol=1e-12
+    )
     assert ours["dsc"][-1] > ours["dsc"][0] + 0.01, ours["dsc"]
 
 
@@ -119,7 +121,10 @@ def test_runs_as_non_root_without_network(image):
     user = sh("docker", "image", "inspect", "-f", "{{.Config.User}}", image).stdout.strip()
     assert user and user != "root"
     find = "import importlib.util as u; print([m for m in ('torch', 'onnxruntime') if u.find_spec(m)])"
-    assert sh("docker", "run", "--rm", "--network", "none", image, "python3", "-c", find).stdout.strip() == "['onnxruntime']"
+    assert (
+        sh("docker", "run", "--rm", "--network", "none", image, "python3", "-c", find).stdout.strip()
+        == "['onnxruntime']"
+    )
 
 
 def test_image_serves_the_web_app(image, dev_data, tmp_path):

@@ -47,7 +47,8 @@ def test_state_dict_layout_is_upstreams():
         assert tuple(state[key].shape) == shape, key
     assert "pixel_mean" not in state  # upstream registers it as a non-persistent buffer
     # encoder: pos_embed, patch_embed (2), 12 blocks x 12, neck (6); prompt encoder: 5; decoder:
-    # 2 transformer layers x 36 + final attention (8) and norm (2), 2 tokens, upscaling (6), 4 x 6 hypernetwork MLPs, IoU head (6)
+    # 2 transformer layers x 36 + final attention (8) and norm (2), 2 tokens, upscaling (6), 4 x 6 hypernetwork MLPs,
+    # IoU head (6)
     assert len(state) == (1 + 2 + 12 * 12 + 6) + 5 + (2 * 36 + 10 + 2 + 6 + 4 * 6 + 6)
     assert build("s").state_dict()["image_encoder.blocks.0.attn.qkv.weight"].shape == (1152, 384)
 

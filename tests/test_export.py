@@ -43,9 +43,16 @@ def test_prompt_decoder_with_box_corners_equals_box_decoder(models_ready):
     (emb,) = enc.run(None, {"image": image})
     boxes = np.array([[30, 40, 150, 160], [5, 5, 60, 200]], dtype=np.float32)
     a, _ = dec.run(None, {"image_embeddings": emb, "boxes": boxes})
-    b, _ = gen.run(None, {"image_embeddings": emb, "point_coords": boxes.reshape(2, 2, 2),
-                          "point_labels": np.array([[2, 3], [2, 3]], np.float32),
-                          "mask_input": np.zeros((2, 1, 256, 256), np.float32), "has_mask_input": np.zeros(2, np.float32)})
+    b, _ = gen.run(
+        None,
+        {
+            "image_embeddings": emb,
+            "point_coords": boxes.reshape(2, 2, 2),
+            "point_labels": np.array([[2, 3], [2, 3]], np.float32),
+            "mask_input": np.zeros((2, 1, 256, 256), np.float32),
+            "has_mask_input": np.zeros(2, np.float32),
+        },
+    )
     assert np.abs(a - b).max() < 1e-3
 
 

@@ -40,7 +40,9 @@ def test_models_export_builds_a_user_supplied_model_end_to_end(tmp_path):
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "sam_small.pth"
-    torch.save(SamModel(img_size=256, width=64, depth=4, heads=4, window=7, global_blocks=(1, 3)).state_dict(), checkpoint)
+    torch.save(
+        SamModel(img_size=256, width=64, depth=4, heads=4, window=7, global_blocks=(1, 3)).state_dict(), checkpoint
+    )
     env = {**os.environ, "LITEMEDSAM_WORK_DIR": str(tmp_path / "models")}
     run = lambda *args: subprocess.run([sys.executable, "-m", "litemedsam", *map(str, args)], capture_output=True,  # noqa: E731
                                        text=True, cwd=REPO, env=env)

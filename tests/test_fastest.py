@@ -1,5 +1,6 @@
-"""The int8 encoder (export.quantize, pinned in the registry) and which encoder a machine runs (litemedsam.models.fastest):
-float by default and under --exact, int8 only when opted in, timed per machine with LITEMEDSAM_INT8=auto."""
+"""The int8 encoder (export.quantize, pinned in the registry) and which encoder a machine runs
+(litemedsam.models.fastest): float by default and under --exact, int8 only when opted in, timed per machine with
+LITEMEDSAM_INT8=auto."""
 import json
 
 import numpy as np

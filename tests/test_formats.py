@@ -101,7 +101,9 @@ def test_real_ct_nifti_is_found_in_hounsfield_units_whatever_its_name(tmp_path):
     for path in (ct, renamed):
         case = formats.read(path, CaseInputs(boxes=[[10, 10, 5, 60, 60, 20]]))
         assert case.modality == "CT" and np.array_equal(case.image, dev["imgs"])
-        assert [w for w in case.warnings if "Hounsfield" in w] == [case.warnings[0]] and "--modality" in case.warnings[0]
+        assert [w for w in case.warnings if "Hounsfield" in w] == [case.warnings[0]] and "--modality" in case.warnings[
+            0
+        ]
     told = formats.read(ct, CaseInputs(boxes=[[10, 10, 5, 60, 60, 20]], modality="MR"))
     assert told.modality is None and not told.warnings and not np.array_equal(told.image, dev["imgs"])
 
@@ -206,7 +208,8 @@ def test_png_in_png_out_and_colliding_names_fail_alone(tmp_path):
     inp.mkdir()
     image = np.zeros((40, 60, 3), np.uint8)
     image[10:30, 20:40] = (255, 120, 30)
-    cv2.imwrite(str(inp / "Endoscopy_a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # the file holds RGB (255, 120, 30)
+    # the file holds RGB (255, 120, 30)
+    cv2.imwrite(str(inp / "Endoscopy_a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     case = formats.read(inp / "Endoscopy_a.png", CaseInputs(boxes=[[18, 8, 42, 32]]))
     assert case.dim == "2D" and case.image[20, 30].tolist() == [255, 120, 30]  # RGB, not OpenCV's BGR
     with pytest.raises(CaseError, match="--box"):
@@ -301,8 +304,12 @@ def test_real_nrrd_reads_as_the_dev_case_and_writes_back(tmp_path):
     formats.write(case, segs, out)
     written, source = sitk.ReadImage(str(out)), sitk.ReadImage(str(image))
     assert written.GetSize() == source.GetSize() and np.allclose(written.GetSpacing(), source.GetSpacing())
-    assert np.allclose(written.GetOrigin(), source.GetOrigin()) and np.allclose(written.GetDirection(), source.GetDirection())
-    assert sitk.GetArrayFromImage(written)[12, 100, 180] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert np.allclose(written.GetOrigin(), source.GetOrigin()) and np.allclose(
+        written.GetDirection(), source.GetDirection()
+    )
+    assert sitk.GetArrayFromImage(written)[12, 100, 180] == 1 and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]
     umask = os.umask(0o022)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as other outputs, not a temporary file's 0600
@@ -315,7 +322,9 @@ def test_a_2d_image_too_large_for_the_memory_is_refused(monkeypatch, tmp_path):
     from litemedsam.io.cases import make_case
 
     monkeypatch.setattr(litemedsam.core.limits, "available_memory", lambda: 600 << 20)
-    with pytest.raises(CaseError, match=r"segmenting a 6000x5000 image needs about 769\.5 MiB .* 600\.0 MiB is available"):
+    with pytest.raises(
+        CaseError, match=r"segmenting a 6000x5000 image needs about 769\.5 MiB .* 600\.0 MiB is available"
+    ):
         make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((5000, 6000), np.uint8), [[0, 0, 9, 9]])
     assert make_case(tmp_path / "2DBox_XRay_x.npz", np.zeros((500, 600), np.uint8), [[0, 0, 9, 9]]).dim == "2D"
 
@@ -398,7 +407,9 @@ def test_label_maps_that_give_no_boxes_or_sit_elsewhere_are_said(tmp_path):
     moved = small_nifti(tmp_path / "moved.nii.gz", labels, np.diag([2.0, 2.0, 2.0, 1.0]))
     assert not [w for w in formats.read(image, CaseInputs(labels=same)).warnings if "placed otherwise" in w]
     case = formats.read(image, CaseInputs(labels=moved))
-    assert case.boxes.tolist() == [[2, 3, 1, 5, 6, 2]] and any("moved.nii.gz is placed otherwise" in w for w in case.warnings)
+    assert case.boxes.tolist() == [[2, 3, 1, 5, 6, 2]] and any(
+        "moved.nii.gz is placed otherwise" in w for w in case.warnings
+    )
 
 
 def test_a_nifti_with_a_nan_qform_is_written_back_as_it_came(tmp_path):

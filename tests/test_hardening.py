@@ -273,8 +273,12 @@ def test_thread_counts_are_checked_once_and_capped(models_ready, tmp_path):
     done = cli("infer", "-i", inp, "-o", tmp_path / "o1", "--threads", 1000, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "WARNING: --threads 1000 is more than the" in done.stderr
-    for args, env in (((("--threads", 99999999999)), None), (("--threads", 0), None), ((), {"LITEMEDSAM_THREADS": "99999999999"}),
-                      ((), {"LITEMEDSAM_THREADS": "many"})):
+    for args, env in (
+        ((("--threads", 99999999999)), None),
+        (("--threads", 0), None),
+        ((), {"LITEMEDSAM_THREADS": "99999999999"}),
+        ((), {"LITEMEDSAM_THREADS": "many"}),
+    ):
         done = cli("infer", "-i", inp, "-o", tmp_path / "o2", *args, env=env, timeout=60)
         assert done.returncode == 2 and "threads" in done.stderr, (args, env, done.stderr)
         no_traceback(done)

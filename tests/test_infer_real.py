@@ -187,7 +187,9 @@ def test_multiview_on_a_real_volume(models_ready, dev_data, tmp_path):
     name = CASES_3D[0]  # small: 21 x 120 x 45
     inp = link_cases(dev_data, [name], tmp_path / "in")
     assert cli("infer", "-i", inp, "-o", tmp_path / "axial").returncode == 0
-    (tmp_path / "multiview.toml").write_text('version = 1\n[[rules]]\nmodels = ["litemedsam"]\nstrategy = "multiview"\n')
+    (tmp_path / "multiview.toml").write_text(
+        'version = 1\n[[rules]]\nmodels = ["litemedsam"]\nstrategy = "multiview"\n'
+    )
     done = cli("infer", "-i", inp, "-o", tmp_path / "multi", "--router", tmp_path / "multiview.toml")
     assert done.returncode == 0, done.stderr
     with np.load(tmp_path / "axial" / name) as a, np.load(tmp_path / "multi" / name) as m, \

@@ -127,9 +127,14 @@ def test_serve_fills_holes_once_its_extra_is_installed(venv, dev_data, tmp_path)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = "fresh-venv-token-0123456789abcdef"
-    server = subprocess.Popen([venv.root / "bin" / "litemedsam", "serve", "app", folder, "-o", tmp_path / "segs", "--port",
-                               str(port)], cwd=venv.work, env={**venv.env, "LITEMEDSAM_SERVE_TOKEN": token},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [venv.root / "bin" / "litemedsam", "serve", "app", folder, "-o", tmp_path / "segs", "--port", str(port)],
+        cwd=venv.work,
+        env={**venv.env, "LITEMEDSAM_SERVE_TOKEN": token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/api"
 
     def call(path, body=None):
@@ -187,7 +192,9 @@ def test_models_are_found_from_any_folder_in_the_users_data_folder(venv, dev_dat
     elsewhere.mkdir()
     listed = subprocess.run([venv.root / "bin" / "litemedsam", "models", "list"], capture_output=True, text=True,
                             cwd=elsewhere, env=env)
-    assert f"models folder: {data / 'litemedsam'} (this user's data folder" in listed.stdout, listed.stdout + listed.stderr
+    assert f"models folder: {data / 'litemedsam'} (this user's data folder" in listed.stdout, (
+        listed.stdout + listed.stderr
+    )
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(dev_data / "imgs" / CASE_2D, folder)

@@ -17,6 +17,17 @@ def is_module(name: str) -> bool:
 REFERENCE = re.compile(r"litemedsam(\.[a-z_0-9]+)+:[A-Za-z_]\w*")
 
 
+def imported(node) -> set:
+    """The modules an import statement names."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if not node.module:
+        return set()
+    # `from litemedsam import transforms` imports the module, not what the package's __init__ offers
+    modules = {f"{node.module}.{a.name}" for a in node.names}
+    return modules if all(is_module(m) for m in modules) else modules | {node.module}
+
+
 def imports(references: bool = False) -> dict:
     """module -> the litemedsam modules it imports (at any depth of its code); with ``references``, also those its
     "module:attribute" strings name (the registry's runtime classes: imported when used, so no circle at load)."""
@@ -25,12 +36,8 @@ def imports(references: bool = False) -> dict:
         name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                # `from litemedsam import transforms` imports the module, not what the package's __init__ offers
-                modules = {f"{node.module}.{a.name}" for a in node.names}
-                found.update(modules if all(is_module(m) for m in modules) else modules | {node.module})
-            elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.update(imported(node))
             elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
                     == "import_module" and node.args:  # importlib.import_module("litemedsam.x" or f"litemedsam.{x}")
                 arg = node.args[0]
@@ -106,12 +113,64 @@ EXTRA = {"onnx": "export", "SimpleITK": "io", "distributed": "cluster", "cloudpi
 DISTRIBUTION = {"cv2": "opencv-python-headless", "tomli": "tomli"}
 
 
-STDLIB_39 = {"__future__", "argparse", "ast", "asyncio", "collections", "colorsys", "concurrent", "contextlib", "contextvars", "csv",
-             "dataclasses", "datetime", "enum", "errno", "fcntl", "functools", "gzip", "hashlib", "hmac", "importlib",
-             "io", "itertools", "json", "logging", "math", "multiprocessing", "numbers", "os", "pathlib", "pickle", "pickletools",
-             "platform", "queue", "random", "re", "resource", "secrets", "shutil", "signal", "socket", "stat",
-             "struct", "subprocess", "sys", "tempfile", "threading", "time", "tomllib", "traceback", "typing",
-             "unicodedata", "urllib", "uuid", "warnings", "zipfile", "zlib"}  # Python 3.9 has no stdlib_module_names
+STDLIB_39 = {
+    "__future__",
+    "argparse",
+    "ast",
+    "asyncio",
+    "collections",
+    "colorsys",
+    "concurrent",
+    "contextlib",
+    "contextvars",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "errno",
+    "fcntl",
+    "functools",
+    "gzip",
+    "hashlib",
+    "hmac",
+    "importlib",
+    "io",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "multiprocessing",
+    "numbers",
+    "os",
+    "pathlib",
+    "pickle",
+    "pickletools",
+    "platform",
+    "queue",
+    "random",
+    "re",
+    "resource",
+    "secrets",
+    "shutil",
+    "signal",
+    "socket",
+    "stat",
+    "struct",
+    "subprocess",
+    "sys",
+    "tempfile",
+    "threading",
+    "time",
+    "tomllib",
+    "traceback",
+    "typing",
+    "unicodedata",
+    "urllib",
+    "uuid",
+    "warnings",
+    "zipfile",
+    "zlib",
+}  # Python 3.9 has no stdlib_module_names
 
 
 def third_party_imports() -> dict:
@@ -148,7 +207,9 @@ def test_every_runtime_import_is_installed_or_its_extra_is_named():
     for module, files in third_party_imports().items():
         if DISTRIBUTION.get(module, module).lower() in core:
             continue
-        assert module in EXTRA, f"{module} (imported by {sorted(files)}) is neither in pyproject.toml's dependencies nor an extra"
+        assert module in EXTRA, (
+            f"{module} (imported by {sorted(files)}) is neither in pyproject.toml's dependencies nor an extra"
+        )
         named = [f for f in files | {"cli/infer.py", "cli/serve.py"}
                  if re.search(rf"needs_extra\([^)]*\"{EXTRA[module]}\"", (PACKAGE / f).read_text())
                  or f"litemedsam[{EXTRA[module]}]" in (PACKAGE / f).read_text()]

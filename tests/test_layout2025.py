@@ -204,7 +204,11 @@ def test_clicks_are_read_as_the_organisers_write_them(tmp_path):
     order = np.array([["fg", "bg", None]], dtype=object)
     case = load_case(write_case(tmp_path / "CT_x.npz", [BOX], clicks=clicks, clicks_order=order,
                                 prev_pred=np.zeros((10, 48, 48), np.uint8)))
-    assert case.clicks == [[("fg", (3, 20, 15)), ("bg", (4, 1, 1))]] and len(case.boxes) == 1 and case.prev.shape == (10, 48, 48)
+    assert (
+        case.clicks == [[("fg", (3, 20, 15)), ("bg", (4, 1, 1))]]
+        and len(case.boxes) == 1
+        and case.prev.shape == (10, 48, 48)
+    )
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -261,7 +265,9 @@ def test_the_organisers_orders_of_equal_length_are_read():
 
     with tempfile.TemporaryDirectory() as tmp:
         clicks = np.array([{"fg": [[3, 20, 9]], "bg": [[4, 1, 1]]}], dtype=object)
-        case = load_case(write_case(Path(tmp) / "CT_x.npz", [BOX], clicks=clicks, clicks_order=np.array([["bg", "fg"]])))
+        case = load_case(
+            write_case(Path(tmp) / "CT_x.npz", [BOX], clicks=clicks, clicks_order=np.array([["bg", "fg"]]))
+        )
     assert case.clicks == [[("bg", (4, 1, 1)), ("fg", (3, 20, 9))]]
 
 

@@ -98,7 +98,11 @@ def test_memory_available_in_a_real_child_cgroup(tmp_path):
 
     lines = Path("/proc/self/cgroup").read_text().splitlines()
     v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":")[1].split(",")]
-    own = Path("/sys/fs/cgroup/memory") / v1[0].lstrip("/") if v1 else Path("/sys/fs/cgroup") / lines[-1].split(":", 2)[2].lstrip("/")
+    own = (
+        Path("/sys/fs/cgroup/memory") / v1[0].lstrip("/")
+        if v1
+        else Path("/sys/fs/cgroup") / lines[-1].split(":", 2)[2].lstrip("/")
+    )
     limit_file = "memory.limit_in_bytes" if v1 else "memory.max"
     child = own / f"litemedsam-test-{os.getpid()}"
     try:

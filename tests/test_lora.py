@@ -70,6 +70,7 @@ def test_train_two_steps_then_merge_loads_strictly(dev_data, tmp_path):
         pytest.skip(str(e))
     repo = Path(__file__).resolve().parent.parent
     case = dev_data / "imgs" / "2DBox_Microscopy_MedScribble-WBC_004_axis0_midslice.npz"
+
     def run(*a):
         return subprocess.run([sys.executable, "-m", "export.lora", *map(str, a)], cwd=repo, capture_output=True,
                               text=True)

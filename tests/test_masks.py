@@ -91,7 +91,9 @@ def test_router_keys_checked_and_exact_turns_them_off():
     d = router(clip=5, component="centre", fill=True, overlap="logit").decide("2DBox_CT_x.npz")
     assert d.propagation.policy == MaskPolicy(5, "centre", True, "logit") and "masks: clip 5" in d.describe()
     assert router(clip=5).decide("2DBox_CT_x.npz", exact=True).propagation.policy is EXACT
-    assert router(smooth=3, middle=True).decide("3DBox_CT_x.npz").propagation.policy == MaskPolicy(smooth=3, middle=True)
+    assert router(smooth=3, middle=True).decide("3DBox_CT_x.npz").propagation.policy == MaskPolicy(
+        smooth=3, middle=True
+    )
     for bad in ({"clip": -1}, {"clip": True}, {"component": "biggest"}, {"fill": "yes"}, {"overlap": "max"},
                 {"smooth": 1}, {"smooth": 2.5}, {"middle": "yes"}):
         with pytest.raises(RouterError):

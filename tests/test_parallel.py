@@ -71,7 +71,9 @@ def test_two_sessions_at_once_give_one_sessions_masks(models_ready, dev_data, mo
         monkeypatch.setenv(parallel.ENV, sessions)
         seg = Segmenter("litemedsam", threads=2)
         encoded = []
-        seg.encode = (lambda encode: lambda image, session=None: encoded.append(1) or encode(image, session))(seg.encode)
+        seg.encode = (lambda encode: lambda image, session=None: encoded.append(1) or encode(image, session))(
+            seg.encode
+        )
         masks[sessions] = segment_3d(seg, case.image, boxes, how=Propagation(**how))
         assert len(seg.slice_encoders()) == int(sessions)
         needed = {z for x0, y0, z0, x1, y1, z1 in boxes.astype(int).tolist() for z in range(z0, z1 + 1)}
@@ -95,7 +97,9 @@ def test_the_run_record_says_how_slices_are_encoded(models_ready, dev_data, tmp_
                               env={**__import__("os").environ, parallel.ENV: sessions})
         assert done.returncode == 0, done.stderr
         record = json.loads((tmp_path / sessions / "run.json").read_text())
-        assert record["slice_encoding"].startswith(f"{sessions} session(s)") and parallel.ENV in record["slice_encoding"]
+        assert (
+            record["slice_encoding"].startswith(f"{sessions} session(s)") and parallel.ENV in record["slice_encoding"]
+        )
         outs[sessions] = np.load(tmp_path / sessions / name)["segs"]
     assert np.array_equal(outs["1"], outs["2"])
     bad = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", tmp_path / "in", "-o", tmp_path / "bad"],

@@ -93,7 +93,11 @@ def test_samed_merge_is_exact_and_semantic_decoder_exports(tmp_path):
             return self.proj(x) + x @ self.a.T @ self.b.T
 
     transformer = adapted.mask_decoder.transformer
-    for prefix, attn_name in (("sa", "self_attn"), ("cti", "cross_attn_token_to_image"), ("cit", "cross_attn_image_to_token")):
+    for prefix, attn_name in (
+        ("sa", "self_attn"),
+        ("cti", "cross_attn_token_to_image"),
+        ("cit", "cross_attn_image_to_token"),
+    ):
         for j in range(4):
             attn = getattr(transformer.layers[j // 2], attn_name)
             proj = f"{'qv'[j % 2]}_proj"
@@ -238,8 +242,24 @@ def test_promise_runtime_matches_torch(dev_data, tmp_path):
     from litemedsam.models.registry import MODELS
 
     model = promise_checkpoint(torch, tmp_path / "promise.pt")
-    done = subprocess.run([sys.executable, "-m", "export", "--model", "promise", "--checkpoint", tmp_path / "promise.pt",
-                           "--img-size", "256", "--out-dir", tmp_path], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--model",
+            "promise",
+            "--checkpoint",
+            tmp_path / "promise.pt",
+            "--img-size",
+            "256",
+            "--out-dir",
+            tmp_path,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "promise.manifest.json").read_text())["files"]
     seg = AutoPromptSegmenter(MODELS["promise"], model_dir=tmp_path)
@@ -280,7 +300,9 @@ def test_sam_vit_box_runtime_matches_torch(dev_data, tmp_path):
     masks = seg.predict(emb, emb.frame.boxes_to_model(boxes))
 
     nh, nw = int(h * 256 / max(h, w) + 0.5), int(w * 256 / max(h, w) + 0.5)
-    small = (cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32) - SAM_PIXEL_MEAN) / SAM_PIXEL_STD
+    small = (
+        cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32) - SAM_PIXEL_MEAN
+    ) / SAM_PIXEL_STD
     x = np.zeros((1, 3, 256, 256), np.float32)
     x[0, :, :nh, :nw] = small.transpose(2, 0, 1)
     with torch.no_grad():

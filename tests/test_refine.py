@@ -88,8 +88,15 @@ def test_infer_applies_the_clicks_to_the_previous_prediction(dev_data, models_re
     assert cli("infer", "-i", folder, "-o", out).returncode == 0
     prev = np.load(out / name)["segs"]
     kind, at = next_click(prev, gts, 1)
-    write_case(folder / name, data["imgs"], data["spacing"], boxes_2025(gts), [{"fg": [list(at)] if kind == "fg" else [],
-               "bg": [list(at)] if kind == "bg" else []}], [[kind]], prev)
+    write_case(
+        folder / name,
+        data["imgs"],
+        data["spacing"],
+        boxes_2025(gts),
+        [{"fg": [list(at)] if kind == "fg" else [], "bg": [list(at)] if kind == "bg" else []}],
+        [[kind]],
+        prev,
+    )
     done = cli("infer", "-i", folder, "-o", out)
     assert done.returncode == 0, done.stderr
     after = np.load(out / name)["segs"]
@@ -101,8 +108,15 @@ def test_infer_applies_the_clicks_to_the_previous_prediction(dev_data, models_re
     # no boxes: one foreground click in the middle of the lesion builds it
     z = int(np.argmax((gts == 1).sum(axis=(1, 2))))
     ys, xs = np.nonzero(gts[z] == 1)
-    write_case(folder / name, data["imgs"], data["spacing"], None, [{"fg": [[z, int(np.median(ys)), int(np.median(xs))]],
-               "bg": []}], [["fg"]], np.zeros_like(gts))
+    write_case(
+        folder / name,
+        data["imgs"],
+        data["spacing"],
+        None,
+        [{"fg": [[z, int(np.median(ys)), int(np.median(xs))]], "bg": []}],
+        [["fg"]],
+        np.zeros_like(gts),
+    )
     done = cli("infer", "-i", folder, "-o", out)
     assert done.returncode == 0, done.stderr
     assert dice(np.load(out / name)["segs"]) > 0.6

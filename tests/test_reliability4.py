@@ -46,7 +46,9 @@ def test_the_api_never_writes_its_output_over_its_input(tmp_path, how):
     """1: segment("ct.nii.gz", boxes, output="ct.nii.gz") replaced the CT with its label map."""
     image = ct_nifti(tmp_path / "ct.nii.gz")
     before = image.read_bytes()
-    target = {"the same path": image, "a symbolic link": tmp_path / "out.nii.gz", "a hard link": tmp_path / "h.nii.gz"}[how]
+    target = {"the same path": image, "a symbolic link": tmp_path / "out.nii.gz", "a hard link": tmp_path / "h.nii.gz"}[
+        how
+    ]
     if how == "a symbolic link":
         target.symlink_to(image)
     elif how == "a hard link":
@@ -422,7 +424,9 @@ def test_a_killed_setup_leaves_no_temporary_file_and_a_bad_models_folder_is_said
 
 def test_serve_checks_slice_sessions_at_start(tmp_path):
     """Unclear messages: serve started with LITEMEDSAM_SLICE_SESSIONS=abc and failed only at the first 3D box."""
-    done = cli("serve", "app", str(tmp_path), "-o", tmp_path / "segs", env={"LITEMEDSAM_SLICE_SESSIONS": "abc"}, timeout=60)
+    done = cli(
+        "serve", "app", str(tmp_path), "-o", tmp_path / "segs", env={"LITEMEDSAM_SLICE_SESSIONS": "abc"}, timeout=60
+    )
     assert done.returncode == 2 and "LITEMEDSAM_SLICE_SESSIONS='abc' is not a number of encoder sessions" in done.stderr
 
 

@@ -148,7 +148,10 @@ BAD = {
     "strategy": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstrategy = 'sideways'", "strategy must be"),
     "modality": ("version = 1\n[[rules]]\nmodality = ['CT']\nmodels = ['litemedsam']", "'CT' is not in [modalities]"),
     "no rules": ("version = 1\n[modalities]\nCT = ['CT']", "at least one [[rules]]"),
-    "twice": ("version = 1\n[modalities]\nCT = ['CT']\nOCT = ['ct']\n[[rules]]\nmodels = ['litemedsam']", "both CT and OCT"),
+    "twice": (
+        "version = 1\n[modalities]\nCT = ['CT']\nOCT = ['ct']\n[[rules]]\nmodels = ['litemedsam']",
+        "both CT and OCT",
+    ),
     "margin": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nmargin = -2", "margin must be"),
     "stride": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstride = 0", "stride must be an integer 1-16"),
     "stop": ("version = 1\n[[rules]]\nmodels = ['litemedsam']\nstop = true", "stop must be an integer 0-64"),
@@ -167,7 +170,9 @@ def test_bad_router_files_are_named(tmp_path, case):
 
 def test_faster_3d_options_and_exact(tmp_path):
     path = tmp_path / "r.toml"
-    path.write_text("version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodels = ['litemedsam']\nstride = 2\nstop = 3\n")
+    path.write_text(
+        "version = 1\n[modalities]\nCT = ['CT']\n[[rules]]\nmodels = ['litemedsam']\nstride = 2\nstop = 3\n"
+    )
     router = Router.load(path)
     d = router.decide("3DBox_CT_x.npz")
     how = d.propagation
@@ -216,9 +221,13 @@ def test_cli_route_and_bad_router(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\n[[rules]]\nmodels = ['nope']\n")
     (tmp_path / "in").mkdir()
-    result = runner.invoke(main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--router", str(bad)])
+    result = runner.invoke(
+        main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--router", str(bad)]
+    )
     assert result.exit_code == 2 and "unknown model 'nope'" in result.output and "Traceback" not in result.output
-    result = runner.invoke(main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--modality", "Xylophone"])
+    result = runner.invoke(
+        main, ["infer", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--modality", "Xylophone"]
+    )
     assert result.exit_code == 2 and "--modality 'Xylophone'" in result.output
     result = runner.invoke(main, ["route", "--show"])
     assert "version = 1" in result.output

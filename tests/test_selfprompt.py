@@ -42,8 +42,9 @@ def test_prompts_from_a_coarse_mask():
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "litemedsam", *map(str, args)], capture_output=True, text=True, cwd=REPO,
-                          env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "litemedsam", *map(str, args)], capture_output=True, text=True, cwd=REPO, env=os.environ
+    )
 
 
 def test_fit_head_and_infer_without_boxes(models_ready, dev_data, tmp_path):

@@ -139,7 +139,9 @@ def test_3d_propagation_and_a_click_give_infers_output(served, dev_data, tmp_pat
     from evaluation.interactive import next_click, write_case
     data = np.load(served.folder / CASE_3D)
     kind, (z, y, x) = next_click(expected, np.load(dev_data / "gts" / CASE_3D)["gts"], 1)
-    r = served.post(f"/api/doc/{doc['id']}/click", json={"x": x, "y": y, "z": z, "kind": kind, "label": 1}, headers=WRITE)
+    r = served.post(
+        f"/api/doc/{doc['id']}/click", json={"x": x, "y": y, "z": z, "kind": kind, "label": 1}, headers=WRITE
+    )
     assert r.json() == {"job": True}, r.text  # a volume's click is a job the page follows (issue 38, bug 4)
     assert finish(served, doc)["state"] == "done"
     from litemedsam.methods.refine import gap
@@ -191,7 +193,8 @@ def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
     r = served.post("/api/upload?name=3DBox_MR_pyradiomics_breast1.npz", content=small, headers=WRITE)
     assert r.status_code == 200 and r.json()["dim"] == "3D", r.text
     r = served.post("/api/upload?name=3DBox_MR_my%20scan%20(2).npz", content=small, headers=WRITE)
-    assert r.status_code == 200 and r.json()["output"] == "3DBox_MR_my scan (2).npz", r.text  # spaces, as files are named
+    # spaces, as files are named
+    assert r.status_code == 200 and r.json()["output"] == "3DBox_MR_my scan (2).npz", r.text
     for name in ("%20lead.npz", "a%2Fb.npz", "a%0Ab.npz", ".hidden.npz"):
         assert served.post(f"/api/upload?name={name}", content=small, headers=WRITE).status_code == 400, name
     # writes need the header (a page of another site cannot send it); other hosts are refused
@@ -201,7 +204,12 @@ def test_paths_uploads_and_requests_are_checked(served, tmp_path, dev_data):
     assert served.get("/api/cases", headers={"host": "evil.example"}).status_code == 400
     assert served.get("/api/doc/nope").status_code == 404
     doc = open_case(served, CASE_2D)
-    for bad in [{"box": [1, 2, 3]}, {"box": "1,2,3,4"}, {"box": [1, 2, 3, 4], "label": 0}, {"box": [1e9, 1e9, 2e9, 2e9]}]:
+    for bad in [
+        {"box": [1, 2, 3]},
+        {"box": "1,2,3,4"},
+        {"box": [1, 2, 3, 4], "label": 0},
+        {"box": [1e9, 1e9, 2e9, 2e9]},
+    ]:
         r = served.post(f"/api/doc/{doc['id']}/box", json=bad, headers=WRITE)
         assert r.status_code in (400, 422) and r.json()["error"], bad
 
@@ -264,8 +272,15 @@ def test_only_the_token_holder_gets_in(dev_data, tmp_path):
         ok = client.get("/api/cases", headers={"X-Litemedsam-Token": server.token})
         assert [c["name"] for c in ok.json()["cases"]] == [CASE_2D]
         for host in ("attacker.example", "127.0.0.1.attacker.example"):
-            assert client.get("/api/cases", headers={"host": host, "X-Litemedsam-Token": server.token}).status_code == 400
-        assert client.get("/api/cases", headers={"host": "workstation:8765", "X-Litemedsam-Token": server.token}).status_code == 200
+            assert (
+                client.get("/api/cases", headers={"host": host, "X-Litemedsam-Token": server.token}).status_code == 400
+            )
+        assert (
+            client.get(
+                "/api/cases", headers={"host": "workstation:8765", "X-Litemedsam-Token": server.token}
+            ).status_code
+            == 200
+        )
     server.close()
 
 
@@ -292,6 +307,7 @@ def test_serve_takes_its_older_form(tmp_path):
     assert done.returncode == 2 and "one of app, nninteractive" in done.stderr
     done = cli("serve", "nninteractive", tmp_path)  # no FOLDER: its clients upload their image
     assert done.returncode == 2 and "unexpected extra argument" in done.stderr
+
 
 def serve_process(*args, token: str, env=None, port=None):
     """A real ``litemedsam serve ARGS`` process on a free port (or ``port``) with ``token``, once it answers:
@@ -461,7 +477,9 @@ def test_model_window_of_a_raw_volume_is_infers_window(models_ready, tmp_path):
     server = Server(folder, tmp_path / "segs", BoxPrompting(Router.load(None), None, "CT"), Segmenters(), 64 << 20,
                     1 << 20, CaseInputs(modality="CT"))
     box, z = [10, 22, 43, 57], 15
-    with TestClient(make_app(server), base_url="http://127.0.0.1", headers={"X-Litemedsam-Token": server.token}) as client:
+    with TestClient(
+        make_app(server), base_url="http://127.0.0.1", headers={"X-Litemedsam-Token": server.token}
+    ) as client:
         doc = open_case(client, raw.name)
         assert doc["raw"] and doc["dim"] == "3D"
         before = client.get(f"/api/doc/{doc['id']}/image/{z}").content
@@ -495,7 +513,11 @@ def test_a_label_that_is_taken_is_never_replaced_without_asking(served):
     assert made["label"] == 1 and 0.5 < made["objects"][0]["confidence"] <= 1.05  # the decoder's predicted IoU
     before = labels(served, doc)
     r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1}, headers=WRITE)
-    assert r.status_code == 409 and "already an object" in r.json()["error"] and np.array_equal(labels(served, doc), before)
+    assert (
+        r.status_code == 409
+        and "already an object" in r.json()["error"]
+        and np.array_equal(labels(served, doc), before)
+    )
     r = served.post(url, json={"box": [20, 20, 80, 80], "label": 1, "mode": "add"}, headers=WRITE)
     added = labels(served, doc)
     assert r.status_code == 200 and ((added == 1) >= (before == 1)).all() and (added == 1).sum() > (before == 1).sum()
@@ -569,8 +591,12 @@ def test_undo_and_redo(served):
     one = labels(served, doc)
     served.post(f"{url}/box", json={"box": [20, 20, 80, 80]}, headers=WRITE)
     two = labels(served, doc)
-    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), one)
-    assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] and np.array_equal(labels(served, doc), two)
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(
+        labels(served, doc), one
+    )
+    assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] and np.array_equal(
+        labels(served, doc), two
+    )
     served.post(f"{url}/undo", json={}, headers=WRITE)
     served.post(f"{url}/box", json={"box": [450, 20, 500, 80]}, headers=WRITE)  # a new edit: nothing to redo
     assert served.post(f"{url}/redo", json={}, headers=WRITE).json()["redone"] is False
@@ -610,10 +636,14 @@ def test_cuts_across_the_slices_show_take_boxes_and_the_brush(served):
     doc = open_case(served, CASE_3D)
     url = f"/api/doc/{doc['id']}"
     d, h, w = doc["depth"], doc["height"], doc["width"]
-    assert set(doc["display"]) == {"z", "y", "x"} and doc["display"]["y"]["aspect"] == pytest.approx(6.5 / 0.78125)  # the spacing
+    # the spacing
+    assert set(doc["display"]) == {"z", "y", "x"} and doc["display"]["y"]["aspect"] == pytest.approx(6.5 / 0.78125)
     image = served.get(f"{url}/image/{h // 2}?plane=y")
     assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
-    assert served.get(f"{url}/image/{w}?plane=x").status_code == 404 and served.get(f"{url}/image/{h - 1}?plane=x").status_code == 200
+    assert (
+        served.get(f"{url}/image/{w}?plane=x").status_code == 404
+        and served.get(f"{url}/image/{h - 1}?plane=x").status_code == 200
+    )
     assert served.get(f"{url}/image/0?plane=q").status_code == 400
     y = h // 2
     r = served.post(f"{url}/box", json={"box": [w // 4, 0, 3 * w // 4, d - 1], "z": y, "plane": "y"}, headers=WRITE)
@@ -627,7 +657,8 @@ def test_cuts_across_the_slices_show_take_boxes_and_the_brush(served):
                     headers=WRITE)
     assert r.status_code == 200, r.text
     painted = labels(served, doc)
-    assert painted[2, 5, x] == 2 and 5 <= (painted == 2).sum() == (painted[:, :, x] == 2).sum() <= 13  # a small disk, on that cut
+    # a small disk, on that cut
+    assert painted[2, 5, x] == 2 and 5 <= (painted == 2).sum() == (painted[:, :, x] == 2).sum() <= 13
     value = served.get(f"{url}/value?z=0&y=0&x=0")
     assert value.status_code == 200 and value.json()["value"] is None  # a challenge file keeps no intensities
     assert served.get(f"{url}/value?z={d}&y=0&x=0").status_code == 404
@@ -664,7 +695,11 @@ def test_objects_are_named_and_coloured_and_tidied(served, tmp_path):
     after = labels(served, doc)
     assert r.json()["changed"] > 0 and after[z, 100, 100] == 0 and after[z, 40, 40] == 3
     assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and labels(served, doc)[z, 100, 100] == 3
-    for bad in ({"z": z, "label": 9, "action": "fill"}, {"z": z, "label": 3, "action": "dilate"}, {"z": -1, "label": 3, "action": "fill"}):
+    for bad in (
+        {"z": z, "label": 9, "action": "fill"},
+        {"z": z, "label": 3, "action": "dilate"},
+        {"z": -1, "label": 3, "action": "fill"},
+    ):
         assert served.post(f"{url}/tidy", json=bad, headers=WRITE).status_code == 400, bad
     served.post(f"{url}/save", json={}, headers=WRITE)
     names = tmp_path / "segs" / f"{CASE_3D}.labels.json"
@@ -700,13 +735,17 @@ def test_clicks_change_the_selected_object_as_infer_applies_them(served, dev_dat
     write_case(folder / CASE_2D, case["imgs"], np.ones(3), case["boxes"], [{"fg": [[0, y, x]] if kind == "fg" else [],
                "bg": [[0, y, x]] if kind == "bg" else []}], [[kind]], before)
     assert np.array_equal(infer_segs(folder, CASE_2D, tmp_path / "out"), after)
-    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), before)
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(
+        labels(served, doc), before
+    )
     # issue 47, 5: a click that changes nothing (a background click off the object) is one undo step all the same,
     # said; the next undo takes it back alone (it took back the box before)
     assert before[5, 5] == 0
     r = served.post(f"{url}/click", json={"x": 5, "y": 5, "kind": "bg", "label": 1}, headers=WRITE).json()
     assert r["change"]["voxels"] == 0 and np.array_equal(labels(served, doc), before), r
-    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(labels(served, doc), before)
+    assert served.post(f"{url}/undo", json={}, headers=WRITE).json()["undone"] and np.array_equal(
+        labels(served, doc), before
+    )
     r = served.post(f"{url}/click", json={"x": 5, "y": 5, "kind": "fg", "label": None}, headers=WRITE)
     assert r.status_code in (200, 422), r.text  # a new object from one click, or the model says it finds none
     for bad in ({"x": 5, "y": 5, "kind": "bg", "label": None}, {"x": 5, "y": 5, "kind": "up", "label": 1},
@@ -792,7 +831,9 @@ def test_a_far_click_is_said_and_the_models_region_can_be_added_instead(served, 
     case = load_case(served.folder / CASE_AMOS)
     region = refine.seed(Segmenters().get(amos["model"]), case, {1: (0, y, x)}) == 1
     assert region[y, x] and np.array_equal(labels(served, amos) == 1, (before == 1) | region)
-    assert served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "region": 1}, headers=WRITE).status_code == 400
+    assert (
+        served.post(f"{url}/click", json={"x": x, "y": y, "kind": "fg", "region": 1}, headers=WRITE).status_code == 400
+    )
 
 
 def test_a_new_objects_click_on_another_object_is_refused_and_a_box_in_air_makes_nothing(served, amos):
@@ -878,13 +919,19 @@ def test_threshold_and_sphere_brushes_fill_between_slices_and_measurements(serve
     assert ball[6].sum() > ball[6 - reach].sum() > 0 and not ball[:6 - reach].any() and not ball[7 + reach:].any()
     served.post(f"{url}/undo", json={}, headers=WRITE)
     for z, box in ((2, [200, 190, 240, 230]), (10, [210, 200, 260, 240])):
-        served.post(f"{url}/brush", json={"z": z, "points": [box[:2], box[2:]], "radius": 12, "label": 1}, headers=WRITE)
+        served.post(
+            f"{url}/brush", json={"z": z, "points": [box[:2], box[2:]], "radius": 12, "label": 1}, headers=WRITE
+        )
     r = served.post(f"{url}/interpolate", json={"label": 1}, headers=WRITE).json()
     got = labels(served, doc) == 1
     assert r["added"] > 0 and all(got[z].any() for z in range(2, 11)) and not got[:2].any() and not got[11:].any()
     assert served.post(f"{url}/interpolate", json={"label": 9}, headers=WRITE).status_code == 400
     rows = served.get(f"{url}/measurements").json()["objects"]
-    assert [m["label"] for m in rows] == [1] and rows[0]["voxels"] == got.sum() and rows[0]["long_mm"] > rows[0]["short_mm"] > 0
+    assert (
+        [m["label"] for m in rows] == [1]
+        and rows[0]["voxels"] == got.sum()
+        and rows[0]["long_mm"] > rows[0]["short_mm"] > 0
+    )
     assert rows[0]["ml"] == round(got.sum() * float(np.prod(spacing)) / 1000, 3)
     saved = served.post(f"{url}/save", json={}, headers=WRITE).json()
     csv = (tmp_path / "segs" / saved["measurements"]).read_text().splitlines()
@@ -914,14 +961,20 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
     with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
                     headers={"X-Litemedsam-Token": server.token}) as client:
         doc = open_case(client, CASE_2D)
-        assert [e["name"] for e in doc["table"]] == ["polyp", "instrument"] and doc["table"][0]["color"] == [10, 200, 30]
+        assert [e["name"] for e in doc["table"]] == ["polyp", "instrument"] and doc["table"][0]["color"] == [
+            10,
+            200,
+            30,
+        ]
         box = np.load(folder / CASE_2D)["boxes"][0].tolist()
         # issue 47, 2: a first box with no label typed took label 1 and its name and colour from the table (a liver
         # became "tumour" in red): it takes a label past the table's, unnamed until the user names it
         objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box}, headers=WRITE).json()["objects"]
         assert [(o["label"], o["name"]) for o in objects] == [(3, "")], objects
         client.delete(f"/api/doc/{doc['id']}/objects/3", headers=WRITE)
-        objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "label": 1}, headers=WRITE).json()["objects"]
+        objects = client.post(f"/api/doc/{doc['id']}/box", json={"box": box, "label": 1}, headers=WRITE).json()[
+            "objects"
+        ]
         assert objects[0]["name"] == "polyp" and objects[0]["color"] == [10, 200, 30]
         client.post(f"/api/doc/{doc['id']}/box", json={"box": [0, 0, 40, 40], "label": 2}, headers=WRITE)
         client.post(f"/api/doc/{doc['id']}/objects/2", json={"name": "forceps"}, headers=WRITE)
@@ -929,8 +982,12 @@ def test_a_projects_label_table_names_and_colours_new_objects(dev_data, models_r
     server.close()
     saved = json.loads((tmp_path / "segs" / f"{CASE_2D}.labels.json").read_text())["labels"]
     assert saved["1"]["name"] == "polyp" and saved["2"]["name"] == "forceps"
-    for bad, said in (("{", "is not JSON"), ('{"labels": {"0": {"name": "x"}}}', "label 0 is not 1-65535"),
-                      ('{"labels": {"1": {"color": [300, 0, 0]}}}', "a colour is [r, g, b]"), ("[]", "not a label table")):
+    for bad, said in (
+        ("{", "is not JSON"),
+        ('{"labels": {"0": {"name": "x"}}}', "label 0 is not 1-65535"),
+        ('{"labels": {"1": {"color": [300, 0, 0]}}}', "a colour is [r, g, b]"),
+        ("[]", "not a label table"),
+    ):
         table_file.write_text(bad)
         done = cli("serve", "app", folder, "-o", tmp_path / "segs", "--labels", table_file, "--port", "1")
         assert done.returncode == 2 and f"--labels {table_file}: " in done.stderr and said in done.stderr, done.stderr
@@ -951,7 +1008,9 @@ def test_a_save_whose_measurements_cannot_be_made_still_saves(models_ready, tmp_
 
     (tmp_path / "in").mkdir()
     ct = Path(shutil.copy(raw_ct(), tmp_path / "in"))
-    server = Server(tmp_path / "in", tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 64 << 20, 1 << 20)
+    server = Server(
+        tmp_path / "in", tmp_path / "segs", BoxPrompting(Router.load(None)), Segmenters(), 64 << 20, 1 << 20
+    )
     with TestClient(make_app(server), base_url="http://127.0.0.1:8765",
                     headers={"X-Litemedsam-Token": server.token}) as client:
         doc = open_case(client, ct.name)

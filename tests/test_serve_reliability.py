@@ -149,7 +149,9 @@ def test_a_damaged_work_file_keeps_every_valid_edit_and_is_moved_aside(client, d
     again = client.restart()
     reopened = open_case(again, CASE_3D)
     assert np.array_equal(labels(again, reopened), expected)
-    assert "damaged" in reopened["notice"] and (work.parent / f"{work.name}.damaged-1").is_symlink() == (damage == "a link")
+    assert "damaged" in reopened["notice"] and (work.parent / f"{work.name}.damaged-1").is_symlink() == (
+        damage == "a link"
+    )
     assert (work.parent / f"{work.name}.damaged-1").exists() or damage == "a link"
     assert reopened["unsaved"] == (damage != "a link")
     assert work.is_file() and not work.is_symlink() if damage != "a link" else not work.exists()

@@ -8,13 +8,15 @@ from litemedsam.models.registry import MODELS
 
 @click.command("fit-head")
 @click.argument("cases", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The head, e.g. polyp_head.onnx")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The head, e.g. polyp_head.onnx")
 @click.option("--gts", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of ground truths with the cases' names (default: gts/ beside the cases' folder).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Use the first k cases (sorted by name).")
 @click.option("--model", default="litemedsam", show_default=True,
               type=click.Choice(sorted(n for n, s in MODELS.items() if s.prompt_decoder)))
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
+@click.option("--threads", type=int, default=None,
+              help="ONNX Runtime threads (default: $LITEMEDSAM_THREADS or all CPUs available).")
 def fit_head(cases, output, gts, k, model, threads):
     """Fit a self-prompting head (linear pixel classifier on the image embedding) on labelled 2D cases.
 

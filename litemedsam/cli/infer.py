@@ -122,8 +122,8 @@ def cluster_executor(scheduler: str, threads):
               help="Print where each case's seconds went (read, load models, encode, decode, write, other) and the "
                    "seconds from process start to the first case.")
 def infer(input_path, output_dir, router_file, modality, model, prompt, head, reference, reference_mask, box_texts,
-          boxes_file, labels_path, line_texts, recist_path, window, overlay_dir, measurements, workers, scheduler, threads, exact, continue_prediction, quiet, debug,
-          profile):
+          boxes_file, labels_path, line_texts, recist_path, window, overlay_dir, measurements, workers, scheduler,
+          threads, exact, continue_prediction, quiet, debug, profile):
     """Segment every case of INPUT into OUTPUT; label k is the k-th box (or lesion k of its RECIST lines).
 
     Exits 0 when every case was segmented, 1 when any case failed (the others are still done),
@@ -133,14 +133,7 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
     from litemedsam.run.runner import FolderRun, RunSpec
     from litemedsam.models.session import resolve_threads
 
-    if (prompt == "self") != (head is not None):
-        raise click.UsageError("--prompt self and --head HEAD go together")
-    if model is not None and not MODELS[model].takes_boxes and prompt != "none":
-        raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
-    if reference is not None and prompt != "box":
-        raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
-    if scheduler is not None and workers > 1:
-        raise click.UsageError("--scheduler and --workers go separately: a cluster's workers are its own")
+    check_together(prompt, head, model, reference, scheduler, workers)
 
     def echo(line):
         click.echo(line, err=line.startswith(("ERROR", "WARNING")))
@@ -168,15 +161,9 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
                    "boxes_file": str(boxes_file) if boxes_file else None,
                    "boxes_from_labels": str(labels_path) if labels_path else None, "window": window,
                    "lines": list(line_texts) or None, "recist": str(recist_path) if recist_path else None,
-                   "overlay": str(overlay_dir) if overlay_dir else None, "measurements": measurements, "workers": workers, "scheduler": scheduler}
-        if scheduler is not None:
-            run_elsewhere = cluster_executor(scheduler, threads_given)
-        elif workers > 1:
-            from litemedsam.run.workers import executor
-
-            run_elsewhere = executor(workers, threads)
-        else:
-            run_elsewhere = None
+                   "overlay": str(overlay_dir) if overlay_dir else None, "measurements": measurements,
+                   "workers": workers, "scheduler": scheduler}
+        run_elsewhere = elsewhere(scheduler, workers, threads, threads_given)
         spec = RunSpec(prompting, inputs, overlay_dir, debug, measurements)
         predictor = FolderRun(spec, threads, echo=echo, profile=profile, options=options, quiet=quiet,
                               bar=None if quiet or workers > 1 or not sys.stderr.isatty() else terminal_bar,
@@ -190,6 +177,34 @@ def infer(input_path, output_dir, router_file, modality, model, prompt, head, re
         why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         click.echo(f"{why}: finished cases are in {shown(output_dir)}; resume with --continue-prediction", err=True)
         sys.exit(getattr(e, "exit_code", 130))
+    summary(results, input_path, output_dir)
+
+
+def check_together(prompt, head, model, reference, scheduler, workers) -> None:
+    """click.UsageError for options that do not go together."""
+    if (prompt == "self") != (head is not None):
+        raise click.UsageError("--prompt self and --head HEAD go together")
+    if model is not None and not MODELS[model].takes_boxes and prompt != "none":
+        raise click.UsageError(f"--model {model} takes no prompts: add --prompt none")
+    if reference is not None and prompt != "box":
+        raise click.UsageError("--reference replaces box prompts; it does not go with --prompt self or none")
+    if scheduler is not None and workers > 1:
+        raise click.UsageError("--scheduler and --workers go separately: a cluster's workers are its own")
+
+
+def elsewhere(scheduler, workers: int, threads, threads_given):
+    """Where the cases run besides this process: a Dask cluster, worker processes, or None (here)."""
+    if scheduler is not None:
+        return cluster_executor(scheduler, threads_given)
+    if workers > 1:
+        from litemedsam.run.workers import executor
+
+        return executor(workers, threads)
+    return None
+
+
+def summary(results: list, input_path, output_dir) -> None:
+    """The run's last lines; exit 1 when a case failed."""
     failed = [r for r in results if r.status == "failed"]
     done = sum(r.status == "ok" for r in results)
     if not results:

@@ -62,7 +62,8 @@ def list_models():
     folder, why = work_dir_and_why()
     click.echo(f"models folder: {folder} ({why}; LITEMEDSAM_WORK_DIR sets another)")
     for spec in MODELS.values():
-        click.echo(f"{spec.name} ({spec.family}): input {spec.input_size}; {spec.kind.preprocessing}; prompt: {spec.kind.prompt}")
+        click.echo(f"{spec.name} ({spec.family}): input {spec.input_size}; {spec.kind.preprocessing}; "
+                   f"prompt: {spec.kind.prompt}")
         click.echo(f"  from {spec.source}" + (f", int8 of {spec.quantized_from}" if spec.quantized_from else ""))
         if spec.pinned:
             for entry in (CHECKPOINTS[spec.source], *spec.files):
@@ -77,7 +78,8 @@ def list_models():
         try:
             model_paths(spec)
             info = json.loads(manifest_path(spec).read_text())
-            extra = "" if info.get("accepted", True) is not False else " (FAILED its quantization gate, kept with --force)"
+            failed = info.get("accepted", True) is False
+            extra = " (FAILED its quantization gate, kept with --force)" if failed else ""
             click.echo(f"  built, checksums match {manifest_path(spec).name}{extra}")
         except ModelError as e:
             click.echo(f"  MODIFIED: {e}")
@@ -178,7 +180,8 @@ def finetune(cases, gts, rank, steps, lr):
     _need_export_tools()
     lora = work_dir() / "litemedsam_lora.pth"
     merged = work_dir() / "litemedsam_lora_merged.pth"
-    args = [*(str(c.resolve()) for c in cases), "--out", str(lora), "--rank", str(rank), "--steps", str(steps), "--lr", str(lr)]
+    args = [*(str(c.resolve()) for c in cases), "--out", str(lora), "--rank", str(rank), "--steps", str(steps),
+            "--lr", str(lr)]
     if gts:
         args += ["--gts", str(gts.resolve())]
     for step in (["train", *args], ["merge", "--lora", str(lora), "--out", str(merged)]):

@@ -160,6 +160,7 @@ def refuse_key_option(ctx, param, value):
                          f"${KEY_ENV} or give --api-key-file")
     return value
 
+
 @serve.command("app")
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segs"),

@@ -15,6 +15,8 @@ MAX_OBJECTS = 65535  # boxes (objects) of one case: its labels are uint16
 MAX_POINTS = 1000  # points (clicks) of one object given at once: to the API's Predictor, to the protocol server
 POINT_BYTES = 330 << 10  # the prompt decoder's memory per point of an object (measured: 1,000 points 0.36 GB)
 MEMORY_FACTOR = 3  # a case needs about its arrays' size three times over (input, labels, working copies)
+
+
 def human(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
@@ -97,7 +99,8 @@ def check_size(need: int, over: str, subject: str = "it") -> None:
     """CaseError when ``need`` bytes are over the per-case limit (``over``: what needs them, e.g. "its volume
     (512, 512, 300) needs 300.0 MiB") or, times MEMORY_FACTOR, over the memory available (``subject``)."""
     if need > max_case_bytes():
-        raise CaseError(f"{over}, more than the limit of {human(max_case_bytes())} per case (LITEMEDSAM_MAX_CASE_BYTES)")
+        raise CaseError(f"{over}, more than the limit of {human(max_case_bytes())} per case "
+                        f"(LITEMEDSAM_MAX_CASE_BYTES)")
     free = available_memory()
     if free is not None and need * MEMORY_FACTOR > free:
         raise CaseError(f"{subject} needs about {human(need * MEMORY_FACTOR)} of memory; {human(free)} is available")

@@ -56,7 +56,8 @@ def measure(labels: np.ndarray, values: np.ndarray, spacing=None, names: dict | 
                 best = (long, short, z)
         found.append({"label": label, "name": (names or {}).get(label, {}).get("name", ""), "voxels": int(inside.sum()),
                       "ml": round(int(inside.sum()) * voxel_ml, 3) if voxel_ml else None,
-                      "mean": round(float(v.mean()), 2), "min": round(float(v.min()), 2), "max": round(float(v.max()), 2),
+                      "mean": round(float(v.mean()), 2), "min": round(float(v.min()), 2),
+                      "max": round(float(v.max()), 2),
                       "long_mm": round(best[0], 2), "short_mm": round(best[1], 2),
                       "slice": best[2] + box[0].start if labels.ndim == 3 else None})
     return found

@@ -31,6 +31,15 @@ def read_times(path: Path, echo: Callable[[str], None]) -> dict:
     except OSError as e:
         echo(f"WARNING: {shown(path)} cannot be read ({e.strerror or e}); it will be rewritten")
         return {}
+    rows = _times_table(path, info)
+    if isinstance(rows, dict):
+        return rows
+    _move_aside(path, rows, echo)
+    return {}
+
+
+def _times_table(path: Path, info: os.stat_result) -> dict | str:
+    """The rows of the efficiency.csv at ``path`` (``info``: its lstat), or what keeps it from being one."""
     try:
         if not stat.S_ISREG(info.st_mode):
             problem = "it is not a regular file"
@@ -45,12 +54,18 @@ def read_times(path: Path, echo: Callable[[str], None]) -> dict:
             elif text.strip() and "case" not in (reader.fieldnames or ()):
                 problem = "it has no 'case' column"
             else:
-                return {r["case"]: {"time": r.get("time") or "", "status": r.get("status") or ("ok" if r.get("time") else "")}
+                return {r["case"]: {"time": r.get("time") or "",
+                                    "status": r.get("status") or ("ok" if r.get("time") else "")}
                         for r in reader if r.get("case")}
     except csv.Error:
         problem = "it is not a CSV table"
     except OSError as e:
         problem = e.strerror or str(e)
+    return problem
+
+
+def _move_aside(path: Path, problem: str, echo: Callable[[str], None]) -> None:
+    """A file that is not a table of times, renamed to efficiency.csv.unreadable[.N] with a warning."""
     aside = path.with_name(path.name + ".unreadable")
     n = 1
     while aside.exists() or aside.is_symlink():
@@ -61,7 +76,6 @@ def read_times(path: Path, echo: Callable[[str], None]) -> dict:
     except OSError as e:
         echo(f"WARNING: {shown(path)} is not a table of case times ({problem}) and cannot be moved aside "
              f"({e.strerror}); it will be replaced")
-    return {}
 
 
 def write_times(path: Path, rows: dict) -> None:

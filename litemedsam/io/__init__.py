@@ -1,1 +1,2 @@
-"""Cases in and out: a case and what its name says, the checked .npz reader, one module per file format, boxes from the command line, intensities, overlays."""
+"""Cases in and out: a case and what its name says, the checked .npz reader, one module per file format, boxes
+from the command line, intensities, overlays."""

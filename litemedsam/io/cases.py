@@ -96,18 +96,26 @@ def _image(image: np.ndarray, dim: str) -> np.ndarray:
     return image
 
 
-def clip_boxes(raw, dim: str, shape: tuple, absent=()) -> tuple[np.ndarray, list, list]:
-    """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning, and so are
-    the labels ``absent`` (values missing from a label image the boxes came from)."""
+def box_array(raw) -> np.ndarray:
+    """``raw`` as an array of boxes: numbers, N x 4 or N x 6 (or empty), finite; else CaseError."""
     boxes = np.asarray(raw)
     if boxes.dtype == object or not (np.issubdtype(boxes.dtype, np.integer) or np.issubdtype(boxes.dtype, np.floating)):
         raise CaseError(f"'boxes' must be numeric, got dtype {boxes.dtype}")
     if boxes.size == 0:
-        return np.zeros((0, 4 if dim == "2D" else 6), dtype=np.int64), [], []
+        return boxes
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
         raise CaseError(f"'boxes' must be an Nx4 (2D) or Nx6 (3D) array, got shape {boxes.shape}")
     if not np.isfinite(boxes).all():
         raise CaseError("'boxes' contains NaN or infinite values")
+    return boxes
+
+
+def clip_boxes(raw, dim: str, shape: tuple, absent=()) -> tuple[np.ndarray, list, list]:
+    """Clip boxes to the image; boxes that are inverted or lie outside are skipped with a warning, and so are
+    the labels ``absent`` (values missing from a label image the boxes came from)."""
+    boxes = box_array(raw)
+    if boxes.size == 0:
+        return np.zeros((0, 4 if dim == "2D" else 6), dtype=np.int64), [], []
     k = 2 if dim == "2D" else 3
     # image extent per box axis, in box column order (x, y[, z])
     extent = np.array([shape[1], shape[0]] if dim == "2D" else [shape[2], shape[1], shape[0]])
@@ -159,8 +167,8 @@ def check_memory_2d(hw: tuple) -> None:
 
 
 def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, starts=None, notices=(), absent=(),
-              fmt: str = "challenge", geometry: Geometry | None = None, modality: str | None = None, warnings=(), clicks=None,
-              prev=None) -> Case:
+              fmt: str = "challenge", geometry: Geometry | None = None, modality: str | None = None, warnings=(),
+              clicks=None, prev=None) -> Case:
     """A checked Case of any format: the dimension (given, else from the name, boxes and image), the image as
     uint8, the boxes clipped (warnings for the others), the start slices kept within their boxes; ``modality``
     and ``warnings``: what the file or its intensities said (litemedsam.io.intensity.prepare)."""
@@ -185,8 +193,8 @@ def make_case(path: Path, image: np.ndarray, raw_boxes, dim: str | None = None, 
     if starts is not None:
         starts, moved = _starts(starts, boxes)
         warnings += moved
-    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry or Geometry(), modality,
-                clicks, prev)
+    return Case(path, dim, image, boxes, skipped, warnings, starts, list(notices), fmt, geometry or Geometry(),
+                modality, clicks, prev)
 
 
 def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:
@@ -195,7 +203,8 @@ def _starts(given: list, boxes: np.ndarray) -> tuple[list, list]:
     for i, (z, box) in enumerate(zip(given, boxes), 1):
         start = int(min(max(round(z), box[2]), box[5]))
         if start != z:
-            warnings.append(f"box {i}: z_mid {z:g} is outside z_min..z_max [{box[2]}, {box[5]}]; starting on slice {start}")
+            warnings.append(f"box {i}: z_mid {z:g} is outside z_min..z_max [{box[2]}, {box[5]}]; starting on slice "
+                            f"{start}")
         starts.append(start)
     return starts, warnings
 

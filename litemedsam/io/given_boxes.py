@@ -47,37 +47,48 @@ def read_boxes_table(path: Path) -> dict:
         raise UsageError(f"--boxes {source}: cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise UsageError(f"--boxes {source}: not a text file (UTF-8)") from None
-    rows = []
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise UsageError(f"--boxes {source}: not valid JSON ({e})") from None
-        except RecursionError:
-            raise UsageError(f"--boxes {source}: JSON nested too deeply for a table of boxes") from None
-        if not isinstance(data, list):
-            raise UsageError(f"--boxes {source}: a JSON list of rows expected")
-        for n, row in enumerate(data, 1):
-            box, name = (row.get("box"), row.get("file", "*")) if isinstance(row, dict) else (row, "*")
-            if not isinstance(box, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-                raise UsageError(f"--boxes {source}: row {n} must be a list of numbers or {{\"box\": [...], \"file\": ...}}")
-            rows.append((str(name), parse_box(",".join(map(str, box)), f"--boxes {source}: row {n}")))
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        fields = [f.strip() for f in reader.fieldnames or []]
-        width = 6 if "z0" in fields else 4
-        missing = [c for c in COLUMNS[width] if c not in fields]
-        if missing:
-            raise UsageError(f"--boxes {source}: CSV columns {','.join(COLUMNS[width])} (and optionally file) "
-                             f"expected; missing {','.join(missing)}")
-        for n, row in enumerate(reader, 2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            rows.append((row.get("file") or "*",
-                         parse_box(",".join(row[c] for c in COLUMNS[width]), f"--boxes {source}: line {n}")))
+    rows = _json_rows(text, source) if path.suffix.lower() == ".json" else _csv_rows(text, source)
     table: dict = {}
     for name, box in rows:
         table.setdefault(name, []).append(box)
     return table
+
+
+def _json_rows(text: str, source: str) -> list:
+    """(file name or "*", box) of each row of a JSON table of boxes."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--boxes {source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise UsageError(f"--boxes {source}: JSON nested too deeply for a table of boxes") from None
+    if not isinstance(data, list):
+        raise UsageError(f"--boxes {source}: a JSON list of rows expected")
+    rows = []
+    for n, row in enumerate(data, 1):
+        box, name = (row.get("box"), row.get("file", "*")) if isinstance(row, dict) else (row, "*")
+        if not isinstance(box, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            raise UsageError(f"--boxes {source}: row {n} must be a list of numbers or "
+                             f"{{\"box\": [...], \"file\": ...}}")
+        rows.append((str(name), parse_box(",".join(map(str, box)), f"--boxes {source}: row {n}")))
+    return rows
+
+
+def _csv_rows(text: str, source: str) -> list:
+    """(file name or "*", box) of each line of a CSV table of boxes."""
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip() for f in reader.fieldnames or []]
+    width = 6 if "z0" in fields else 4
+    missing = [c for c in COLUMNS[width] if c not in fields]
+    if missing:
+        raise UsageError(f"--boxes {source}: CSV columns {','.join(COLUMNS[width])} (and optionally file) "
+                         f"expected; missing {','.join(missing)}")
+    rows = []
+    for n, row in enumerate(reader, 2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        rows.append((row.get("file") or "*",
+                     parse_box(",".join(row[c] for c in COLUMNS[width]), f"--boxes {source}: line {n}")))
+    return rows
 
 
 LABEL_CHUNK = 1 << 22  # voxels of a label image looked at in one step (bounds the index arrays: ~100 MB)
@@ -151,6 +162,7 @@ class CaseInputs:
         if self.labels is None:
             return None
         return self.labels / path.name if self.labels.is_dir() else self.labels
+
 
 def boxes_of_label_image(labels: np.ndarray, shape: tuple, name: str) -> tuple[np.ndarray, list]:
     """(boxes, label values absent) of the label image ``name`` given for a case whose image has ``shape``;

@@ -22,14 +22,8 @@ COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", z
                 zipfile.ZIP_LZMA: "lzma"}
 
 
-def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, records: bool = False) -> tuple:
-    """(shape, dtype, declared bytes, header length) of a member, checked, reading only its header. An object
-    array is refused unless ``records`` (then litemedsam.io.records reads it, never numpy's pickle loader)."""
-    if info.flag_bits & 0x1:
-        raise CaseError(f"member '{key}' is encrypted; .npz files are not")
-    if info.compress_type not in COMPRESSIONS:
-        raise CaseError(f"member '{key}' uses zip compression method {info.compress_type}, which .npz files do "
-                        f"not use (supported: {', '.join(COMPRESSIONS.values())})")
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple:
+    """(shape, dtype, header length) of a member's .npy header (format 1.0 or 2.0), reading nothing more."""
     with archive.open(info) as member:
         if member.read(6) != b"\x93NUMPY":
             raise CaseError(f"member '{key}' is not a NumPy array (no .npy header)")
@@ -40,7 +34,18 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, records: 
             shape, _, dtype = np.lib.format.read_array_header_2_0(member)
         else:
             raise CaseError(f"member '{key}' has .npy format version {version}, not 1.0 or 2.0")
-        header_len = member.tell()
+        return shape, dtype, member.tell()
+
+
+def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, records: bool = False) -> tuple:
+    """(shape, dtype, declared bytes, header length) of a member, checked, reading only its header. An object
+    array is refused unless ``records`` (then litemedsam.io.records reads it, never numpy's pickle loader)."""
+    if info.flag_bits & 0x1:
+        raise CaseError(f"member '{key}' is encrypted; .npz files are not")
+    if info.compress_type not in COMPRESSIONS:
+        raise CaseError(f"member '{key}' uses zip compression method {info.compress_type}, which .npz files do "
+                        f"not use (supported: {', '.join(COMPRESSIONS.values())})")
+    shape, dtype, header_len = _npy_header(archive, info, key)
     if dtype.hasobject and records:
         from litemedsam.io.records import MAX_RECORD_BYTES
 

@@ -5,10 +5,11 @@ the file.
 NumPy stores an object array as a pickle, and a pickle may call any function it names. This loader admits
 only the names NumPy itself writes for an array of dicts of numbers (the array reconstructor, ``ndarray``,
 ``dtype`` and the scalar constructor) and binds each to a stand-in of ours that checks its arguments before
-anything is allocated: an array is 1-D, of objects, with at most as many items as a case may hold objects; a dtype is a plain number
-(no sub-arrays or fields); a value is a number of its dtype's size. Anything else the pickle names
-(``os.system``, ``builtins.eval``, any class) is refused before it is looked up, so nothing is imported or called. What comes out must then
-be a 1-D array (or list) of dicts whose keys are strings and whose values are finite numbers.
+anything is allocated: an array is 1-D, of objects, with at most as many items as a case may hold objects; a
+dtype is a plain number (no sub-arrays or fields); a value is a number of its dtype's size. Anything else the
+pickle names (``os.system``, ``builtins.eval``, any class) is refused before it is looked up, so nothing is
+imported or called. What comes out must then be a 1-D array (or list) of dicts whose keys are strings and whose
+values are finite numbers.
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ class _Array:
 def _reconstruct(cls, shape, code, limit: int, rows: bool = False):
     """NumPy's array reconstructor, as NumPy calls it for a pickle (an empty array, filled by __setstate__)."""
     if cls is not np.ndarray or shape != (0,) or code != b"b":
-        raise CaseError("its pickled data builds an array in a way NumPy never writes; only records of numbers are read")
+        raise CaseError("its pickled data builds an array in a way NumPy never writes; only records of numbers are "
+                        "read")
     return _Array(limit, rows)
 
 

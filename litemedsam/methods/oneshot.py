@@ -67,7 +67,8 @@ def build_reference(seg: Segmenter, emb: Embedding, mask: np.ndarray, max_parts:
             prototypes[1] = normalise(patches.mean(0, keepdims=True))
         else:
             labels = kmeans(patches, parts)
-            prototypes[parts] = normalise(np.stack([patches[labels == j].mean(0) for j in range(parts) if (labels == j).any()]))
+            prototypes[parts] = normalise(np.stack([patches[labels == j].mean(0) for j in range(parts)
+                                                    if (labels == j).any()]))
     return Reference(patches, prototypes)
 
 
@@ -87,8 +88,6 @@ def wasserstein(a: np.ndarray, b: np.ndarray, reg: float = 0.05, iterations: int
         g = log_b - np.logaddexp.reduce(k + f[:, None], axis=0)
     plan = np.exp(k + f[:, None] + g[None, :])
     return float((plan * cost).sum())
-
-
 
 
 def similarity_maps(emb: Embedding, prototypes: np.ndarray) -> np.ndarray:

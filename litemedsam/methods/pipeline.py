@@ -327,14 +327,16 @@ class Ahead:
         self.pool.shutdown(wait=True)
 
 
-def recheck(seg: BoxSegmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str, policy: MaskPolicy) -> None:
+def recheck(seg: BoxSegmenter, volume: np.ndarray, tracks: list, canvas: Canvas, prompt: str,
+            policy: MaskPolicy) -> None:
     """The 3D re-check strategies (MaskPolicy.recheck): each flagged slice of an object is decoded again with
     the box around its neighbours' masks and repainted; each slice is encoded once for all its objects."""
     todo = defaultdict(list)  # slice -> (track, prompt box)
     for t in tracks:
         for z, a, b in policy.recheck(t.areas, t.z_mid):
             if t.boxes[a] is not None and t.boxes[b] is not None:
-                box = np.concatenate([np.minimum(t.boxes[a][:2], t.boxes[b][:2]), np.maximum(t.boxes[a][2:], t.boxes[b][2:])])
+                box = np.concatenate([np.minimum(t.boxes[a][:2], t.boxes[b][:2]),
+                                      np.maximum(t.boxes[a][2:], t.boxes[b][2:])])
                 todo[z].append((t, box))
     for z in sorted(todo):
         emb = seg.encode(volume[z])

@@ -35,7 +35,8 @@ from litemedsam.methods.propagation import Propagation
 
 REACH_MM = 60.0  # how far from a click the object's edge is looked for (beyond: a ball of this radius at most)
 FOLLOW_REACH = 3.0  # how far a click's edit may follow the model's logits, in radii of its ball
-FOLLOW_MARGIN = 1.0  # ... to the voxels whose logit is within this of the click's (beyond its level: the error's far side)
+# ... to the voxels whose logit is within this of the click's (beyond its level: the error's far side)
+FOLLOW_MARGIN = 1.0
 FOLLOW_LEVEL = 15.0  # ... when the click's own logit is within this of 0 (the model was unsure there)
 SEED_SIZES = (0.05, 0.1, 0.2, 0.35, 0.5)  # boxes tried around a first click, as a share of the image's longer side
 MAX_SEEDS = 100  # objects a case may build from clicks alone (each is propagated through a volume like a box)

@@ -102,6 +102,70 @@ def _policy(raw: dict, where: str) -> MaskPolicy:
     return MaskPolicy(clip, component, fill, overlap, smooth, middle)
 
 
+def _spellings(modalities: dict, source: str) -> dict:
+    """[modalities]: lower-case spelling -> canonical name, each spelling given for one modality only."""
+    spellings: dict = {}
+    for canonical, names in modalities.items():
+        for spelling in (canonical, *_list(names, f"modalities.{canonical}", source)):
+            other = spellings.setdefault(spelling.lower(), canonical)
+            if other != canonical:
+                raise RouterError(f"{source}: spelling {spelling!r} is given for both {other} and {canonical}")
+    return spellings
+
+
+def _models(raw: dict, where: str) -> tuple:
+    """A rule's fallback chain: models of the registry that take boxes."""
+    if "models" not in raw:
+        raise RouterError(f"{where}: 'models' (the fallback chain) is required")
+    models = _list(raw["models"], "models", where)
+    boxed = sorted(name for name, spec in MODELS.items() if spec.takes_boxes)
+    for m in models:
+        if m not in MODELS:
+            raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
+        if not MODELS[m].takes_boxes:
+            raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
+                              f"box models: {', '.join(boxed)}")
+    return models
+
+
+def _propagation(raw: dict, where: str) -> Propagation:
+    """A rule's strategy, prompt, margin, stride, stop and mask strategies, checked."""
+    strategy = raw.get("strategy", "propagate")
+    if strategy not in STRATEGIES:
+        raise RouterError(f"{where}: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    prompt = raw.get("prompt", "box")
+    if prompt not in PROMPTS:
+        raise RouterError(f"{where}: prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+    numbers = {}
+    for key, default, low, high in (("margin", 3, 0, 64), ("stride", 1, 1, 16), ("stop", 0, 0, 64)):
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
+        numbers[key] = value
+    return Propagation(strategy, prompt=prompt, policy=_policy(raw, where), **numbers)
+
+
+def _rule(raw, i: int, modalities: dict, source: str) -> Rule:
+    """[[rules]] entry ``i`` (from 1), checked; RouterError naming it and what is wrong."""
+    where = f"{source}: rule {i}"
+    if not isinstance(raw, dict):
+        raise RouterError(f"{where} must be a table")
+    unknown = set(raw) - RULE_KEYS
+    if unknown:
+        raise RouterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    models = _models(raw, where)
+    dim = raw.get("dim")
+    if dim is not None and dim not in ("2D", "3D"):
+        raise RouterError(f"{where}: dim must be \"2D\" or \"3D\", got {dim!r}")
+    modality = raw.get("modality")
+    if modality is not None:
+        modality = _list(modality, "modality", where)
+        for m in modality:
+            if m not in modalities:
+                raise RouterError(f"{where}: modality {m!r} is not in [modalities]")
+    return Rule(str(raw.get("name", f"rule {i}")), models, dim, modality, _propagation(raw, where))
+
+
 class Router:
     def __init__(self, spellings: dict, rules: list, source: str = "router"):
         self.spellings = spellings  # lower-case spelling -> canonical modality
@@ -134,60 +198,14 @@ class Router:
         unknown = set(data) - {"version", "modalities", "rules"}
         if unknown:
             raise RouterError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
-        spellings: dict = {}
         modalities = data.get("modalities", {})
         if not isinstance(modalities, dict):
             raise RouterError(f"{source}: [modalities] must be a table")
-        for canonical, names in modalities.items():
-            for spelling in (canonical, *_list(names, f"modalities.{canonical}", source)):
-                other = spellings.setdefault(spelling.lower(), canonical)
-                if other != canonical:
-                    raise RouterError(f"{source}: spelling {spelling!r} is given for both {other} and {canonical}")
+        spellings = _spellings(modalities, source)
         raw_rules = data.get("rules")
         if not isinstance(raw_rules, list) or not raw_rules:
             raise RouterError(f"{source}: at least one [[rules]] entry is needed")
-        rules = []
-        for i, raw in enumerate(raw_rules, 1):
-            where = f"{source}: rule {i}"
-            if not isinstance(raw, dict):
-                raise RouterError(f"{where} must be a table")
-            unknown = set(raw) - RULE_KEYS
-            if unknown:
-                raise RouterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-            if "models" not in raw:
-                raise RouterError(f"{where}: 'models' (the fallback chain) is required")
-            models = _list(raw["models"], "models", where)
-            boxed = sorted(name for name, spec in MODELS.items() if spec.takes_boxes)
-            for m in models:
-                if m not in MODELS:
-                    raise RouterError(f"{where}: unknown model {m!r}; known: {', '.join(boxed)}")
-                if not MODELS[m].takes_boxes:
-                    raise RouterError(f"{where}: {m} takes no boxes (use it with infer --prompt none); "
-                                      f"box models: {', '.join(boxed)}")
-            dim = raw.get("dim")
-            if dim is not None and dim not in ("2D", "3D"):
-                raise RouterError(f"{where}: dim must be \"2D\" or \"3D\", got {dim!r}")
-            modality = raw.get("modality")
-            if modality is not None:
-                modality = _list(modality, "modality", where)
-                for m in modality:
-                    if m not in modalities:
-                        raise RouterError(f"{where}: modality {m!r} is not in [modalities]")
-            strategy = raw.get("strategy", "propagate")
-            if strategy not in STRATEGIES:
-                raise RouterError(f"{where}: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-            prompt = raw.get("prompt", "box")
-            if prompt not in PROMPTS:
-                raise RouterError(f"{where}: prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-            numbers = {}
-            for key, default, low, high in (("margin", 3, 0, 64), ("stride", 1, 1, 16), ("stop", 0, 0, 64)):
-                value = raw.get(key, default)
-                if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                    raise RouterError(f"{where}: {key} must be an integer {low}-{high}, got {value!r}")
-                numbers[key] = value
-            rules.append(Rule(str(raw.get("name", f"rule {i}")), models, dim, modality,
-                              Propagation(strategy, prompt=prompt, policy=_policy(raw, where), **numbers)))
-        return cls(spellings, rules, source)
+        return cls(spellings, [_rule(raw, i, modalities, source) for i, raw in enumerate(raw_rules, 1)], source)
 
     def modality(self, tag: str | None) -> str | None:
         """Canonical modality of a spelling (whole word, any case), None when unknown."""

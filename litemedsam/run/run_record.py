@@ -63,7 +63,8 @@ class RunRecord:
             return [], {}
 
     def add(self, result) -> None:
-        """Record one case (a litemedsam.run.runner.Result); its model's files and checksums the first time it appears."""
+        """Record one case (a litemedsam.run.runner.Result); its model's files and checksums the first time it
+        appears."""
         if result.status == "existing" and result.case in self.earlier:  # as the earlier run recorded it
             entry = {**self.earlier[result.case], "status": "existing"}
             model = entry.get("model")

@@ -46,7 +46,8 @@ class Result:
     output: str = ""  # the output file's name
     decision: dict | None = None  # what the router decided (decision_record), when it got that far
     warnings: list = field(default_factory=list)  # the case's warnings (boxes clipped or skipped, no overlay)
-    confidence: dict | None = None  # label -> the decoder's mean predicted IoU of its masks (litemedsam.core.confidence)
+    # label -> the decoder's mean predicted IoU of its masks (litemedsam.core.confidence)
+    confidence: dict | None = None
 
 
 def profile_line(phases: dict, seconds: float) -> str:
@@ -278,23 +279,17 @@ def _run_case(spec: RunSpec, job: CaseJob, segmenters: Segmenters, bar, phases) 
         lines += [Once(f"NOTE: {notice}") for notice in case.notices]
         plan = spec.prompting.choose(case)
         lines += [Once(f"WARNING: model {skipped} is not built (missing {missing}); its cases fall back along the "
-                       f"router's chain. Build it with: {get_model(skipped).build}") for skipped, missing in plan.skipped]
+                       f"router's chain. Build it with: {get_model(skipped).build}")
+                  for skipped, missing in plan.skipped]
         pause_if_asked(path.name)  # a test hook (litemedsam.run.pause); nothing without LITEMEDSAM_PAUSE_IN
         with progress.reporting(_reporter(bar, job.prefix, start)), confidence.collecting() as scores:
             segs = spec.prompting.segment(segmenters.get(plan.model), case, plan)
         objects = confidence.summary(scores)
         with phase("write"):
             formats.write(case, segs, target)
-        if spec.overlay_dir is not None:
-            problem = _overlay(case, segs, spec.overlay_dir)
-            if problem:
-                warnings.append(f"no overlay: {problem}")
-                lines.append(f"WARNING {shown(path.name)}: no overlay ({shown(problem)})")
-        if spec.measurements:
-            problem = _measurements(case, segs, target)
-            if problem:
-                warnings.append(f"no measurements: {problem}")
-                lines.append(f"WARNING {shown(path.name)}: no measurements ({shown(problem)})")
+        for what, problem in _beside(spec, case, segs, target):
+            warnings.append(f"no {what}: {problem}")
+            lines.append(f"WARNING {shown(path.name)}: no {what} ({shown(problem)})")
         status, message = "ok", ""
     except ModelError:
         raise
@@ -308,6 +303,21 @@ def _run_case(spec: RunSpec, job: CaseJob, segmenters: Segmenters, bar, phases) 
             message += "\n" + traceback.format_exc()
     return Result(path.name, time.perf_counter() - start, status, message, plan.model if plan else "",
                   dict(phases), target.name, decision_record(plan), warnings, objects), lines
+
+
+def _beside(spec: RunSpec, case, segs, target: Path) -> list:
+    """The files the run writes beside an output (its overlay, its measurements), as asked: (what, problem) for
+    each that could not be written."""
+    problems = []
+    if spec.overlay_dir is not None:
+        problem = _overlay(case, segs, spec.overlay_dir)
+        if problem:
+            problems.append(("overlay", problem))
+    if spec.measurements:
+        problem = _measurements(case, segs, target)
+        if problem:
+            problems.append(("measurements", problem))
+    return problems
 
 
 def _reporter(bar, name: str, start: float):

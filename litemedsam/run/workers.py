@@ -114,24 +114,13 @@ def executor(count: int, threads: int | None = None):
         workers = [Worker(spec, threads) for _ in range(min(count, len(pending)))]
         try:
             while pending or any(w.job for w in workers):
-                for n, w in enumerate(list(workers)):
-                    if w.job is None and pending:
-                        try:
-                            w.conn.send(pending[0])
-                        except (BrokenPipeError, OSError):  # died while idle: replaced, the job goes to the next
-                            w.stop(0.1)
-                            workers[n] = w = Worker(spec, threads)
-                            w.conn.send(pending[0])
-                        w.job = pending.pop(0)
+                hand_out(workers, pending, spec, threads)
                 busy = [w for w in workers if w.job is not None]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for n, w in enumerate(list(workers)):
                     if w.job is None or (w.conn not in ready and w.process.sentinel not in ready):
                         continue
-                    try:
-                        message = w.conn.recv() if w.conn.poll() else None
-                    except (EOFError, OSError):
-                        message = None
+                    message = received(w)
                     job, w.job = w.job, None
                     if message is None:  # the worker died with this case
                         w.process.join(2.0)  # its pipe may close a moment before it can be reaped
@@ -148,6 +137,27 @@ def executor(count: int, threads: int | None = None):
                 w.stop()
 
     return run
+
+
+def hand_out(workers: list, pending: list, spec, threads: int | None) -> None:
+    """Each idle worker takes the next of ``pending`` (a worker that died while idle is replaced first)."""
+    for n, w in enumerate(list(workers)):
+        if w.job is None and pending:
+            try:
+                w.conn.send(pending[0])
+            except (BrokenPipeError, OSError):  # died while idle: replaced, the job goes to the next
+                w.stop(0.1)
+                workers[n] = w = Worker(spec, threads)
+                w.conn.send(pending[0])
+            w.job = pending.pop(0)
+
+
+def received(w: Worker):
+    """The answer worker ``w`` sent, None when it died (its pipe closed, or nothing to read)."""
+    try:
+        return w.conn.recv() if w.conn.poll() else None
+    except (EOFError, OSError):
+        return None
 
 
 def default_threads(workers: int) -> int:

@@ -128,6 +128,7 @@ class CachingSegmenter:
     def __getattr__(self, name):
         return getattr(self.segmenter, name)
 
+
 class Reporting:
     """A segmenter that reports each slice it encodes (litemedsam.core.progress: of an unknown total), so that a
     click that reads many slices shows progress and can be stopped between them."""

@@ -160,7 +160,8 @@ class Document(Scene):
                 self.names, self.unsaved = read_names(kept_names), True
             data = read_work(work)
         except OSError as e:
-            self.readonly = f"its work folder cannot be read ({shown(e.strerror or e)}): opened read-only, as last saved"
+            self.readonly = (f"its work folder cannot be read ({shown(e.strerror or e)}): opened read-only, as last "
+                             f"saved")
             return
         if data is None:
             return

@@ -29,9 +29,12 @@ from litemedsam.serve.labelmap import LabelMap
 
 PROPAGATION_END = (1, 0.3)  # a box's object ends at its first slice under 30% of its largest (benchmarks/bench_stop.py)
 ONE_SLICE_REACH = None  # how deep a box's object may reach, over half its longer side (benchmarks/bench_recist.py)
-OFF_AXIS = "cuts"  # how a box on a coronal or sagittal cut becomes its 3D object (Scene.propagate; bench_recist --boxes)
-FAR_CLICK = 15.0  # mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
+# how a box on a coronal or sagittal cut becomes its 3D object (Scene.propagate; bench_recist --boxes)
+OFF_AXIS = "cuts"
+# mm (pixels without a spacing): a foreground click farther from its object is said (its ball is large)
+FAR_CLICK = 15.0
 FLAT = 8  # grey levels (of the model's 0-255 image): a box whose pixels span fewer holds nothing to segment (air)
+
 
 class Scene(LabelMap):
     """One image and its label map (uint16, the image's shape without colour: litemedsam.serve.labelmap, with its
@@ -77,7 +80,6 @@ class Scene(LabelMap):
         return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
                                    starts=starts, lines=None)  # the prompt is these boxes, not the file's lines
 
-
     def image_slice(self, z: int, plane: str = "z") -> np.ndarray:
         """The image of slice ``z`` (2D: the image), or of the cut at index ``z`` of a volume's ``plane`` ("y": a
         row across the slices, "x": a column across them; litemedsam.io.formats.plane_image)."""
@@ -89,7 +91,6 @@ class Scene(LabelMap):
     def plane_size(self, plane: str = "z") -> int:
         """How many cuts a volume has in ``plane`` (its slices, rows or columns); 1 for a 2D image."""
         return 1 if self.case.dim == "2D" else self.labels.shape["zyx".index(plane)]
-
 
     def _cut_mask(self, box, plane: str, index: int) -> tuple[np.ndarray, float | None]:
         """The mask of a box drawn on the cut at ``index`` of ``plane`` ("y" or "x") of a volume: the cut is
@@ -120,7 +121,8 @@ class Scene(LabelMap):
             mask = self.prompting.segment(segmenter, case, plan) == 1
         return mask, confidence.summary(noted).get(1)
 
-    def box_mask(self, box, z: int = 0, z_range=None, reporter=None, plane: str = "z") -> tuple[np.ndarray, float | None]:
+    def box_mask(self, box, z: int = 0, z_range=None, reporter=None,
+                 plane: str = "z") -> tuple[np.ndarray, float | None]:
         """The mask of one box as ``infer`` makes it, and its confidence (the decoder's mean predicted IoU, as
         run.json records it): 2D ``box`` = x0,y0,x1,y1; 3D: drawn on slice ``z`` and propagated over ``z_range``
         (z0, z1, inclusive; default the slice alone), starting on ``z``; or drawn on the cut ``z`` of ``plane``
@@ -240,20 +242,12 @@ class Scene(LabelMap):
         with self.turns.background():
             self._warm(min(max(int(focus()), 0), self.depth - 1))
         sessions = segmenter.slice_encoders() or [None]
+        said = done or (lambda z: None)
         todo = set(range(self.depth))
         encoded = 0
         with ThreadPoolExecutor(len(sessions)) as pool:
             while todo and not stop.is_set():
-                at = focus()
-                batch: list[int] = []
-                while todo and len(batch) < len(sessions):
-                    z = min(todo, key=lambda k: (abs(k - at), k))
-                    todo.discard(z)
-                    if segmenter.cached(self.image_slice(z)):
-                        if done is not None:
-                            done(z)
-                    else:
-                        batch.append(z)
+                batch = self._uncached(segmenter, todo, focus(), len(sessions), said)
                 if not batch:
                     continue
                 full = not self.cache.room(len(batch))
@@ -274,9 +268,21 @@ class Scene(LabelMap):
                         todo.add(z)  # stopped for a prompt: encoded in a later turn
                     else:
                         encoded += 1
-                        if done is not None:
-                            done(z)
+                        said(z)
         return encoded
+
+    def _uncached(self, segmenter: CachingSegmenter, todo: set, at: int, size: int, said) -> list[int]:
+        """Up to ``size`` slices of ``todo`` nearest slice ``at`` whose embeddings are not cached, taken off
+        ``todo``; those found cached on the way are taken off too, and ``said``."""
+        batch: list[int] = []
+        while todo and len(batch) < size:
+            z = min(todo, key=lambda k: (abs(k - at), k))
+            todo.discard(z)
+            if segmenter.cached(self.image_slice(z)):
+                said(z)
+            else:
+                batch.append(z)
+        return batch
 
     def paint(self, mask: np.ndarray, label: int | None = None, slices: tuple | None = None,
               add: bool = False, plane: str = "z") -> int:
@@ -413,6 +419,7 @@ class Scene(LabelMap):
     def given_modality(self) -> str | None:
         """The modality the case was given (routes a cut segmented as a 2D image)."""
         return self.case.modality
+
 
 class Cuts:
     """The cuts of a volume across its slices (``plane`` "y": rows, "x": columns) as a volume of its own, each

@@ -40,8 +40,8 @@ from litemedsam.io.given_boxes import CaseInputs, boxes_of_label_image, no_boxes
 from litemedsam.io.lines import given_lines, lines_of
 
 __all__ = ["FORMATS", "MODULES", "RAW_INTENSITIES", "display", "is_case_folder", "module_for", "module_of_format",
-           "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d", "read_labels",
-           "read_values", "spacing", "suffix", "voxel_mm3", "write", "check_target"]
+           "label_shape", "numbered", "output_name", "output_owners", "plane_image", "read", "read_labelled_2d",
+           "read_labels", "read_values", "spacing", "suffix", "voxel_mm3", "write", "check_target"]
 
 
 def read(path: Path, inputs: CaseInputs | None = None, require_boxes: bool = True) -> Case:
@@ -220,7 +220,8 @@ def display(case) -> dict | None:
                 "aspect": mm[rows] / mm[cols]}
         if letters is not None:
             col, row = letters[cols], letters[rows]
-            flip_x, flip_y = col in ("R", "A", "S"), row in ("A", "S", "R")  # wanted: columns to L (or P), rows to P or I
+            # wanted: columns to L (or P), rows to P or I
+            flip_x, flip_y = col in ("R", "A", "S"), row in ("A", "S", "R")
             right, bottom = (OPPOSITE[col] if flip_x else col), (OPPOSITE[row] if flip_y else row)
             view.update(name=PLANE_NAMES[letters["zyx".index(plane)]], flip_x=flip_x, flip_y=flip_y,
                         sides={"top": OPPOSITE[bottom], "bottom": bottom, "left": OPPOSITE[right], "right": right})

@@ -19,8 +19,6 @@ RECORD_KEYS = ("z_min", "z_max", "z_mid", "z_mid_x_min", "z_mid_y_min", "z_mid_x
 CLICK_KEYS = ("clicks", "clicks_order", "prev_pred")  # the 2025 layout's refinement inputs (check_clicks)
 
 
-
-
 def boxes_from_records(records: list) -> tuple[np.ndarray, list]:
     """The 2025 layout's box dicts -> (N, 6) boxes [x0, y0, z_min, x1, y1, z_max] (the 2D box is the one given
     on slice z_mid) and the z_mid of each, where its propagation starts."""
@@ -28,7 +26,8 @@ def boxes_from_records(records: list) -> tuple[np.ndarray, list]:
     for i, r in enumerate(records, 1):
         missing = [k for k in RECORD_KEYS if k not in r]
         if missing:
-            raise CaseError(f"box {i} of 'boxes' lacks {', '.join(missing)} (the 2025 layout has {', '.join(RECORD_KEYS)})")
+            raise CaseError(f"box {i} of 'boxes' lacks {', '.join(missing)} (the 2025 layout has "
+                            f"{', '.join(RECORD_KEYS)})")
         rows.append([r["z_mid_x_min"], r["z_mid_y_min"], r["z_min"], r["z_mid_x_max"], r["z_mid_y_max"], r["z_max"]])
         starts.append(r["z_mid"])
     return np.array(rows, dtype=np.float64).reshape(-1, 6), starts
@@ -43,7 +42,8 @@ def load_case(path: Path, require_boxes: bool = True) -> Case:
                       records=("boxes", "clicks", "clicks_order"))
     if "recist" in arrays:
         return _recist_case(path, arrays)
-    if require_boxes and "boxes" not in arrays and "clicks" not in arrays:  # the 2025 layout's box-free cases have clicks
+    # the 2025 layout's box-free cases have clicks
+    if require_boxes and "boxes" not in arrays and "clicks" not in arrays:
         found = ", ".join(sorted(k for k in arrays["__members__"]))
         raise CaseError(f"missing array(s) boxes (or recist: lines); found: {found}")
     image = arrays["imgs"]

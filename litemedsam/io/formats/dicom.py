@@ -113,8 +113,8 @@ def _check_slices(sitk, folder: Path, names) -> Any:
             need = w * h * max(1, bits // 8) * reader.GetNumberOfComponents()
             held = _pixel_bytes(Path(name), need)
             if held is not None and held < need:
-                raise CaseError(f"its slice {shown(Path(name).name)} holds {held} bytes of pixel data where its {w}x{h} "
-                                f"pixels of {bits} bits need {need} (a truncated file)")
+                raise CaseError(f"its slice {shown(Path(name).name)} holds {held} bytes of pixel data where its "
+                                f"{w}x{h} pixels of {bits} bits need {need} (a truncated file)")
         position, orientation = _tag(reader, "0020|0032"), _tag(first, "0020|0037")
         if position and orientation:
             try:

@@ -7,7 +7,8 @@ import importlib
 from pathlib import Path
 
 FORMATS = ("challenge", "nifti", "itk", "dicom", "image")  # a Case's ``fmt``: the module that read it and writes it
-CASE_FILES = ("challenge",)  # formats whose file is a whole case (``read_case``); the others give an image (``read_image``)
+# formats whose file is a whole case (``read_case``); the others give an image (``read_image``)
+CASE_FILES = ("challenge",)
 RAW_INTENSITIES = ("nifti", "itk", "dicom")  # formats whose voxels are mapped to 0-255 by litemedsam.io.intensity
 MODULES = {".npz": "challenge", ".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "itk", ".mha": "itk", ".png": "image",
            ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image", ".bmp": "image"}

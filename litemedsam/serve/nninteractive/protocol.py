@@ -156,8 +156,9 @@ class Protocol:
         """Drop the leases idle past the idle timeout or silent past the liveness timeout."""
         now = time.monotonic()
         with self.lock:
+            limits = self.options
             gone = [self.leases.pop(t) for t, lease in list(self.leases.items())
-                    if now - lease.seen > self.options.liveness_timeout or now - lease.active > self.options.idle_timeout]
+                    if now - lease.seen > limits.liveness_timeout or now - lease.active > limits.idle_timeout]
         for lease in gone:  # outside the lock: letting go of an image's embeddings hashes its slices
             lease.close()
 

@@ -75,8 +75,10 @@ def guarded(handler, lease: str | None = "active"):
 async def healthz(request: Request):
     return JSONResponse({"ok": True})
 
+
 async def capabilities(protocol: Protocol, request: Request):
     return JSONResponse(CAPABILITIES)
+
 
 async def claim(protocol: Protocol, request: Request):
     lease = protocol.claim()
@@ -84,12 +86,15 @@ async def claim(protocol: Protocol, request: Request):
                          "liveness_timeout_seconds": protocol.options.liveness_timeout,
                          "max_sessions": protocol.options.max_sessions})
 
+
 async def release(protocol: Protocol, request: Request):
     protocol.release(request.headers.get(LEASE))
     return JSONResponse({"released": True})
 
+
 async def heartbeat(protocol: Protocol, request: Request, lease: Lease):
     return JSONResponse({"remaining_seconds": protocol.remaining(lease)})
+
 
 async def lease_status(protocol: Protocol, request: Request, lease: Lease):
     scene = lease.scene  # and (litemedsam's) how many slices of the image are encoded ahead, of how many, and
@@ -98,6 +103,7 @@ async def lease_status(protocol: Protocol, request: Request, lease: Lease):
                          protocol.options.idle_timeout, "encoded_slices":
                          len(lease.encoding.ready) if lease.encoding is not None else 0,
                          "slices": scene.depth if scene is not None else 0, "interacting": lease.running})
+
 
 async def set_image(protocol: Protocol, request: Request, lease: Lease):
     info = meta(request)
@@ -115,6 +121,7 @@ async def set_image(protocol: Protocol, request: Request, lease: Lease):
         return protocol.set_image(lease, image, properties)
     shape = await locked(lease, work)
     return JSONResponse({"original_image_shape": shape})
+
 
 async def locked(lease: Lease, work, *args):
     """``work(lease, *args)`` in the lease's turn, in a worker thread (never blocking the event loop). A request
@@ -139,13 +146,16 @@ async def set_target_buffer(protocol: Protocol, request: Request, lease: Lease):
     await locked(lease, protocol.set_target, payload)
     return JSONResponse({})
 
+
 async def set_do_autozoom(protocol: Protocol, request: Request, lease: Lease):
     flag(await json_body(request), "do_autozoom")  # checked; LiteMedSAM has no zoom to turn off
     return JSONResponse({})
 
+
 async def reset_interactions(protocol: Protocol, request: Request, lease: Lease):
     await locked(lease, protocol.reset)
     return JSONResponse({})
+
 
 async def interaction(protocol: Protocol, request: Request, lease: Lease, make, run: bool):
     """An interaction's answer; if its client goes away meanwhile (a read timeout: the client's default is 60 s),
@@ -166,15 +176,20 @@ async def watch_disconnect(request: Request, gone: threading.Event) -> None:
             gone.set()
             return
 
+
 async def add_bbox(protocol: Protocol, request: Request, lease: Lease):
     p = await json_body(request)
     include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-    return await interaction(protocol, request, lease, lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
+    return await interaction(protocol, request, lease,
+                             lambda: protocol.box_action(lease, p.get("bbox_coords"), include), run)
+
 
 async def add_point(protocol: Protocol, request: Request, lease: Lease):
     p = await json_body(request)
     include, run = flag(p, "include_interaction"), flag(p, "run_prediction", True)
-    return await interaction(protocol, request, lease, lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
+    return await interaction(protocol, request, lease,
+                             lambda: protocol.point_action(lease, p.get("coordinates"), include), run)
+
 
 async def mask_body(protocol: Protocol, request: Request, lease: Lease) -> tuple[dict, np.ndarray]:
     info = meta(request)
@@ -186,17 +201,20 @@ async def mask_body(protocol: Protocol, request: Request, lease: Lease) -> tuple
     except ValueError as e:
         raise Refused(400, f"the mask: {e}") from None
 
+
 async def add_lasso(protocol: Protocol, request: Request, lease: Lease):
     info, mask = await mask_body(protocol, request, lease)
     include, run = flag(info, "include_interaction"), flag(info, "run_prediction", True)
     if mask.ndim != 3:
         raise Refused(400, f"a lasso is a 3D mask, got {mask.ndim} dimensions")
-    return await interaction(protocol, request, lease, lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"),
-                                                                  include), run)
+    return await interaction(protocol, request, lease,
+                             lambda: protocol.lasso_action(lease, mask, info.get("interaction_bbox"), include), run)
+
 
 async def add_scribble(protocol: Protocol, request: Request, lease: Lease):
     raise Refused(400, "scribbles are not supported by litemedsam (see /capabilities): use points, a box or a "
                        "lasso")
+
 
 async def add_initial_seg(protocol: Protocol, request: Request, lease: Lease):
     info, seg = await mask_body(protocol, request, lease)
@@ -209,9 +227,11 @@ async def add_initial_seg(protocol: Protocol, request: Request, lease: Lease):
         return (ran, bbox, region) if run else (False, None, None)
     return answer(*await locked(lease, work))
 
+
 async def predict(protocol: Protocol, request: Request, lease: Lease):
     await json_body(request)
     return answer(*await locked(lease, protocol.run))
+
 
 async def undo(protocol: Protocol, request: Request, lease: Lease):
     return answer(*await locked(lease, protocol.undo))

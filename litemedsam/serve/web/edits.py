@@ -17,9 +17,9 @@ from litemedsam.serve.encoding import Cancelled
 from litemedsam.serve.labelmap import Guard
 from litemedsam.serve.tools import voxel_of
 from litemedsam.serve.http import Refused, integer, number
-from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, EditJob, busy, cut_of, describe, describe_guard, edited, idle,
-                                         in_thread, json_body,
-                                         object_label, overlay, plane_of, png, slice_index, small_number)
+from litemedsam.serve.web.server import (MAX_BRUSH_POINTS, EditJob, busy, cut_of, describe, describe_guard, edited,
+                                         idle, in_thread, json_body, object_label, overlay, plane_of, png, slice_index,
+                                         small_number)
 
 
 async def info(request: Request):
@@ -70,10 +70,31 @@ async def label_map(request: Request):
 
 
 async def box(request: Request):
-    server = request.app.state.server
-    key = request.path_params["doc"]
-    entry = server.get(key)
-    doc, body = entry.doc, await json_body(request)
+    entry = request.app.state.server.get(request.path_params["doc"])
+    doc = entry.doc
+    label, coords, mode, (plane, z), z_range = box_request(doc, await json_body(request))
+    idle(entry)
+    if doc.flat(coords, z, plane):  # the model would still outline something there: nothing is what is there
+        raise Refused(422, "nothing to segment in the box: the image is one grey there (air, or a border); "
+                           "draw it around the structure")
+    was = doc.has(label) if label is not None and mode == "replace" else 0
+    if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
+        def work(job: EditJob) -> int:
+            mask, score = doc.box_mask(coords, z, z_range, job.report)
+            job.check()  # a cancel asked for meanwhile: the labels stay as they were
+            painted = doc.paint(mask, label, tuple(z_range), mode == "add")
+            doc.confidence[painted] = score
+            return painted
+        start(entry, EditJob(label, was=was), work)
+        return {"job": True}
+    mask, score = await in_thread(doc.box_mask, coords, z, None, None, plane)
+    label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
+    doc.confidence[label] = score
+    return {"label": label, "was": was, **edited(doc)}
+
+
+def box_request(doc, body: dict) -> tuple:
+    """(label or None, [x0, y0, x1, y1], mode, (plane, index), z_range or None) of a box request, checked."""
     label = body.get("label")
     if label is not None and not (integer(label) and 1 <= label <= 65535):
         raise Refused(400, "label must be an integer 1-65535")
@@ -96,24 +117,7 @@ async def box(request: Request):
         raise Refused(400, f"a box on a {plane} cut segments that cut alone: propagation runs over slices (plane z)")
     if z_range is not None and not min(z_range) <= z <= max(z_range):
         raise Refused(400, f"slice {z} is not within the range given {z_range}")
-    idle(entry)
-    if doc.flat(coords, z, plane):  # the model would still outline something there: nothing is what is there
-        raise Refused(422, "nothing to segment in the box: the image is one grey there (air, or a border); "
-                           "draw it around the structure")
-    was = doc.has(label) if label is not None and mode == "replace" else 0
-    if doc.case.dim == "3D" and z_range is not None and z_range[0] != z_range[1]:
-        def work(job: EditJob) -> int:
-            mask, score = doc.box_mask(coords, z, z_range, job.report)
-            job.check()  # a cancel asked for meanwhile: the labels stay as they were
-            painted = doc.paint(mask, label, tuple(z_range), mode == "add")
-            doc.confidence[painted] = score
-            return painted
-        start(entry, EditJob(label, was=was), work)
-        return {"job": True}
-    mask, score = await in_thread(doc.box_mask, coords, z, None, None, plane)
-    label = doc.paint(mask, label, (z, z) if z_range is None else tuple(z_range), mode == "add", plane)
-    doc.confidence[label] = score
-    return {"label": label, "was": was, **edited(doc)}
+    return label, coords, mode, (plane, z), z_range
 
 
 async def line(request: Request):

@@ -39,7 +39,6 @@ MAX_OPEN = 4  # documents kept open; the least recently used is closed (its unsa
 # one whose edits could not all be written there stays open)
 
 
-
 @dataclass
 class EditJob:
     """A 3D propagation or click running in a thread (the page shows its progress and can cancel it)."""
@@ -198,7 +197,8 @@ def describe(key: str, entry: OpenCase) -> dict:
             "raw": doc.raw, "window": doc.window, "display": formats.display(doc.case),
             "spacing": formats.spacing(doc.case),
             "notice": doc.notice, "readonly": doc.readonly, "guard": describe_guard(doc.guard),
-            "table": [{"label": label, "name": e["name"], "color": shade(doc, label)} for label, e in sorted(doc.table.items())],
+            "table": [{"label": label, "name": e["name"], "color": shade(doc, label)}
+                      for label, e in sorted(doc.table.items())],
             "encoded": len(entry.encoding.ready)}
 
 
@@ -241,7 +241,6 @@ def overlay(doc: Document, labels: np.ndarray, hidden=frozenset()) -> np.ndarray
         if label not in hidden:
             colours[label] = (*shade(doc, label), 255)
     return colours[labels]
-
 
 
 class TokenGate:
