@@ -110,9 +110,8 @@ class EsamImageEncoder(nn.Module):
         g0, g = self.PRETRAIN_GRID, self.grid
         pos = self.pos_embed[:, 1:].reshape(1, g0, g0, -1)
         if g != g0:
-            pos = F.interpolate(pos.permute(0, 3, 1, 2), size=(g, g), mode="bicubic", align_corners=False).permute(
-                0, 2, 3, 1
-            )
+            pos = F.interpolate(pos.permute(0, 3, 1, 2), size=(g, g), mode="bicubic", align_corners=False)
+            pos = pos.permute(0, 2, 3, 1)
         return pos
 
     def forward(self, x):
@@ -195,9 +194,8 @@ class EsamMaskDecoder(nn.Module):
             nn.Sequential(nn.ConvTranspose2d(dim, up[0], 2, 2), nn.GroupNorm(1, up[0]), nn.GELU()),
             nn.Sequential(nn.ConvTranspose2d(up[0], up[1], 2, 2), nn.Identity(), nn.GELU()),
         ])
-        self.output_hypernetworks_mlps = nn.ModuleList(
-            EsamMLPBlock(dim, dim, up[1], 2) for _ in range(self.num_mask_tokens)
-        )
+        self.output_hypernetworks_mlps = nn.ModuleList(EsamMLPBlock(dim, dim, up[1], 2)
+                                                       for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = EsamMLPBlock(dim, iou_hidden, self.num_mask_tokens, 2)
 
     def forward(self, image_embeddings, image_pe, sparse):
@@ -332,28 +330,20 @@ def export(model: EfficientSam, encoder_path: Path, decoder_path: Path) -> dict:
         emb = enc(image)
     graphs = [
         GraphSpec(
-            name="encoder",
-            module=enc,
-            dummy=(torch.rand(1, 3, 240, 320),),
-            test=(image,),
-            input_names=["image"],
-            output_names=["image_embeddings"],
+            name="encoder", module=enc,
+            dummy=(torch.rand(1, 3, 240, 320),), test=(image,),
+            input_names=["image"], output_names=["image_embeddings"],
             dynamic_axes={"image": {2: "height", 3: "width"}},
         ),
         GraphSpec(
-            name="decoder",
-            module=fast,
-            reference=dec,
+            name="decoder", module=fast, reference=dec,
             dummy=(torch.randn_like(emb), *test_points(2, s, 1, False)),
             test=(emb, *test_points(5, s, 2, True)),
             input_names=["image_embeddings", "points", "point_labels"],
             output_names=["low_res_logits", "iou_predictions"],
-            dynamic_axes={
-                "points": {0: "num_prompts", 1: "num_points"},
-                "point_labels": {0: "num_prompts", 1: "num_points"},
-                "low_res_logits": {0: "num_prompts"},
-                "iou_predictions": {0: "num_prompts"},
-            },
+            dynamic_axes={"points": {0: "num_prompts", 1: "num_points"},
+                          "point_labels": {0: "num_prompts", 1: "num_points"},
+                          "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"}},
             mask_outputs=("low_res_logits",),
         ),
     ]

@@ -94,25 +94,13 @@ def export_model(spec, checkpoint: Path | None = None, out_dir: Path | None = No
             module=FastBoxDecoder(model),
             reference=decoder,
             dummy=(torch.randn(1, 256, 64, 64), torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 255.0, 255.0]])),
-            test=(
-                test_emb,
-                torch.tensor(
-                    [
-                        [30.0, 40.0, 150.0, 160.0],
-                        [5.0, 5.0, 60.0, 200.0],
-                        [100.0, 10.0, 250.0, 190.0],
-                        [0.0, 0.0, 256.0, 256.0],
-                        [77.0, 77.0, 78.0, 79.0],
-                    ]
-                ),
-            ),
+            test=(test_emb, torch.tensor([[30.0, 40.0, 150.0, 160.0], [5.0, 5.0, 60.0, 200.0],
+                                          [100.0, 10.0, 250.0, 190.0], [0.0, 0.0, 256.0, 256.0],
+                                          [77.0, 77.0, 78.0, 79.0]])),
             input_names=["image_embeddings", "boxes"],
             output_names=["low_res_logits", "iou_predictions"],
-            dynamic_axes={
-                "boxes": {0: "num_boxes"},
-                "low_res_logits": {0: "num_boxes"},
-                "iou_predictions": {0: "num_boxes"},
-            },
+            dynamic_axes={"boxes": {0: "num_boxes"}, "low_res_logits": {0: "num_boxes"},
+                          "iou_predictions": {0: "num_boxes"}},
             mask_outputs=("low_res_logits",),
         ),
     ]
@@ -121,31 +109,20 @@ def export_model(spec, checkpoint: Path | None = None, out_dir: Path | None = No
     lab = torch.tensor([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0]])
     with torch.no_grad():
         prev, _ = decoder(test_emb, torch.tensor([[30.0, 40.0, 150.0, 160.0]]))
-    graphs.append(
-        GraphSpec(
-            name="prompt_decoder",
-            module=PromptDecoder(model),
-            dummy=(
-                torch.randn(1, 256, 64, 64),
-                torch.rand(1, 2, 2) * 255,
-                torch.tensor([[2.0, 3.0]]),
-                torch.zeros(1, 1, 256, 256),
-                torch.zeros(1),
-            ),
-            test=(test_emb, pts, lab, torch.cat([torch.zeros(1, 1, 256, 256), prev]), torch.tensor([0.0, 1.0])),
-            input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
-            output_names=["low_res_logits", "iou_predictions"],
-            dynamic_axes={
-                "point_coords": {0: "num_prompts", 1: "num_points"},
-                "point_labels": {0: "num_prompts", 1: "num_points"},
-                "mask_input": {0: "num_prompts"},
-                "has_mask_input": {0: "num_prompts"},
-                "low_res_logits": {0: "num_prompts"},
-                "iou_predictions": {0: "num_prompts"},
-            },
-            mask_outputs=("low_res_logits",),
-        )
-    )
+    graphs.append(GraphSpec(
+        name="prompt_decoder",
+        module=PromptDecoder(model),
+        dummy=(torch.randn(1, 256, 64, 64), torch.rand(1, 2, 2) * 255, torch.tensor([[2.0, 3.0]]),
+               torch.zeros(1, 1, 256, 256), torch.zeros(1)),
+        test=(test_emb, pts, lab, torch.cat([torch.zeros(1, 1, 256, 256), prev]), torch.tensor([0.0, 1.0])),
+        input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+        output_names=["low_res_logits", "iou_predictions"],
+        dynamic_axes={"point_coords": {0: "num_prompts", 1: "num_points"},
+                      "point_labels": {0: "num_prompts", 1: "num_points"}, "mask_input": {0: "num_prompts"},
+                      "has_mask_input": {0: "num_prompts"},
+                      "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"}},
+        mask_outputs=("low_res_logits",),
+    ))
     paths = {"encoder": out_dir / spec.encoder.file, "decoder": out_dir / spec.decoder.file,
              "prompt_decoder": out_dir / spec.prompt_decoder.file}
     reports = [export_graph(g, paths[g.name]) for g in graphs]
@@ -160,7 +137,6 @@ def export_model(spec, checkpoint: Path | None = None, out_dir: Path | None = No
         "torch": torch.__version__,
     }
     if not spec.pinned:
-        write_manifest(
-            spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint), export=report
-        )
+        write_manifest(spec, out_dir, checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint),
+                       export=report)
     return report

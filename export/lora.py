@@ -60,9 +60,8 @@ def qkv_targets(state: dict, family: str) -> list:
             heads = TINYVIT_HEADS[int(pattern.fullmatch(key).group(1))]
             hd = dim // heads
             starts = np.arange(heads) * 3 * hd
-            targets.append(
-                (key, (starts[:, None] + np.arange(hd)).ravel(), (starts[:, None] + 2 * hd + np.arange(hd)).ravel())
-            )
+            q_rows, v_rows = starts[:, None] + np.arange(hd), starts[:, None] + 2 * hd + np.arange(hd)
+            targets.append((key, q_rows.ravel(), v_rows.ravel()))
     else:
         raise ValueError(f"unknown family {family!r} (sam or litemedsam)")
     return targets
@@ -111,10 +110,8 @@ def merge(base: dict, lora: dict, family: str, blocks: list | None = None) -> di
         for j, rows in ((2 * i, q_rows), (2 * i + 1, v_rows)):
             a, b = lora[f"w_a_{j:03d}"].to(weight.dtype), lora[f"w_b_{j:03d}"].to(weight.dtype)
             if a.shape[1] != weight.shape[1] or b.shape[0] != len(rows):
-                raise ValueError(
-                    f"w_a_{j:03d} {tuple(a.shape)} / w_b_{j:03d} {tuple(b.shape)} do not fit {key} "
-                    f"{tuple(weight.shape)}"
-                )
+                raise ValueError(f"w_a_{j:03d} {tuple(a.shape)} / w_b_{j:03d} {tuple(b.shape)} do not fit {key} "
+                                 f"{tuple(weight.shape)}")
             weight[torch.as_tensor(rows)] += b @ a
     merge_decoder(merged, lora)
     head = lambda k: k.startswith("mask_decoder.") and ".transformer." not in k  # noqa: E731
@@ -167,10 +164,8 @@ def lora_state(model, wrappers) -> dict:
     out = {}
     for i, w in enumerate(wrappers):
         out[f"w_a_{2 * i:03d}"], out[f"w_b_{2 * i:03d}"] = w.a_q.weight.detach().clone(), w.b_q.weight.detach().clone()
-        out[f"w_a_{2 * i + 1:03d}"], out[f"w_b_{2 * i + 1:03d}"] = (
-            w.a_v.weight.detach().clone(),
-            w.b_v.weight.detach().clone(),
-        )
+        out[f"w_a_{2 * i + 1:03d}"] = w.a_v.weight.detach().clone()
+        out[f"w_b_{2 * i + 1:03d}"] = w.b_v.weight.detach().clone()
     for key, value in model.state_dict().items():
         if key.startswith(("prompt_encoder.", "mask_decoder.")):
             out[key] = value.detach().clone()

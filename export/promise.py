@@ -89,9 +89,8 @@ class ResNet34(nn.Module):
             stride = 1 if i == 0 else 2
             layer = []
             for j in range(count):
-                layer.append(
-                    BasicBlock(width, planes, stride if j == 0 else 1, conv_shortcut=(i == 3 and j == count - 1))
-                )
+                layer.append(BasicBlock(width, planes, stride if j == 0 else 1,
+                                        conv_shortcut=(i == 3 and j == count - 1)))
                 width = planes
             layers.append(nn.Sequential(*layer))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers

@@ -109,14 +109,9 @@ def compare(float_model: str, int8_model: str, images) -> dict:
             times[key] += time.perf_counter() - start
         dices += [dice(a, b) for a, b in zip(outs["float"], outs["int8"])]
     d = np.array(dices)
-    return {
-        "boxes": int(d.size),
-        "mean_dice": float(d.mean()),
-        "p10_dice": float(np.percentile(d, 10)),
-        "lowest_dice": float(d.min()),
-        "seconds_float": round(times["float"], 2),
-        "seconds_int8": round(times["int8"], 2),
-    }
+    return {"boxes": int(d.size), "mean_dice": float(d.mean()), "p10_dice": float(np.percentile(d, 10)),
+            "lowest_dice": float(d.min()), "seconds_float": round(times["float"], 2),
+            "seconds_int8": round(times["int8"], 2)}
 
 
 def export_model(spec, checkpoint=None, out_dir: Path | None = None, cases: Path | None = None,

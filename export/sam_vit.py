@@ -56,9 +56,8 @@ class ViTAttention(nn.Module):
     def forward(self, x):
         b, h, w, c = x.shape
         d = c // self.heads
-        q, k, v = (
-            self.qkv(x).reshape(b, h * w, 3, self.heads, d).permute(2, 0, 3, 1, 4).reshape(3, b * self.heads, h * w, d)
-        )
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.reshape(3, b * self.heads, h * w, d)
         attn = (q * d ** -0.5) @ k.transpose(-2, -1)
         rq = q.reshape(b * self.heads, h, w, d)
         rel_h = torch.einsum("bhwc,hkc->bhwk", rq, rel_pos_table(h, self.rel_pos_h))
@@ -101,9 +100,8 @@ class ImageEncoderViT(nn.Module):
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(3, width, 16, 16)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, width))
-        self.blocks = nn.ModuleList(
-            Block(width, heads, 0 if i in global_blocks else window, grid) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(Block(width, heads, 0 if i in global_blocks else window, grid)
+                                    for i in range(depth))
         self.neck = nn.Sequential(nn.Conv2d(width, out, 1, bias=False), LayerNorm2d(out),
                                   nn.Conv2d(out, out, 3, padding=1, bias=False), LayerNorm2d(out))
 
@@ -144,9 +142,8 @@ def fit_to_size(state: dict, model: nn.Module) -> dict:
             out[key] = F.interpolate(value.permute(0, 3, 1, 2), size=tuple(want.shape[1:3]), mode="bilinear",
                                      align_corners=False).permute(0, 2, 3, 1)
         elif "rel_pos" in key and value.ndim == 2:
-            out[key] = F.interpolate(value[None, None], size=tuple(want.shape), mode="bilinear", align_corners=False)[
-                0, 0
-            ]
+            out[key] = F.interpolate(value[None, None], size=tuple(want.shape), mode="bilinear",
+                                     align_corners=False)[0, 0]
     return out
 
 
@@ -205,40 +202,19 @@ def export(model: SamModel, out_dir: Path, prefix: str = "sam_vit_b", semantic: 
                                 ["image_embeddings"], ["low_res_logits"], mask_outputs=("low_res_logits",)))
     else:
         graphs += [
-            GraphSpec(
-                "decoder",
-                FastBoxDecoder(model),
-                (torch.randn(1, 256, g, g), boxes[:1]),
-                (emb, boxes),
-                ["image_embeddings", "boxes"],
-                ["low_res_logits", "iou_predictions"],
-                {"boxes": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
-                reference=BoxDecoder(model),
-                mask_outputs=("low_res_logits",),
-            ),
-            GraphSpec(
-                "prompt_decoder",
-                PromptDecoder(model),
-                (
-                    torch.randn(1, 256, g, g),
-                    pts[:, :2],
-                    torch.tensor([[2.0, 3.0]]),
-                    torch.zeros(1, 1, 4 * g, 4 * g),
-                    torch.zeros(1),
-                ),
-                (emb, pts, torch.tensor([[1.0, 2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
-                ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
-                ["low_res_logits", "iou_predictions"],
-                {
-                    "point_coords": {0: "n", 1: "p"},
-                    "point_labels": {0: "n", 1: "p"},
-                    "mask_input": {0: "n"},
-                    "has_mask_input": {0: "n"},
-                    "low_res_logits": {0: "n"},
-                    "iou_predictions": {0: "n"},
-                },
-                mask_outputs=("low_res_logits",),
-            ),
+            GraphSpec("decoder", FastBoxDecoder(model), (torch.randn(1, 256, g, g), boxes[:1]), (emb, boxes),
+                      ["image_embeddings", "boxes"], ["low_res_logits", "iou_predictions"],
+                      {"boxes": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
+                      reference=BoxDecoder(model), mask_outputs=("low_res_logits",)),
+            GraphSpec("prompt_decoder", PromptDecoder(model),
+                      (torch.randn(1, 256, g, g), pts[:, :2], torch.tensor([[2.0, 3.0]]),
+                       torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
+                      (emb, pts, torch.tensor([[1.0, 2.0, 3.0]]), torch.zeros(1, 1, 4 * g, 4 * g), torch.zeros(1)),
+                      ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+                      ["low_res_logits", "iou_predictions"],
+                      {"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"}, "mask_input": {0: "n"},
+                       "has_mask_input": {0: "n"}, "low_res_logits": {0: "n"}, "iou_predictions": {0: "n"}},
+                      mask_outputs=("low_res_logits",)),
         ]
     return {"graphs": [export_graph(spec, out_dir / f"{prefix}_{spec.name}.onnx") for spec in graphs]}
 

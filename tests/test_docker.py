@@ -218,7 +218,7 @@ def test_what_the_image_leaves_out_names_its_extra(image, dev_data, tmp_path):
     shutil.copy(raw, inp)
     os.chmod(inp / raw.name, 0o644)
     out = writable_dir(tmp_path / "out")
-    for extra, said in (((), "needs SimpleITK: pip install 'litemedsam[io]'"),
+    for extra, said in (((), "needs SimpleITK; install it with: pip install 'litemedsam[io]'"),
                         (("--scheduler", "tcp://127.0.0.1:9"), "pip install 'litemedsam[cluster]'")):
         done = sh("docker", "run", "--rm", "--network", "none", "-v", f"{inp}:/in:ro", "-v", f"{out}:/out", image,
                   "litemedsam", "infer", "-i", f"/in/{raw.name}", "-o", "/out", "--box", "10,10,10,40,40,20", *extra,

@@ -53,6 +53,11 @@ def test_a_fit_is_judged_on_held_out_cases_and_kept_only_by_the_rule(dev_data, m
     manifest = json.loads((work / "litemedsam-ft.manifest.json").read_text())  # with what it was fitted on
     assert len(list(work.glob("litemedsam_ft_*.onnx"))) == 3 and sorted(manifest["fit"]["cases"]) == FUNDUS
     assert manifest["fit"]["kept"] and manifest["fit"]["mean"]["dsc"] > manifest["fit"]["mean"]["base_dsc"] + 0.5
+    listed = subprocess.run([sys.executable, "-m", "litemedsam", "models", "list"], capture_output=True, text=True,
+                            cwd=REPO, env={**os.environ, "LITEMEDSAM_WORK_DIR": str(work)}).stdout
+    mean = manifest["fit"]["mean"]  # models list says what it was fitted on and how it did held out
+    assert (f"fitted by litemedsam fit on 2 case(s) ({', '.join(manifest['fit']['cases'])}); held out DSC "
+            f"{mean['base_dsc']:.2f} -> {mean['dsc']:.2f}") in listed, listed
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-m", "litemedsam", "infer", "-i", dev_data / "imgs" / FUNDUS[0], "-o",
                           out, "--model", "litemedsam-ft"], capture_output=True, text=True, cwd=REPO,

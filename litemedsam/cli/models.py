@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.core.errors import UsageError
+from litemedsam.core.errors import UsageError, shown
 from litemedsam.models.registry import (
     CHECKPOINTS,
     EXPORT_OPTIONS,
@@ -36,7 +36,6 @@ def models(ctx):
 def models_folder() -> Path:
     """The models folder, made if need be, with the temporary files of killed runs (setup, export: a SIGKILL
     leaves one) removed; UsageError when it cannot be a folder (a file, a link loop, no permission)."""
-    from litemedsam.core.errors import shown
     from litemedsam.core.safeio import remove_stale_temps
     from litemedsam.core.settings import work_dir_and_why
 
@@ -52,6 +51,18 @@ def models_folder() -> Path:
     if removed:
         click.echo(f"removed {len(removed)} temporary file(s) that a killed run left in {shown(folder)}", err=True)
     return folder
+
+
+def fitted(report: dict) -> str:
+    """What ``litemedsam fit`` recorded in a model's manifest, in a line: the cases and the held-out numbers."""
+    cases, mean = report.get("cases") or [], report.get("mean") or {}
+    try:
+        numbers = (f"held out DSC {float(mean['base_dsc']):.2f} -> {float(mean['dsc']):.2f}, NSD "
+                   f"{float(mean['base_nsd']):.2f} -> {float(mean['nsd']):.2f}")
+    except (KeyError, TypeError, ValueError):
+        numbers = "held-out numbers not recorded"
+    named = ", ".join(shown(str(c)) for c in cases[:3]) + (f" and {len(cases) - 3} more" if len(cases) > 3 else "")
+    return f"fitted by litemedsam fit on {len(cases)} case(s) ({named}); {numbers}"
 
 
 @models.command("list")
@@ -81,6 +92,8 @@ def list_models():
             failed = info.get("accepted", True) is False
             extra = " (FAILED its quantization gate, kept with --force)" if failed else ""
             click.echo(f"  built, checksums match {manifest_path(spec).name}{extra}")
+            if isinstance(info.get("fit"), dict):
+                click.echo(f"  {fitted(info['fit'])}")
         except ModelError as e:
             click.echo(f"  MODIFIED: {e}")
     from litemedsam.models.fastest import choose

@@ -98,4 +98,5 @@ EXTRAS = {"serve": "Starlette, uvicorn and blosc2", "cluster": "Dask distributed
 def needs_extra(feature: str, extra: str, error: Exception | None = None) -> str:
     """What a feature whose extra is not installed says: what it needs and the command that installs it."""
     why = f" ({error})" if error is not None else ""
-    return f"{feature} needs {EXTRAS[extra]}{why}; install them with: pip install 'litemedsam[{extra}]'"
+    them = "them" if " and " in EXTRAS[extra] else "it"
+    return f"{feature} needs {EXTRAS[extra]}{why}; install {them} with: pip install 'litemedsam[{extra}]'"

@@ -16,7 +16,7 @@ from litemedsam.core.errors import OutputError
 
 TEMP_PREFIX = ".litemedsam-"
 TEMP_SUFFIX = ".tmp"
-# ours: .litemedsam-<pid>-<random>.tmp; of versions before 0.1.1: .<case>.npz.<pid>.tmp, .efficiency.csv.<pid>.tmp
+# ours: .litemedsam-<pid>-<random>.tmp; of earlier builds: .<case>.npz.<pid>.tmp, .efficiency.csv.<pid>.tmp
 _OURS = re.compile(r"^\.litemedsam-(\d+)-[^/]*\.tmp(?:\.[A-Za-z0-9]+)?$")
 _LEGACY = re.compile(r"^\..+\.(?:npz|NPZ|csv)\.(\d+)\.tmp$")
 
