@@ -222,4 +222,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # Ctrl-C: litemedsam fit says what was kept; no traceback
+        raise SystemExit(130) from None

@@ -74,6 +74,33 @@ def test_what_a_fit_cannot_judge_is_said(dev_data, models_ready, tmp_path):
     assert not list(work.glob("litemedsam_ft_*"))
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stopped_fit_says_so_and_keeps_nothing(dev_data, models_ready, tmp_path, stop):
+    """Ctrl-C (the terminal's whole group) or SIGTERM (this process alone: the fit's child is stopped too) while
+    the held-out folds run: one line saying nothing was kept, no traceback, exit 130 / 143, no temporary folder
+    and no fitted file left."""
+    import signal
+
+    work = own_work_dir(models_ready, tmp_path / "work")
+    cases = layout(dev_data, FUNDUS, tmp_path / "cases")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "litemedsam", "fit", "-i", str(cases), "--epochs", "60"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "LITEMEDSAM_WORK_DIR": str(work), "TMPDIR": str(temp)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline().startswith("fold 1: fitting on 1 case(s)")  # the folds run
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    said = "interrupted" if stop == "ctrl-c" else "terminated (SIGTERM)"
+    assert proc.returncode == (130 if stop == "ctrl-c" else 143), err
+    assert err.strip() == f"{said}: nothing was kept (the fine-tuned slot is as it was)", err
+    assert not list(temp.iterdir()) and not list(work.glob("litemedsam_ft_*"))
+
+
 def test_the_fit_is_deterministic_and_leaves_the_encoder_as_it_was(dev_data, models_ready):
     import torch
 
