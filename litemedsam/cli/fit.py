@@ -1,14 +1,10 @@
-import contextlib
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from litemedsam.core.errors import CaseError, ModelError, Terminated, shown, terminate_on_sigterm
-from litemedsam.core.settings import REPO_ROOT
+from litemedsam.core.errors import CaseError, ModelError, shown
 
 
 @click.command("fit")
@@ -29,11 +25,10 @@ def fit(cases, epochs, lr, seed, minutes):
     survives leaving any one out). Kept, it is fitted on every case and exported into the fine-tuned slot
     (`infer --model litemedsam-ft`). Needs a source checkout with the export extra (torch).
     """
-    from litemedsam.cli.models import _need_export_tools, _run_export
+    from litemedsam.cli.models import _need_export_tools, _run_export, in_child, stopped_says
     from litemedsam.models.registry import MODELS, read_manifest, write_manifest
 
     _need_export_tools()
-    terminate_on_sigterm()  # SIGTERM stops the fit as Ctrl-C does: said, its temporary folder removed
     imgs, gts = cases / "imgs", cases / "gts"
     if not imgs.is_dir() or not gts.is_dir():
         raise CaseError(f"{shown(cases)}: expected imgs/ and gts/ folders of .npz cases (the challenge layout)")
@@ -59,8 +54,7 @@ def fit(cases, epochs, lr, seed, minutes):
                        f"written")
             return
         try:
-            with stopped_says("the fine-tuned slot may be half written: `litemedsam models list` says; fit again"):
-                _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
+            _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
         except ModelError as e:
             raise ModelError(f"the fitted decoder could not be exported: {e}") from None
         spec = MODELS["litemedsam-ft"]
@@ -68,25 +62,3 @@ def fit(cases, epochs, lr, seed, minutes):
     click.echo(f"kept: litemedsam-ft now holds LiteMedSAM with the decoder fitted on {len(report['cases'])} case(s) "
                f"of {shown(cases)} (`litemedsam infer --model litemedsam-ft`)")
 
-
-def in_child(module_args: list) -> int:
-    """``python -m MODULE ARGS`` (torch stays out of this process); its exit code. Stopped (Ctrl-C reaches it
-    too from the terminal; SIGTERM only this process), it is stopped as well and waited for."""
-    child = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO_ROOT)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        child.terminate()
-        child.wait()
-        raise
-
-
-@contextlib.contextmanager
-def stopped_says(what: str):
-    """Ctrl-C or SIGTERM inside: ``interrupted: WHAT`` (or ``terminated (SIGTERM): ...``), exit 130 (143)."""
-    try:
-        yield
-    except KeyboardInterrupt as e:
-        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        click.echo(f"{why}: {what}", err=True)
-        sys.exit(getattr(e, "exit_code", 130))

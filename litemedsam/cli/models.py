@@ -1,3 +1,4 @@
+import contextlib
 import importlib.util
 import json
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from litemedsam.core.errors import UsageError, shown
+from litemedsam.core.errors import Terminated, UsageError, shown, terminate_on_sigterm
 from litemedsam.models.registry import (
     CHECKPOINTS,
     EXPORT_OPTIONS,
@@ -164,9 +165,10 @@ def _run_export(name: str, quiet: bool = False, **options) -> None:
             args.append(f"--{key.replace('_', '-')}")
         elif value not in (None, False):
             args += [f"--{key.replace('_', '-')}", str(value.resolve() if isinstance(value, Path) else value)]
-    done = subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO_ROOT,
-                          stdout=subprocess.DEVNULL if quiet else None)
-    if done.returncode != 0:
+    with stopped_says(f"the export of {name} stopped; its files may be half written (`litemedsam models list` "
+                      f"says): run it again"):
+        code = in_child(["export", *args], quiet)
+    if code != 0:
         raise ModelError(f"export of {name} failed (see above)")
     _verify([name])
 
@@ -198,11 +200,39 @@ def finetune(cases, gts, rank, steps, lr):
     if gts:
         args += ["--gts", str(gts.resolve())]
     for step in (["train", *args], ["merge", "--lora", str(lora), "--out", str(merged)]):
-        if subprocess.run([sys.executable, "-m", "export.lora", *step], cwd=REPO_ROOT).returncode != 0:
+        with stopped_says(f"LoRA {step[0]} stopped; the litemedsam-ft slot is as it was"):
+            code = in_child(["export.lora", *step])
+        if code != 0:
             raise ModelError(f"LoRA {step[0]} failed (see above)")
     _run_export("litemedsam-ft", quiet=True, checkpoint=merged)
     click.echo(f"litemedsam-ft now holds LiteMedSAM + LoRA ({lora}); run it with --model litemedsam-ft or name it in "
                f"a router of your own")
+
+
+def in_child(module_args: list, quiet: bool = False) -> int:
+    """``python -m MODULE ARGS`` from the checkout (torch stays out of this process; ``quiet``: its output
+    dropped); its exit code. Ctrl-C (which reaches it too from the terminal) or SIGTERM (this process only: taken
+    as Ctrl-C from here on) stops it as well, waited for, and is raised again."""
+    terminate_on_sigterm()
+    child = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL if quiet else None)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait()
+        raise
+
+
+@contextlib.contextmanager
+def stopped_says(what: str):
+    """Ctrl-C or SIGTERM inside: ``interrupted: WHAT`` (or ``terminated (SIGTERM): ...``), exit 130 (143)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"{why}: {what}", err=True)
+        sys.exit(getattr(e, "exit_code", 130))
 
 
 def _verify(names=None):

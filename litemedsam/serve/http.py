@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+if TYPE_CHECKING:  # annotations only, never evaluated here: the protocol's rooms need no Starlette, and
+    from typing import TypeGuard  # typing.TypeGuard is Python 3.10's (3.9 runs too)
 
-if TYPE_CHECKING:  # typing.TypeGuard is Python 3.10's; annotations are not evaluated here (3.9 runs too)
-    from typing import TypeGuard
+    from starlette.requests import Request
 
 from litemedsam.core.errors import LitemedsamError, ModelError, shown
 
