@@ -46,6 +46,21 @@ def test_a_pickled_entry_is_never_loaded(tmp_path):
     assert store.get(key) is None and store.rejected == 1
 
 
+def test_an_entry_of_another_type_or_layout_is_not_read(tmp_path):
+    import io
+
+    from litemedsam.models import embedding_store
+
+    store = EmbeddingStore(tmp_path, 1 << 20)
+    for other in (features(1).astype(np.float64), np.asfortranarray(features(1)), features(1)[0]):
+        body = io.BytesIO()
+        np.save(body, other)
+        raw = body.getvalue()
+        store.path(("k",)).write_bytes(embedding_store.MAGIC + embedding_store.checksum(raw) + raw)
+        assert store.get(("k",)) is None
+    assert store.rejected == 3
+
+
 def test_the_least_recently_used_entries_go_beyond_the_budget(tmp_path):
     one = len(features(0).tobytes()) + 200
     store = EmbeddingStore(tmp_path, 3 * one)

@@ -15,7 +15,6 @@ class ThresholdSegmenter:
     size = 256
     max_batch = 16
     encoder_file = None
-    warmed = False
 
     def __init__(self):
         self.encoded = []  # slice images passed to encode, by identity of content
@@ -36,6 +35,9 @@ class ThresholdSegmenter:
 
     def slice_encoders(self):
         return []
+
+    def warm_up(self):
+        pass
 
     def predict(self, emb, boxes, prompt="box"):
         self.prompts.append(np.array(boxes))

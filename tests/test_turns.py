@@ -87,3 +87,33 @@ def running_runs(scene) -> bool:
     """Whether a background turn has model runs under way (or about to start)."""
     turn = scene.turns.running
     return turn is not None and bool(getattr(turn, "runs", None))
+
+
+def test_a_server_warms_its_models_before_the_first_prompt(models_ready):
+    """Both servers load the model a prompt will run and warm its decoder while they start (no image needed), so
+    that the first prompt after a restart, its slices read from disk, runs a warm decoder."""
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.background import warm_models
+
+    prompting, segmenters = BoxPrompting(Router.load()), Segmenters()
+    assert prompting.model_of("3D") == "litemedsam"
+    warm_models(prompting, segmenters, ("2D", "3D"))
+    assert list(segmenters.loaded) == ["litemedsam"] and segmenters.get("litemedsam").warmed
+
+
+def test_a_model_that_cannot_load_at_start_is_logged_not_raised(caplog):
+    from litemedsam.core.errors import ModelError
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.background import warm_models
+
+    class Prompting:
+        def model_of(self, dim):
+            return "litemedsam"
+
+    def factory(name):
+        raise ModelError(f"{name}: missing work_dir/litemedsam_encoder.onnx")
+
+    warm_models(Prompting(), Segmenters(factory=factory), ("3D",))
+    assert "warming the models up failed: litemedsam: missing" in caplog.text

@@ -191,6 +191,7 @@ def app(served: Served, folder, output_dir, allow_hosts, max_upload_mb, label_ta
         raise UsageError(needs_extra("serve", "serve", e)) from None
     from litemedsam.models.segmenter import Segmenters
     from litemedsam.run.folders import check_folders
+    from litemedsam.serve.background import warm_models
 
     output_dir = output_dir.resolve()
     if folder is not None:
@@ -207,8 +208,10 @@ def app(served: Served, folder, output_dir, allow_hosts, max_upload_mb, label_ta
     open_to_all = host in ("0.0.0.0", "::")
     hosts = list(dict.fromkeys([*(() if open_to_all else [host]), "127.0.0.1", "localhost", "[::1]",
                                 *([socket.gethostname()] if open_to_all else []), *allow_hosts]))
-    server = Server(folder.resolve() if folder else None, output_dir, prompting(served), Segmenters(served.threads),
-                    served.cache_bytes, max_upload_mb << 20, served.inputs, hosts, token, table, served.store())
+    prompts, segmenters = prompting(served), Segmenters(served.threads)
+    server = Server(folder.resolve() if folder else None, output_dir, prompts, segmenters, served.cache_bytes,
+                    max_upload_mb << 20, served.inputs, hosts, token, table, served.store())
+    warm_models(prompts, segmenters, ("2D", "3D"))
     shown_host = "127.0.0.1" if open_to_all else (f"[{host}]" if ":" in host else host)
     click.echo(f"litemedsam serve: http://{shown_host}:{port}/#token={server.token}"
                + ("" if token else f"  (a new token at each start: set ${TOKEN_ENV} to keep one)"))
@@ -249,6 +252,7 @@ def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_ti
     except ImportError as e:
         raise UsageError(needs_extra("serve nninteractive", "serve", e)) from None
     from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.background import warm_models
     from litemedsam.serve.encoding import EmbeddingCache
 
     if liveness_timeout >= idle_timeout:
@@ -265,8 +269,9 @@ def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_ti
         click.echo(f"  embeddings kept in memory: at most {cache_bytes >> 20} MB (a quarter of --memory; "
                    f"--cache-mb asked {served.cache_bytes >> 20})"
                    + (", the others read back from disk" if served.disk_cache_bytes else ""))
-    protocol = Protocol(options, prompting(served), Segmenters(served.threads),
-                        EmbeddingCache(cache_bytes, served.store()))
+    prompts, segmenters = prompting(served), Segmenters(served.threads)
+    protocol = Protocol(options, prompts, segmenters, EmbeddingCache(cache_bytes, served.store()))
+    warm_models(prompts, segmenters, ("3D",))
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"litemedsam serve nninteractive: http://{shown_host}:{port} (at most {max_sessions} client(s)); "
                f"Ctrl-C stops")

@@ -84,6 +84,12 @@ class BoxPrompting:
             decision = recist.with_end(decision)
         return Plan(choice.model, decision, choice)
 
+    def model_of(self, dim: str) -> str | None:
+        """The model a ``dim`` case of this prompting's modality (if any) runs, before any case comes (None: none
+        of its rule's models is built)."""
+        decision = self.router.decide("", dim=dim, modality=self.modality, model=self.model, exact=self.exact)
+        return choose_model(decision.models, exact=self.exact).model
+
     def segment(self, segmenter, case: Case, plan: Plan) -> np.ndarray:
         assert plan.decision is not None, "a box prompt's plan carries the router's decision (choose)"
         how = plan.decision.propagation

@@ -42,7 +42,6 @@ class BoxSegmenter(Protocol):
 
     max_batch: int
     encoder_file: tuple | None  # (path, sha256) of its encoder: what its embeddings are keyed by (None: not pinned)
-    warmed: bool  # its decoder has run twice (ONNX Runtime's first runs are slow: litemedsam.serve.scene)
 
     def frame(self, h: int, w: int) -> Frame: ...
 
@@ -58,6 +57,9 @@ class BoxSegmenter(Protocol):
     def slice_encoders(self) -> list:
         """Encoder sessions that encode a volume's slices at once ([]: one slice at a time)."""
 
+    def warm_up(self) -> None:
+        """Run the decoder until it is as fast as it gets (once; the servers, before the first prompt)."""
+
 
 class ImageSegmenter(Protocol):
     """A model that takes no prompt (litemedsam.methods.promptless): an image to a label map."""
@@ -71,7 +73,7 @@ class Segmenter:
     script. ``max_batch`` boxes go through the decoder per call."""
 
     logit_stride = 1  # input pixels per low-res logit
-    warmed = False  # set once its decoder has run twice (litemedsam.serve.scene)
+    warmed = False  # set once its decoder has run twice (warm_up)
     grid_stride = 4  # input pixels per embedding cell
     upsample = cv2.INTER_LINEAR  # how low-res logits are brought to the image size
 
@@ -119,6 +121,22 @@ class Segmenter:
                 self._slice_encoders = [self.encoder] if split.sessions == 1 else [
                     make_session(path, split.threads, sha256) for _ in range(split.sessions)]
             return self._slice_encoders
+
+    def warm_up(self) -> None:
+        """Run the decoder twice on an empty embedding: ONNX Runtime's first runs of a session are slow (~2-4x: its
+        buffers are made then), so a server does this before the first prompt comes, with no image needed
+        (values do not change what a run costs). Once per segmenter; a decoder whose embedding has no fixed shape
+        is left to warm on its first prompts."""
+        if self.warmed:
+            return
+        shape = [1, *self.encoder.get_outputs()[0].shape[1:]]
+        if not all(isinstance(n, int) for n in shape):
+            return
+        emb = Embedding(np.zeros(shape, np.float32), self.frame(self.size, self.size))
+        box = emb.frame.boxes_to_model([[0, 0, self.size - 1, self.size - 1]])
+        for _ in range(2):
+            self.predict(emb, box)
+        self.warmed = True
 
     def decoder_feeds(self, emb: Embedding, boxes: np.ndarray, prompt: str) -> dict:
         """The box decoder's inputs for (n, 4) boxes in the input frame (``prompt`` is the router's prompt

@@ -69,12 +69,8 @@ class Scene(LabelMap):
         model = self.model_for()
         image = self.image_slice(z)
         segmenter = self.segmenters.get(model)
-        emb = CachingSegmenter(segmenter, self.cache, model).encode(image)
-        if not segmenter.warmed:  # ONNX Runtime's first two decoder runs are slow (~4x)
-            h, w = image.shape[:2]
-            for _ in range(2):
-                segmenter.predict(emb, emb.frame.boxes_to_model([[0, 0, w - 1, h - 1]]))
-            segmenter.warmed = True
+        CachingSegmenter(segmenter, self.cache, model).encode(image)
+        segmenter.warm_up()
 
     def _case_with(self, boxes: np.ndarray, starts=None):
         return dataclasses.replace(self.case, boxes=np.asarray(boxes, np.int64), skipped=[], warnings=[],
