@@ -23,6 +23,7 @@ from export.graphs import BoxDecoder
 JITTER = 0.1  # each box side moves by up to this share of the box's size ...
 JITTER_PX = 10  # ... and at most this many pixels of the 256 frame
 MAX_BOXES = 16  # objects of one case trained on in one step, drawn anew each time (a 125-cell image took 9.5 GB)
+SLICES_PER_VOLUME = 8  # axial slices of a labelled volume taken as examples (each encoded once)
 
 
 @dataclass
@@ -30,47 +31,89 @@ class Example:
     """One labelled 2D case, encoded: its embedding, its objects' boxes (256 frame) and masks (256 grid of the
     logits), and what scoring needs (the runtime's frame, the ground truth, the objects' labels)."""
 
-    name: str
+    name: str  # the case's name, and " z<k>" for a volume's slice
     embedding: torch.Tensor  # (1, 256, 64, 64)
     boxes: torch.Tensor  # (N, 4) float32
     masks: torch.Tensor  # (N, 256, 256) float32, 0/1
     frame: object
     gts: np.ndarray
     labels: list
+    case: str = ""  # the case it comes from (a volume gives several examples; they are held out together)
 
 
-def labelled_2d(cases: list, gts_dir: Path | None = None):
-    """Per 2D case of ``cases`` (challenge .npz paths; ground truths in ``gts_dir``, default ../gts) with a
-    labelled object: (path, case, ground truth, its objects' labels, the runtime's frame, their boxes in the 256
-    frame, their masks on the 256 grid of the logits). Other cases are left out."""
-    from litemedsam.core.frame import Frame
-    from litemedsam.io.formats.challenge import load_case
+def labelled_images(cases: list, gts_dir: Path | None = None, labels_dir: Path | None = None, log=print):
+    """Per labelled 2D image of ``cases``: (name, image, ground truth, its objects' labels, the runtime's frame, their
+    boxes in the 256 frame, their masks on the 256 grid of the logits, the case's name). ``cases``: challenge .npz
+    paths (ground truths in ``gts_dir``, default ../gts), or, with ``labels_dir``, images or volumes of any format
+    litemedsam reads, each with a label image named as it there. A volume gives up to ``SLICES_PER_VOLUME`` of its
+    axial slices with objects, spread over them, each prompted by its objects' boxes on that slice (as propagation
+    prompts a slice). Cases without an object are left out; one that cannot be read is said and left out."""
+    from litemedsam.core.errors import CaseError
 
     for path in cases:
-        case = load_case(path)
-        if case.dim != "2D":
+        try:
+            case, gts = read_labelled(path, gts_dir, labels_dir)
+        except CaseError as e:
+            log(f"WARNING {path.name}: {e}; left out")
             continue
-        with np.load((gts_dir or path.parent.parent / "gts") / path.name) as npz:
-            gts = npz["gts"]
-        labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped and (gts == i + 1).any()]
-        if not labels:
+        if case.dim == "2D":
+            labels = [i + 1 for i in range(len(case.boxes)) if i + 1 not in case.skipped and (gts == i + 1).any()]
+            if labels:
+                boxes = case.boxes[np.array(labels) - 1]
+                yield (path.name, case.image, gts, labels, *grid(case.image, gts, labels, boxes), path.name)
             continue
-        frame = Frame.longest_side(*case.image.shape[:2], 256, 256, 256, truncate_boxes=True)
-        masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
-        boxes = frame.boxes_to_model(case.boxes[np.array(labels) - 1])
-        yield path, case, gts, labels, frame, np.asarray(boxes, np.float32), masks
+        with_objects = np.flatnonzero(gts.reshape(len(gts), -1).any(axis=1))
+        if len(with_objects) > SLICES_PER_VOLUME:
+            with_objects = with_objects[np.linspace(0, len(with_objects) - 1, SLICES_PER_VOLUME).round().astype(int)]
+        for z in with_objects.tolist():
+            labels = [int(v) for v in np.unique(gts[z]) if v]
+            boxes = np.array([box_of(gts[z] == label) for label in labels], np.float64)
+            yield (f"{path.name} z{z}", case.image[z], gts[z], labels, *grid(case.image[z], gts[z], labels, boxes),
+                   path.name)
 
 
-def examples(model, cases: list, gts_dir: Path | None = None) -> list:
-    """``labelled_2d(cases, gts_dir)`` encoded once each by ``model``'s frozen image encoder."""
+def box_of(mask: np.ndarray) -> list:
+    """The tight box [x0, y0, x1, y1] of a 2D mask."""
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max(), ys.max()]
+
+
+def grid(image: np.ndarray, gts: np.ndarray, labels: list, boxes: np.ndarray) -> tuple:
+    """(the runtime's frame of ``image``, ``boxes`` (one per label of ``labels``, in image pixels) in the 256 frame,
+    the masks of ``labels`` on the 256 grid of the logits)."""
+    from litemedsam.core.frame import Frame
+
+    frame = Frame.longest_side(*image.shape[:2], 256, 256, 256, truncate_boxes=True)
+    masks = np.stack([frame.image_to_grid(gts == label) for label in labels])
+    return frame, np.asarray(frame.boxes_to_model(boxes), np.float32), masks
+
+
+def read_labelled(path: Path, gts_dir: Path | None, labels_dir: Path | None) -> tuple:
+    """(case, its label map) of a labelled case, read as ``infer`` reads it: a challenge .npz and its ``gts`` in
+    ``gts_dir`` (default ../gts), or an image and the label image of its name in ``labels_dir`` (its boxes, as
+    ``infer --boxes-from-labels`` takes them: the tight box of each label value)."""
+    from litemedsam.io import formats
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.io.given_boxes import CaseInputs
+    from litemedsam.io.npz import read_npz
+
+    if labels_dir is None:
+        return load_case(path), read_npz((gts_dir or path.parent.parent / "gts") / path.name, ("gts",))["gts"]
+    inputs = CaseInputs(labels=labels_dir)
+    case = formats.read(path, inputs)
+    return case, formats.read_labels(inputs.labels_for(path))[0]
+
+
+def examples(model, cases: list, gts_dir: Path | None = None, labels_dir: Path | None = None) -> list:
+    """``labelled_images(cases, gts_dir, labels_dir)`` encoded once each by ``model``'s frozen image encoder."""
     from litemedsam.core import transforms
 
     found = []
-    for path, case, gts, labels, frame, boxes, masks in labelled_2d(cases, gts_dir):
+    for name, image, gts, labels, frame, boxes, masks, case in labelled_images(cases, gts_dir, labels_dir):
         with torch.no_grad():
-            embedding = model.image_encoder(torch.from_numpy(transforms.preprocess(case.image, 256)))
-        found.append(Example(path.name, embedding, torch.from_numpy(boxes),
-                             torch.from_numpy((masks > 0.5).astype(np.float32)), frame, gts, labels))
+            embedding = model.image_encoder(torch.from_numpy(transforms.preprocess(image, 256)))
+        found.append(Example(name, embedding, torch.from_numpy(boxes),
+                             torch.from_numpy((masks > 0.5).astype(np.float32)), frame, gts, labels, case))
     return found
 
 
@@ -152,21 +195,29 @@ def folds(n: int) -> list:
 
 def held_out(model, data: list, epochs: int, lr: float, seed: int, minutes: float | None, log=print) -> list:
     """Per case of ``data``: (name, base DSC, base NSD, fitted DSC, fitted NSD), points, each case scored by a
-    decoder fitted on the folds it is not in."""
+    decoder fitted on the folds it is not in (a volume: the mean over its slices that are examples, all held out
+    together)."""
     from evaluation.compute_metrics import case_metrics
 
+    names = cases_of(data)
     rows = []
-    for i, fold in enumerate(folds(len(data))):
-        train = [e for k, e in enumerate(data) if k not in fold]
-        log(f"fold {i + 1}: fitting on {len(train)} case(s), holding out {', '.join(data[k].name for k in fold)}")
+    for i, fold in enumerate(folds(len(names))):
+        out = [names[k] for k in fold]
+        train = [e for e in data if e.case not in out]
+        log(f"fold {i + 1}: fitting on {len(names) - len(out)} case(s), holding out {', '.join(out)}")
         tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=lambda line: None)
-        for k in fold:
-            base = case_metrics(data[k].gts, labels_of(model, data[k]), None)
-            fitted = case_metrics(data[k].gts, labels_of(tuned, data[k]), None)
-            rows.append((data[k].name, *(round(100 * v, 2) for v in (*base, *fitted))))
-            log(f"  {data[k].name}: DSC {rows[-1][1]:.2f} -> {rows[-1][3]:.2f}, NSD {rows[-1][2]:.2f} -> "
-                f"{rows[-1][4]:.2f}")
+        for name in out:
+            mine = [e for e in data if e.case == name]
+            base = np.mean([case_metrics(e.gts, labels_of(model, e), None) for e in mine], axis=0)
+            fitted = np.mean([case_metrics(e.gts, labels_of(tuned, e), None) for e in mine], axis=0)
+            rows.append((name, *(round(100 * float(v), 2) for v in (*base, *fitted))))
+            log(f"  {name}: DSC {rows[-1][1]:.2f} -> {rows[-1][3]:.2f}, NSD {rows[-1][2]:.2f} -> {rows[-1][4]:.2f}")
     return rows
+
+
+def cases_of(data: list) -> list:
+    """The names of the cases the examples come from, in order."""
+    return list(dict.fromkeys(e.case for e in data))
 
 
 def main(argv=None) -> int:
@@ -180,9 +231,12 @@ def main(argv=None) -> int:
     from benchmarks.shipping import judge
     from export.litemedsam import load_model
     from litemedsam.models.registry import CHECKPOINTS, verified_path
+    from litemedsam.run.folders import list_cases
 
     parser = argparse.ArgumentParser(description="fit LiteMedSAM's decoder on labelled 2D cases")
-    parser.add_argument("cases", type=Path, help="a folder with imgs/*.npz and gts/*.npz (the challenge layout)")
+    parser.add_argument("cases", type=Path, help="a folder with imgs/*.npz and gts/*.npz (the challenge layout), or "
+                        "of images with --labels")
+    parser.add_argument("--labels", type=Path, default=None, help="a folder of label images named as the images")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=60)
@@ -192,11 +246,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     checkpoint = verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch")
     model = load_model(checkpoint)
-    paths = sorted((args.cases / "imgs").glob("*.npz"))
-    data = examples(model, paths, args.cases / "gts")
-    if len(data) < 2:
-        print(f"ERROR {args.cases}: {len(data)} labelled 2D case(s) with an object; fitting needs at least 2 (one "
-              f"to fit on, one held out to judge it)", file=sys.stderr)
+    if args.labels is None:
+        data = examples(model, sorted((args.cases / "imgs").glob("*.npz")), args.cases / "gts")
+    else:
+        data = examples(model, list_cases(args.cases)[0], labels_dir=args.labels)
+    if len(cases_of(data)) < 2:
+        print(f"ERROR {args.cases}: {len(cases_of(data))} labelled case(s) with an object; fitting needs at least 2 "
+              f"(one to fit on, one held out to judge it)", file=sys.stderr)
         return 1
     start = time.perf_counter()
     rows = held_out(model, data, args.epochs, args.lr, args.seed, args.minutes)

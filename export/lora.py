@@ -173,14 +173,15 @@ def lora_state(model, wrappers) -> dict:
 
 
 def training_examples(cases: list, gts_dir: Path | None):
-    """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per 2D case."""
-    from export.fit import labelled_2d
+    """(image (1, 3, 256, 256), boxes (N, 4) in the 256 frame, masks (N, 256, 256)) per labelled image (a
+    volume's: some of its slices, export.fit.labelled_images)."""
+    from export.fit import labelled_images
     from litemedsam.core import transforms
 
     examples = []
-    for _, case, _, _, _, boxes, masks in labelled_2d(cases, gts_dir):
+    for _, image, _, _, _, boxes, masks, _ in labelled_images(cases, gts_dir):
         keep = masks.reshape(len(masks), -1).sum(1) > 0
-        examples.append((torch.from_numpy(transforms.preprocess(case.image, 256)), torch.from_numpy(boxes[keep]),
+        examples.append((torch.from_numpy(transforms.preprocess(image, 256)), torch.from_numpy(boxes[keep]),
                          torch.from_numpy(masks[keep])))
     return examples
 

@@ -265,3 +265,28 @@ def test_multiview_on_a_box_shaped_object():
     truth = (vol == 200).astype(np.uint8)
     assert (axial == truth).all()
     assert (fused == truth).all()
+
+
+def test_a_fitted_modality_goes_to_the_fitted_model_in_the_shipped_router_only(tmp_path, monkeypatch):
+    """litemedsam fit --modality M: the shipped router sends M's cases (2D and 3D, each with its rule's propagation)
+    to the fine-tuned slot first, its own chain after it; other modalities and a router of your own are as they
+    were; without a built slot (or a fit without a modality) nothing changes."""
+    monkeypatch.setenv("LITEMEDSAM_WORK_DIR", str(tmp_path))
+    shipped = Router.load()
+    built(tmp_path, "litemedsam")
+    built(tmp_path, "litemedsam-ft")
+    assert [r.name for r in Router.load().rules] == [r.name for r in shipped.rules]  # a fit without a modality
+    manifest = tmp_path / "litemedsam-ft.manifest.json"
+    manifest.write_text(json.dumps({"files": {}, "fit": {"modality": "Fundus"}}))
+    fitted = Router.load()
+    for name in ("2DBox_Fundus_x_1.npz", "3DBox_Fundus_x_1.npz"):
+        before, after = shipped.decide(name), fitted.decide(name)
+        assert after.models[0] == "litemedsam-ft" and after.models[1:] == before.models
+        assert after.propagation == before.propagation and "fitted for Fundus" in after.rule
+        assert chosen(after, tmp_path).model == "litemedsam-ft"
+    for name in ("2DBox_OCT_x_1.npz", "3DBox_CT_x_1.npz", "2DBox_Dermoscopy_x_1.npz"):
+        assert fitted.decide(name) == shipped.decide(name)
+    (tmp_path / "own.toml").write_text(CHAINS)
+    assert not any("fitted" in r.name for r in Router.load(tmp_path / "own.toml").rules)
+    (tmp_path / MODELS["litemedsam-ft"].graphs[0].file).unlink()  # the slot not built: as shipped
+    assert Router.load().decide("2DBox_Fundus_x_1.npz") == shipped.decide("2DBox_Fundus_x_1.npz")

@@ -63,7 +63,9 @@ def fitted(report: dict) -> str:
     except (KeyError, TypeError, ValueError):
         numbers = "held-out numbers not recorded"
     named = ", ".join(shown(str(c)) for c in cases[:3]) + (f" and {len(cases) - 3} more" if len(cases) > 3 else "")
-    return f"fitted by litemedsam fit on {len(cases)} case(s) ({named}); {numbers}"
+    modality = report.get("modality")
+    routed = f"; {shown(str(modality))} cases go to it by default" if modality else ""
+    return f"fitted by litemedsam fit on {len(cases)} case(s) ({named}); {numbers}{routed}"
 
 
 @models.command("list")

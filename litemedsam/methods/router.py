@@ -11,7 +11,7 @@ from litemedsam.io.cases import name_tags
 from litemedsam.core.errors import RouterError, shown
 from litemedsam.core.masks import COMPONENTS, EXACT, OVERLAPS, MaskPolicy
 from litemedsam.methods.propagation import Propagation
-from litemedsam.models.registry import MODELS, get_model
+from litemedsam.models.registry import FITTED, MODELS, fitted_modality, get_model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -189,7 +189,9 @@ class Router:
             raise RouterError(f"{source}: not a text file (not UTF-8); a router file is TOML text") from None
         except tomllib.TOMLDecodeError as e:
             raise RouterError(f"{source}: not valid TOML ({e})") from None
-        return cls.from_dict(data, source)
+        router = cls.from_dict(data, source)
+        fitted = fitted_modality() if path == DEFAULT_CONFIG else None  # a router of your own decides for itself
+        return router.preferring(FITTED, fitted) if fitted else router
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "router") -> "Router":
@@ -206,6 +208,19 @@ class Router:
         if not isinstance(raw_rules, list) or not raw_rules:
             raise RouterError(f"{source}: at least one [[rules]] entry is needed")
         return cls(spellings, [_rule(raw, i, modalities, source) for i, raw in enumerate(raw_rules, 1)], source)
+
+    def preferring(self, model: str, modality: str) -> "Router":
+        """This router with ``model`` first in the chain of every rule that can take a ``modality`` case (a copy of the
+        rule for that modality alone, just before it: the same propagation and masks). The shipped router so sends
+        the modality ``litemedsam fit --modality`` fitted its model for to that model (its chain falls back to the
+        rule's own models if it is not built)."""
+        rules = []
+        for rule in self.rules:
+            if rule.modality is None or modality in rule.modality:
+                rules.append(replace(rule, name=f"{rule.name}, fitted for {modality}", modality=(modality,),
+                                     models=(model, *(m for m in rule.models if m != model))))
+            rules.append(rule)
+        return Router(self.spellings, rules, self.source)
 
     def modality(self, tag: str | None) -> str | None:
         """Canonical modality of a spelling (whole word, any case), None when unknown."""

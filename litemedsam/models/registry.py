@@ -199,6 +199,7 @@ def _int8(spec: ModelSpec) -> ModelSpec:
 
 
 MODELS.update({f"{name}-int8": _int8(MODELS[name]) for name in ("litemedsam", "efficientsam-ti", "efficientsam-s")})
+FITTED = "litemedsam-ft"  # the fine-tuned slot: what `litemedsam fit` writes, routed to by its --modality
 
 
 # What an exporter may take besides (spec, checkpoint, out_dir), declared once: `python -m export` and `litemedsam
@@ -289,6 +290,20 @@ def missing_file(spec: ModelSpec, directory: Path | None = None) -> str | None:
         needed.append(manifest_path(spec, directory))
     missing = [str(p) for p in needed if not p.is_file()]
     return missing[0] if missing else None
+
+
+def fitted_modality(directory: Path | None = None) -> str | None:
+    """The modality ``litemedsam fit --modality`` fitted the fine-tuned slot for (its manifest's record), when that
+    model is built; None otherwise (litemedsam.methods.router.Router.load then routes as shipped)."""
+    spec = MODELS[FITTED]
+    if missing_file(spec, directory) is not None:
+        return None
+    try:
+        fit = read_manifest(spec, directory).get("fit")
+    except (ModelError, AttributeError):
+        return None
+    modality = fit.get("modality") if isinstance(fit, dict) else None
+    return modality if isinstance(modality, str) else None
 
 
 def is_built(spec: ModelSpec, directory: Path | None = None) -> bool:
