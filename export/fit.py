@@ -193,6 +193,24 @@ def folds(n: int) -> list:
     return [list(range(i, n, k)) for i in range(k)]
 
 
+def on_terminal(prefix: str):
+    """A fit's per-epoch log: on a terminal one line rewritten in place (the epoch and its loss), elsewhere nothing
+    (a log file keeps the folds and their held-out scores)."""
+    import sys
+
+    if not sys.stdout.isatty():
+        return lambda line: None
+    return lambda line: print(f"\r  {prefix}{line}\033[K", end="", flush=True)
+
+
+def done_on_terminal() -> None:
+    """The line ``on_terminal`` rewrote, cleared."""
+    import sys
+
+    if sys.stdout.isatty():
+        print("\r\033[K", end="", flush=True)
+
+
 def held_out(model, data: list, epochs: int, lr: float, seed: int, minutes: float | None, log=print) -> list:
     """Per case of ``data``: (name, base DSC, base NSD, fitted DSC, fitted NSD), points, each case scored by a
     decoder fitted on the folds it is not in (a volume: the mean over its slices that are examples, all held out
@@ -205,7 +223,8 @@ def held_out(model, data: list, epochs: int, lr: float, seed: int, minutes: floa
         out = [names[k] for k in fold]
         train = [e for e in data if e.case not in out]
         log(f"fold {i + 1}: fitting on {len(names) - len(out)} case(s), holding out {', '.join(out)}")
-        tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=lambda line: None)
+        tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=on_terminal(f"fold {i + 1}: "))
+        done_on_terminal()
         for name in out:
             mine = [e for e in data if e.case == name]
             base = np.mean([case_metrics(e.gts, labels_of(model, e), None) for e in mine], axis=0)
@@ -268,7 +287,10 @@ def main(argv=None) -> int:
               "rule": {k: bool(v) for k, v in verdict.criteria.items() if k != "n"}, "kept": kept,
               "epochs": args.epochs, "lr": args.lr, "seed": args.seed}
     if kept:
-        tuned, losses = fit_decoder(model, data, args.epochs, args.lr, args.seed, args.minutes)
+        print(f"fitting on all {len(cases_of(data))} cases", flush=True)
+        tuned, losses = fit_decoder(model, data, args.epochs, args.lr, args.seed, args.minutes,
+                                    log=on_terminal("all cases: "))
+        done_on_terminal()
         state = tuned.state_dict()
         torch.save({k: v for k, v in state.items()}, args.out)
         report["final_loss"] = round(losses[-1], 4)
