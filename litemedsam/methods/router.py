@@ -190,7 +190,8 @@ class Router:
         except tomllib.TOMLDecodeError as e:
             raise RouterError(f"{source}: not valid TOML ({e})") from None
         router = cls.from_dict(data, source)
-        fitted = fitted_modality() if path == DEFAULT_CONFIG else None  # a router of your own decides for itself
+        # a router of your own decides for itself; a modality the shipped one does not know goes nowhere
+        fitted = router.modality(fitted_modality()) if path == DEFAULT_CONFIG else None
         return router.preferring(FITTED, fitted) if fitted else router
 
     @classmethod

@@ -299,9 +299,10 @@ def fitted_modality(directory: Path | None = None) -> str | None:
     if missing_file(spec, directory) is not None:
         return None
     try:
-        fit = read_manifest(spec, directory).get("fit")
-    except (ModelError, AttributeError):
+        info = read_manifest(spec, directory)
+    except ModelError:
         return None
+    fit = info.get("fit") if isinstance(info, dict) else None
     modality = fit.get("modality") if isinstance(fit, dict) else None
     return modality if isinstance(modality, str) else None
 
