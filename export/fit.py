@@ -92,16 +92,23 @@ def read_labelled(path: Path, gts_dir: Path | None, labels_dir: Path | None) -> 
     """(case, its label map) of a labelled case, read as ``infer`` reads it: a challenge .npz and its ``gts`` in
     ``gts_dir`` (default ../gts), or an image and the label image of its name in ``labels_dir`` (its boxes, as
     ``infer --boxes-from-labels`` takes them: the tight box of each label value)."""
+    import dataclasses
+
+    from litemedsam.core.errors import CaseError
     from litemedsam.io import formats
     from litemedsam.io.formats.challenge import load_case
-    from litemedsam.io.given_boxes import CaseInputs
+    from litemedsam.io.given_boxes import boxes_of_label_image
     from litemedsam.io.npz import read_npz
 
     if labels_dir is None:
         return load_case(path), read_npz((gts_dir or path.parent.parent / "gts") / path.name, ("gts",))["gts"]
-    inputs = CaseInputs(labels=labels_dir)
-    case = formats.read(path, inputs)
-    return case, formats.read_labels(inputs.labels_for(path))[0]
+    case = formats.read(path, require_boxes=False)
+    try:  # read once: its boxes and shape checked by infer's own function
+        gts = formats.read_labels(labels_dir / path.name)[0]
+    except CaseError as e:
+        raise CaseError(f"its label image {path.name}: {e}") from None
+    boxes, absent = boxes_of_label_image(gts, case.label_shape, path.name)
+    return dataclasses.replace(case, boxes=boxes, skipped=absent), gts
 
 
 def examples(model, cases: list, gts_dir: Path | None = None, labels_dir: Path | None = None) -> list:
