@@ -53,17 +53,19 @@ def lines_of(recist: np.ndarray, shape: tuple, spacing=None) -> list[Line]:
     if missing:
         raise CaseError(f"lesion {missing[0]} has no line in 'recist' (its values are {', '.join(map(str, found[:10]))}"
                         f"{' ...' if len(found) > 10 else ''}: lesion k is drawn with value k)")
-    from scipy import ndimage  # here, not at import: as litemedsam.methods.refine
-
+    zs, ys, xs = np.nonzero(recist)  # a line volume is nearly empty: its drawn voxels, grouped by lesion
+    values = recist[zs, ys, xs].astype(np.int64)
+    order = np.argsort(values, kind="stable")
+    zs, ys, xs = zs[order], ys[order], xs[order]
+    starts = np.searchsorted(values[order], np.arange(1, found[-1] + 2))
     lines = []
-    for k, box in enumerate(ndimage.find_objects(recist.astype(np.int32, copy=False)), start=1):
-        slices = np.flatnonzero((recist[box] == k).any(axis=(1, 2))) + box[0].start
+    for k in range(1, found[-1] + 1):
+        part = slice(starts[k - 1], starts[k])
+        slices = np.unique(zs[part])
         if len(slices) != 1:
             raise CaseError(f"lesion {k}'s line is on {len(slices)} slices ({', '.join(map(str, slices[:5]))}); a "
                             f"RECIST line is drawn on one")
-        z = int(slices[0])
-        ys, xs = np.nonzero(recist[z] == k)
-        lines.append(farthest(z, ys, xs, spacing, f"lesion {k}"))
+        lines.append(farthest(int(slices[0]), ys[part], xs[part], spacing, f"lesion {k}"))
     return lines
 
 
