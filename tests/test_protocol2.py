@@ -120,6 +120,46 @@ def test_a_client_that_gave_up_has_its_work_stopped(models_ready, dev_data, tmp_
     assert "the client went away" in err and "Traceback" not in err, err
 
 
+def drained(session) -> None:
+    """Every answer owed to ``session``: /predict until its lease's work has ended (each answers within the server's
+    --answer-within with what changed meanwhile), then once more for the rest."""
+    while session.lease_status()["interacting"]:
+        session._predict()  # the client's own manual prediction (nninteractive-client 2.6.0)
+    session._predict()
+
+
+def test_a_box_past_the_clients_read_timeout_is_answered_in_time_and_finished(models_ready, dev_data, tmp_path):
+    """3: a cold box can take longer than the client's read timeout (60 s by default, Slicer's): the client failed
+    (a read timeout) and the object was lost. Now the answer comes within --answer-within, with the object so far;
+    the work goes on and the next answers carry the rest: the same object as when answered at once."""
+    from nnInteractive.inference.remote import nnInteractiveRemoteInferenceSession
+
+    from evaluation.served import Served, largest_slice_box
+
+    image = np.load(dev_data / "imgs" / BRATS)["imgs"]
+    box = largest_slice_box(np.load(dev_data / "gts" / BRATS)["gts"] == 1)
+    objects = []
+    for within in ("1", "3600"):
+        server = Served(tmp_path, "--disk-cache-mb", "0", "--answer-within", within)
+        try:
+            # the reference waits as long as it takes (600 s) for one answer
+            session = (nnInteractiveRemoteInferenceSession(server.url, api_key=server.key, read_timeout=10)
+                       if within == "1" else server.session())
+            session.set_image(image[None], {})
+            buf = np.zeros(image.shape, np.uint8)
+            session.set_target_buffer(buf)
+            session.add_bbox_interaction(box, include_interaction=True)  # a cold box: ~30 s here
+            if within == "1":
+                assert session.lease_status()["interacting"]  # answered while it goes on
+                drained(session)
+            objects.append(buf)
+            session.close()
+        finally:
+            _, err = server.close()
+        assert "Traceback" not in err, err
+    assert objects[1].sum() > 1000 and np.array_equal(objects[0], objects[1])
+
+
 def test_capabilities_do_not_promise_a_refinement_the_server_does_not_make(models_ready, tmp_path):
     """4: /capabilities said supports_zero_shot_label_refinement true, while an initial segmentation sent with
     run_prediction true came back unchanged (napari's "auto refine" did nothing)."""

@@ -236,11 +236,16 @@ def app(served: Served, folder, output_dir, allow_hosts, max_upload_mb, label_ta
               help="Seconds without an interaction before a client's session is dropped.")
 @click.option("--liveness-timeout", type=click.FloatRange(1, 86400), default=60, show_default=True,
               help="Seconds without any request (the client heartbeats) before it is dropped.")
+@click.option("--answer-within", type=click.FloatRange(0.1, 3600), default=45, show_default=True,
+              help="Seconds an interaction's answer waits for its work (the client gives up after 60 s by default, "
+                   "3D Slicer too): past them it answers with the object so far, and the rest comes with the next "
+                   "answer.")
 @click.option("--api-key-file", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"A file holding the key clients send (default ${KEY_ENV}, else a new key printed at start).")
 @click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
 @model_flags
-def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_timeout, liveness_timeout, key_file):
+def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_timeout, liveness_timeout, answer_within,
+                  key_file):
     """The nnInteractive server protocol: 3D Slicer's nnInteractive extension, napari's plugin or a script with
     nninteractive-client point at http://127.0.0.1:1527 with the key ($NN_INTERACTIVE_API_KEY, --api-key-file,
     else one made and printed). The key is always required, on localhost too.
@@ -262,7 +267,7 @@ def nninteractive(served: Served, max_image_mb, memory_mb, max_sessions, idle_ti
     check_listen(host, port)
     options = ProtocolOptions(key, max_sessions, idle_timeout, liveness_timeout, max_image_mb << 20,
                               served.inputs.modality, served.inputs.window,
-                              None if memory_mb is None else memory_mb << 20)
+                              None if memory_mb is None else memory_mb << 20, answer_within)
     cache_bytes = served.cache_bytes
     if memory_mb is not None and cache_bytes > (memory_mb << 20) // 4:
         cache_bytes = (memory_mb << 20) // 4

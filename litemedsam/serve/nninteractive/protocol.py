@@ -67,14 +67,23 @@ class ProtocolOptions:
     modality: str | None = None  # every image's, when the client does not say (image_properties["modality"])
     window: tuple | None = None  # intensity window (level, width) for images that are not uint8
     memory: int | None = None  # bytes the server may hold at most (--memory; None: what the machine has)
+    answer_within: float = 45.0  # seconds an interaction's answer waits for its work (the client's read timeout is
+    # 60 s, Slicer's too): past them it answers with the object so far, and the rest comes with the next answer
 
 
 class Protocolled(Scene):
-    """A lease's scene: the edits of one request are collected (``changed``) to answer with their region."""
+    """A lease's scene: its edits are collected (``changed``, flat indices) until an answer carries their region
+    (``unanswered``); one that came while its work went on (answered early) leaves the rest to the next."""
 
     def __init__(self, *args, **kwargs):
         self.changed: list = []
         super().__init__(*args, edited=lambda where, values: self.changed.append(where), **kwargs)
+
+    def unanswered(self) -> list:
+        """The voxels edited since the last answer, taken for this one (an edit made meanwhile, by work still under
+        way, goes to the next: it is written before it is heard)."""
+        taken, self.changed = self.changed, []
+        return taken
 
 
 @dataclass
@@ -257,7 +266,7 @@ class Protocol:
         scene = lease.scene
         if scene is not None:
             scene.clear()
-            scene.changed.clear()
+            scene.unanswered()  # the client clears its own buffer
 
     # -- interactions --
     def ready(self, lease: Lease) -> Protocolled:
@@ -269,11 +278,10 @@ class Protocol:
             raise Refused(409, "the target buffer's shape is not the image's: call set_target_buffer again")
         return lease.scene
 
-    def interact(self, lease: Lease, action, run: bool, gone: threading.Event | None = None
-                 ) -> tuple[bool, list | None, np.ndarray | None]:
+    def interact(self, lease: Lease, action, run: bool, gone: threading.Event | None = None) -> bool:
         """Add ``action`` (a function of the scene) and, with ``run``, run it with those added before without a
-        run: (ran, the changed region's half-open bbox or None, the target buffer there). ``gone``: set when the
-        request's client has gone away (its work is then stopped)."""
+        run: whether it ran (its edits answered by ``region``). ``gone``: set when the request's client has gone
+        away (its work is then stopped)."""
         self.ready(lease)
         if len(lease.pending) >= MAX_PENDING:
             raise Refused(400, f"{len(lease.pending)} interactions wait for a prediction (run_prediction false); at "
@@ -284,15 +292,18 @@ class Protocol:
                                f"{MAX_PENDING_BYTES >> 20} MB: call /predict")
         lease.pending.append(action)
         if not run:
-            return False, None, None
+            return False
         return self.run(lease, gone)
 
-    def run(self, lease: Lease, gone: threading.Event | None = None) -> tuple[bool, list | None, np.ndarray | None]:
+    def run(self, lease: Lease, gone: threading.Event | None = None) -> bool:
+        """Run the lease's interactions added without a run; whether there were any."""
         scene = self.ready(lease)
+        if self.closing.is_set() or lease.ended.is_set():  # a request that waited its turn behind a cancelled one
+            raise Refused(503, "cancelled: " + ("the server is stopping" if self.closing.is_set() else
+                                                "the lease ended"))
         actions, lease.pending = lease.pending, []
         if not actions:
-            return False, None, None
-        scene.changed.clear()
+            return False
 
         def still_wanted(done: int, total: int) -> None:  # between slices: stop for nobody (Cancelled)
             if self.closing.is_set() or lease.ended.is_set() or (gone is not None and gone.is_set()):
@@ -304,15 +315,14 @@ class Protocol:
                     action(scene)
         except CaseError as e:
             raise Refused(400, str(e)) from None
-        except Cancelled:
-            scene.changed.clear()
+        except Cancelled:  # (the actions run before it keep their edits: they are answered)
             why = ("the server is stopping" if self.closing.is_set() else "the client went away"
                    if gone is not None and gone.is_set() else "the lease ended")
             log.warning("an interaction was cancelled: %s (its object stays as it was before it)", why)
             raise Refused(503, f"cancelled: {why}") from None
         finally:
             lease.running = False
-        return (True, *self.region(lease, scene))
+        return True
 
     def stop_work(self) -> int:
         """The server is stopping (SIGTERM, Ctrl-C): interactions under way are cancelled at their next slice and
@@ -325,18 +335,17 @@ class Protocol:
             lease.let_go()
         return sum(lease.running for lease in leases)
 
-    def undo(self, lease: Lease) -> tuple[bool, list | None, np.ndarray | None]:
-        scene = self.ready(lease)
-        scene.changed.clear()
-        if not scene.undo():
-            return False, None, None
-        return (True, *self.region(lease, scene))
+    def undo(self, lease: Lease) -> bool:
+        return self.ready(lease).undo()
 
-    def region(self, lease: Lease, scene: Protocolled) -> tuple[list | None, np.ndarray | None]:
-        """The bbox of the voxels this request changed (half-open, in array order) and the object there, in the
-        target buffer's dtype."""
-        changed = [w for w in scene.changed if len(w)]
-        scene.changed.clear()
+    def region(self, lease: Lease) -> tuple[list | None, np.ndarray | None]:
+        """The bbox of the voxels changed since the lease's last answer (half-open, in array order) and the object
+        there, in the target buffer's dtype; (None, None) for none. Read without the lease's turn (an answer given
+        while its work goes on): a voxel painted meanwhile is sent again by the next answer."""
+        scene = lease.scene
+        if scene is None or lease.target is None:
+            return None, None
+        changed = [w for w in scene.unanswered() if len(w)]
         if not changed:
             return None, None
         where = np.concatenate(changed)
@@ -344,7 +353,6 @@ class Protocol:
         bbox = [[int(a.min()), int(a.max()) + 1] for a in at]
         window = tuple(slice(lo, hi) for lo, hi in bbox)
         lease.focus_on((bbox[0][0] + bbox[0][1]) // 2)
-        assert lease.target is not None  # an interaction runs only once it is set (ready)
         return bbox, (scene.labels[window] == OBJECT).astype(lease.target[1])
 
     def box_action(self, lease: Lease, coords, include: bool):

@@ -157,13 +157,49 @@ async def reset_interactions(protocol: Protocol, request: Request, lease: Lease)
     return JSONResponse({})
 
 
+BEHIND: set = set()  # work answered before it ended (kept here: the event loop holds its tasks weakly)
+
+
+async def answered(protocol: Protocol, lease: Lease, work, keep: bool = True) -> Response:
+    """``work(lease)`` (-> whether a prediction ran) in the lease's turn, answered with every voxel changed since
+    the lease's last answer: when it is done, or at ``answer_within`` seconds if it is not (a cold box over a long
+    volume; the client's read timeout is 60 s, Slicer's too), with the object so far. Then the work goes on (or,
+    not ``keep``, is dropped if it has not started: a /predict that waited behind such work) and its edits come
+    with the next answer (the next interaction's, or a /predict), lease_status saying "interacting" until it
+    ends."""
+    job = asyncio.ensure_future(locked(lease, work))
+    job.add_done_callback(ended)
+    done, _ = await asyncio.wait({job}, timeout=protocol.options.answer_within)
+    if job in done:
+        ran = job.result()  # (Refused: answered as such)
+    elif not keep:
+        job.cancel()
+        ran = False
+    else:
+        BEHIND.add(job)
+        log.info("an interaction still runs after %g s: answered with the object so far, the rest comes with the "
+                 "next answer", protocol.options.answer_within)
+        ran = True
+    bbox, region = await run_in_threadpool(protocol.region, lease)
+    return answer(ran or bbox is not None, bbox, region)
+
+
+def ended(job: asyncio.Future) -> None:
+    """Work answered early that ended in an error is said in the log (its client heard the answer already)."""
+    error = None if job.cancelled() else job.exception()
+    if job in BEHIND:
+        BEHIND.discard(job)
+        if isinstance(error, Exception):
+            log.warning("an interaction answered early ended without its result: %s", refusal(error)[1])
+
+
 async def interaction(protocol: Protocol, request: Request, lease: Lease, make, run: bool):
-    """An interaction's answer; if its client goes away meanwhile (a read timeout: the client's default is 60 s),
-    the work is stopped at its next slice rather than finished for nobody."""
+    """An interaction's answer (``answered``); if its client goes away before it (the client gave up), the work is
+    stopped at its next slice rather than finished for nobody."""
     gone = threading.Event()
     watcher = asyncio.ensure_future(watch_disconnect(request, gone))
     try:
-        return answer(*await locked(lease, lambda lease: protocol.interact(lease, make(), run, gone)))
+        return await answered(protocol, lease, lambda lease: protocol.interact(lease, make(), run, gone))
     finally:
         watcher.cancel()
 
@@ -222,19 +258,23 @@ async def add_initial_seg(protocol: Protocol, request: Request, lease: Lease):
 
     def work(lease):
         lease.pending.clear()
-        ran, bbox, region = protocol.interact(lease, protocol.initial_action(lease, seg), True)
-        # the client already holds the mask it sent: answer a run only when asked for one
-        return (ran, bbox, region) if run else (False, None, None)
-    return answer(*await locked(lease, work))
+        scene = protocol.ready(lease)
+        owed = scene.unanswered()  # edits of work answered early, not sent yet: still owed after this one
+        protocol.interact(lease, protocol.initial_action(lease, seg), True)
+        if not run:  # the client already holds the mask it sent: its edits are sent back only when asked for a run
+            scene.unanswered()
+        scene.changed[:0] = owed
+        return run
+    return await answered(protocol, lease, work)
 
 
 async def predict(protocol: Protocol, request: Request, lease: Lease):
     await json_body(request)
-    return answer(*await locked(lease, protocol.run))
+    return await answered(protocol, lease, protocol.run, keep=False)
 
 
 async def undo(protocol: Protocol, request: Request, lease: Lease):
-    return answer(*await locked(lease, protocol.undo))
+    return await answered(protocol, lease, protocol.undo)
 
 
 def make_app(protocol: Protocol, sweep_every: float = 5.0) -> Starlette:
