@@ -130,7 +130,7 @@ def drained(session) -> None:
 
 def test_a_box_past_the_clients_read_timeout_is_answered_in_time_and_finished(models_ready, dev_data, tmp_path):
     """3: a cold box can take longer than the client's read timeout (60 s by default, Slicer's): the client failed
-    (a read timeout) and the object was lost. Now the answer comes within --answer-within, with the object so far;
+    (a read timeout) and the object was lost. Now the answer comes within --answer-within, with what is done;
     the work goes on and the next answers carry the rest: the same object as when answered at once."""
     from nnInteractive.inference.remote import nnInteractiveRemoteInferenceSession
 

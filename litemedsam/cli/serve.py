@@ -238,8 +238,8 @@ def app(served: Served, folder, output_dir, allow_hosts, max_upload_mb, label_ta
               help="Seconds without any request (the client heartbeats) before it is dropped.")
 @click.option("--answer-within", type=click.FloatRange(0.1, 3600), default=45, show_default=True,
               help="Seconds an interaction's answer waits for its work (the client gives up after 60 s by default, "
-                   "3D Slicer too): past them it answers with the object so far, and the rest comes with the next "
-                   "answer.")
+                   "3D Slicer too): past them it answers with what is done, the work goes on, and the rest comes "
+                   "with the next answer.")
 @click.option("--api-key-file", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"A file holding the key clients send (default ${KEY_ENV}, else a new key printed at start).")
 @click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)

@@ -68,7 +68,7 @@ class ProtocolOptions:
     window: tuple | None = None  # intensity window (level, width) for images that are not uint8
     memory: int | None = None  # bytes the server may hold at most (--memory; None: what the machine has)
     answer_within: float = 45.0  # seconds an interaction's answer waits for its work (the client's read timeout is
-    # 60 s, Slicer's too): past them it answers with the object so far, and the rest comes with the next answer
+    # 60 s, Slicer's too): past them it answers with what is done, and the rest comes with the next answer
 
 
 class Protocolled(Scene):

@@ -163,7 +163,7 @@ BEHIND: set = set()  # work answered before it ended (kept here: the event loop 
 async def answered(protocol: Protocol, lease: Lease, work, keep: bool = True) -> Response:
     """``work(lease)`` (-> whether a prediction ran) in the lease's turn, answered with every voxel changed since
     the lease's last answer: when it is done, or at ``answer_within`` seconds if it is not (a cold box over a long
-    volume; the client's read timeout is 60 s, Slicer's too), with the object so far. Then the work goes on (or,
+    volume; the client's read timeout is 60 s, Slicer's too), with what is done. Then the work goes on (or,
     not ``keep``, is dropped if it has not started: a /predict that waited behind such work) and its edits come
     with the next answer (the next interaction's, or a /predict), lease_status saying "interacting" until it
     ends."""
@@ -177,7 +177,7 @@ async def answered(protocol: Protocol, lease: Lease, work, keep: bool = True) ->
         ran = False
     else:
         BEHIND.add(job)
-        log.info("an interaction still runs after %g s: answered with the object so far, the rest comes with the "
+        log.info("an interaction still runs after %g s: answered with what is done, the rest comes with the "
                  "next answer", protocol.options.answer_within)
         ran = True
     bbox, region = await run_in_threadpool(protocol.region, lease)
