@@ -162,9 +162,11 @@ def jittered(boxes: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def fit_decoder(model, train: list, epochs: int = 20, lr: float = 1e-4, seed: int = 0, minutes: float | None = None,
-                log=print):
+                log=print, held: list | None = None):
     """A copy of ``model`` whose prompt encoder and mask decoder are trained on ``train`` (Examples) for
-    ``epochs`` passes (or until ``minutes``), the image encoder untouched. Returns (model, losses per epoch)."""
+    ``epochs`` passes (or until ``minutes``), the image encoder untouched; each epoch's line says its loss and,
+    with ``held`` (Examples not trained on), their mean DSC then (nothing else changes: the training is the same
+    with or without it). Returns (model, losses per epoch)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     fitted = copy.deepcopy(model)
@@ -185,13 +187,33 @@ def fit_decoder(model, train: list, epochs: int = 20, lr: float = 1e-4, seed: in
             logits, _ = decoder(example.embedding, jittered(boxes, rng))
             total += step(optimizer, logits[:, 0], masks)
         losses.append(total / len(train))
-        log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+        score = f", held-out DSC {held_out_dsc(fitted, held):.2f}" if held else ""
+        log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}{score}")
         if minutes is not None and time.perf_counter() - start > 60 * minutes:
             break
     fitted.eval()
     for p in fitted.parameters():
         p.requires_grad_(False)
     return fitted, losses
+
+
+def held_out_dsc(model, held: list) -> float:
+    """The mean DSC (points) ``model`` gives on the cases of the examples ``held``, scored as ``held_out`` scores
+    them (an example's DSC the mean over its labels, a volume's the mean over its slices); the model is left in
+    the mode it was in."""
+    from evaluation.compute_metrics import compute_dice_coefficient
+
+    training = model.training
+    model.eval()
+    try:
+        per_case: dict = {}
+        for e in held:
+            found = labels_of(model, e)
+            per_case.setdefault(e.case, []).append(np.mean([compute_dice_coefficient(e.gts == k, found == k)
+                                                            for k in range(1, int(e.gts.max()) + 1)]))
+    finally:
+        model.train(training)
+    return 100 * float(np.mean([np.mean(v) for v in per_case.values()]))
 
 
 def folds(n: int) -> list:
@@ -230,7 +252,8 @@ def held_out(model, data: list, epochs: int, lr: float, seed: int, minutes: floa
         out = [names[k] for k in fold]
         train = [e for e in data if e.case not in out]
         log(f"fold {i + 1}: fitting on {len(names) - len(out)} case(s), holding out {', '.join(out)}")
-        tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=on_terminal(f"fold {i + 1}: "))
+        tuned, _ = fit_decoder(model, train, epochs, lr, seed, minutes, log=on_terminal(f"fold {i + 1}: "),
+                               held=[e for e in data if e.case in out])
         done_on_terminal()
         for name in out:
             mine = [e for e in data if e.case == name]

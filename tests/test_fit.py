@@ -174,8 +174,17 @@ def test_the_fit_is_deterministic_and_leaves_the_encoder_as_it_was(dev_data, mod
 
     model = load_model(verified_path(CHECKPOINTS["lite_medsam.pth"], "litemedsam models fetch"))
     data = examples(model, [dev_data / "imgs" / FUNDUS[0]])
-    a, _ = fit_decoder(model, data, epochs=2, log=lambda line: None)
+    other = examples(model, [dev_data / "imgs" / FUNDUS[1]])
+    lines: list = []  # each epoch's line with the held-out DSC then; scoring it changes nothing of the training
+    a, _ = fit_decoder(model, data, epochs=2, log=lines.append, held=other)
     b, _ = fit_decoder(model, data, epochs=2, log=lambda line: None)
+    assert len(lines) == 2 and all(line.startswith(f"epoch {k}/2: loss ") and ", held-out DSC " in line
+                                   for k, line in zip((1, 2), lines))
+    from evaluation.compute_metrics import case_metrics
+    from export.fit import labels_of
+
+    dsc = 100 * case_metrics(other[0].gts, labels_of(a, other[0]), None)[0]
+    assert lines[-1].endswith(f", held-out DSC {dsc:.2f}"), (lines, dsc)
     sa, sb, base = a.state_dict(), b.state_dict(), model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert all(torch.equal(sa[k], base[k]) for k in sa if k.startswith("image_encoder."))
