@@ -1,7 +1,7 @@
 """``litemedsam serve nninteractive`` driven by the real nninteractive-client, as 3D Slicer drives it,
 on the labelled dev volumes: time per interaction, the server's memory, and Dice.
 
-    python -m benchmarks.bench_protocol [--match TEXT] [--clicks 5] [--no-infer] [--restart]
+    python -m benchmarks.bench_protocol [--match TEXT] [--clicks 5] [--no-infer] [--restart] [--views]
 
 Per volume (one server process for all, as a user keeps it running): ``set_image``; at once (cold: the background
 encoder has just started) a box on the ground truth's largest slice of its first object, as Slicer sends one (no
@@ -10,7 +10,8 @@ next click), undo. Then per object: that box (no z-range) and the protocol's cli
 box and after the clicks, next to ``infer``'s on the same volume (its 3D box with the z-range, then the same
 protocol: benchmarks.bench_clicks, in this process). Prints seconds per interaction and the server's peak resident
 memory (VmHWM) after each volume. The server keeps no embeddings on disk (``--disk-cache-mb 0``: every volume is
-new to it); ``--restart`` adds the first box after a restart, with them (``after_restart``).
+new to it); ``--restart`` adds the first box after a restart, with them (``after_restart``). ``--views`` instead
+times boxes in a coronal view (``views``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.served import REPO, Served, largest_slice_box, wait_encoded
+from evaluation.served import REPO, Served, largest_slice_box, slice_box, wait_encoded
 from litemedsam.core.masks import dice
 
 
@@ -71,9 +72,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-infer", action="store_true", help="skip infer's chain (Dice of the protocol only)")
     parser.add_argument("--restart", action="store_true", help="also the first box after a restart: a server "
                         "encodes the volume (its embeddings kept on disk), a new one is sent it again")
+    parser.add_argument("--views", action="store_true", help="boxes in a coronal view: the first object's, then, "
+                        "once that view's cuts are encoded ahead, the second object's, next to its axial box")
     args = parser.parse_args(argv)
     dev = dev_data_dir()
     names = sorted(p.name for p in (dev / "imgs").glob("3DBox_*.npz") if args.match in p.name)
+    if args.views:
+        return views(dev, names)
     with tempfile.TemporaryDirectory() as tmp:
         server = Served(Path(tmp), "--disk-cache-mb", 0)  # every volume new to it, whatever ran before
         try:
@@ -138,6 +143,49 @@ def after_restart(folder: Path, image: np.ndarray, spacing, box: list) -> float:
         finally:
             server.close()
     return seconds
+
+
+def views(dev: Path, names: list) -> int:
+    """Per volume with two objects or more (a server of its own, no disk store): its slices encoded, a box on the
+    largest coronal cut of its first object (its cuts encoded as reached), then, once the background encoder of
+    that view has settled (every cut, or the memory cache full), the second object's coronal box and its axial
+    box: seconds and Dice each."""
+    print(f"{'volume':48s} coronal 1st: s  Dice  cuts ahead  coronal 2nd: s  Dice  axial 2nd: s  Dice", flush=True)
+    for name in names:
+        gts = np.load(dev / "gts" / name)["gts"]
+        objects = [gts == v for v in np.unique(gts)[1:3]]
+        if len(objects) < 2:
+            continue
+        image = np.load(dev / "imgs" / name)["imgs"]
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Served(Path(tmp), "--disk-cache-mb", 0)
+            try:
+                s = server.session()
+                s.set_image(image[None], {})
+                buf = np.zeros(image.shape, np.uint8)
+                s.set_target_buffer(buf)
+                wait_encoded(s)
+
+                def box(gt, axis):
+                    s.reset_interactions()
+                    buf[:] = 0
+                    seconds = timed(s.add_bbox_interaction, slice_box(gt, axis), include_interaction=True)
+                    return seconds, 100 * dice(buf > 0, gt)
+                first = box(objects[0], 1)
+                counts: list = []
+                while len(counts) < 20 or counts[-1] != counts[-20]:  # settled: no cut for 10 s
+                    done, total = s.lease_status()["encoded_cuts"].get("y", [0, 1])
+                    counts.append(done)
+                    if done >= total:
+                        break
+                    time.sleep(0.5)  # polling the server's own count
+                second, axial = box(objects[1], 1), box(objects[1], 0)
+                print(f"{name[:48]:48s} {first[0]:14.2f} {first[1]:5.1f} {counts[-1]:11d} {second[0]:15.2f} "
+                      f"{second[1]:5.1f} {axial[0]:13.2f} {axial[1]:5.1f}", flush=True)
+                s.close()
+            finally:
+                server.close()
+    return 0
 
 
 def box_centre(box: list) -> list:

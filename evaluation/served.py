@@ -76,6 +76,17 @@ def largest_slice_box(gt: np.ndarray) -> list:
     return [[k, k + 1], [int(ys.min()), int(ys.max()) + 1], [int(xs.min()), int(xs.max()) + 1]]
 
 
+def slice_box(gt: np.ndarray, axis: int) -> list:
+    """A box drawn on the object's largest cut along ``axis`` (0: a slice, 1: coronal, 2: sagittal), half-open, as
+    Slicer sends it."""
+    others = tuple(a for a in range(3) if a != axis)
+    k = int(np.argmax(gt.sum(axis=others)))
+    where = np.nonzero(np.take(gt, k, axis=axis))
+    box = [[int(w.min()), int(w.max()) + 1] for w in where]
+    box.insert(axis, [k, k + 1])
+    return box
+
+
 def box_dice(session, dev: Path, name: str) -> float:
     """A dev volume through ``session`` as Slicer sends it (its spacing, a target buffer, a box on the largest
     slice of object 1, no z-range): the Dice of the 3D object that comes back."""

@@ -16,7 +16,7 @@ remote = pytest.importorskip("nnInteractive.inference.remote", reason="nninterac
 import httpx  # noqa: E402  (the client's dependency)
 from nnInteractive.inference.remote.serialization import pack_array, unpack_array  # noqa: E402
 
-from evaluation.served import KEY, Served, largest_slice_box  # noqa: E402
+from evaluation.served import KEY, Served, largest_slice_box, slice_box  # noqa: E402
 from litemedsam.core.masks import dice
 from litemedsam.serve import wire  # noqa: E402
 
@@ -72,16 +72,6 @@ def lesion(dev_data):
     data = np.load(dev_data / "imgs" / CASE)
     gts = np.load(dev_data / "gts" / CASE)["gts"]
     return data["imgs"], list(data["spacing"][::-1]), gts == 1  # spacing as the array's axes: z, y, x
-
-
-def slice_box(gt: np.ndarray, axis: int) -> list:
-    """A box drawn on the object's largest cut along ``axis``, half-open, as Slicer sends it."""
-    others = tuple(a for a in range(3) if a != axis)
-    k = int(np.argmax(gt.sum(axis=others)))
-    where = np.nonzero(np.take(gt, k, axis=axis))
-    box = [[int(w.min()), int(w.max()) + 1] for w in where]
-    box.insert(axis, [k, k + 1])
-    return box
 
 
 def test_box_points_undo_reset_through_the_client(served, lesion):

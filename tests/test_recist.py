@@ -182,3 +182,37 @@ def test_the_apps_line_tool_makes_the_lesion(recist_dev, tmp_path):
         bad = client.post(f"/api/doc/{doc['id']}/line", json={"z": line.z, "line": [1, 1, 1e6, 1]}, headers=WRITE)
         assert bad.status_code == 400 and "inside" in bad.json()["error"]
     server.close()
+
+
+def test_an_off_axis_box_decodes_only_once_its_view_is_encoded_ahead(recist_dev, models_ready):
+    """An off-axis box encoded every cut it reached, every time (a coronal box took 230-344 s on a volume whose
+    slices were all encoded, where an axial box decodes only). A view a box was drawn in has its cuts encoded
+    ahead (BackgroundEncoding with that plane, as the protocol server starts it): the next box there encodes
+    nothing, and its object is the one the cuts encoded on the way give."""
+    import dataclasses
+
+    from litemedsam.io.formats.challenge import load_case
+    from litemedsam.methods.prompting import BoxPrompting
+    from litemedsam.methods.router import Router
+    from litemedsam.models.segmenter import Segmenters
+    from litemedsam.serve.background import BackgroundEncoding
+    from litemedsam.serve.encoding import EmbeddingCache
+    from litemedsam.serve.scene import Scene
+
+    near = (slice(None), slice(167, 243), slice(199, 257))  # the lesion (rows 175-235, columns 207-249) and 8 more
+    case = load_case(recist_dev / "imgs" / CASE)  # around it: 76 coronal cuts, not 512
+    case = dataclasses.replace(case, image=np.ascontiguousarray(case.image[near]))
+    gts = np.load(recist_dev / "gts" / CASE)["gts"][near] == 1
+    y = int(np.argmax(gts.sum(axis=(0, 2))))  # the lesion's largest coronal cut: its rows are the slices
+    rows, cols = np.nonzero(gts[:, y, :])
+    box = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
+    prompting, segmenters = BoxPrompting(Router.load()), Segmenters()
+    cold, _ = Scene(case, prompting, segmenters, EmbeddingCache(1 << 30)).propagate(box, y, "y")
+    scene = Scene(case, prompting, segmenters, EmbeddingCache(1 << 30))
+    ahead = BackgroundEncoding(scene, y, plane="y")
+    ahead.start()
+    ahead.join()
+    assert ahead.ready == set(range(gts.shape[1])) and not ahead.problem
+    encoded = scene.cache.misses
+    mask, _ = scene.propagate(box, y, "y")
+    assert scene.cache.misses == encoded and np.array_equal(mask, cold) and mask.any()

@@ -10,13 +10,14 @@ log = logging.getLogger("litemedsam.serve")
 
 
 class BackgroundEncoding:
-    """Scene ``scene``'s slices encoded ahead (Scene.encode_ahead) from ``focus`` (settable) outwards; ``ready``:
-    the slices whose embeddings are ready. ``stop()`` ends it at its next slice; with ``forget``, the scene's
+    """Scene ``scene``'s slices (with ``plane`` "y" or "x": its cuts across them, a view a box was drawn in)
+    encoded ahead (Scene.encode_ahead) from ``focus`` (settable) outwards; ``ready``: those whose embeddings are
+    ready. ``stop()`` ends it at its next slice; with ``forget``, the scene's
     embeddings are let go from memory once it has ended (an image no one works on). A failure costs speed only
     (an interaction encodes its own slice): it is logged and kept in ``problem``, never raised."""
 
-    def __init__(self, scene, focus: int = 0, forget: bool = False):
-        self.scene, self.focus, self.forget = scene, focus, forget
+    def __init__(self, scene, focus: int = 0, forget: bool = False, plane: str = "z"):
+        self.scene, self.focus, self.forget, self.plane = scene, focus, forget, plane
         self.ready: set = set()
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -33,17 +34,17 @@ class BackgroundEncoding:
 
     def _run(self) -> None:
         try:
-            self.scene.encode_ahead(lambda: self.focus, self.stopped, self.ready.add)
+            self.scene.encode_ahead(lambda: self.focus, self.stopped, self.ready.add, self.plane)
         except Exception as e:
             self.problem = f"{type(e).__name__}: {e}"
             log.exception("background encoding stopped")
         if self.forget and self.stopped.is_set():  # let go while a slice was being encoded: that one too
-            self.scene.forget_embeddings()
+            self.scene.forget_embeddings(self.plane)
 
     def stop(self) -> None:
         self.stopped.set()
         if self.forget:
-            self.scene.forget_embeddings()
+            self.scene.forget_embeddings(self.plane)
 
     def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:

@@ -215,35 +215,47 @@ class Scene(LabelMap):
             raise CaseError(f"slice {z} is not within the slices {boxes[0, 2]}-{boxes[0, 5]} of the box")
         return self._case_with(boxes, starts=[int(z)])
 
-    def forget_embeddings(self) -> None:
-        """Drop this image's embeddings from the shared memory cache (a new image came, its client left), so that
-        the next image's encoding has the room; with a disk store they are read back if it comes again."""
+    def forget_embeddings(self, plane: str = "z") -> None:
+        """Drop this image's embeddings (of its cuts of ``plane``: "y", "x") from the shared memory cache (a new
+        image came, its client left), so that the next image's encoding has the room; with a disk store they are
+        read back if it comes again."""
         try:
             model = self.model_for()
         except LitemedsamError:
             return
         caching = CachingSegmenter(self.segmenters.get(model), self.cache, model)
-        self.cache.forget([caching.key(self.image_slice(z)) for z in range(self.depth)])
+        images = self._images(plane)
+        self.cache.forget([caching.key(images[z]) for z in range(len(images))])
 
-    def encode_ahead(self, focus, stop: threading.Event, done=None) -> int:
-        """Encode the slices of a volume (the image of a 2D case) into the embedding cache, the one nearest to
-        ``focus()`` (a slice index, read before each turn: where the user works now) first, so that prompts drawn
-        later decode only. Ends when every slice is encoded, ``stop`` is set or the cache is full (it never
-        pushes out what it encoded). Each turn encodes as many slices at once as the segmenter has slice
-        encoders (litemedsam.models.parallel: one session each; one turn, one slice on most machines) and waits
-        for the model's background turn (prompts go first); ``done(z)`` is called for each slice found or put in
-        the cache. Returns how many slices it encoded."""
+    def _images(self, plane: str = "z"):
+        """The images a propagation over ``plane`` encodes: the slices ("z"), or the cuts across them resampled to
+        square pixels (Cuts), by index."""
+        if plane == "z" or self.case.dim != "3D":
+            return _Slices(self)
+        return Cuts(self.case.image, plane, formats.spacing(self.case))
+
+    def encode_ahead(self, focus, stop: threading.Event, done=None, plane: str = "z") -> int:
+        """Encode the slices of a volume (the image of a 2D case; with ``plane`` "y" or "x", the cuts across the
+        slices a box drawn there propagates over) into the embedding cache, the one nearest to ``focus()`` (an
+        index, read before each turn: where the user works now) first, so that prompts drawn later decode only.
+        Ends when every one is encoded, ``stop`` is set or the cache is full (it never pushes out what it
+        encoded). Each turn encodes as many at once as the segmenter has slice encoders
+        (litemedsam.models.parallel: one session each; one turn, one slice on most machines) and waits for the
+        model's background turn (prompts go first); ``done(z)`` is called for each one found or put in the
+        cache. Returns how many it encoded."""
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
-        with self.turns.background():
-            self._warm(min(max(int(focus()), 0), self.depth - 1))
+        images = self._images(plane)
+        if plane == "z":
+            with self.turns.background():
+                self._warm(min(max(int(focus()), 0), self.depth - 1))
         sessions = segmenter.slice_encoders() or [None]
         said = done or (lambda z: None)
-        todo = set(range(self.depth))
+        todo = set(range(len(images)))
         encoded = 0
         with ThreadPoolExecutor(len(sessions)) as pool:
             while todo and not stop.is_set():
-                batch = self._uncached(segmenter, todo, focus(), len(sessions), said)
+                batch = self._uncached(segmenter, images, todo, focus(), len(sessions), said)
                 if not batch:
                     continue
                 full = not self.cache.room(len(batch))
@@ -254,7 +266,7 @@ class Scene(LabelMap):
                 with self.turns.background() as turn:
                     if stop.is_set():
                         break
-                    runs = [pool.submit(encode, self.image_slice(z), session, turn.options())
+                    runs = [pool.submit(encode, images[z], session, turn.options())
                             for z, session in zip(batch, sessions)]
                     failed = [run.exception() for run in runs]  # each ended: encoded, or stopped by a prompt
                 if any(failed) and not turn.stopped:
@@ -267,14 +279,14 @@ class Scene(LabelMap):
                         said(z)
         return encoded
 
-    def _uncached(self, segmenter: CachingSegmenter, todo: set, at: int, size: int, said) -> list[int]:
+    def _uncached(self, segmenter: CachingSegmenter, images, todo: set, at: int, size: int, said) -> list[int]:
         """Up to ``size`` slices of ``todo`` nearest slice ``at`` whose embeddings are not cached, taken off
         ``todo``; those found cached on the way are taken off too, and ``said``."""
         batch: list[int] = []
         while todo and len(batch) < size:
             z = min(todo, key=lambda k: (abs(k - at), k))
             todo.discard(z)
-            if segmenter.cached(self.image_slice(z)):
+            if segmenter.cached(images[z]):
                 said(z)
             else:
                 batch.append(z)
@@ -415,6 +427,19 @@ class Scene(LabelMap):
     def given_modality(self) -> str | None:
         """The modality the case was given (routes a cut segmented as a 2D image)."""
         return self.case.modality
+
+
+class _Slices:
+    """A scene's slices (its image, in 2D) by index, as Cuts gives cuts."""
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+
+    def __len__(self) -> int:
+        return self.scene.depth
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.scene.image_slice(index)
 
 
 class Cuts:

@@ -21,7 +21,7 @@ from litemedsam.io.geometry import Geometry, usable_spacing
 from litemedsam.serve.http import Refused, number
 from litemedsam.serve.background import BackgroundEncoding
 from litemedsam.serve.encoding import Cancelled, EmbeddingCache, ModelTurns
-from litemedsam.serve.scene import Scene
+from litemedsam.serve.scene import OFF_AXIS, Scene
 
 log = logging.getLogger("litemedsam.nninteractive")
 
@@ -98,6 +98,7 @@ class Lease:
     clicks: list = field(default_factory=list)  # the object's points so far ((z, y, x) each): their voxels kept
     pending: list = field(default_factory=list)  # (action, bytes held) added with run_prediction false, run by the next
     encoding: BackgroundEncoding | None = None  # the scene's slices encoded ahead
+    across: dict = field(default_factory=dict)  # and its cuts of a plane a box was drawn on ("y", "x": theirs)
     ended: threading.Event = field(default_factory=threading.Event)  # the lease is over: its interaction stops
     running: bool = False  # an interaction of the lease is being computed
 
@@ -110,13 +111,28 @@ class Lease:
     def let_go(self) -> None:
         """Its image is done with (a new one came, the lease ended): its background encoder stopped and its
         embeddings let go from memory (again by the encoder as it ends: the slice it was on)."""
-        if self.encoding is not None:
-            self.encoding.stop()
+        for encoding in [self.encoding, *self.across.values()]:
+            if encoding is not None:
+                encoding.stop()
+        self.across = {}
 
     def focus_on(self, z: int) -> None:
         """The slice the background encoder goes on from (the latest interaction's)."""
         if self.encoding is not None:
             self.encoding.focus = int(z)
+
+    def work_across(self, plane: str, index: int) -> None:
+        """A box drawn on the cut ``index`` of ``plane`` ("y": coronal, "x": sagittal), whose propagation encodes
+        that plane's cuts: they are encoded ahead too, from there outwards (beside the slices' encoder, both
+        giving way to every prompt), so that the next box drawn in that view decodes only, as one drawn on a
+        slice does."""
+        if self.scene is None or self.ended.is_set():
+            return
+        encoding = self.across.get(plane)
+        if encoding is None:
+            encoding = self.across[plane] = BackgroundEncoding(self.scene, int(index), forget=True, plane=plane)
+            encoding.start()
+        encoding.focus = int(index)
 
 
 class Protocol:
@@ -380,6 +396,8 @@ class Protocol:
         index = clipped[axis][0]
         rows, cols = [clipped[a] for a in range(3) if a != axis]
         rect = (cols[0], rows[0], cols[1] - 1, rows[1] - 1)
+        if plane != "z" and OFF_AXIS == "cuts":
+            lease.work_across(plane, index)
 
         def action(scene):
             mask, _ = scene.propagate(rect, index, plane)
@@ -421,6 +439,9 @@ class Protocol:
         rows, cols = [found[a] for a in range(3) if a != axis]
         rect = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
         lease.focus_on(found[0].min())
+
+        if include and plane != "z" and OFF_AXIS == "cuts":
+            lease.work_across(plane, index)
 
         def action(scene):
             if include:

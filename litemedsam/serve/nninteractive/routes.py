@@ -102,7 +102,10 @@ async def lease_status(protocol: Protocol, request: Request, lease: Lease):
     return JSONResponse({"remaining_seconds": protocol.remaining(lease), "idle_timeout_seconds":
                          protocol.options.idle_timeout, "encoded_slices":
                          len(lease.encoding.ready) if lease.encoding is not None else 0,
-                         "slices": scene.depth if scene is not None else 0, "interacting": lease.running})
+                         "slices": scene.depth if scene is not None else 0, "interacting": lease.running,
+                         # and, for a plane a box was drawn on ("y", "x"), its cuts encoded ahead, of how many
+                         "encoded_cuts": {plane: [len(e.ready), scene.labels.shape["zyx".index(plane)]]
+                                          for plane, e in list(lease.across.items()) if scene is not None}})
 
 
 async def set_image(protocol: Protocol, request: Request, lease: Lease):
