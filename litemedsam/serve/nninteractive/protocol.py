@@ -77,13 +77,24 @@ class Protocolled(Scene):
 
     def __init__(self, *args, **kwargs):
         self.changed: list = []
-        super().__init__(*args, edited=lambda where, values: self.changed.append(where), **kwargs)
+        self.hearing = threading.Lock()  # an edit heard and the edits taken for an answer, one at a time
+        super().__init__(*args, edited=self._heard, **kwargs)
+
+    def _heard(self, where: np.ndarray, values) -> None:
+        with self.hearing:
+            self.changed.append(where)
 
     def unanswered(self) -> list:
         """The voxels edited since the last answer, taken for this one (an edit made meanwhile, by work still under
-        way, goes to the next: it is written before it is heard)."""
-        taken, self.changed = self.changed, []
+        way, goes to the next: it is written before it is heard, and heard either before or after the taking)."""
+        with self.hearing:
+            taken, self.changed = self.changed, []
         return taken
+
+    def still_owed(self, edits: list) -> None:
+        """Edits taken (``unanswered``) but not sent: the next answer carries them."""
+        with self.hearing:
+            self.changed[:0] = edits
 
 
 @dataclass

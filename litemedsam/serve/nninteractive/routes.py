@@ -104,7 +104,7 @@ async def lease_status(protocol: Protocol, request: Request, lease: Lease):
                          len(lease.encoding.ready) if lease.encoding is not None else 0,
                          "slices": scene.depth if scene is not None else 0, "interacting": lease.running,
                          # and, for a plane a box was drawn on ("y", "x"), its cuts encoded ahead, of how many
-                         "encoded_cuts": {plane: [len(e.ready), scene.labels.shape["zyx".index(plane)]]
+                         "encoded_cuts": {plane: [len(e.ready), scene.plane_size(plane)]
                                           for plane, e in list(lease.across.items()) if scene is not None}})
 
 
@@ -266,7 +266,7 @@ async def add_initial_seg(protocol: Protocol, request: Request, lease: Lease):
         protocol.interact(lease, protocol.initial_action(lease, seg), True)
         if not run:  # the client already holds the mask it sent: its edits are sent back only when asked for a run
             scene.unanswered()
-        scene.changed[:0] = owed
+        scene.still_owed(owed)
         return run
     return await answered(protocol, lease, work)
 
