@@ -40,12 +40,16 @@ def case_metrics(gts: np.ndarray, segs: np.ndarray, spacing) -> tuple[float, flo
         raise ValueError(f"segmentation shape {segs.shape} differs from ground truth {gts.shape}")
     if gts.ndim == 2:
         gts, segs, spacing = gts[..., None], segs[..., None], [1.0, 1.0, 1.0]
-    labels = range(1, int(gts.max()) + 1)
-    dsc = float(np.mean([compute_dice_coefficient(gts == i, segs == i) for i in labels]))
+    dsc = case_dsc(gts, segs)
     if not dsc > 0.2:
         return dsc, 0.0
-    nsd = float(np.mean([surface_dice(gts == i, segs == i, spacing) for i in labels]))
+    nsd = float(np.mean([surface_dice(gts == i, segs == i, spacing) for i in range(1, int(gts.max()) + 1)]))
     return dsc, nsd
+
+
+def case_dsc(gts: np.ndarray, segs: np.ndarray) -> float:
+    """Mean DSC over labels 1..max(gts) (case_metrics's, without the NSD)."""
+    return float(np.mean([compute_dice_coefficient(gts == i, segs == i) for i in range(1, int(gts.max()) + 1)]))
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -201,16 +201,14 @@ def held_out_dsc(model, held: list) -> float:
     """The mean DSC (points) ``model`` gives on the cases of the examples ``held``, scored as ``held_out`` scores
     them (an example's DSC the mean over its labels, a volume's the mean over its slices); the model is left in
     the mode it was in."""
-    from evaluation.compute_metrics import compute_dice_coefficient
+    from evaluation.compute_metrics import case_dsc
 
     training = model.training
     model.eval()
     try:
         per_case: dict = {}
         for e in held:
-            found = labels_of(model, e)
-            per_case.setdefault(e.case, []).append(np.mean([compute_dice_coefficient(e.gts == k, found == k)
-                                                            for k in range(1, int(e.gts.max()) + 1)]))
+            per_case.setdefault(e.case, []).append(case_dsc(e.gts, labels_of(model, e)))
     finally:
         model.train(training)
     return 100 * float(np.mean([np.mean(v) for v in per_case.values()]))
