@@ -92,7 +92,7 @@ class Scene(LabelMap):
         """The mask of a box drawn on the cut at ``index`` of ``plane`` ("y" or "x") of a volume: the cut is
         segmented as a 2D image by the router's 2D rule for the case's modality, resampled to square pixels
         (``Cuts``); the mask is put back on the cut's own pixels. Returns a volume-sized mask and its confidence."""
-        cuts = Cuts(self.case.image, plane, formats.spacing(self.case))
+        cuts = self.cuts(plane)
         x0, y0, x1, y1 = box
         scaled = [x0 * cuts.sx, y0 * cuts.sy, (x1 + 1) * cuts.sx - 1, (y1 + 1) * cuts.sy - 1]
         case = make_case(self.case.path, cuts[index], [scaled], dim="2D", fmt=self.case.fmt,
@@ -159,7 +159,7 @@ class Scene(LabelMap):
             return self._segment(self._checked_box(box, index, z_range), reporter, end)
         if via == "axial":
             return self._segment(self._across(box, index, plane, mm), reporter)
-        cuts = Cuts(self.case.image, plane, formats.spacing(self.case))
+        cuts = self.cuts(plane)
         x0, y0, x1, y1 = box
         scaled = [x0 * cuts.sx, y0 * cuts.sy, (x1 + 1) * cuts.sx - 1, (y1 + 1) * cuts.sy - 1]
         boxes, skipped, warnings = clip_boxes([[*scaled[:2], 0, *scaled[2:], len(cuts) - 1]], "3D", cuts.shape)
@@ -230,8 +230,11 @@ class Scene(LabelMap):
     def _images(self, plane: str = "z"):
         """The images a propagation over ``plane`` encodes: the slices ("z"), or the cuts across them resampled to
         square pixels (Cuts), by index."""
-        if plane == "z" or self.case.dim != "3D":
-            return _Slices(self)
+        return _Slices(self) if plane == "z" or self.case.dim != "3D" else self.cuts(plane)
+
+    def cuts(self, plane: str) -> Cuts:
+        """The volume's cuts across its slices (``plane`` "y", "x") as a box drawn on one propagates over them,
+        resampled to square pixels by the file's spacing."""
         return Cuts(self.case.image, plane, formats.spacing(self.case))
 
     def encode_ahead(self, focus, stop: threading.Event, done=None, plane: str = "z") -> int:
@@ -239,10 +242,10 @@ class Scene(LabelMap):
         slices a box drawn there propagates over) into the embedding cache, the one nearest to ``focus()`` (an
         index, read before each turn: where the user works now) first, so that prompts drawn later decode only.
         Ends when every one is encoded, ``stop`` is set or the cache is full (it never pushes out what it
-        encoded). Each turn encodes as many at once as the segmenter has slice encoders
-        (litemedsam.models.parallel: one session each; one turn, one slice on most machines) and waits for the
-        model's background turn (prompts go first); ``done(z)`` is called for each one found or put in the
-        cache. Returns how many it encoded."""
+        encoded; beyond it, slices go to the disk store, a view's cuts nowhere). Each turn encodes as many at
+        once as the segmenter has slice encoders (litemedsam.models.parallel: one session each; one turn, one
+        slice on most machines) and waits for the model's background turn (prompts go first); ``done(z)`` is
+        called for each one found or put in the cache. Returns how many it encoded."""
         model = self.model_for()
         segmenter = CachingSegmenter(self.segmenters.get(model), self.cache, model)
         images = self._images(plane)
@@ -259,8 +262,9 @@ class Scene(LabelMap):
                 if not batch:
                     continue
                 full = not self.cache.room(len(batch))
-                if full and self.cache.store is None:
-                    break  # without a disk store, what it encoded is never pushed out
+                if full and (self.cache.store is None or plane != "z"):
+                    break  # without a disk store, what it encoded is never pushed out; a view's cuts (encoded
+                    # after a box drawn there) are never written to disk, where they would push out slices
                 # with one, the slices beyond the memory cache go to disk only, never pushing out the nearer ones
                 encode = segmenter.put_away if full else segmenter.encode
                 with self.turns.background() as turn:
